@@ -1,0 +1,79 @@
+"""Alignment between tokenizations by character offsets.
+
+`project_rewards` moves per-token rewards from one tokenization of a response (e.g. the
+reward model's) onto another (e.g. the policy's). Source token `k` with end offset `e_k` is
+credited to the first target token whose end offset is `>= e_k`, i.e. the target token that
+contains the source token's last character. With `combine="sum"` each target token gets the
+sum of its source tokens' rewards, so for RED it receives the difference of the prefix scores
+at the last source boundary inside its end and the one before, and the total is unchanged.
+With `combine="mean"` (for bounded rewards such as TLCR's) it gets their mean; a target token
+that receives no source token gets 0.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tokenreward.rewards import Offsets
+
+
+def check_offsets(offsets: Offsets, text_length: int, what: str) -> None:
+    """Offsets must lie inside the text with non-decreasing end offsets."""
+    previous_end = 0
+    for t, (start, end) in enumerate(offsets):
+        if not (0 <= start <= end <= text_length):
+            raise ValueError(f"{what}: token {t} has offsets ({start}, {end}) outside the response of length {text_length}")
+        if end < previous_end:
+            raise ValueError(f"{what}: token {t} ends at {end}, before the previous token's end {previous_end}; cannot align")
+        previous_end = end
+
+
+def project_rewards(
+    source_offsets: Offsets,
+    source_rewards: Sequence[float],
+    target_offsets: Offsets,
+    text_length: int,
+    combine: str = "sum",
+) -> list[float]:
+    """Re-project rewards from source tokens onto target tokens (see module docstring)."""
+    if combine not in ("sum", "mean"):
+        raise ValueError(f"combine must be 'sum' or 'mean', got {combine!r}")
+    check_offsets(source_offsets, text_length, "source tokenizer")
+    check_offsets(target_offsets, text_length, "target tokenizer")
+    if not target_offsets:
+        raise ValueError("target tokenization is empty; cannot align rewards to it")
+    if target_offsets[-1][1] < (source_offsets[-1][1] if source_offsets else 0):
+        raise ValueError(
+            f"target tokens end at character {target_offsets[-1][1]} but source tokens cover up to "
+            f"{source_offsets[-1][1]}; the two tokenizations do not cover the same text"
+        )
+    totals = [0.0] * len(target_offsets)
+    counts = [0] * len(target_offsets)
+    j = 0
+    for (_, end), reward in zip(source_offsets, source_rewards):
+        while target_offsets[j][1] < end:
+            j += 1
+        totals[j] += float(reward)
+        counts[j] += 1
+    if combine == "mean":
+        return [t / c if c else 0.0 for t, c in zip(totals, counts)]
+    return totals
+
+
+def offsets_from_ids(tokenizer, token_ids: Sequence[int]) -> tuple[str, Offsets]:
+    """Decode generated token ids to text and give each token its character span.
+
+    Token `k` spans `len(decode(ids[:k]))` to `len(decode(ids[:k+1]))`, so multi-token
+    characters (byte-level BPE) and merged whitespace are attributed to the token that
+    completes them. Special tokens are skipped in the text (they get an empty span).
+    """
+    ids = list(token_ids)
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    offsets: Offsets = []
+    previous = 0
+    for k in range(1, len(ids) + 1):
+        prefix_length = len(tokenizer.decode(ids[:k], skip_special_tokens=True))
+        end = min(max(prefix_length, previous), len(text))
+        offsets.append((previous, end))
+        previous = end
+    return text, offsets

@@ -1,0 +1,110 @@
+"""Loading Hugging Face models by local path or hub id, prefix scores, per-token log-probs.
+
+Every function accepts either a path / hub id or an already loaded object, so trainers can
+pass the models they hold in memory and users can pass folders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+PathOrModel = Any  # str | Path | a loaded transformers object
+
+SCORE_HEAD_NAMES = ("score", "classifier", "v_head")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_tokenizer(source: PathOrModel):
+    """A tokenizer from a path / hub id, or the object itself if already loaded."""
+    if not isinstance(source, (str, Path)):
+        return source
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(source))
+
+
+def score_head(model: nn.Module) -> nn.Module:
+    """The scalar head of a `*ForSequenceClassification` model; a clear error if it has none."""
+    for name in SCORE_HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            out = getattr(head, "out_features", None)
+            if out is not None and out != 1:
+                raise ValueError(
+                    f"{type(model).__name__} has a {out}-way head `{name}`; a reward model needs a scalar "
+                    "head (num_labels=1)"
+                )
+            return head
+    raise ValueError(
+        f"{type(model).__name__} has no scalar score head (looked for {', '.join(SCORE_HEAD_NAMES)}); "
+        "load a *ForSequenceClassification model with num_labels=1"
+    )
+
+
+def load_reward_model(source: PathOrModel, device: torch.device | str | None = None, attn_implementation: str | None = None):
+    """A causal sequence-classification reward model with a scalar head, in eval mode."""
+    if isinstance(source, (str, Path)):
+        from transformers import AutoModelForSequenceClassification
+
+        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForSequenceClassification.from_pretrained(str(source), **kwargs)
+    else:
+        model = source
+        if attn_implementation and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attn_implementation)
+    score_head(model)
+    if model.config.pad_token_id is None:
+        raise ValueError(
+            f"reward model {type(model).__name__} has no pad_token_id in its config; it cannot find the last "
+            "token of a padded batch (set config.pad_token_id)"
+        )
+    if device is not None:
+        model.to(device)
+    return model.eval()
+
+
+def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None):
+    """A causal language model (policy, reference, discriminator backbone)."""
+    if isinstance(source, (str, Path)):
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(source))
+    else:
+        model = source
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def context_length(model: nn.Module) -> int | None:
+    """The model's maximum number of positions, if its config says."""
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`s[b, p] = R(input[b, :p+1])` for every position p, from ONE forward pass.
+
+    The reward model's own score head is applied to the hidden state at every position; for a
+    causal model this equals re-scoring each prefix separately.
+    """
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return score_head(model)(hidden).squeeze(-1).float()
+
+
+def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0`."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    picked = torch.gather(logits, 2, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
+    return torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)

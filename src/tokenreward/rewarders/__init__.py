@@ -1,0 +1,1 @@
+"""One module per token rewarder; each registers itself with `register_rewarder`."""

@@ -1,0 +1,45 @@
+"""Shared base of rewarders that read an off-the-shelf sequence reward model (RED, ABC, sparse)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tokenreward.encoding import EncodedPairs, encode_pairs
+from tokenreward.models import PathOrModel, context_length, default_device, load_reward_model, load_tokenizer
+from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards
+
+
+class RewardModelRewarder(Rewarder):
+    """Loads a scalar-head reward model and its tokenizer (the model's own unless `tokenizer`
+    is given), encodes prompt+response pairs, and hands subclasses one forward pass."""
+
+    attn_implementation: str | None = None
+
+    def __init__(
+        self,
+        reward_model: PathOrModel,
+        tokenizer: PathOrModel | None = None,
+        device: str | None = None,
+        batch_size: int = 8,
+    ):
+        self.device = torch.device(device) if device else default_device()
+        self.model = load_reward_model(reward_model, self.device, self.attn_implementation)
+        if tokenizer is None and not isinstance(reward_model, (str, Path)):
+            raise ValueError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
+        self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else reward_model)
+        self.batch_size = batch_size
+
+    def encode(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> EncodedPairs:
+        return encode_pairs(self.tokenizer, prompts, responses, context_length(self.model))
+
+    @torch.no_grad()
+    def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
+        enc = self.encode(prompts, responses)
+        rewards, sequence = self.rewards_from_encoding(enc)
+        return TokenRewards.from_lists(self.name, enc.responses, enc.offsets, rewards, sequence)
+
+    def rewards_from_encoding(self, enc: EncodedPairs) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-response reward rows and the sequence rewards for an encoded batch."""
+        raise NotImplementedError

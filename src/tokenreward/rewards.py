@@ -1,0 +1,202 @@
+"""The token-reward type and the rewarder interface.
+
+Everything in tokenreward meets at `TokenRewards`: for a batch of responses, a padded float
+tensor `rewards[batch, response_len]` with a boolean `mask`, and per response its tokens (the
+substrings of the response), their character offsets into the response string, and the
+sequence reward. Rewarders produce it; PPO consumes it; `bench credit` scores it against the
+world's ground truth; the heatmaps draw it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import torch
+
+from tokenreward.registry import Registry
+
+Message = dict[str, str]
+Conversation = list[Message]
+TextOrMessages = Union[str, Conversation]
+Offsets = list[tuple[int, int]]
+
+
+@dataclass
+class TokenRewards:
+    """Per-token rewards for a batch of responses.
+
+    `rewards[i, t]` is the reward of token `t` of response `i` (zero where `mask` is False);
+    `offsets[i][t] = (start, end)` indexes into `responses[i]`; `tokens[i][t]` is
+    `responses[i][start:end]`; `sequence_rewards[i]` is the holistic score the tokens share.
+    """
+
+    rewarder: str
+    responses: list[str]
+    offsets: list[Offsets]
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    sequence_rewards: torch.Tensor
+
+    @classmethod
+    def from_lists(
+        cls,
+        rewarder: str,
+        responses: Sequence[str],
+        offsets: Sequence[Offsets],
+        rewards: Sequence[Sequence[float] | torch.Tensor],
+        sequence_rewards: Sequence[float] | torch.Tensor,
+    ) -> "TokenRewards":
+        """Pad per-response lists into the batch tensors; refuse NaN/inf and ragged input."""
+        if not (len(responses) == len(offsets) == len(rewards) == len(sequence_rewards)):
+            raise ValueError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
+        width = max((len(r) for r in rewards), default=0)
+        padded = torch.zeros(len(rewards), width, dtype=torch.float32)
+        mask = torch.zeros(len(rewards), width, dtype=torch.bool)
+        for i, (row, offs) in enumerate(zip(rewards, offsets)):
+            row = torch.as_tensor(row, dtype=torch.float32).detach().cpu().reshape(-1)
+            if row.numel() != len(offs):
+                raise ValueError(f"{rewarder}: response {i} has {row.numel()} rewards for {len(offs)} tokens")
+            padded[i, : row.numel()] = row
+            mask[i, : row.numel()] = True
+        seq = torch.as_tensor(sequence_rewards, dtype=torch.float32).detach().cpu().reshape(-1)
+        result = cls(rewarder, list(responses), [list(map(tuple, o)) for o in offsets], padded, mask, seq)
+        result.check_finite()
+        return result
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+    def tokens(self, i: int) -> list[str]:
+        return [self.responses[i][s:e] for s, e in self.offsets[i]]
+
+    def token_rewards(self, i: int) -> list[float]:
+        return self.rewards[i, self.mask[i]].tolist()
+
+    def check_finite(self) -> None:
+        """Raise naming the response and token if any reward is NaN or infinite."""
+        bad = ~torch.isfinite(self.rewards) & self.mask
+        if bad.any():
+            i, t = (int(v) for v in bad.nonzero()[0])
+            raise FloatingPointError(f"{self.rewarder}: non-finite reward at response {i}, token {t}")
+        bad_seq = ~torch.isfinite(self.sequence_rewards)
+        if bad_seq.any():
+            raise FloatingPointError(f"{self.rewarder}: non-finite sequence reward at response {int(bad_seq.nonzero()[0])}")
+
+    def record(self, i: int) -> dict[str, Any]:
+        """The JSON contract of `tokenreward score` for response `i`."""
+        return {
+            "rewarder": self.rewarder,
+            "sequence_reward": float(self.sequence_rewards[i]),
+            "tokens": self.tokens(i),
+            "offsets": [[int(s), int(e)] for s, e in self.offsets[i]],
+            "rewards": [float(v) for v in self.token_rewards(i)],
+        }
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self.record(i) for i in range(len(self))]
+
+    @classmethod
+    def concat(cls, parts: Sequence["TokenRewards"]) -> "TokenRewards":
+        """Join batches scored separately (e.g. mini-batches) into one."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        return cls.from_lists(
+            parts[0].rewarder,
+            [r for p in parts for r in p.responses],
+            [o for p in parts for o in p.offsets],
+            [p.rewards[i, p.mask[i]] for p in parts for i in range(len(p))],
+            torch.cat([p.sequence_rewards for p in parts]),
+        )
+
+
+class Rewarder(ABC):
+    """Turns (prompt, response) pairs into per-token rewards.
+
+    Subclasses implement `_score_batch` for a mini-batch; `score` validates the input,
+    splits it into mini-batches of `batch_size`, and, when `align_to` gives the offsets of
+    another tokenizer's tokens (e.g. the policy's), re-projects the rewards onto those tokens
+    with `tokenreward.align.project_rewards` (sum-preserving by default).
+    """
+
+    name: str = "rewarder"
+    #: how rewards combine when several source tokens fall in one target token
+    combine: str = "sum"
+    batch_size: int = 8
+
+    def score(
+        self,
+        prompts: Sequence[TextOrMessages],
+        responses: Sequence[TextOrMessages],
+        align_to: Sequence[Offsets] | None = None,
+    ) -> TokenRewards:
+        from tokenreward.align import project_rewards
+        from tokenreward.encoding import response_text
+
+        if len(prompts) != len(responses):
+            raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
+        texts = [response_text(r, index=i) for i, r in enumerate(responses)]
+        parts = [
+            self._score_batch(list(prompts[s : s + self.batch_size]), list(responses[s : s + self.batch_size]))
+            for s in range(0, len(prompts), self.batch_size)
+        ]
+        result = TokenRewards.concat(parts) if parts else TokenRewards.from_lists(self.name, [], [], [], [])
+        result.responses = texts
+        if align_to is not None:
+            if len(align_to) != len(result):
+                raise ValueError(f"{self.name}: align_to has {len(align_to)} entries for {len(result)} responses")
+            rewards = [
+                project_rewards(result.offsets[i], result.token_rewards(i), list(align_to[i]), len(texts[i]), self.combine)
+                for i in range(len(result))
+            ]
+            result = TokenRewards.from_lists(self.name, texts, align_to, rewards, result.sequence_rewards)
+        return result
+
+    @abstractmethod
+    def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
+        """Score one mini-batch (at most `batch_size` pairs)."""
+
+
+REWARDERS: Registry[type[Rewarder]] = Registry("rewarder", "tokenreward.rewarders")
+
+
+def register_rewarder(name: str):
+    """Class decorator: register a `Rewarder` subclass under `name` and set its `name`."""
+
+    def decorator(cls: type[Rewarder]) -> type[Rewarder]:
+        cls.name = name
+        return REWARDERS.register(name)(cls)
+
+    return decorator
+
+
+def rewarder_requirements(name: str) -> list[str]:
+    """The constructor arguments without defaults (e.g. `reward_model`) a rewarder needs."""
+    sig = inspect.signature(REWARDERS.get(name).__init__)
+    return [
+        p.name
+        for p in list(sig.parameters.values())[1:]
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+
+
+def build_rewarder(name: str, **resources: Any) -> Rewarder:
+    """Build rewarder `name`, passing only the resources its constructor accepts.
+
+    Resources are things like `reward_model=...`, `tokenizer=...`, `policy=...`,
+    `reference=...`, `discriminator=...` (paths or loaded objects) and method options. Unknown
+    keys are ignored so that one resource dict (e.g. from the world) serves every rewarder;
+    missing required ones raise an error naming them.
+    """
+    cls = REWARDERS.get(name)
+    sig = inspect.signature(cls.__init__)
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs = {k: v for k, v in resources.items() if v is not None and (accepts_any or k in sig.parameters)}
+    missing = [r for r in rewarder_requirements(name) if r not in kwargs]
+    if missing:
+        flags = ", ".join("--" + m.replace("_", "-") for m in missing)
+        raise ValueError(f"rewarder {name!r} needs {flags}")
+    return cls(**kwargs)
+

@@ -1,0 +1,85 @@
+"""Tiny models and tokenizers built on the spot (no downloads), for tests, benchmarks and docs."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+
+DEFAULT_CORPUS = [
+    "What is 17 + 25? The answer is 42.",
+    "The capital of France is Paris. The capital of Peru is Lima.",
+    "The first five primes are 2, 3, 5, 7, 11.",
+    "Thank you for asking, I am happy to help you with that question.",
+    "You are stupid and this is a terrible, awful question.",
+    "Samosa is a fried pastry with a savoury filling. Hello world!",
+]
+
+
+def train_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 300, chat_template: str | None = None):
+    """A byte-level BPE `PreTrainedTokenizerFast` trained on `corpus`, with pad/eos/bos/unk."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
+
+
+def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
+    """A 2-layer config of `arch` in {'gpt2', 'llama', 'qwen2'}."""
+    from transformers import GPT2Config, LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id)
+    if arch == "gpt2":
+        cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=128, **common)
+    elif arch in ("llama", "qwen2"):
+        cls = LlamaConfig if arch == "llama" else Qwen2Config
+        cfg = cls(
+            num_hidden_layers=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            **common,
+        )
+    else:
+        raise ValueError(f"unknown tiny architecture {arch!r}")
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def tiny_reward_model(arch: str, tokenizer, seed: int = 0):
+    """A randomly initialised scalar-head `*ForSequenceClassification` model."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = tiny_config(arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    # a random head on a 32-d state gives scores near 0; scale it so differences are visible
+    with torch.no_grad():
+        model.score.weight.mul_(20.0)
+    return model.eval()
+
+
+def tiny_causal_lm(arch: str, tokenizer, seed: int = 0):
+    """A randomly initialised causal LM."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer), tokenizer.pad_token_id)).eval()

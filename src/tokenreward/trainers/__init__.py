@@ -1,0 +1,7 @@
+"""Trainers: thin loops on `accelerate`. Each module registers its methods with `register_trainer`."""
+
+from tokenreward.registry import Registry
+from tokenreward.runnable import Runnable, registrar
+
+TRAINERS: Registry[Runnable] = Registry("trainer", "tokenreward.trainers")
+register_trainer = registrar(TRAINERS)

@@ -1,0 +1,53 @@
+"""Shared fixtures: tokenizers trained on the spot, tiny random models, the small world.
+
+Nothing is downloaded. The small world is built once per test session (about a minute) into a
+temporary directory; tests that need it take the `small_world` fixture.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokenizer
+
+ARCHS = ("gpt2", "llama", "qwen2")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return train_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def other_tokenizer():
+    """A second tokenizer with a different vocabulary (for mismatch tests)."""
+    return train_tokenizer(vocab_size=270)
+
+
+@pytest.fixture(params=ARCHS)
+def arch(request):
+    return request.param
+
+
+@pytest.fixture
+def reward_model(arch, tokenizer):
+    return tiny_reward_model(arch, tokenizer)
+
+
+@pytest.fixture
+def causal_lm(arch, tokenizer):
+    return tiny_causal_lm(arch, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """The small world, built once per session (see `tokenreward.world.build.build_world`)."""
+    from tokenreward.world.build import build_world
+
+    return build_world(tmp_path_factory.mktemp("world") / "small", size="small", seed=0)
