@@ -1,0 +1,102 @@
+"""Token labels from a minimal revision (TLCR, Eqs. 4-5): edit-op alignment of token ids.
+
+A reviser edits the rejected response `y_r` into `y_m`. The two token-id sequences are
+Levenshtein-aligned (unit costs for insert, delete, substitute) and
+
+- a token of `y_r` that is deleted or substituted is negative (label 0),
+- a token of `y_m` that is added or substituted is positive (label 1),
+- every other token (matched unchanged) is neutral (soft label 0.5).
+
+Ties. Several minimal edit scripts can exist (`[a, b] -> [b, c]` is "delete a, insert c" or
+"substitute twice") and they label different tokens. The public TLCR code walks its DP table
+back from the end and prefers delete > add (insert) > substitute/match among the optimal
+moves; `rapidfuzz`'s own `editops` uses its bit-parallel backtrace, whose ties differ. We
+keep the public code's rule: every distance comes from `rapidfuzz.distance.Levenshtein`
+(C++, bit-parallel) and `edit_ops` takes, at each step of the walk back, the first optimal
+move in that order. The walk makes at most `len(y_r) + len(y_m)` steps of at most three
+library calls on prefixes, a few milliseconds for responses of hundreds of tokens.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, NamedTuple, Sequence
+
+from rapidfuzz.distance import Levenshtein
+
+from tokenreward.encoding import encode_pairs
+from tokenreward.rewards import TextOrMessages
+
+NEGATIVE, NEUTRAL, POSITIVE = 0.0, 0.5, 1.0
+
+
+class EditOp(NamedTuple):
+    """`tag` in {"delete", "insert", "replace"}; `source` / `target` are positions in the
+    source and target sequences (for "insert", `source` is where the token goes in)."""
+
+    tag: str
+    source: int
+    target: int
+
+
+def edit_ops(source: Sequence[Any], target: Sequence[Any]) -> list[EditOp]:
+    """A minimal edit script turning `source` into `target`, ties broken delete > insert > substitute
+    while walking back from the end (see the module docstring). Matches are not listed."""
+    source, target = list(source), list(target)
+
+    @lru_cache(maxsize=None)
+    def distance(i: int, j: int) -> int:
+        return Levenshtein.distance(source[:i], target[:j])
+
+    ops: list[EditOp] = []
+    i, j = len(source), len(target)
+    while i > 0 or j > 0:
+        here = distance(i, j)
+        if i > 0 and distance(i - 1, j) + 1 == here:
+            i -= 1
+            ops.append(EditOp("delete", i, j))
+        elif j > 0 and distance(i, j - 1) + 1 == here:
+            j -= 1
+            ops.append(EditOp("insert", i, j))
+        else:
+            i, j = i - 1, j - 1
+            if source[i] != target[j]:
+                ops.append(EditOp("replace", i, j))
+    return ops[::-1]
+
+
+def token_labels(rejected: Sequence[Any], revision: Sequence[Any]) -> tuple[list[float], list[float]]:
+    """TLCR Eqs. 4-5: (labels of the rejected tokens, labels of the revision tokens)."""
+    rejected_labels = [NEUTRAL] * len(rejected)
+    revision_labels = [NEUTRAL] * len(revision)
+    for op in edit_ops(rejected, revision):
+        if op.tag in ("delete", "replace"):
+            rejected_labels[op.source] = NEGATIVE
+        if op.tag in ("insert", "replace"):
+            revision_labels[op.target] = POSITIVE
+    return rejected_labels, revision_labels
+
+
+def label_pair(
+    tokenizer,
+    prompt: TextOrMessages,
+    rejected: str,
+    revision: str,
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    """The `tokenreward label` output record for one revised pair.
+
+    Both responses are tokenized after the prompt (as a discriminator or policy sees them,
+    see `tokenreward.encoding`), their response token ids aligned and labelled."""
+    enc = encode_pairs(tokenizer, [prompt, prompt], [rejected, revision])
+    ids = [enc.input_ids[k, enc.response_positions[k]].tolist() for k in range(2)]
+    rejected_labels, revision_labels = token_labels(ids[0], ids[1])
+    record: dict[str, Any] = {"prompt": prompt, "rejected": rejected, "revision": revision}
+    for k, (name, labels) in enumerate((("rejected", rejected_labels), ("revision", revision_labels))):
+        text = enc.responses[k]
+        record[f"{name}_tokens"] = [text[s:e] for s, e in enc.offsets[k]]
+        record[f"{name}_offsets"] = [[s, e] for s, e in enc.offsets[k]]
+        record[f"{name}_labels"] = labels
+    if reasoning:
+        record["reasoning"] = reasoning
+    return record
