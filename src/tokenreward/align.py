@@ -38,6 +38,8 @@ def project_rewards(
     """Re-project rewards from source tokens onto target tokens (see module docstring)."""
     if combine not in ("sum", "mean"):
         raise ValueError(f"combine must be 'sum' or 'mean', got {combine!r}")
+    if len(source_offsets) != len(source_rewards):
+        raise ValueError(f"{len(source_rewards)} rewards for {len(source_offsets)} source tokens")
     check_offsets(source_offsets, text_length, "source tokenizer")
     check_offsets(target_offsets, text_length, "target tokenizer")
     if not target_offsets:
@@ -63,17 +65,25 @@ def project_rewards(
 def offsets_from_ids(tokenizer, token_ids: Sequence[int]) -> tuple[str, Offsets]:
     """Decode generated token ids to text and give each token its character span.
 
-    Token `k` spans `len(decode(ids[:k]))` to `len(decode(ids[:k+1]))`, so multi-token
-    characters (byte-level BPE) and merged whitespace are attributed to the token that
-    completes them. Special tokens are skipped in the text (they get an empty span).
+    Token `k` ends where the decoded prefix `decode(ids[:k+1])` stops agreeing with the full
+    text, so a character split over several byte-level tokens (whose partial decode is a
+    replacement character) belongs to the token that completes it, and merged whitespace to
+    the token that emits it. Special tokens are skipped in the text (they get an empty span).
     """
     ids = list(token_ids)
     text = tokenizer.decode(ids, skip_special_tokens=True)
     offsets: Offsets = []
     previous = 0
     for k in range(1, len(ids) + 1):
-        prefix_length = len(tokenizer.decode(ids[:k], skip_special_tokens=True))
-        end = min(max(prefix_length, previous), len(text))
+        prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        end = max(_common_prefix_length(prefix, text), previous)
         offsets.append((previous, end))
         previous = end
     return text, offsets
+
+
+def _common_prefix_length(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    return next(i for i in range(n) if a[i] != b[i])

@@ -4,13 +4,17 @@ Choices (documented here because every rewarder relies on them):
 - A plain-text prompt is followed immediately by the response text and the two are
   tokenized together (the tokenizer's own special tokens, e.g. a BOS, are added).
 - A conversational prompt (TRL style: a list of `{"role", "content"}` messages) is rendered
-  with the tokenizer's chat template with the response appended as the assistant turn; the
-  response is located as the last occurrence of its text in the rendered string.
+  with the tokenizer's chat template with the response appended as the assistant turn. The
+  response is located by rendering once with a placeholder in its place; a template that
+  trims the content (as Llama 3's does) is allowed, the trimmed whitespace then gets no token.
 - A response may be a string or a conversation whose last message is the assistant reply.
 - Response tokens are the tokens that cover at least one character of the response; a token
   straddling the prompt/response boundary counts as a response token, its offset clipped to
-  the response. Tokens after the response (a template's end-of-turn, an EOS) are kept in the
-  input and belong to the last response token (see `EncodedPairs.token_ends`).
+  the response. Bytes of one character split over several tokens share that character's span.
+- The score of a sequence-classification model is read where Hugging Face reads it: the
+  rightmost input token that is not the pad token (`EncodedPairs.last_positions`). Tokens
+  between the last response token and that position (a template's end-of-turn, an EOS that is
+  not the pad token) belong to the last response token (see `EncodedPairs.token_ends`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Sequence
 
 import torch
 
+from tokenreward.align import check_offsets
 from tokenreward.rewards import Offsets, TextOrMessages
+
+PLACEHOLDER = "\u2063RESPONSE\u2063"
 
 
 @dataclass
@@ -28,8 +35,8 @@ class EncodedPairs:
     """A right-padded batch of prompt+response inputs.
 
     `response_positions[i]` are the input positions of response `i`'s tokens, `offsets[i]`
-    their character spans in the response string, `last_positions[i]` the last real input
-    position (where a sequence-classification model reads its score).
+    their character spans in the response string, `last_positions[i]` the position where a
+    sequence-classification model reads its score (the rightmost non-pad token).
     """
 
     input_ids: torch.Tensor
@@ -41,7 +48,7 @@ class EncodedPairs:
 
     def token_ends(self, i: int) -> list[int]:
         """Input position that closes each response token: the position before the next
-        response token, and for the last token the last real position."""
+        response token, and for the last token the scoring position."""
         pos = self.response_positions[i]
         return [p - 1 for p in pos[1:]] + [self.last_positions[i]]
 
@@ -60,23 +67,45 @@ def response_text(response: TextOrMessages, index: int = 0) -> str:
         text = response[-1].get("content", "")
     else:
         raise TypeError(f"response {index}: expected a string or a list of messages, got {type(response).__name__}")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise TypeError(f"response {index}: the content must be a string, got {type(text).__name__}")
+    if not text:
         raise ValueError(f"response {index} is empty")
     return text
 
 
-def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0) -> tuple[str, int, bool]:
-    """Full text, the response's start offset in it, and whether special tokens must be added."""
+@dataclass
+class Rendered:
+    """The model's input text; response characters `[lead, lead + length)` sit at `start`."""
+
+    text: str
+    start: int
+    lead: int
+    length: int
+    add_special_tokens: bool
+
+
+def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0) -> Rendered:
+    """Place the response after the prompt (plain concatenation or the chat template)."""
     if isinstance(prompt, str):
-        return prompt + response, len(prompt), True
+        return Rendered(prompt + response, len(prompt), 0, len(response), True)
+    if not (isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt)):
+        raise TypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"prompt {index} is conversational but the tokenizer has no chat template")
-    messages = list(prompt) + [{"role": "assistant", "content": response}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    start = text.rfind(response)
-    if start < 0:
-        raise ValueError(f"prompt {index}: the chat template changed the response text; cannot locate it")
-    return text, start, False
+
+    def apply(content: str) -> str:
+        return tokenizer.apply_chat_template(list(prompt) + [{"role": "assistant", "content": content}], tokenize=False)
+
+    framed = apply(PLACEHOLDER)
+    if framed.count(PLACEHOLDER) != 1:
+        raise ValueError(f"prompt {index}: the chat template does not show the assistant's reply exactly once")
+    start = framed.index(PLACEHOLDER)
+    before, after = framed[:start], framed[start + len(PLACEHOLDER) :]
+    for core in (response, response.strip()):
+        if core and apply(core) == before + core + after:
+            return Rendered(before + core + after, start, response.index(core), len(core), False)
+    raise ValueError(f"prompt {index}: the chat template changes the response text, so its tokens cannot be located")
 
 
 def check_tokenizer(tokenizer) -> None:
@@ -94,15 +123,24 @@ def encode_pairs(
     prompts: Sequence[TextOrMessages],
     responses: Sequence[TextOrMessages],
     max_length: int | None = None,
+    pad_token_id: int | None = None,
 ) -> EncodedPairs:
-    """Tokenize prompt+response pairs (see the module docstring for the rules)."""
+    """Tokenize prompt+response pairs (see the module docstring for the rules).
+
+    `pad_token_id` (default: the tokenizer's) pads the batch and marks the tokens a
+    sequence-classification model skips when it reads its score; pass the model's
+    `config.pad_token_id` so that `last_positions` is where the model itself reads.
+    """
     check_tokenizer(tokenizer)
+    pad = tokenizer.pad_token_id if pad_token_id is None else pad_token_id
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     rows, positions, offsets, lasts, texts = [], [], [], [], []
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         resp = response_text(response, i)
-        full, start, special = render(tokenizer, prompt, resp, i)
-        end = start + len(resp)
-        enc = tokenizer(full, return_offsets_mapping=True, add_special_tokens=special)
+        r = render(tokenizer, prompt, resp, i)
+        start, end = r.start, r.start + r.length
+        enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=r.add_special_tokens)
         ids, spans = enc["input_ids"], enc["offset_mapping"]
         if max_length is not None and len(ids) > max_length:
             raise ValueError(
@@ -110,14 +148,22 @@ def encode_pairs(
             )
         pos = [p for p, (s, e) in enumerate(spans) if e > s and e > start and s < end]
         if not pos:
-            raise ValueError(f"response {i} produced no tokens that cover its text")
+            raise ValueError(f"response {i} produced no tokens that cover its text (tokenizer offsets are unusable)")
+        offs = [(max(spans[p][0], start) - start + r.lead, min(spans[p][1], end) - start + r.lead) for p in pos]
+        check_offsets(offs, len(resp), f"response {i}")
+        last = max((p for p, token in enumerate(ids) if token != pad), default=-1)
+        if last < pos[-1]:
+            raise ValueError(
+                f"response {i} ends with the pad token (id {pad}); the model would not read its score after the "
+                "response. Remove it from the response text or use a pad token distinct from the text's tokens"
+            )
         rows.append(ids)
         positions.append(pos)
-        offsets.append([(max(spans[p][0], start) - start, min(spans[p][1], end) - start) for p in pos])
-        lasts.append(len(ids) - 1)
+        offsets.append(offs)
+        lasts.append(last)
         texts.append(resp)
     width = max((len(r) for r in rows), default=0)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, ids in enumerate(rows):
         input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)

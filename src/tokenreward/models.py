@@ -14,11 +14,19 @@ from torch import nn
 
 PathOrModel = Any  # str | Path | a loaded transformers object
 
-SCORE_HEAD_NAMES = ("score", "classifier", "v_head")
+SCORE_HEAD_NAMES = ("score", "classifier")
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
+    """`loader.from_pretrained`, with a missing local folder reported as FileNotFoundError."""
+    try:
+        return loader.from_pretrained(str(source), **kwargs)
+    except OSError as err:
+        raise FileNotFoundError(f"cannot load the {what} from {str(source)!r}: {err}") from err
 
 
 def load_tokenizer(source: PathOrModel):
@@ -27,7 +35,7 @@ def load_tokenizer(source: PathOrModel):
         return source
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(source))
+    return _from_pretrained(AutoTokenizer, source, "tokenizer")
 
 
 def score_head(model: nn.Module) -> nn.Module:
@@ -49,12 +57,26 @@ def score_head(model: nn.Module) -> nn.Module:
 
 
 def load_reward_model(source: PathOrModel, device: torch.device | str | None = None, attn_implementation: str | None = None):
-    """A causal sequence-classification reward model with a scalar head, in eval mode."""
+    """A sequence-classification reward model with a trained scalar head, in eval mode.
+
+    Refuses a checkpoint whose head is missing (e.g. a causal LM folder, which Hugging Face
+    would silently give a random head), a head with more than one output, and a config
+    without `pad_token_id` (the model could not find the last token of a padded batch).
+    """
     if isinstance(source, (str, Path)):
         from transformers import AutoModelForSequenceClassification
 
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), **kwargs)
+        model, info = _from_pretrained(
+            AutoModelForSequenceClassification, source, "reward model", output_loading_info=True, **kwargs
+        )
+        missing = sorted(k for k in info["missing_keys"] if k.split(".")[0] in SCORE_HEAD_NAMES)
+        if missing:
+            architectures = ", ".join(model.config.architectures or ["unknown"])
+            raise ValueError(
+                f"{source} holds a {architectures} checkpoint without a trained score head ({', '.join(missing)} "
+                "missing); a reward model must be a *ForSequenceClassification checkpoint with num_labels=1"
+            )
     else:
         model = source
         if attn_implementation and hasattr(model, "set_attn_implementation"):
@@ -63,11 +85,34 @@ def load_reward_model(source: PathOrModel, device: torch.device | str | None = N
     if model.config.pad_token_id is None:
         raise ValueError(
             f"reward model {type(model).__name__} has no pad_token_id in its config; it cannot find the last "
-            "token of a padded batch (set config.pad_token_id)"
+            "token of a padded batch (set config.pad_token_id to the tokenizer's pad token id)"
         )
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def check_causal(model: nn.Module, probe_length: int = 6) -> None:
+    """Raise unless the model's score at a position ignores later tokens (a causal decoder).
+
+    Prefix scores from one pass (`prefix_scores`) are only the scores of the prefixes for such
+    a model; a bidirectional encoder (BERT-like) would give silently wrong numbers.
+    """
+    vocab = model.get_input_embeddings().num_embeddings
+    pad = model.config.pad_token_id or 0
+    device = next(model.parameters()).device
+    ids = torch.tensor([[(pad + 1 + 7 * k) % vocab for k in range(probe_length)]], device=device)
+    ids[ids == pad] = (pad + 1) % vocab
+    mask = torch.ones_like(ids)
+    half = probe_length // 2
+    with torch.no_grad():
+        full = prefix_scores(model, ids, mask)[:, :half]
+        short = prefix_scores(model, ids[:, :half], mask[:, :half])
+    if not torch.allclose(full, short, rtol=1e-2, atol=1e-3 * max(1.0, float(short.abs().max()))):
+        raise ValueError(
+            f"{type(model).__name__} is not causal: its score at a position changes with later tokens, so "
+            "prefix scores cannot come from one pass; use a decoder (causal) reward model"
+        )
 
 
 def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None):
@@ -75,7 +120,7 @@ def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None
     if isinstance(source, (str, Path)):
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(str(source))
+        model = _from_pretrained(AutoModelForCausalLM, source, "causal language model")
     else:
         model = source
     if device is not None:

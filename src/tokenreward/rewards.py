@@ -80,10 +80,16 @@ class TokenRewards:
         bad = ~torch.isfinite(self.rewards) & self.mask
         if bad.any():
             i, t = (int(v) for v in bad.nonzero()[0])
-            raise FloatingPointError(f"{self.rewarder}: non-finite reward at response {i}, token {t}")
+            raise FloatingPointError(
+                f"{self.rewarder}: reward {float(self.rewards[i, t])} (not finite) at response {i}, token {t} "
+                f"{self.tokens(i)[t]!r}"
+            )
         bad_seq = ~torch.isfinite(self.sequence_rewards)
         if bad_seq.any():
-            raise FloatingPointError(f"{self.rewarder}: non-finite sequence reward at response {int(bad_seq.nonzero()[0])}")
+            i = int(bad_seq.nonzero()[0])
+            raise FloatingPointError(
+                f"{self.rewarder}: sequence reward {float(self.sequence_rewards[i])} (not finite) at response {i}"
+            )
 
     def record(self, i: int) -> dict[str, Any]:
         """The JSON contract of `tokenreward score` for response `i`."""
@@ -138,10 +144,15 @@ class Rewarder(ABC):
         if len(prompts) != len(responses):
             raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
         texts = [response_text(r, index=i) for i, r in enumerate(responses)]
-        parts = [
-            self._score_batch(list(prompts[s : s + self.batch_size]), list(responses[s : s + self.batch_size]))
-            for s in range(0, len(prompts), self.batch_size)
-        ]
+        parts = []
+        for start in range(0, len(prompts), self.batch_size):
+            stop = min(start + self.batch_size, len(prompts))
+            try:
+                parts.append(self._score_batch(list(prompts[start:stop]), list(responses[start:stop])))
+            except (ValueError, FloatingPointError) as err:
+                if len(prompts) <= self.batch_size:
+                    raise
+                raise type(err)(f"{self.name}, pairs {start}..{stop - 1} (numbered from 0 below): {err}") from err
         result = TokenRewards.concat(parts) if parts else TokenRewards.from_lists(self.name, [], [], [], [])
         result.responses = texts
         if align_to is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 
 import torch
@@ -24,6 +25,8 @@ class RewardModelRewarder(Rewarder):
         device: str | None = None,
         batch_size: int = 8,
     ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device) if device else default_device()
         self.model = load_reward_model(reward_model, self.device, self.attn_implementation)
         if tokenizer is None and not isinstance(reward_model, (str, Path)):
@@ -32,7 +35,17 @@ class RewardModelRewarder(Rewarder):
         self.batch_size = batch_size
 
     def encode(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> EncodedPairs:
-        return encode_pairs(self.tokenizer, prompts, responses, context_length(self.model))
+        """Encode with the model's own pad token, so `last_positions` is where the model reads its score."""
+        enc = encode_pairs(
+            self.tokenizer, prompts, responses, context_length(self.model), pad_token_id=self.model.config.pad_token_id
+        )
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
+            raise ValueError(
+                f"token id {int(enc.input_ids.max())} is outside the reward model's vocabulary of {vocab}; "
+                "the tokenizer does not belong to this reward model"
+            )
+        return enc
 
     @torch.no_grad()
     def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
@@ -40,6 +53,11 @@ class RewardModelRewarder(Rewarder):
         rewards, sequence = self.rewards_from_encoding(enc)
         return TokenRewards.from_lists(self.name, enc.responses, enc.offsets, rewards, sequence)
 
+    @abstractmethod
     def rewards_from_encoding(self, enc: EncodedPairs) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per-response reward rows and the sequence rewards for an encoded batch."""
-        raise NotImplementedError
+
+    def sequence_scores(self, enc: EncodedPairs) -> torch.Tensor:
+        """The model's own pooled scores (Hugging Face's forward), one per pair."""
+        out = self.model(input_ids=enc.input_ids.to(self.device), attention_mask=enc.attention_mask.to(self.device))
+        return out.logits.squeeze(-1).float().cpu()

@@ -2,8 +2,9 @@
 attention; `A` = last layer's attention averaged over heads; the row of the final input token
 (where the model reads its score), restricted to the response and renormalised:
 `a_t = A[T, t] / sum_t' A[T, t']`; `r_t = beta * a_t * R + (1 - beta) * R * [t = T]`, `beta = 0.8`.
-The rewards sum to `R`. Input positions after the last response token (template tokens) are
-counted with the last response token, as in RED.
+The rewards sum to `R`. `T` is the position where the model reads its score (the rightmost
+non-pad token); only the columns of response tokens are kept, so attention to the prompt and
+to template tokens after the response (an end-of-turn, an EOS) is dropped before renormalising.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import register_rewarder
 
 
-def attention_credit(row: torch.Tensor, token_starts: list[int], last_position: int) -> torch.Tensor:
-    """Share of the final-token attention row that falls on each response token's positions."""
-    bounds = token_starts + [last_position + 1]
-    mass = torch.stack([row[bounds[k] : bounds[k + 1]].sum() for k in range(len(token_starts))])
-    return mass / mass.sum().clamp_min(1e-12)
+def attention_credit(row: torch.Tensor, response_positions: list[int]) -> torch.Tensor:
+    """`a_t = A[T, p_t] / sum_t' A[T, p_t']`: the final-token attention row on the response tokens."""
+    mass = row[response_positions]
+    total = mass.sum()
+    if not total > 0:
+        raise FloatingPointError(f"the final token gives the response no attention (total {float(total)}); cannot share credit")
+    return mass / total
 
 
 @register_rewarder("abc")
@@ -46,12 +49,14 @@ class AbcRewarder(RewardModelRewarder):
             attention_mask=enc.attention_mask.to(self.device),
             output_attentions=True,
         )
+        if not out.attentions:
+            raise ValueError(f"{type(self.model).__name__} returned no attentions; ABC needs attn_implementation='eager'")
         scores = out.logits.squeeze(-1).float().cpu()
         attention = out.attentions[-1].float().mean(dim=1).cpu()  # [B, L, L]
         rows = []
         for i in range(len(scores)):
             last = enc.last_positions[i]
-            share = attention_credit(attention[i, last], enc.response_positions[i], last)
+            share = attention_credit(attention[i, last], enc.response_positions[i])
             row = self.beta * share * scores[i]
             row[-1] += (1.0 - self.beta) * scores[i]
             rows.append(row)

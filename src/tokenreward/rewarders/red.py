@@ -7,8 +7,8 @@ score at the last prompt token (0 when the response starts the input). Eq. 6:
 is added to the last token so the rewards sum to `R(x, y)` exactly. Tokens after the response
 (e.g. an end-of-turn template token) are folded into the last response token, so `s_T` is the
 model's own score of the full input. With a `cost_model` (helpful reward + harmless cost):
-`r_t = 0.5 * (r~_t + alpha * c~_t)`, `alpha = -1`, the cost's rewards projected onto the
-reward model's tokens by character offsets.
+`r_t = 0.5 * (r^_t + alpha * c^_t)`, `alpha = -1`, the cost's rewards (same `beta_c`,
+`keep_sum`) projected onto the reward model's tokens by character offsets.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import EncodedPairs
-from tokenreward.models import PathOrModel, prefix_scores
+from tokenreward.models import PathOrModel, check_causal, prefix_scores
 from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import TextOrMessages, TokenRewards, register_rewarder
 
 
 def redistribute(scores: torch.Tensor, token_ends: list[int], prompt_end: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differences of prefix scores at consecutive token ends; returns (r~, s_0)."""
+    """Eq. 6 for one sequence: `r~_t = s[end_t] - s[end_{t-1}]` with `s[end_0] = s_0 = s[prompt_end]`
+    (0 when `prompt_end < 0`); `scores` holds the prefix score at every input position.
+    Returns `(r~, s_0)`."""
     s0 = scores[prompt_end] if prompt_end >= 0 else scores.new_zeros(())
     ends = scores[token_ends]
     return ends - torch.cat([s0.reshape(1), ends[:-1]]), s0
@@ -46,8 +48,13 @@ class RedRewarder(RewardModelRewarder):
         super().__init__(reward_model, tokenizer, device, batch_size)
         if not 0.0 <= beta_c <= 1.0:
             raise ValueError(f"beta_c must lie in [0, 1], got {beta_c}")
+        check_causal(self.model)
         self.beta_c, self.keep_sum, self.alpha = beta_c, keep_sum, alpha
-        self.cost = RedRewarder(cost_model, cost_tokenizer, device=device, batch_size=batch_size) if cost_model else None
+        self.cost = (
+            RedRewarder(cost_model, cost_tokenizer, beta_c, keep_sum, device=device, batch_size=batch_size)
+            if cost_model is not None
+            else None
+        )
 
     def rewards_from_encoding(self, enc: EncodedPairs) -> tuple[list[torch.Tensor], torch.Tensor]:
         scores = prefix_scores(self.model, enc.input_ids.to(self.device), enc.attention_mask.to(self.device)).cpu()

@@ -4,6 +4,8 @@ pooled output (Hugging Face's forward), read at the last real input token."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from tokenreward.encoding import EncodedPairs
@@ -12,12 +14,11 @@ from tokenreward.rewards import register_rewarder
 
 
 class SequenceScoreRewarder(RewardModelRewarder):
-    def sequence_scores(self, enc: EncodedPairs) -> torch.Tensor:
-        out = self.model(input_ids=enc.input_ids.to(self.device), attention_mask=enc.attention_mask.to(self.device))
-        return out.logits.squeeze(-1).float().cpu()
+    """Spreads the model's own pooled score over the response tokens (`spread`)."""
 
+    @abstractmethod
     def spread(self, score: torch.Tensor, length: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The `length` token rewards made from the sequence score."""
 
     def rewards_from_encoding(self, enc: EncodedPairs) -> tuple[list[torch.Tensor], torch.Tensor]:
         scores = self.sequence_scores(enc)
