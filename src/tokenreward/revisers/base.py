@@ -1,0 +1,74 @@
+"""The reviser interface: (prompt, rejected, chosen) -> a minimal revision of the rejected response.
+
+A `Revision` either carries the revised text (and the reviser's reasoning when it gave one) or
+says why it failed (`failure`); a failed revision is recorded as such and never labelled.
+Transport problems (a server that stays down, a refused key) are not failures of a reply:
+they raise `ReviserError` so that a labelling run stops and can be resumed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from tokenreward.registry import Registry
+from tokenreward.rewards import TextOrMessages
+
+
+class ReviserError(RuntimeError):
+    """The reviser could not be reached or refused the request (after its retries)."""
+
+
+@dataclass
+class Revision:
+    revision: str | None
+    reasoning: str | None = None
+    failure: str | None = None
+    reply: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass
+class RevisionRequest:
+    prompt: TextOrMessages
+    rejected: str
+    chosen: str
+
+
+class Reviser(ABC):
+    """Subclasses implement `revise_batch`; `revise` is the one-item convenience."""
+
+    name: str = "reviser"
+    #: how many requests the labelling command hands over at once
+    batch_size: int = 8
+
+    def revise(self, prompt: TextOrMessages, rejected: str, chosen: str) -> Revision:
+        return self.revise_batch([RevisionRequest(prompt, rejected, chosen)])[0]
+
+    @abstractmethod
+    def revise_batch(self, requests: Sequence[RevisionRequest]) -> list[Revision]:
+        """One `Revision` per request, in order."""
+
+
+REVISERS: Registry[type[Reviser]] = Registry("reviser", "tokenreward.revisers")
+
+
+def register_reviser(name: str):
+    def decorator(cls: type[Reviser]) -> type[Reviser]:
+        cls.name = name
+        return REVISERS.register(name)(cls)
+
+    return decorator
+
+
+def build_reviser(name: str, **options: Any) -> Reviser:
+    """Build reviser `name` with the options its constructor accepts (None values dropped)."""
+    import inspect
+
+    cls = REVISERS.get(name)
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in options.items() if v is not None and k in accepted})
