@@ -23,6 +23,10 @@ def default_device() -> torch.device:
 
 def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
     """`loader.from_pretrained`, with a missing local folder reported as FileNotFoundError."""
+    text = str(source)
+    looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+    if looks_local and not Path(text).expanduser().exists():
+        raise FileNotFoundError(f"the {what} folder {text} does not exist")
     try:
         return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
