@@ -70,5 +70,9 @@ def build_reviser(name: str, **options: Any) -> Reviser:
     import inspect
 
     cls = REVISERS.get(name)
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in options.items() if v is not None and k in accepted})
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    kwargs = {k: v for k, v in options.items() if v is not None and k in {p.name for p in params}}
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
+    if missing:
+        raise ValueError(f"reviser {name!r} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return cls(**kwargs)
