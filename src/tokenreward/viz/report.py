@@ -114,7 +114,7 @@ def sample_block(sample: Mapping[str, Any]) -> str:
     from tokenreward.viz.heatmap import html_fragment
 
     record = sample["record"]
-    meta = f"oracle score {sample['oracle_score']:.3f} · {record['rewarder']} sequence reward {record['sequence_reward']:.3f}"
+    meta = f"oracle score {sample['oracle_score']:.3f}"
     return (
         f'<div class="sample"><div class="prompt">{esc(sample["prompt"])}</div>\n'
         f"{html_fragment(record)}\n<div class=\"meta\">{esc(meta)}</div></div>"
