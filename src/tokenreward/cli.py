@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        result = args.func(args)  # trainers return their run folder; only an int is an exit status
+        return result if isinstance(result, int) else 0
     except (ValueError, KeyError, FileNotFoundError, FloatingPointError, TypeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"tokenreward {args.command}: error: {message}", file=sys.stderr)
