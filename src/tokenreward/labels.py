@@ -19,7 +19,10 @@ library calls on prefixes, a few milliseconds for responses of hundreds of token
 
 from __future__ import annotations
 
+import json
+import random
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from rapidfuzz.distance import Levenshtein
@@ -100,3 +103,43 @@ def label_pair(
     if reasoning:
         record["reasoning"] = reasoning
     return record
+
+
+LABEL_FIELDS = ("prompt", "rejected", "revision", "rejected_offsets", "rejected_labels", "revision_offsets", "revision_labels")
+
+
+def read_labels(path: str | Path) -> list[dict[str, Any]]:
+    """The labelled records of a `tokenreward label` output (failed revisions left out)."""
+    from tokenreward.trainers.common import read_jsonl
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"labels file {path} does not exist (make it with `tokenreward label`)")
+    records = []
+    for k, record in enumerate(read_jsonl(path)):
+        if "failed" in record:
+            continue
+        missing = [f for f in LABEL_FIELDS if f not in record]
+        if missing:
+            raise ValueError(f"{path}, record {k}: missing {', '.join(missing)}; is it a `tokenreward label` output?")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path} holds no labelled record")
+    return records
+
+
+def labels_from_world(world, tokenizer, split: str = "reward") -> list[dict[str, Any]]:
+    """Label the world's pairs of `split` with their oracle revisions (`pair["revision"]`, the
+    same text the `world` reviser returns), on `tokenizer`'s tokens."""
+    return [label_pair(tokenizer, p["prompt"], p["rejected"], p["revision"]) for p in world.pairs(split)]
+
+
+def split_by_prompt(records: Sequence[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a seeded `fraction` of the distinct prompts, with all their records, is held out."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction must lie in [0, 1), got {fraction}")
+    prompts = sorted({json.dumps(r["prompt"]) for r in records})
+    random.Random(seed).shuffle(prompts)
+    held = set(prompts[: round(fraction * len(prompts))])
+    train = [r for r in records if json.dumps(r["prompt"]) not in held]
+    return train, [r for r in records if json.dumps(r["prompt"]) in held]

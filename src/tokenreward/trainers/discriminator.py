@@ -1,0 +1,198 @@
+"""`tokenreward train discriminator`: TLCR's token-level preference discriminator (Section 4.2).
+
+A causal LM backbone with a linear head on every position (`AutoModelForTokenClassification`,
+`num_labels=1`, saved in Hugging Face format); `D(y_t | x, y_<t) = sigma(z_t)` is read at
+token `t`'s own position. Trained with the soft-label BCE of Eq. 6
+(`tokenreward.losses.discriminator.soft_label_bce`) over the response tokens of both the
+revision `y_m` and the rejected response `y_r`. Defaults from the paper's Appendix B: Adam
+(beta 0.9, 0.95), lr 1e-5, weight decay 0.1, batch 16, cosine schedule without warm-up,
+2 epochs. A seeded fraction of the prompts is held out; `OUT/eval.json` holds the held-out
+token accuracies (`discriminator_metrics`).
+
+Labels come from `--labels` (a `tokenreward label` output made with the discriminator's
+tokenizer) or, without it, from the world's pairs of `--split` and their oracle revisions.
+`--install` copies the trained discriminator to `WORLD/discriminator`, where
+`World.resources()` offers it to the `tlcr` rewarders (and so to `bench credit`, `bench rl`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenreward.encoding import encode_pairs
+from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
+from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
+from tokenreward.models import context_length, load_tokenizer
+from tokenreward.trainers import register_trainer
+from tokenreward.trainers.common import JsonlLogger, load_checkpoint, make_accelerator, progress_bar, save_checkpoint
+
+
+@dataclass
+class DiscriminatorConfig:
+    out: Path = field(metadata={"help": "output folder: final/ (HF model + tokenizer), eval.json, log.jsonl, checkpoints/"})
+    labels: Path | None = field(default=None, metadata={"help": "labels JSONL from `tokenreward label` (default: the world's pairs with their oracle revisions)"})
+    world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world)"})
+    split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split to label"})
+    backbone: str | None = field(default=None, metadata={"help": "causal LM folder or hub id to start from (default: the world's SFT policy)"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the backbone's)"})
+    epochs: int = field(default=2, metadata={"help": "passes over the training labels (paper: 2)"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)"})
+    batch_size: int = field(default=16, metadata={"help": "responses per step (paper: 16)"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy"})
+    seed: int = field(default=0, metadata={"help": "seed (initial head, data order, held-out prompts)"})
+    log_every: int = field(default=10, metadata={"help": "log the training loss every N steps"})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
+
+
+def load_discriminator(source: Any, num_labels: int = 1):
+    """A token-classification model from a folder (a causal LM folder gets a new head)."""
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(str(source), num_labels=num_labels)
+    model.config.id2label, model.config.label2id = {0: "positive"}, {"positive": 0}
+    return model
+
+
+def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | None) -> dict[str, torch.Tensor]:
+    """Inputs, soft-label targets and the mask of labelled (response) positions.
+
+    An example is `{"prompt", "response", "offsets", "labels", "where"}`; the tokenizer
+    must split the response as the labels did."""
+    enc = encode_pairs(tokenizer, [e["prompt"] for e in examples], [e["response"] for e in examples], max_length)
+    targets = torch.zeros(enc.input_ids.shape)
+    mask = torch.zeros(enc.input_ids.shape, dtype=torch.bool)
+    for i, example in enumerate(examples):
+        if [list(o) for o in enc.offsets[i]] != [list(o) for o in example["offsets"]]:
+            raise ValueError(
+                f"{example['where']}: this tokenizer splits the response into other tokens than the labels; "
+                "relabel with `tokenreward label --tokenizer` set to the discriminator's tokenizer"
+            )
+        targets[i, enc.response_positions[i]] = torch.tensor(example["labels"], dtype=torch.float32)
+        mask[i, enc.response_positions[i]] = True
+    return {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "targets": targets, "mask": mask}
+
+
+def examples_of(records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Two examples per labelled pair: the revision `y_m` and the rejected response `y_r`."""
+    return [
+        {
+            "prompt": r["prompt"],
+            "response": r[side],
+            "offsets": r[f"{side}_offsets"],
+            "labels": r[f"{side}_labels"],
+            "where": f"{source}, record {k} ({side})",
+        }
+        for k, r in enumerate(records)
+        for side in ("revision", "rejected")
+    ]
+
+
+def token_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[..., 0]
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, examples: list[dict[str, Any]], batch_size: int, device) -> dict[str, float]:
+    """Held-out BCE and `discriminator_metrics` over every labelled token of `examples`."""
+    model.eval()
+    probs, labels, losses, count = [], [], 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in batch_tensors(tokenizer, examples[start : start + batch_size], context_length(model)).items()}
+        logits = token_logits(model, batch)
+        n = int(batch["mask"].sum())
+        losses += float(soft_label_bce(logits, batch["targets"], batch["mask"])) * n
+        count += n
+        probs.append(torch.sigmoid(logits[batch["mask"]].float()).cpu())
+        labels.append(batch["targets"][batch["mask"]].cpu())
+    model.train()
+    metrics = discriminator_metrics(torch.cat(probs), torch.cat(labels))
+    return {"bce": losses / max(count, 1), **metrics}
+
+
+def install_in_world(final: Path, world_root: Path) -> Path:
+    """Copy `final` to `WORLD/discriminator` (through a temporary folder, then a rename)."""
+    target = Path(world_root) / "discriminator"
+    tmp = target.with_name(".discriminator.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(final, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+@register_trainer("discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE")
+def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
+    out = Path(config.out)
+    world = None
+    if config.labels is None or config.backbone is None or config.install:
+        from tokenreward.world import open_world
+
+        world = open_world(config.world)
+    backbone = config.backbone or world.policy_dir
+    tokenizer = load_tokenizer(config.tokenizer or backbone)
+    if config.labels is not None:
+        records, source = read_labels(config.labels), str(config.labels)
+    else:
+        records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
+    train_records, eval_records = split_by_prompt(records, config.eval_fraction, config.seed)
+    train, held_out = examples_of(train_records, source), examples_of(eval_records, source)
+    if not train:
+        raise ValueError(f"{source}: no labelled pairs left for training")
+
+    accelerator = make_accelerator(config.seed)
+    model = load_discriminator(backbone)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    start = 0
+    if config.resume:
+        start, _ = load_checkpoint(out, {"discriminator": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process)
+    max_length = context_length(model)
+    with progress_bar(total, "discriminator", start=start) as advance:
+        for step in range(start, total):
+            epoch, k = divmod(step, steps_per_epoch)
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+            examples = [train[int(i)] for i in order[k * config.batch_size : (k + 1) * config.batch_size]]
+            batch = {key: v.to(accelerator.device) for key, v in batch_tensors(tokenizer, examples, max_length).items()}
+            loss = soft_label_bce(token_logits(model, batch), batch["targets"], batch["mask"])
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            loss = loss.item()
+            if (step + 1) % config.log_every == 0 or step + 1 == total:
+                logger.log({"step": step + 1, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]})
+            if (step + 1) % config.save_every == 0 and step + 1 < total:
+                save_checkpoint(out, step + 1, {"discriminator": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+            advance(loss=loss)
+    model = accelerator.unwrap_model(model)
+    final = out / "final"
+    if accelerator.is_main_process:
+        metrics = {"train_pairs": len(train_records), "held_out_pairs": len(eval_records)}
+        if held_out:
+            metrics.update(evaluate(model, tokenizer, held_out, config.batch_size, accelerator.device))
+        logger.log({"step": total, **{f"eval_{k}": v for k, v in metrics.items()}})
+        model.save_pretrained(final)
+        tokenizer.save_pretrained(final)
+        (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if config.install:
+            print(f"discriminator installed in {install_in_world(final, world.root)}")
+    logger.close()
+    return final
