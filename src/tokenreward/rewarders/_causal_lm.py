@@ -1,0 +1,34 @@
+"""Per-response-token log-probabilities from a causal LM, shared by the `implicit`,
+`contrastive` and `rto` rewarders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tokenreward.encoding import EncodedPairs
+from tokenreward.models import PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
+
+
+def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.device) -> list[torch.Tensor]:
+    """`log P(y_t | x, y_<t)` for every response token of every pair, on CPU.
+
+    Input positions after the last response token (a chat template's end-of-turn) are added
+    to the last token, as `EncodedPairs.token_ends` prescribes, so that the values of a
+    response sum to the log-probability of everything after the prompt."""
+    lp = token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device)).cpu()
+    cumulative = lp.cumsum(-1)
+    rows = []
+    for i, positions in enumerate(enc.response_positions):
+        ends = torch.tensor(enc.token_ends(i))
+        starts = torch.tensor(positions)
+        rows.append(cumulative[i, ends] - cumulative[i, starts] + lp[i, starts])
+    return rows
+
+
+def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, device: torch.device, what: str):
+    """A causal LM in eval mode and its tokenizer (`tokenizer`, else the model's folder)."""
+    if tokenizer is None and not isinstance(model, (str, Path)):
+        raise ValueError(f"{what}: pass `tokenizer` when the model is given as a loaded object")
+    return load_causal_lm(model, device).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)

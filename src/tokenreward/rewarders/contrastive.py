@@ -1,0 +1,105 @@
+"""T-REG's self-generated contrastive token reward (arXiv 2412.02685, METHODS.md):
+
+`r^_t = sigma( log ref(y_t | x_better, y_<t) - log ref(y_t | x_worse, y_<t) ) - 0.5`, in (-0.5, 0.5),
+
+where `x_better` / `x_worse` wrap the prompt and the response in a revision prompt asking for
+a more / less helpful, correct, coherent and concise answer, after which the response is
+scored again as the "revised" answer: two forward passes of the `reference` model per batch.
+The templates are the world's (`tokenreward.world.generate.REVISION_BETTER` / `_WORSE`) when
+it provides them, else the defaults below; both are `str.format` templates with `{prompt}`
+and `{response}`. A conversational prompt is flattened to "role: content" lines and the
+revision prompt becomes one user turn. If the two wrapped inputs tokenize the response
+differently, the worse pass's log-probabilities are summed onto the better pass's tokens by
+character offsets. The sequence reward is `sum_t r^_t`.
+
+For a preference dataset the rewards are computed once and cached next to it (see
+`tokenreward.preference_data.pair_token_rewards`), which the preference trainer does on its
+first run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tokenreward.align import project_rewards
+from tokenreward.encoding import encode_pairs, response_text
+from tokenreward.models import PathOrModel, context_length, default_device
+from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
+from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
+
+DEFAULT_REVISION_BETTER = (
+    "Below is a question and an answer. Revise the answer to make it more helpful, more correct, "
+    "more coherent and more concise.\nQuestion: {prompt}\nAnswer: {response}\nRevised answer:"
+)
+DEFAULT_REVISION_WORSE = (
+    "Below is a question and an answer. Revise the answer to make it less helpful, less correct, "
+    "less coherent and less concise.\nQuestion: {prompt}\nAnswer: {response}\nRevised answer:"
+)
+
+
+def revision_templates() -> tuple[str, str]:
+    """The world's revision templates if it defines them, else this module's defaults."""
+    try:
+        from tokenreward.world.generate import REVISION_BETTER, REVISION_WORSE
+    except ImportError:
+        return DEFAULT_REVISION_BETTER, DEFAULT_REVISION_WORSE
+    return REVISION_BETTER, REVISION_WORSE
+
+
+def prompt_text(prompt: TextOrMessages) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in prompt)
+
+
+def wrap(template: str, prompt: TextOrMessages, response: str) -> TextOrMessages:
+    """The revision prompt for (prompt, response); conversational prompts stay conversational."""
+    text = template.format(prompt=prompt_text(prompt), response=response)
+    return text if isinstance(prompt, str) else [{"role": "user", "content": text}]
+
+
+@register_rewarder("contrastive")
+class ContrastiveRewarder(Rewarder):
+    combine = "mean"  # bounded per-token rewards: average when several fall in one target token
+
+    def __init__(
+        self,
+        reference: PathOrModel,
+        tokenizer: PathOrModel | None = None,
+        better_template: str | None = None,
+        worse_template: str | None = None,
+        device: str | None = None,
+        batch_size: int = 8,
+    ):
+        self.device = torch.device(device) if device else default_device()
+        self.model, self.tokenizer = load_lm_and_tokenizer(reference, tokenizer, self.device, "contrastive rewarder")
+        default_better, default_worse = revision_templates()
+        self.better_template = better_template or default_better
+        self.worse_template = worse_template or default_worse
+        for name, template in (("better", self.better_template), ("worse", self.worse_template)):
+            if "{response}" not in template or "{prompt}" not in template:
+                raise ValueError(f"contrastive rewarder: the {name} template needs both {{prompt}} and {{response}}")
+        self.batch_size = batch_size
+
+    def logprobs(self, template: str, prompts: list[TextOrMessages], texts: list[str]):
+        wrapped = [wrap(template, p, t) for p, t in zip(prompts, texts)]
+        try:
+            enc = encode_pairs(self.tokenizer, wrapped, texts, context_length(self.model))
+        except ValueError as err:
+            raise ValueError(f"contrastive rewarder, inside the revision prompt (prompt + response + revised response): {err}") from err
+        return enc, response_logprobs(self.model, enc, self.device)
+
+    @torch.no_grad()
+    def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
+        texts = [response_text(r, i) for i, r in enumerate(responses)]
+        better_enc, better = self.logprobs(self.better_template, prompts, texts)
+        worse_enc, worse = self.logprobs(self.worse_template, prompts, texts)
+        rows = []
+        for i, text in enumerate(texts):
+            worse_i = worse[i]
+            if worse_enc.offsets[i] != better_enc.offsets[i]:
+                worse_i = torch.tensor(
+                    project_rewards(worse_enc.offsets[i], worse_i.tolist(), better_enc.offsets[i], len(text), "sum")
+                )
+            rows.append(torch.sigmoid(better[i] - worse_i) - 0.5)
+        return TokenRewards.from_lists(self.name, texts, better_enc.offsets, rows, [float(r.sum()) for r in rows])
