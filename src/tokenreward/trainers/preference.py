@@ -1,0 +1,427 @@
+"""Preference optimisation with token-level guidance: DPO, SimPO, T-REG (DPO-REG, SimPO-REG),
+TDPO1, TDPO2, TGDPO, SePO (METHODS.md, "Preference losses").
+
+One loop serves every method; the method picks a pure loss from
+`tokenreward.losses.preference` and the inputs it needs:
+- reference log-probs (all but SimPO / SePO), computed once before training and cached in
+  `OUT/cache/`;
+- full reference distributions each step (TDPO's sequence KL over the vocabulary);
+- token rewards (T-REG: `contrastive`; TGDPO and SePO: `implicit`, the token reward of a
+  DPO-trained `--guide-policy`; any registered rewarder via `--token-rewarder`), computed once
+  per dataset and cached next to it, projected onto the policy's tokens.
+
+Data: TRL preference rows (`tokenreward.preference_data`), by default the world's
+reward-split pairs. Output: `OUT/log.jsonl` (per step: `step`, `loss`, `reward_chosen`,
+`reward_rejected`, `reward_margin`, `reward_accuracy`, `lr`, and the method's own terms),
+`OUT/data.json` (rows read, kept, dropped by reason), `OUT/checkpoints/` (exact resume with
+`--resume`), `OUT/final/` (Hugging Face model + tokenizer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenreward.losses.preference import (
+    dpo_logits,
+    logistic_loss,
+    masked_sum,
+    select_tokens,
+    sepo_loss,
+    sequence_kl,
+    simpo_logits,
+    tdpo1_loss,
+    tdpo2_loss,
+    tgdpo_loss,
+    token_regulariser,
+    treg_loss,
+)
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.preference_data import (
+    PreferenceData,
+    pair_token_rewards,
+    path_fingerprint,
+    prepare_preference_data,
+    read_rows,
+    token_rewards_fingerprint,
+)
+from tokenreward.rewards import rewarder_requirements
+from tokenreward.trainers import register_trainer
+from tokenreward.trainers.common import (
+    JsonlLogger,
+    latest_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    progress_bar,
+    read_jsonl,
+    save_checkpoint,
+)
+
+
+@dataclass
+class PreferenceConfig:
+    """Preference optimisation on TRL-format pairs (METHODS.md, "Preference losses")."""
+
+    out: str = field(metadata={"help": "output folder: log.jsonl, data.json, checkpoints/, final/"})
+    world: str | None = field(default=None, metadata={"help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"})
+    data: str | None = field(default=None, metadata={"help": "preference data instead of the world's: .jsonl/.json rows with prompt/chosen/rejected (plain or conversational)"})
+    policy: str | None = field(default=None, metadata={"help": "policy to train, a Hugging Face folder (default: the world's SFT policy)"})
+    reference: str | None = field(default=None, metadata={"help": "reference model (default: the starting policy)"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the world's, else the policy's folder)"})
+    steps: int = field(default=200, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    seed: int = field(default=0, metadata={"help": "seed (data order, initialisation of nothing else: runs are deterministic)"})
+    beta: float | None = field(default=None, metadata={"help": "the method's beta (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)"})
+    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5)"})
+    gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
+    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected)"})
+    token_rewarder: str | None = field(default=None, metadata={"help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"})
+    guide_policy: str | None = field(default=None, metadata={"help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"})
+    reward_model: str | None = field(default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"})
+    checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    drop_invalid: bool = field(default=False, metadata={"help": "drop (and count) unusable rows instead of stopping"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+@dataclass(frozen=True)
+class Method:
+    beta: float
+    alpha: float | None = None
+    token_rewarder: str | None = None
+    uses_reference: bool = True
+    reference_logits: bool = False
+    help: str = ""
+
+
+METHODS = {
+    "dpo": Method(0.1, help="DPO: -log sigma(beta (delta_w - delta_l))"),
+    "simpo": Method(2.0, uses_reference=False, help="SimPO: length-normalised, reference-free, margin gamma"),
+    "dpo_reg": Method(0.1, 0.25, "contrastive", help="T-REG on DPO: DPO + alpha sg(w) (L_REG(y_w) + L_REG(y_l)) with contrastive token rewards"),
+    "simpo_reg": Method(2.0, 0.25, "contrastive", uses_reference=False, help="T-REG on SimPO with SimPO's own sequence weight"),
+    "tdpo1": Method(0.1, reference_logits=True, help="TDPO1: DPO margin minus the sequence-KL difference"),
+    "tdpo2": Method(0.1, 0.5, reference_logits=True, help="TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))"),
+    "tgdpo": Method(0.1, 0.5, "implicit", help="TGDPO: DPO with per-token weights from a DPO model's implicit token reward"),
+    "sepo": Method(1.0, None, "implicit", uses_reference=False, help="SePO: contrast the top / bottom 30% tokens by implicit token reward"),
+}
+ALIASES = {"treg": "dpo_reg"}
+
+
+@dataclass
+class PairBatch:
+    """Chosen and rejected halves of a batch in the shifted frame (column `t` predicts input
+    token `t + 1`): per-token policy log-probs, the loss mask (every completion position),
+    the response-token mask, and the optional reference log-probs / token rewards / logits."""
+
+    logps: tuple[torch.Tensor, torch.Tensor]
+    mask: tuple[torch.Tensor, torch.Tensor]
+    tokens: tuple[torch.Tensor, torch.Tensor]
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None
+    rewards: tuple[torch.Tensor, torch.Tensor] | None = None
+    logits: tuple[torch.Tensor, torch.Tensor] | None = None
+    reference_logits: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def method_loss(method: str, batch: PairBatch, beta: float, alpha: float | None, config: PreferenceConfig):
+    """Per-pair losses, the implicit rewards of chosen / rejected (for the margin and accuracy
+    in the log) and the method's extra metrics."""
+    (lw, ll), (mw, ml) = batch.logps, batch.mask
+    pw, pl = masked_sum(lw, mw), masked_sum(ll, ml)
+    extra: dict[str, torch.Tensor] = {}
+    if METHODS[method].uses_reference:
+        rw, rl = masked_sum(batch.reference[0], mw), masked_sum(batch.reference[1], ml)
+        reward_w, reward_l = beta * (pw - rw), beta * (pl - rl)
+    else:
+        len_w, len_l = mw.sum(-1), ml.sum(-1)
+        reward_w, reward_l = beta * pw / len_w, beta * pl / len_l
+    if method == "dpo":
+        losses = logistic_loss(dpo_logits(pw, pl, rw, rl, beta))
+    elif method == "simpo":
+        losses = logistic_loss(simpo_logits(pw, pl, len_w, len_l, beta, config.gamma))
+    elif method in ("dpo_reg", "simpo_reg"):
+        logits = dpo_logits(pw, pl, rw, rl, beta) if method == "dpo_reg" else simpo_logits(pw, pl, len_w, len_l, beta, config.gamma)
+        reg_w = token_regulariser(lw, batch.rewards[0], mw)
+        reg_l = token_regulariser(ll, batch.rewards[1], ml)
+        losses = treg_loss(logits, reg_w, reg_l, alpha)
+        extra = {"regulariser": reg_w + reg_l, "sequence_weight": torch.sigmoid(-logits)}
+    elif method in ("tdpo1", "tdpo2"):
+        kl_w = sequence_kl(batch.reference_logits[0], batch.logits[0], mw)
+        kl_l = sequence_kl(batch.reference_logits[1], batch.logits[1], ml)
+        if method == "tdpo1":
+            losses = tdpo1_loss(pw, pl, rw, rl, kl_w, kl_l, beta)
+        else:
+            losses = tdpo2_loss(pw, pl, rw, rl, kl_w, kl_l, beta, alpha)
+        extra = {"seqkl_chosen": kl_w, "seqkl_rejected": kl_l}
+    elif method == "tgdpo":
+        losses = tgdpo_loss(lw, ll, batch.reference[0], batch.reference[1], mw, ml, batch.rewards[0], batch.rewards[1], beta, alpha)
+    elif method == "sepo":
+        (tw, tl), (sw, sl) = batch.tokens, batch.rewards
+        losses = sepo_loss(lw, ll, tw, tl, sw, sl, config.sepo_ratio, beta)
+        keep_w = select_tokens(sw, tw, config.sepo_ratio, highest=True).float()
+        keep_l = select_tokens(sl, tl, config.sepo_ratio, highest=False).float()
+        reward_w, reward_l = beta * masked_sum(lw, keep_w) / keep_w.sum(-1), beta * masked_sum(ll, keep_l) / keep_l.sum(-1)
+    else:
+        raise KeyError(f"unknown preference method {method!r}; known: {', '.join(METHODS)}")
+    return losses, reward_w.detach(), reward_l.detach(), {k: v.detach() for k, v in extra.items()}
+
+
+def collate(
+    data: PreferenceData,
+    indices: list[int],
+    pad_id: int,
+    per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Right-padded `[2B, L]` inputs (chosen rows, then rejected), the shifted-frame loss and
+    response-token masks `[2B, L-1]`, and each per-completion-position vector of
+    `per_position` (name -> (chosen list, rejected list)) placed in the shifted frame."""
+    seqs = [data.chosen[i] for i in indices] + [data.rejected[i] for i in indices]
+    width = max(len(s.input_ids) for s in seqs)
+    out = {
+        "input_ids": torch.full((len(seqs), width), pad_id, dtype=torch.long),
+        "attention_mask": torch.zeros((len(seqs), width), dtype=torch.long),
+        "mask": torch.zeros((len(seqs), width - 1)),
+        "tokens": torch.zeros((len(seqs), width - 1), dtype=torch.bool),
+    }
+    for name in per_position or {}:
+        out[name] = torch.zeros((len(seqs), width - 1))
+    for row, seq in enumerate(seqs):
+        n, start = len(seq.input_ids), seq.completion_start
+        out["input_ids"][row, :n] = torch.tensor(seq.input_ids)
+        out["attention_mask"][row, :n] = 1
+        out["mask"][row, start - 1 : n - 1] = 1.0
+        out["tokens"][row, torch.tensor(seq.token_positions) - 1] = True
+        side, i = (0, indices[row]) if row < len(indices) else (1, indices[row - len(indices)])
+        for name, values in (per_position or {}).items():
+            out[name][row, start - 1 : n - 1] = values[side][i]
+    return out
+
+
+def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    half = tensor.shape[0] // 2
+    return tensor[:half], tensor[half:]
+
+
+def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shifted-frame per-token log-probs `[B, L-1]` and the logits that produced them."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    picked = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)
+    return picked, logits
+
+
+@torch.no_grad()
+def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
+    """Per completion position, `log ref(token | prefix)` for every chosen and rejected response."""
+    chosen, rejected = [], []
+    with progress_bar(len(data), "reference log-probs", enabled=progress) as advance:
+        for start in range(0, len(data), batch_size):
+            indices = list(range(start, min(start + batch_size, len(data))))
+            batch = collate(data, indices, pad_id)
+            lp = token_logprobs(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu()
+            for row, seq in enumerate([data.chosen[i] for i in indices] + [data.rejected[i] for i in indices]):
+                (chosen if row < len(indices) else rejected).append(lp[row, seq.completion_start : len(seq.input_ids)].clone())
+            advance(len(indices))
+    return chosen, rejected
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+def resolve_inputs(config: PreferenceConfig):
+    """(rows, source, policy, reference, tokenizer, token-reward cache dir, world resources)."""
+    world = None
+    if config.data is None or config.world is not None:
+        from tokenreward.world import open_world
+
+        world = open_world(config.world)
+    if config.data is not None:
+        rows, source = read_rows(config.data), str(config.data)
+        cache_dir = Path(config.data).resolve().parent
+    else:
+        rows, source = world.pairs("reward"), f"world {world.root} (reward pairs)"
+        cache_dir = Path(world.root) / "token_rewards"
+    policy = config.policy or (world.policy_dir if world is not None else None)
+    if policy is None:
+        raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
+    tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
+    resources = dict(world.resources()) if world is not None else {}
+    return rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir, resources
+
+
+def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, reference: str, tokenizer: str,
+                        cache_dir: Path, base: dict[str, Any], out: Path, progress: bool):
+    """Token rewards (chosen, rejected) on the completion positions, cached next to the data."""
+    resources = {**base, "reference": reference, "tokenizer": tokenizer, "policy": config.guide_policy}
+    if config.reward_model is not None:
+        resources["reward_model"] = config.reward_model
+    resources = {k: str(v) for k, v in resources.items() if v is not None}
+    if "policy" in rewarder_requirements(name) and config.guide_policy is None:
+        raise ValueError(
+            f"token rewarder {name!r} reads a preference-trained model: pass --guide-policy DIR "
+            "(e.g. OUT/final of `tokenreward train dpo`)"
+        )
+    needed = set(rewarder_requirements(name))
+    resources = {k: v for k, v in resources.items() if k in needed or k in ("tokenizer", "reward_tokenizer")}
+    stem = f"{Path(config.data).name if config.data else 'pairs-reward'}.{name}-{token_rewards_fingerprint(name, resources, data)}.jsonl"
+    directory = cache_dir if os.access(cache_dir if cache_dir.exists() else cache_dir.parent, os.W_OK) else out / "cache"
+    return pair_token_rewards(name, resources, data, directory / stem, progress=progress)
+
+
+def prepare_output(out: Path, resume: bool) -> None:
+    """Refuse to overwrite a finished or checkpointed run unless resuming (a log without a
+    checkpoint is a run killed early: it restarts and rewrites the same steps)."""
+    if not resume and ((out / "final").exists() or latest_checkpoint(out) is not None):
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def finished(out: Path, steps: int) -> bool:
+    """A final model is saved and the log reaches `steps`."""
+    if not (out / "final").is_dir() or not (out / "log.jsonl").is_file():
+        return False
+    logged = [r.get("step", 0) for r in read_jsonl(out / "log.jsonl")]
+    return bool(logged) and max(logged) >= steps
+
+
+def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
+    warmup = max(1, math.ceil(warmup_ratio * steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (steps - step) / max(1, steps - warmup))
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """The pairs of step `step`: epoch-wise permutations seeded by (seed, epoch), so any step's
+    batch is known without replaying the ones before it (exact resume)."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, k = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return order[k * batch_size : (k + 1) * batch_size].tolist()
+
+
+def run(config: PreferenceConfig, name: str) -> None:
+    """Train `name` (a key of METHODS or an alias) on preference pairs into `config.out`."""
+    method_name = ALIASES.get(name, name)
+    if method_name not in METHODS:
+        raise KeyError(f"unknown preference method {name!r}; known: {', '.join([*METHODS, *ALIASES])}")
+    method = METHODS[method_name]
+    beta = config.beta if config.beta is not None else method.beta
+    alpha = config.alpha if config.alpha is not None else method.alpha
+    rewarder_name = config.token_rewarder or method.token_rewarder
+    if config.token_rewarder is not None and method.token_rewarder is None:
+        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in METHODS.items() if m.token_rewarder)}")
+    if config.steps < 1 or config.batch_size < 1:
+        raise ValueError(f"--steps and --batch-size must be positive, got {config.steps} and {config.batch_size}")
+    out = Path(config.out)
+    if config.resume and finished(out, config.steps):
+        return
+    prepare_output(out, config.resume)
+    accelerator = make_accelerator(config.seed)
+    device, main = accelerator.device, accelerator.is_main_process
+    show = config.progress and main
+
+    rows, source, policy_path, reference_path, tokenizer_path, cache_dir, resources = resolve_inputs(config)
+    tokenizer = load_tokenizer(tokenizer_path)
+    policy = load_causal_lm(policy_path)
+    disable_dropout(policy)
+    data = prepare_preference_data(rows, tokenizer, source, context_length(policy), config.drop_invalid)
+    report = data.report()
+    if main:
+        (out / "data.json").write_text(json.dumps(report, indent=2))
+        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2))
+        if report["dropped"]:
+            print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows: {report['dropped']}")
+
+    per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    reference_model = None
+    if method.uses_reference:
+        key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference_path)).encode()).hexdigest()[:16]
+        cache = out / "cache" / f"reference-logps-{key}.pt"
+        if cache.is_file():
+            per_position["reference"] = torch.load(cache)
+        else:
+            reference_model = load_causal_lm(reference_path, device).eval()
+            per_position["reference"] = reference_logps(reference_model, data, tokenizer.pad_token_id, config.batch_size, device, show)
+            if main:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(per_position["reference"], cache)
+    if method.reference_logits and reference_model is None:
+        reference_model = load_causal_lm(reference_path, device).eval()
+    elif not method.reference_logits:
+        reference_model = None
+    if method.token_rewarder is not None:
+        per_position["rewards"] = token_reward_inputs(
+            rewarder_name, config, data, reference_path, tokenizer_path, cache_dir, resources, out, show
+        )
+
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    start = 0
+    if config.resume and latest_checkpoint(out) is not None:
+        start, _ = load_checkpoint(out, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=main)
+    policy.train()
+    with progress_bar(config.steps, name, start=start, enabled=show) as advance:
+        for step in range(start, config.steps):
+            indices = batch_indices(step, len(data), config.batch_size, config.seed)
+            indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
+            inputs = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
+            logps, logits = policy_logps(policy, inputs["input_ids"], inputs["attention_mask"])
+            batch = PairBatch(halves(logps), halves(inputs["mask"]), halves(inputs["tokens"]))
+            if "reference" in inputs:
+                batch.reference = halves(inputs["reference"])
+            if "rewards" in inputs:
+                batch.rewards = halves(inputs["rewards"])
+            if reference_model is not None:
+                with torch.no_grad():
+                    batch.reference_logits = halves(reference_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1].float())
+                batch.logits = halves(logits)
+            losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
+            loss = losses.mean()
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            record = {
+                "step": step + 1,
+                "loss": float(loss.detach()),
+                "reward_chosen": float(reward_w.mean()),
+                "reward_rejected": float(reward_l.mean()),
+                "reward_margin": float((reward_w - reward_l).mean()),
+                "reward_accuracy": float((reward_w > reward_l).float().mean()),
+                "lr": scheduler.get_last_lr()[0],
+                **{k: float(v.mean()) for k, v in extra.items()},
+            }
+            logger.log(record)
+            advance(loss=record["loss"], margin=record["reward_margin"], acc=record["reward_accuracy"])
+            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and main:
+                save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    logger.close()
+    if main:
+        final, tmp = out / "final", out / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.unwrap_model(policy).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+
+for _name, _method in METHODS.items():
+    register_trainer(_name, PreferenceConfig, help=_method.help)(run)
+for _alias, _target in ALIASES.items():
+    register_trainer(_alias, PreferenceConfig, help=f"alias of {_target}: {METHODS[_target].help}")(run)
