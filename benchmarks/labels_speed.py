@@ -1,0 +1,83 @@
+"""Speed of the TLCR edit-op alignment (`tokenreward.labels.edit_ops`) on response-length
+token sequences, against rapidfuzz's own `editops` (different ties, the floor) and a
+pure-Python full-table DP with the same ties (what a hand-written implementation costs).
+
+    python benchmarks/labels_speed.py [--length 200] [--edits 20] [--pairs 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from rapidfuzz.distance import Levenshtein
+
+from tokenreward.labels import edit_ops
+
+
+def python_dp(source, target):
+    n, m = len(source), len(target)
+    table = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (source[i - 1] != target[j - 1]))
+    ops, i, j = [], n, m
+    while i > 0 or j > 0:
+        if i > 0 and table[i][j] == table[i - 1][j] + 1:
+            i -= 1
+            ops.append(("delete", i, j))
+        elif j > 0 and table[i][j] == table[i][j - 1] + 1:
+            j -= 1
+            ops.append(("insert", i, j))
+        else:
+            i, j = i - 1, j - 1
+            if source[i] != target[j]:
+                ops.append(("replace", i, j))
+    return ops[::-1]
+
+
+def make_pairs(count: int, length: int, edits: int, seed: int = 0):
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(count):
+        source = [rng.randrange(2000) for _ in range(length)]
+        target = list(source)
+        for _ in range(edits):
+            k = rng.randrange(len(target))
+            kind = rng.randrange(3)
+            if kind == 0:
+                target[k] = rng.randrange(2000)
+            elif kind == 1:
+                del target[k]
+            else:
+                target.insert(k, rng.randrange(2000))
+        pairs.append((source, target))
+    return pairs
+
+
+def timed(fn, pairs) -> float:
+    start = time.perf_counter()
+    for source, target in pairs:
+        fn(source, target)
+    return (time.perf_counter() - start) / len(pairs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--length", type=int, default=200)
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=200)
+    args = parser.parse_args()
+    pairs = make_pairs(args.pairs, args.length, args.edits)
+    ours = timed(edit_ops, pairs)
+    floor = timed(Levenshtein.editops, pairs)
+    naive = timed(python_dp, pairs[: max(1, args.pairs // 10)])
+    print(f"{args.pairs} pairs of {args.length} tokens, {args.edits} random edits each")
+    print(f"tokenreward.labels.edit_ops (public-code ties): {ours * 1e3:8.3f} ms / pair")
+    print(f"rapidfuzz Levenshtein.editops (its own ties):   {floor * 1e3:8.3f} ms / pair   ours / rapidfuzz = {ours / floor:6.1f}x")
+    print(f"pure-Python DP, same ties:                      {naive * 1e3:8.3f} ms / pair   python / ours    = {naive / ours:6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
