@@ -12,7 +12,8 @@ One loop serves every method; the method picks a pure loss from
 
 Data: TRL preference rows (`tokenreward.preference_data`), by default the world's
 reward-split pairs. Output: `OUT/log.jsonl` (per step: `step`, `loss`, `reward_chosen`,
-`reward_rejected`, `reward_margin`, `reward_accuracy`, `lr`, and the method's own terms),
+`reward_rejected`, `reward_margin`, `reward_accuracy`, `lr`, the method's own terms, and with
+a world every `eval_every` steps `oracle_score`, the mean oracle score of sampled responses),
 `OUT/data.json` (rows read, kept, dropped by reason), `OUT/checkpoints/` (exact resume with
 `--resume`), `OUT/final/` (Hugging Face model + tokenizer).
 """
@@ -89,6 +90,10 @@ class PreferenceConfig:
     token_rewarder: str | None = field(default=None, metadata={"help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"})
     guide_policy: str | None = field(default=None, metadata={"help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"})
     reward_model: str | None = field(default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"})
+    prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
+    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)"})
+    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens"})
     checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
     drop_invalid: bool = field(default=False, metadata={"help": "drop (and count) unusable rows instead of stopping"})
@@ -240,8 +245,20 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
 
 
+@torch.no_grad()
+def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: PreferenceConfig, step: int) -> float:
+    """Mean oracle score of responses sampled at temperature 1, seeded by (seed, step)."""
+    from tokenreward.generation import generate
+    from tokenreward.world.oracle import grade
+
+    generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], config.max_new_tokens,
+                           do_sample=True, generator_seed=config.seed * 100_003 + step)
+    return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
+
+
 def resolve_inputs(config: PreferenceConfig):
-    """(rows, source, policy, reference, tokenizer, token-reward cache dir, world resources)."""
+    """(rows, source, policy, reference, tokenizer, token-reward cache dir, world resources,
+    prompts for the oracle curve)."""
     world = None
     if config.data is None or config.world is not None:
         from tokenreward.world import open_world
@@ -258,7 +275,8 @@ def resolve_inputs(config: PreferenceConfig):
         raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
     tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
     resources = dict(world.resources()) if world is not None else {}
-    return rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir, resources
+    eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None and config.eval_every > 0 else []
+    return rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir, resources, eval_records
 
 
 def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, reference: str, tokenizer: str,
@@ -333,7 +351,7 @@ def run(config: PreferenceConfig, name: str) -> None:
     device, main = accelerator.device, accelerator.is_main_process
     show = config.progress and main
 
-    rows, source, policy_path, reference_path, tokenizer_path, cache_dir, resources = resolve_inputs(config)
+    rows, source, policy_path, reference_path, tokenizer_path, cache_dir, resources, eval_records = resolve_inputs(config)
     tokenizer = load_tokenizer(tokenizer_path)
     policy = load_causal_lm(policy_path)
     disable_dropout(policy)
@@ -407,8 +425,10 @@ def run(config: PreferenceConfig, name: str) -> None:
                 "lr": scheduler.get_last_lr()[0],
                 **{k: float(v.mean()) for k, v in extra.items()},
             }
+            if eval_records and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, eval_records, config, step)
             logger.log(record)
-            advance(loss=record["loss"], margin=record["reward_margin"], acc=record["reward_accuracy"])
+            advance(**{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record})
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and main:
                 save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
     logger.close()

@@ -1,0 +1,163 @@
+"""`tokenreward bench preference`: train the preference methods on the world's reward pairs
+(several seeds each), evaluate them on held-out prompts, and compare them with the SFT policy.
+
+Per (method, seed) the run lives in `OUT/<method>/seed-<s>/` and is trained through the same
+flags as `tokenreward train METHOD` (`tokenreward.bench.rl.train_run`: a `done.json` marks a
+finished run, which is skipped; a run with a checkpoint resumes). TGDPO and SePO are guided by
+the implicit token reward of the DPO run of the same seed, so `dpo` is trained first whenever
+they are listed.
+
+Evaluation (`OUT/<method>/seed-<s>/preference-eval.json`, kept unless its settings change):
+`tokenreward.evaluation.evaluate_policy` on the held-out split, greedy and sampled (seeded by
+the run's seed), giving the oracle score, defect rate, KL to the SFT policy and length; and the
+win rate against the SFT policy judged by the oracle,
+
+`win = mean_prompts( [s_method > s_sft] + 0.5 * [s_method = s_sft] )`,
+
+greedy against the SFT's greedy responses and sampled against the SFT's samples of the same
+seed. `OUT/results.json` holds per method the mean and standard deviation over seeds,
+`OUT/results.md` the table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tokenreward.bench import register_bench
+
+DEFAULT_METHODS = ["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"]
+GUIDED = ("tgdpo", "sepo")
+METRICS = (
+    "oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled",
+    "kl", "kl_sampled", "length", "length_sampled", "defect_rate", "defect_rate_sampled",
+)
+EVAL = "preference-eval.json"
+
+
+@dataclass
+class PreferenceBenchConfig:
+    """`tokenreward bench preference`: every preference method, every seed, the same budget."""
+
+    out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={"help": "preference methods, comma-separated"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
+    steps: int = field(default=200, metadata={"help": "training steps per run"})
+    world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
+    eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
+    trainer_options: list[str] = field(default_factory=list, metadata={"help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"})
+
+
+def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
+    """Share of prompts where `scores` beats `baseline`, ties counting one half."""
+    if len(scores) != len(baseline) or not scores:
+        raise ValueError(f"win rate needs the same, non-zero number of scores ({len(scores)} vs {len(baseline)})")
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline)) / len(scores)
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def sample_scores(evaluation: dict[str, Any]) -> tuple[list[str], list[float]]:
+    samples = evaluation["samples"]
+    return [s["prompt"] for s in samples], [float(s["oracle_score"]) for s in samples]
+
+
+def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceBenchConfig, seed: int) -> dict[str, Any]:
+    """Greedy and sampled held-out evaluation of one policy folder, cached in `path`."""
+    from tokenreward.evaluation import evaluate_policy
+    from tokenreward.models import load_causal_lm
+
+    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed}
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("settings") == settings:
+            return cached
+    policy = load_causal_lm(str(policy_dir)).eval()
+    result = {"settings": settings}
+    for mode, greedy in (("greedy", True), ("sampled", False)):
+        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=greedy, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_sampled: dict[str, Any]) -> dict[str, float]:
+    """The table's numbers for one run: greedy and sampled metrics and win rates vs the SFT."""
+    metrics = {}
+    for mode, suffix, sft in (("greedy", "", sft_greedy), ("sampled", "_sampled", sft_sampled)):
+        prompts, scores = sample_scores(evaluation[mode])
+        sft_prompts, sft_scores = sample_scores(sft)
+        if prompts != sft_prompts:
+            raise ValueError("the method and the SFT policy were evaluated on different prompts")
+        metrics["win_rate" + suffix] = win_rate(scores, sft_scores)
+        for key in ("oracle_score", "kl", "length", "defect_rate"):
+            metrics[key + suffix] = float(evaluation[mode][key])
+    return metrics
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    columns = [("oracle_score", "oracle (greedy)"), ("oracle_score_sampled", "oracle (sampled)"), ("win_rate", "win vs SFT (greedy)"),
+               ("win_rate_sampled", "win vs SFT (sampled)"), ("kl", "KL"), ("length", "length"), ("defect_rate", "defect rate")]
+    lines = ["| method | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    sft = results["sft"]
+    lines.append("| SFT | " + " | ".join(f"{sft[k]:.3f}" if k in sft else "-" for k, _ in columns) + " |")
+    for name, metrics in results["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{metrics[k]['mean']:.3f} ± {metrics[k]['std']:.3f}" for k, _ in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+@register_bench("preference", PreferenceBenchConfig, help="train the preference methods on the world (several seeds) and compare oracle score, win rate vs SFT, KL, length")
+def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
+    from rich.console import Console
+
+    from tokenreward.bench.rl import Method, parse_options, train_run, trainer_config
+    from tokenreward.models import load_causal_lm
+    from tokenreward.trainers.preference import ALIASES, METHODS
+    from tokenreward.world import open_world
+
+    console = Console(stderr=True)
+    unknown = [m for m in config.methods if m not in METHODS and m not in ALIASES]
+    if unknown or not config.methods:
+        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*METHODS, *ALIASES])}")
+    if config.seeds < 1 or config.steps < 1:
+        raise ValueError(f"bench preference: seeds and steps must be positive (got {config.seeds}, {config.steps})")
+    options = parse_options(config.trainer_options)
+    methods = list(dict.fromkeys((["dpo"] if any(m in GUIDED for m in config.methods) else []) + list(config.methods)))
+    world = open_world(str(config.world) if config.world else None)
+    world_root, out = Path(world.root).resolve(), Path(config.out)
+    reference = load_causal_lm(str(world.policy_dir)).eval()
+
+    console.rule("[bold]bench preference: SFT policy")
+    sft = {seed: evaluate(Path(world.policy_dir), out / "sft" / f"seed-{seed}" / EVAL, world, reference, config, seed) for seed in range(config.seeds)}
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
+        run_dir = out / method / f"seed-{seed}"
+        console.rule(f"[bold]bench preference [{k + 1}/{len(methods) * config.seeds}]: {method}, seed {seed}")
+        run_options = dict(options)
+        if method in GUIDED:
+            run_options["guide_policy"] = str((out / "dpo" / f"seed-{seed}" / "final").resolve())
+        spec = Method(method, method, None)
+        trainer_config(spec, world_root, config.steps, seed, run_dir, run_options, resume=False)  # fail early on bad options
+        train_run(spec, run_dir, config, world_root, seed, run_options, console)
+        evaluation = evaluate(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
+        runs[method].append({"seed": seed, **run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])})
+
+    sft_row = {key + suffix: float(sft[0][mode][key]) for mode, suffix in (("greedy", ""), ("sampled", "_sampled"))
+               for key in ("oracle_score", "kl", "length", "defect_rate")}
+    results = {
+        "world": str(world_root), "steps": config.steps, "seeds": config.seeds, "eval_split": config.eval_split,
+        "eval_prompts": len(sft[0]["greedy"]["samples"]), "trainer_options": options, "sft": sft_row,
+        "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
+        "runs": runs,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    table = markdown_table(results)
+    (out / "results.md").write_text(table)
+    console.print(table)
+    console.print(f"results: {out / 'results.json'}")
