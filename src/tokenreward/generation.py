@@ -16,11 +16,13 @@ aligned to the policy's tokens.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.models import context_length
@@ -209,3 +211,49 @@ def generate(
         part = generate_from_ids(policy, tokenizer, prompt_ids[start:stop], max_new_tokens, do_sample, temperature, top_k, seeds)
         items.extend(part.items)
     return Generations(items)
+
+
+@dataclass
+class Batch:
+    """Generations as model input: right-padded prompt+response rows (positions count from 0
+    in every row, so no position ids are needed); `positions[b, t]` is the input position of
+    response token t, `tokens[b, t]` its id, `mask[b, t]` whether it is real."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    positions: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> "Batch":
+        return Batch(*(t[index] for t in dataclasses.astuple(self)))
+
+
+def make_batch(generations: Generations, pad_token_id: int, device: torch.device | str = "cpu") -> Batch:
+    full = [g.prompt_ids + g.response_ids for g in generations]
+    width, response_width = max(len(f) for f in full), max(len(g.response_ids) for g in generations)
+    input_ids = torch.full((len(full), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    positions = torch.zeros((len(full), response_width), dtype=torch.long)
+    tokens = torch.full((len(full), response_width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(full), response_width), dtype=torch.bool)
+    for i, (ids, g) in enumerate(zip(full, generations)):
+        n_prompt, n_response = len(g.prompt_ids), len(g.response_ids)
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        attention_mask[i, : len(ids)] = 1
+        positions[i] = torch.arange(response_width).clamp_max(n_response - 1) + n_prompt
+        tokens[i, :n_response] = torch.tensor(g.response_ids)
+        mask[i, :n_response] = True
+    return Batch(*(t.to(device) for t in (input_ids, attention_mask, positions, tokens, mask)))
+
+
+def response_logits(model: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+    """Logits that predicted each response token (`[b, t, vocab]`, divided by the temperature)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    index = (batch.positions - 1)[..., None].expand(-1, -1, logits.shape[-1])
+    return torch.gather(logits, 1, index).float() / temperature
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """`log softmax(logits)[tokens]` per position."""
+    return torch.gather(logits.log_softmax(-1), 2, tokens[..., None]).squeeze(-1)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenreward.generation import Generations, encode_prompt, generate_from_ids
+from tokenreward.generation import Batch, Generations, encode_prompt, generate_from_ids, make_batch, response_logits, token_logprobs
 from tokenreward.losses.ppo import (
     entropy_from_logits,
     gae,
@@ -258,53 +258,6 @@ def policy_token_rewards(
             rows[i][-1] = floor
             sequence[i] = floor
     return rows, sequence
-
-
-# ----------------------------------------------------------------------------- batches
-
-
-@dataclass
-class Batch:
-    """Right-padded prompt+response rows; `positions[b, t]` is the input position of response
-    token t, `mask[b, t]` whether it is real."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    positions: torch.Tensor
-    tokens: torch.Tensor
-    mask: torch.Tensor
-
-    def rows(self, index: torch.Tensor) -> "Batch":
-        return Batch(*(t[index] for t in dataclasses.astuple(self)))
-
-
-def make_batch(generations: Generations, pad_token_id: int, device: torch.device) -> Batch:
-    full = [g.prompt_ids + g.response_ids for g in generations]
-    width, response_width = max(len(f) for f in full), max(len(g.response_ids) for g in generations)
-    input_ids = torch.full((len(full), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    positions = torch.zeros((len(full), response_width), dtype=torch.long)
-    tokens = torch.full((len(full), response_width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(full), response_width), dtype=torch.bool)
-    for i, (ids, g) in enumerate(zip(full, generations)):
-        n_prompt, n_response = len(g.prompt_ids), len(g.response_ids)
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        attention_mask[i, : len(ids)] = 1
-        positions[i] = torch.arange(response_width).clamp_max(n_response - 1) + n_prompt
-        tokens[i, :n_response] = torch.tensor(g.response_ids)
-        mask[i, :n_response] = True
-    return Batch(*(t.to(device) for t in (input_ids, attention_mask, positions, tokens, mask)))
-
-
-def response_logits(model: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
-    """Logits that predicted each response token (`[b, t, vocab]`, divided by the temperature)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    index = (batch.positions - 1)[..., None].expand(-1, -1, logits.shape[-1])
-    return torch.gather(logits, 1, index).float() / temperature
-
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    return torch.gather(logits.log_softmax(-1), 2, tokens[..., None]).squeeze(-1)
 
 
 class ValueModel(nn.Module):
