@@ -251,12 +251,10 @@ def policy_token_rewards(
                 row[completing] = 0.0
             rows[i] = row
             sequence[i] = result.sequence_rewards[k]
-    blank = [i for i in range(len(generations)) if i not in set(scored)]
-    if blank:
-        floor = float(sequence[scored].min()) if scored else 0.0
-        for i in blank:
-            rows[i][-1] = floor
-            sequence[i] = floor
+    floor = float(sequence[scored].min()) if scored else 0.0
+    for i in sorted(set(range(len(generations))) - set(scored)):
+        rows[i][-1] = floor
+        sequence[i] = floor
     return rows, sequence
 
 
