@@ -271,3 +271,31 @@ def test_two_processes_match_one_on_the_first_step(files, tmp_path):
     for key in ("reward", "kl", "length", "policy_loss", "value_loss", "clip_frac", "entropy"):
         assert two[0][key] == pytest.approx(one[0][key], rel=1e-4, abs=1e-5), key
     assert two[1]["reward"] == pytest.approx(one[1]["reward"], rel=1e-3, abs=1e-4)
+
+
+def test_a_blank_response_gets_the_lowest_sequence_reward_of_its_batch(files, tokenizer):
+    from tokenreward.align import offsets_from_ids
+    from tokenreward.generation import Generation, Generations
+
+    texts = ["The capital of France is Paris.", "Hello world!"]
+    items = []
+    for text in texts:
+        ids = tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+        decoded, offsets = offsets_from_ids(tokenizer, ids)
+        items.append(Generation([1], ids, decoded, offsets, True))
+    items.append(Generation([1], [tokenizer.eos_token_id], "", [(0, 0)], True))
+    sparse = build_rewarder("sparse", reward_model=files / "rm", device="cpu")
+    rows, sequence = policy_token_rewards(sparse, ["Q: ", "Q: ", "Q: "], Generations(items))
+    scores = sparse.score(["Q: ", "Q: "], texts).sequence_rewards
+    assert sequence[2].item() == pytest.approx(min(scores.tolist()), abs=1e-6)
+    assert rows[2].tolist() == pytest.approx([min(scores.tolist())], abs=1e-6)
+    assert rows[0][-1].item() == pytest.approx(scores[0].item(), abs=1e-5) and rows[0][:-1].abs().sum() == 0
+
+
+def test_each_pass_over_the_prompts_visits_every_prompt_once():
+    from tokenreward.trainers.ppo import step_prompt_indices
+
+    order = [i for step in range(6) for i in step_prompt_indices(8, 4, step, seed=3)]
+    assert sorted(order[:8]) == sorted(order[8:16]) == sorted(order[16:]) == list(range(8))
+    assert order[:8] != order[8:16]
+    assert step_prompt_indices(8, 4, 1, seed=3) == order[4:8]
