@@ -93,7 +93,7 @@ class PreferenceConfig:
     prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
     eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)"})
     eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation"})
-    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)"})
     checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
     drop_invalid: bool = field(default=False, metadata={"help": "drop (and count) unusable rows instead of stopping"})
@@ -246,19 +246,32 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
-def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: PreferenceConfig, step: int) -> float:
+def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], max_new_tokens: int, config: PreferenceConfig, step: int) -> float:
     """Mean oracle score of responses sampled at temperature 1, seeded by (seed, step)."""
     from tokenreward.generation import generate
     from tokenreward.world.oracle import grade
 
-    generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], config.max_new_tokens,
+    generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], max_new_tokens,
                            do_sample=True, generator_seed=config.seed * 100_003 + step)
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
 
-def resolve_inputs(config: PreferenceConfig):
-    """(rows, source, policy, reference, tokenizer, token-reward cache dir, world resources,
-    prompts for the oracle curve)."""
+@dataclass
+class Inputs:
+    """Where a run's data, models and evaluation prompts come from (the world's by default)."""
+
+    rows: list[dict[str, Any]]
+    source: str
+    policy: str
+    reference: str
+    tokenizer: str
+    cache_dir: Path  # where per-dataset token rewards are stored (next to the data)
+    resources: dict[str, Any]  # the world's rewarder resources
+    eval_prompts: list[dict[str, Any]]  # prompt records of the oracle curve
+    max_new_tokens: int
+
+
+def resolve_inputs(config: PreferenceConfig) -> Inputs:
     world = None
     if config.data is None or config.world is not None:
         from tokenreward.world import open_world
@@ -274,15 +287,17 @@ def resolve_inputs(config: PreferenceConfig):
     if policy is None:
         raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
     tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
-    resources = dict(world.resources()) if world is not None else {}
-    eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None and config.eval_every > 0 else []
-    return rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir, resources, eval_records
+    return Inputs(
+        rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir,
+        dict(world.resources()) if world is not None else {},
+        world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None and config.eval_every > 0 else [],
+        config.max_new_tokens or (int(world.config.get("max_new_tokens", 64)) if world is not None else 64),
+    )
 
 
-def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, reference: str, tokenizer: str,
-                        cache_dir: Path, base: dict[str, Any], out: Path, progress: bool):
+def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool):
     """Token rewards (chosen, rejected) on the completion positions, cached next to the data."""
-    resources = {**base, "reference": reference, "tokenizer": tokenizer, "policy": config.guide_policy}
+    resources = {**inputs.resources, "reference": inputs.reference, "tokenizer": inputs.tokenizer, "policy": config.guide_policy}
     if config.reward_model is not None:
         resources["reward_model"] = config.reward_model
     resources = {k: str(v) for k, v in resources.items() if v is not None}
@@ -294,6 +309,7 @@ def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceDat
     needed = set(rewarder_requirements(name))
     resources = {k: v for k, v in resources.items() if k in needed or k in ("tokenizer", "reward_tokenizer")}
     stem = f"{Path(config.data).name if config.data else 'pairs-reward'}.{name}-{token_rewards_fingerprint(name, resources, data)}.jsonl"
+    cache_dir = inputs.cache_dir
     directory = cache_dir if os.access(cache_dir if cache_dir.exists() else cache_dir.parent, os.W_OK) else out / "cache"
     return pair_token_rewards(name, resources, data, directory / stem, progress=progress)
 
@@ -351,11 +367,11 @@ def run(config: PreferenceConfig, name: str) -> None:
     device, main = accelerator.device, accelerator.is_main_process
     show = config.progress and main
 
-    rows, source, policy_path, reference_path, tokenizer_path, cache_dir, resources, eval_records = resolve_inputs(config)
-    tokenizer = load_tokenizer(tokenizer_path)
-    policy = load_causal_lm(policy_path)
+    inputs = resolve_inputs(config)
+    tokenizer = load_tokenizer(inputs.tokenizer)
+    policy = load_causal_lm(inputs.policy)
     disable_dropout(policy)
-    data = prepare_preference_data(rows, tokenizer, source, context_length(policy), config.drop_invalid)
+    data = prepare_preference_data(inputs.rows, tokenizer, inputs.source, context_length(policy), config.drop_invalid)
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))
@@ -366,24 +382,22 @@ def run(config: PreferenceConfig, name: str) -> None:
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     reference_model = None
     if method.uses_reference:
-        key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference_path)).encode()).hexdigest()[:16]
+        key = hashlib.sha256((data.fingerprint() + path_fingerprint(inputs.reference)).encode()).hexdigest()[:16]
         cache = out / "cache" / f"reference-logps-{key}.pt"
         if cache.is_file():
             per_position["reference"] = torch.load(cache)
         else:
-            reference_model = load_causal_lm(reference_path, device).eval()
+            reference_model = load_causal_lm(inputs.reference, device).eval()
             per_position["reference"] = reference_logps(reference_model, data, tokenizer.pad_token_id, config.batch_size, device, show)
             if main:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(per_position["reference"], cache)
     if method.reference_logits and reference_model is None:
-        reference_model = load_causal_lm(reference_path, device).eval()
+        reference_model = load_causal_lm(inputs.reference, device).eval()
     elif not method.reference_logits:
         reference_model = None
     if method.token_rewarder is not None:
-        per_position["rewards"] = token_reward_inputs(
-            rewarder_name, config, data, reference_path, tokenizer_path, cache_dir, resources, out, show
-        )
+        per_position["rewards"] = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
@@ -397,16 +411,16 @@ def run(config: PreferenceConfig, name: str) -> None:
         for step in range(start, config.steps):
             indices = batch_indices(step, len(data), config.batch_size, config.seed)
             indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
-            inputs = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-            logps, logits = policy_logps(policy, inputs["input_ids"], inputs["attention_mask"])
-            batch = PairBatch(halves(logps), halves(inputs["mask"]), halves(inputs["tokens"]))
-            if "reference" in inputs:
-                batch.reference = halves(inputs["reference"])
-            if "rewards" in inputs:
-                batch.rewards = halves(inputs["rewards"])
+            tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
+            logps, logits = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"])
+            batch = PairBatch(halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]))
+            if "reference" in tensors:
+                batch.reference = halves(tensors["reference"])
+            if "rewards" in tensors:
+                batch.rewards = halves(tensors["rewards"])
             if reference_model is not None:
                 with torch.no_grad():
-                    batch.reference_logits = halves(reference_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1].float())
+                    batch.reference_logits = halves(reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits[:, :-1].float())
                 batch.logits = halves(logits)
             losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
             loss = losses.mean()
@@ -425,8 +439,8 @@ def run(config: PreferenceConfig, name: str) -> None:
                 "lr": scheduler.get_last_lr()[0],
                 **{k: float(v.mean()) for k, v in extra.items()},
             }
-            if eval_records and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, eval_records, config, step)
+            if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
             logger.log(record)
             advance(**{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record})
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and main:
