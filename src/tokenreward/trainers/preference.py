@@ -239,6 +239,21 @@ def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, d
     return chosen, rejected
 
 
+def cached_reference_logps(reference: str, data: PreferenceData, pad_id: int, batch_size: int, out: Path, device,
+                           progress: bool, write: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """`reference_logps`, computed once and kept in `OUT/cache/` (keyed by the tokenized data and
+    the reference folder's files), so a resumed run does not recompute it."""
+    key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
+    cache = out / "cache" / f"reference-logps-{key}.pt"
+    if cache.is_file():
+        return torch.load(cache)
+    values = reference_logps(load_causal_lm(reference, device).eval(), data, pad_id, batch_size, device, progress)
+    if write:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(values, cache)
+    return values
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -380,22 +395,9 @@ def run(config: PreferenceConfig, name: str) -> None:
             print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows: {report['dropped']}")
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    reference_model = None
     if method.uses_reference:
-        key = hashlib.sha256((data.fingerprint() + path_fingerprint(inputs.reference)).encode()).hexdigest()[:16]
-        cache = out / "cache" / f"reference-logps-{key}.pt"
-        if cache.is_file():
-            per_position["reference"] = torch.load(cache)
-        else:
-            reference_model = load_causal_lm(inputs.reference, device).eval()
-            per_position["reference"] = reference_logps(reference_model, data, tokenizer.pad_token_id, config.batch_size, device, show)
-            if main:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(per_position["reference"], cache)
-    if method.reference_logits and reference_model is None:
-        reference_model = load_causal_lm(inputs.reference, device).eval()
-    elif not method.reference_logits:
-        reference_model = None
+        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, config.batch_size, out, device, show, main)
+    reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
     if method.token_rewarder is not None:
         per_position["rewards"] = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
 
