@@ -1,1 +1,166 @@
-"""tokenreward.world"""
+"""The world: a synthetic assistant domain with known token credit, and its models.
+
+    from tokenreward.world import open_world
+    world = open_world()                 # $TOKENREWARD_WORLD, else the cached full, else small world
+    world.prompts("test")[0]             # {"id", "family", "prompt", "meta"}
+    world.responses("test")[0]           # {..., "response", "oracle_score", "credit_spans"}
+    build_rewarder("red", **world.resources())
+
+Build one with `tokenreward world build [--size small|full]` or
+`tokenreward.world.build.build_world(out, size, seed)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("sft", "reward", "rl", "test")
+MANIFEST = "world.json"
+BUILD_STATE = "build-state.json"
+STANDARD_FOLDERS = {"tokenizer": "tokenizer", "policy": "policy", "reward_model": "reward-model"}
+
+
+def cache_dir() -> Path:
+    """Where `tokenreward world build` puts worlds by default: `$XDG_CACHE_HOME/tokenreward`
+    (`~/.cache/tokenreward`)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenreward"
+
+
+def default_world_path(size: str) -> Path:
+    return cache_dir() / f"world-{size}"
+
+
+def _build_hint(path: Path, size: str = "small") -> str:
+    return f"tokenreward world build --size {size} --out {path}"
+
+
+class World:
+    """A built world directory (see its README.md for the files)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest = self.root / MANIFEST
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"no world at {self.root}; build one with `{_build_hint(self.root)}`")
+        if not manifest.is_file():
+            done = []
+            state = self.root / BUILD_STATE
+            if state.is_file():
+                done = json.loads(state.read_text()).get("done", [])
+            size = json.loads(state.read_text()).get("size", "small") if state.is_file() else "small"
+            raise FileNotFoundError(
+                f"the world at {self.root} is half-built (finished stages: {', '.join(done) or 'none'}); "
+                f"finish it with `{_build_hint(self.root, size)}`"
+            )
+        self.config: dict[str, Any] = json.loads(manifest.read_text())
+        for name in STANDARD_FOLDERS.values():
+            if not (self.root / name / "config.json").is_file() and not (self.root / name / "tokenizer.json").is_file():
+                raise FileNotFoundError(
+                    f"the world at {self.root} lacks its {name}/ folder; rebuild it with "
+                    f"`{_build_hint(self.root, self.config.get('size', 'small'))}` after deleting {MANIFEST}"
+                )
+
+    def __repr__(self) -> str:
+        return f"World({str(self.root)!r}, size={self.config.get('size')!r}, seed={self.config.get('seed')!r})"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / STANDARD_FOLDERS["tokenizer"]
+
+    @property
+    def policy_dir(self) -> Path:
+        """The SFT policy, which is also the reference model."""
+        return self.root / STANDARD_FOLDERS["policy"]
+
+    @property
+    def reward_model_dir(self) -> Path:
+        return self.root / STANDARD_FOLDERS["reward_model"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.config.get("metrics", {})
+
+    def _records(self, kind: str, split: str) -> list[dict[str, Any]]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; the world's splits are {', '.join(SPLITS)}")
+        return _read_jsonl(self.root / "data" / f"{kind}.{split}.jsonl")
+
+    def prompts(self, split: str) -> list[dict[str, Any]]:
+        """Prompt records `{"id", "family", "prompt", "meta"}`."""
+        return self._records("prompts", split)
+
+    def responses(self, split: str) -> list[dict[str, Any]]:
+        """Response records: `family`, `prompt`, `response`, `oracle_score`, `credit_spans`, ..."""
+        return self._records("responses", split)
+
+    def pairs(self, split: str) -> list[dict[str, Any]]:
+        """Preference pairs (TRL `prompt`/`chosen`/`rejected`) with oracle scores and the revision."""
+        return self._records("pairs", split)
+
+    def sft_examples(self) -> list[dict[str, Any]]:
+        """The policy's SFT data (TRL `prompt`/`completion`), revision instructions included."""
+        return _read_jsonl(self.root / "data" / "sft.jsonl")
+
+    def prompt_record(self, prompt: str) -> dict[str, Any]:
+        """The prompt record whose prompt text is `prompt` (any split)."""
+        index = self._prompt_index()
+        if prompt not in index:
+            raise KeyError(f"prompt {prompt[:60]!r} is not a prompt of the world at {self.root}")
+        return index[prompt]
+
+    def _prompt_index(self) -> dict[str, dict[str, Any]]:
+        if not hasattr(self, "_index"):
+            self._index = {r["prompt"]: r for split in SPLITS for r in self.prompts(split)}
+        return self._index
+
+    def resources(self) -> dict[str, Any]:
+        """Keyword arguments for `build_rewarder`: `reward_model`, `tokenizer`, `policy`,
+        `reference`, plus every other model folder in the world under its folder name
+        (e.g. `discriminator`), dashes read as underscores."""
+        found = {
+            "reward_model": str(self.reward_model_dir),
+            "tokenizer": str(self.tokenizer_dir),
+            "policy": str(self.policy_dir),
+            "reference": str(self.policy_dir),
+        }
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and folder.name not in STANDARD_FOLDERS.values() and (folder / "config.json").is_file():
+                found.setdefault(folder.name.replace("-", "_"), str(folder))
+        return found
+
+
+@lru_cache(maxsize=64)
+def _read_cached(path: str, mtime: float) -> tuple[str, ...]:
+    with open(path) as handle:
+        return tuple(line for line in handle if line.strip())
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing world file {path}")
+    return [json.loads(line) for line in _read_cached(str(path), path.stat().st_mtime)]
+
+
+def open_world(path: str | Path | None = None) -> World:
+    """The world at `path`; without one, `$TOKENREWARD_WORLD`, else the built full world in the
+    cache directory, else the small one. A missing or half-built world raises
+    FileNotFoundError saying how to build it."""
+    if path is not None:
+        return World(path)
+    if os.environ.get("TOKENREWARD_WORLD"):
+        return World(os.environ["TOKENREWARD_WORLD"])
+    for size in ("full", "small"):
+        candidate = default_world_path(size)
+        if (candidate / MANIFEST).is_file():
+            return World(candidate)
+    raise FileNotFoundError(
+        f"no world found (looked at $TOKENREWARD_WORLD, {default_world_path('full')} and {default_world_path('small')}); "
+        "build one with `tokenreward world build --size full` (about 15 min) or `--size small` (about 1 min)"
+    )
+
+
+__all__ = ["SPLITS", "World", "cache_dir", "default_world_path", "open_world"]

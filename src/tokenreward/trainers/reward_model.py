@@ -1,0 +1,179 @@
+"""Bradley-Terry reward model: a scalar head on a causal transformer, trained on TRL
+`prompt`/`chosen`/`rejected` pairs.
+
+Loss: `-log sigma(R(x, y_w) - R(x, y_l))`, averaged over pairs (TRL's RewardTrainer loss).
+The score is the head's output at the last real token of prompt+response, encoded exactly as
+the rewarders encode it (`tokenreward.encoding.encode_pairs`), so RED/ABC read the model the
+way it was trained. Resumable from checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from tokenreward.encoding import encode_pairs
+from tokenreward.models import context_length, load_tokenizer
+from tokenreward.trainers import register_trainer
+from tokenreward.trainers.common import (
+    JsonlLogger,
+    latest_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    progress_bar,
+    read_jsonl,
+    save_checkpoint,
+)
+from tokenreward.trainers.sft import step_order
+
+
+@dataclass
+class RewardModelConfig:
+    """`tokenreward train reward-model`: Bradley-Terry reward model on preference pairs."""
+
+    data: str = field(metadata={"help": "JSONL with prompt/chosen/rejected records (TRL format)"})
+    model: str = field(metadata={"help": "causal LM or sequence-classification folder to start from (a scalar head is added)"})
+    out: str = field(default="runs/reward-model", metadata={"help": "output folder (log.jsonl, checkpoints, final/)"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out pairs JSONL; pairwise accuracy is printed"})
+    epochs: int = field(default=1, metadata={"help": "passes over the pairs"})
+    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)"})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """`mean(-log sigma(r_chosen - r_rejected))`."""
+    return -F.logsigmoid(chosen.float() - rejected.float()).mean()
+
+
+def reward_model_from(source, tokenizer):
+    """A scalar-head sequence-classification model from a causal LM or reward model folder
+    (or loaded causal LM), with `pad_token_id` set so the last real token can be found."""
+    from transformers import AutoModelForSequenceClassification
+
+    if isinstance(source, (str, Path)):
+        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    else:
+        config = source.config
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config)
+        model.base_model.load_state_dict(source.base_model.state_dict())
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _check_pairs(pairs: Sequence[dict[str, Any]]) -> None:
+    for i, pair in enumerate(pairs):
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
+        if missing:
+            raise ValueError(f"pair {i} lacks {', '.join(missing)} (TRL format: prompt/chosen/rejected)")
+
+
+def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`R(x, chosen)` and `R(x, rejected)` for a batch of pairs (with gradients)."""
+    prompts = [p["prompt"] for p in pairs]
+    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context_length(model))
+    scores = model(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.squeeze(-1)
+    return scores[: len(pairs)], scores[len(pairs) :]
+
+
+@torch.no_grad()
+def pairwise_accuracy(model, tokenizer, pairs: Sequence[dict[str, Any]], batch_size: int = 32, against: str = "label") -> float:
+    """Share of pairs where the model scores `chosen` above `rejected` (`against="label"`), or
+    the response with the higher `chosen_score`/`rejected_score` above the other
+    (`against="oracle"`, ties skipped)."""
+    _check_pairs(pairs)
+    if against == "oracle":
+        pairs = [p for p in pairs if p["chosen_score"] != p["rejected_score"]]
+    if not pairs:
+        raise ValueError("no pairs to measure accuracy on")
+    model.eval()
+    device = next(model.parameters()).device
+    right = 0
+    for s in range(0, len(pairs), batch_size):
+        batch = pairs[s : s + batch_size]
+        chosen, rejected = score_pairs(model, tokenizer, batch, device)
+        agree = chosen > rejected
+        if against == "oracle":
+            label_right = torch.tensor([p["chosen_score"] > p["rejected_score"] for p in batch], device=agree.device)
+            agree = agree == label_right
+        right += int(agree.sum())
+    return right / len(pairs)
+
+
+def train_reward_model(
+    model,
+    tokenizer,
+    pairs: Sequence[dict[str, Any]],
+    out: str | Path,
+    epochs: int = 1,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    save_every: int = 200,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+):
+    """Train `model` (a scalar-head sequence-classification model) in place on `pairs`.
+
+    Logs `{"step", "loss", "accuracy", "margin"}` to `out/log.jsonl`; checkpoints resume exactly."""
+    from transformers import get_scheduler
+
+    _check_pairs(pairs)
+    if not pairs:
+        raise ValueError("no preference pairs to train on")
+    out = Path(out)
+    accelerator = make_accelerator(seed)
+    batches = step_order(len(pairs), batch_size, epochs, seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=0, num_training_steps=len(batches))
+    start = 0
+    if resume and latest_checkpoint(out) is not None:
+        start, _ = load_checkpoint(out, {"model": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process, tensorboard=False)
+    with progress_bar(len(batches), "reward model", start=start, enabled=progress and accelerator.is_main_process) as advance:
+        for step in range(start, len(batches)):
+            chosen, rejected = score_pairs(model, tokenizer, [pairs[i] for i in batches[step]], accelerator.device)
+            loss = bradley_terry_loss(chosen, rejected)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            accuracy = float((chosen > rejected).float().mean())
+            logger.log({"step": step + 1, "loss": float(loss), "accuracy": accuracy, "margin": float((chosen - rejected).mean())})
+            advance(loss=float(loss), acc=accuracy)
+            if (step + 1) % save_every == 0 or step + 1 == len(batches):
+                save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    logger.close()
+    return accelerator.unwrap_model(model).eval()
+
+
+@register_trainer("reward-model", RewardModelConfig, help="Bradley-Terry reward model with a scalar head on preference pairs")
+def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
+    """Train, save model and tokenizer to `OUT/final`, print held-out accuracy if `--eval-data`."""
+    for path in (config.data, config.eval_data):
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"pairs file {path} does not exist")
+    tokenizer = load_tokenizer(config.tokenizer or config.model)
+    model = reward_model_from(config.model, tokenizer)
+    model = train_reward_model(
+        model, tokenizer, read_jsonl(config.data), config.out, config.epochs, config.batch_size, config.lr,
+        config.save_every, config.seed, config.resume, config.progress,
+    )
+    final = Path(config.out) / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    if config.eval_data:
+        accuracy = pairwise_accuracy(model, tokenizer, read_jsonl(config.eval_data))
+        print(f"held-out pairwise accuracy: {accuracy:.3f}")
+    return final

@@ -1,0 +1,180 @@
+"""Supervised fine-tuning of a causal LM on TRL `prompt`/`completion` records.
+
+Loss: the mean over completion tokens (and the EOS appended after a plain-text completion)
+of `-log pi(y_t | x, y_<t)`; prompt tokens carry no loss. Conversational records (TRL
+`messages`, or a message-list `prompt` with a `completion`) are rendered with the
+tokenizer's chat template (see `tokenreward.encoding`). Resumable from checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tokenreward.encoding import encode_pairs
+from tokenreward.models import load_causal_lm, load_tokenizer
+from tokenreward.trainers import register_trainer
+from tokenreward.trainers.common import (
+    JsonlLogger,
+    latest_checkpoint,
+    load_checkpoint,
+    make_accelerator,
+    progress_bar,
+    read_jsonl,
+    save_checkpoint,
+)
+
+
+@dataclass
+class SFTConfig:
+    """`tokenreward train sft`: fine-tune a causal LM on prompt/completion JSONL."""
+
+    data: str = field(metadata={"help": "JSONL with prompt/completion (or messages) records"})
+    model: str = field(metadata={"help": "Hugging Face causal LM folder or hub id to start from"})
+    out: str = field(default="runs/sft", metadata={"help": "output folder (log.jsonl, checkpoints, final/)"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
+    epochs: int = field(default=1, metadata={"help": "passes over the data"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per step"})
+    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    max_length: int = field(default=256, metadata={"help": "longest prompt+completion in tokens"})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def _split_record(record: dict[str, Any], index: int) -> tuple[Any, Any]:
+    if "messages" in record:
+        messages = record["messages"]
+        if not messages or messages[-1].get("role") != "assistant":
+            raise ValueError(f"SFT record {index}: `messages` must end with an assistant message")
+        return messages[:-1], messages
+    if "prompt" in record and "completion" in record:
+        completion = record["completion"]
+        return record["prompt"], completion if isinstance(completion, str) else record["prompt"] + completion
+    raise ValueError(f"SFT record {index} has neither prompt/completion nor messages (keys: {sorted(record)})")
+
+
+def tokenize_sft(tokenizer, records: Sequence[dict[str, Any]], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """Per record `(input_ids, labels)`, labels `-100` on prompt tokens. A plain-text
+    completion is followed by the EOS token, which is learned too."""
+    examples = []
+    for start in range(0, len(records), 256):
+        chunk = records[start : start + 256]
+        prompts, completions = zip(*(_split_record(r, start + i) for i, r in enumerate(chunk)))
+        enc = encode_pairs(tokenizer, list(prompts), list(completions))
+        for i, prompt in enumerate(prompts):
+            length = enc.last_positions[i] + 1
+            ids = enc.input_ids[i, :length].tolist()
+            first = enc.response_positions[i][0]
+            if isinstance(prompt, str):
+                if tokenizer.eos_token_id is None:
+                    raise ValueError("the tokenizer has no EOS token; the policy could never learn to stop")
+                ids.append(tokenizer.eos_token_id)
+            if len(ids) > max_length:
+                raise ValueError(f"SFT record {start + i} is {len(ids)} tokens, longer than --max-length {max_length}")
+            examples.append((ids, [-100] * first + ids[first:]))
+    return examples
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(examples):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of `-log p(label_t | <t)` over positions whose label is not -100."""
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+
+
+def step_order(n: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
+    """Batches of example indices for every step: a fresh seeded shuffle per epoch."""
+    batches = []
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        batches += [order[s : s + batch_size] for s in range(0, n, batch_size)]
+    return batches
+
+
+def train_sft(
+    model,
+    tokenizer,
+    records: Sequence[dict[str, Any]],
+    out: str | Path,
+    epochs: int = 1,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    warmup_steps: int = 0,
+    max_length: int = 256,
+    save_every: int = 200,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+):
+    """Fine-tune `model` in place on `records`; returns the trained (unwrapped) model.
+
+    Logs `{"step", "loss", "lr"}` to `out/log.jsonl` and checkpoints to `out/checkpoints/`;
+    `resume=True` continues from the newest checkpoint and ends with the same weights as an
+    uninterrupted run."""
+    from transformers import get_scheduler
+
+    out = Path(out)
+    if not records:
+        raise ValueError("no SFT records to train on")
+    accelerator = make_accelerator(seed)
+    examples = tokenize_sft(tokenizer, records, max_length)
+    batches = step_order(len(examples), batch_size, epochs, seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=len(batches))
+    start = 0
+    if resume and latest_checkpoint(out) is not None:
+        start, _ = load_checkpoint(out, {"model": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process, tensorboard=False)
+    with progress_bar(len(batches), "sft", start=start, enabled=progress and accelerator.is_main_process) as advance:
+        for step in range(start, len(batches)):
+            batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batches[step]], tokenizer.pad_token_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = sft_loss(logits, batch["labels"])
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            logger.log({"step": step + 1, "loss": float(loss), "lr": scheduler.get_last_lr()[0]})
+            advance(loss=float(loss))
+            if (step + 1) % save_every == 0 or step + 1 == len(batches):
+                save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+    logger.close()
+    model = accelerator.unwrap_model(model)
+    return model.eval()
+
+
+@register_trainer("sft", SFTConfig, help="supervised fine-tuning on prompt/completion JSONL")
+def run(config: SFTConfig, name: str = "sft") -> Path:
+    """Train, then save the model and tokenizer to `OUT/final` (a Hugging Face folder)."""
+    if not Path(config.data).is_file():
+        raise FileNotFoundError(f"--data {config.data} does not exist")
+    tokenizer = load_tokenizer(config.tokenizer or config.model)
+    model = load_causal_lm(config.model)
+    model = train_sft(
+        model, tokenizer, read_jsonl(config.data), config.out, config.epochs, config.batch_size, config.lr,
+        config.warmup_steps, config.max_length, config.save_every, config.seed, config.resume, config.progress,
+    )
+    final = Path(config.out) / "final"
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    return final

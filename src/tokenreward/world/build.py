@@ -1,0 +1,359 @@
+"""Build a world: data, tokenizer, SFT policy, reward model, measurements, README.md.
+
+Stages run in order and each is recorded in `build-state.json` when it finishes; the two
+training stages checkpoint as they go (under `work/`), so a killed build continues where it
+stopped. `world.json` (config + measurements) is written last: its presence marks a
+complete world.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from tokenreward.trainers.common import progress_bar, read_jsonl, seed_everything, write_jsonl
+from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
+from tokenreward.world import generate as gen
+from tokenreward.world.oracle import grade, revise
+from tokenreward.world.readme import render_readme
+
+#: Bradley-Terry temperature of the simulated labellers: P(a > b) = sigma((s_a - s_b) / T)
+LABEL_TEMPERATURE = 0.5
+#: share of good responses in the SFT data (the rest carry planted defects)
+SFT_GOOD_SHARE = 0.6
+CONTEXT = 256
+MAX_NEW_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    per_family: int  # distinct prompts per family (fewer where a family has fewer)
+    test_share: float  # held-out test prompts; the rest split 20 / 40 / 40 (SFT / reward / RL)
+    sft_responses: int  # responses per SFT prompt (plus three revision examples)
+    pairs_per_prompt: int
+    vocab_size: int
+    n_layer: int
+    n_embd: int
+    n_head: int
+    sft_epochs: int
+    sft_lr: float
+    rm_epochs: int
+    rm_lr: float
+    batch_size: int
+    eval_prompts: int  # test prompts the SFT policy answers for the report
+
+
+SIZES = {
+    "small": WorldSize(100, 0.15, 3, 2, 600, 2, 64, 2, 3, 3e-3, 2, 1e-3, 16, 60),
+    "full": WorldSize(700, 0.12, 6, 4, 1500, 4, 192, 4, 4, 1e-3, 2, 2e-4, 32, 400),
+}
+
+STAGES = ("data", "tokenizer", "policy", "reward_model", "measure")
+
+
+def _state(root: Path) -> dict[str, Any]:
+    path = root / BUILD_STATE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save_state(root: Path, state: dict[str, Any]) -> None:
+    tmp = root / (BUILD_STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(root / BUILD_STATE)
+
+
+# ---------------------------------------------------------------- data
+
+
+def split_prompts(prompts: list[dict], test_share: float, rng: random.Random) -> dict[str, list[dict]]:
+    """Held-out test share, then the rest 20 / 40 / 40 into SFT / reward / RL (as in TLCR)."""
+    shuffled = prompts[:]
+    rng.shuffle(shuffled)
+    n_test = round(len(shuffled) * test_share)
+    test, rest = shuffled[:n_test], shuffled[n_test:]
+    a, b = round(len(rest) * 0.2), round(len(rest) * 0.6)
+    return {"sft": rest[:a], "reward": rest[a:b], "rl": rest[b:], "test": test}
+
+
+def response_record(prompt: dict, response: gen.Response) -> dict[str, Any]:
+    g = grade(prompt, response.text)
+    return {
+        "prompt_id": prompt["id"],
+        "family": prompt["family"],
+        "prompt": prompt["prompt"],
+        "response": response.text,
+        "kinds": response.kinds,
+        "oracle_score": g.score,
+        "credit_spans": g.credit_spans,
+        "defects": g.defects,
+    }
+
+
+def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict) -> dict[str, Any]:
+    """A simulated labeller's choice, `P(first wins) = sigma((s_1 - s_2) / LABEL_TEMPERATURE)`,
+    and the oracle's minimal revision of the rejected response."""
+    margin = (first["oracle_score"] - second["oracle_score"]) / LABEL_TEMPERATURE
+    first_wins = rng.random() < 1.0 / (1.0 + math.exp(-margin))
+    chosen, rejected = (first, second) if first_wins else (second, first)
+    revision = revise(prompt, rejected["response"])
+    revised = grade(prompt, revision)
+    return {
+        "prompt_id": prompt["id"],
+        "family": prompt["family"],
+        "prompt": prompt["prompt"],
+        "chosen": chosen["response"],
+        "rejected": rejected["response"],
+        "chosen_score": chosen["oracle_score"],
+        "rejected_score": rejected["oracle_score"],
+        "chosen_credit_spans": chosen["credit_spans"],
+        "rejected_credit_spans": rejected["credit_spans"],
+        "revision": revision,
+        "revision_score": revised.score,
+        "revision_credit_spans": revised.credit_spans,
+    }
+
+
+def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> list[dict[str, str]]:
+    """SFT records: `per_prompt` replies per prompt (good with probability `SFT_GOOD_SHARE`),
+    and three revision instructions: better(defective) -> its oracle revision,
+    better(good) -> the same reply, worse(good) -> the reply with planted defects."""
+    records = []
+    for prompt in prompts:
+        family = prompt["family"]
+        for _ in range(per_prompt):
+            kinds = [] if rng.random() < SFT_GOOD_SHARE else _defective_kinds(rng, family)
+            records.append({"prompt": prompt["prompt"], "completion": gen.respond(rng, prompt, kinds).text})
+        template = rng.randrange(12)
+        good = gen.respond(rng, prompt, [], template).text
+        bad = gen.respond(rng, prompt, _defective_kinds(rng, family), template).text
+        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=bad), "completion": revise(prompt, bad)})
+        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=good), "completion": good})
+        records.append({"prompt": gen.REVISION_WORSE.format(prompt=prompt["prompt"], response=good), "completion": bad})
+    rng.shuffle(records)
+    return records
+
+
+def _defective_kinds(rng: random.Random, family: str) -> list[str]:
+    while True:
+        kinds = gen.sample_kinds(rng, family)
+        if kinds:
+            return kinds
+
+
+def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    rng = random.Random(seed)
+    prompts = gen.make_prompts(rng, size.per_family)
+    splits = split_prompts(prompts, size.test_share, rng)
+    data = root / "data"
+    stats: dict[str, Any] = {"prompts": {s: len(p) for s, p in splits.items()}}
+    agree = total = 0
+    with progress_bar(len(prompts), "world data", enabled=progress) as advance:
+        for split in SPLITS:
+            responses, pairs = [], []
+            for prompt in splits[split]:
+                for _ in range(size.pairs_per_prompt):
+                    first, second = (response_record(prompt, gen.respond(rng, prompt, gen.sample_kinds(rng, prompt["family"]))) for _ in range(2))
+                    responses += [first, second]
+                    pair = label_pair(rng, prompt, first, second)
+                    pairs.append(pair)
+                    if pair["chosen_score"] != pair["rejected_score"]:
+                        total += 1
+                        agree += pair["chosen_score"] > pair["rejected_score"]
+                advance()
+            write_jsonl(data / f"prompts.{split}.jsonl", splits[split])
+            write_jsonl(data / f"responses.{split}.jsonl", responses)
+            write_jsonl(data / f"pairs.{split}.jsonl", pairs)
+    write_jsonl(data / "sft.jsonl", sft_examples(rng, splits["sft"], size.sft_responses))
+    stats["label_oracle_agreement"] = agree / max(total, 1)
+    stats["label_pairs_untied"] = total
+    return stats
+
+
+# ---------------------------------------------------------------- models
+
+
+def world_corpus(root: Path) -> list[str]:
+    texts = [r["prompt"] + r["completion"] for r in read_jsonl(root / "data" / "sft.jsonl")]
+    for split in SPLITS:
+        texts += [r["prompt"] + r["response"] for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
+    return texts
+
+
+def build_tokenizer(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    from tokenreward.testing import train_tokenizer
+
+    tokenizer = train_tokenizer(world_corpus(root), vocab_size=size.vocab_size)
+    tokenizer.model_max_length = CONTEXT
+    tokenizer.save_pretrained(root / STANDARD_FOLDERS["tokenizer"])
+    return {"vocab_size": len(tokenizer)}
+
+
+def _tokenizer(root: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(root / STANDARD_FOLDERS["tokenizer"]))
+
+
+def policy_config(size: WorldSize, tokenizer):
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=CONTEXT,
+        n_embd=size.n_embd,
+        n_layer=size.n_layer,
+        n_head=size.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_policy(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    from tokenreward.trainers.sft import train_sft
+
+    tokenizer = _tokenizer(root)
+    seed_everything(seed)
+    model = AutoModelForCausalLM.from_config(policy_config(size, tokenizer))
+    work = root / "work" / "policy"
+    model = train_sft(
+        model, tokenizer, read_jsonl(root / "data" / "sft.jsonl"), work, epochs=size.sft_epochs,
+        batch_size=size.batch_size, lr=size.sft_lr, warmup_steps=20, max_length=CONTEXT, save_every=100,
+        seed=seed, resume=True, progress=progress,
+    )
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _save_model(model, tokenizer, root / STANDARD_FOLDERS["policy"])
+    final_loss = read_jsonl(work / "log.jsonl")[-1]["loss"]
+    return {"policy_parameters": sum(p.numel() for p in model.parameters()), "sft_final_loss": final_loss}
+
+
+def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
+
+    tokenizer = _tokenizer(root)
+    seed_everything(seed)
+    model = reward_model_from(root / STANDARD_FOLDERS["policy"], tokenizer)
+    pairs = read_jsonl(root / "data" / "pairs.reward.jsonl")
+    model = train_reward_model(
+        model, tokenizer, pairs, root / "work" / "reward-model", epochs=size.rm_epochs, batch_size=size.batch_size,
+        lr=size.rm_lr, save_every=100, seed=seed, resume=True, progress=progress,
+    )
+    _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
+    return {"reward_model_parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _save_model(model, tokenizer, folder: Path) -> None:
+    """Save to a temporary folder and rename, so a half-written model is never taken as done."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@torch.no_grad()
+def sample_responses(policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = 32) -> list[str]:
+    """The policy's continuations of `prompts` (left-padded batches, up to `MAX_NEW_TOKENS`)."""
+    torch.manual_seed(seed)
+    texts = []
+    for s in range(0, len(prompts), batch_size):
+        rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
+        width = max(map(len, rows))
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        sampling = {} if greedy else {"do_sample": True, "top_k": 0, "top_p": 1.0}
+        out = policy.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, **sampling,
+        )
+        texts += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return texts
+
+
+def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: int) -> dict[str, float]:
+    """Mean oracle score and defect rate (share of responses with at least one issue)."""
+    texts = sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy, seed)
+    grades = [grade(p, t) for p, t in zip(prompts, texts)]
+    return {
+        "oracle_score": sum(g.score for g in grades) / len(grades),
+        "defect_rate": sum(g.defects > 0 for g in grades) / len(grades),
+    }
+
+
+def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    from tokenreward.models import load_causal_lm, load_reward_model
+    from tokenreward.trainers.reward_model import pairwise_accuracy
+
+    tokenizer = _tokenizer(root)
+    rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
+    held_out = read_jsonl(root / "data" / "pairs.test.jsonl")
+    policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
+    prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
+    data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
+    return {
+        "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
+        "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
+        "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
+        "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
+        "data_responses": {
+            "oracle_score": sum(r["oracle_score"] for r in data_responses) / len(data_responses),
+            "defect_rate": sum(r["defects"] > 0 for r in data_responses) / len(data_responses),
+        },
+    }
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]]] = {
+    "data": build_data,
+    "tokenizer": build_tokenizer,
+    "policy": build_policy,
+    "reward_model": build_reward_model,
+    "measure": measure,
+}
+
+
+def build_world(out: str | Path | None = None, size: str = "small", seed: int = 0, progress: bool = True) -> World:
+    """Build (or finish building) the world of `size` ("small" or "full") under `out`
+    (default: the cache directory) and return it. Deterministic under `seed`."""
+    if size not in SIZES:
+        raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+    root = Path(out) if out is not None else default_world_path(size)
+    if (root / MANIFEST).is_file():
+        return World(root)
+    root.mkdir(parents=True, exist_ok=True)
+    state = _state(root)
+    if state and (state.get("size"), state.get("seed")) != (size, seed):
+        raise ValueError(
+            f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r}; "
+            f"finish that one, or delete the folder to build size {size!r} seed {seed}"
+        )
+    state = state or {"size": size, "seed": seed, "done": [], "metrics": {}}
+    _save_state(root, state)
+    for stage in STAGES:
+        if stage in state["done"]:
+            continue
+        state["metrics"].update(STAGE_FUNCTIONS[stage](root, SIZES[size], seed, progress))
+        state["done"].append(stage)
+        _save_state(root, state)
+    manifest = {"size": size, "seed": seed, "sizes": asdict(SIZES[size]), "label_temperature": LABEL_TEMPERATURE,
+                "sft_good_share": SFT_GOOD_SHARE, "metrics": state["metrics"]}
+    (root / "README.md").write_text(render_readme(manifest))
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(root / "work", ignore_errors=True)
+    return World(root)

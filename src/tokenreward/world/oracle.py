@@ -1,0 +1,418 @@
+"""The oracle: ground-truth token credit and the holistic score of ANY response text.
+
+`grade(prompt_record, response)` parses the response the way the prompt's family expects and
+returns character spans with a credit, the holistic score and the list of issues (defects);
+`revise(prompt_record, response)` applies the issues' minimal fixes. Checks, in order:
+
+1. Repetition (every family): a sentence whose normalised text equals an earlier sentence's,
+   or a trailing unfinished sentence that is the start of an earlier one, is a loop:
+   credit `REPEAT_CREDIT` on the loop; fix: delete it. Loops are ignored by later checks.
+2. Hostility (every family): a word whose VADER valence is `<= HOSTILE_THRESHOLD` gets
+   credit `valence / HOSTILE_SCALE`; fix: delete the word and one adjacent space.
+3. The family's answer:
+   - arithmetic: numbers outside restatements of the question (`17 + 25`) are answers; the
+     first correct one gets `+1`; a wrong one `WRONG_CREDIT`, on its wrong digits when it has
+     the right length, else on the whole number; fix: the right number.
+   - facts: a word equal to the right entity gets `+1` (first time); another entity of the
+     same relation, or a misspelling (optimal-string-alignment distance <= max(1, len / 4) from a table
+     entity, and not a known word) gets `WRONG_CREDIT`; fix: the right (or right-spelled) word.
+   - enumeration: the longest run of comma-separated numbers is Levenshtein-aligned with the
+     expected list; each matched item `+1/k`, each wrong, extra or missing item
+     `LIST_ERROR_CREDIT` (on the item; a missing one on the gap: the separator or the
+     character after the list); fixes: substitute, delete with its separator, insert.
+   - repetition (animal facts): the first sentence naming the animal and matching its true
+     sentence (rapidfuzz ratio >= 90) gets `+1`; a sentence naming it with another claim,
+     or naming another animal, gets `WRONG_CREDIT`; fix: the true sentence.
+   - tone: words with VADER valence `>= KIND_THRESHOLD` share `+1` equally.
+4. Sequence terms: no answer at all (no number / entity / list / animal sentence / kind
+   word): `-NO_ANSWER_PENALTY`, fix: append the canonical answer; verbosity:
+   `-min(VERBOSITY_CAP, VERBOSITY_RATE * (words - WORD_LIMITS[family]))`, fix: drop
+   zero-credit sentences from the end until within the limit.
+
+Score: `sum(credit of every span) - no_answer_penalty - verbosity_penalty`.
+A token's true credit is the sum of the credits of the spans it overlaps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA, Levenshtein
+
+from tokenreward.world import tables
+
+REPEAT_CREDIT = -0.5
+WRONG_CREDIT = -1.0
+LIST_ERROR_CREDIT = -0.5
+HOSTILE_THRESHOLD = -1.5
+HOSTILE_SCALE = 3.0
+KIND_THRESHOLD = 1.0
+NO_ANSWER_PENALTY = 1.0
+VERBOSITY_RATE = 0.1
+VERBOSITY_CAP = 1.0
+FACT_MATCH_RATIO = 90.0
+WORD_LIMITS = {"arithmetic": 20, "facts": 20, "enumeration": 30, "repetition": 30, "tone": 40}
+
+WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+NUMBER = re.compile(r"\d+")
+SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
+LIST_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
+@dataclass
+class Issue:
+    """One defect: its credited spans `[(start, end, credit)]` (empty for a sequence term),
+    the fix `(start, end, text)` (replace `response[start:end]` by `text`), and its penalty."""
+
+    kind: str
+    spans: list[tuple[int, int, float]]
+    fix: tuple[int, int, str]
+    penalty: float = 0.0
+
+    @property
+    def size(self) -> int:
+        """Characters the defect covers: the largest of its spans, its fixed range and its fix."""
+        span_chars = sum(e - s for s, e, _ in self.spans)
+        return max(span_chars, self.fix[1] - self.fix[0], len(self.fix[2]))
+
+
+@dataclass
+class Grade:
+    score: float
+    credit_spans: list[list]
+    defects: int
+    issues: list[Issue] = field(default_factory=list)
+
+
+@lru_cache(maxsize=1)
+def vader_lexicon() -> dict[str, float]:
+    """Word -> mean human valence (-4..4), from the lexicon shipped in `vaderSentiment`."""
+    text = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8")
+    lexicon = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0].isalpha():
+            lexicon[parts[0].lower()] = float(parts[1])
+    return lexicon
+
+
+@lru_cache(maxsize=1)
+def known_words() -> frozenset[str]:
+    """Every word the world's templates and tables use, plus the VADER lexicon: never a misspelling."""
+    texts: list[str] = []
+    for value in vars(tables).values():
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, (list, tuple)):
+            texts.extend(str(v) for v in value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                texts.append(str(key))
+                texts.append(str(item))
+    words = {w.lower() for text in texts for w in WORD.findall(text)}
+    return frozenset(words | set(vader_lexicon()))
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    """Spans of sentences without surrounding whitespace."""
+    spans = []
+    for m in SENTENCE.finditer(text):
+        chunk = m.group()
+        stripped = chunk.strip()
+        if stripped:
+            start = m.start() + len(chunk) - len(chunk.lstrip())
+            spans.append((start, start + len(stripped)))
+    return spans
+
+
+def _normalise(sentence: str) -> str:
+    return " ".join(sentence.lower().rstrip(".!?").split())
+
+
+def _delete_range(text: str, start: int, end: int) -> tuple[int, int]:
+    """Widen `[start, end)` by one adjacent space (the preceding one if any) for a clean deletion."""
+    if start > 0 and text[start - 1] == " ":
+        return start - 1, end
+    if end < len(text) and text[end] == " ":
+        return start, end + 1
+    return start, end
+
+
+def _mask(text: str, ranges: list[tuple[int, int]]) -> str:
+    chars = list(text)
+    for s, e in ranges:
+        chars[s:e] = " " * (e - s)
+    return "".join(chars)
+
+
+def _match_case(word: str, like: str) -> str:
+    return word[:1].upper() + word[1:] if like[:1].isupper() else word[:1].lower() + word[1:]
+
+
+def find_loops(text: str) -> list[Issue]:
+    seen: list[str] = []
+    issues = []
+    sentences = _sentences(text)
+    for k, (s, e) in enumerate(sentences):
+        norm = _normalise(text[s:e])
+        finished = text[s:e][-1] in ".!?"
+        unfinished_repeat = not finished and k == len(sentences) - 1 and any(p.startswith(norm) for p in seen)
+        if norm and (norm in seen or unfinished_repeat):
+            fs = s - 1 if s > 0 and text[s - 1] == " " else s
+            issues.append(Issue("repeat", [(s, e, REPEAT_CREDIT)], (fs, e, "")))
+        else:
+            seen.append(norm)
+    return issues
+
+
+def find_hostile(text: str) -> list[Issue]:
+    lexicon = vader_lexicon()
+    issues = []
+    for m in WORD.finditer(text):
+        valence = lexicon.get(m.group().lower())
+        if valence is not None and valence <= HOSTILE_THRESHOLD:
+            s, e = _delete_range(text, m.start(), m.end())
+            issues.append(Issue("hostile", [(m.start(), m.end(), valence / HOSTILE_SCALE)], (s, e, "")))
+    return issues
+
+
+@dataclass
+class Answer:
+    """What a family check found: credited answer spans, issues, and whether any answer was attempted."""
+
+    spans: list[tuple[int, int, float]] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    attempted: bool = False
+
+
+def check_arithmetic(meta: dict, text: str) -> Answer:
+    a, op, b, answer = meta["a"], meta["op"], meta["b"], str(meta["answer"])
+    echo = re.compile(rf"(?<!\d){a}\s*{re.escape(op)}\s*{b}(?!\d)")
+    echoed = [(m.start(), m.end()) for m in echo.finditer(text)]
+    result = Answer()
+    for m in NUMBER.finditer(text):
+        if any(s <= m.start() < e for s, e in echoed):
+            continue
+        result.attempted = True
+        number = m.group()
+        if number == answer:
+            if not result.spans:
+                result.spans.append((m.start(), m.end(), 1.0))
+            continue
+        if len(number) == len(answer):
+            wrong = [i for i, (x, y) in enumerate(zip(number, answer)) if x != y]
+            spans = [(m.start() + i, m.start() + i + 1, WRONG_CREDIT / len(wrong)) for i in wrong]
+        else:
+            spans = [(m.start(), m.end(), WRONG_CREDIT)]
+        result.issues.append(Issue("wrong_number", spans, (m.start(), m.end(), answer)))
+    return result
+
+
+def _close(word: str, entity: str) -> bool:
+    return OSA.distance(word.lower(), entity.lower()) <= max(1, len(entity) // 4)
+
+
+def check_facts(meta: dict, text: str) -> Answer:
+    table = tables.FACT_RELATIONS[meta["relation"]][0]
+    subject, answer = meta["subject"], meta["answer"]
+    others = {v.lower() for v in table.values()} - {answer.lower()}
+    known = known_words()
+    result = Answer()
+    for m in WORD.finditer(text):
+        word = m.group()
+        lower = word.lower()
+        if lower == answer.lower():
+            result.attempted = True
+            if not result.spans:
+                result.spans.append((m.start(), m.end(), 1.0))
+        elif lower in others:
+            result.attempted = True
+            result.issues.append(Issue("wrong_entity", [(m.start(), m.end(), WRONG_CREDIT)], (m.start(), m.end(), _match_case(answer, word))))
+        elif lower not in known:
+            if _close(word, answer) or any(_close(word, o) for o in others):
+                result.attempted = True
+                fixed = _match_case(answer, word)
+            elif _close(word, subject):
+                fixed = _match_case(subject, word)
+            else:
+                continue
+            result.issues.append(Issue("misspelled", [(m.start(), m.end(), WRONG_CREDIT)], (m.start(), m.end(), fixed)))
+    return result
+
+
+def _number_runs(text: str) -> list[list[re.Match]]:
+    runs: list[list[re.Match]] = []
+    for m in NUMBER.finditer(text):
+        if runs and LIST_SEPARATOR.fullmatch(text[runs[-1][-1].end() : m.start()]):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    return runs
+
+
+def check_enumeration(meta: dict, text: str) -> Answer:
+    expected = [str(v) for v in meta["items"]]
+    k = len(expected)
+    runs = [r for r in _number_runs(text) if len(r) >= 2]
+    result = Answer()
+    if not runs:
+        return result
+    items = max(reversed(runs), key=len)  # longest; the last among equals
+    result.attempted = True
+    got = [m.group() for m in items]
+    matched = set(range(len(got)))
+    missing: dict[int, list[str]] = {}
+    for op in Levenshtein.editops(got, expected):
+        if op.tag == "replace":
+            m = items[op.src_pos]
+            matched.discard(op.src_pos)
+            result.issues.append(Issue("list_wrong", [(m.start(), m.end(), LIST_ERROR_CREDIT)], (m.start(), m.end(), expected[op.dest_pos])))
+        elif op.tag == "delete":
+            m = items[op.src_pos]
+            matched.discard(op.src_pos)
+            fix = (items[op.src_pos - 1].end(), m.end()) if op.src_pos > 0 else (m.start(), items[1].start() if len(items) > 1 else m.end())
+            result.issues.append(Issue("list_extra", [(m.start(), m.end(), LIST_ERROR_CREDIT)], (*fix, "")))
+        else:
+            missing.setdefault(op.src_pos, []).append(expected[op.dest_pos])
+    for position, absent in missing.items():
+        credit = LIST_ERROR_CREDIT * len(absent)
+        if position == 0:
+            first = items[0]
+            span, fix = (first.start(), first.end()), (first.start(), first.start(), ", ".join(absent) + ", ")
+        elif position < len(items):
+            before, after = items[position - 1], items[position]
+            span, fix = (before.end(), after.start()), (before.end(), before.end(), ", " + ", ".join(absent))
+        else:
+            last = items[-1]
+            after_end = last.end() + 1 if last.end() < len(text) and not text[last.end()].isspace() else last.end()
+            span = (last.end(), after_end) if after_end > last.end() else (last.start(), last.end())
+            fix = (last.end(), last.end(), ", " + ", ".join(absent))
+        result.issues.append(Issue("list_missing", [(*span, credit)], fix))
+    result.spans = [(items[i].start(), items[i].end(), 1.0 / k) for i in sorted(matched)]
+    return result
+
+
+def _animal_names() -> dict[str, str]:
+    """Every plural and singular animal name -> its plural key."""
+    names = {}
+    for plural, (singular, _) in tables.ANIMALS.items():
+        names[plural] = plural
+        names[singular] = plural
+    return names
+
+
+def check_repetition(meta: dict, text: str) -> Answer:
+    subject, fact = meta["animal"], tables.ANIMALS[meta["animal"]][1]
+    names = _animal_names()
+    result = Answer()
+    for s, e in _sentences(text):
+        named = {names[w.lower()] for w in WORD.findall(text[s:e]) if w.lower() in names}
+        if not named:
+            continue
+        result.attempted = True
+        if subject in named and fuzz.ratio(_normalise(text[s:e]), _normalise(fact)) >= FACT_MATCH_RATIO:
+            if not result.spans:
+                result.spans.append((s, e, 1.0))
+                continue
+        kind = "wrong_fact" if subject in named else "wrong_topic"
+        result.issues.append(Issue(kind, [(s, e, WRONG_CREDIT)], (s, e, fact)))
+    return result
+
+
+def check_tone(meta: dict, text: str) -> Answer:
+    lexicon = vader_lexicon()
+    kind = [m for m in WORD.finditer(text) if lexicon.get(m.group().lower(), 0.0) >= KIND_THRESHOLD]
+    return Answer([(m.start(), m.end(), 1.0 / len(kind)) for m in kind], [], bool(kind))
+
+
+CHECKS = {
+    "arithmetic": check_arithmetic,
+    "facts": check_facts,
+    "enumeration": check_enumeration,
+    "repetition": check_repetition,
+    "tone": check_tone,
+}
+
+
+def canonical_answer(prompt_record: dict) -> str:
+    """The family's reference reply (leading space, as responses follow the prompt directly)."""
+    family, meta = prompt_record["family"], prompt_record["meta"]
+    if family == "arithmetic":
+        return tables.ARITHMETIC_ANSWERS[0].format(a=meta["a"], op=meta["op"], b=meta["b"], c=meta["answer"])
+    if family == "facts":
+        template = tables.FACT_RELATIONS[meta["relation"]][2][0]
+        return template.format(subject=meta["subject"], Subject=meta["subject"].capitalize(), answer=meta["answer"])
+    if family == "enumeration":
+        template = tables.ENUMERATION_ANSWERS[meta["kind"]][0]
+        return template.format(items=", ".join(map(str, meta["items"])), **meta["params"])
+    if family == "repetition":
+        return " " + tables.ANIMALS[meta["animal"]][1]
+    if family == "tone":
+        return tables.TONE_REPLIES[0].format(item=meta["item"])
+    raise ValueError(f"unknown family {family!r}")
+
+
+def apply_fixes(text: str, fixes: list[tuple[int, int, str]]) -> str:
+    """Replace each `text[start:end]` by its fix, right to left (ranges must not overlap)."""
+    for start, end, replacement in sorted(fixes, key=lambda f: (f[0], f[1]), reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+def _verbosity(family: str, text: str, issues: list[Issue], answer_spans: list) -> Issue | None:
+    """The verbosity term; its fix drops trailing zero-credit sentences until the text, with
+    the other issues fixed, is within the word limit."""
+    limit = WORD_LIMITS[family]
+    excess = len(text.split()) - limit
+    if excess <= 0:
+        return None
+    penalty = min(VERBOSITY_CAP, VERBOSITY_RATE * excess)
+    credited = [(s, e) for s, e, _ in answer_spans] + [(s, e) for i in issues for s, e, _ in i.spans]
+    removable = [(s, e) for s, e in _sentences(text) if not any(cs < e and s < ce for cs, ce in credited)]
+    remaining = len(apply_fixes(text, [i.fix for i in issues]).split())
+    cut_start = len(text)
+    for s, e in reversed(removable):
+        if remaining <= limit or text[e:cut_start].strip():
+            break
+        remaining -= len(text[s:e].split())
+        cut_start = s - 1 if s > 0 and text[s - 1] == " " else s
+    return Issue("verbose", [], (cut_start, len(text), ""), penalty)
+
+
+def grade(prompt_record: dict, response: str) -> Grade:
+    """Credit spans, holistic score and issues of `response` to `prompt_record` (module docstring)."""
+    family = prompt_record["family"]
+    if family not in CHECKS:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(CHECKS)}")
+    loops = find_loops(response)
+    masked = _mask(response, [i.fix[:2] for i in loops])
+    issues = loops + find_hostile(masked)
+    answer = CHECKS[family](prompt_record["meta"], masked)
+    issues += answer.issues
+    if not answer.attempted:
+        issues.append(Issue("no_answer", [], (len(response), len(response), canonical_answer(prompt_record)), NO_ANSWER_PENALTY))
+    verbose = _verbosity(family, response, issues, answer.spans)
+    if verbose is not None:
+        issues.append(verbose)
+    spans = sorted([list(s) for s in answer.spans] + [list(s) for i in issues for s in i.spans])
+    score = sum(c for _, _, c in spans) - sum(i.penalty for i in issues)
+    return Grade(float(score), spans, len(issues), issues)
+
+
+def revise(prompt_record: dict, response: str) -> str:
+    """The oracle's minimal revision: every issue's fix applied."""
+    return apply_fixes(response, [i.fix for i in grade(prompt_record, response).issues])
+
+
+def token_credit(credit_spans: list, offsets: list[tuple[int, int]]) -> list[float]:
+    """True credit of each token: the sum of the credits of the spans it overlaps."""
+    return [sum(c for s, e, c in credit_spans if s < te and ts < e) for ts, te in offsets]
+
+
+def defect_tokens(credit_spans: list, offsets: list[tuple[int, int]]) -> list[bool]:
+    """Whether each token overlaps a span with negative credit."""
+    return [any(c < 0 and s < te and ts < e for s, e, c in credit_spans) for ts, te in offsets]

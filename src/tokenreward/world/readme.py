@@ -1,0 +1,82 @@
+"""The README.md written into every world directory: its files, formats and measurements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tokenreward.world import generate, oracle
+
+TEMPLATE = """# tokenreward world ({size}, seed {seed})
+
+A synthetic assistant domain in which the true credit of every response character is known.
+Built by `tokenreward world build --size {size} --seed {seed}`; everything here is plain JSONL
+and ordinary Hugging Face folders.
+
+## Files
+| path | contents |
+|---|---|
+| `world.json` | build settings and the measurements below (its presence marks a complete world) |
+| `data/prompts.SPLIT.jsonl` | prompt records `{{"id", "family", "prompt", "meta"}}`; SPLIT in sft / reward / rl / test (20 / 40 / 40 of the non-test prompts, test held out) |
+| `data/responses.SPLIT.jsonl` | responses: `prompt_id`, `family`, `prompt`, `response`, `kinds` (planted defect kinds), `oracle_score`, `credit_spans` `[[start, end, credit], ...]` (character offsets into `response`), `defects` |
+| `data/pairs.SPLIT.jsonl` | preference pairs (TRL format) `prompt`, `chosen`, `rejected`, `chosen_score`, `rejected_score`, their credit spans, `revision` (the oracle's minimal fix of `rejected`), `revision_score`, `revision_credit_spans` |
+| `data/sft.jsonl` | the policy's SFT data, TRL `prompt`/`completion`, revision instructions included |
+| `tokenizer/` | byte-level BPE trained on the world's text (`<pad>`, `<eos>`, `<bos>`, `<unk>`) |
+| `policy/` | GPT-2-style causal LM after SFT (the policy to improve and the reference model) |
+| `reward-model/` | Bradley-Terry reward model (`GPT2ForSequenceClassification`, one label), initialised from the policy |
+
+Prompts are plain strings `User: QUESTION\\nAssistant:`; a response follows the prompt
+directly (it starts with a space) and the policy ends it with `<eos>` (not part of the string).
+
+## Families and planted defects
+- arithmetic (`17 + 25`): wrong digits; - facts (capitals, languages, dishes; real and made-up
+  entities): a wrong entity (right for another prompt) or a misspelling; - enumeration (first k
+  primes, counting, multiples): missing, extra or wrong items; - repetition (one true sentence
+  about an animal): loops of the sentence, or a sentence about another animal; - tone (reply to
+  a customer): hostile words, valences from the VADER lexicon. Every family can also be
+  verbose, answer nothing, loop, or carry a hostile sentence.
+
+## The oracle (`tokenreward.world.oracle.grade`)
+{oracle_doc}
+Constants: repeat {repeat}, wrong answer {wrong}, list error {list_error}, hostile threshold
+{hostile} (credit = valence / {hostile_scale}), kind words >= {kind}, no answer -{no_answer},
+verbosity {rate} per word past the limit (cap {cap}), word limits {limits}.
+
+Preference labels: a simulated labeller prefers `a` with probability
+`sigma((score_a - score_b) / {temperature})` (Bradley-Terry on oracle scores).
+
+## Revision instructions (T-REG contrastive prompting)
+Format with the prompt string and a response; the rewritten response follows directly.
+- `tokenreward.world.generate.REVISION_BETTER` = {better!r}
+- `tokenreward.world.generate.REVISION_WORSE` = {worse!r}
+
+The SFT data teaches both: better(defective reply) -> its oracle revision, better(good reply)
+-> the same reply, worse(good reply) -> the reply with defects planted.
+
+## Measurements
+```
+{metrics}
+```
+"""
+
+
+def render_readme(manifest: dict[str, Any]) -> str:
+    return TEMPLATE.format(
+        size=manifest["size"],
+        seed=manifest["seed"],
+        oracle_doc=oracle.__doc__.split("\n", 2)[2].strip(),
+        repeat=oracle.REPEAT_CREDIT,
+        wrong=oracle.WRONG_CREDIT,
+        list_error=oracle.LIST_ERROR_CREDIT,
+        hostile=oracle.HOSTILE_THRESHOLD,
+        hostile_scale=oracle.HOSTILE_SCALE,
+        kind=oracle.KIND_THRESHOLD,
+        no_answer=oracle.NO_ANSWER_PENALTY,
+        rate=oracle.VERBOSITY_RATE,
+        cap=oracle.VERBOSITY_CAP,
+        limits=json.dumps(oracle.WORD_LIMITS),
+        temperature=manifest["label_temperature"],
+        better=generate.REVISION_BETTER,
+        worse=generate.REVISION_WORSE,
+        metrics=json.dumps(manifest["metrics"], indent=1),
+    )
