@@ -162,3 +162,37 @@ def test_label_pair_with_subword_tokenizer(tokenizer):
     insult_tokens = [t for t, (s, e) in zip(record["rejected_tokens"], record["rejected_offsets"]) if s >= rejected.index(" You")]
     assert insult_tokens and record["rejected_labels"][-len(insult_tokens):] == [NEGATIVE] * len(insult_tokens)
     assert POSITIVE in record["revision_labels"]  # "41" -> "42"
+
+
+def test_label_command_world_reviser_resumes(small_world, tmp_path):
+    """`tokenreward label --reviser world` on the world's pairs: the records are the labels of
+    the oracle's revisions, and a second run with a larger --limit appends the rest."""
+    from tokenreward.cli import main
+    from tokenreward.models import load_tokenizer
+    from tokenreward.trainers.common import read_jsonl
+    from tokenreward.world.oracle import revise
+
+    output = tmp_path / "labels.jsonl"
+    common = ["label", "--reviser", "world", "--world", str(small_world.root), "--output", str(output)]
+    assert main(common + ["--limit", "3"]) == 0
+    first = read_jsonl(output)
+    assert main(common + ["--limit", "7", "--show", "2"]) == 0
+    records = read_jsonl(output)
+    assert len(first) == 3 and records[:3] == first and len(records) == 7
+    tokenizer = load_tokenizer(small_world.tokenizer_dir)
+    for pair, record in zip(small_world.pairs("reward"), records):
+        revision = revise(small_world.prompt_record(pair["prompt"]), pair["rejected"])
+        assert record == label_pair(tokenizer, pair["prompt"], pair["rejected"], revision)
+    # an output written for other pairs is refused
+    assert main(common[:-1] + [str(output), "--split", "test", "--limit", "3"]) == 2
+
+
+def test_label_command_input_errors(tmp_path, tokenizer):
+    from tokenreward.cli import main
+
+    tokenizer.save_pretrained(tmp_path / "tok")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "rejected": " r"}\n')
+    args = ["label", "--reviser", "hf", "--tokenizer", str(tmp_path / "tok"), "--input", str(pairs), "--output", str(tmp_path / "o.jsonl")]
+    assert main(args) == 2  # record 0 lacks "chosen"
+    assert main(["label", "--output", str(tmp_path / "o.jsonl")]) == 2  # neither --reviser nor --show

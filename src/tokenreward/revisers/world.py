@@ -8,26 +8,25 @@ from typing import Any, Sequence
 
 from tokenreward.revisers.base import Reviser, Revision, RevisionRequest, register_reviser
 
-SPLITS = ("sft", "reward", "rl", "test")
-
 
 @register_reviser("world")
 class WorldReviser(Reviser):
+    batch_size = 64
+
     def __init__(self, world: Any = None):
         from tokenreward.world import open_world
 
-        self.world = world if hasattr(world, "prompts") else open_world(Path(world) if world else None)
-        self.prompt_records = {r["prompt"]: r for split in SPLITS for r in self.world.prompts(split)}
-        self.batch_size = 64
+        self.world = world if hasattr(world, "prompt_record") else open_world(Path(world) if world else None)
 
     def revise_batch(self, requests: Sequence[RevisionRequest]) -> list[Revision]:
         from tokenreward.world.oracle import revise
 
         results = []
         for request in requests:
-            record = self.prompt_records.get(request.prompt) if isinstance(request.prompt, str) else None
-            if record is None:
-                results.append(Revision(None, failure="the prompt is not one of the world's prompts; the oracle cannot grade it"))
-            else:
-                results.append(Revision(revise(record, request.rejected)))
+            try:
+                record = self.world.prompt_record(request.prompt)
+            except (KeyError, TypeError):
+                results.append(Revision(None, failure="the prompt is not one of the world's prompts; the oracle cannot revise for it"))
+                continue
+            results.append(Revision(revise(record, request.rejected)))
         return results
