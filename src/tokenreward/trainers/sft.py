@@ -154,8 +154,8 @@ def train_sft(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            logger.log({"step": step + 1, "loss": float(loss), "lr": scheduler.get_last_lr()[0]})
-            advance(loss=float(loss))
+            logger.log({"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+            advance(loss=loss.item())
             if (step + 1) % save_every == 0 or step + 1 == len(batches):
                 save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
     logger.close()

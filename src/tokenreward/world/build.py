@@ -25,7 +25,7 @@ from tokenreward.world.oracle import grade, revise
 from tokenreward.world.readme import render_readme
 
 #: Bradley-Terry temperature of the simulated labellers: P(a > b) = sigma((s_a - s_b) / T)
-LABEL_TEMPERATURE = 0.5
+LABEL_TEMPERATURE = 1.0
 #: share of good responses in the SFT data (the rest carry planted defects)
 SFT_GOOD_SHARE = 0.6
 CONTEXT = 256

@@ -1,0 +1,179 @@
+"""`tokenreward bench credit`: how well each rewarder's token rewards match the world's true credit.
+
+On the world's held-out responses, for every registered rewarder (those whose resources the
+world lacks are skipped with the reason) plus the `uniform` and `random` baselines:
+- `auroc`: area under the ROC curve of telling defect tokens (tokens overlapping a span with
+  negative credit) from the rest, lower reward = more defective; pooled over all tokens;
+- `spearman`: rank correlation between token rewards and true token credit (the sum of the
+  credits of the spans a token overlaps, 0 elsewhere), pooled over all tokens;
+- `top1`: over responses with a defect token, the share whose lowest-reward token is a defect
+  token (ties for the lowest reward count fractionally, as a random tie-break would);
+- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored.
+Tokens are each rewarder's own tokens (character offsets), so rewarders with different
+tokenizers are compared on the same characters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tokenreward.bench import register_bench
+from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
+from tokenreward.world import SPLITS, open_world
+from tokenreward.world.oracle import defect_tokens, token_credit
+
+BASELINES = ("uniform", "random")
+
+
+@dataclass
+class CreditConfig:
+    """`tokenreward bench credit`: token rewards against the world's ground-truth credit."""
+
+    world: str | None = field(default=None, metadata={"help": "world folder (default: $TOKENREWARD_WORLD or the cached world)"})
+    rewarders: list[str] = field(default_factory=list, metadata={"help": "rewarders to score (default: every registered one)"})
+    json: str | None = field(default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"})
+    split: str = field(default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"})
+    limit: int | None = field(default=None, metadata={"help": "score only the first N responses"})
+    device: str | None = field(default=None, metadata={"help": "torch device for the rewarders (default: cuda if available)"})
+
+
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank."""
+    x = np.asarray(values, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return ranks
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """P(score of a positive > score of a negative) + 0.5 P(equal) (Mann-Whitney U / n_pos n_neg)."""
+    labels = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = average_ranks(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of the average ranks; NaN when either side is constant."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else math.nan
+
+
+def top1(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[bool]]) -> float:
+    """Share of defective responses whose lowest-reward token is a defect token (ties fractional)."""
+    hits, counted = 0.0, 0
+    for row, flags in zip(rewards, defects):
+        if not any(flags):
+            continue
+        row = np.asarray(row, dtype=np.float64)
+        lowest = row == row.min()
+        hits += float(np.asarray(flags)[lowest].mean())
+        counted += 1
+    return hits / counted if counted else math.nan
+
+
+def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: float) -> dict[str, float]:
+    """The four numbers for one rewarder's output on responses with the given true spans."""
+    rewards, credits, flags = [], [], []
+    for i in range(len(result)):
+        offsets = result.offsets[i]
+        rewards.append(result.token_rewards(i))
+        credits.append(token_credit(credit_spans[i], offsets))
+        flags.append(defect_tokens(credit_spans[i], offsets))
+    flat_rewards = [r for row in rewards for r in row]
+    n_tokens = len(flat_rewards)
+    return {
+        "auroc": auroc([-r for r in flat_rewards], [f for row in flags for f in row]),
+        "spearman": spearman(flat_rewards, [c for row in credits for c in row]),
+        "top1": top1(rewards, flags),
+        "ms_per_1k": 1000.0 * seconds / n_tokens * 1000.0 if n_tokens else math.nan,
+        "tokens": n_tokens,
+    }
+
+
+def rewarder_names(requested: Sequence[str]) -> list[str]:
+    names = list(requested) if requested else REWARDERS.names()
+    for baseline in BASELINES:
+        if baseline not in names:
+            names.append(baseline)
+    unknown = [n for n in names if n not in REWARDERS]
+    if unknown:
+        raise ValueError(f"unknown rewarder(s) {', '.join(unknown)}; known: {', '.join(REWARDERS.names())}")
+    return names
+
+
+def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None, device: str | None = None,
+                 progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
+    from tokenreward.trainers.common import progress_bar
+
+    records = world.responses(split)[:limit]
+    if not records:
+        raise ValueError(f"the world's {split!r} split has no responses")
+    prompts = [r["prompt"] for r in records]
+    responses = [r["response"] for r in records]
+    spans = [r["credit_spans"] for r in records]
+    resources: dict[str, Any] = dict(world.resources())
+    if device is not None:
+        resources["device"] = device
+    results: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    with progress_bar(len(names), "bench credit", enabled=progress) as advance:
+        for name in names:
+            missing = [r for r in rewarder_requirements(name) if r not in resources]
+            if missing:
+                skipped[name] = "the world has no " + ", ".join(missing)
+                advance()
+                continue
+            try:
+                rewarder = build_rewarder(name, **resources)
+            except (ValueError, FileNotFoundError, OSError) as err:
+                skipped[name] = f"could not be built from the world: {err}"
+                advance()
+                continue
+            start = time.perf_counter()
+            result = rewarder.score(prompts, responses)
+            results[name] = credit_metrics(result, spans, time.perf_counter() - start)
+            advance(rewarder=name)
+    return results, skipped
+
+
+def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok"):
+        table.add_column(column, justify="left" if column == "rewarder" else "right")
+    for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
+        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}")
+    console = Console()
+    console.print(table)
+    for name, reason in skipped.items():
+        console.print(f"skipped {name}: {reason}")
+
+
+@register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")
+def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float]]:
+    world = open_world(config.world)
+    names = rewarder_names(config.rewarders)
+    results, skipped = bench_credit(world, names, config.split, config.limit, config.device)
+    print_table(results, skipped, f"bench credit on {world.root} ({config.split} split)")
+    if config.json:
+        path = Path(config.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+    return results
