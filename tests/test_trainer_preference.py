@@ -86,14 +86,15 @@ def test_missing_column_is_named(setup, tmp_path):
         ({"prompt": "Hi", "chosen": " Hello.", "rejected": "   "}, "empty response"),
     ],
 )
-def test_unusable_rows_stop_the_run_or_are_dropped_and_counted(setup, tmp_path, row, reason):
+def test_unusable_rows_are_dropped_counted_and_reported_or_stop_a_strict_run(setup, tmp_path, row, reason, capsys):
     data = write_jsonl(tmp_path / "bad.jsonl", PAIRS[:2] + [row])
-    with pytest.raises(ValueError, match=rf"1 of 3 rows are unusable: 1 with {reason} \(rows 2\).*--drop-invalid"):
-        run(config(setup, tmp_path / "strict", data=str(data)), "dpo")
-    run(config(setup, tmp_path / "lenient", data=str(data), drop_invalid=True, steps=1), "dpo")
+    with pytest.raises(ValueError, match=rf"1 of 3 rows are unusable: 1 with {reason} \(rows 2\)"):
+        run(config(setup, tmp_path / "strict", data=str(data), strict=True), "dpo")
+    run(config(setup, tmp_path / "lenient", data=str(data), steps=1), "dpo")
     report = json.loads((tmp_path / "lenient" / "data.json").read_text())
     assert report["rows"] == 3 and report["kept"] == 2 and report["dropped"] == {reason: 1}
     assert report["dropped_rows"] == {reason: [2]}
+    assert f"dropped 1 of 3 rows of {data} (1 with {reason})" in capsys.readouterr().err
 
 
 def test_tokenizer_without_pad_token(setup):

@@ -6,8 +6,8 @@ Rows are `{"prompt", "chosen", "rejected"}`, each a string (plain) or a list of
 turn(s)); conversational rows without a `prompt` have it taken as the messages chosen and
 rejected share ("implicit prompt"). Every problem is named: a missing column is an error; rows
 with an empty response, chosen identical to rejected, or too long for the model are counted
-by reason and are an error unless `drop_invalid`, in which case they are dropped and the
-counts kept in `PreferenceData.report()`.
+by reason, dropped, and reported (`PreferenceData.report()`, which the trainer prints and
+writes to `OUT/data.json`); with `strict` they are an error instead.
 
 Tokenization follows `tokenreward.encoding` (prompt and response tokenized together, offsets
 into the response) and, for plain prompts, appends the tokenizer's EOS so the policy learns
@@ -147,7 +147,7 @@ def prepare_preference_data(
     tokenizer,
     source: str,
     max_length: int | None = None,
-    drop_invalid: bool = False,
+    strict: bool = False,
 ) -> PreferenceData:
     """Check and tokenize preference rows (see the module docstring for the rules)."""
     if tokenizer.pad_token_id is None:
@@ -187,10 +187,10 @@ def prepare_preference_data(
         kept.rejected.append(pair[1])
         kept.rows.append(i)
     kept.dropped = dict(problems)
-    if problems and not drop_invalid:
+    if problems and strict:
         summary = "; ".join(f"{len(r)} with {reason} (rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})" for reason, r in problems.items())
         raise ValueError(f"{source}: {sum(map(len, problems.values()))} of {len(rows)} rows are unusable: {summary}. "
-                         "Fix them, or pass --drop-invalid to drop them (the counts are logged)")
+                         "Fix them, or leave out --strict to drop them (they are counted in OUT/data.json)")
     if not kept.rows:
         raise ValueError(f"{source}: no usable rows ({len(rows)} read, all dropped: {kept.report()['dropped']})")
     return kept

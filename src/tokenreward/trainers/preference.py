@@ -14,7 +14,8 @@ Data: TRL preference rows (`tokenreward.preference_data`), by default the world'
 reward-split pairs. Output: `OUT/log.jsonl` (per step: `step`, `loss`, `reward_chosen`,
 `reward_rejected`, `reward_margin`, `reward_accuracy`, `lr`, the method's own terms, and with
 a world every `eval_every` steps `oracle_score`, the mean oracle score of sampled responses),
-`OUT/data.json` (rows read, kept, dropped by reason), `OUT/checkpoints/` (exact resume with
+`OUT/data.json` (rows read, kept, dropped by reason; unusable rows are dropped and reported, or
+stop the run with `--strict`), `OUT/checkpoints/` (exact resume with
 `--resume`), `OUT/final/` (Hugging Face model + tokenizer).
 """
 
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +98,7 @@ class PreferenceConfig:
     max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)"})
     checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
-    drop_invalid: bool = field(default=False, metadata={"help": "drop (and count) unusable rows instead of stopping"})
+    strict: bool = field(default=False, metadata={"help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 
@@ -386,13 +388,14 @@ def run(config: PreferenceConfig, name: str) -> None:
     tokenizer = load_tokenizer(inputs.tokenizer)
     policy = load_causal_lm(inputs.policy)
     disable_dropout(policy)
-    data = prepare_preference_data(inputs.rows, tokenizer, inputs.source, context_length(policy), config.drop_invalid)
+    data = prepare_preference_data(inputs.rows, tokenizer, inputs.source, context_length(policy), config.strict)
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))
         (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2))
         if report["dropped"]:
-            print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows: {report['dropped']}")
+            print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
+                  f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}", file=sys.stderr)
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     if method.uses_reference:
