@@ -431,6 +431,7 @@ def run(config: PreferenceConfig, name: str) -> None:
             loss = losses.mean()
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -441,7 +442,7 @@ def run(config: PreferenceConfig, name: str) -> None:
                 "reward_rejected": float(reward_l.mean()),
                 "reward_margin": float((reward_w - reward_l).mean()),
                 "reward_accuracy": float((reward_w > reward_l).float().mean()),
-                "lr": scheduler.get_last_lr()[0],
+                "lr": lr,
                 **{k: float(v.mean()) for k, v in extra.items()},
             }
             if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
