@@ -80,7 +80,8 @@ def test_dataset_rewards_computed_once_and_cached_next_to_data(tmp_path, tokeniz
     data = preference_data.prepare_preference_data(rows, tokenizer, "pairs")
     resources = {"reference": str(model_dir), "better_template": BETTER, "worse_template": WORSE}
     cache = tmp_path / f"pairs.jsonl.contrastive-{preference_data.token_rewards_fingerprint('contrastive', resources, data)}.jsonl"
-    chosen, rejected = preference_data.pair_token_rewards("contrastive", resources, data, cache, progress=False)
+    chosen, rejected, unscored = preference_data.pair_token_rewards("contrastive", resources, data, cache, progress=False)
+    assert unscored == []
     stored = [json.loads(line) for line in cache.read_text().splitlines()]
     assert len(stored) == 2 and stored[0]["chosen"]["rewarder"] == "contrastive"
 
@@ -97,3 +98,16 @@ def test_dataset_rewards_computed_once_and_cached_next_to_data(tmp_path, tokeniz
     monkeypatch.setattr(preference_data, "build_rewarder", no_model)
     again = preference_data.pair_token_rewards("contrastive", resources, data, cache, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(again[0] + again[1], chosen + rejected))
+
+
+def test_responses_too_long_for_the_revision_prompt_get_zero_and_are_reported(tmp_path, tokenizer):
+    import tokenreward.preference_data as preference_data
+
+    model = tiny_causal_lm("gpt2", tokenizer, seed=12)  # 128 positions
+    rows = [{"prompt": PROMPTS[0], "chosen": RESPONSES[0], "rejected": " No." + " Hello world!" * 12}]
+    data = preference_data.prepare_preference_data(rows, tokenizer, "pairs")
+    resources = {"reference": model, "tokenizer": tokenizer, "better_template": BETTER, "worse_template": WORSE}
+    chosen, rejected, unscored = preference_data.pair_token_rewards("contrastive", resources, data, progress=False)
+    assert [(u["row"], u["side"]) for u in unscored] == [(0, "rejected")]
+    assert "longer than the model's context" in unscored[0]["reason"]
+    assert rejected[0].abs().max() == 0 and chosen[0].abs().max() > 0

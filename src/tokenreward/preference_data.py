@@ -30,7 +30,7 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
-from tokenreward.rewards import REWARDERS, Offsets, TextOrMessages, build_rewarder
+from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
 from tokenreward.trainers.common import progress_bar
 
 COLUMNS = ("prompt", "chosen", "rejected")
@@ -215,6 +215,25 @@ def token_rewards_fingerprint(name: str, resources: dict[str, Any], data: Prefer
     return digest.hexdigest()[:16]
 
 
+def unscored_record(name: str, text: str, reason: str) -> dict[str, Any]:
+    """A response the rewarder could not score: reward 0 on all of it, with the reason."""
+    return {"rewarder": name, "sequence_reward": 0.0, "tokens": [text], "offsets": [[0, len(text)]], "rewards": [0.0], "unscored": reason}
+
+
+def score_or_skip(rewarder: Rewarder, name: str, prompts: list[TextOrMessages], texts: list[str]) -> list[dict[str, Any]]:
+    """Records of a chunk; if the chunk fails, each response alone, a failing one unscored."""
+    try:
+        return rewarder.score(prompts, texts).records()
+    except ValueError:
+        records = []
+        for prompt, text in zip(prompts, texts):
+            try:
+                records.extend(rewarder.score([prompt], [text]).records())
+            except ValueError as err:
+                records.append(unscored_record(name, text, str(err)))
+        return records
+
+
 def pair_token_rewards(
     name: str,
     resources: dict[str, Any],
@@ -222,10 +241,11 @@ def pair_token_rewards(
     cache_path: Path | None = None,
     progress: bool = True,
     chunk: int = 64,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict[str, Any]]]:
     """Token rewards of rewarder `name` for every chosen and rejected response, on the
     completion positions of the policy's tokenization (projected by character offsets with the
-    rewarder's `combine`).
+    rewarder's `combine`), and the responses it could not score (`{"row", "side", "reason"}`,
+    e.g. a revision prompt longer than the model's context), which get reward 0.
 
     The rewarder's own output (`TokenRewards.record` per response) is computed in one pass and
     written to `cache_path` as JSONL (`{"chosen": record, "rejected": record}` per pair); a later
@@ -244,7 +264,7 @@ def pair_token_rewards(
             for records, side in ((chosen, data.chosen), (rejected, data.rejected)):
                 for start in range(0, len(data), chunk):
                     texts = [e.text for e in side[start : start + chunk]]
-                    records.extend(rewarder.score(data.prompts[start : start + chunk], texts).records())
+                    records.extend(score_or_skip(rewarder, name, data.prompts[start : start + chunk], texts))
                     advance(len(texts))
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,5 +281,10 @@ def pair_token_rewards(
             for rec, enc in zip(records, encoded)
         ]
 
-    return project(chosen, data.chosen), project(rejected, data.rejected)
-
+    unscored = [
+        {"row": data.rows[i], "side": side, "reason": rec["unscored"]}
+        for side, records in (("chosen", chosen), ("rejected", rejected))
+        for i, rec in enumerate(records)
+        if "unscored" in rec
+    ]
+    return project(chosen, data.chosen), project(rejected, data.rejected), unscored

@@ -313,7 +313,8 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
 
 
 def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool):
-    """Token rewards (chosen, rejected) on the completion positions, cached next to the data."""
+    """Token rewards (chosen, rejected) on the completion positions, cached next to the data,
+    and the responses the rewarder could not score."""
     resources = {**inputs.resources, "reference": inputs.reference, "tokenizer": inputs.tokenizer, "policy": config.guide_policy}
     if config.reward_model is not None:
         resources["reward_model"] = config.reward_model
@@ -328,7 +329,8 @@ def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceDat
     stem = f"{Path(config.data).name if config.data else 'pairs-reward'}.{name}-{token_rewards_fingerprint(name, resources, data)}.jsonl"
     cache_dir = inputs.cache_dir
     directory = cache_dir if os.access(cache_dir if cache_dir.exists() else cache_dir.parent, os.W_OK) else out / "cache"
-    return pair_token_rewards(name, resources, data, directory / stem, progress=progress)
+    chosen, rejected, unscored = pair_token_rewards(name, resources, data, directory / stem, progress=progress)
+    return (chosen, rejected), unscored
 
 
 def prepare_output(out: Path, resume: bool) -> None:
@@ -402,7 +404,12 @@ def run(config: PreferenceConfig, name: str) -> None:
         per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, config.batch_size, out, device, show, main)
     reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
     if method.token_rewarder is not None:
-        per_position["rewards"] = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
+        per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
+        if unscored and main:
+            report["unscored_token_rewards"] = {"rewarder": rewarder_name, "responses": len(unscored), "first": unscored[:20]}
+            (out / "data.json").write_text(json.dumps(report, indent=2))
+            print(f"{name}: the {rewarder_name} rewarder could not score {len(unscored)} of {2 * len(data)} responses "
+                  f"(their token rewards are 0), e.g. row {unscored[0]['row']} ({unscored[0]['side']}): {unscored[0]['reason']}", file=sys.stderr)
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
