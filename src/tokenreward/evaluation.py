@@ -65,8 +65,8 @@ def evaluate_policy(
         records = records[:n]
     if not records:
         raise ValueError(f"the world has no prompts in split {split!r}")
-    policy = load_causal_lm(policy if not isinstance(policy, Path) else str(policy))
-    tokenizer = load_tokenizer(str(tokenizer) if isinstance(tokenizer, Path) else tokenizer or str(world.tokenizer_dir))
+    policy = load_causal_lm(policy)
+    tokenizer = load_tokenizer(tokenizer if tokenizer is not None else world.tokenizer_dir)
     budget = max_new_tokens or int(world.config.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
     was_training = policy.training
     policy.eval()
@@ -82,7 +82,7 @@ def evaluate_policy(
         )
         kl = None
         if reference is not None:
-            ref = load_causal_lm(reference if not isinstance(reference, Path) else str(reference))
+            ref = load_causal_lm(reference)
             ref_device = next(ref.parameters()).device
             ref.to(next(policy.parameters()).device).eval()
             kl = float(response_log_ratios(policy, ref, generations, tokenizer.pad_token_id, batch_size).mean())
