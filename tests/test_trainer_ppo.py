@@ -299,3 +299,23 @@ def test_each_pass_over_the_prompts_visits_every_prompt_once():
     assert sorted(order[:8]) == sorted(order[8:16]) == sorted(order[16:]) == list(range(8))
     assert order[:8] != order[8:16]
     assert step_prompt_indices(8, 4, 1, seed=3) == order[4:8]
+
+
+def test_on_the_world_the_oracle_grades_each_rollout(small_world, tmp_path, monkeypatch):
+    from tokenreward.world.oracle import grade
+
+    seen = []
+    real = ppo_module.policy_token_rewards
+
+    def spy(rewarder, prompts, generations):
+        seen.append((list(prompts), generations.texts))
+        return real(rewarder, prompts, generations)
+
+    monkeypatch.setattr(ppo_module, "policy_token_rewards", spy)
+    cfg = PPOConfig(out=tmp_path / "run", world=Path(small_world.root), rewarder="red", steps=2, batch_size=4, mini_batch_size=4,
+                    max_new_tokens=16, progress=False)  # fmt: skip
+    log = read_jsonl(run(cfg, "ppo") / "log.jsonl")
+    records = {r["prompt"]: r for r in small_world.prompts("rl")}
+    for record, (prompts, texts) in zip(log, seen):
+        expected = sum(grade(records[p], t).score for p, t in zip(prompts, texts)) / len(texts)
+        assert record["oracle_score"] == pytest.approx(expected, abs=1e-5)
