@@ -144,3 +144,25 @@ def test_labels_file_errors(labelled, tmp_path):
     bad.write_text(json.dumps({"prompt": "p", "rejected": " r"}) + "\n")
     with pytest.raises(ValueError, match="record 0: missing revision"):
         run(config(labelled, tmp_path / "run", labels=bad))
+
+
+def test_install_in_the_world_feeds_the_tlcr_rewarder(small_world, tmp_path):
+    """Trained on (a slice of) the world's oracle labels, installed as WORLD/discriminator, and
+    then offered by `World.resources()` to the `tlcr` rewarder."""
+    from tokenreward.labels import labels_from_world
+    from tokenreward.models import load_tokenizer
+    from tokenreward.rewards import build_rewarder
+    from tokenreward.world import open_world
+
+    world_copy = tmp_path / "world"
+    shutil.copytree(small_world.root, world_copy, ignore=shutil.ignore_patterns("work"))
+    records = labels_from_world(small_world, load_tokenizer(small_world.tokenizer_dir))[:24]
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run(DiscriminatorConfig(out=tmp_path / "run", world=world_copy, labels=labels, epochs=1, install=True, learning_rate=1e-3))
+    world = open_world(world_copy)
+    assert world.resources()["discriminator"] == str(world_copy / "discriminator")
+    rewarder = build_rewarder("tlcr", **world.resources(), device="cpu")
+    pair = small_world.pairs("reward")[0]
+    result = rewarder.score([pair["prompt"]], [pair["rejected"]])
+    assert len(result.token_rewards(0)) == len(records[0]["rejected_labels"])
