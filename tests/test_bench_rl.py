@@ -140,3 +140,97 @@ def test_aggregate_matches_a_naive_computation(tmp_path):
         if reached:
             assert entry["steps_to_target"]["mean"] == pytest.approx(statistics.fmean(reached))
     assert results["sft"]["oracle_score"] == 0.2
+
+
+EVAL_PROMPTS = 4
+
+
+def bench_config(out: Path, small_world, **overrides) -> RLBenchConfig:
+    settings = dict(out=out, methods=["fakerl-sparse", "fakerl-red"], seeds=2, steps=6, world=Path(small_world.root),
+                    eval_prompts=EVAL_PROMPTS, window=2, samples=2, heatmap_rewarder="sparse", baseline="fakerl-sparse")
+    settings.update(overrides)
+    return RLBenchConfig(**settings)
+
+
+def test_bench_trains_evaluates_and_skips_finished_runs(small_world, tmp_path):
+    from tokenreward.evaluation import evaluate_policy
+    from tokenreward.models import load_causal_lm
+
+    CALLS.clear()
+    out = tmp_path / "bench"
+    results = json.loads(run(bench_config(out, small_world, trainer_options=["perturb=true"])).read_text())
+    assert sorted(CALLS) == [("red", 0, False), ("red", 1, False), ("sparse", 0, False), ("sparse", 1, False)]
+
+    # the final policies were evaluated on the held-out prompts, each with its own seed, KL to the SFT policy
+    reference = load_causal_lm(small_world.policy_dir).eval()
+    sft = evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
+                          n=EVAL_PROMPTS, greedy=True, seed=0)
+    assert results["sft"]["oracle_score"] == pytest.approx(sft["oracle_score"])
+    red_run = results["methods"]["fakerl-red"]["runs"][1]
+    direct = evaluate_policy(load_causal_lm(out / "fakerl-red" / "seed-1" / "final").eval(), small_world, split="test",
+                             reference=reference, n=EVAL_PROMPTS, greedy=True, seed=1)
+    for key in ("oracle_score", "kl", "length"):
+        assert red_run[key] == pytest.approx(direct[key])
+    assert red_run["kl"] != pytest.approx(0.0)
+
+    # the fake curves: red climbs twice as fast, so it reaches sparse's final (smoothed) score about half-way
+    logs = {m: [[json.loads(line) for line in (out / m / f"seed-{s}" / "log.jsonl").read_text().splitlines()] for s in (0, 1)]
+            for m in ("fakerl-sparse", "fakerl-red")}
+    finals = [statistics.fmean(r["oracle_score"] for r in log[-2:]) for log in logs["fakerl-sparse"]]
+    target = statistics.fmean(finals)
+    assert results["target_oracle_score"] == pytest.approx(target)
+    expected = []
+    for log in logs["fakerl-red"]:
+        scores = [r["oracle_score"] for r in log]
+        expected.append(next(k + 1 for k in range(len(scores)) if statistics.fmean(scores[max(0, k - 1) : k + 1]) >= target))
+    assert [r["steps_to_target"] for r in results["methods"]["fakerl-red"]["runs"]] == expected
+    assert max(expected) < 6
+    for name in ("curves.png", "report.html", "samples.json"):
+        assert (out / name).stat().st_size > 0
+    report = (out / "report.html").read_text()
+    assert "fakerl-red" in report and "tokenreward-heatmap" in report
+
+    # a second call keeps every finished run; a deleted done marker re-runs that run only
+    CALLS.clear()
+    again = json.loads(run(bench_config(out, small_world, trainer_options=["perturb=true"])).read_text())
+    assert CALLS == [] and again["methods"] == results["methods"]
+    (out / "fakerl-sparse" / "seed-1" / "done.json").unlink()
+    shutil.rmtree(out / "fakerl-sparse" / "seed-1" / "checkpoints")
+    run(bench_config(out, small_world, trainer_options=["perturb=true"]))
+    assert CALLS == [("sparse", 1, False)]
+
+    # other settings for a finished run are refused, naming what changed
+    with pytest.raises(ValueError, match="steps: 6 -> 8"):
+        run(bench_config(out, small_world, steps=8, trainer_options=["perturb=true"]))
+
+
+def test_killed_run_resumes_from_its_checkpoint(small_world, tmp_path):
+    CALLS.clear()
+    out = tmp_path / "bench"
+    config = bench_config(out, small_world, methods=["fakerl-red"], seeds=1, trainer_options=["crash_at=4"])
+    with pytest.raises(RuntimeError, match="killed"):
+        run(config)
+    assert latest_checkpoint(out / "fakerl-red" / "seed-0").name == "step-3"
+    assert not (out / "fakerl-red" / "seed-0" / "done.json").exists()
+    config.trainer_options = []
+    run(config)
+    assert CALLS == [("red", 0, False), ("red", 0, True)]
+    done = json.loads((out / "fakerl-red" / "seed-0" / "done.json").read_text())
+    assert done["resumed"] is True
+    steps = [json.loads(line)["step"] for line in (out / "fakerl-red" / "seed-0" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_bad_benchmark_input_is_refused_before_training(small_world, tmp_path):
+    CALLS.clear()
+    with pytest.raises(ValueError, match="unknown method 'ppo-nothing'"):
+        run(bench_config(tmp_path, small_world, methods=["fakerl-red", "ppo-nothing"]))
+    with pytest.raises(ValueError, match="not a setting of any"):
+        run(bench_config(tmp_path, small_world, trainer_options=["learning_rat=1"]))
+    with pytest.raises(ValueError, match="cannot set steps"):
+        run(bench_config(tmp_path, small_world, trainer_options=["steps=3"]))
+    with pytest.raises(ValueError, match="distinct"):
+        run(bench_config(tmp_path, small_world, methods=["fakerl-red", "fakerl-red"]))
+    with pytest.raises(FileNotFoundError):
+        run(bench_config(tmp_path, small_world, world=tmp_path / "no-world"))
+    assert CALLS == []

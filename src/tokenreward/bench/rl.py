@@ -328,6 +328,8 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     if unknown:
         raise ValueError(f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}")
 
+    if config.baseline not in config.methods:
+        console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
     world = open_world(config.world)
     world_root = Path(world.root).resolve()
     out = Path(config.out)
