@@ -100,7 +100,23 @@ def test_dataset_rewards_computed_once_and_cached_next_to_data(tmp_path, tokeniz
     assert all(torch.equal(a, b) for a, b in zip(again[0] + again[1], chosen + rejected))
 
 
-def test_responses_too_long_for_the_revision_prompt_get_zero_and_are_reported(tmp_path, tokenizer):
+def test_long_response_is_cut_in_the_revision_prompt_only(tokenizer):
+    """Over the context (128 here) the copy inside the revision prompts is shortened to the
+    longest prefix that fits both; the scored response keeps all its tokens."""
+    model = tiny_causal_lm("gpt2", tokenizer, seed=12)
+    rewarder = build_rewarder("contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=WORSE)
+    prompt, text = PROMPTS[0], " No." + " Hello world!" * 8
+    assert len(tokenizer(BETTER.format(prompt=prompt, response=text) + text)["input_ids"]) > 128
+    out = rewarder.score([prompt], [text])
+    k = rewarder.copy_length(prompt, text, 128)
+    fits = [max(len(tokenizer(t.format(prompt=prompt, response=text[:n]) + text)["input_ids"]) for t in (BETTER, WORSE)) <= 128 for n in (k, k + 1)]
+    assert 0 < k < len(text) and fits == [True, False]
+    better = naive_response_logprobs(model, tokenizer, BETTER.format(prompt=prompt, response=text[:k]), text)
+    worse = naive_response_logprobs(model, tokenizer, WORSE.format(prompt=prompt, response=text[:k]), text)
+    assert out.token_rewards(0) == pytest.approx([1 / (1 + math.exp(w - b)) - 0.5 for b, w in zip(better, worse)], abs=1e-5)
+
+
+def test_responses_a_rewarder_cannot_score_get_zero_and_are_reported(tmp_path, tokenizer):
     import tokenreward.preference_data as preference_data
 
     model = tiny_causal_lm("gpt2", tokenizer, seed=12)  # 128 positions
@@ -109,5 +125,5 @@ def test_responses_too_long_for_the_revision_prompt_get_zero_and_are_reported(tm
     resources = {"reference": model, "tokenizer": tokenizer, "better_template": BETTER, "worse_template": WORSE}
     chosen, rejected, unscored = preference_data.pair_token_rewards("contrastive", resources, data, progress=False)
     assert [(u["row"], u["side"]) for u in unscored] == [(0, "rejected")]
-    assert "longer than the model's context" in unscored[0]["reason"]
+    assert "even without its copy of the response" in unscored[0]["reason"]
     assert rejected[0].abs().max() == 0 and chosen[0].abs().max() > 0

@@ -15,8 +15,12 @@ win rate against the SFT policy judged by the oracle,
 `win = mean_prompts( [s_method > s_sft] + 0.5 * [s_method = s_sft] )`,
 
 greedy against the SFT's greedy responses and sampled against the SFT's samples of the same
-seed. `OUT/results.json` holds per method the mean and standard deviation over seeds,
-`OUT/results.md` the table.
+seed. With `credit` (default), each trained policy's implicit token reward
+`log pi - log ref` (the `implicit` rewarder, reference = the SFT policy) is scored against the
+world's true token credit with `bench credit`'s metrics (AUROC of finding defect tokens,
+Spearman with the true credit, top-1), and so is the `contrastive` reward T-REG regularises
+towards. `OUT/results.json` holds per method the mean and standard deviation over seeds,
+`OUT/results.md` the tables.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ METRICS = (
     "kl", "kl_sampled", "length", "length_sampled", "defect_rate", "defect_rate_sampled",
 )
 EVAL = "preference-eval.json"
+CREDIT = "implicit-credit.json"
+CREDIT_METRICS = ("auroc", "spearman", "top1")
 
 
 @dataclass
@@ -50,6 +56,9 @@ class PreferenceBenchConfig:
     eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
     trainer_options: list[str] = field(default_factory=list, metadata={"help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"})
+    credit: bool = field(default=True, metadata={"help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"})
+    credit_split: str = field(default="test", metadata={"help": "world split whose responses the credit scores use"})
+    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split"})
 
 
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
@@ -87,6 +96,27 @@ def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceB
     return result
 
 
+def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, world, config: PreferenceBenchConfig) -> dict[str, float]:
+    """`bench credit`'s AUROC / Spearman / top-1 of one rewarder on the world's responses, cached."""
+    from tokenreward.bench.credit import credit_metrics
+    from tokenreward.models import default_device
+    from tokenreward.rewards import build_rewarder
+
+    settings = {"rewarder": rewarder_name, "split": config.credit_split, "limit": config.credit_limit}
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("settings") == settings:
+            return cached["metrics"]
+    records = world.responses(config.credit_split)[: config.credit_limit]
+    rewarder = build_rewarder(rewarder_name, **resources, device=str(default_device()))
+    result = rewarder.score([r["prompt"] for r in records], [r["response"] for r in records])
+    metrics = credit_metrics(result, [r["credit_spans"] for r in records], 0.0)
+    metrics = {k: metrics[k] for k in CREDIT_METRICS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
+    return metrics
+
+
 def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_sampled: dict[str, Any]) -> dict[str, float]:
     """The table's numbers for one run: greedy and sampled metrics and win rates vs the SFT."""
     metrics = {}
@@ -99,6 +129,14 @@ def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_samp
         for key in ("oracle_score", "kl", "length", "defect_rate"):
             metrics[key + suffix] = float(evaluation[mode][key])
     return metrics
+
+
+def credit_table(results: dict[str, Any]) -> str:
+    lines = ["| token reward | AUROC | Spearman | top-1 |", "|---|---|---|---|"]
+    for name, metrics in results["credit"].items():
+        label = name if name.startswith("contrastive") else f"implicit of {name}"
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[f'implicit_{k}']['mean']:.3f} ± {metrics[f'implicit_{k}']['std']:.3f}" for k in CREDIT_METRICS) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -146,7 +184,12 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         trainer_config(spec, world_root, config.steps, seed, run_dir, run_options, resume=False)  # fail early on bad options
         train_run(spec, run_dir, config, world_root, seed, run_options, console)
         evaluation = evaluate(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
-        runs[method].append({"seed": seed, **run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])})
+        metrics = run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])
+        if config.credit:
+            implicit = {"policy": str(run_dir / "final"), "reference": str(world.policy_dir), "tokenizer": str(world.tokenizer_dir)}
+            credit = credit_scores("implicit", implicit, run_dir / CREDIT, world, config)
+            metrics.update({f"implicit_{k}": v for k, v in credit.items()})
+        runs[method].append({"seed": seed, **metrics})
 
     sft_row = {key + suffix: float(sft[0][mode][key]) for mode, suffix in (("greedy", ""), ("sampled", "_sampled"))
                for key in ("oracle_score", "kl", "length", "defect_rate")}
@@ -156,8 +199,15 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
         "runs": runs,
     }
+    if config.credit:
+        keys = [f"implicit_{k}" for k in CREDIT_METRICS]
+        results["credit"] = {m: {key: mean_std([r[key] for r in runs[m]]) for key in keys} for m in methods}
+        results["credit"]["contrastive (the T-REG target, from the SFT policy)"] = {
+            f"implicit_{k}": {"mean": v, "std": 0.0, "n": 1}
+            for k, v in credit_scores("contrastive", dict(world.resources()), out / "sft" / "contrastive-credit.json", world, config).items()
+        }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    table = markdown_table(results)
+    table = markdown_table(results) + ("\n" + credit_table(results) if config.credit else "")
     (out / "results.md").write_text(table)
     console.print(table)
     console.print(f"results: {out / 'results.json'}")

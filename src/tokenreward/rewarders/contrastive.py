@@ -10,7 +10,9 @@ it provides them, else the defaults below; both are `str.format` templates with 
 and `{response}`. A conversational prompt is flattened to "role: content" lines and the
 revision prompt becomes one user turn. If the two wrapped inputs tokenize the response
 differently, the worse pass's log-probabilities are summed onto the better pass's tokens by
-character offsets. The sequence reward is `sum_t r^_t`.
+character offsets. If a revision prompt would not fit the model's context, its copy of the
+response (not the response being scored) is cut, the same in both prompts, to the longest
+prefix for which both fit. The sequence reward is `sum_t r^_t`.
 
 For a preference dataset the rewards are computed once and cached next to it (see
 `tokenreward.preference_data.pair_token_rewards`), which the preference trainer does on its
@@ -81,19 +83,41 @@ class ContrastiveRewarder(Rewarder):
                 raise ValueError(f"contrastive rewarder: the {name} template needs both {{prompt}} and {{response}}")
         self.batch_size = batch_size
 
-    def logprobs(self, template: str, prompts: list[TextOrMessages], texts: list[str]):
-        wrapped = [wrap(template, p, t) for p, t in zip(prompts, texts)]
-        try:
-            enc = encode_pairs(self.tokenizer, wrapped, texts, context_length(self.model))
-        except ValueError as err:
-            raise ValueError(f"contrastive rewarder, inside the revision prompt (prompt + response + revised response): {err}") from err
+    def fits(self, prompt: TextOrMessages, copy: str, text: str, limit: int) -> bool:
+        """Whether both revision prompts, holding `copy` of the response, fit with `text` after them."""
+        return all(
+            int(encode_pairs(self.tokenizer, [wrap(t, prompt, copy)], [text]).attention_mask.sum()) <= limit
+            for t in (self.better_template, self.worse_template)
+        )
+
+    def copy_length(self, prompt: TextOrMessages, text: str, limit: int | None) -> int:
+        """Characters of the response kept in the revision prompts: all of it, else the longest
+        prefix for which both inputs fit the context (the scored response stays whole)."""
+        if limit is None or self.fits(prompt, text, text, limit):
+            return len(text)
+        if not self.fits(prompt, "", text, limit):
+            raise ValueError(
+                f"contrastive rewarder: the revision prompt with the response is over the model's context of {limit} "
+                "tokens even without its copy of the response"
+            )
+        low, high = 0, len(text)  # low fits, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if self.fits(prompt, text[:middle], text, limit) else (low, middle)
+        return low
+
+    def logprobs(self, template: str, prompts: list[TextOrMessages], copies: list[str], texts: list[str]):
+        wrapped = [wrap(template, p, c) for p, c in zip(prompts, copies)]
+        enc = encode_pairs(self.tokenizer, wrapped, texts, context_length(self.model))
         return enc, response_logprobs(self.model, enc, self.device)
 
     @torch.no_grad()
     def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
         texts = [response_text(r, i) for i, r in enumerate(responses)]
-        better_enc, better = self.logprobs(self.better_template, prompts, texts)
-        worse_enc, worse = self.logprobs(self.worse_template, prompts, texts)
+        limit = context_length(self.model)
+        copies = [t[: self.copy_length(p, t, limit)] for p, t in zip(prompts, texts)]
+        better_enc, better = self.logprobs(self.better_template, prompts, copies, texts)
+        worse_enc, worse = self.logprobs(self.worse_template, prompts, copies, texts)
         rows = []
         for i, text in enumerate(texts):
             worse_i = worse[i]
