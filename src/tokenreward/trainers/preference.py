@@ -374,6 +374,8 @@ def run(config: PreferenceConfig, name: str) -> None:
     beta = config.beta if config.beta is not None else method.beta
     alpha = config.alpha if config.alpha is not None else method.alpha
     rewarder_name = config.token_rewarder or method.token_rewarder
+    if config.alpha is not None and method.alpha is None:
+        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in METHODS.items() if m.alpha is not None)}")
     if config.token_rewarder is not None and method.token_rewarder is None:
         raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in METHODS.items() if m.token_rewarder)}")
     if config.steps < 1 or config.batch_size < 1:
