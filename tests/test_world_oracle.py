@@ -62,6 +62,15 @@ def test_arithmetic_wrong_length_marks_whole_number_and_extra_answers_count():
     assert g.score == pytest.approx(1.0 + WRONG_CREDIT)
 
 
+def test_a_misquoted_question_is_a_restatement_defect_not_an_answer():
+    record = arithmetic(4, "*", 11, 44)
+    text = " 4 * 12 = 44."
+    g = grade(record, text)
+    assert spans_text(text, g, -1) == ["12"] and spans_text(text, g, +1) == ["44"]
+    assert g.score == pytest.approx(1.0 + oracle.RESTATEMENT_CREDIT)
+    assert revise(record, text) == " 4 * 11 = 44."
+
+
 def test_loops_are_defects_in_any_family_and_masked_from_the_answer_check():
     text = " The answer is 42. The answer is 42. The answer is 4"
     g = grade(arithmetic(17, "+", 25, 42), text)
@@ -121,6 +130,10 @@ def test_hostile_words_use_vader_valence_and_kind_words_share_one():
     assert spans_text(text, g, -1) == ["stupid"] and spans_text(text, g, +1) == ["Thanks"]
     assert g.score == pytest.approx(lexicon["stupid"] / oracle.HOSTILE_SCALE + 1.0)
     assert revise(TONE, text) == " You are. Thanks for writing."
+    # the reply must be about the customer's item
+    g = grade(TONE, " Thanks, we will fix your chair.")
+    assert spans_text(" Thanks, we will fix your chair.", g, -1) == ["chair"]
+    assert revise(TONE, " Thanks, we will fix your chair.") == " Thanks, we will fix your lamp."
     # hostile words count in every family
     g = grade(arithmetic(2, "+", 2, 4), " What a stupid question. 4.")
     assert g.score == pytest.approx(1.0 + lexicon["stupid"] / oracle.HOSTILE_SCALE)

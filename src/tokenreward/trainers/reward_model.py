@@ -150,7 +150,7 @@ def train_reward_model(
             scheduler.step()
             optimizer.zero_grad()
             accuracy = float((chosen > rejected).float().mean())
-            logger.log({"step": step + 1, "loss": loss.item(), "accuracy": accuracy, "margin": float((chosen - rejected).mean())})
+            logger.log({"step": step + 1, "loss": loss.item(), "accuracy": accuracy, "margin": float((chosen - rejected).mean().detach())})
             advance(loss=loss.item(), acc=accuracy)
             if (step + 1) % save_every == 0 or step + 1 == len(batches):
                 save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})

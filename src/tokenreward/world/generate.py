@@ -36,7 +36,7 @@ FAMILY_DEFECTS = {
     "facts": ("wrong_entity", "misspelled", "misspelled_subject"),
     "enumeration": ("missing", "extra", "wrong_item"),
     "repetition": ("loop", "wrong_topic"),
-    "tone": ("hostile", "hostile_sentence"),
+    "tone": ("hostile", "hostile_sentence", "wrong_item"),
 }
 #: how often a sampled response is good, and how often a defective one gets a second defect
 GOOD_SHARE = 0.4
@@ -270,7 +270,10 @@ def _body(rng: random.Random, record: dict, kinds: set[str], template: int) -> s
         reply = tables.TONE_REPLIES[template % len(tables.TONE_REPLIES)]
         if "hostile" in kinds:
             reply = reply.replace("your {item}", "your " + mark(rng.choice(tables.HOSTILE_WORDS)) + " {item}", 1)
-        return reply.format(item=meta["item"])
+        item = meta["item"]
+        if "wrong_item" in kinds:
+            item = mark(rng.choice(sorted(set(tables.COMPLAINT_ITEMS) - {item})))
+        return reply.format(item=item)
     raise ValueError(f"unknown family {family!r}")
 
 

@@ -10,9 +10,11 @@ returns character spans with a credit, the holistic score and the list of issues
 2. Hostility (every family): a word whose VADER valence is `<= HOSTILE_THRESHOLD` gets
    credit `valence / HOSTILE_SCALE`; fix: delete the word and one adjacent space.
 3. The family's answer:
-   - arithmetic: numbers outside restatements of the question (`17 + 25`) are answers; the
-     first correct one gets `+1`; a wrong one `WRONG_CREDIT`, on its wrong digits when it has
-     the right length, else on the whole number; fix: the right number.
+   - arithmetic: an expression `x op y` restates the question; its operands or operator that
+     differ from the question's share `RESTATEMENT_CREDIT` (fix: the question's expression).
+     Other numbers are answers: the first correct one gets `+1`; a wrong one `WRONG_CREDIT`,
+     on its wrong digits when it has the right length, else on the whole number; fix: the
+     right number.
    - facts: a word equal to the right entity gets `+1` (first time); another entity of the
      same relation, or a misspelling (optimal-string-alignment distance <= max(1, len / 4) from a table
      entity, and not a known word) gets `WRONG_CREDIT`; fix: the right (or right-spelled) word.
@@ -23,7 +25,8 @@ returns character spans with a credit, the holistic score and the list of issues
    - repetition (animal facts): the first sentence naming the animal and matching its true
      sentence (rapidfuzz ratio >= 90) gets `+1`; a sentence naming it with another claim,
      or naming another animal, gets `WRONG_CREDIT`; fix: the true sentence.
-   - tone: words with VADER valence `>= KIND_THRESHOLD` share `+1` equally.
+   - tone: words with VADER valence `>= KIND_THRESHOLD` share `+1` equally; naming another
+     customer item than the complaint's gets `WRONG_CREDIT`; fix: the complaint's item.
 4. Sequence terms: no answer at all (no number / entity / list / animal sentence / kind
    word): `-NO_ANSWER_PENALTY`, fix: append the canonical answer; verbosity:
    `-min(VERBOSITY_CAP, VERBOSITY_RATE * (words - WORD_LIMITS[family]))`, fix: drop
@@ -48,6 +51,7 @@ from tokenreward.world import tables
 REPEAT_CREDIT = -0.5
 WRONG_CREDIT = -1.0
 LIST_ERROR_CREDIT = -0.5
+RESTATEMENT_CREDIT = -0.5
 HOSTILE_THRESHOLD = -1.5
 HOSTILE_SCALE = 3.0
 KIND_THRESHOLD = 1.0
@@ -59,6 +63,7 @@ WORD_LIMITS = {"arithmetic": 20, "facts": 20, "enumeration": 30, "repetition": 3
 
 WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 NUMBER = re.compile(r"\d+")
+EXPRESSION = re.compile(r"(\d+)\s*([-+*])\s*(\d+)")
 SENTENCE = re.compile(r"[^.!?]*[.!?]+|[^.!?]+$")
 LIST_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
 
@@ -190,12 +195,17 @@ class Answer:
 
 
 def check_arithmetic(meta: dict, text: str) -> Answer:
-    a, op, b, answer = meta["a"], meta["op"], meta["b"], str(meta["answer"])
-    echo = re.compile(rf"(?<!\d){a}\s*{re.escape(op)}\s*{b}(?!\d)")
-    echoed = [(m.start(), m.end()) for m in echo.finditer(text)]
+    a, op, b, answer = str(meta["a"]), meta["op"], str(meta["b"]), str(meta["answer"])
     result = Answer()
+    restated = []
+    for m in EXPRESSION.finditer(text):
+        restated.append((m.start(), m.end()))
+        wrong = [(m.start(g), m.end(g)) for g, want in ((1, a), (2, op), (3, b)) if m.group(g) != want]
+        if wrong:
+            spans = [(s, e, RESTATEMENT_CREDIT / len(wrong)) for s, e in wrong]
+            result.issues.append(Issue("wrong_restatement", spans, (m.start(), m.end(), f"{a} {op} {b}")))
     for m in NUMBER.finditer(text):
-        if any(s <= m.start() < e for s, e in echoed):
+        if any(s <= m.start() < e for s, e in restated):
             continue
         result.attempted = True
         number = m.group()
@@ -326,7 +336,12 @@ def check_repetition(meta: dict, text: str) -> Answer:
 def check_tone(meta: dict, text: str) -> Answer:
     lexicon = vader_lexicon()
     kind = [m for m in WORD.finditer(text) if lexicon.get(m.group().lower(), 0.0) >= KIND_THRESHOLD]
-    return Answer([(m.start(), m.end(), 1.0 / len(kind)) for m in kind], [], bool(kind))
+    result = Answer([(m.start(), m.end(), 1.0 / len(kind)) for m in kind], [], bool(kind))
+    others = set(tables.COMPLAINT_ITEMS) - {meta["item"]}
+    for m in WORD.finditer(text):
+        if m.group().lower() in others:
+            result.issues.append(Issue("wrong_entity", [(m.start(), m.end(), WRONG_CREDIT)], (m.start(), m.end(), meta["item"])))
+    return result
 
 
 CHECKS = {
