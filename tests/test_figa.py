@@ -150,3 +150,29 @@ def test_trainer_refuses_to_overwrite_a_run(figa_setup, tmp_path):
         run(FigaConfig(out=tmp_path / "run", **settings))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         run(FigaConfig(out=tmp_path / "other", resume=True, **settings))
+
+
+def test_on_the_world_logs_the_oracle_score_of_its_samples(small_world, tmp_path):
+    """With a world, FIGA trains on its pairs' oracle revisions (here a slice, via --labels)
+    and logs the oracle grade of seeded samples; the last one is the final policy's."""
+    from tokenreward.generation import generate
+    from tokenreward.labels import labels_from_world
+    from tokenreward.models import load_causal_lm, load_tokenizer
+    from tokenreward.world.oracle import grade
+
+    tokenizer = load_tokenizer(small_world.tokenizer_dir)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in labels_from_world(small_world, tokenizer)[:8]))
+    config = FigaConfig(
+        out=tmp_path / "run", world=small_world.root, labels=labels, steps=2, batch_size=4, learning_rate=1e-3,
+        eval_every=1, eval_prompts=4, max_new_tokens=8, progress=False,
+    )
+    run(config)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all("oracle_score" in r for r in log)
+    prompts = small_world.prompts("rl")[:4]
+    final = load_causal_lm(tmp_path / "run" / "final").eval()
+    with torch.no_grad():
+        texts = generate(final, tokenizer, [p["prompt"] for p in prompts], 8, do_sample=True, generator_seed=0).texts
+    expected = sum(grade(p, t).score for p, t in zip(prompts, texts)) / len(prompts)
+    assert log[-1]["oracle_score"] == pytest.approx(expected, abs=1e-9)

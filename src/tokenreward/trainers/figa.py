@@ -4,9 +4,10 @@ The policy learns from each pair's revision `y*` (with its EOS) and the rejected
 `y^`, token weights from their Levenshtein alignment (`tokenreward.losses.figa`). Pairs come
 from `--labels` (a `tokenreward label` output on the policy's tokenizer) or, by default, the
 world's pairs of `--split` with their oracle revisions, so FIGA sees the same revisions as
-the TLCR discriminator. Every `eval_every` steps a seeded batch of responses to the world's
-`prompt_split` prompts is sampled and graded by the oracle (`oracle_score` in
-`OUT/log.jsonl`, comparable with the PPO log, which grades its training samples). Without a
+the TLCR discriminator. Every `eval_every` steps responses to the first `eval_prompts` of the
+world's `prompt_split` prompts are sampled and graded by the oracle (`oracle_score` in
+`OUT/log.jsonl`, comparable with the PPO log, which grades its training samples); the same
+prompts and sampling seeds every time, so the curve moves with the policy, not the draw. Without a
 world (`--labels` and `--policy` given, no `--world`) there is no oracle evaluation. Writes
 `OUT/final`; checkpoints resume exactly.
 """
@@ -149,7 +150,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             optimizer.zero_grad(set_to_none=True)
             record = {"step": step + 1, "loss": loss.item(), **{k: float(v) for k, v in stats.items()}}
             if eval_records and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, eval_records, config, step)
+                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, eval_records, config)
             logger.log(record)
             if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
                 save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer})
@@ -162,13 +163,13 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
 
 
 @torch.no_grad()
-def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: FigaConfig, step: int) -> float:
-    """Mean oracle score of responses sampled (temperature 1, seeded by seed and step)."""
+def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: FigaConfig) -> float:
+    """Mean oracle score of responses sampled at temperature 1 (seeded by `config.seed`)."""
     from tokenreward.generation import generate
     from tokenreward.world.oracle import grade
 
     generations = generate(
         policy, tokenizer, [r["prompt"] for r in prompt_records], config.max_new_tokens, do_sample=True,
-        generator_seed=config.seed * 100_003 + step,
+        generator_seed=config.seed,
     )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
