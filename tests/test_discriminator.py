@@ -87,7 +87,10 @@ def labelled(tmp_path_factory):
 
 def config(labelled, out, **overrides):
     backbone, labels, _ = labelled
-    settings = dict(out=out, labels=labels, backbone=str(backbone), learning_rate=3e-3, batch_size=16, epochs=12, eval_fraction=0.2, log_every=5)
+    settings = dict(
+        out=out, labels=labels, backbone=str(backbone), learning_rate=3e-3, batch_size=16, epochs=12, eval_fraction=0.2, log_every=5,
+        progress=False,
+    )
     settings.update(overrides)
     return DiscriminatorConfig(**settings)
 
@@ -135,6 +138,13 @@ def test_labels_from_another_tokenizer_are_refused(labelled, tmp_path):
     labels.write_text("".join(json.dumps(r) + "\n" for r in records))
     with pytest.raises(ValueError, match="relabel with `tokenreward label --tokenizer`"):
         run(config(labelled, tmp_path / "run", labels=labels, epochs=1))
+
+
+def test_refuses_to_overwrite_a_run(labelled, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.jsonl").write_text("")
+    with pytest.raises(ValueError, match="pass --resume"):
+        run(config(labelled, tmp_path / "run"))
 
 
 def test_labels_file_errors(labelled, tmp_path):

@@ -54,6 +54,7 @@ class DiscriminatorConfig:
     save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
     install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
 def load_discriminator(source: Any, num_labels: int = 1):
@@ -135,6 +136,8 @@ def install_in_world(final: Path, world_root: Path) -> Path:
 @register_trainer("discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE")
 def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     out = Path(config.out)
+    if not config.resume and (out / "log.jsonl").exists():
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     world = None
     if config.labels is None or config.backbone is None or config.install:
         from tokenreward.world import open_world
@@ -164,7 +167,7 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     model.train()
     logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process)
     max_length = context_length(model)
-    with progress_bar(total, "discriminator", start=start) as advance:
+    with progress_bar(total, "discriminator", start=start, enabled=config.progress and accelerator.is_main_process) as advance:
         for step in range(start, total):
             epoch, k = divmod(step, steps_per_epoch)
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
