@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from tokenreward.generation import generate
-from tokenreward.rewards import build_rewarder
+from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model
 from tokenreward.trainers import ppo as ppo_module
 from tokenreward.trainers.common import latest_checkpoint, read_jsonl
@@ -319,3 +319,24 @@ def test_on_the_world_the_oracle_grades_each_rollout(small_world, tmp_path, monk
     for record, (prompts, texts) in zip(log, seen):
         expected = sum(grade(records[p], t).score for p, t in zip(prompts, texts)) / len(texts)
         assert record["oracle_score"] == pytest.approx(expected, abs=1e-5)
+
+
+class LetterRewarder(Rewarder):
+    """+1 for every letter `e` of the response (a dense reward with an obvious optimum)."""
+
+    name = "letter-e"
+
+    def _score_batch(self, prompts, responses):
+        offsets = [[(i, i + 1) for i in range(len(r))] for r in responses]
+        rewards = [[float(c == "e") for c in r] for r in responses]
+        return TokenRewards.from_lists(self.name, responses, offsets, rewards, [sum(r) for r in rewards])
+
+
+@pytest.mark.parametrize("method, cls", [("ppo", PPOConfig), ("rloo", RLOOConfig)])
+def test_training_raises_the_reward_on_a_toy_task(files, tmp_path, monkeypatch, method, cls):
+    monkeypatch.setattr(ppo_module, "build_rewarder", lambda *a, **k: LetterRewarder())
+    cfg = config(files, tmp_path / method, cls, steps=25, batch_size=8 if method == "ppo" else 2, mini_batch_size=8,
+                 max_new_tokens=8, learning_rate=3e-2, critic_learning_rate=3e-2)  # fmt: skip
+    rewards = [r["reward"] for r in read_jsonl(run(cfg, method) / "log.jsonl")]
+    assert max(rewards[:3]) < 1.0  # a random policy writes few e's in 8 tokens
+    assert sum(rewards[-5:]) / 5 > 4.0, rewards
