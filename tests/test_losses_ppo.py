@@ -10,8 +10,10 @@ import torch
 from tokenreward.losses.ppo import (
     entropy_from_logits,
     gae,
+    held_reward_to_go,
     kl_estimate,
     leave_one_out_baseline,
+    leave_one_out_token_baselines,
     masked_mean,
     masked_whiten,
     policy_loss,
@@ -222,22 +224,58 @@ def test_reward_to_go_against_naive_loop():
     torch.testing.assert_close(sequence_returns(rewards, mask), rtg[:, 0])
 
 
-def test_token_level_rloo_with_a_sparse_reward_is_classic_rloo():
+def naive_token_rloo(rewards, lengths, k):
+    """A_it = sum_{t'>=t} r_it' - mean_{j != i} G_j[min(t, T_j - 1)], written out."""
+    out = torch.zeros(len(lengths), max(lengths))
+    rtg = [[sum(float(v) for v in rewards[i, t : lengths[i]]) for t in range(lengths[i])] for i in range(len(lengths))]
+    for i, n in enumerate(lengths):
+        group = [j for j in range((i // k) * k, (i // k + 1) * k) if j != i]
+        for t in range(n):
+            out[i, t] = rtg[i][t] - sum(rtg[j][min(t, lengths[j] - 1)] for j in group) / len(group)
+    return out
+
+
+def test_token_level_rloo_against_a_naive_loop():
+    lengths = [5, 2, 7, 3, 4, 6]
+    rewards, _, mask = padded_batch(lengths, fill=float("nan"))
+    advantages = reward_to_go_advantages(rewards, mask, leave_one_out_token_baselines(rewards, mask, k=3))
+    torch.testing.assert_close(advantages, naive_token_rloo(rewards, lengths, 3), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="groups of k = 4"):
+        leave_one_out_token_baselines(rewards, mask, k=4)
+
+
+def test_held_reward_to_go_keeps_the_last_tokens_value_past_the_end():
+    lengths = [3, 1]
+    rewards, _, mask = padded_batch(lengths, fill=float("nan"))
+    held = held_reward_to_go(rewards, mask, width=5)
+    assert held.shape == (2, 5)
+    torch.testing.assert_close(held[0, :3], reward_to_go(rewards, mask)[0, :3])
+    torch.testing.assert_close(held[0, 3:], rewards[0, 2].expand(2))
+    torch.testing.assert_close(held[1], rewards[1, 0].expand(5))
+
+
+def test_token_level_rloo_and_remax_with_a_sparse_reward_are_the_classic_estimators():
     lengths = [3, 5, 2, 4]
     _, _, mask = padded_batch(lengths)
     scores = torch.tensor([0.3, -1.2, 2.0, 0.7])
     sparse = torch.zeros(mask.shape)
     sparse[torch.arange(4), torch.tensor(lengths) - 1] = scores
-    advantages = reward_to_go_advantages(sparse, mask, leave_one_out_baseline(sequence_returns(sparse, mask), k=2))
-    classic = rloo_advantages(scores, k=2)
+    rloo = reward_to_go_advantages(sparse, mask, leave_one_out_token_baselines(sparse, mask, k=2))
+    greedy_lengths = [6, 1, 2, 2]
+    _, _, greedy_mask = padded_batch(greedy_lengths)
+    greedy_scores = torch.tensor([1.0, -0.5, 0.25, 0.0])
+    greedy = torch.zeros(greedy_mask.shape)
+    greedy[torch.arange(4), torch.tensor(greedy_lengths) - 1] = greedy_scores
+    remax = reward_to_go_advantages(sparse, mask, held_reward_to_go(greedy, greedy_mask, width=mask.shape[1]))
     for i, n in enumerate(lengths):
-        torch.testing.assert_close(advantages[i, :n], classic[i].expand(n))
-        assert torch.all(advantages[i, n:] == 0)
+        torch.testing.assert_close(rloo[i, :n], rloo_advantages(scores, k=2)[i].expand(n))
+        torch.testing.assert_close(remax[i, :n], remax_advantages(scores, greedy_scores)[i].expand(n))
+        assert torch.all(rloo[i, n:] == 0) and torch.all(remax[i, n:] == 0)
 
 
 def test_token_level_rloo_with_red_rewards_credits_each_token_past_its_prefix_score():
     """RED rewards r_t = s_t - s_{t-1} telescope; the estimator must not collapse to plain RLOO
-    but give A_it = A_i^RLOO - (s_{i,t-1} - s_0) (the pitfall in METHODS.md)."""
+    but give A_it = A_i^RLOO - (s_{i,t-1} - mean_{j != i} s_{j, min(t, T_j) - 1}) (the pitfall in METHODS.md)."""
     lengths = [4, 2, 3, 3]
     _, _, mask = padded_batch(lengths)
     g = torch.Generator().manual_seed(1)
@@ -247,11 +285,12 @@ def test_token_level_rloo_with_red_rewards_credits_each_token_past_its_prefix_sc
     for i, s in enumerate(prefix):
         red[i, : lengths[i]] = s[1:] - s[:-1]
     final = torch.stack([s[-1] for s in prefix])
-    advantages = reward_to_go_advantages(red, mask, leave_one_out_baseline(sequence_returns(red, mask), k=2))
+    advantages = reward_to_go_advantages(red, mask, leave_one_out_token_baselines(red, mask, k=2))
     classic = rloo_advantages(final, k=2)
     for i, n in enumerate(lengths):
+        j = i ^ 1  # the other sample of the same prompt
         for t in range(n):
-            expected = classic[i] - (prefix[i][t] - prefix[i][0])
+            expected = classic[i] - (prefix[i][t] - prefix[j][min(t, lengths[j] - 1)])
             assert advantages[i, t].item() == pytest.approx(expected.item(), abs=1e-5)
     whole_sequence = rloo_advantages(sequence_returns(red, mask), k=2)
     torch.testing.assert_close(whole_sequence, classic)  # the pitfall: the sum gives plain RLOO back

@@ -10,9 +10,10 @@ updates over mini-batches. The equations live in `tokenreward.losses.ppo`.
   default: its prefix scores are a ready value estimate), GAE, whitened advantages.
 - `remax`: one sample per prompt, baseline = the greedy response's return.
 - `rloo`: K samples per prompt, baseline = the other K-1 samples' mean return.
-  Both use the token-level estimator `A_it = sum_{t'>=t} r_it' - b_i`, which is the classic
-  sequence estimator for the sparse reward and does not collapse with dense ones (see
-  `reward_to_go_advantages`); `--advantage sequence` gives the classic form for any reward.
+  Both use the token-level estimator `A_it = sum_{t'>=t} r_it' - b_it` with a position-matched
+  baseline from the other responses, which is the classic sequence estimator for the sparse
+  reward and does not collapse with dense ones (see `reward_to_go_advantages`);
+  `--advantage sequence` gives the classic form for any reward.
 
 Reward layout: the rewarder's rewards land on the policy token that holds their characters;
 the reward on the token that completes the text moves to the last generated token (the EOS
@@ -47,7 +48,9 @@ from tokenreward.losses.ppo import (
     gae,
     kl_estimate,
     last_token_index,
+    held_reward_to_go,
     leave_one_out_baseline,
+    leave_one_out_token_baselines,
     masked_whiten,
     policy_loss,
     ppo_rewards,
@@ -502,7 +505,7 @@ class PPOTrainer:
         returns = None
         if self.critic_free:
             if c.advantage == "sequence":
-                advantages = (sequence_returns(rewards, mask) - baselines)[:, None].expand_as(rewards).clone()
+                advantages = (sequence_returns(rewards, mask) - baselines)[:, None].expand_as(rewards)
                 advantages = torch.where(mask, advantages, torch.zeros_like(advantages))
             else:
                 advantages = reward_to_go_advantages(rewards, mask, baselines)
@@ -513,15 +516,25 @@ class PPOTrainer:
             advantages = masked_whiten(advantages, mask, mean=mean, var=var)
         return advantages, returns
 
-    def greedy_baselines(self, step: int, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """ReMax: each prompt's greedy response, scored and KL-penalised like the samples."""
+    def baselines(self, step: int, rows: list[int], rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Critic-free baselines (`[b]` for `--advantage sequence`, else `[b, t]`) and, for
+        ReMax, the greedy responses' sequence rewards. ReMax's greedy responses are scored
+        and KL-penalised like the samples."""
+        c = self.config
+        by_sequence = c.advantage == "sequence"
+        if self.method == "rloo":
+            if by_sequence:
+                return leave_one_out_baseline(sequence_returns(rewards, mask), c.samples_per_prompt), None
+            return leave_one_out_token_baselines(rewards, mask, c.samples_per_prompt), None
         greedy = self.generate(rows, None)
-        token_rewards, sequence = self.rewards(step, rows, greedy)
+        greedy_token_rewards, greedy_sequence = self.rewards(step, rows, greedy)
         batch = make_batch(greedy, self.tokenizer.pad_token_id, self.device)
         scores = self.score_batch(batch)
-        kl = kl_estimate(scores["logprobs"], scores["ref_logprobs"], self.config.kl_estimator)
-        coef = self.config.kl_coef if self.config.kl_in == "reward" else 0.0
-        return sequence_returns(ppo_rewards(token_rewards, kl, batch.mask, coef), batch.mask), sequence
+        kl = kl_estimate(scores["logprobs"], scores["ref_logprobs"], c.kl_estimator)
+        greedy_rewards = ppo_rewards(greedy_token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
+        if by_sequence:
+            return sequence_returns(greedy_rewards, batch.mask), greedy_sequence
+        return held_reward_to_go(greedy_rewards, batch.mask, width=rewards.shape[-1]), greedy_sequence
 
     def update(self, step: int, batch: Batch, rollout: dict[str, torch.Tensor]) -> dict[str, float]:
         """`ppo_epochs` passes of clipped updates over mini-batches; returns mean losses/stats."""
@@ -588,14 +601,11 @@ class PPOTrainer:
         rollout = self.score_batch(batch)
         kl = kl_estimate(rollout["logprobs"], rollout["ref_logprobs"], c.kl_estimator)
         rewards = ppo_rewards(token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
-        baselines = None
-        if self.method == "rloo":
-            baselines = leave_one_out_baseline(sequence_returns(rewards, batch.mask), c.samples_per_prompt)
         timings["time_score"] = time.perf_counter() - started
-        greedy_reward = None
-        if self.method == "remax":
+        baselines, greedy_reward = None, None
+        if self.critic_free:
             started = time.perf_counter()
-            baselines, greedy_reward = self.greedy_baselines(step, rows)
+            baselines, greedy_reward = self.baselines(step, rows, rewards, batch.mask)
             timings["time_baseline"] = time.perf_counter() - started
         rollout["advantages"], rollout["returns"] = self.advantages(rewards, batch.mask, rollout.get("values"), baselines)
 
