@@ -227,3 +227,16 @@ def test_world_reviser_is_the_oracle(small_world, oracle_pairs):
     for (record, rejected, _), result in zip(oracle_pairs[0], results):
         assert result.revision == revise(record, rejected)
     assert "not one of the world's prompts" in results[-1].failure
+
+
+def test_hf_reviser_uses_the_chat_template_when_there_is_one(tokenizer):
+    from tokenreward.testing import tiny_causal_lm, train_tokenizer
+
+    template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    chat_tokenizer = train_tokenizer(chat_template=template)
+    reviser = build_reviser("hf", model=tiny_causal_lm("gpt2", chat_tokenizer), tokenizer=chat_tokenizer, device="cpu")
+    request = RevisionRequest("What is 2+2?", " 5", " 4")
+    text = reviser_prompt(request.prompt, request.rejected, request.chosen)
+    assert chat_tokenizer.decode(reviser.prompt_ids(request)) == f"[user] {text}[assistant]"
+    plain = build_reviser("hf", model=tiny_causal_lm("gpt2", tokenizer), tokenizer=tokenizer, device="cpu")
+    assert plain.prompt_ids(request) == tokenizer(text)["input_ids"]

@@ -36,19 +36,18 @@ class HFReviser(Reviser):
             raise ValueError("hf reviser: the tokenizer has no pad token; set one (e.g. its EOS)")
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
-    def render(self, request: RevisionRequest) -> tuple[list[int], str]:
+    def prompt_ids(self, request: RevisionRequest) -> list[int]:
+        """The Appendix A prompt as one user turn of the chat template, or as plain text."""
         text = reviser_prompt(request.prompt, request.rejected, request.chosen)
         if getattr(self.tokenizer, "chat_template", None):
             ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
-            if hasattr(ids, "keys"):
-                ids = ids["input_ids"]
-            return list(ids), text
-        return self.tokenizer(text)["input_ids"], text
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        return self.tokenizer(text)["input_ids"]
 
     @torch.no_grad()
     def revise_batch(self, requests: Sequence[RevisionRequest]) -> list[Revision]:
         limit = context_length(self.model)
-        rows = [self.render(r)[0] for r in requests]
+        rows = [self.prompt_ids(r) for r in requests]
         results: list[Revision | None] = [None] * len(requests)
         todo = []
         for k, ids in enumerate(rows):
