@@ -103,43 +103,51 @@ def test_trainer_config_sets_the_contract_fields_and_typed_options(tmp_path):
         parse_options(["speed"])
 
 
+def synthetic_eval(seed: int, oracle: float, greedy: float) -> dict:
+    return {"sampled": {"oracle_score": oracle, "kl": 0.01 * seed, "length": 20 + seed, "defect_rate": 0.5},
+            "greedy": {"oracle_score": greedy, "kl": 0.0, "length": 30, "defect_rate": 0.25}}
+
+
 def synthetic_run(seed: int, curve: list[float], oracle: float) -> dict:
     log = [{"step": 10 * (k + 1), "oracle_score": v, "kl": 0.1} for k, v in enumerate(curve)]
-    evaluation = {"oracle_score": oracle, "kl": 0.01 * seed, "length": 20 + seed, "defect_rate": 0.5}
-    return {"seed": seed, "log": log, "eval": evaluation, "done": {"train_seconds": 1.0 + seed}}
+    return {"seed": seed, "log": log, "eval": synthetic_eval(seed, oracle, -oracle), "done": {"train_seconds": 1.0 + seed}}
 
 
 def test_aggregate_matches_a_naive_computation(tmp_path):
     rng = random.Random(5)
     curves = {name: [[rng.uniform(0, 1) + 0.1 * k * (1 + i) for k in range(8)] for i in range(3)] for name in ("a", "b")}
+    curves["b"][2] = curves["b"][2][:2]  # a run that logged fewer points than the window
     runs = {name: [synthetic_run(i, c, 0.3 + 0.1 * i) for i, c in enumerate(cs)] for name, cs in curves.items()}
-    runs["b"][1]["eval"]["oracle_score"] = 0.9
+    runs["b"][1]["eval"]["sampled"]["oracle_score"] = 0.9
+    sft_runs = [{"seed": i, "eval": synthetic_eval(i, 0.1 * i, -2.0)} for i in range(3)]
     config = RLBenchConfig(out=tmp_path, methods=["fakerl-sparse", "fakerl-red"], seeds=3, window=3, baseline="a")
     methods = [resolve_method("fakerl-sparse"), resolve_method("fakerl-red")]
     methods = [type(m)(name, m.trainer, m.rewarder) for m, name in zip(methods, ("a", "b"))]
-    results = aggregate(methods, runs, {"oracle_score": 0.2, "kl": 0.0, "length": 18, "defect_rate": 0.6}, config)
+    results = aggregate(methods, runs, sft_runs, config)
 
-    def smooth(values, window=3):
-        return [statistics.fmean(values[max(0, k - window + 1) : k + 1]) for k in range(len(values))]
+    def smoothed(values, window=3):
+        """(step, trailing mean) for every point with a full window."""
+        return [(10 * (k + 1), statistics.fmean(values[k - window + 1 : k + 1])) for k in range(window - 1, len(values))]
 
-    target = statistics.fmean(smooth(c)[-1] for c in curves["a"])
+    target = statistics.fmean(smoothed(c)[-1][1] for c in curves["a"])
     assert results["target_oracle_score"] == pytest.approx(target)
     for name in ("a", "b"):
         entry = results["methods"][name]
-        scores = [r["eval"]["oracle_score"] for r in runs[name]]
+        scores = [r["eval"]["sampled"]["oracle_score"] for r in runs[name]]
         assert entry["oracle_score"]["mean"] == pytest.approx(statistics.fmean(scores))
         assert entry["oracle_score"]["std"] == pytest.approx(statistics.stdev(scores))
+        greedy = [r["eval"]["greedy"]["oracle_score"] for r in runs[name]]
+        assert entry["greedy_oracle_score"]["mean"] == pytest.approx(statistics.fmean(greedy))
         assert entry["length"]["values"] == [20, 21, 22]
-        expected_steps = []
-        for c in curves[name]:
-            hits = [10 * (k + 1) for k, v in enumerate(smooth(c)) if v >= target]
-            expected_steps.append(hits[0] if hits else None)
+        expected_steps = [next((step for step, v in smoothed(c) if v >= target), None) for c in curves[name]]
         assert [r["steps_to_target"] for r in entry["runs"]] == expected_steps
         reached = [s for s in expected_steps if s is not None]
         assert entry["steps_to_target"]["reached"] == len(reached) and entry["steps_to_target"]["of"] == 3
         if reached:
             assert entry["steps_to_target"]["mean"] == pytest.approx(statistics.fmean(reached))
-    assert results["sft"]["oracle_score"] == 0.2
+    assert results["methods"]["b"]["runs"][2]["steps_to_target"] is None
+    assert results["sft"]["oracle_score"]["mean"] == pytest.approx(0.1)
+    assert results["sft"]["greedy_oracle_score"]["values"] == [-2.0, -2.0, -2.0]
 
 
 EVAL_PROMPTS = 4
@@ -163,14 +171,15 @@ def test_bench_trains_evaluates_and_skips_finished_runs(small_world, tmp_path):
 
     # the final policies were evaluated on the held-out prompts, each with its own seed, KL to the SFT policy
     reference = load_causal_lm(small_world.policy_dir).eval()
-    sft = evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
-                          n=EVAL_PROMPTS, greedy=True, seed=0)
-    assert results["sft"]["oracle_score"] == pytest.approx(sft["oracle_score"])
+    sft = [evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
+                           n=EVAL_PROMPTS, greedy=False, seed=seed)["oracle_score"] for seed in (0, 1)]
+    assert results["sft"]["oracle_score"]["values"] == pytest.approx(sft)
     red_run = results["methods"]["fakerl-red"]["runs"][1]
-    direct = evaluate_policy(load_causal_lm(out / "fakerl-red" / "seed-1" / "final").eval(), small_world, split="test",
-                             reference=reference, n=EVAL_PROMPTS, greedy=True, seed=1)
-    for key in ("oracle_score", "kl", "length"):
-        assert red_run[key] == pytest.approx(direct[key])
+    final = load_causal_lm(out / "fakerl-red" / "seed-1" / "final").eval()
+    for greedy, prefix in ((False, ""), (True, "greedy_")):
+        direct = evaluate_policy(final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=greedy, seed=1)
+        for key in ("oracle_score", "kl", "length"):
+            assert red_run[prefix + key] == pytest.approx(direct[key])
     assert red_run["kl"] != pytest.approx(0.0)
 
     # the fake curves: red climbs twice as fast, so it reaches sparse's final (smoothed) score about half-way
@@ -182,7 +191,7 @@ def test_bench_trains_evaluates_and_skips_finished_runs(small_world, tmp_path):
     expected = []
     for log in logs["fakerl-red"]:
         scores = [r["oracle_score"] for r in log]
-        expected.append(next(k + 1 for k in range(len(scores)) if statistics.fmean(scores[max(0, k - 1) : k + 1]) >= target))
+        expected.append(next(k + 1 for k in range(1, len(scores)) if statistics.fmean(scores[k - 1 : k + 1]) >= target))
     assert [r["steps_to_target"] for r in results["methods"]["fakerl-red"]["runs"]] == expected
     assert max(expected) < 6
     for name in ("curves.png", "report.html", "samples.json"):

@@ -15,12 +15,13 @@ def test_credit_record_sums_the_overlapping_spans():
     record = {"rewarder": "red", "sequence_reward": 1.0, "tokens": ["The", " sum", " is", " 41."],
               "offsets": [[0, 3], [3, 7], [7, 10], [10, 14]], "rewards": [0.1, 0.2, 0.3, 0.4]}
     spans = [[8, 9, 0.5], [11, 13, -1.0], [12, 14, 0.25]]
-    truth = credit_record(record, spans)
+    truth = credit_record(record, spans, -0.25)
     expected = []
     for start, end in record["offsets"]:
         expected.append(sum(c for s, e, c in spans if max(s, start) < min(e, end)))
     assert truth["rewards"] == expected == [0.0, 0.0, 0.5, -0.75]
     assert truth["tokens"] == record["tokens"] and truth["rewarder"] == "ground-truth credit"
+    assert truth["sequence_reward"] == -0.25
 
 
 def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, capsys):

@@ -80,12 +80,14 @@ def results():
     return {
         "steps": 40, "seeds": [0, 1, 2], "split": "test", "baseline": "ppo-sparse", "window": 5,
         "target_oracle_score": 0.44, "world": "world/small", "eval_prompts": 16, "heatmap_rewarder": "red",
-        "sft": {"oracle_score": 0.25, "kl": 0.0, "length": 14.5, "defect_rate": 0.6},
+        "sft": {"oracle_score": stat([0.2, 0.3, 0.25]), "greedy_oracle_score": stat([-1.0, -1.0, -1.0]),
+                "kl": stat([0.0, 0.0, 0.0]), "length": stat([14.0, 15.0, 14.5]), "defect_rate": stat([0.6, 0.5, 0.7])},
         "methods": {
             "ppo-sparse": {"trainer": "ppo", "rewarder": "sparse", "oracle_score": stat(sparse),
                            "kl": stat([0.1, 0.2, 0.3]), "length": stat([12.0, 13.0, 15.0]),
                            "defect_rate": stat([0.3, 0.2, 0.4])},
             "ppo-red": {"trainer": "ppo", "rewarder": "red", "oracle_score": stat(red), "kl": stat([0.2, 0.2, 0.5]),
+                        "greedy_oracle_score": stat([0.5, 0.1, 0.3]),
                         "length": stat([11.0, 12.0, 13.0]), "defect_rate": stat([0.1, 0.2, 0.1]),
                         "steps_to_target": {"mean": 15.0, "std": 7.0710678, "values": [10, 20], "reached": 2, "of": 3}},
             "rloo": {"trainer": "rloo", "rewarder": None, "oracle_score": stat([0.3, 0.31, 0.2]), "kl": None,
@@ -105,12 +107,13 @@ def test_table_cells_are_the_seed_statistics(tmp_path, results):
     red_scores = [0.61, 0.72, 0.66]
     assert red["oracle score"] == f"{statistics.fmean(red_scores):.3f} ± {statistics.stdev(red_scores):.3f}"
     assert red["gain over SFT"] == f"{statistics.fmean(red_scores) - 0.25:.3f} ± {statistics.stdev(red_scores):.3f}"
+    assert red["greedy oracle score"] == f"{statistics.fmean([0.5, 0.1, 0.3]):.3f} ± {statistics.stdev([0.5, 0.1, 0.3]):.3f}"
     assert red["length"] == "12.0 ± 1.0"
     assert red["steps to reach ppo-sparse"] == "15.0 ± 7.1 (2/3)"
     assert dict(zip(header, rows["ppo-sparse"]))["steps to reach ppo-sparse"] == "baseline"
     assert rloo["steps to reach ppo-sparse"] == "not reached (0/3)"
-    assert rloo["KL to SFT"] == "-" and rloo["rewarder"] == "(default)"
-    assert sft["oracle score"] == "0.250" and sft["length"] == "14.5"
+    assert rloo["KL to SFT"] == "-" and rloo["rewarder"] == "(default)" and rloo["greedy oracle score"] == "-"
+    assert sft["oracle score"] == "0.250 ± 0.050" and sft["length"] == "14.5 ± 0.5" and sft["gain over SFT"] == "-"
 
 
 def test_page_is_self_contained_and_embeds_the_png(tmp_path, results):

@@ -18,14 +18,18 @@ uses): it is registered with `register_trainer(NAME, Config)` and `run(config, N
 
 Per run, bench writes `done.json` after training (runs holding it are skipped, so a long
 benchmark resumes where it stopped, in another session too) and `eval.json` after
-evaluating `OUT/final` with `tokenreward.evaluation.evaluate_policy` on the held-out split.
-Then: `results.json` (per method mean and std over seeds of the final oracle score, KL to the
-SFT policy, length, defect rate, and the logged steps each method needs to reach the
-baseline's final oracle score), `curves.png` and a self-contained `report.html`.
+evaluating `OUT/final` with `tokenreward.evaluation.evaluate_policy` on the held-out split:
+one sampled response per prompt (temperature 1, as in training, seeded by the run's seed;
+the headline numbers) and the greedy response. The SFT policy is evaluated the same way with
+each seed. Then: `results.json` (per method mean and std over seeds of the oracle score, KL to
+the SFT policy, length, defect rate, greedy oracle score, and the steps each method needs to
+reach the baseline's final oracle score), `curves.png`, `samples.json` and a self-contained
+`report.html`.
 
-Steps to the baseline: each run's logged `oracle_score` curve is smoothed by a trailing mean
-of `window` logged points; the target is the mean over the baseline's seeds of their last
-smoothed value; a run's figure is the first logged step whose smoothed value reaches it.
+Steps to the baseline: each run's logged `oracle_score` curve (the training batches' oracle
+grade) is smoothed by a trailing mean of `window` logged points, read from the first full
+window on; the target is the mean over the baseline's seeds of their last smoothed value; a
+run's figure is the first logged step whose smoothed value reaches it (None if never).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curv
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
 CONTRACT_FIELDS = ("world", "steps", "seed", "out")
-EVAL_METRICS = ("oracle_score", "kl", "length", "defect_rate")
+METRICS = ("oracle_score", "kl", "length", "defect_rate")
+EVAL_MODES = ("sampled", "greedy")
 DONE = "done.json"
 EVAL = "eval.json"
 
@@ -203,25 +208,39 @@ def train_run(method: Method, run_dir: Path, config: RLBenchConfig, world_root: 
 
 
 def evaluate_run(policy_dir: Path, eval_path: Path, world, reference, config: RLBenchConfig, seed: int) -> dict[str, Any]:
-    """Held-out evaluation of one policy folder, cached in `eval_path` for these settings."""
+    """Held-out evaluation of one policy folder, sampled (seeded by `seed`, as in training)
+    and greedy, cached in `eval_path` for these settings."""
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.models import load_causal_lm
 
-    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, "greedy": True}
+    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed}
     cached = _read_json(eval_path)
     if cached is not None and cached.get("settings") == settings:
         return cached
     policy = load_causal_lm(policy_dir).eval()
-    metrics = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=True, seed=seed)
-    result = {"settings": settings, **{k: v for k, v in metrics.items()}}
+    result: dict[str, Any] = {"settings": settings}
+    for mode in EVAL_MODES:
+        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference,
+                                       n=config.eval_prompts, greedy=mode == "greedy", seed=seed)
     eval_path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(eval_path, result)
     return result
 
 
+def run_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The sampled evaluation's metrics, and the greedy ones prefixed `greedy_`."""
+    return {
+        **{k: evaluation["sampled"].get(k) for k in METRICS},
+        **{f"greedy_{k}": evaluation["greedy"].get(k) for k in METRICS},
+    }
+
+
 def smoothed_curve(log: list[dict[str, Any]], window: int) -> tuple[list[int], list[float]]:
+    """The logged oracle curve as a trailing mean of `window` points, from the first full window."""
     steps, values = metric_curve(log, "oracle_score")
-    return steps.tolist(), (trailing_mean(values, window).tolist() if len(values) else [])
+    if len(values) < window:
+        return [], []
+    return steps[window - 1 :].tolist(), trailing_mean(values, window)[window - 1 :].tolist()
 
 
 def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
@@ -235,13 +254,20 @@ def summarize(values: list[float]) -> dict[str, Any] | None:
     return {"mean": mean, "std": std, "values": values}
 
 
-def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft: dict[str, Any], config: RLBenchConfig) -> dict[str, Any]:
-    """`results.json`: per method mean / std over seeds, and steps to the baseline's final score."""
+def summarize_runs(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: summarize([r[key] for r in runs if isinstance(r.get(key), (int, float))]) for key in keys}
+
+
+def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft_runs: list[dict[str, Any]], config: RLBenchConfig) -> dict[str, Any]:
+    """`results.json`: the SFT policy's and each method's mean / std over seeds, and the logged
+    steps each method needs to reach the baseline's final oracle score."""
+    metric_keys = tuple(run_metrics({"sampled": {}, "greedy": {}}))
     curves = {name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()}
     target = None
     baseline_finals = [values[-1] for _, values in curves.get(config.baseline, []) if values]
     if baseline_finals:
         target = mean_and_std(baseline_finals)[0]
+    sft_entries = [{"seed": r["seed"], **run_metrics(r["eval"])} for r in sft_runs]
     results: dict[str, Any] = {
         "benchmark": "rl",
         "steps": config.steps,
@@ -251,23 +277,21 @@ def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft:
         "window": config.window,
         "target_oracle_score": target,
         "heatmap_rewarder": config.heatmap_rewarder,
-        "sft": {k: sft.get(k) for k in EVAL_METRICS},
+        "sft": {"runs": sft_entries, **summarize_runs(sft_entries, metric_keys)},
         "methods": {},
     }
     for method in methods:
         method_runs = runs[method.name]
         entry: dict[str, Any] = {"trainer": method.trainer, "rewarder": method.rewarder, "runs": []}
         for run, (steps, values) in zip(method_runs, curves[method.name]):
-            reached = first_step_reaching(steps, values, target) if target is not None else None
             entry["runs"].append({
                 "seed": run["seed"],
-                **{k: run["eval"].get(k) for k in EVAL_METRICS},
+                **run_metrics(run["eval"]),
                 "final_logged_oracle_score": values[-1] if values else None,
-                "steps_to_target": reached,
+                "steps_to_target": first_step_reaching(steps, values, target) if target is not None else None,
                 "train_seconds": run["done"]["train_seconds"],
             })
-        for key in EVAL_METRICS + ("train_seconds",):
-            entry[key] = summarize([r[key] for r in entry["runs"] if isinstance(r.get(key), (int, float))])
+        entry.update(summarize_runs(entry["runs"], metric_keys + ("train_seconds", "final_logged_oracle_score")))
         if target is not None:
             reached = [r["steps_to_target"] for r in entry["runs"] if r["steps_to_target"] is not None]
             stat = summarize(reached) or {"mean": None, "std": None, "values": []}
@@ -294,13 +318,14 @@ def print_table(results: dict[str, Any], console) -> None:
     from tokenreward.viz.report import format_stat, format_steps
 
     table = Table(title=f"held-out oracle score after {results['steps']} steps, mean ± std over {len(results['seeds'])} seed(s)")
-    for header in ("method", "oracle score", "KL", "length", f"steps to {results['baseline']}"):
+    for header in ("method", "oracle score", "greedy", "KL", "length", f"steps to {results['baseline']}"):
         table.add_column(header, justify="left" if header == "method" else "right")
-    sft = results["sft"]
-    table.add_row("SFT policy", format_stat(sft["oracle_score"]), format_stat(sft.get("kl")), format_stat(sft.get("length"), 1), "-")
-    for name, m in results["methods"].items():
-        steps = "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target"))
-        table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["kl"]), format_stat(m["length"], 1), steps)
+    rows = [("SFT policy", results["sft"], "-")]
+    rows += [(name, m, "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target")))
+             for name, m in results["methods"].items()]
+    for name, m, steps in rows:
+        table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["greedy_oracle_score"]), format_stat(m["kl"]),
+                      format_stat(m["length"], 1), steps)
     console.print(table)
 
 
@@ -339,8 +364,10 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     total = len(methods) * config.seeds
     runs: dict[str, list[dict[str, Any]]] = {m.name: [] for m in methods}
     reference = load_causal_lm(world.policy_dir).eval()
-    console.rule("[bold]bench rl: SFT policy")
-    sft = evaluate_run(Path(world.policy_dir), out / "sft" / EVAL, world, reference, config, seed=0)
+    sft_runs = []
+    for seed in range(config.seeds):
+        console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
+        sft_runs.append({"seed": seed, "eval": evaluate_run(Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed)})
     for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
         run_dir = out / method.name / f"seed-{seed}"
         console.rule(f"[bold]bench rl [{k + 1}/{total}]: {method.name}, seed {seed}, {config.steps} steps")
@@ -349,15 +376,15 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
         log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").exists() else []
         runs[method.name].append({"seed": seed, "done": done, "eval": evaluation, "log": log})
 
-    results = aggregate(methods, runs, sft, config)
+    results = aggregate(methods, runs, sft_runs, config)
     results["world"] = str(world_root)
-    results["eval_prompts"] = len(sft.get("samples", [])) or config.eval_prompts
+    results["eval_prompts"] = sft_runs[0]["eval"]["sampled"]["n"]
     _write_json(out / "results.json", results)
     curves = {name: [r["log"] for r in method_runs] for name, method_runs in runs.items()}
-    png = save_learning_curves(out / "curves.png", curves, metrics=("oracle_score", "kl"),
-                               references={"oracle_score": sft["oracle_score"], "kl": 0.0}, window=config.window)
-    samples = {"SFT policy": sft.get("samples", [])[: config.samples]}
-    samples.update({name: method_runs[0]["eval"].get("samples", [])[: config.samples] for name, method_runs in runs.items()})
+    png = save_learning_curves(out / "curves.png", curves, metrics=("oracle_score", "kl"), window=config.window,
+                               title=f"oracle score and KL of the sampled training batches, mean ± std over {config.seeds} seed(s)")
+    samples = {"SFT policy": sft_runs[0]["eval"]["sampled"]["samples"][: config.samples]}
+    samples.update({name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()})
     scored = score_samples(world, samples, config.heatmap_rewarder)
     _write_json(out / "samples.json", scored)
     (out / "report.html").write_text(rl_report(results, png, scored))

@@ -47,12 +47,13 @@ def open_or_build_small_world(path: Path | None, console):
         return build_world(small, size="small", seed=0)
 
 
-def credit_record(record: dict[str, Any], credit_spans: list) -> dict[str, Any]:
-    """The world's ground-truth credit on the tokens of `record` (`oracle.token_credit`)."""
+def credit_record(record: dict[str, Any], credit_spans: list, oracle_score: float) -> dict[str, Any]:
+    """The world's ground truth on the tokens of `record`: each token's credit is the sum of
+    the credited spans it overlaps (`oracle.token_credit`); the sequence reward is the oracle score."""
     from tokenreward.world.oracle import token_credit
 
     rewards = [float(c) for c in token_credit(credit_spans, record["offsets"])]
-    return {**record, "rewarder": "ground-truth credit", "sequence_reward": sum(rewards), "rewards": rewards}
+    return {**record, "rewarder": "ground-truth credit", "sequence_reward": float(oracle_score), "rewards": rewards}
 
 
 def show_heatmaps(world, count: int, console) -> None:
@@ -69,7 +70,7 @@ def show_heatmaps(world, count: int, console) -> None:
         console.print(f"[bold]{k}.[/] [dim]{response['family']} · oracle score {response['oracle_score']:.2f}[/]")
         console.print(response["prompt"], style="dim", markup=False, highlight=False)
         console.print(terminal_heatmap(record))
-        console.print(terminal_heatmap(credit_record(record, response.get("credit_spans", []))))
+        console.print(terminal_heatmap(credit_record(record, response.get("credit_spans", []), response["oracle_score"])))
         console.print()
 
 

@@ -77,35 +77,41 @@ def format_steps(stat: Mapping[str, Any] | None) -> str:
 
 
 def results_table(results: Mapping[str, Any]) -> str:
-    """One row per method (SFT first): held-out oracle score, its gain over SFT, KL, length,
-    defect rate and the steps needed to reach the baseline's final oracle score."""
+    """One row per method (SFT first): held-out oracle score of sampled responses, its gain
+    over SFT, the greedy responses' oracle score, KL, length, defect rate, and the steps
+    needed to reach the baseline's final logged oracle score."""
     sft = results["sft"]
-    rows = [["SFT policy", "-", "-", format_stat(sft["oracle_score"]), "-", format_stat(sft.get("kl")),
-             format_stat(sft.get("length"), 1), format_stat(sft.get("defect_rate")), "-"]]
-    for name, method in results["methods"].items():
-        score = method["oracle_score"]
-        gain = {"mean": score["mean"] - sft["oracle_score"], "std": score["std"]} if score.get("mean") is not None else None
+    rows = []
+    for name, entry in [("SFT policy", sft), *results["methods"].items()]:
+        score = entry["oracle_score"]
+        gain = None
+        if name != "SFT policy" and score and sft["oracle_score"]:
+            gain = {"mean": score["mean"] - sft["oracle_score"]["mean"], "std": score["std"]}
+        steps = "-" if name == "SFT policy" else (
+            "baseline" if name == results.get("baseline") else format_steps(entry.get("steps_to_target")))
         rows.append([
             name,
-            method["trainer"],
-            method.get("rewarder") or "(default)",
+            entry.get("trainer", "-"),
+            (entry.get("rewarder") or "(default)") if name != "SFT policy" else "-",
             format_stat(score),
             format_stat(gain),
-            format_stat(method.get("kl")),
-            format_stat(method.get("length"), 1),
-            format_stat(method.get("defect_rate")),
-            "baseline" if name == results.get("baseline") else format_steps(method.get("steps_to_target")),
+            format_stat(entry.get("greedy_oracle_score")),
+            format_stat(entry.get("kl")),
+            format_stat(entry.get("length"), 1),
+            format_stat(entry.get("defect_rate")),
+            steps,
         ])
     target = results.get("target_oracle_score")
     caption = (
-        f"Held-out ({results.get('split', 'test')}) oracle score of each final policy, mean ± std over "
-        f"{len(results.get('seeds', []))} seed(s), {results.get('steps')} training steps each. "
-        f"Last column: logged steps until the method's oracle curve (trailing mean of {results.get('window', 1)}) "
-        f"first reaches {results.get('baseline')}'s final value"
+        f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, as in training; "
+        f"greedy: the greedy response), mean ± std over {len(results.get('seeds', []))} seed(s) after "
+        f"{results.get('steps')} training steps. KL: summed log-ratio to the SFT policy per sampled response. "
+        f"Last column: training steps until the logged oracle score of the training batches (trailing mean of "
+        f"{results.get('window', 1)} steps) first reaches {results.get('baseline')}'s final value"
         + (f" ({target:.3f})." if isinstance(target, (int, float)) else " (no baseline curve).")
     )
-    headers = ["method", "trainer", "rewarder", "oracle score", "gain over SFT", "KL to SFT", "length",
-               "defect rate", f"steps to reach {results.get('baseline')}"]
+    headers = ["method", "trainer", "rewarder", "oracle score", "gain over SFT", "greedy oracle score", "KL to SFT",
+               "length", "defect rate", f"steps to reach {results.get('baseline')}"]
     return html_table(headers, rows, caption)
 
 
@@ -158,7 +164,7 @@ def rl_report(
         "<h2>Learning curves</h2>",
         png_image(curves_png, "learning curves") if curves_png is not None else '<p class="meta">no curves logged</p>',
         "<h2>Sample responses</h2>",
-        f'<p class="meta">Held-out responses of each final policy (first seed), coloured by the per-token rewards of '
+        f'<p class="meta">Sampled held-out responses of each final policy (first seed), coloured by the per-token rewards of '
         f"{esc(heatmap_rewarder)}; hover a token for its value.</p>",
         samples_section(samples),
     ]
