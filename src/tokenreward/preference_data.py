@@ -259,13 +259,16 @@ def pair_token_rewards(
         rejected = [p["rejected"] for p in pairs]
     else:
         rewarder = build_rewarder(name, **resources)
-        chosen, rejected = [], []
+        chosen, rejected = [None] * len(data), [None] * len(data)
         with progress_bar(2 * len(data), f"token rewards ({name})", enabled=progress) as advance:
             for records, side in ((chosen, data.chosen), (rejected, data.rejected)):
+                order = sorted(range(len(data)), key=lambda i: len(side[i].input_ids))  # little padding
                 for start in range(0, len(data), chunk):
-                    texts = [e.text for e in side[start : start + chunk]]
-                    records.extend(score_or_skip(rewarder, name, data.prompts[start : start + chunk], texts))
-                    advance(len(texts))
+                    indices = order[start : start + chunk]
+                    scored = score_or_skip(rewarder, name, [data.prompts[i] for i in indices], [side[i].text for i in indices])
+                    for i, record in zip(indices, scored):
+                        records[i] = record
+                    advance(len(indices))
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_path.with_suffix(".tmp")

@@ -47,7 +47,7 @@ from tokenreward.losses.preference import (
     token_regulariser,
     treg_loss,
 )
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
     pair_token_rewards,
@@ -221,22 +221,29 @@ def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shifted-frame per-token log-probs `[B, L-1]` and the logits that produced them."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
     picked = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)
     return picked, logits
 
 
 @torch.no_grad()
+@torch.no_grad()
 def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
-    """Per completion position, `log ref(token | prefix)` for every chosen and rejected response."""
-    chosen, rejected = [], []
+    """Per completion position, `log ref(token | prefix)` for every chosen and rejected response
+    (pairs batched in order of length, so little is spent on padding)."""
+    chosen: list[torch.Tensor | None] = [None] * len(data)
+    rejected: list[torch.Tensor | None] = [None] * len(data)
+    order = sorted(range(len(data)), key=lambda i: max(len(data.chosen[i].input_ids), len(data.rejected[i].input_ids)))
     with progress_bar(len(data), "reference log-probs", enabled=progress) as advance:
         for start in range(0, len(data), batch_size):
-            indices = list(range(start, min(start + batch_size, len(data))))
+            indices = order[start : start + batch_size]
             batch = collate(data, indices, pad_id)
-            lp = token_logprobs(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu()
-            for row, seq in enumerate([data.chosen[i] for i in indices] + [data.rejected[i] for i in indices]):
-                (chosen if row < len(indices) else rejected).append(lp[row, seq.completion_start : len(seq.input_ids)].clone())
+            lp, _ = policy_logps(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            lp = lp.cpu()
+            for row, i in enumerate(indices):
+                for values, side, shift in ((chosen, data.chosen, 0), (rejected, data.rejected, len(indices))):
+                    seq = side[i]
+                    values[i] = lp[row + shift, seq.completion_start - 1 : len(seq.input_ids) - 1].clone()
             advance(len(indices))
     return chosen, rejected
 
@@ -403,7 +410,7 @@ def run(config: PreferenceConfig, name: str) -> None:
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     if method.uses_reference:
-        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, config.batch_size, out, device, show, main)
+        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, out, device, show, main)
     reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
     if method.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
@@ -434,7 +441,8 @@ def run(config: PreferenceConfig, name: str) -> None:
                 batch.rewards = halves(tensors["rewards"])
             if reference_model is not None:
                 with torch.no_grad():
-                    batch.reference_logits = halves(reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits[:, :-1].float())
+                    reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
+                    batch.reference_logits = halves(reference_logits[:, :-1].float())
                 batch.logits = halves(logits)
             losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
             loss = losses.mean()
