@@ -26,6 +26,11 @@ def _resolve(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def escape_help(text: str) -> str:
+    """argparse formats help strings with `%`; keep a literal `%` literal."""
+    return text.replace("%", "%%")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -40,7 +45,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         help_text = f.metadata.get("help", "")
         if default is not None and not required:
             help_text = f"{help_text} (default: {default})".strip()
-        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text, "default": default, "required": required}
+        kwargs: dict[str, Any] = {"dest": f.name, "help": escape_help(help_text), "default": default, "required": required}
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
