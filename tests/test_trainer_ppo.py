@@ -340,3 +340,9 @@ def test_training_raises_the_reward_on_a_toy_task(files, tmp_path, monkeypatch, 
     rewards = [r["reward"] for r in read_jsonl(run(cfg, method) / "log.jsonl")]
     assert max(rewards[:3]) < 1.0  # a random policy writes few e's in 8 tokens
     assert sum(rewards[-5:]) / 5 > 4.0, rewards
+
+
+def test_kl_as_a_loss_is_logged_and_kept_out_of_the_reward(files, tmp_path):
+    log = read_jsonl(run(config(files, tmp_path / "k3", kl_in="loss", kl_estimator="k3", steps=2), "ppo") / "log.jsonl")
+    assert all(r["kl_loss"] >= 0 for r in log)
+    assert all(r["return"] == pytest.approx(r["reward"], abs=1e-5) for r in log)  # no KL penalty in the reward

@@ -51,6 +51,7 @@ from tokenreward.losses.ppo import (
     held_reward_to_go,
     leave_one_out_baseline,
     leave_one_out_token_baselines,
+    masked_mean,
     masked_whiten,
     policy_loss,
     ppo_rewards,
@@ -554,7 +555,7 @@ class PPOTrainer:
                 loss, stats = policy_loss(logprobs, rollout["logprobs"][index], rollout["advantages"][index], rows.mask, c.cliprange, count)
                 stats["policy_loss"] = loss.detach()
                 if c.kl_in == "loss":
-                    kl_loss = (kl_estimate(logprobs, rollout["ref_logprobs"][index], c.kl_estimator) * rows.mask).sum() / count
+                    kl_loss = masked_mean(kl_estimate(logprobs, rollout["ref_logprobs"][index], c.kl_estimator), rows.mask, count)
                     stats["kl_loss"] = kl_loss.detach()
                     loss = loss + c.kl_coef * kl_loss
                 if self.critic is not None:
