@@ -77,20 +77,21 @@ def sample_scores(evaluation: dict[str, Any]) -> tuple[list[str], list[float]]:
     return [s["prompt"] for s in samples], [float(s["oracle_score"]) for s in samples]
 
 
-def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceBenchConfig, seed: int) -> dict[str, Any]:
-    """Greedy and sampled held-out evaluation of one policy folder, cached in `path`."""
+def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceBenchConfig, seed: int,
+             modes: Sequence[str] = ("greedy", "sampled")) -> dict[str, Any]:
+    """Held-out evaluation of one policy folder (greedy and / or sampled), cached in `path`."""
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.models import load_causal_lm
 
-    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed}
+    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, "modes": list(modes)}
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("settings") == settings:
             return cached
     policy = load_causal_lm(str(policy_dir)).eval()
     result = {"settings": settings}
-    for mode, greedy in (("greedy", True), ("sampled", False)):
-        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=greedy, seed=seed)
+    for mode in modes:
+        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=mode == "greedy", seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     return result
@@ -131,11 +132,31 @@ def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_samp
     return metrics
 
 
+def paired_differences(runs: dict[str, list[dict[str, Any]]], baseline: str, keys: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method, mean and std over seeds of `metric(method, seed) - metric(baseline, seed)`
+    (the same seed gives the same data order, so seeds pair up)."""
+    base = {r["seed"]: r for r in runs[baseline]}
+    return {
+        method: {key: mean_std([r[key] - base[r["seed"]][key] for r in method_runs]) for key in keys}
+        for method, method_runs in runs.items()
+        if method != baseline
+    }
+
+
 def credit_table(results: dict[str, Any]) -> str:
     lines = ["| token reward | AUROC | Spearman | top-1 |", "|---|---|---|---|"]
     for name, metrics in results["credit"].items():
         label = name if name.startswith("contrastive") else f"implicit of {name}"
         lines.append(f"| {label} | " + " | ".join(f"{metrics[f'implicit_{k}']['mean']:.3f} ± {metrics[f'implicit_{k}']['std']:.3f}" for k in CREDIT_METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def difference_table(differences: dict[str, dict[str, dict[str, float]]]) -> str:
+    keys = [k for k in ("oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled", "implicit_auroc", "implicit_spearman")
+            if differences and k in next(iter(differences.values()))]
+    lines = ["| minus DPO (same seed) | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for method, values in differences.items():
+        lines.append(f"| {method} | " + " | ".join(f"{values[k]['mean']:+.3f} ± {values[k]['std']:.3f}" for k in keys) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,7 +193,11 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     reference = load_causal_lm(str(world.policy_dir)).eval()
 
     console.rule("[bold]bench preference: SFT policy")
-    sft = {seed: evaluate(Path(world.policy_dir), out / "sft" / f"seed-{seed}" / EVAL, world, reference, config, seed) for seed in range(config.seeds)}
+    sft = {  # greedy decoding does not depend on the seed
+        seed: evaluate(Path(world.policy_dir), out / "sft" / f"seed-{seed}" / EVAL, world, reference, config, seed,
+                       ("greedy", "sampled") if seed == 0 else ("sampled",))
+        for seed in range(config.seeds)
+    }
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
         run_dir = out / method / f"seed-{seed}"
@@ -199,6 +224,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
         "runs": runs,
     }
+    if "dpo" in runs:
+        results["difference_to_dpo"] = paired_differences(runs, "dpo", [k for k in (*METRICS, *(f"implicit_{c}" for c in CREDIT_METRICS)) if k in runs["dpo"][0]])
     if config.credit:
         keys = [f"implicit_{k}" for k in CREDIT_METRICS]
         results["credit"] = {m: {key: mean_std([r[key] for r in runs[m]]) for key in keys} for m in methods}
@@ -208,6 +235,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         }
     (out / "results.json").write_text(json.dumps(results, indent=2))
     table = markdown_table(results) + ("\n" + credit_table(results) if config.credit else "")
+    if "difference_to_dpo" in results:
+        table += "\n" + difference_table(results["difference_to_dpo"])
     (out / "results.md").write_text(table)
     console.print(table)
     console.print(f"results: {out / 'results.json'}")

@@ -3,8 +3,9 @@ TDPO1, TDPO2, TGDPO, SePO (METHODS.md, "Preference losses").
 
 One loop serves every method; the method picks a pure loss from
 `tokenreward.losses.preference` and the inputs it needs:
-- reference log-probs (all but SimPO / SePO), computed once before training and cached in
-  `OUT/cache/`;
+- reference log-probs (all but SimPO / SePO), computed once before training and cached next
+  to the data (for the world's pairs in `WORLD/preference_cache/`; in `OUT/cache/` when that
+  is not writable), shared by every run on the same data and reference;
 - full reference distributions each step (TDPO's sequence KL over the vocabulary);
 - token rewards (T-REG: `contrastive`; TGDPO and SePO: `implicit`, the token reward of a
   DPO-trained `--guide-policy`; any registered rewarder via `--token-rewarder`), computed once
@@ -248,18 +249,20 @@ def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, d
     return chosen, rejected
 
 
-def cached_reference_logps(reference: str, data: PreferenceData, pad_id: int, batch_size: int, out: Path, device,
+def cached_reference_logps(reference: str, data: PreferenceData, pad_id: int, batch_size: int, directory: Path, device,
                            progress: bool, write: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`reference_logps`, computed once and kept in `OUT/cache/` (keyed by the tokenized data and
-    the reference folder's files), so a resumed run does not recompute it."""
+    """`reference_logps`, computed once and kept in `directory` (next to the data), keyed by the
+    tokenized pairs and the reference folder's files: later runs, seeds and methods reuse it."""
     key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
-    cache = out / "cache" / f"reference-logps-{key}.pt"
+    cache = directory / f"reference-logps-{key}.pt"
     if cache.is_file():
         return torch.load(cache)
     values = reference_logps(load_causal_lm(reference, device).eval(), data, pad_id, batch_size, device, progress)
     if write:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(values, cache)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(values, tmp)
+        os.replace(tmp, cache)
     return values
 
 
@@ -289,7 +292,7 @@ class Inputs:
     policy: str
     reference: str
     tokenizer: str
-    cache_dir: Path  # where per-dataset token rewards are stored (next to the data)
+    cache_dir: Path  # where reference log-probs and token rewards of the dataset are stored (next to the data)
     resources: dict[str, Any]  # the world's rewarder resources
     eval_prompts: list[dict[str, Any]]  # prompt records of the oracle curve
     max_new_tokens: int
@@ -306,7 +309,7 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
         cache_dir = Path(config.data).resolve().parent
     else:
         rows, source = world.pairs("reward"), f"world {world.root} (reward pairs)"
-        cache_dir = Path(world.root) / "token_rewards"
+        cache_dir = Path(world.root) / "preference_cache"
     policy = config.policy or (world.policy_dir if world is not None else None)
     if policy is None:
         raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
@@ -317,6 +320,12 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
         world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None and config.eval_every > 0 else [],
         config.max_new_tokens or (int(world.config.get("max_new_tokens", 64)) if world is not None else 64),
     )
+
+
+def cache_directory(inputs: Inputs, out: Path) -> Path:
+    """Next to the data when writable, else `OUT/cache`."""
+    folder = inputs.cache_dir
+    return folder if os.access(folder if folder.exists() else folder.parent, os.W_OK) else out / "cache"
 
 
 def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool):
@@ -334,8 +343,7 @@ def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceDat
     needed = set(rewarder_requirements(name))
     resources = {k: v for k, v in resources.items() if k in needed or k in ("tokenizer", "reward_tokenizer")}
     stem = f"{Path(config.data).name if config.data else 'pairs-reward'}.{name}-{token_rewards_fingerprint(name, resources, data)}.jsonl"
-    cache_dir = inputs.cache_dir
-    directory = cache_dir if os.access(cache_dir if cache_dir.exists() else cache_dir.parent, os.W_OK) else out / "cache"
+    directory = cache_directory(inputs, out)
     chosen, rejected, unscored = pair_token_rewards(name, resources, data, directory / stem, progress=progress)
     return (chosen, rejected), unscored
 
@@ -410,7 +418,7 @@ def run(config: PreferenceConfig, name: str) -> None:
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     if method.uses_reference:
-        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, out, device, show, main)
+        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, cache_directory(inputs, out), device, show, main)
     reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
     if method.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
