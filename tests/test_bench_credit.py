@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from tokenreward.bench.credit import auroc, average_ranks, credit_metrics, rewarder_names, spearman, top1
+from tokenreward.bench.credit import auroc, auroc_within, average_ranks, credit_metrics, rewarder_names, spearman, top1
 from tokenreward.cli import main
 from tokenreward.rewards import TokenRewards
 
@@ -54,6 +54,14 @@ def test_top1_counts_ties_fractionally():
     assert top1(rewards, defects) == pytest.approx((1.0 + 0.25) / 2)
 
 
+def test_auroc_within_averages_responses_with_both_classes():
+    rewards = [[0.0, -1.0, 0.5], [0.2, 0.1, 0.3], [1.0, 1.0], [0.0, 0.0]]
+    defects = [[False, True, False], [True, False, True], [True, True], [False, False]]
+    expected = (naive_auroc([0.0, 1.0, -0.5], defects[0]) + naive_auroc([-0.2, -0.1, -0.3], defects[1])) / 2
+    assert auroc_within(rewards, defects) == pytest.approx(expected)
+    assert auroc_within([[1.0, 1.0, 1.0]], [[True, False, False]]) == pytest.approx(0.5)
+
+
 def test_credit_metrics_on_a_hand_built_batch():
     text = " 17 + 25 = 47."
     offsets = [(0, 3), (3, 5), (5, 8), (8, 10), (10, 12), (12, 13), (13, 14)]
@@ -80,7 +88,8 @@ def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys):
     for metrics in results.values():
         assert set(metrics) >= {"auroc", "spearman", "top1", "ms_per_1k"}
         assert 0.0 <= metrics["auroc"] <= 1.0 and metrics["ms_per_1k"] > 0
-    # uniform gives every token of a response the same reward: top1 is the defect-token share
+    # uniform gives every token of a response the same reward: no preference inside a response
+    assert results["uniform"]["auroc_within"] == pytest.approx(0.5)
     assert "AUROC" in capsys.readouterr().out
 
 

@@ -8,7 +8,11 @@ world lacks are skipped with the reason) plus the `uniform` and `random` baselin
   credits of the spans a token overlaps, 0 elsewhere), pooled over all tokens;
 - `top1`: over responses with a defect token, the share whose lowest-reward token is a defect
   token (ties for the lowest reward count fractionally, as a random tie-break would);
-- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored.
+- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored;
+- `auroc_within` (a diagnostic): the AUROC computed inside each response that has both defect
+  and clean tokens, averaged over those responses. Pooled AUROC also rewards telling bad
+  responses from good ones (`uniform` scores above 0.5 that way); within a response
+  `uniform` is exactly 0.5, so this isolates where the reward lands.
 Tokens are each rewarder's own tokens (character offsets), so rewarders with different
 tokenizers are compared on the same characters.
 """
@@ -85,8 +89,14 @@ def top1(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[bool]]) 
     return hits / counted if counted else math.nan
 
 
+def auroc_within(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[bool]]) -> float:
+    """Mean per-response AUROC (lower reward = defect) over responses with both token classes."""
+    values = [auroc([-r for r in row], flags) for row, flags in zip(rewards, defects) if any(flags) and not all(flags)]
+    return float(np.mean(values)) if values else math.nan
+
+
 def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: float) -> dict[str, float]:
-    """The four numbers for one rewarder's output on responses with the given true spans."""
+    """The benchmark's numbers for one rewarder's output on responses with the given true spans."""
     rewards, credits, flags = [], [], []
     for i in range(len(result)):
         offsets = result.offsets[i]
@@ -99,6 +109,7 @@ def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: 
         "auroc": auroc([-r for r in flat_rewards], [f for row in flags for f in row]),
         "spearman": spearman(flat_rewards, [c for row in credits for c in row]),
         "top1": top1(rewards, flags),
+        "auroc_within": auroc_within(rewards, flags),
         "ms_per_1k": 1000.0 * seconds / n_tokens * 1000.0 if n_tokens else math.nan,
         "tokens": n_tokens,
     }
@@ -156,10 +167,10 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok"):
+    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "AUROC within"):
         table.add_column(column, justify="left" if column == "rewarder" else "right")
     for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
-        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}")
+        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}", f"{m['auroc_within']:.3f}")
     console = Console()
     console.print(table)
     for name, reason in skipped.items():

@@ -1,7 +1,7 @@
 """The `random` baseline: an independent N(0, 1) reward per token of a given tokenizer.
 
 Each response's rewards come from a generator seeded by `seed` and the response's own text
-(CRC32 of prompt and response), so they do not depend on batching or order. The sequence
+(CRC32 of the seed, prompt and response), so they do not depend on batching or order. The sequence
 reward is the rewards' sum.
 """
 
@@ -27,7 +27,7 @@ class RandomRewarder(Rewarder):
         enc = encode_pairs(self.tokenizer, prompts, responses)
         rows = []
         for i, (prompt, response) in enumerate(zip(prompts, responses)):
-            key = f"{prompt!r}\x00{response_text(response, i)}".encode()
-            generator = torch.Generator().manual_seed(self.seed * 2**32 + zlib.crc32(key))
+            key = f"{self.seed}\x00{prompt!r}\x00{response_text(response, i)}".encode()
+            generator = torch.Generator().manual_seed(zlib.crc32(key))
             rows.append(torch.randn(len(enc.offsets[i]), generator=generator))
         return TokenRewards.from_lists(self.name, enc.responses, enc.offsets, rows, [float(r.sum()) for r in rows])

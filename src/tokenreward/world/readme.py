@@ -29,16 +29,20 @@ Prompts are plain strings `User: QUESTION\\nAssistant:`; a response follows the 
 directly (it starts with a space) and the policy ends it with `<eos>` (not part of the string).
 
 ## Families and planted defects
-- arithmetic (`17 + 25`): wrong digits; - facts (capitals, languages, dishes; real and made-up
-  entities): a wrong entity (right for another prompt) or a misspelling; - enumeration (first k
-  primes, counting, multiples): missing, extra or wrong items; - repetition (one true sentence
-  about an animal): loops of the sentence, or a sentence about another animal; - tone (reply to
-  a customer): hostile words, valences from the VADER lexicon. Every family can also be
-  verbose, answer nothing, loop, or carry a hostile sentence.
+- arithmetic (`What is 17 + 25?`): wrong digits;
+- facts (capitals, languages, dishes; real and made-up entities): a wrong entity (right for
+  another prompt) or a misspelling;
+- enumeration (first k primes, counting, multiples): missing, extra or wrong items;
+- repetition (one true sentence about an animal): loops of the sentence, or a sentence about
+  another animal;
+- tone (reply to a customer): hostile words (valences from the VADER lexicon), the wrong item.
+
+Every family can also be verbose, answer nothing, loop, or carry a hostile sentence.
 
 ## The oracle (`tokenreward.world.oracle.grade`)
 {oracle_doc}
-Constants: repeat {repeat}, wrong answer {wrong}, list error {list_error}, hostile threshold
+Constants: repeat {repeat}, wrong answer {wrong}, list error {list_error}, misquoted question
+{restatement}, hostile threshold
 {hostile} (credit = valence / {hostile_scale}), kind words >= {kind}, no answer -{no_answer},
 verbosity {rate} per word past the limit (cap {cap}), word limits {limits}.
 
@@ -68,6 +72,7 @@ def render_readme(manifest: dict[str, Any]) -> str:
         repeat=oracle.REPEAT_CREDIT,
         wrong=oracle.WRONG_CREDIT,
         list_error=oracle.LIST_ERROR_CREDIT,
+        restatement=oracle.RESTATEMENT_CREDIT,
         hostile=oracle.HOSTILE_THRESHOLD,
         hostile_scale=oracle.HOSTILE_SCALE,
         kind=oracle.KIND_THRESHOLD,
