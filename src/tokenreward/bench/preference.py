@@ -224,7 +224,7 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
         "runs": runs,
     }
-    if "dpo" in runs:
+    if "dpo" in runs and len(runs) > 1:
         results["difference_to_dpo"] = paired_differences(runs, "dpo", [k for k in (*METRICS, *(f"implicit_{c}" for c in CREDIT_METRICS)) if k in runs["dpo"][0]])
     if config.credit:
         keys = [f"implicit_{k}" for k in CREDIT_METRICS]
