@@ -52,7 +52,7 @@ class WorldSize:
 
 SIZES = {
     "small": WorldSize(100, 0.15, 4, 2, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60),
-    "full": WorldSize(700, 0.12, 8, 6, 1500, 4, 128, 4, 8, 2e-3, 3, 3e-4, 32, 400),
+    "full": WorldSize(700, 0.12, 6, 4, 1500, 4, 128, 4, 5, 2e-3, 2, 3e-4, 32, 400),
 }
 
 STAGES = ("data", "tokenizer", "policy", "reward_model", "measure")
