@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tokenreward.bench.preference import PreferenceBenchConfig, run, win_rate
+from tokenreward.bench.preference import PreferenceBenchConfig, paired_differences, run, win_rate
 
 
 def test_win_rate_counts_ties_as_half():
@@ -22,6 +22,17 @@ def test_win_rate_counts_ties_as_half():
     assert win_rate(a, a) == 0.5
     with pytest.raises(ValueError, match="same, non-zero number"):
         win_rate([1.0], [])
+
+
+def test_differences_to_dpo_pair_runs_by_seed():
+    runs = {
+        "dpo": [{"seed": 0, "oracle_score": 1.0}, {"seed": 1, "oracle_score": 3.0}],
+        "dpo_reg": [{"seed": 1, "oracle_score": 2.0}, {"seed": 0, "oracle_score": 4.0}],
+    }
+    got = paired_differences(runs, "dpo", ["oracle_score"])
+    assert list(got) == ["dpo_reg"]
+    assert got["dpo_reg"]["oracle_score"]["mean"] == pytest.approx(((4.0 - 1.0) + (2.0 - 3.0)) / 2)
+    assert got["dpo_reg"]["oracle_score"]["std"] == pytest.approx(2.0 ** 1.5)  # sample std of (3, -1)
 
 
 @pytest.mark.slow
