@@ -127,12 +127,10 @@ def test_killed_build_is_half_built_then_resumes_to_the_same_world(tmp_path, tin
     assert resumed.metrics == reference.metrics
 
 
-def test_seed_changes_the_world(tmp_path, tiny_size, monkeypatch):
-    for stage in ("tokenizer", "policy", "reward_model", "measure"):
-        monkeypatch.setitem(world_build.STAGE_FUNCTIONS, stage, lambda *a: {})
-    a = world_build.build_world(tmp_path / "a", size=tiny_size, seed=1, progress=False)
-    b = world_build.build_world(tmp_path / "b", size=tiny_size, seed=2, progress=False)
-    assert a.prompts("test") != b.prompts("test")
+def test_seed_changes_the_data(tmp_path):
+    for seed in (1, 2):
+        world_build.build_data(tmp_path / str(seed), TINY, seed, progress=False)
+    assert digest(tmp_path / "1" / "data") != digest(tmp_path / "2" / "data")
 
 
 def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeypatch):
