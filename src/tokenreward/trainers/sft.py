@@ -28,6 +28,9 @@ from tokenreward.trainers.common import (
 )
 
 
+LENGTH_WINDOW = 16
+
+
 @dataclass
 class SFTConfig:
     """`tokenreward train sft`: fine-tune a causal LM on prompt/completion JSONL."""
@@ -41,6 +44,7 @@ class SFTConfig:
     lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     max_length: int = field(default=256, metadata={"help": "longest prompt+completion in tokens"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length together (less padding)"})
     save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
     seed: int = field(default=0, metadata={"help": "random seed"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
@@ -100,12 +104,23 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def step_order(n: int, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
-    """Batches of example indices for every step: a fresh seeded shuffle per epoch."""
+def step_order(n: int, batch_size: int, epochs: int, seed: int, lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """Batches of example indices for every step: a fresh seeded shuffle per epoch.
+
+    With `lengths`, examples of similar length share a batch (less padding): each window of
+    `LENGTH_WINDOW` batches of the shuffle is sorted by length, cut into batches, and the
+    epoch's batches are shuffled again."""
     batches = []
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        batches += [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(n, generator=generator).tolist()
+        if lengths is not None:
+            window = batch_size * LENGTH_WINDOW
+            order = [i for s in range(0, n, window) for i in sorted(order[s : s + window], key=lambda k: lengths[k])]
+        epoch_batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        if lengths is not None:
+            epoch_batches = [epoch_batches[k] for k in torch.randperm(len(epoch_batches), generator=generator).tolist()]
+        batches += epoch_batches
     return batches
 
 
@@ -119,6 +134,7 @@ def train_sft(
     lr: float = 1e-4,
     warmup_steps: int = 0,
     max_length: int = 256,
+    group_by_length: bool = True,
     save_every: int = 200,
     seed: int = 0,
     resume: bool = False,
@@ -136,7 +152,7 @@ def train_sft(
         raise ValueError("no SFT records to train on")
     accelerator = make_accelerator(seed)
     examples = tokenize_sft(tokenizer, records, max_length)
-    batches = step_order(len(examples), batch_size, epochs, seed)
+    batches = step_order(len(examples), batch_size, epochs, seed, [len(ids) for ids, _ in examples] if group_by_length else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=len(batches))
     start = 0
@@ -172,7 +188,8 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
     model = load_causal_lm(config.model)
     model = train_sft(
         model, tokenizer, read_jsonl(config.data), config.out, config.epochs, config.batch_size, config.lr,
-        config.warmup_steps, config.max_length, config.save_every, config.seed, config.resume, config.progress,
+        config.warmup_steps, config.max_length, config.group_by_length, config.save_every, config.seed, config.resume,
+        config.progress,
     )
     final = Path(config.out) / "final"
     model.save_pretrained(final)
