@@ -7,7 +7,7 @@ with `rho_t = log pi_dpo(y_t|.) - log ref(y_t|.)` the DPO-implicit token reward 
 the DPO-trained model, `reference` its starting point) and `R` the `reward_model`'s sequence
 score. RTO's full reward also has `- kl * KL_t` (`kl = 0.01`): the PPO trainer adds the
 per-token KL to the policy being trained itself, so it is not part of this rewarder; run PPO
-with `--kl 0.01` to match the paper. Tokens are the policy's; the reward model reads the
+with `--kl-coef 0.01` to match the paper. Tokens are the policy's; the reward model reads the
 response with its own tokenizer (`reward_tokenizer`, else `tokenizer`, else its folder's).
 The sequence reward is `R(x, y)` unclipped.
 """
