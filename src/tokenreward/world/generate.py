@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from rapidfuzz.distance import OSA
 
 from tokenreward.world import tables
+from tokenreward.world.oracle import WORD_LIMITS, known_words
 
 REVISION_BETTER = (
     "Rewrite the answer below to be better: more helpful, correct, coherent and concise.\n{prompt}{response}\nBetter answer:"
@@ -212,8 +213,6 @@ def _body(rng: random.Random, record: dict, kinds: set[str], template: int) -> s
             c = _wrong_number(rng, meta["answer"], same_length="wrong_digit" in kinds)
         return tables.ARITHMETIC_ANSWERS[template % 3].format(a=meta["a"], op=meta["op"], b=meta["b"], c=c)
     if family == "facts":
-        from tokenreward.world.oracle import known_words
-
         table, _, answers = tables.FACT_RELATIONS[meta["relation"]]
         subject, answer = meta["subject"], meta["answer"]
         avoid = set(known_words())
@@ -290,8 +289,6 @@ def _sentences_of(text: str) -> list[str]:
 
 def respond(rng: random.Random, record: dict, kinds: list[str] | tuple[str, ...] = (), template: int | None = None) -> Response:
     """A response to `record` with the given defect kinds planted (none: a good reply)."""
-    from tokenreward.world.oracle import WORD_LIMITS
-
     family = record["family"]
     allowed = set(COMMON_DEFECTS) | set(FAMILY_DEFECTS[family])
     unknown = set(kinds) - allowed
