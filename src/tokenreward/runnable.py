@@ -18,6 +18,19 @@ class Runnable:
     help: str
 
 
+def add_runnable_commands(sub, command: str, help: str, registry: Registry[Runnable], dest: str) -> None:
+    """`tokenreward COMMAND NAME --flags`: one subcommand per registry entry, flags generated
+    from its config dataclass; running it calls `run(config, NAME)`."""
+    from tokenreward.config import add_config_arguments, config_from_args, escape_help
+
+    parser = sub.add_parser(command, help=help)
+    names = parser.add_subparsers(dest=dest, required=True, metavar=dest.upper())
+    for name, spec in registry.items():
+        child = names.add_parser(name, help=escape_help(spec.help), description=escape_help(spec.help))
+        add_config_arguments(child, spec.config)
+        child.set_defaults(func=lambda args, spec=spec, name=name: spec.run(config_from_args(spec.config, args), name))
+
+
 def registrar(registry: Registry[Runnable]):
     def register(name: str, config: type, help: str = ""):
         def decorator(fn: Callable[[Any, str], Any]):
