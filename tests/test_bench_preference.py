@@ -38,7 +38,7 @@ def test_differences_to_dpo_pair_runs_by_seed():
 @pytest.mark.slow
 def test_bench_trains_guide_first_evaluates_and_skips_finished_runs(small_world, tmp_path, capsys):
     out = tmp_path / "bench"
-    config = PreferenceBenchConfig(out=out, methods=["tgdpo"], seeds=1, steps=2, world=small_world.root, eval_prompts=4,
+    config = PreferenceBenchConfig(out=out, methods=["tgdpo"], seeds=1, steps=2, world=small_world.root, eval_prompts=4, examples=2,
                                    trainer_options=["batch_size=2", "eval_every=0", "progress=false"])
     run(config)
     results = json.loads((out / "results.json").read_text())
@@ -53,6 +53,8 @@ def test_bench_trains_guide_first_evaluates_and_skips_finished_runs(small_world,
     assert results["methods"]["dpo"]["win_rate"]["mean"] == pytest.approx(win_rate(scores, sft_scores))
     assert results["methods"]["dpo"]["oracle_score"]["mean"] == pytest.approx(evaluation["greedy"]["oracle_score"])
     assert "| dpo |" in (out / "results.md").read_text()
+    page = (out / "token-rewards.html").read_text()
+    assert page.count("true credit (the world)") == 2 and "implicit of tgdpo (seed 0)" in page
 
     (out / "results.json").unlink()
     capsys.readouterr()

@@ -59,6 +59,7 @@ class PreferenceBenchConfig:
     credit: bool = field(default=True, metadata={"help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"})
     credit_split: str = field(default="test", metadata={"help": "world split whose responses the credit scores use"})
     credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split"})
+    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)"})
 
 
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
@@ -116,6 +117,28 @@ def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, wor
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
     return metrics
+
+
+def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBenchConfig) -> str:
+    """Heatmaps of the first defective responses of the credit split: the world's true token
+    credit, the contrastive reward, and the implicit reward of each method's seed-0 policy."""
+    from tokenreward.rewards import build_rewarder
+    from tokenreward.viz.heatmap import html_page
+    from tokenreward.world.oracle import token_credit
+
+    records = [r for r in world.responses(config.credit_split) if any(c < 0 for _, _, c in r["credit_spans"])][: config.examples]
+    prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
+    rows: list[list[dict[str, Any]]] = [[] for _ in records]
+    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", **world.resources()))]
+    scorers += [(f"implicit of {m} (seed 0)", build_rewarder("implicit", policy=str(out / m / "seed-0" / "final"),
+                 reference=str(world.policy_dir), tokenizer=str(world.tokenizer_dir))) for m in methods]
+    for label, rewarder in scorers:
+        for i, record in enumerate(rewarder.score(prompts, responses).records()):
+            if label == scorers[0][0]:
+                truth = token_credit(records[i]["credit_spans"], record["offsets"])
+                rows[i].append({**record, "rewarder": "true credit (the world)", "rewards": truth, "sequence_reward": sum(truth)})
+            rows[i].append({**record, "rewarder": label})
+    return html_page([r for row in rows for r in row], f"token rewards on {len(records)} defective {config.credit_split} responses")
 
 
 def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_sampled: dict[str, Any]) -> dict[str, float]:
@@ -234,6 +257,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
             for k, v in credit_scores("contrastive", dict(world.resources()), out / "sft" / "contrastive-credit.json", world, config).items()
         }
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    if config.examples > 0:
+        (out / "token-rewards.html").write_text(examples_page(world, out, methods, config))
     table = markdown_table(results) + ("\n" + credit_table(results) if config.credit else "")
     if "difference_to_dpo" in results:
         table += "\n" + difference_table(results["difference_to_dpo"])
