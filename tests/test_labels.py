@@ -196,3 +196,16 @@ def test_label_command_input_errors(tmp_path, tokenizer):
     args = ["label", "--reviser", "hf", "--tokenizer", str(tmp_path / "tok"), "--input", str(pairs), "--output", str(tmp_path / "o.jsonl")]
     assert main(args) == 2  # record 0 lacks "chosen"
     assert main(["label", "--output", str(tmp_path / "o.jsonl")]) == 2  # neither --reviser nor --show
+
+
+def test_split_by_prompt_keeps_a_prompts_pairs_together():
+    from tokenreward.labels import split_by_prompt
+
+    records = [{"prompt": f"p{k % 10}", "n": k} for k in range(40)]
+    train, held = split_by_prompt(records, 0.3, seed=1)
+    held_prompts = {r["prompt"] for r in held}
+    assert len(held_prompts) == 3 and len(held) == 12 and len(train) == 28
+    assert not held_prompts & {r["prompt"] for r in train}
+    assert split_by_prompt(records, 0.3, seed=1) == (train, held)
+    with pytest.raises(ValueError, match="held-out fraction"):
+        split_by_prompt(records, 1.0, seed=0)
