@@ -176,7 +176,9 @@ def test_label_command_world_reviser_resumes(small_world, tmp_path):
     common = ["label", "--reviser", "world", "--world", str(small_world.root), "--output", str(output)]
     assert main(common + ["--limit", "3"]) == 0
     first = read_jsonl(output)
-    assert main(common + ["--limit", "7", "--show", "2"]) == 0
+    assert main(common + ["--limit", "7", "--show", "2", "--html", str(tmp_path / "labels.html")]) == 0
+    page = (tmp_path / "labels.html").read_text()
+    assert page.count("labels (rejected)") == 2 and page.count("labels (revision)") == 2
     records = read_jsonl(output)
     assert len(first) == 3 and records[:3] == first and len(records) == 7
     tokenizer = load_tokenizer(small_world.tokenizer_dir)

@@ -11,7 +11,8 @@ the pairs of the world's `--split` are labelled. Output: one record per input pa
 not parse. The output is appended batch by batch, so a rerun of the same command resumes
 after the last written record; the openai reviser's reply cache (`--cache`, default
 `OUTPUT.cache/`) makes the requests of an interrupted batch free the second time.
-`--show N` prints the first N labelled records as a coloured diff.
+`--show N` prints the first N labelled records as a coloured diff (`--html FILE`: also as an
+HTML heatmap page).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def register(sub) -> None:
     openai.add_argument("--cache", type=Path, help="reply cache folder (default: OUTPUT.cache)")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="hf reviser: tokens to generate (default: 512)")
     parser.add_argument("--show", type=int, default=0, metavar="N", help="print the first N labelled records as a coloured diff")
+    parser.add_argument("--html", type=Path, help="with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
         for k, record in enumerate(shown):
             console.rule(f"pair {k}")
             console.print(labelled_diff(record))
+        if args.html:
+            from tokenreward.viz.heatmap import html_page
+
+            args.html.write_text(html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
+            console.print(f"heatmaps: {args.html}")
     return 0
 
 
@@ -165,6 +172,21 @@ def label(args: argparse.Namespace, console) -> int:
         + (f"; requests {stats['requests']}, cache hits {stats['cache_hits']}" if stats else "")
     )
     return 0
+
+
+def heatmap_records(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rejected response and the revision as heatmap records, reward `2 * label - 1`
+    (negative -1, neutral 0, positive +1)."""
+    return [
+        {
+            "rewarder": f"labels ({side})",
+            "sequence_reward": float(sum(2 * label - 1 for label in record[f"{side}_labels"])),
+            "tokens": record[f"{side}_tokens"],
+            "offsets": record[f"{side}_offsets"],
+            "rewards": [2 * label - 1 for label in record[f"{side}_labels"]],
+        }
+        for side in ("rejected", "revision")
+    ]
 
 
 def labelled_diff(record: dict[str, Any]):
