@@ -27,9 +27,12 @@ class DemoConfig:
     out: Path = field(default=Path("tokenreward-demo"), metadata={"help": "output folder (runs, results.json, curves.png, report.html)"})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the small world in the cache, built on first use)"})
     steps: int = field(default=30, metadata={"help": "PPO steps per method"})
-    seed: int = field(default=0, metadata={"help": "random seed of the training runs"})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "policy learning rate (ten times PPO's default, so that a few steps on the small world show an effect)"},
+    )
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
-    eval_prompts: int | None = field(default=32, metadata={"help": "held-out prompts for the final evaluation (default: 32)"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
 
 
 def open_or_build_small_world(path: Path | None, console):
@@ -96,6 +99,7 @@ def run_demo(config: DemoConfig) -> Path:
         methods=list(DEMO_METHODS),
         seeds=1,
         steps=config.steps,
+        trainer_options=[f"learning_rate={config.learning_rate}"],
         world=Path(world.root),
         eval_prompts=config.eval_prompts,
         window=max(1, min(5, config.steps // 5)),
