@@ -19,6 +19,20 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state; a peer library's trainer (TRL's, in the
+    comparison tests) leaves its mixed-precision setting there, which would leak into our
+    trainers' later `Accelerator()`. Each test starts and ends with a fresh state."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return train_tokenizer()
