@@ -79,7 +79,7 @@ RESUMABLE_CHANGES = ("steps", "resume", "save_every", "progress", "processes")
 class PPOConfig:
     """PPO with dense token rewards. Defaults: METHODS.md (RED's kl 0.02; TLCR's gamma 1,
     lambda 0.95, clip 0.2, value clip 0.2); learning rates and batch sizes are small-model
-    choices (see notes/issue-4-ppo.md)."""
+    choices (see docs/ppo.md)."""
 
     out: Path = field(metadata={"help": "run folder: log.jsonl, checkpoints/, final/ (the trained policy)"})
     rewarder: str = field(default="sparse", metadata={"help": "registered rewarder giving the per-token rewards"})
