@@ -18,6 +18,21 @@ def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum(-1)
 
 
+def masked_sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`sum_t mask_t * values_t / sum_t mask_t` over the last dimension."""
+    return masked_sum(values, mask) / mask.sum(-1)
+
+
+def log_ratio_margin(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+) -> torch.Tensor:
+    """`delta(y_w) - delta(y_l)` from sequence log-probs `[B]`."""
+    return (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+
+
 def logistic_loss(logits: torch.Tensor) -> torch.Tensor:
     """`-log sigma(z)`, computed stably."""
     return -F.logsigmoid(logits)
@@ -31,7 +46,7 @@ def dpo_logits(
     beta: float = 0.1,
 ) -> torch.Tensor:
     """`z = beta * (delta(y_w) - delta(y_l))` from sequence log-probs `[B]`."""
-    return beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected))
+    return beta * log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
 
 
 def dpo_loss(
@@ -117,7 +132,7 @@ def tdpo1_loss(
 ) -> torch.Tensor:
     """TDPO1: `-log sigma(beta * (margin - (SeqKL(y_l) - SeqKL(y_w))))`,
     `margin = delta(y_w) - delta(y_l)`."""
-    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    margin = log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     return logistic_loss(beta * (margin - (seqkl_rejected - seqkl_chosen)))
 
 
@@ -133,7 +148,7 @@ def tdpo2_loss(
 ) -> torch.Tensor:
     """TDPO2: `-log sigma(beta * margin - alpha * beta * (SeqKL(y_l) - sg(SeqKL(y_w))))`,
     `alpha = 0.5`, `beta = 0.1`."""
-    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    margin = log_ratio_margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
     return logistic_loss(beta * margin - alpha * beta * (seqkl_rejected - seqkl_chosen.detach()))
 
 
@@ -189,7 +204,7 @@ def sepo_loss(
         raise ValueError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
     keep_chosen = select_tokens(score_chosen, mask_chosen, ratio, highest=True).float()
     keep_rejected = select_tokens(score_rejected, mask_rejected, ratio, highest=False).float()
-    chosen = masked_sum(policy_chosen, keep_chosen) / keep_chosen.sum(-1)
-    rejected = masked_sum(policy_rejected, keep_rejected) / keep_rejected.sum(-1)
+    chosen = masked_sequence_mean(policy_chosen, keep_chosen)
+    rejected = masked_sequence_mean(policy_rejected, keep_rejected)
     return logistic_loss(beta * (chosen - rejected))
 
