@@ -48,12 +48,12 @@ def figa_loss(
     revision_weights, rejected_weights = figa_weights(
         revision_positive, rejected_negative, rejected_ce, alpha, beta, ce_low, ce_high
     )
-    count = (revision_weights != 0).sum() + (rejected_weights != 0).sum()
+    positive, penalised = revision_weights != 0, rejected_weights != 0
     total = (revision_weights * revision_ce).sum() + (rejected_weights * rejected_ce).sum()
-    loss = total / count.clamp_min(1)
+    loss = total / (positive.sum() + penalised.sum()).clamp_min(1)
     stats = {
-        "positive_tokens": (revision_weights != 0).sum(),
-        "penalised_tokens": (rejected_weights != 0).sum(),
-        "positive_ce": (revision_ce.detach() * (revision_weights != 0)).sum() / (revision_weights != 0).sum().clamp_min(1),
+        "positive_tokens": positive.sum(),
+        "penalised_tokens": penalised.sum(),
+        "positive_ce": (revision_ce.detach() * positive).sum() / positive.sum().clamp_min(1),
     }
     return loss, stats
