@@ -15,27 +15,7 @@ import time
 from rapidfuzz.distance import Levenshtein
 
 from tokenreward.labels import edit_ops
-
-
-def python_dp(source, target):
-    n, m = len(source), len(target)
-    table = [[i + j if i == 0 or j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (source[i - 1] != target[j - 1]))
-    ops, i, j = [], n, m
-    while i > 0 or j > 0:
-        if i > 0 and table[i][j] == table[i - 1][j] + 1:
-            i -= 1
-            ops.append(("delete", i, j))
-        elif j > 0 and table[i][j] == table[i][j - 1] + 1:
-            j -= 1
-            ops.append(("insert", i, j))
-        else:
-            i, j = i - 1, j - 1
-            if source[i] != target[j]:
-                ops.append(("replace", i, j))
-    return ops[::-1]
+from tokenreward.testing import reference_edit_ops
 
 
 def make_pairs(count: int, length: int, edits: int, seed: int = 0):
@@ -73,7 +53,7 @@ def main() -> None:
     pairs = make_pairs(args.pairs, args.length, args.edits)
     ours = timed(edit_ops, pairs)
     floor = timed(Levenshtein.editops, pairs)
-    naive = timed(python_dp, pairs[: max(1, args.pairs // 10)])
+    naive = timed(reference_edit_ops, pairs[: max(1, args.pairs // 10)])
     print(f"{args.pairs} pairs of {args.length} tokens, {args.edits} random edits each")
     print(f"tokenreward.labels.edit_ops (public-code ties): {ours * 1e3:8.3f} ms / pair")
     print(f"rapidfuzz Levenshtein.editops (its own ties):   {floor * 1e3:8.3f} ms / pair   ours / rapidfuzz = {ours / floor:6.1f}x")

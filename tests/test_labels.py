@@ -7,35 +7,7 @@ import random
 import pytest
 
 from tokenreward.labels import NEGATIVE, NEUTRAL, POSITIVE, EditOp, edit_ops, label_pair, token_labels
-
-
-def naive_edit_ops(source, target):
-    """Textbook DP table, then a walk back from the end preferring delete > insert > diagonal."""
-    n, m = len(source), len(target)
-    table = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n + 1):
-        for j in range(m + 1):
-            if i == 0 or j == 0:
-                table[i][j] = i + j
-            else:
-                table[i][j] = min(
-                    table[i - 1][j] + 1,
-                    table[i][j - 1] + 1,
-                    table[i - 1][j - 1] + (source[i - 1] != target[j - 1]),
-                )
-    ops, i, j = [], n, m
-    while i > 0 or j > 0:
-        if i > 0 and table[i][j] == table[i - 1][j] + 1:
-            i -= 1
-            ops.append(("delete", i, j))
-        elif j > 0 and table[i][j] == table[i][j - 1] + 1:
-            j -= 1
-            ops.append(("insert", i, j))
-        else:
-            i, j = i - 1, j - 1
-            if source[i] != target[j]:
-                ops.append(("replace", i, j))
-    return ops[::-1], table[n][m]
+from tokenreward.testing import reference_edit_ops
 
 
 def apply_ops(source, target, ops):
@@ -62,7 +34,7 @@ def test_random_sequences_match_naive_dp_op_for_op():
         source = [rng.randrange(3) for _ in range(rng.randrange(0, 11))]
         target = [rng.randrange(3) for _ in range(rng.randrange(0, 11))]
         ops = edit_ops(source, target)
-        expected, distance = naive_edit_ops(source, target)
+        expected, distance = reference_edit_ops(source, target)
         assert [tuple(op) for op in ops] == expected, (source, target)
         assert len(ops) == distance
         assert apply_ops(source, target, ops) == target
@@ -77,7 +49,7 @@ def test_long_sequences_are_minimal_and_valid():
     del target[30:37]
     target[80:80] = [41, 42, 43]
     ops = edit_ops(source, target)
-    expected, distance = naive_edit_ops(source, target)
+    expected, distance = reference_edit_ops(source, target)
     assert [tuple(op) for op in ops] == expected
     assert apply_ops(source, target, ops) == target
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 
@@ -83,3 +83,35 @@ def tiny_causal_lm(arch: str, tokenizer, seed: int = 0):
 
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer), tokenizer.pad_token_id)).eval()
+
+
+def reference_edit_ops(source: Sequence, target: Sequence) -> tuple[list[tuple[str, int, int]], int]:
+    """An independent edit script and distance, from the textbook Levenshtein table
+    `D[i][j] = min(D[i-1][j] + 1, D[i][j-1] + 1, D[i-1][j-1] + [source_i != target_j])`,
+    walked back from the end preferring delete > insert > diagonal (the ties of
+    `tokenreward.labels.edit_ops`). Ops are `(tag, source position, target position)`."""
+    n, m = len(source), len(target)
+    table = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        for j in range(m + 1):
+            if i == 0 or j == 0:
+                table[i][j] = i + j
+            else:
+                table[i][j] = min(
+                    table[i - 1][j] + 1,
+                    table[i][j - 1] + 1,
+                    table[i - 1][j - 1] + (source[i - 1] != target[j - 1]),
+                )
+    ops, i, j = [], n, m
+    while i > 0 or j > 0:
+        if i > 0 and table[i][j] == table[i - 1][j] + 1:
+            i -= 1
+            ops.append(("delete", i, j))
+        elif j > 0 and table[i][j] == table[i][j - 1] + 1:
+            j -= 1
+            ops.append(("insert", i, j))
+        else:
+            i, j = i - 1, j - 1
+            if source[i] != target[j]:
+                ops.append(("replace", i, j))
+    return ops[::-1], table[n][m]
