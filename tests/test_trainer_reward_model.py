@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tokenreward.cli import main
-from tokenreward.testing import tiny_causal_lm, tiny_reward_model
+from tokenreward.testing import crash_on_call, tiny_causal_lm, tiny_reward_model
 from tokenreward.trainers import reward_model as rm
 from tokenreward.trainers.common import write_jsonl
 
@@ -81,19 +81,9 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, mo
     settings = dict(epochs=2, batch_size=8, lr=1e-3, save_every=2, seed=0, progress=False)
     reference = rm.train_reward_model(tiny_reward_model("gpt2", tokenizer), tokenizer, pairs, tmp_path / "a", **settings)
 
-    calls = {"n": 0}
-    original = rm.bradley_terry_loss
-
-    def crash_on_step_8(chosen, rejected):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt("killed")
-        return original(chosen, rejected)
-
-    monkeypatch.setattr(rm, "bradley_terry_loss", crash_on_step_8)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(rm, "bradley_terry_loss", crash_on_call(rm.bradley_terry_loss, 8))
         rm.train_reward_model(tiny_reward_model("gpt2", tokenizer), tokenizer, pairs, tmp_path / "b", **settings)
-    monkeypatch.setattr(rm, "bradley_terry_loss", original)
     resumed = rm.train_reward_model(tiny_reward_model("gpt2", tokenizer, seed=9), tokenizer, pairs, tmp_path / "b", resume=True, **settings)
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name

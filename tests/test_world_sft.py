@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tokenreward.cli import main
-from tokenreward.testing import tiny_causal_lm
+from tokenreward.testing import crash_on_call, tiny_causal_lm
 from tokenreward.trainers import sft
 from tokenreward.trainers.common import write_jsonl
 
@@ -63,18 +63,9 @@ def test_learns_the_completions_and_to_stop(tokenizer, tmp_path):
 def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, monkeypatch):
     settings = dict(epochs=3, batch_size=4, lr=1e-3, save_every=2, seed=1, progress=False)
     reference = sft.train_sft(tiny_causal_lm("llama", tokenizer), tokenizer, RECORDS, tmp_path / "a", **settings)
-    original, calls = sft.sft_loss, {"n": 0}
-
-    def crash_on_step_4(logits, labels):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt("killed")
-        return original(logits, labels)
-
-    monkeypatch.setattr(sft, "sft_loss", crash_on_step_4)
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(sft, "sft_loss", crash_on_call(sft.sft_loss, 4))
         sft.train_sft(tiny_causal_lm("llama", tokenizer), tokenizer, RECORDS, tmp_path / "b", **settings)
-    monkeypatch.setattr(sft, "sft_loss", original)
     resumed = sft.train_sft(tiny_causal_lm("llama", tokenizer, seed=5), tokenizer, RECORDS, tmp_path / "b", resume=True, **settings)
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name

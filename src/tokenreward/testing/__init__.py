@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -83,6 +83,20 @@ def tiny_causal_lm(arch: str, tokenizer, seed: int = 0):
 
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(tiny_config(arch, len(tokenizer), tokenizer.pad_token_id)).eval()
+
+
+def crash_on_call(function: Callable[..., Any], call: int) -> Callable[..., Any]:
+    """`function`, except that its `call`-th call raises `KeyboardInterrupt` (a run killed mid-way)."""
+    calls = 0
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt("killed")
+        return function(*args, **kwargs)
+
+    return crashing
 
 
 def reference_edit_ops(source: Sequence, target: Sequence) -> tuple[list[tuple[str, int, int]], int]:
