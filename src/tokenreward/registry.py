@@ -32,6 +32,15 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_class(self, name: str) -> Callable[[T], T]:
+        """Class decorator: `register(name)`, and set the class's `name` attribute to `name`."""
+
+        def decorator(cls: T) -> T:
+            cls.name = name
+            return self.register(name)(cls)
+
+        return decorator
+
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True

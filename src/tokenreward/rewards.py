@@ -175,12 +175,7 @@ REWARDERS: Registry[type[Rewarder]] = Registry("rewarder", "tokenreward.rewarder
 
 def register_rewarder(name: str):
     """Class decorator: register a `Rewarder` subclass under `name` and set its `name`."""
-
-    def decorator(cls: type[Rewarder]) -> type[Rewarder]:
-        cls.name = name
-        return REWARDERS.register(name)(cls)
-
-    return decorator
+    return REWARDERS.register_class(name)
 
 
 def rewarder_requirements(name: str) -> list[str]:

@@ -58,11 +58,8 @@ REVISERS: Registry[type[Reviser]] = Registry("reviser", "tokenreward.revisers")
 
 
 def register_reviser(name: str):
-    def decorator(cls: type[Reviser]) -> type[Reviser]:
-        cls.name = name
-        return REVISERS.register(name)(cls)
-
-    return decorator
+    """Class decorator: register a `Reviser` subclass under `name` and set its `name`."""
+    return REVISERS.register_class(name)
 
 
 def build_reviser(name: str, **options: Any) -> Reviser:
