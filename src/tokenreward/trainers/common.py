@@ -189,6 +189,38 @@ def load_checkpoint(
     return int(state["step"]), state["extra"]
 
 
+class CosineTraining:
+    """One model under AdamW (no weight decay) and a cosine learning-rate schedule with linear
+    warm-up, checkpointed in `out` under the name `model`.
+
+    With `resume`, the newest checkpoint is restored before `accelerator.prepare`; `start` is
+    then its step (else 0). The prepared model is left in train mode."""
+
+    def __init__(self, accelerator, model, out: Path, lr: float, warmup_steps: int, total_steps: int, resume: bool):
+        from transformers import get_scheduler
+
+        self.accelerator = accelerator
+        self.out = Path(out)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        self.scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+        self.start = 0
+        if resume and latest_checkpoint(self.out) is not None:
+            self.start, _ = load_checkpoint(self.out, {"model": model}, {"optimizer": optimizer}, {"scheduler": self.scheduler})
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.model.train()
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backpropagate `loss`, step the optimizer and the schedule, clear the gradients."""
+        self.accelerator.backward(loss)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+
+    def save(self, step: int) -> None:
+        """Checkpoint the model, optimizer and schedule as of `step`."""
+        save_checkpoint(self.out, step, {"model": self.accelerator.unwrap_model(self.model)}, {"optimizer": self.optimizer}, {"scheduler": self.scheduler})
+
+
 @contextmanager
 def progress_bar(total: int, description: str, start: int = 0, enabled: bool = True) -> Iterator[Any]:
     """A rich progress bar; yields `advance(n=1, **fields)` that also shows the latest metrics."""

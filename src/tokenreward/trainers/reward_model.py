@@ -19,15 +19,7 @@ import torch.nn.functional as F
 from tokenreward.encoding import encode_pairs
 from tokenreward.models import context_length, load_tokenizer
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import (
-    JsonlLogger,
-    latest_checkpoint,
-    load_checkpoint,
-    make_accelerator,
-    progress_bar,
-    read_jsonl,
-    save_checkpoint,
-)
+from tokenreward.trainers.common import CosineTraining, JsonlLogger, make_accelerator, progress_bar, read_jsonl
 from tokenreward.trainers.sft import step_order
 
 
@@ -125,37 +117,26 @@ def train_reward_model(
     """Train `model` (a scalar-head sequence-classification model) in place on `pairs`.
 
     Logs `{"step", "loss", "accuracy", "margin"}` to `out/log.jsonl`; checkpoints resume exactly."""
-    from transformers import get_scheduler
-
     _check_pairs(pairs)
     if not pairs:
         raise ValueError("no preference pairs to train on")
     out = Path(out)
     accelerator = make_accelerator(seed)
     batches = step_order(len(pairs), batch_size, epochs, seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=0, num_training_steps=len(batches))
-    start = 0
-    if resume and latest_checkpoint(out) is not None:
-        start, _ = load_checkpoint(out, {"model": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process, tensorboard=False)
-    with progress_bar(len(batches), "reward model", start=start, enabled=progress and accelerator.is_main_process) as advance:
-        for step in range(start, len(batches)):
-            chosen, rejected = score_pairs(model, tokenizer, [pairs[i] for i in batches[step]], accelerator.device)
+    training = CosineTraining(accelerator, model, out, lr, warmup_steps=0, total_steps=len(batches), resume=resume)
+    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+    with progress_bar(len(batches), "reward model", start=training.start, enabled=progress and accelerator.is_main_process) as advance:
+        for step in range(training.start, len(batches)):
+            chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in batches[step]], accelerator.device)
             loss = bradley_terry_loss(chosen, rejected)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
+            training.step(loss)
             accuracy = float((chosen > rejected).float().mean())
             logger.log({"step": step + 1, "loss": loss.item(), "accuracy": accuracy, "margin": float((chosen - rejected).mean().detach())})
             advance(loss=loss.item(), acc=accuracy)
             if (step + 1) % save_every == 0 or step + 1 == len(batches):
-                save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+                training.save(step + 1)
     logger.close()
-    return accelerator.unwrap_model(model).eval()
+    return accelerator.unwrap_model(training.model).eval()
 
 
 @register_trainer("reward-model", RewardModelConfig, help="Bradley-Terry reward model with a scalar head on preference pairs")

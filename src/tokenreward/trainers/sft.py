@@ -17,15 +17,7 @@ import torch
 from tokenreward.encoding import encode_pairs
 from tokenreward.models import load_causal_lm, load_tokenizer
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import (
-    JsonlLogger,
-    latest_checkpoint,
-    load_checkpoint,
-    make_accelerator,
-    progress_bar,
-    read_jsonl,
-    save_checkpoint,
-)
+from tokenreward.trainers.common import CosineTraining, JsonlLogger, make_accelerator, progress_bar, read_jsonl
 
 
 LENGTH_WINDOW = 16
@@ -145,38 +137,26 @@ def train_sft(
     Logs `{"step", "loss", "lr"}` to `out/log.jsonl` and checkpoints to `out/checkpoints/`;
     `resume=True` continues from the newest checkpoint and ends with the same weights as an
     uninterrupted run."""
-    from transformers import get_scheduler
-
     out = Path(out)
     if not records:
         raise ValueError("no SFT records to train on")
     accelerator = make_accelerator(seed)
     examples = tokenize_sft(tokenizer, records, max_length)
     batches = step_order(len(examples), batch_size, epochs, seed, [len(ids) for ids, _ in examples] if group_by_length else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=len(batches))
-    start = 0
-    if resume and latest_checkpoint(out) is not None:
-        start, _ = load_checkpoint(out, {"model": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process, tensorboard=False)
-    with progress_bar(len(batches), "sft", start=start, enabled=progress and accelerator.is_main_process) as advance:
-        for step in range(start, len(batches)):
+    training = CosineTraining(accelerator, model, out, lr, warmup_steps, len(batches), resume)
+    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+    with progress_bar(len(batches), "sft", start=training.start, enabled=progress and accelerator.is_main_process) as advance:
+        for step in range(training.start, len(batches)):
             batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batches[step]], tokenizer.pad_token_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = training.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             loss = sft_loss(logits, batch["labels"])
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            logger.log({"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0]})
+            training.step(loss)
+            logger.log({"step": step + 1, "loss": loss.item(), "lr": training.scheduler.get_last_lr()[0]})
             advance(loss=loss.item())
             if (step + 1) % save_every == 0 or step + 1 == len(batches):
-                save_checkpoint(out, step + 1, {"model": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+                training.save(step + 1)
     logger.close()
-    model = accelerator.unwrap_model(model)
-    return model.eval()
+    return accelerator.unwrap_model(training.model).eval()
 
 
 @register_trainer("sft", SFTConfig, help="supervised fine-tuning on prompt/completion JSONL")
