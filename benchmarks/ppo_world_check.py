@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rewarders", default="sparse", help="world rewarders to compare, comma-separated")
     parser.add_argument("--agreement-samples", type=int, default=256)
+    parser.add_argument("--kl-coef", type=float, default=None, help="PPO's KL coefficient (default: the trainer's)")
+    parser.add_argument("--skip-oracle", action="store_true", help="leave out the run with the oracle as the reward")
     args = parser.parse_args()
 
     import tokenreward.trainers.ppo as ppo_module
@@ -85,11 +87,12 @@ def main() -> None:
     records = {r["prompt"]: r for r in world.prompts("rl")}
     build = ppo_module.build_rewarder
     with tempfile.TemporaryDirectory() as tmp:
-        for rewarder in ["oracle"] + [r for r in args.rewarders.split(",") if r]:
+        for rewarder in ([] if args.skip_oracle else ["oracle"]) + [r for r in args.rewarders.split(",") if r]:
             ppo_module.build_rewarder = (lambda *a, **k: OracleScoreRewarder(records)) if rewarder == "oracle" else build
             config = PPOConfig(
                 out=Path(tmp) / rewarder, world=Path(world.root), rewarder=rewarder, steps=args.steps, seed=args.seed,
                 critic_init="policy" if rewarder == "oracle" else "reward_model", progress=False, save_every=args.steps,
+                **({} if args.kl_coef is None else {"kl_coef": args.kl_coef}),
             )  # fmt: skip
             out = run(config, "ppo")
             log = (out / "log.jsonl").read_text().splitlines()

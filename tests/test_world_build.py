@@ -14,7 +14,7 @@ from tokenreward.world import build as world_build
 from tokenreward.world.generate import REVISION_BETTER
 from tokenreward.world.oracle import grade
 
-TINY = world_build.WorldSize(8, 0.2, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8)
+TINY = world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1)
 
 
 @pytest.fixture
@@ -56,6 +56,21 @@ def test_pairs_have_revisions_that_fix_exactly_the_defects(small_world):
         assert Levenshtein.distance(pair["rejected"], pair["revision"]) <= sum(i.size for i in rejected.issues)
         assert grade(record, pair["revision"]).defects == 0
         assert pair["revision_credit_spans"] == grade(record, pair["revision"]).credit_spans
+
+
+def test_policy_pairs_are_the_policys_samples_graded_and_labelled(small_world):
+    pairs = small_world.policy_pairs("reward")
+    prompts = small_world.prompts("reward")
+    per_prompt = world_build.SIZES["small"].policy_pairs_per_prompt
+    assert pairs and len(pairs) + small_world.metrics["policy_pairs_reward_blank_left_out"] == per_prompt * len(prompts)
+    for pair in pairs:
+        record = small_world.prompt_record(pair["prompt"])
+        for side in ("chosen", "rejected"):
+            assert pair[side].strip() and pair[f"{side}_score"] == pytest.approx(grade(record, pair[side]).score)
+            assert pair[f"{side}_credit_spans"] == grade(record, pair[side]).credit_spans
+    assert 0.0 <= small_world.metrics["reward_model_accuracy_oracle_policy_samples"] <= 1.0
+    with pytest.raises(ValueError, match="reward and test splits"):
+        small_world.policy_pairs("rl")
 
 
 def test_splits_are_disjoint_and_sized_20_40_40(small_world):
@@ -116,7 +131,7 @@ def test_killed_build_is_half_built_then_resumes_to_the_same_world(tmp_path, tin
     monkeypatch.setitem(world_build.STAGE_FUNCTIONS, "reward_model", killed)
     with pytest.raises(KeyboardInterrupt):
         world_build.build_world(tmp_path / "resumed", size=tiny_size, seed=3, progress=False)
-    with pytest.raises(FileNotFoundError, match=r"half-built \(finished stages: data, tokenizer, policy\)"):
+    with pytest.raises(FileNotFoundError, match=r"half-built \(finished stages: data, tokenizer, policy, policy_pairs\)"):
         World(tmp_path / "resumed")
     data_before = digest(tmp_path / "resumed" / "data")
     monkeypatch.setitem(world_build.STAGE_FUNCTIONS, "reward_model", world_build.build_reward_model)

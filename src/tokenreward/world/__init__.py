@@ -101,6 +101,13 @@ class World:
         """Preference pairs (TRL `prompt`/`chosen`/`rejected`) with oracle scores and the revision."""
         return self._records("pairs", split)
 
+    def policy_pairs(self, split: str) -> list[dict[str, Any]]:
+        """Pairs of the SFT policy's own samples, oracle-graded and labelled like `pairs`
+        (the reward and test splits; the reward model trains on them too); no revision."""
+        if split not in ("reward", "test"):
+            raise ValueError(f"the world has policy pairs for the reward and test splits, not {split!r}")
+        return self._records("policy_pairs", split)
+
     def sft_examples(self) -> list[dict[str, Any]]:
         """The policy's SFT data (TRL `prompt`/`completion`), revision instructions included."""
         return _read_jsonl(self.root / "data" / "sft.jsonl")

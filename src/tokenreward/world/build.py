@@ -12,6 +12,7 @@ import json
 import math
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +38,8 @@ class WorldSize:
     per_family: int  # distinct prompts per family (fewer where a family has fewer)
     test_share: float  # held-out test prompts; the rest split 20 / 40 / 40 (SFT / reward / RL)
     sft_responses: int  # responses per SFT prompt (plus three revision examples)
-    pairs_per_prompt: int
+    pairs_per_prompt: int  # data pairs per prompt in the sft / rl / test splits
+    reward_pairs_per_prompt: int  # data pairs per prompt in the reward split (the reward model's data)
     vocab_size: int
     n_layer: int
     n_embd: int
@@ -48,14 +50,15 @@ class WorldSize:
     rm_lr: float
     batch_size: int
     eval_prompts: int  # test prompts the SFT policy answers for the report
+    policy_pairs_per_prompt: int  # pairs of the SFT policy's own samples per reward prompt (test: pairs_per_prompt)
 
 
 SIZES = {
-    "small": WorldSize(100, 0.15, 4, 2, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60),
-    "full": WorldSize(700, 0.12, 6, 4, 1500, 4, 128, 4, 5, 2e-3, 2, 3e-4, 32, 400),
+    "small": WorldSize(100, 0.15, 4, 2, 4, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60, 4),
+    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 4, 128, 4, 20, 2e-3, 1, 3e-4, 32, 400, 12),
 }
 
-STAGES = ("data", "tokenizer", "policy", "reward_model", "measure")
+STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
 
 
 def _state(root: Path) -> dict[str, Any]:
@@ -96,15 +99,13 @@ def response_record(prompt: dict, response: gen.Response) -> dict[str, Any]:
     }
 
 
-def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict) -> dict[str, Any]:
+def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict, with_revision: bool = True) -> dict[str, Any]:
     """A simulated labeller's choice, `P(first wins) = sigma((s_1 - s_2) / LABEL_TEMPERATURE)`,
-    and the oracle's minimal revision of the rejected response."""
+    and (`with_revision`) the oracle's minimal revision of the rejected response."""
     margin = (first["oracle_score"] - second["oracle_score"]) / LABEL_TEMPERATURE
     first_wins = rng.random() < 1.0 / (1.0 + math.exp(-margin))
     chosen, rejected = (first, second) if first_wins else (second, first)
-    revision = revise(prompt, rejected["response"])
-    revised = grade(prompt, revision)
-    return {
+    pair = {
         "prompt_id": prompt["id"],
         "family": prompt["family"],
         "prompt": prompt["prompt"],
@@ -114,10 +115,12 @@ def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict) -> d
         "rejected_score": rejected["oracle_score"],
         "chosen_credit_spans": chosen["credit_spans"],
         "rejected_credit_spans": rejected["credit_spans"],
-        "revision": revision,
-        "revision_score": revised.score,
-        "revision_credit_spans": revised.credit_spans,
     }
+    if with_revision:
+        revision = revise(prompt, rejected["response"])
+        revised = grade(prompt, revision)
+        pair.update(revision=revision, revision_score=revised.score, revision_credit_spans=revised.credit_spans)
+    return pair
 
 
 def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> list[dict[str, str]]:
@@ -157,8 +160,9 @@ def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[s
     with progress_bar(len(prompts), "world data", enabled=progress) as advance:
         for split in SPLITS:
             responses, pairs = [], []
+            per_prompt = size.reward_pairs_per_prompt if split == "reward" else size.pairs_per_prompt
             for prompt in splits[split]:
-                for _ in range(size.pairs_per_prompt):
+                for _ in range(per_prompt):
                     first, second = (response_record(prompt, gen.respond(rng, prompt, gen.sample_kinds(rng, prompt["family"]))) for _ in range(2))
                     responses += [first, second]
                     pair = label_pair(rng, prompt, first, second)
@@ -240,19 +244,54 @@ def build_policy(root: Path, size: WorldSize, seed: int, progress: bool) -> dict
     return {"policy_parameters": sum(p.numel() for p in model.parameters()), "sft_final_loss": final_loss}
 
 
+def build_policy_pairs(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    """Pairs of the SFT policy's own samples (temperature 1) on the reward prompts
+    (`policy_pairs_per_prompt` each) and the test prompts (`pairs_per_prompt` each, for
+    measuring), graded by the oracle and labelled by the same simulated labellers as the data pairs.
+
+    InstructGPT's comparisons were of its SFT model's outputs: a reward model trained only on
+    the templated responses barely ranks what the policy actually writes (Pearson r 0.06 with
+    the oracle on SFT samples, docs/world.md), which is what RL asks it to judge. Pairs with a
+    blank response (nothing a reward model can read) are left out and counted. Written to
+    `data/policy_pairs.{reward,test}.jsonl`, TRL's `prompt`/`chosen`/`rejected` plus oracle
+    scores and credit spans (no revision)."""
+    from tokenreward.models import load_causal_lm
+
+    tokenizer = _tokenizer(root)
+    policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
+    rng = random.Random(seed + 1)
+    stats: dict[str, Any] = {}
+    for split, per_prompt in (("reward", size.policy_pairs_per_prompt), ("test", size.pairs_per_prompt)):
+        prompts = [p for p in read_jsonl(root / "data" / f"prompts.{split}.jsonl") for _ in range(2 * per_prompt)]
+        texts = sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy=False, seed=seed, progress=progress, label=f"policy samples ({split})")
+        pairs, blank = [], 0
+        for i in range(0, len(prompts), 2):
+            if not (texts[i].strip() and texts[i + 1].strip()):
+                blank += 1
+                continue
+            prompt = prompts[i]
+            first, second = (response_record(prompt, gen.Response(text, ["policy"], [])) for text in texts[i : i + 2])
+            pairs.append(label_pair(rng, prompt, first, second, with_revision=False))
+        write_jsonl(root / "data" / f"policy_pairs.{split}.jsonl", pairs)
+        stats[f"policy_pairs_{split}"] = len(pairs)
+        stats[f"policy_pairs_{split}_blank_left_out"] = blank
+    return stats
+
+
 def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
     from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
 
     tokenizer = _tokenizer(root)
     seed_everything(seed)
     model = reward_model_from(root / STANDARD_FOLDERS["policy"], tokenizer)
-    pairs = read_jsonl(root / "data" / "pairs.reward.jsonl")
+    pairs = read_jsonl(root / "data" / "pairs.reward.jsonl") + read_jsonl(root / "data" / "policy_pairs.reward.jsonl")
+    random.Random(seed).shuffle(pairs)
     model = train_reward_model(
         model, tokenizer, pairs, root / "work" / "reward-model", epochs=size.rm_epochs, batch_size=size.batch_size,
         lr=size.rm_lr, save_every=100, seed=seed, resume=True, progress=progress,
     )
     _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
-    return {"reward_model_parameters": sum(p.numel() for p in model.parameters())}
+    return {"reward_model_parameters": sum(p.numel() for p in model.parameters()), "reward_model_pairs": len(pairs)}
 
 
 def _save_model(model, tokenizer, folder: Path) -> None:
@@ -269,22 +308,30 @@ def _save_model(model, tokenizer, folder: Path) -> None:
 
 
 @torch.no_grad()
-def sample_responses(policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = 32) -> list[str]:
+def sample_responses(
+    policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = 32, progress: bool = False, label: str = "policy samples"
+) -> list[str]:
     """The policy's continuations of `prompts` (left-padded batches, up to `MAX_NEW_TOKENS`)."""
     torch.manual_seed(seed)
-    texts = []
-    for s in range(0, len(prompts), batch_size):
-        rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
-        width = max(map(len, rows))
-        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-        sampling = {} if greedy else {"do_sample": True, "top_k": 0, "top_p": 1.0}
-        out = policy.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, **sampling,
-        )
-        texts += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    texts: list[str] = []
+    with progress_bar(len(prompts), label, enabled=progress) as advance:
+        for s in range(0, len(prompts), batch_size):
+            texts += _sample_batch(policy, tokenizer, prompts[s : s + batch_size], greedy)
+            advance(len(prompts[s : s + batch_size]))
     return texts
+
+
+def _sample_batch(policy, tokenizer, prompts: list[str], greedy: bool) -> list[str]:
+    rows = [tokenizer(p)["input_ids"] for p in prompts]
+    width = max(map(len, rows))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    sampling = {} if greedy else {"do_sample": True, "top_k": 0, "top_p": 1.0}
+    out = policy.generate(
+        input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **sampling,
+    )
+    return tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
 
 
 def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: int) -> dict[str, float]:
@@ -304,12 +351,14 @@ def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str,
     tokenizer = _tokenizer(root)
     rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
     held_out = read_jsonl(root / "data" / "pairs.test.jsonl")
+    held_out_policy = read_jsonl(root / "data" / "policy_pairs.test.jsonl")
     policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
     prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
     data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
     return {
         "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
         "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
+        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(rm, tokenizer, held_out_policy, against="oracle"),
         "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
         "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
         "data_responses": {
@@ -323,6 +372,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]
     "data": build_data,
     "tokenizer": build_tokenizer,
     "policy": build_policy,
+    "policy_pairs": build_policy_pairs,
     "reward_model": build_reward_model,
     "measure": measure,
 }
@@ -348,11 +398,13 @@ def build_world(out: str | Path | None = None, size: str = "small", seed: int = 
     for stage in STAGES:
         if stage in state["done"]:
             continue
+        started = time.perf_counter()
         state["metrics"].update(STAGE_FUNCTIONS[stage](root, SIZES[size], seed, progress))
+        state.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)
         state["done"].append(stage)
         _save_state(root, state)
     manifest = {"size": size, "seed": seed, "sizes": asdict(SIZES[size]), "label_temperature": LABEL_TEMPERATURE,
-                "sft_good_share": SFT_GOOD_SHARE, "metrics": state["metrics"]}
+                "sft_good_share": SFT_GOOD_SHARE, "metrics": state["metrics"], "stage_seconds": state.get("seconds", {})}
     (root / "README.md").write_text(render_readme(manifest))
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(root / "work", ignore_errors=True)

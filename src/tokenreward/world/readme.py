@@ -20,10 +20,11 @@ and ordinary Hugging Face folders.
 | `data/prompts.SPLIT.jsonl` | prompt records `{{"id", "family", "prompt", "meta"}}`; SPLIT in sft / reward / rl / test (20 / 40 / 40 of the non-test prompts, test held out) |
 | `data/responses.SPLIT.jsonl` | responses: `prompt_id`, `family`, `prompt`, `response`, `kinds` (planted defect kinds), `oracle_score`, `credit_spans` `[[start, end, credit], ...]` (character offsets into `response`), `defects` |
 | `data/pairs.SPLIT.jsonl` | preference pairs (TRL format) `prompt`, `chosen`, `rejected`, `chosen_score`, `rejected_score`, their credit spans, `revision` (the oracle's minimal fix of `rejected`), `revision_score`, `revision_credit_spans` |
+| `data/policy_pairs.SPLIT.jsonl` | pairs of the SFT policy's own samples (temperature 1) on the reward and test prompts, graded and labelled like `pairs` (no revision); the reward model trains on the reward split's pairs and on these |
 | `data/sft.jsonl` | the policy's SFT data, TRL `prompt`/`completion`, revision instructions included |
 | `tokenizer/` | byte-level BPE trained on the world's text (`<pad>`, `<eos>`, `<bos>`, `<unk>`) |
 | `policy/` | GPT-2-style causal LM after SFT (the policy to improve and the reference model) |
-| `reward-model/` | Bradley-Terry reward model (`GPT2ForSequenceClassification`, one label), initialised from the policy |
+| `reward-model/` | Bradley-Terry reward model (`GPT2ForSequenceClassification`, one label), initialised from the policy, trained on `pairs.reward` and `policy_pairs.reward` |
 
 Prompts are plain strings `User: QUESTION\\nAssistant:`; a response follows the prompt
 directly (it starts with a space) and the policy ends it with `<eos>` (not part of the string).
