@@ -15,11 +15,7 @@ from collections import defaultdict
 from tokenreward.bench.credit import auroc_within
 from tokenreward.rewards import build_rewarder
 from tokenreward.world import open_world
-
-
-def defect_flags(offsets: list[list[int]], credit_spans: list[list[float]]) -> list[bool]:
-    """A token is a defect token when it overlaps a span of negative credit."""
-    return [any(c < 0 and s < end and start < e for s, e, c in credit_spans) for start, end in offsets]
+from tokenreward.world.oracle import defect_tokens
 
 
 def main() -> None:
@@ -36,7 +32,7 @@ def main() -> None:
         groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
         for i, response in enumerate(responses):
             record = scored.record(i)
-            flags = defect_flags(record["offsets"], response["credit_spans"])
+            flags = defect_tokens(response["credit_spans"], record["offsets"])
             for key in [f"family:{response['family']}"] + [f"kind:{k}" for k in response["kinds"]]:
                 groups[key][0].append(record["rewards"])
                 groups[key][1].append(flags)
