@@ -48,6 +48,7 @@ from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.common import latest_checkpoint, read_jsonl
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
+from tokenreward.viz.report import gap_to_baseline
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
 CONTRACT_FIELDS = ("world", "steps", "seed", "out")
@@ -243,6 +244,13 @@ def smoothed_curve(log: list[dict[str, Any]], window: int) -> tuple[list[int], l
     return steps[window - 1 :].tolist(), trailing_mean(values, window)[window - 1 :].tolist()
 
 
+def remaining_note(spent: list[float], left: int) -> str:
+    """`, about N s left` from the mean time of the runs done so far (empty before the first)."""
+    if not spent or left < 1:
+        return ""
+    return f", about {round(sum(spent) / len(spent) * left)} s left"
+
+
 def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
     return next((s for s, v in zip(steps, values) if v >= target), None)
 
@@ -297,6 +305,7 @@ def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft_
             stat = summarize(reached) or {"mean": None, "std": None, "values": []}
             entry["steps_to_target"] = {**stat, "reached": len(reached), "of": len(entry["runs"])}
         results["methods"][method.name] = entry
+    results["comparisons"] = {m.name: gap_to_baseline(results, m.name) for m in methods if gap_to_baseline(results, m.name)}
     return results
 
 
@@ -315,9 +324,11 @@ def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name
 def print_table(results: dict[str, Any], console) -> None:
     from rich.table import Table
 
-    from tokenreward.viz.report import format_stat, format_steps
+    from tokenreward.viz.report import format_stat, format_steps, gap_sentence
 
-    table = Table(title=f"held-out oracle score after {results['steps']} steps, mean ± std over {len(results['seeds'])} seed(s)")
+    seeds = len(results["seeds"])
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread)"
+    table = Table(title=f"held-out oracle score after {results['steps']} steps, {over}")
     for header in ("method", "oracle score", "greedy", "KL", "length", f"steps to {results['baseline']}"):
         table.add_column(header, justify="left" if header == "method" else "right")
     rows = [("SFT policy", results["sft"], "-")]
@@ -327,6 +338,8 @@ def print_table(results: dict[str, Any], console) -> None:
         table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["greedy_oracle_score"]), format_stat(m["kl"]),
                       format_stat(m["length"], 1), steps)
     console.print(table)
+    for comparison in results.get("comparisons", {}).values():
+        console.print(gap_sentence(comparison))
 
 
 @register_bench("rl", RLBenchConfig, help="train RL methods on the world (same budget, several seeds) and compare held-out oracle scores")
@@ -368,11 +381,14 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     for seed in range(config.seeds):
         console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
         sft_runs.append({"seed": seed, "eval": evaluate_run(Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed)})
+    spent: list[float] = []
     for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
         run_dir = out / method.name / f"seed-{seed}"
-        console.rule(f"[bold]bench rl [{k + 1}/{total}]: {method.name}, seed {seed}, {config.steps} steps")
+        console.rule(f"[bold]bench rl [{k + 1}/{total}]: {method.name}, seed {seed}, {config.steps} steps{remaining_note(spent, total - k)}")
+        started = time.perf_counter()
         done = train_run(method, run_dir, config, world_root, seed, options, console)
         evaluation = evaluate_run(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
+        spent.append(time.perf_counter() - started)
         log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").exists() else []
         runs[method.name].append({"seed": seed, "done": done, "eval": evaluation, "log": log})
 

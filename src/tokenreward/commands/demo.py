@@ -1,17 +1,21 @@
 """`tokenreward demo`: the first command to run.
 
-1. Opens the small world from the cache, building it on first use.
+1. Opens the full world from the cache, building it on first use (about 3 minutes on two
+   idle cores; later runs reuse it).
 2. Shows RED's per-token rewards on a few held-out responses in the terminal, next to the
    world's ground-truth credit for the same tokens.
-3. Trains PPO-RED and PPO-sparse for a few steps with the same budget (`bench rl`, one seed)
-   and prints the held-out oracle scores.
-4. Writes the HTML report (tables, learning curves, sample responses as token heatmaps).
+3. Trains PPO-RED and PPO-sparse with the same budget over several seeds (`bench rl`) and
+   prints their held-out oracle scores, mean ± std over the seeds, and whether the gap between
+   them is outside that spread.
+4. Writes the HTML report (three summary sentences, tables, learning curves, sample responses
+   as token heatmaps) and `results.json` with every stage's seconds.
 
 Everything lands in `--out`; running the demo again reuses the world and the finished runs.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,34 +24,77 @@ from typing import Any
 from tokenreward.config import add_config_arguments, config_from_args
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
+#: seconds each stage takes on an idle 2-core machine (the ETA scales them by the speed seen so far)
+EXPECTED_SECONDS = {"data": 3, "tokenizer": 1, "policy": 85, "policy_pairs": 20, "reward_model": 60, "measure": 4,
+                    "heatmaps": 3, "rl": 150}
+WORLD_STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
 
 
 @dataclass
 class DemoConfig:
     out: Path = field(default=Path("tokenreward-demo"), metadata={"help": "output folder (runs, results.json, curves.png, report.html)"})
-    world: Path | None = field(default=None, metadata={"help": "world folder (default: the small world in the cache, built on first use)"})
-    steps: int = field(default=30, metadata={"help": "PPO steps per method"})
-    learning_rate: float = field(
-        default=1e-4,
-        metadata={"help": "policy learning rate (ten times PPO's default, so that a few steps on the small world show an effect)"},
-    )
+    world: Path | None = field(default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"})
+    steps: int = field(default=100, metadata={"help": "PPO steps per run"})
+    seeds: int = field(default=2, metadata={"help": "seeds per method (the printed spread is over these)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "policy learning rate"})
+    kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy"})
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
 
 
-def open_or_build_small_world(path: Path | None, console):
-    """The world at `path`, else the cached small world, built there on first use."""
+class StageClock:
+    """One progress line per stage: its number, the time so far and the expected time left,
+    `EXPECTED_SECONDS` of the stages still to come scaled by how fast the finished ones went."""
+
+    def __init__(self, stages: list[str], console):
+        self.stages, self.console = stages, console
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.current: tuple[str, float] | None = None
+
+    def begin(self, stage: str, what: str) -> None:
+        self.finish()
+        now = time.perf_counter()
+        done = sum(EXPECTED_SECONDS.get(s, 0) for s in self.seconds)
+        pace = sum(self.seconds.values()) / done if done >= 5 else 1.0
+        left = pace * sum(EXPECTED_SECONDS.get(s, 0) for s in self.stages[self.stages.index(stage) :])
+        self.console.print(f"[bold cyan][{self.stages.index(stage) + 1}/{len(self.stages)}][/] {what}  "
+                           f"[dim]{now - self.started:.0f} s so far, about {_duration(left)} left[/]")
+        self.current = (stage, now)
+
+    def finish(self) -> None:
+        if self.current is not None:
+            stage, began = self.current
+            self.seconds[stage] = round(time.perf_counter() - began, 1)
+            self.current = None
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+WORLD_STAGE_WORDS = {"data": "world: prompts, responses and labelled pairs", "tokenizer": "world: tokenizer",
+                     "policy": "world: SFT policy (supervised fine-tuning)", "policy_pairs": "world: pairs of the policy's own samples",
+                     "reward_model": "world: reward model", "measure": "world: measuring the policy and the reward model"}
+
+
+def open_or_build_world(path: Path | None, clock: StageClock, console):
+    """The world at `path`, else the cached full world, built there on first use."""
     from tokenreward.world import default_world_path, open_world
     from tokenreward.world.build import build_world
 
     if path is not None:
-        return open_world(path)
-    small = default_world_path("small")
+        return open_world(path), False
+    full = default_world_path("full")
     try:
-        return open_world(small)
+        return open_world(full), False
     except FileNotFoundError:
-        console.print(f"building the small world in {small} (once; later runs reuse it)")
-        return build_world(small, size="small", seed=0)
+        console.print(f"building the full world in {full} (once; later runs reuse it)")
+        return build_world(full, size="full", seed=0, on_stage=lambda s: clock.begin(s, WORLD_STAGE_WORDS[s])), True
 
 
 def credit_record(record: dict[str, Any], credit_spans: list, oracle_score: float) -> dict[str, Any]:
@@ -77,6 +124,20 @@ def show_heatmaps(world, count: int, console) -> None:
         console.print()
 
 
+def record_timings(results_path: Path, clock: StageClock, world, built: bool) -> dict[str, Any]:
+    """Add the demo's stage seconds and the world's measurements to `results.json`."""
+    results = json.loads(results_path.read_text())
+    world_seconds = world.config.get("stage_seconds", {})
+    results["demo"] = {
+        "stage_seconds": clock.seconds, "total_seconds": clock.total(), "world_built_now": built,
+        "world_stage_seconds": world_seconds, "world_metrics": world.metrics,
+    }
+    tmp = results_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(results_path)
+    return results
+
+
 def run_demo(config: DemoConfig) -> Path:
     """Run the demo; returns the path of the HTML report."""
     from rich.console import Console
@@ -84,36 +145,45 @@ def run_demo(config: DemoConfig) -> Path:
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
 
-    if config.steps < 1:
-        raise ValueError(f"demo: --steps must be positive, got {config.steps}")
+    if config.steps < 1 or config.seeds < 1:
+        raise ValueError(f"demo: --steps must be positive, got {config.steps}" if config.steps < 1 else
+                         f"demo: --seeds must be positive, got {config.seeds}")
     console = Console(stderr=True)
-    started = time.perf_counter()
+    clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
     console.rule("[bold]tokenreward demo 1/3: the world")
-    world = open_or_build_small_world(config.world, console)
+    world, built = open_or_build_world(config.world, clock, console)
+    clock.finish()
     console.print(f"world: {world.root}")
     console.rule("[bold]2/3: RED's token rewards on held-out responses (green: credit, red: blame)")
+    clock.begin("heatmaps", "RED's token rewards next to the ground-truth credit")
     show_heatmaps(world, config.heatmaps, console)
-    console.rule(f"[bold]3/3: PPO-RED vs PPO-sparse, {config.steps} steps each")
+    runs = len(DEMO_METHODS) * config.seeds
+    console.rule(f"[bold]3/3: PPO-RED vs PPO-sparse, {config.steps} steps, {config.seeds} seed(s) each")
+    clock.begin("rl", f"{runs} PPO runs and their held-out evaluation")
     bench = RLBenchConfig(
         out=Path(config.out),
         methods=list(DEMO_METHODS),
-        seeds=1,
+        seeds=config.seeds,
         steps=config.steps,
-        trainer_options=[f"learning_rate={config.learning_rate}"],
+        trainer_options=[f"learning_rate={config.learning_rate}", f"kl_coef={config.kl_coef}"],
         world=Path(world.root),
         eval_prompts=config.eval_prompts,
-        window=max(1, min(5, config.steps // 5)),
+        window=max(1, min(25, config.steps // 5)),
     )
-    bench_rl(bench, "rl")
+    results_path = bench_rl(bench, "rl")
+    clock.finish()
+    results = record_timings(results_path, clock, world, built)
+    seconds = "  ".join(f"{k} {v:.0f} s" for k, v in {**results["demo"]["world_stage_seconds"], **clock.seconds}.items()
+                        if built or k not in WORLD_STAGES)
     report = Path(config.out) / "report.html"
-    console.print(f"\n[bold]done in {time.perf_counter() - started:.0f} s.[/] Open the report: {report}")
+    console.print(f"\n[bold]done in {_duration(clock.total())}[/] ({seconds}). Open the report: {report}")
     return report
 
 
 def register(sub) -> None:
     parser = sub.add_parser(
         "demo",
-        help="the first command to run: the small world, RED's token rewards, PPO-RED vs PPO-sparse, an HTML report",
+        help="the first command to run: the full world, RED's token rewards, PPO-RED vs PPO-sparse over seeds, an HTML report",
         description=__doc__.split("\n\n")[0],
     )
     add_config_arguments(parser, DemoConfig)

@@ -64,6 +64,22 @@ def seed_band(logs: Sequence[LogRecords], metric: str, window: int = 1) -> dict[
     }
 
 
+def robust_limits(series: Sequence[np.ndarray], reach: float = 3.0, pad: float = 0.05) -> tuple[float, float] | None:
+    """Y-axis limits that keep every curve's typical range in view without letting one runaway
+    curve flatten the others: the span of all values, cut to `[q25 - reach * IQR,
+    q75 + reach * IQR]` of the pooled values (quartiles over all curves), padded by `pad` of
+    the span. None when there is nothing finite to show."""
+    values = np.concatenate([np.asarray(v, dtype=float).ravel() for v in series]) if series else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    q25, q75 = np.percentile(values, [25, 75])
+    iqr = q75 - q25
+    low, high = max(values.min(), q25 - reach * iqr), min(values.max(), q75 + reach * iqr)
+    margin = pad * (high - low) if high > low else max(abs(high) * pad, 1e-3)
+    return float(low - margin), float(high + margin)
+
+
 def plot_learning_curves(
     curves: Mapping[str, Sequence[LogRecords]],
     metrics: Sequence[str] = ("oracle_score", "kl"),
@@ -75,7 +91,9 @@ def plot_learning_curves(
 
     `curves[method]` is the list of the method's per-seed logs; `references[metric]` draws a
     dashed horizontal line (e.g. the SFT policy's held-out oracle score). Methods that logged
-    no value of a metric are left out of its panel. Returns the matplotlib Figure.
+    no value of a metric are left out of its panel. The y-axis follows `robust_limits` of the
+    mean curves, so a method that runs away (a collapse) leaves the panel instead of squashing
+    the others; the panel then says so. Returns the matplotlib Figure.
     """
     import matplotlib
 
@@ -87,6 +105,7 @@ def plot_learning_curves(
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics):
+        shown = []
         for k, (method, logs) in enumerate(curves.items()):
             band = seed_band(logs, metric, window)
             if not len(band["step"]):
@@ -94,8 +113,15 @@ def plot_learning_curves(
             color = colors[k % len(colors)]
             ax.plot(band["step"], band["mean"], color=color, label=f"{method} (n={int(band['count'].max())})")
             ax.fill_between(band["step"], band["mean"] - band["std"], band["mean"] + band["std"], color=color, alpha=0.2)
+            shown.append(band["mean"])
         if references and metric in references:
             ax.axhline(references[metric], color="0.4", linestyle="--", linewidth=1, label="SFT policy")
+            shown.append(np.array([references[metric]]))
+        limits = robust_limits(shown)
+        if limits is not None:
+            ax.set_ylim(*limits)
+            if any(np.nanmin(v) < limits[0] or np.nanmax(v) > limits[1] for v in shown):
+                ax.set_title("some curves leave the panel (axis kept to the typical range)", fontsize=8)
         ax.set_xlabel("step")
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)

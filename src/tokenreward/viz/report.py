@@ -23,6 +23,7 @@ caption { caption-side: bottom; font-size: 0.85em; color: #555; text-align: left
 .prompt { white-space: pre-wrap; color: #555; font-family: ui-monospace, monospace; font-size: 0.88em; }
 .meta { color: #555; font-size: 0.85em; }
 img { max-width: 100%; }
+.summary { font-size: 1.05em; line-height: 1.5; max-width: 60em; }
 """
 
 
@@ -56,14 +57,47 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: s
 
 
 def format_stat(stat: Mapping[str, Any] | float | None, digits: int = 3) -> str:
-    """`mean ± std` for a `{"mean", "std"}` dict, the number itself for a float, `-` for None."""
+    """`mean ± std` for a `{"mean", "std"}` dict, the number itself for a float, `-` for None;
+    a dict of one value (`values` of length 1: one seed, no spread) shows the value alone."""
     if stat is None:
         return "-"
     if isinstance(stat, (int, float)):
         return f"{stat:.{digits}f}"
     if stat.get("mean") is None:
         return "-"
+    if len(stat.get("values", ())) == 1:
+        return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat.get('std', 0.0):.{digits}f}"
+
+
+def gap_to_baseline(results: Mapping[str, Any], method: str) -> dict[str, Any] | None:
+    """`method`'s mean held-out oracle score minus the baseline's (`gap`), the seed spread
+    `std_method + std_baseline`, and `outside`: whether the two `mean ± std` intervals are
+    apart (`|gap| > spread`, which needs at least two seeds each). None without both scores."""
+    baseline = results.get("baseline")
+    entries = results.get("methods", {})
+    if method == baseline or method not in entries or baseline not in entries:
+        return None
+    a, b = entries[method].get("oracle_score"), entries[baseline].get("oracle_score")
+    if not a or not b or a.get("mean") is None or b.get("mean") is None:
+        return None
+    seeds = min(len(a.get("values", ())), len(b.get("values", ())))
+    gap, spread = a["mean"] - b["mean"], a.get("std", 0.0) + b.get("std", 0.0)
+    return {"method": method, "baseline": baseline, "gap": gap, "spread": spread, "seeds": seeds,
+            "outside": seeds >= 2 and abs(gap) > spread}
+
+
+def gap_sentence(comparison: Mapping[str, Any]) -> str:
+    """The comparison in words, claiming a winner only when the gap is outside the seed spread."""
+    method, baseline, gap = comparison["method"], comparison["baseline"], comparison["gap"]
+    if comparison["seeds"] < 2:
+        return (f"With one seed there is no spread to weigh the gap of {gap:+.3f} ({method} minus {baseline}) against, "
+                "so these runs do not show which method is better.")
+    spread = f"the seed spread ({comparison['spread']:.3f}, the two standard deviations added)"
+    if not comparison["outside"]:
+        return f"The gap ({method} minus {baseline}) is {gap:+.3f}, within {spread}: these runs do not show a winner."
+    leader = method if gap > 0 else baseline
+    return f"The gap ({method} minus {baseline}) is {gap:+.3f}, outside {spread}: over these seeds {leader} is ahead."
 
 
 def format_steps(stat: Mapping[str, Any] | None) -> str:
@@ -102,9 +136,11 @@ def results_table(results: Mapping[str, Any]) -> str:
             steps,
         ])
     target = results.get("target_oracle_score")
+    seeds = len(results.get("seeds", []))
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed, so no spread is shown (one run can be noise)"
     caption = (
         f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, as in training; "
-        f"greedy: the greedy response), mean ± std over {len(results.get('seeds', []))} seed(s) after "
+        f"greedy: the greedy response), {over}, after "
         f"{results.get('steps')} training steps. KL: summed log-ratio to the SFT policy per sampled response. "
         f"Last column: training steps until the logged oracle score of the training batches (trailing mean of "
         f"{results.get('window', 1)} steps) first reaches {results.get('baseline')}'s final value"
@@ -139,13 +175,48 @@ def samples_section(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     return "\n".join(parts)
 
 
+def report_title(results: Mapping[str, Any]) -> str:
+    """What the page is: the methods, the score, the budget and the seeds."""
+    seeds = len(results.get("seeds", []))
+    return (f"{' vs '.join(results['methods'])}: held-out oracle score after {results.get('steps')} RL steps, "
+            f"{seeds} seed{'s' if seeds != 1 else ''}")
+
+
+def summary_paragraph(results: Mapping[str, Any]) -> str:
+    """Three plain sentences: what was trained, what the numbers mean, and the result with its
+    spread (the best method against the baseline, see `gap_sentence`)."""
+    methods = results["methods"]
+    seeds = len(results.get("seeds", []))
+    described = ", ".join(f"{name} ({m.get('trainer')}" + (f" with {m['rewarder']} rewards)" if m.get("rewarder") else ")")
+                          for name, m in methods.items())
+    trained = (f"Each method fine-tuned the world's SFT policy with reinforcement learning for {results.get('steps')} steps "
+               f"on the world's training prompts, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): {described}.")
+    sft = (results.get("sft") or {}).get("oracle_score") or {}
+    sft_part = f" (the SFT policy before RL: {sft['mean']:.3f})" if sft.get("mean") is not None else ""
+    meaning = (f"The numbers are the oracle score of each final policy's sampled responses to "
+               f"{results.get('eval_prompts', 'the')} held-out prompts: the world's ground-truth grade, which no model saw "
+               f"during training (higher is better{sft_part}).")
+    scored = [(name, m["oracle_score"]["mean"]) for name, m in methods.items()
+              if name != results.get("baseline") and (m.get("oracle_score") or {}).get("mean") is not None]
+    comparison = gap_to_baseline(results, max(scored, key=lambda x: x[1])[0]) if scored else None
+    if comparison is None:
+        result = "There is no baseline among the methods to compare with; the table has each method's scores."
+    else:
+        a, b = methods[comparison["method"]]["oracle_score"], methods[comparison["baseline"]]["oracle_score"]
+        spread = "mean ± std over seeds" if comparison["seeds"] >= 2 else "one seed"
+        result = (f"{comparison['method']} scores {format_stat(a)} and {comparison['baseline']} {format_stat(b)} ({spread}). "
+                  + gap_sentence(comparison))
+    return f'<p class="summary">{esc(trained)} {esc(meaning)} {esc(result)}</p>'
+
+
 def rl_report(
     results: Mapping[str, Any],
     curves_png: bytes | Path | str | None,
     samples: Mapping[str, Sequence[Mapping[str, Any]]],
-    title: str = "tokenreward bench rl",
+    title: str | None = None,
 ) -> str:
-    """The `bench rl` page: settings, the results table, learning curves, sample heatmaps."""
+    """The `bench rl` page: three summary sentences, settings, the results table, learning
+    curves, sample heatmaps. The title defaults to `report_title(results)`."""
     settings = html_table(
         ["setting", "value"],
         [
@@ -159,6 +230,7 @@ def rl_report(
     )
     heatmap_rewarder = results.get("heatmap_rewarder", "a rewarder")
     body = [
+        summary_paragraph(results),
         "<h2>Settings</h2>", settings,
         "<h2>Results</h2>", results_table(results),
         "<h2>Learning curves</h2>",
@@ -168,4 +240,4 @@ def rl_report(
         f"{esc(heatmap_rewarder)}; hover a token for its value.</p>",
         samples_section(samples),
     ]
-    return html_document(title, "\n".join(body))
+    return html_document(title or report_title(results), "\n".join(body))

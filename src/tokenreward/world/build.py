@@ -17,13 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from tokenreward.trainers.common import progress_bar, read_jsonl, seed_everything, write_jsonl
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
 from tokenreward.world.oracle import grade, revise
 from tokenreward.world.readme import render_readme
+from tokenreward.world.sampling import sample_ids
 
 #: Bradley-Terry temperature of the simulated labellers: P(a > b) = sigma((s_a - s_b) / T)
 LABEL_TEMPERATURE = 1.0
@@ -31,6 +30,8 @@ LABEL_TEMPERATURE = 1.0
 SFT_GOOD_SHARE = 0.6
 CONTEXT = 256
 MAX_NEW_TOKENS = 64
+#: prompts decoded together when the world's policy samples (rows leave the batch as they finish)
+SAMPLE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -307,31 +308,21 @@ def _save_model(model, tokenizer, folder: Path) -> None:
 # ---------------------------------------------------------------- measurements
 
 
-@torch.no_grad()
 def sample_responses(
-    policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = 32, progress: bool = False, label: str = "policy samples"
+    policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = SAMPLE_BATCH, progress: bool = False, label: str = "policy samples"
 ) -> list[str]:
-    """The policy's continuations of `prompts` (left-padded batches, up to `MAX_NEW_TOKENS`)."""
-    torch.manual_seed(seed)
+    """The policy's continuations of `prompts` (up to `MAX_NEW_TOKENS`), decoded in batches
+    that drop finished rows (`tokenreward.world.sampling`); sampled responses are seeded per
+    prompt by `(seed, index)`, so they do not depend on `batch_size`."""
     texts: list[str] = []
     with progress_bar(len(prompts), label, enabled=progress) as advance:
         for s in range(0, len(prompts), batch_size):
-            texts += _sample_batch(policy, tokenizer, prompts[s : s + batch_size], greedy)
-            advance(len(prompts[s : s + batch_size]))
+            rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
+            seeds = [(seed, i) for i in range(s, s + len(rows))]
+            ids = sample_ids(policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds)
+            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
+            advance(len(rows))
     return texts
-
-
-def _sample_batch(policy, tokenizer, prompts: list[str], greedy: bool) -> list[str]:
-    rows = [tokenizer(p)["input_ids"] for p in prompts]
-    width = max(map(len, rows))
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    sampling = {} if greedy else {"do_sample": True, "top_k": 0, "top_p": 1.0}
-    out = policy.generate(
-        input_ids=ids, attention_mask=mask, max_new_tokens=MAX_NEW_TOKENS, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, **sampling,
-    )
-    return tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
 
 
 def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: int) -> dict[str, float]:
@@ -378,9 +369,13 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]
 }
 
 
-def build_world(out: str | Path | None = None, size: str = "small", seed: int = 0, progress: bool = True) -> World:
+def build_world(
+    out: str | Path | None = None, size: str = "small", seed: int = 0, progress: bool = True,
+    on_stage: Callable[[str], None] | None = None,
+) -> World:
     """Build (or finish building) the world of `size` ("small" or "full") under `out`
-    (default: the cache directory) and return it. Deterministic under `seed`."""
+    (default: the cache directory) and return it. Deterministic under `seed`. `on_stage(name)`
+    is called as each stage that still has to run begins."""
     if size not in SIZES:
         raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
     root = Path(out) if out is not None else default_world_path(size)
@@ -398,6 +393,8 @@ def build_world(out: str | Path | None = None, size: str = "small", seed: int = 
     for stage in STAGES:
         if stage in state["done"]:
             continue
+        if on_stage is not None:
+            on_stage(stage)
         started = time.perf_counter()
         state["metrics"].update(STAGE_FUNCTIONS[stage](root, SIZES[size], seed, progress))
         state.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)
