@@ -26,9 +26,13 @@ def test_credit_record_sums_the_overlapping_spans():
 
 def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--world", str(small_world.root), "--out", str(out), "--steps", "2", "--eval-prompts", "4", "--heatmaps", "2"]
+    argv = ["demo", "--world", str(small_world.root), "--out", str(out), "--steps", "2", "--seeds", "1", "--eval-prompts", "4",
+            "--heatmaps", "2"]
     assert main(argv) == 0
     shown = capsys.readouterr().err
+    # a progress line per stage with the time left, and the one-seed verdict
+    assert "[8/8] 2 PPO runs and their held-out evaluation" in shown and "left" in shown
+    assert "With one seed there is no spread" in shown
     # the terminal heatmaps: RED's and the ground truth's, on the first held-out responses
     for response in small_world.responses("test")[:2]:
         assert response["response"].split()[0] in shown
@@ -47,8 +51,13 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
         changed = any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), sft.state_dict().values()))
         assert changed, f"{method}: PPO left the policy unchanged"
         assert results["methods"][method]["runs"][0]["kl"] is not None
+    demo = results["demo"]
+    assert set(demo["stage_seconds"]) == {"heatmaps", "rl"} and demo["world_built_now"] is False
+    assert demo["world_metrics"] == small_world.metrics and demo["total_seconds"] >= demo["stage_seconds"]["rl"] > 0
     report = (out / "report.html").read_text()
     assert report.count('class="tokenreward-heatmap"') == 3 * 3  # SFT + 2 methods, 3 samples each
+    assert "<title>ppo-sparse vs ppo-red: held-out oracle score after 2 RL steps, 1 seed</title>" in report
+    assert "do not show which method is better" in report
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
     # a second demo keeps the finished runs
@@ -62,5 +71,7 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
 def test_demo_refuses_bad_input(tmp_path, capsys):
     assert main(["demo", "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "--steps must be positive" in capsys.readouterr().err
+    assert main(["demo", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be positive" in capsys.readouterr().err
     assert main(["demo", "--world", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     assert "no world at" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tokenreward.viz.plots import save_learning_curves
-from tokenreward.viz.report import format_stat, html_table, png_image, rl_report
+from tokenreward.viz.report import format_stat, gap_to_baseline, html_table, png_image, rl_report
 
 VOID = {"meta", "img", "br", "hr", "input", "link"}
 
@@ -146,3 +146,36 @@ def test_samples_are_drawn_with_the_heatmap_fragment(results):
     assert "<title>bench &amp; co</title>" in page
     assert re.search(r'<div class="meta">oracle score 0\.800</div>', page)
     assert "no samples" in page and "no curves logged" in page
+
+
+def test_one_seed_shows_no_spread():
+    assert format_stat({"mean": 0.5, "std": 0.0, "values": [0.5]}) == "0.500"
+    assert format_stat({"mean": 0.5, "std": 0.1, "values": [0.4, 0.6]}) == "0.500 ± 0.100"
+
+
+def test_summary_weighs_the_gap_against_the_seed_spread(results):
+    red, sparse = [0.61, 0.72, 0.66], [0.41, 0.52, 0.39]
+    comparison = gap_to_baseline(results, "ppo-red")
+    gap, spread = statistics.fmean(red) - statistics.fmean(sparse), statistics.stdev(red) + statistics.stdev(sparse)
+    assert comparison["gap"] == pytest.approx(gap) and comparison["spread"] == pytest.approx(spread)
+    assert comparison["outside"] is (abs(gap) > spread) is True and comparison["seeds"] == 3
+    page = rl_report(results, None, {})
+    summary = re.search(r'<p class="summary">(.*?)</p>', page).group(1)
+    assert summary.count(". ") + summary.endswith(".") >= 3
+    assert "16 held-out prompts" in summary and "no model saw" in summary and "(the SFT policy before RL: 0.250)" in summary
+    assert f"{gap:+.3f}" in summary and "ppo-red is ahead" in summary  # ppo-red: the best mean besides the baseline
+    assert "<title>ppo-sparse vs ppo-red vs rloo: held-out oracle score after 40 RL steps, 3 seeds</title>" in page
+
+    results["methods"]["ppo-sparse"]["oracle_score"] = stat([0.60, 0.75, 0.62])
+    within = rl_report(results, None, {})
+    assert "do not show a winner" in within and "is ahead" not in within
+    assert gap_to_baseline(results, "ppo-sparse") is None and gap_to_baseline(results, "nothing") is None
+
+
+def test_one_seed_summary_claims_no_winner(results):
+    results["seeds"] = [0]
+    for entry in results["methods"].values():
+        entry["oracle_score"] = stat([entry["oracle_score"]["values"][0]] * 2) | {"std": 0.0, "values": [entry["oracle_score"]["values"][0]]}
+    page = rl_report(results, None, {})
+    assert "With one seed there is no spread" in page and "is ahead" not in page and "±" not in page.split("<h2>Settings")[0]
+    assert "one seed, so no spread is shown" in page and gap_to_baseline(results, "ppo-red")["outside"] is False

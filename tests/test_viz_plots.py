@@ -103,3 +103,24 @@ def test_figure_draws_the_seed_means_and_bands(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least one metric"):
         plot_learning_curves(curves, metrics=())
+
+
+def test_a_runaway_curve_does_not_flatten_the_others():
+    rng = random.Random(5)
+    steps = 40
+    stable = {f"m{k}": [[{"step": s, "oracle_score": -0.8 + 0.05 * k + 0.004 * s + rng.gauss(0, 0.01)} for s in range(1, steps + 1)]]
+              for k in range(5)}
+    runaway = {"collapse": [[{"step": s, "oracle_score": -0.8 - (0.5 * (s - 20) if s > 20 else 0.0)} for s in range(1, steps + 1)]]}
+    fig = plot_learning_curves({**stable, **runaway}, metrics=("oracle_score",))
+    low, high = fig.axes[0].get_ylim()
+    values = [r["oracle_score"] for logs in stable.values() for r in logs[0]]
+    assert low <= min(values) and high >= max(values)  # every stable curve stays in view
+    assert low > -5.0  # the collapse (down to -10.8) is cut off ...
+    assert (high - low) < 3 * (max(values) - min(values))  # ... so the stable curves keep most of the panel
+    assert "leave the panel" in fig.axes[0].get_title()
+
+    # without a runaway the axis is the data's span padded by 5% each side
+    fig = plot_learning_curves(stable, metrics=("oracle_score",))
+    span = max(values) - min(values)
+    assert fig.axes[0].get_ylim() == pytest.approx((min(values) - 0.05 * span, max(values) + 0.05 * span))
+    assert fig.axes[0].get_title() == ""
