@@ -59,6 +59,13 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
     assert "<title>ppo-sparse vs ppo-red: held-out oracle score after 2 RL steps, 1 seed</title>" in report
     assert "do not show which method is better" in report
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the runs trained and were evaluated in worker processes (two at a time): the same numbers in this one
+    from tokenreward.evaluation import evaluate_policy
+
+    final = load_causal_lm(out / "ppo-red" / "seed-0" / "final").eval()
+    direct = evaluate_policy(final, small_world, split="test", reference=sft.eval(), n=4, greedy=False, seed=0)
+    assert results["methods"]["ppo-red"]["runs"][0]["oracle_score"] == direct["oracle_score"]
+    assert "2 runs of 2 steps, 2 at a time" in shown
 
     # a second demo keeps the finished runs
     marker = out / "ppo-red" / "seed-0" / "done.json"

@@ -46,7 +46,7 @@ from typing import Any
 from tokenreward.bench import register_bench
 from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.trainers import TRAINERS
-from tokenreward.trainers.common import latest_checkpoint, read_jsonl
+from tokenreward.trainers.common import latest_checkpoint
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
 from tokenreward.viz.report import gap_to_baseline
 
@@ -80,6 +80,7 @@ class RLBenchConfig:
         default_factory=list,
         metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
     )
+    jobs: int = field(default=1, metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)"})
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def _write_json(path: Path, data: Any) -> None:
 def train_run(method: Method, run_dir: Path, config: RLBenchConfig, world_root: Path, seed: int, options: dict[str, str], console) -> dict[str, Any]:
     """Train one (method, seed) unless its done marker says it finished with the same config."""
     trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, resume=False)
-    wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k != "resume"}
+    wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in ("resume", "progress")}
     done = _read_json(run_dir / DONE)
     if done is not None:
         before = done["config"]
@@ -242,13 +243,6 @@ def smoothed_curve(log: list[dict[str, Any]], window: int) -> tuple[list[int], l
     if len(values) < window:
         return [], []
     return steps[window - 1 :].tolist(), trailing_mean(values, window)[window - 1 :].tolist()
-
-
-def remaining_note(spent: list[float], left: int) -> str:
-    """`, about N s left` from the mean time of the runs done so far (empty before the first)."""
-    if not spent or left < 1:
-        return ""
-    return f", about {round(sum(spent) / len(spent) * left)} s left"
 
 
 def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
@@ -347,13 +341,15 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     """Run (or resume) the benchmark; returns the path of `results.json`."""
     from rich.console import Console
 
+    from tokenreward.bench.rl_runs import run_all
     from tokenreward.models import load_causal_lm
     from tokenreward.viz.report import rl_report
     from tokenreward.world import open_world
 
     console = Console(stderr=True)
-    if config.seeds < 1 or config.steps < 1 or config.window < 1:
-        raise ValueError(f"bench rl: seeds, steps and window must be positive (got {config.seeds}, {config.steps}, {config.window})")
+    if min(config.seeds, config.steps, config.window, config.jobs) < 1:
+        raise ValueError(f"bench rl: seeds, steps, window and jobs must be positive (got {config.seeds}, {config.steps}, "
+                         f"{config.window}, {config.jobs})")
     if not config.methods or len(set(config.methods)) != len(config.methods):
         raise ValueError(f"bench rl: --methods must name distinct methods, got {config.methods}")
     methods = [resolve_method(m) for m in config.methods]
@@ -374,23 +370,12 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     for method in methods:  # validate every trainer config before the first long run
         trainer_config(method, world_root, config.steps, 0, out / method.name / "seed-0", options, resume=False)
 
-    total = len(methods) * config.seeds
-    runs: dict[str, list[dict[str, Any]]] = {m.name: [] for m in methods}
     reference = load_causal_lm(world.policy_dir).eval()
     sft_runs = []
     for seed in range(config.seeds):
         console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
         sft_runs.append({"seed": seed, "eval": evaluate_run(Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed)})
-    spent: list[float] = []
-    for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
-        run_dir = out / method.name / f"seed-{seed}"
-        console.rule(f"[bold]bench rl [{k + 1}/{total}]: {method.name}, seed {seed}, {config.steps} steps{remaining_note(spent, total - k)}")
-        started = time.perf_counter()
-        done = train_run(method, run_dir, config, world_root, seed, options, console)
-        evaluation = evaluate_run(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
-        spent.append(time.perf_counter() - started)
-        log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").exists() else []
-        runs[method.name].append({"seed": seed, "done": done, "eval": evaluation, "log": log})
+    runs = run_all(methods, config, world, world_root, reference, options, console)
 
     results = aggregate(methods, runs, sft_runs, config)
     results["world"] = str(world_root)

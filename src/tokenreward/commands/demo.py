@@ -36,8 +36,9 @@ class DemoConfig:
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"})
     steps: int = field(default=100, metadata={"help": "PPO steps per run"})
     seeds: int = field(default=2, metadata={"help": "seeds per method (the printed spread is over these)"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "policy learning rate"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "policy learning rate"})
     kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy"})
+    jobs: int = field(default=2, metadata={"help": "PPO runs trained at once, one process and one thread each"})
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
 
@@ -145,9 +146,9 @@ def run_demo(config: DemoConfig) -> Path:
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
 
-    if config.steps < 1 or config.seeds < 1:
-        raise ValueError(f"demo: --steps must be positive, got {config.steps}" if config.steps < 1 else
-                         f"demo: --seeds must be positive, got {config.seeds}")
+    for name in ("steps", "seeds", "jobs"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"demo: --{name} must be positive, got {getattr(config, name)}")
     console = Console(stderr=True)
     clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
     console.rule("[bold]tokenreward demo 1/3: the world")
@@ -169,6 +170,7 @@ def run_demo(config: DemoConfig) -> Path:
         world=Path(world.root),
         eval_prompts=config.eval_prompts,
         window=max(1, min(25, config.steps // 5)),
+        jobs=config.jobs,
     )
     results_path = bench_rl(bench, "rl")
     clock.finish()

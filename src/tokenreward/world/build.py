@@ -56,7 +56,7 @@ class WorldSize:
 
 SIZES = {
     "small": WorldSize(100, 0.15, 4, 2, 4, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60, 4),
-    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 4, 128, 4, 20, 2e-3, 1, 3e-4, 32, 400, 12),
+    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 4, 128, 4, 10, 1e-3, 1, 3e-4, 32, 400, 12),
 }
 
 STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
@@ -218,6 +218,7 @@ def policy_config(size: WorldSize, tokenizer):
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
+        activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU as one fused kernel (same values, faster)
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -289,7 +290,7 @@ def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -
     random.Random(seed).shuffle(pairs)
     model = train_reward_model(
         model, tokenizer, pairs, root / "work" / "reward-model", epochs=size.rm_epochs, batch_size=size.batch_size,
-        lr=size.rm_lr, save_every=100, seed=seed, resume=True, progress=progress,
+        lr=size.rm_lr, save_every=100, seed=seed, resume=True, progress=progress, group_by_length=True,
     )
     _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
     return {"reward_model_parameters": sum(p.numel() for p in model.parameters()), "reward_model_pairs": len(pairs)}
