@@ -53,25 +53,29 @@ def train_and_evaluate(method, run_dir: Path, config, world_root: Path, seed: in
 
 def run_all(methods, config, world, world_root: Path, reference, options: dict[str, str], console) -> dict[str, list[dict[str, Any]]]:
     """Every (method, seed) run, in `config.jobs` processes at a time; per method its runs in seed order."""
+    from tokenreward.bench.rl import DONE
+
     out = Path(config.out)
     todo = [(m, s) for m in methods for s in range(config.seeds)]
     results: dict[tuple[str, int], dict[str, Any]] = {}
     spent: list[float] = []
-    if config.jobs <= 1:
-        for k, (method, seed) in enumerate(todo):
-            console.rule(f"[bold]bench rl [{k + 1}/{len(todo)}]: {method.name}, seed {seed}, {config.steps} steps"
-                         f"{remaining_note(spent, len(todo) - k)}")
-            run = train_and_evaluate(method, out / method.name / f"seed-{seed}", config, world_root, seed, options, console,
-                                     world, reference)
-            spent.append(run["seconds"])
-            results[method.name, seed] = run
-    else:
-        quiet = {**options, "progress": "false"}
-        console.rule(f"[bold]bench rl: {len(todo)} runs of {config.steps} steps, {config.jobs} at a time (one process each)")
+    runs_dir = {(m.name, s): out / m.name / f"seed-{s}" for m, s in todo}
+    # finished runs are only read back (no process needed); with one job every run goes here
+    in_process = todo if config.jobs <= 1 else [(m, s) for m, s in todo if (runs_dir[m.name, s] / DONE).exists()]
+    for k, (method, seed) in enumerate(in_process):
+        console.rule(f"[bold]bench rl [{k + 1}/{len(todo)}]: {method.name}, seed {seed}, {config.steps} steps"
+                     f"{remaining_note(spent, len(todo) - k)}")
+        run = train_and_evaluate(method, runs_dir[method.name, seed], config, world_root, seed, options, console, world, reference)
+        spent.append(run["seconds"])
+        results[method.name, seed] = run
+    pending = [(m, s) for m, s in todo if (m.name, s) not in results]
+    if pending:
+        spent, quiet = [], {**options, "progress": "false"}
+        console.rule(f"[bold]bench rl: {len(pending)} runs of {config.steps} steps, {config.jobs} at a time (one process each)")
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_one_thread) as pool:
-            futures = {pool.submit(train_and_evaluate, m, out / m.name / f"seed-{s}", config, world_root, s, quiet): (m, s)
-                       for m, s in todo}
+            futures = {pool.submit(train_and_evaluate, m, runs_dir[m.name, s], config, world_root, s, quiet): (m, s)
+                       for m, s in pending}
             for future in as_completed(futures):
                 method, seed = futures[future]
                 run = future.result()
