@@ -142,6 +142,7 @@ def record_timings(results_path: Path, clock: StageClock, world, built: bool) ->
 def run_demo(config: DemoConfig) -> Path:
     """Run the demo; returns the path of the HTML report."""
     from rich.console import Console
+    from transformers.utils import logging as hf_logging
 
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
@@ -150,6 +151,7 @@ def run_demo(config: DemoConfig) -> Path:
         if getattr(config, name) < 1:
             raise ValueError(f"demo: --{name} must be positive, got {getattr(config, name)}")
     console = Console(stderr=True)
+    hf_logging.disable_progress_bar()  # the stage lines and our own bars show the progress; HF's would print at every save
     clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
     console.rule("[bold]tokenreward demo 1/3: the world")
     world, built = open_or_build_world(config.world, clock, console)
