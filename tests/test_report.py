@@ -162,7 +162,7 @@ def test_summary_weighs_the_gap_against_the_seed_spread(results):
     page = rl_report(results, None, {})
     summary = re.search(r'<p class="summary">(.*?)</p>', page).group(1)
     assert summary.count(". ") + summary.endswith(".") >= 3
-    assert "16 held-out prompts" in summary and "no model saw" in summary and "(the SFT policy before RL: 0.250)" in summary
+    assert "16 held-out prompts" in summary and "no model saw" in summary and "the SFT policy before RL scores 0.250 ± 0.050" in summary
     assert f"{gap:+.3f}" in summary and "ppo-red is ahead" in summary  # ppo-red: the best mean besides the baseline
     assert "<title>ppo-sparse vs ppo-red vs rloo: held-out oracle score after 40 RL steps, 3 seeds</title>" in page
 

@@ -187,12 +187,12 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
     spread (the best method against the baseline, see `gap_sentence`)."""
     methods = results["methods"]
     seeds = len(results.get("seeds", []))
-    described = ", ".join(f"{name} ({m.get('trainer')}" + (f" with {m['rewarder']} rewards)" if m.get("rewarder") else ")")
+    described = ", ".join(f"{name} (trainer {m.get('trainer')}" + (f", rewarder {m['rewarder']})" if m.get("rewarder") else ")")
                           for name, m in methods.items())
     trained = (f"Each method fine-tuned the world's SFT policy with reinforcement learning for {results.get('steps')} steps "
                f"on the world's training prompts, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): {described}.")
     sft = (results.get("sft") or {}).get("oracle_score") or {}
-    sft_part = f" (the SFT policy before RL: {sft['mean']:.3f})" if sft.get("mean") is not None else ""
+    sft_part = f"; the SFT policy before RL scores {format_stat(sft)}" if sft.get("mean") is not None else ""
     meaning = (f"The numbers are the oracle score of each final policy's sampled responses to "
                f"{results.get('eval_prompts', 'the')} held-out prompts: the world's ground-truth grade, which no model saw "
                f"during training (higher is better{sft_part}).")
