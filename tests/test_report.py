@@ -174,8 +174,9 @@ def test_summary_weighs_the_gap_against_the_seed_spread(results):
 
 def test_one_seed_summary_claims_no_winner(results):
     results["seeds"] = [0]
-    for entry in results["methods"].values():
-        entry["oracle_score"] = stat([entry["oracle_score"]["values"][0]] * 2) | {"std": 0.0, "values": [entry["oracle_score"]["values"][0]]}
+    for entry in [results["sft"], *results["methods"].values()]:
+        first = entry["oracle_score"]["values"][0]
+        entry["oracle_score"] = {"mean": first, "std": 0.0, "values": [first]}
     page = rl_report(results, None, {})
     assert "With one seed there is no spread" in page and "is ahead" not in page and "±" not in page.split("<h2>Settings")[0]
     assert "one seed, so no spread is shown" in page and gap_to_baseline(results, "ppo-red")["outside"] is False
