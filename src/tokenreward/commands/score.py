@@ -31,20 +31,25 @@ def register(sub) -> None:
         help="per-token rewards of prompt/response pairs, as a heatmap, JSON or HTML",
         description=__doc__.split("\n\n")[0],
     )
+    add_rewarder_arguments(parser)
+    parser.add_argument("--prompt", help="prompt text (with --response)")
+    parser.add_argument("--response", help="response text (with --prompt)")
+    parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output")
+    parser.set_defaults(func=run)
+
+
+def add_rewarder_arguments(parser) -> None:
+    """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
     parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
     for name in RESOURCE_FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id")
     parser.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5")
     parser.add_argument("--world", metavar="DIR", help="take the resources of this built world (flags given override them)")
-    parser.add_argument("--prompt", help="prompt text (with --response)")
-    parser.add_argument("--response", help="response text (with --prompt)")
-    parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
-    parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass (default: 8)")
-    parser.set_defaults(func=run)
 
 
 def parse_assignments(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
@@ -139,6 +144,12 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def load_rewarder(args: argparse.Namespace):
+    """The rewarder the flags of `add_rewarder_arguments` describe, loaded once."""
+    quiet_transformers()
+    return build_rewarder(args.rewarder, **gather_resources(args))
+
+
 def run(args: argparse.Namespace) -> int:
     single = args.prompt is not None or args.response is not None
     if single == (args.input is not None):
@@ -146,8 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if single and (args.prompt is None or args.response is None):
         raise ValueError("--prompt and --response go together")
     prompts, responses = ([args.prompt], [args.response]) if single else read_pairs(args.input)
-    quiet_transformers()
-    rewarder = build_rewarder(args.rewarder, **gather_resources(args))
+    rewarder = load_rewarder(args)
 
     with destination(args.output) as out:
         if args.format == "json":
