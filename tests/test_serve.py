@@ -101,8 +101,26 @@ def cli_records(model_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     source, out = folder / "pairs.jsonl", folder / "scored.jsonl"
     source.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in PAIRS))
-    assert main(["score", "--rewarder", "red", "--reward-model", str(model_dir), "--option", "keep_sum=true",
-                 "--input", str(source), "--format", "json", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--rewarder",
+                "red",
+                "--reward-model",
+                str(model_dir),
+                "--option",
+                "keep_sum=true",
+                "--input",
+                str(source),
+                "--format",
+                "json",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -126,7 +144,9 @@ def test_token_rewards_equal_score_cli_single_and_concurrent(server, cli_records
     for got, expected in zip(whole.json()["results"], cli_records):
         assert_same_record(got, expected)
     with ThreadPoolExecutor(len(PAIRS)) as pool:
-        answers = list(pool.map(lambda pr: post(server, "/v1/token_rewards", {"prompts": [pr[0]], "responses": [pr[1]]}), PAIRS))
+        answers = list(
+            pool.map(lambda pr: post(server, "/v1/token_rewards", {"prompts": [pr[0]], "responses": [pr[1]]}), PAIRS)
+        )
     for answer, expected in zip(answers, cli_records):
         assert answer.status_code == 200
         assert_same_record(answer.json()["results"][0], expected)
@@ -161,8 +181,10 @@ def test_get_reward_replica_of_openrlhf_payload(server, cli_records):
     assert body["token_offsets"][0] == expected["offsets"]
     assert sum(body["token_rewards"][0]) == pytest.approx(body["rewards"][0], abs=1e-5)  # keep_sum
     assert [response[s:e] for s, e in body["token_offsets"][0]] == expected["tokens"]
-    assert body["extra_logs"] == {"token_reward_sum": [pytest.approx(sum(expected["rewards"]), abs=1e-5)],
-                                  "num_tokens": [len(expected["tokens"])]}
+    assert body["extra_logs"] == {
+        "token_reward_sum": [pytest.approx(sum(expected["rewards"]), abs=1e-5)],
+        "num_tokens": [len(expected["tokens"])],
+    }
 
 
 def test_get_reward_through_openrlhf_own_client(server, model_dir, cli_records):
@@ -208,18 +230,38 @@ BAD_REQUESTS = [
     ("/v1/token_rewards", [1, 2], 400, "body: expected a JSON object, got an array"),
     ("/v1/token_rewards", {"responses": [" a"]}, 400, "prompts: missing field"),
     ("/v1/token_rewards", good(prompts="Hi"), 400, "prompts: expected an array, got a string"),
-    ("/v1/token_rewards", good(responses=[3]), 400, "responses[0]: expected a string or a list of messages, got a number"),
+    (
+        "/v1/token_rewards",
+        good(responses=[3]),
+        400,
+        "responses[0]: expected a string or a list of messages, got a number",
+    ),
     ("/v1/token_rewards", good(responses=[" a", " b"]), 400, "responses: 2 entries, but 1 prompts"),
     ("/v1/token_rewards", good(responses=[""]), 400, "responses[0]: empty response"),
-    ("/v1/token_rewards", good(prompts=[[{"role": "user"}]]), 400, "prompts[0]: every message needs a string 'role' and a string 'content'"),
+    (
+        "/v1/token_rewards",
+        good(prompts=[[{"role": "user"}]]),
+        400,
+        "prompts[0]: every message needs a string 'role' and a string 'content'",
+    ),
     ("/v1/token_rewards", good(responses=[LONG]), 422, "responses[0]: prompt+response is"),
-    ("/v1/token_rewards", good(options={"beta": 0.5}), 400, "options.beta: not an option of this rewarder (options: alpha, beta_c, keep_sum)"),
+    (
+        "/v1/token_rewards",
+        good(options={"beta": 0.5}),
+        400,
+        "options.beta: not an option of this rewarder (options: alpha, beta_c, keep_sum)",
+    ),
     ("/v1/token_rewards", good(options={"beta_c": 2}), 400, "options: beta_c must lie in [0, 1], got 2"),
     ("/get_reward", {"query": ["x y"], "prompts": ["Q"]}, 400, "query[0]: does not start with prompts[0]"),
     ("/get_reward", {"query": ["Q"], "prompts": ["Q"]}, 400, "query[0]: empty response"),
     ("/get_reward", {"query": ["Q a"], "prompts": ["Q"], "labels": [1, 2]}, 400, "labels: 2 entries, but 1 queries"),
     ("/get_reward", {"query": "Q a", "prompts": ["Q"]}, 400, "query: expected an array, got a string"),
-    ("/get_reward", {"query": ["Q a"], "prompts": ["Q"], "response_ids": [["x"]]}, 400, "response_ids[0]: expected a non-empty array of integers"),
+    (
+        "/get_reward",
+        {"query": ["Q a"], "prompts": ["Q"], "response_ids": [["x"]]},
+        400,
+        "response_ids[0]: expected a non-empty array of integers",
+    ),
 ]
 
 
@@ -237,14 +279,21 @@ def test_unknown_path_and_method_and_no_policy_tokenizer(model_dir):
         assert httpx.get(bare.url + "/nope").json() == {"error": "GET /nope: Not Found"}
         assert httpx.get(bare.url + "/get_reward").status_code == 405
         answer = post(bare, "/get_reward", {"query": ["Q a"], "prompts": ["Q"], "response_ids": [[5]]})
-        assert answer.status_code == 400 and answer.json()["error"].startswith("response_ids: the server has no --policy-tokenizer")
+        assert answer.status_code == 400 and answer.json()["error"].startswith(
+            "response_ids: the server has no --policy-tokenizer"
+        )
     finally:
         bare.stop()
 
 
 def test_a_failing_sample_does_not_fail_its_batch(server, cli_records):
-    mixed = post(server, "/v1/token_rewards", {"prompts": ["Hi", PAIRS[0][0]], "responses": [LONG, PAIRS[0][1]]}).json()
-    assert mixed["results"][0] == {"error": mixed["errors"][0]} and "longer than the model's context" in mixed["errors"][0]
+    mixed = post(
+        server, "/v1/token_rewards", {"prompts": ["Hi", PAIRS[0][0]], "responses": [LONG, PAIRS[0][1]]}
+    ).json()
+    assert (
+        mixed["results"][0] == {"error": mixed["errors"][0]}
+        and "longer than the model's context" in mixed["errors"][0]
+    )
     assert mixed["errors"][1] is None
     assert_same_record(mixed["results"][1], cli_records[0])
     bodies = [good(responses=[LONG])] + [{"prompts": [p], "responses": [r]} for p, r in PAIRS[:3]]
@@ -257,15 +306,41 @@ def test_a_failing_sample_does_not_fail_its_batch(server, cli_records):
 
 
 def test_request_options_match_score_with_that_option(server, model_dir, tmp_path, capsys):
-    answer = post(server, "/v1/token_rewards", {"prompts": [PAIRS[0][0]], "responses": [PAIRS[0][1]], "options": {"beta_c": 0.5}})
-    assert main(["score", "--rewarder", "red", "--reward-model", str(model_dir), "--option", "keep_sum=true",
-                 "--option", "beta_c=0.5", "--prompt", PAIRS[0][0], "--response", PAIRS[0][1], "--format", "json"]) == 0
+    answer = post(
+        server, "/v1/token_rewards", {"prompts": [PAIRS[0][0]], "responses": [PAIRS[0][1]], "options": {"beta_c": 0.5}}
+    )
+    assert (
+        main(
+            [
+                "score",
+                "--rewarder",
+                "red",
+                "--reward-model",
+                str(model_dir),
+                "--option",
+                "keep_sum=true",
+                "--option",
+                "beta_c=0.5",
+                "--prompt",
+                PAIRS[0][0],
+                "--response",
+                PAIRS[0][1],
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert_same_record(answer.json()["results"][0], json.loads(capsys.readouterr().out))
 
 
 def test_info_and_metrics(server, model_dir):
     info = httpx.get(server.url + "/info").json()
-    assert info["rewarder"] == "red" and info["options"] == OPTIONS and info["resources"] == {"reward_model": str(model_dir)}
+    assert (
+        info["rewarder"] == "red"
+        and info["options"] == OPTIONS
+        and info["resources"] == {"reward_model": str(model_dir)}
+    )
     assert (info["dtype"], info["device"], info["max_batch"], info["max_wait_ms"]) == ("float32", "cpu", 8, 20.0)
     assert info["tokenizer"] == str(model_dir)
 
@@ -284,17 +359,27 @@ def test_info_and_metrics(server, model_dir):
 
 def test_client_retries_round_robin_and_refusals():
     seen = []
-    answers = iter([httpx.Response(503, json={"error": "busy"}), httpx.Response(429, headers={"retry-after": "0"}),
-                    httpx.Response(200, json={"results": [{"ok": 1}]})])
+    answers = iter(
+        [
+            httpx.Response(503, json={"error": "busy"}),
+            httpx.Response(429, headers={"retry-after": "0"}),
+            httpx.Response(200, json={"results": [{"ok": 1}]}),
+        ]
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
         return next(answers)
 
-    client = TokenRewardClient("http://a:1, http://b:2/", retries=3, backoff=0.01, transport=httpx.MockTransport(handler))
+    client = TokenRewardClient(
+        "http://a:1, http://b:2/", retries=3, backoff=0.01, transport=httpx.MockTransport(handler)
+    )
     assert client.token_rewards(["p"], [" r"]) == [{"ok": 1}]
     assert seen == ["http://a:1/v1/token_rewards", "http://b:2/v1/token_rewards", "http://a:1/v1/token_rewards"]
-    refusing = TokenRewardClient("http://a:1", transport=httpx.MockTransport(lambda r: httpx.Response(400, json={"error": "prompts: missing field"})))
+    refusing = TokenRewardClient(
+        "http://a:1",
+        transport=httpx.MockTransport(lambda r: httpx.Response(400, json={"error": "prompts: missing field"})),
+    )
     with pytest.raises(TokenRewardError, match="HTTP 400: prompts: missing field") as err:
         refusing.get_reward(["q"], ["p"])
     assert err.value.status == 400
@@ -325,16 +410,39 @@ def test_client_deadline_and_failover(server):
 def test_sigterm_drains_in_flight_and_refuses_new(model_dir, cli_records):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tokenreward.cli", "serve", "--rewarder", "red", "--reward-model", str(model_dir),
-         "--option", "keep_sum=true", "--port", "0", "--max-wait-ms", "1500", "--max-batch", "64"],
-        stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "tokenreward.cli",
+            "serve",
+            "--rewarder",
+            "red",
+            "--reward-model",
+            str(model_dir),
+            "--option",
+            "keep_sum=true",
+            "--port",
+            "0",
+            "--max-wait-ms",
+            "1500",
+            "--max-batch",
+            "64",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = proc.stderr.readline()
         assert "ready on http://127.0.0.1:" in line, line
         url = line.split("ready on ")[1].strip()
         with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(httpx.post, url + "/v1/token_rewards", json=good(prompts=[PAIRS[2][0]], responses=[PAIRS[2][1]]), timeout=30)
+            in_flight = pool.submit(
+                httpx.post,
+                url + "/v1/token_rewards",
+                json=good(prompts=[PAIRS[2][0]], responses=[PAIRS[2][1]]),
+                timeout=30,
+            )
             deadline = time.monotonic() + 20
             while "tokenreward_queue_depth 1" not in httpx.get(url + "/metrics").text:
                 assert time.monotonic() < deadline, "the request never reached the queue"

@@ -119,9 +119,13 @@ class TokenRewardClient:
             if attempt < self.retries:
                 time.sleep(max(0.0, min(self._pause(attempt, response), deadline - time.monotonic())))
         status = response.status_code if response is not None else None
-        raise TokenRewardError(f"gave up after {attempt + 1} attempt(s) within {self.timeout:g} s; last: {last}", status)
+        raise TokenRewardError(
+            f"gave up after {attempt + 1} attempt(s) within {self.timeout:g} s; last: {last}", status
+        )
 
-    def token_rewards(self, prompts: Sequence[Any], responses: Sequence[Any], options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def token_rewards(
+        self, prompts: Sequence[Any], responses: Sequence[Any], options: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Records of `tokenreward score --format json`, one per pair (a sample the server could
         not score, when others could, is `{"error": message}`)."""
         payload: dict[str, Any] = {"prompts": list(prompts), "responses": list(responses)}
@@ -141,7 +145,13 @@ class TokenRewardClient:
         """OpenRLHF's `/get_reward`: `{"rewards", "scores", "extra_logs", "token_rewards", "token_offsets"}`."""
         payload: dict[str, Any] = {"query": list(queries), "prompts": list(prompts)}
         optional = {"labels": labels, "responses": responses, "response_ids": response_ids}
-        payload.update({k: [list(v) if k == "response_ids" else v for v in vals] for k, vals in optional.items() if vals is not None})
+        payload.update(
+            {
+                k: [list(v) if k == "response_ids" else v for v in vals]
+                for k, vals in optional.items()
+                if vals is not None
+            }
+        )
         if options:
             payload["options"] = options
         return self.request("POST", "/get_reward", payload)

@@ -23,13 +23,33 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_rewarder_arguments(parser)
-    parser.add_argument("--policy-tokenizer", metavar="DIR", help="the policy's tokenizer: decodes `response_ids` and aligns rewards to its tokens")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, the loopback only)")
+    parser.add_argument(
+        "--policy-tokenizer",
+        metavar="DIR",
+        help="the policy's tokenizer: decodes `response_ids` and aligns rewards to its tokens",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, the loopback only)"
+    )
     parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 picks a free one)")
-    parser.add_argument("--max-batch", type=int, default=32, help="most samples scored together across requests (default: 32)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)")
-    parser.add_argument("--drain-timeout", type=float, default=30.0, help="on SIGTERM, seconds to finish requests in flight (default: 30)")
-    parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn's log level (default: warning)")
+    parser.add_argument(
+        "--max-batch", type=int, default=32, help="most samples scored together across requests (default: 32)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds to finish requests in flight (default: 30)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: warning)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -49,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tokenreward.serve import bind, build_state, create_app, serve_forever
     except ImportError as err:
-        raise ValueError(f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'") from err
+        raise ValueError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
+        ) from err
     from tokenreward.models import load_tokenizer
 
     resources = gather_resources(args)
@@ -58,7 +80,13 @@ def run(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    state = build_state(rewarder, resources, policy_tokenizer, args.max_batch, args.max_wait_ms,
-                        ready_message=f"tokenreward serve: {rewarder.name} ready on {url}")
+    state = build_state(
+        rewarder,
+        resources,
+        policy_tokenizer,
+        args.max_batch,
+        args.max_wait_ms,
+        ready_message=f"tokenreward serve: {rewarder.name} ready on {url}",
+    )
     serve_forever(create_app(state), state, sock, args.drain_timeout, args.log_level)
     return 0

@@ -27,7 +27,9 @@ def special_strings(*tokenizers: Any) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda t: (-len(t), t)))
 
 
-def describe(rewarder: Rewarder, resources: dict[str, Any], policy_tokenizer: Any, batcher: MicroBatcher) -> dict[str, Any]:
+def describe(
+    rewarder: Rewarder, resources: dict[str, Any], policy_tokenizer: Any, batcher: MicroBatcher
+) -> dict[str, Any]:
     """What `/info` shows: rewarder, its options, model folders, tokenizer, dtype, device, batching."""
     model = getattr(rewarder, "model", None)
     tokenizer = getattr(rewarder, "tokenizer", None)
@@ -85,7 +87,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_forever(app, state: ServerState, sock: socket.socket, drain_timeout: float = 30.0, log_level: str = "warning") -> None:
+def serve_forever(
+    app, state: ServerState, sock: socket.socket, drain_timeout: float = 30.0, log_level: str = "warning"
+) -> None:
     """Run uvicorn on `sock` until SIGTERM/SIGINT, then drain: new requests are refused (503,
     and the listening socket closes), those in flight are answered (for up to `drain_timeout`
     seconds), and the call returns normally."""

@@ -80,13 +80,19 @@ def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
         return [read(r) if r is not None else None for r in records]
 
     rewards = each(lambda r: r["sequence_reward"])
-    return with_errors({
-        "rewards": rewards,
-        "scores": rewards,
-        "extra_logs": {"token_reward_sum": each(lambda r: float(sum(r["rewards"]))), "num_tokens": each(lambda r: len(r["rewards"]))},
-        "token_rewards": each(lambda r: r["rewards"]),
-        "token_offsets": each(lambda r: r["offsets"]),
-    }, outcomes)
+    return with_errors(
+        {
+            "rewards": rewards,
+            "scores": rewards,
+            "extra_logs": {
+                "token_reward_sum": each(lambda r: float(sum(r["rewards"]))),
+                "num_tokens": each(lambda r: len(r["rewards"])),
+            },
+            "token_rewards": each(lambda r: r["rewards"]),
+            "token_offsets": each(lambda r: r["offsets"]),
+        },
+        outcomes,
+    )
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -103,7 +109,9 @@ def create_app(state: ServerState) -> FastAPI:
     app = FastAPI(title="tokenreward serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = state
 
-    async def scored(endpoint: str, request: Request, read_samples: Callable[[Any], list[Sample]], answer) -> JSONResponse:
+    async def scored(
+        endpoint: str, request: Request, read_samples: Callable[[Any], list[Sample]], answer
+    ) -> JSONResponse:
         start = time.perf_counter()
         try:
             if state.draining:
@@ -124,13 +132,18 @@ def create_app(state: ServerState) -> FastAPI:
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
         return await scored(
-            "/get_reward", request, lambda body: get_reward_samples(body, state.specials, state.decode_ids), get_reward_payload
+            "/get_reward",
+            request,
+            lambda body: get_reward_samples(body, state.specials, state.decode_ids),
+            get_reward_payload,
         )
 
     @app.post("/v1/token_rewards")
     async def token_rewards(request: Request) -> JSONResponse:
         def answer(outcomes: list[Scored]) -> dict[str, Any]:
-            return with_errors({"results": [o.record if o.error is None else {"error": o.error} for o in outcomes]}, outcomes)
+            return with_errors(
+                {"results": [o.record if o.error is None else {"error": o.error} for o in outcomes]}, outcomes
+            )
 
         return await scored("/v1/token_rewards", request, token_reward_samples, answer)
 

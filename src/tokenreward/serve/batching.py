@@ -58,7 +58,9 @@ def sample_record(result: TokenRewards, i: int, sample: Sample, combine: str) ->
         return result.record(i)
     text = result.responses[i]
     moved = project_rewards(result.offsets[i], result.token_rewards(i), sample.align_to, len(text), combine)
-    return TokenRewards.from_lists(result.rewarder, [text], [sample.align_to], [moved], result.sequence_rewards[i : i + 1]).record(0)
+    return TokenRewards.from_lists(
+        result.rewarder, [text], [sample.align_to], [moved], result.sequence_rewards[i : i + 1]
+    ).record(0)
 
 
 class Scorer:
@@ -120,10 +122,12 @@ class MicroBatcher:
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000.0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tokenreward-score")
         self.queue: asyncio.Queue[Pending] | None = None
+        self.full: asyncio.Event | None = None
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
+        self.full = asyncio.Event()  # set when a micro-batch's worth of samples waits behind the first
         self.task = asyncio.create_task(self._collect_forever())
 
     async def stop(self) -> None:
@@ -146,22 +150,22 @@ class MicroBatcher:
             self.queue.put_nowait(Pending(rewarder, sample, future, time.monotonic()))
             futures.append(future)
         self.metrics.queue_depth = self.queue.qsize()
+        if self.queue.qsize() >= self.max_batch - 1:
+            self.full.set()
         return list(await asyncio.gather(*futures))
 
     async def _next_batch(self) -> list[Pending]:
-        batch = [await self.queue.get()]
-        deadline = batch[0].arrived + self.max_wait
-        while len(batch) < self.max_batch:
-            if not self.queue.empty():
-                batch.append(self.queue.get_nowait())
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
+        first = await self.queue.get()
+        left = first.arrived + self.max_wait - time.monotonic()
+        if self.queue.qsize() < self.max_batch - 1 and left > 0:
+            self.full.clear()
             try:
-                batch.append(await asyncio.wait_for(self.queue.get(), left))
+                await asyncio.wait_for(self.full.wait(), left)
             except asyncio.TimeoutError:
-                break
+                pass
+        batch = [first]
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
         return batch
 
     async def _collect_forever(self) -> None:
@@ -175,7 +179,9 @@ class MicroBatcher:
             failed = 0
             for items in groups.values():
                 try:
-                    outcomes = await loop.run_in_executor(self.executor, self.scorer.score, items[0].rewarder, [i.sample for i in items])
+                    outcomes = await loop.run_in_executor(
+                        self.executor, self.scorer.score, items[0].rewarder, [i.sample for i in items]
+                    )
                 except Exception as err:  # noqa: BLE001 - the collector must survive anything
                     outcomes = [Scored(error=f"{i.sample.field}: scoring failed ({err})", status=500) for i in items]
                 for item, outcome in zip(items, outcomes):

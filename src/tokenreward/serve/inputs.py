@@ -47,7 +47,14 @@ def require_object(body: Any) -> dict[str, Any]:
 
 
 def json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
@@ -66,7 +73,9 @@ def require_list(body: dict[str, Any], name: str, length: int | None = None) -> 
 
 
 def check_messages(value: Any, where: str) -> None:
-    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value):
+    if not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
         raise BadRequest(f"{where}: every message needs a string 'role' and a string 'content'")
 
 
@@ -102,7 +111,9 @@ def read_options(body: dict[str, Any], known: set[str]) -> dict[str, Any]:
         raise BadRequest(f"options: expected an object, got {json_type(options)}")
     for name, value in options.items():
         if name not in known:
-            raise BadRequest(f"options.{name}: not an option of this rewarder (options: {', '.join(sorted(known)) or 'none'})")
+            raise BadRequest(
+                f"options.{name}: not an option of this rewarder (options: {', '.join(sorted(known)) or 'none'})"
+            )
         if not isinstance(value, (bool, int, float, str)):
             raise BadRequest(f"options.{name}: expected a number, boolean or string, got {json_type(value)}")
     return options
@@ -177,7 +188,11 @@ def _samples_from_ids(body: dict[str, Any], prompts: list[str], decode_ids) -> l
     samples = []
     for i, (prompt, ids) in enumerate(zip(prompts, rows)):
         where = f"response_ids[{i}]"
-        if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids)
+        ):
             raise BadRequest(f"{where}: expected a non-empty array of integers")
         try:
             text, offsets = decode_ids(ids)

@@ -63,26 +63,41 @@ class Metrics:
 
     def text(self) -> str:
         with self.lock:
-            lines = ["# HELP tokenreward_requests_total HTTP requests answered, by endpoint and status.",
-                     "# TYPE tokenreward_requests_total counter"]
+            lines = [
+                "# HELP tokenreward_requests_total HTTP requests answered, by endpoint and status.",
+                "# TYPE tokenreward_requests_total counter",
+            ]
             for (endpoint, status), n in sorted(self.requests.items()):
                 lines.append(f'tokenreward_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}')
-            lines += ["# HELP tokenreward_request_errors_total Requests answered with a 4xx or 5xx status.",
-                      "# TYPE tokenreward_request_errors_total counter"]
+            lines += [
+                "# HELP tokenreward_request_errors_total Requests answered with a 4xx or 5xx status.",
+                "# TYPE tokenreward_request_errors_total counter",
+            ]
             for kind in ("4xx", "5xx"):
                 n = sum(c for (_, status), c in self.requests.items() if str(status)[0] == kind[0])
                 lines.append(f'tokenreward_request_errors_total{{class="{kind}"}} {n}')
-            lines += ["# HELP tokenreward_samples_total Samples scored, by outcome.", "# TYPE tokenreward_samples_total counter"]
+            lines += [
+                "# HELP tokenreward_samples_total Samples scored, by outcome.",
+                "# TYPE tokenreward_samples_total counter",
+            ]
             for outcome in ("ok", "error"):
                 lines.append(f'tokenreward_samples_total{{outcome="{outcome}"}} {self.samples[outcome]}')
-            lines += ["# HELP tokenreward_batch_size Samples per micro-batch handed to the rewarder.",
-                      "# TYPE tokenreward_batch_size histogram", *self.batch_sizes.lines("tokenreward_batch_size", ())]
-            lines += ["# HELP tokenreward_request_seconds Request latency, by endpoint.",
-                      "# TYPE tokenreward_request_seconds histogram"]
+            lines += [
+                "# HELP tokenreward_batch_size Samples per micro-batch handed to the rewarder.",
+                "# TYPE tokenreward_batch_size histogram",
+                *self.batch_sizes.lines("tokenreward_batch_size", ()),
+            ]
+            lines += [
+                "# HELP tokenreward_request_seconds Request latency, by endpoint.",
+                "# TYPE tokenreward_request_seconds histogram",
+            ]
             for endpoint, histogram in sorted(self.latency.items()):
                 lines += histogram.lines("tokenreward_request_seconds", (("endpoint", endpoint),))
-            lines += ["# HELP tokenreward_queue_depth Samples waiting for a micro-batch.", "# TYPE tokenreward_queue_depth gauge",
-                      f"tokenreward_queue_depth {self.queue_depth}"]
+            lines += [
+                "# HELP tokenreward_queue_depth Samples waiting for a micro-batch.",
+                "# TYPE tokenreward_queue_depth gauge",
+                f"tokenreward_queue_depth {self.queue_depth}",
+            ]
         return "\n".join(lines) + "\n"
 
 
