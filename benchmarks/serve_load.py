@@ -59,23 +59,15 @@ def malformed_kinds(prompt: str, response: str) -> dict[str, tuple[object, int]]
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    flags = f"serve --rewarder {args.rewarder} --world {args.world} --port 0 --max-batch {args.max_batch} "
+    flags += f"--max-wait-ms {args.max_wait_ms} --batch-size {args.batch_size}"
+    if args.reward_model:
+        flags += f" --reward-model {args.reward_model}"
     command = [
         sys.executable,
         "-m",
         "tokenreward.cli",
-        "serve",
-        "--rewarder",
-        args.rewarder,
-        "--world",
-        str(args.world),
-        "--port",
-        "0",
-        "--max-batch",
-        str(args.max_batch),
-        "--max-wait-ms",
-        str(args.max_wait_ms),
-        "--batch-size",
-        str(args.batch_size),
+        *flags.split(),
         *sum((["--option", o] for o in args.option), []),
     ]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
@@ -162,6 +154,7 @@ def batch_histogram(before: str, after: str) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default=None, help="world folder (default: $TOKENREWARD_WORLD or the cached world)")
+    parser.add_argument("--reward-model", default=None, help="a reward model folder instead of the world's")
     parser.add_argument("--split", default="reward", help="world split whose responses are sent (default: reward)")
     parser.add_argument("--count", type=int, default=1024, help="responses sent in the load phase (default: 1024)")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (default: 64)")
@@ -188,7 +181,8 @@ def main() -> None:
         raise SystemExit(f"split {args.split!r} has {len(rows)} responses, fewer than --count {args.count}")
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
-    rewarder = build_rewarder(args.rewarder, **world.resources(), **options, batch_size=args.batch_size)
+    resources = {**world.resources(), **({"reward_model": args.reward_model} if args.reward_model else {})}
+    rewarder = build_rewarder(args.rewarder, **resources, **options, batch_size=args.batch_size)
 
     def in_process() -> tuple[float, list[dict]]:
         """One `score` call over all the responses: (seconds, records)."""

@@ -324,6 +324,28 @@ def test_client_fails_over_to_a_live_replica(server, cli_records):
         dead.close()
 
 
+def test_cli_refuses_bad_settings(model_dir, capsys):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    rm = ["serve", "--rewarder", "red", "--reward-model", str(model_dir)]
+    cases = [
+        (["--port", "70000"], "--port must lie in [0, 65535], got 70000"),
+        (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
+        (["--max-wait-ms", "-1"], "--max-wait-ms must be at least 0, got -1.0"),
+        (["--port", str(taken.getsockname()[1])], f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}"),
+        (["--option", "beta_c=2", "--port", "0"], "beta_c must lie in [0, 1], got 2"),
+    ]
+    try:
+        for extra, message in cases:
+            assert main([*rm, *extra]) == 2
+            assert message in capsys.readouterr().err
+        assert main(["serve", "--rewarder", "red", "--port", "0"]) == 2
+        assert "needs --reward-model" in capsys.readouterr().err
+    finally:
+        taken.close()
+
+
 def test_sigterm_drains_in_flight_and_refuses_new(model_dir, cli_records):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(

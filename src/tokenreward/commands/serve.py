@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
         ) from err
     from tokenreward.models import load_tokenizer
 
+    sock = bind(args.host, args.port)  # before loading, so a taken port fails fast
     resources = gather_resources(args)
     rewarder = load_rewarder(args)
     policy_tokenizer = load_tokenizer(args.policy_tokenizer) if args.policy_tokenizer else None
-    sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     state = build_state(
