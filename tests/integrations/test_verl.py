@@ -8,10 +8,18 @@ naive per-row loops."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 
 verl = pytest.importorskip("verl", reason="verl is not installed (pip install 'tokenreward[verl]')")
@@ -20,6 +28,7 @@ from hydra import compose, initialize_config_dir
 from tensordict import TensorDict
 from verl import DataProto
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.reward import resolve_reward_manager_cls
@@ -69,15 +78,21 @@ def models(tmp_path_factory):
     return policy, paths
 
 
-def batch_of_rows(tok) -> DataProto:
-    """Left-padded prompts, right-padded responses of mixed lengths, uids in shuffled order."""
+def batch_of_rows(tok, prompt_side: str = "left") -> DataProto:
+    """Prompts padded on `prompt_side` (verl's v0 trainer pads them left, its v1 trainer right),
+    right-padded responses of mixed lengths, uids in shuffled order."""
     prompts = [tok(PROMPTS[p])["input_ids"] for p, _, _, _ in ROWS]
     responses = [tok(RESPONSES[r])["input_ids"] + ([tok.eos_token_id] if eos else []) for _, r, eos, _ in ROWS]
     width_p, width_r = max(map(len, prompts)), max(map(len, responses)) + 2
     pad = tok.pad_token_id
-    prompt_ids = torch.tensor([[pad] * (width_p - len(p)) + p for p in prompts])
+
+    def padded(row, fill):
+        gap = [fill] * (width_p - len(row))
+        return gap + row if prompt_side == "left" else row + gap
+
+    prompt_ids = torch.tensor([padded(p, pad) for p in prompts])
     response_ids = torch.tensor([r + [pad] * (width_r - len(r)) for r in responses])
-    prompt_mask = torch.tensor([[0] * (width_p - len(p)) + [1] * len(p) for p in prompts])
+    prompt_mask = torch.tensor([padded([1] * len(p), 0) for p in prompts])
     response_mask = torch.tensor([[1] * len(r) + [0] * (width_r - len(r)) for r in responses])
     batch = TensorDict(
         {
@@ -101,11 +116,15 @@ def verl_config(paths, rm: str, *extra: str):
         f"reward.reward_model.model_path={paths[rm]}",
         "reward.custom_reward_function.path=pkg://tokenreward.integrations.verl.manager",
         "reward.custom_reward_function.name=compute_score",
-        "+reward.tokenreward.device=cpu",
         *extra,
     ]
     with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
         return compose("ppo_trainer", overrides=overrides)
+
+
+def local(rewarder: str, *options: str) -> list[str]:
+    """Overrides for an in-process rewarder on CPU (`reward_model` defaults to verl's model_path)."""
+    return [f"+reward.tokenreward.rewarder={rewarder}", "+reward.tokenreward.device=cpu", *options]
 
 
 def worker_rm_scores(config, data):
@@ -147,11 +166,11 @@ def hf_score(path, prompt, text) -> float:
         return float(model(**tok(prompt + text, return_tensors="pt")).logits[0, 0])
 
 
-@pytest.mark.parametrize("rm", ["same", "different"])
-def test_dense_rows_equal_the_rewarder_and_sum_to_the_reward_models_score(models, rm):
+@pytest.mark.parametrize(("rm", "prompt_side"), [("same", "left"), ("different", "right")])
+def test_dense_rows_equal_the_rewarder_and_sum_to_the_reward_models_score(models, rm, prompt_side):
     tok, paths = models
-    data = batch_of_rows(tok)
-    config = verl_config(paths, rm, "+reward.tokenreward.rewarder=red", "+reward.tokenreward.keep_sum=true")
+    data = batch_of_rows(tok, prompt_side)
+    config = verl_config(paths, rm, *local("red", "+reward.tokenreward.keep_sum=true"))
     rm_scores, outputs, worker = worker_rm_scores(config, data)
     assert worker.reward_manager.batcher.batch_sizes == [len(ROWS)]  # one scoring batch for the chunk
     rewarder = build_rewarder("red", reward_model=paths[rm], keep_sum=True, device="cpu")
@@ -176,8 +195,8 @@ def naive_rtg(rewards, n):
 def test_estimators_equal_naive_loops_and_verls_own_with_a_sparse_reward(models):
     tok, paths = models
     data = batch_of_rows(tok)
-    dense, _, _ = worker_rm_scores(verl_config(paths, "same", "+reward.tokenreward.rewarder=red"), data)
-    sparse, _, _ = worker_rm_scores(verl_config(paths, "same", "+reward.tokenreward.rewarder=sparse"), data)
+    dense, _, _ = worker_rm_scores(verl_config(paths, "same", *local("red")), data)
+    sparse, _, _ = worker_rm_scores(verl_config(paths, "same", *local("sparse")), data)
     valid = data.batch["response_mask"].sum(1).tolist()
     uids = [u for *_, u in ROWS]
     # sparse: the score on the last valid token (the EOS when there is one), as verl's managers put it
@@ -243,3 +262,138 @@ def test_estimators_equal_naive_loops_and_verls_own_with_a_sparse_reward(models)
             running = row[t] + 0.9 * next_value - float(values[i, t]) + 0.9 * 0.8 * running
             want.insert(0, running + float(values[i, t]))
         torch.testing.assert_close(returns[i, : len(row)], torch.tensor(want, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_a_scalar_score_still_lands_on_the_last_valid_token(models):
+    tok, _ = models
+    data = batch_of_rows(tok)
+    valid = data.batch["response_mask"].sum(1).tolist()
+    scores = [float(i + 1) if i % 2 else [0.5] * valid[i] for i in range(len(ROWS))]
+    rm_scores = get_reward_manager_cls("tokenreward").assemble_rm_scores(data, scores)
+    for i, score in enumerate(scores):
+        want = torch.zeros(rm_scores.shape[1])
+        if isinstance(score, list):
+            want[: valid[i]] = 0.5
+        else:
+            want[valid[i] - 1] = score
+        assert torch.equal(rm_scores[i], want)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (local("red", "+reward.tokenreward.kep_sum=true"), "reward.tokenreward.kep_sum: unknown key for rewarder 'red'"),
+        (local("nosuch"), "reward.tokenreward.rewarder: unknown rewarder 'nosuch'"),
+        (["+reward.tokenreward.keep_sum=true"], "reward.tokenreward.rewarder: required"),
+        (["+reward.tokenreward.server_url=http://127.0.0.1:1", "+reward.tokenreward.beta_c=0.5"],
+         "reward.tokenreward.beta_c: unknown key with reward.tokenreward.server_url"),
+        ([*local("red"), "reward.reward_model.enable=False"], "streaming reward path keeps one float per sample"),
+        ([*local("red"), "reward.custom_reward_function.path=null"], "reward.custom_reward_function.path is unset"),
+    ],
+)  # fmt: skip
+def test_a_config_that_cannot_work_is_refused_with_the_key_named(models, overrides, message):
+    _, paths = models
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        RewardLoopWorker(verl_config(paths, "same", *overrides))
+
+
+def test_a_dense_rewarder_with_a_sequence_summing_estimator_warns(models, caplog):
+    _, paths = models
+    with caplog.at_level(logging.WARNING, logger="tokenreward"):
+        RewardLoopWorker(verl_config(paths, "same", *local("red"), "algorithm.adv_estimator=grpo"))
+        RewardLoopWorker(verl_config(paths, "same", *local("sparse"), "algorithm.adv_estimator=grpo"))
+        RewardLoopWorker(verl_config(paths, "same", *local("red"), "algorithm.adv_estimator=tokenreward_rloo"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "algorithm.adv_estimator=grpo sums token_level_rewards" in warnings[0]
+    assert all(name in warnings[0] for name in ("tokenreward_rloo", "tokenreward_grpo", "gae"))
+
+
+def test_the_entry_point_registers_everything_on_import_verl(tmp_path):
+    """An installed distribution carrying pyproject's `verl.plugins` entry points: a fresh `import verl`
+    (and nothing else) registers the manager and both estimators."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    plugins = pyproject["project"]["entry-points"]["verl.plugins"]
+    dist = tmp_path / "tokenreward_probe-0.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tokenreward-probe\nVersion: 0.0\n")
+    (dist / "entry_points.txt").write_text("[verl.plugins]\n" + "".join(f"{k} = {v}\n" for k, v in plugins.items()))
+    probe = (
+        "import verl\n"
+        "from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER\n"
+        "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY\n"
+        "print('tokenreward' in REWARD_MANAGER, 'tokenreward_rloo' in ADV_ESTIMATOR_REGISTRY,"
+        " 'tokenreward_grpo' in ADV_ESTIMATOR_REGISTRY)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")]), "OMP_NUM_THREADS": "1"}
+    env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True True True"
+
+
+class PostingClient:
+    """The documented client interface, for when `tokenreward.client` is not in this build."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def token_rewards(self, prompts, responses):
+        import httpx
+
+        answer = httpx.post(
+            f"{self.url}/v1/token_rewards", json={"prompts": prompts, "responses": responses}, timeout=60
+        )
+        answer.raise_for_status()
+        return answer.json()["results"]
+
+
+@pytest.fixture
+def fake_server(models, monkeypatch):
+    """A FastAPI app answering `/v1/token_rewards` with the records of an in-process RED rewarder whose
+    tokenizer differs from the policy's, served by uvicorn on a free loopback port."""
+    import importlib.util
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tokenreward.integrations.verl import server
+
+    _, paths = models
+    rewarder = build_rewarder("red", reward_model=paths["different"], keep_sum=True, device="cpu")
+    app = FastAPI()
+
+    @app.post("/v1/token_rewards")
+    def token_rewards(body: dict):
+        return {"results": rewarder.score(body["prompts"], body["responses"]).records()}
+
+    if importlib.util.find_spec("tokenreward.client") is None:
+        monkeypatch.setattr(server, "default_client", PostingClient)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    uv = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", rewarder
+    uv.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def test_scoring_through_a_tokenreward_server_gives_the_in_process_rows(models, fake_server):
+    tok, paths = models
+    url, rewarder = fake_server
+    data = batch_of_rows(tok)
+    config = verl_config(paths, "different", f"+reward.tokenreward.server_url={url}")
+    rm_scores, outputs, _ = worker_rm_scores(config, data)
+    valid = data.batch["response_mask"].sum(1).tolist()
+    for i in range(len(ROWS)):
+        row, _, _ = expected_row(rewarder, tok, data, i)
+        torch.testing.assert_close(rm_scores[i, : valid[i]], torch.tensor(row), atol=1e-6, rtol=0)
+        assert torch.all(rm_scores[i, valid[i] :] == 0)
+        assert outputs[i]["reward_extra_info"]["tokenreward_rewarder"] == "red"
