@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -36,7 +38,7 @@ from verl.trainer.ppo.reward import resolve_reward_manager_cls
 import tokenreward.integrations.verl  # noqa: F401  (registers, as the plugin does)
 from tokenreward.align import offsets_from_ids
 from tokenreward.rewards import build_rewarder
-from tokenreward.testing import tiny_reward_model, train_tokenizer
+from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["What is 17 + 25?", "The capital of France is", "Say hello.", "Name the first primes."]
@@ -68,6 +70,7 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("verl_models")
     policy = train_tokenizer(vocab_size=300)
     policy.save_pretrained(root / "policy")
+    tiny_causal_lm("llama", policy).save_pretrained(root / "policy")  # verl's validate_config reads its config
     other = train_tokenizer(corpus=[p + r for p in PROMPTS for r in RESPONSES], vocab_size=280)
     paths = {"policy": str(root / "policy")}
     for name, tok, seed in (("same", policy, 0), ("different", other, 1)):
@@ -107,6 +110,12 @@ def batch_of_rows(tok, prompt_side: str = "left") -> DataProto:
     return DataProto(batch=batch, non_tensor_batch={"uid": np.array([u for *_, u in ROWS], dtype=object)})
 
 
+def compose_verl(overrides: list[str]):
+    """verl's own trainer config (`ppo_trainer.yaml`) with `overrides`, as main_ppo composes it."""
+    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
+        return compose("ppo_trainer", overrides=overrides)
+
+
 def verl_config(paths, rm: str, *extra: str):
     """verl's own trainer config with the overrides docs/verl.md gives for the colocated reward path."""
     overrides = [
@@ -118,8 +127,7 @@ def verl_config(paths, rm: str, *extra: str):
         "reward.custom_reward_function.name=compute_score",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
-        return compose("ppo_trainer", overrides=overrides)
+    return compose_verl(overrides)
 
 
 def local(rewarder: str, *options: str) -> list[str]:
@@ -397,3 +405,32 @@ def test_scoring_through_a_tokenreward_server_gives_the_in_process_rows(models, 
         torch.testing.assert_close(rm_scores[i, : valid[i]], torch.tensor(row), atol=1e-6, rtol=0)
         assert torch.all(rm_scores[i, valid[i] :] == 0)
         assert outputs[i]["reward_extra_info"]["tokenreward_rewarder"] == "red"
+
+
+@pytest.mark.parametrize(("block", "estimator"), [(0, "gae"), (1, "tokenreward_rloo")])
+def test_the_documented_commands_compose_validate_and_build_the_manager(models, tmp_path, block, estimator):
+    """docs/verl.md's two main_ppo command lines, with its $POLICY / $RM / $DATA filled in, are a valid
+    verl config (verl's own validate_config) from which a reward worker builds our manager."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    from tokenreward.integrations.verl import TokenRewardManager
+
+    _, paths = models
+    text = (ROOT / "docs" / "verl.md").read_text()
+    commands = re.findall(r"```bash\n(python -m verl\.trainer\.main_ppo .*?)```", text, re.DOTALL)
+    assert len(commands) == 2
+    command = commands[block].replace("$POLICY", paths["policy"]).replace("$RM", paths["same"])
+    words = shlex.split(command.replace("$DATA", str(tmp_path)).replace("\\\n", " "))
+    assert words[:3] == ["python", "-m", "verl.trainer.main_ppo"]
+    config = compose_verl(words[3:])
+    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    assert config.algorithm.adv_estimator == estimator and need_critic(config) == (estimator == "gae")
+    worker = RewardLoopWorker(config)
+    assert isinstance(worker.reward_manager, TokenRewardManager)
+    assert worker.reward_manager.settings.rewarder == "red"
+    assert worker.reward_manager.settings.resources == {
+        "keep_sum": True,
+        "reward_model": paths["same"],
+        **({"beta_c": 1.0} if block == 0 else {}),
+    }
