@@ -223,3 +223,30 @@ def read_jsonl_for_append(path: str | Path, what: str = "records", stream=None) 
         with path.open("ab") as handle:
             handle.write(b"\n")
     return records
+
+
+def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
+    """The JSON objects of a JSONL file (blank lines skipped); an error names the file, the
+    flag it came from and the line."""
+    path = Path(path)
+    name = f"{flag} {path}".strip()
+    if path.is_dir():
+        raise ValueError(f"{name}: is a folder, not a JSONL file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no such file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{name}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{name} line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
