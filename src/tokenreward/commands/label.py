@@ -99,6 +99,10 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in pair]
         if missing:
             raise ValueError(f"{where}, record {k}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
+        prompt = pair["prompt"]
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt))):
+            raise ValueError(f"{where}, record {k}: 'prompt' must be text or a list of {{role, content}} messages")
         for key in ("chosen", "rejected"):
             try:
                 response_text(pair[key], k)

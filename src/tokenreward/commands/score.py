@@ -114,7 +114,12 @@ def row_problem(prompt: Any, response: Any) -> str | None:
 
 def clean(message: str) -> str:
     """A per-pair message of the library ("response 0 is empty") said of the row at hand."""
-    return re.sub(r"\b(prompt\+response|response|prompt) 0\b", r"the \1", message)
+    message = re.sub(r"\b(prompt\+response|response|prompt) 0\b", r"the \1", message)
+    if "longer than the model's context" in message:
+        message += " (--truncate cuts the prompt to fit)"
+    if "(not finite)" in message:
+        message += "; the model's outputs are not finite: are its weights NaN or inf?"
+    return message
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -160,15 +165,37 @@ def settle(rows: list[Row], on_error: str, source: str) -> list[Row]:
     return [r for r in rows if not r.problem]
 
 
+def check_accepted(rewarder: str, given: dict[str, Any], flag: str) -> None:
+    """Refuse a resource or option the rewarder would silently ignore (a typo, the wrong rewarder)."""
+    import inspect
+
+    from tokenreward.rewards import REWARDERS
+
+    params = inspect.signature(REWARDERS.get(rewarder).__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n != "self"]
+    for name in given:
+        if name not in accepted:
+            shown = flag.format(name=name.replace("_", "-"), raw=name)
+            raise ValueError(f"{shown}: rewarder {rewarder!r} does not take it (it takes {', '.join(accepted)})")
+
+
 def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     if args.world:
         from tokenreward.world import open_world
 
         resources.update(open_world(args.world).resources())
-    resources.update(parse_assignments(args.resource, "--resource", as_json=False))
-    resources.update({name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None})
-    resources.update(parse_assignments(args.option, "--option", as_json=True))
+    explicit = parse_assignments(args.resource, "--resource", as_json=False)
+    check_accepted(args.rewarder, explicit, "--resource {raw}")
+    flags = {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
+    check_accepted(args.rewarder, flags, "--{name}")
+    options = parse_assignments(args.option, "--option", as_json=True)
+    check_accepted(args.rewarder, options, "--option {raw}")
+    resources.update(explicit)
+    resources.update(flags)
+    resources.update(options)
     if args.device:
         resources["device"] = args.device
     resources["batch_size"] = args.batch_size
@@ -286,6 +313,13 @@ def run(args: argparse.Namespace) -> int:
     rows = settle(rows, args.on_error, source)
     quiet_transformers()
     rewarder = build_rewarder(args.rewarder, **gather_resources(args))
+    if getattr(rewarder, "tokenizer", None) is not None:
+        from tokenreward.encoding import check_tokenizer
+
+        try:
+            check_tokenizer(rewarder.tokenizer)
+        except ValueError as err:
+            raise ValueError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
     if args.truncate:
         tokenizer, limit = score_limits(rewarder)
         for row in rows:

@@ -46,6 +46,10 @@ class World:
         manifest = self.root / MANIFEST
         if not self.root.is_dir():
             raise FileNotFoundError(f"no world at {self.root}; build one with `{_build_hint(self.root)}`")
+        if not manifest.is_file() and not (self.root / BUILD_STATE).is_file():
+            raise FileNotFoundError(
+                f"{self.root} is not a world folder (it has no {MANIFEST}); build one with `{_build_hint(self.root)}`"
+            )
         if not manifest.is_file():
             done = []
             state = self.root / BUILD_STATE
@@ -56,7 +60,11 @@ class World:
                 f"the world at {self.root} is half-built (finished stages: {', '.join(done) or 'none'}); "
                 f"finish it with `{_build_hint(self.root, size)}`"
             )
-        self.config: dict[str, Any] = json.loads(manifest.read_text())
+        try:
+            self.config: dict[str, Any] = json.loads(manifest.read_text())
+        except ValueError:
+            raise ValueError(f"{manifest} is not valid JSON; the world is damaged: rebuild it with "
+                             f"`{_build_hint(self.root)}` after deleting {self.root}") from None
         self._check_sizes()
         for name in STANDARD_FOLDERS.values():
             if not (self.root / name / "config.json").is_file() and not (self.root / name / "tokenizer.json").is_file():
