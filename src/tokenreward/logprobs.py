@@ -97,8 +97,8 @@ def check_head(model: nn.Module, last_hidden: torch.Tensor, own_logits: torch.Te
         ours = head_logits(last_hidden.detach(), head.weight, getattr(head, "bias", None), softcap_of(model), 1.0)
         theirs = own_logits.detach().float()
     tolerance = 1e-4 if head.weight.dtype == torch.float32 else 2e-2
-    scale = theirs.abs().max().clamp_min(1.0)
-    if ours.shape != theirs.shape or not bool(((ours - theirs).abs() <= tolerance * scale).all()):
+    scale = float(theirs[theirs.isfinite()].abs().max()) if bool(theirs.isfinite().any()) else 1.0
+    if ours.shape != theirs.shape or not torch.allclose(ours, theirs, rtol=0, atol=tolerance * max(scale, 1.0), equal_nan=True):
         raise ValueError(
             f"{type(model).__name__}: its logits are not its LM head applied to its last hidden state (the architecture "
             "transforms them in a way tokenreward does not reproduce); per-token log-probs would be wrong"

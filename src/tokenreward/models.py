@@ -196,7 +196,7 @@ def check_pooled(model: nn.Module, input_ids: torch.Tensor, per_position: torch.
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
     at_last = per_position.detach()[rows, pooled_positions(input_ids, model.config.pad_token_id)].float()
     theirs = pooled.detach().reshape(at_last.shape).float()
-    if not torch.allclose(at_last, theirs, rtol=1e-5, atol=1e-5):
+    if not torch.allclose(at_last, theirs, rtol=1e-5, atol=1e-5, equal_nan=True):
         gap = float((at_last - theirs).abs().max())
         raise ValueError(
             f"{type(model).__name__}: its pooled score is not its score head's output at the last token (they differ "
