@@ -246,7 +246,8 @@ def test_dpo_equals_trl_dpo_trainer(tmp_path, bos_tokenizer):
     from tokenreward.testing import tiny_causal_lm
 
     policy, reference = tiny_causal_lm("llama", bos_tokenizer, seed=0), tiny_causal_lm("llama", bos_tokenizer, seed=1)
-    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], beta=0.1, max_length=None, use_cpu=True, save_strategy="no")
+    # bf16=False: TRL otherwise runs the models under bf16 autocast, rounding its logits
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], beta=0.1, max_length=None, use_cpu=True, save_strategy="no", bf16=False)
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=bos_tokenizer)
     trl_batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():

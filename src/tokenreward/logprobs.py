@@ -91,14 +91,18 @@ def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
 
 
 def check_head(model: nn.Module, last_hidden: torch.Tensor, own_logits: torch.Tensor) -> None:
-    """Refuse a model whose logits are not `head(last hidden state)` as computed here."""
+    """Refuse a model whose logits are not `head(last hidden state)` as computed here, compared
+    at the precision the model's own logits carry (bf16 / fp16 weights or autocast: 2e-2 of the
+    largest logit; float32: 1e-4)."""
     head = model.get_output_embeddings()
     with torch.no_grad():
         ours = head_logits(last_hidden.detach(), head.weight, getattr(head, "bias", None), softcap_of(model), 1.0)
         theirs = own_logits.detach().float()
-    tolerance = 1e-4 if head.weight.dtype == torch.float32 else 2e-2
-    scale = float(theirs[theirs.isfinite()].abs().max()) if bool(theirs.isfinite().any()) else 1.0
-    if ours.shape != theirs.shape or not torch.allclose(ours, theirs, rtol=0, atol=tolerance * max(scale, 1.0), equal_nan=True):
+    finite = theirs[theirs.isfinite()]
+    half = any(torch.equal(finite, finite.to(dtype).float()) for dtype in (torch.bfloat16, torch.float16))
+    tolerance = 2e-2 if half or head.weight.dtype != torch.float32 else 1e-4
+    scale = max(float(finite.abs().max()) if finite.numel() else 1.0, 1.0)
+    if ours.shape != theirs.shape or not torch.allclose(ours, theirs, rtol=0, atol=tolerance * scale, equal_nan=True):
         raise ValueError(
             f"{type(model).__name__}: its logits are not its LM head applied to its last hidden state (the architecture "
             "transforms them in a way tokenreward does not reproduce); per-token log-probs would be wrong"
