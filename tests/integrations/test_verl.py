@@ -434,3 +434,28 @@ def test_the_documented_commands_compose_validate_and_build_the_manager(models, 
         "reward_model": paths["same"],
         **({"beta_c": 1.0} if block == 0 else {}),
     }
+
+
+def test_the_batcher_scores_concurrent_calls_together_and_fails_them_together():
+    from tokenreward.integrations.verl.batching import MicroBatcher
+
+    seen = []
+    batcher = MicroBatcher(lambda items: seen.append(list(items)) or [item * 10 for item in items])
+
+    async def gather(values):
+        return await asyncio.gather(*(batcher.submit(v) for v in values))
+
+    assert asyncio.run(gather([1, 2, 3])) == [10, 20, 30]
+    assert asyncio.run(gather([4])) == [40]  # a later call on a fresh event loop
+    assert seen == [[1, 2, 3], [4]] and batcher.batch_sizes == [3, 1]
+
+    def broken(items):
+        raise ValueError(f"cannot score {len(items)}")
+
+    failing = MicroBatcher(broken)
+
+    async def gather_failing():
+        return await asyncio.gather(*(failing.submit(v) for v in range(3)), return_exceptions=True)
+
+    errors = asyncio.run(gather_failing())
+    assert [str(e) for e in errors] == ["cannot score 3"] * 3

@@ -38,17 +38,23 @@ class MicroBatcher(Generic[Item, Result]):
         return await future
 
     async def _flush(self) -> None:
-        seen = -1
-        while seen != len(self.pending):
-            seen = len(self.pending)
-            await asyncio.sleep(0)
-        batch, self.pending, self.flush_scheduled = self.pending, [], False
+        try:
+            seen = -1
+            while seen != len(self.pending):
+                seen = len(self.pending)
+                await asyncio.sleep(0)
+        finally:  # also when the loop is shut down mid-wait: the next submit starts afresh
+            batch, self.pending, self.flush_scheduled = self.pending, [], False
         self.batch_sizes.append(len(batch))
         items = [item for item, _ in batch]
         try:
             results = await asyncio.get_running_loop().run_in_executor(self.executor, self.score_batch, items)
             if len(results) != len(items):
                 raise RuntimeError(f"scoring returned {len(results)} results for {len(items)} samples")
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
         except Exception as err:  # noqa: BLE001  (forwarded to every caller of the batch)
             for _, future in batch:
                 if not future.done():
