@@ -1,177 +1,32 @@
 """The verl integration on CPU with verl's own objects (no Ray, no GPU): verl's RewardLoopWorker
 loads the `tokenreward` manager by name from a config composed from verl's own trainer config,
-scores a DataProto of left-padded prompts and right-padded responses, and verl's
+scores a DataProto of padded prompts and right-padded responses of mixed lengths, and verl's
 `compute_advantage` runs our estimators. Expected values come from tokenreward's rewarder
-called directly, the reward model's own Hugging Face forward, verl's own rloo / grpo, and
-naive per-row loops."""
+called directly, the reward model's own Hugging Face forward, verl's own rloo / grpo, naive
+per-row loops, and a tokenreward server stand-in (FastAPI + uvicorn on loopback)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import re
-import shlex
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-import tomllib
 import torch
 
 verl = pytest.importorskip("verl", reason="verl is not installed (pip install 'tokenreward[verl]')")
 
-from hydra import compose, initialize_config_dir
 from tensordict import TensorDict
 from verl import DataProto
-from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.experimental.reward_loop.reward_manager import get_reward_manager_cls
 from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo.ray_trainer import compute_advantage
-from verl.trainer.ppo.reward import resolve_reward_manager_cls
+from verl_cases import ROWS, batch_of_rows, expected_row, hf_score, local, models, verl_config, worker_rm_scores
 
-import tokenreward.integrations.verl  # noqa: F401  (registers, as the plugin does)
-from tokenreward.align import offsets_from_ids
 from tokenreward.rewards import build_rewarder
-from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokenizer
 
-ROOT = Path(__file__).resolve().parents[2]
-PROMPTS = ["What is 17 + 25?", "The capital of France is", "Say hello.", "Name the first primes."]
-RESPONSES = [
-    " The answer is 42.",
-    " Paris, a naïve guess.",
-    " Hello world!",
-    " 2, 3, 5, 7, 11.",
-    " You are stupid.",
-    " Lima.",
-    " Thank you for asking",
-]
-# (prompt, response, ends with EOS, uid): rows of one prompt are scattered; "p3" has one sample
-ROWS = [
-    (0, 0, True, "p0"),
-    (1, 1, True, "p1"),
-    (0, 4, False, "p0"),
-    (2, 2, True, "p2"),
-    (1, 5, True, "p1"),
-    (0, 6, False, "p0"),
-    (3, 3, True, "p3"),
-    (2, 4, True, "p2"),
-]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Policy tokenizer, a reward model with the same tokenizer, and one whose tokenizer differs."""
-    root = tmp_path_factory.mktemp("verl_models")
-    policy = train_tokenizer(vocab_size=300)
-    policy.save_pretrained(root / "policy")
-    tiny_causal_lm("llama", policy).save_pretrained(root / "policy")  # verl's validate_config reads its config
-    other = train_tokenizer(corpus=[p + r for p in PROMPTS for r in RESPONSES], vocab_size=280)
-    paths = {"policy": str(root / "policy")}
-    for name, tok, seed in (("same", policy, 0), ("different", other, 1)):
-        model = tiny_reward_model("llama", tok, seed=seed)
-        model.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-        paths[name] = str(root / name)
-    return policy, paths
-
-
-def batch_of_rows(tok, prompt_side: str = "left") -> DataProto:
-    """Prompts padded on `prompt_side` (verl's v0 trainer pads them left, its v1 trainer right),
-    right-padded responses of mixed lengths, uids in shuffled order."""
-    prompts = [tok(PROMPTS[p])["input_ids"] for p, _, _, _ in ROWS]
-    responses = [tok(RESPONSES[r])["input_ids"] + ([tok.eos_token_id] if eos else []) for _, r, eos, _ in ROWS]
-    width_p, width_r = max(map(len, prompts)), max(map(len, responses)) + 2
-    pad = tok.pad_token_id
-
-    def padded(row, fill):
-        gap = [fill] * (width_p - len(row))
-        return gap + row if prompt_side == "left" else row + gap
-
-    prompt_ids = torch.tensor([padded(p, pad) for p in prompts])
-    response_ids = torch.tensor([r + [pad] * (width_r - len(r)) for r in responses])
-    prompt_mask = torch.tensor([padded([1] * len(p), 0) for p in prompts])
-    response_mask = torch.tensor([[1] * len(r) + [0] * (width_r - len(r)) for r in responses])
-    batch = TensorDict(
-        {
-            "prompts": prompt_ids,
-            "responses": response_ids,
-            "input_ids": torch.cat([prompt_ids, response_ids], 1),
-            "attention_mask": torch.cat([prompt_mask, response_mask], 1),
-            "response_mask": response_mask,
-        },
-        batch_size=len(ROWS),
-    )
-    return DataProto(batch=batch, non_tensor_batch={"uid": np.array([u for *_, u in ROWS], dtype=object)})
-
-
-def compose_verl(overrides: list[str]):
-    """verl's own trainer config (`ppo_trainer.yaml`) with `overrides`, as main_ppo composes it."""
-    with initialize_config_dir(config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None):
-        return compose("ppo_trainer", overrides=overrides)
-
-
-def verl_config(paths, rm: str, *extra: str):
-    """verl's own trainer config with the overrides docs/verl.md gives for the colocated reward path."""
-    overrides = [
-        f"actor_rollout_ref.model.path={paths['policy']}",
-        "reward.reward_manager.name=tokenreward",
-        "reward.reward_model.enable=True",
-        f"reward.reward_model.model_path={paths[rm]}",
-        "reward.custom_reward_function.path=pkg://tokenreward.integrations.verl.manager",
-        "reward.custom_reward_function.name=compute_score",
-        *extra,
-    ]
-    return compose_verl(overrides)
-
-
-def local(rewarder: str, *options: str) -> list[str]:
-    """Overrides for an in-process rewarder on CPU (`reward_model` defaults to verl's model_path)."""
-    return [f"+reward.tokenreward.rewarder={rewarder}", "+reward.tokenreward.device=cpu", *options]
-
-
-def worker_rm_scores(config, data):
-    """What verl's RewardLoopManager.compute_rm_score does, minus Ray: one worker, its outputs, the
-    manager class's assemble_rm_scores."""
-    worker = RewardLoopWorker(config)
-    outputs = asyncio.run(worker.compute_score_batch(data))
-    scores = [o["reward_score"] for o in outputs]
-    return resolve_reward_manager_cls(config).assemble_rm_scores(data, scores), outputs, worker
-
-
-def row_parts(tok, data, i):
-    prompt_length = data.batch["prompts"].shape[1]
-    mask = data.batch["attention_mask"][i].bool()
-    prompt = tok.decode(data.batch["prompts"][i][mask[:prompt_length]].tolist(), skip_special_tokens=True)
-    response_ids = data.batch["responses"][i][: int(mask[prompt_length:].sum())].tolist()
-    return prompt, response_ids
-
-
-def expected_row(rewarder, tok, data, i) -> tuple[list[float], str, str]:
-    """`rewarder.score` of that one response aligned to the policy tokens, the text-completing token's
-    reward moved onto the EOS when the response has one."""
-    prompt, response_ids = row_parts(tok, data, i)
-    text, offsets = offsets_from_ids(tok, response_ids)
-    row = rewarder.score([prompt], [text], align_to=[offsets]).token_rewards(0)
-    if response_ids[-1] == tok.eos_token_id:
-        completing = next(t for t, (_, end) in enumerate(offsets) if end == len(text))
-        assert completing < len(row) - 1
-        row[-1] += row[completing]
-        row[completing] = 0.0
-    return row, prompt, text
-
-
-def hf_score(path, prompt, text) -> float:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path).eval()
-    with torch.no_grad():
-        return float(model(**tok(prompt + text, return_tensors="pt")).logits[0, 0])
+__all__ = ["models"]  # the module-scoped fixture, shared with test_verl_config.py
 
 
 @pytest.mark.parametrize(("rm", "prompt_side"), [("same", "left"), ("different", "right")])
@@ -287,61 +142,6 @@ def test_a_scalar_score_still_lands_on_the_last_valid_token(models):
         assert torch.equal(rm_scores[i], want)
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (local("red", "+reward.tokenreward.kep_sum=true"), "reward.tokenreward.kep_sum: unknown key for rewarder 'red'"),
-        (local("nosuch"), "reward.tokenreward.rewarder: unknown rewarder 'nosuch'"),
-        (["+reward.tokenreward.keep_sum=true"], "reward.tokenreward.rewarder: required"),
-        (["+reward.tokenreward.server_url=http://127.0.0.1:1", "+reward.tokenreward.beta_c=0.5"],
-         "reward.tokenreward.beta_c: unknown key with reward.tokenreward.server_url"),
-        ([*local("red"), "reward.reward_model.enable=False"], "streaming reward path keeps one float per sample"),
-        ([*local("red"), "reward.custom_reward_function.path=null"], "reward.custom_reward_function.path is unset"),
-    ],
-)  # fmt: skip
-def test_a_config_that_cannot_work_is_refused_with_the_key_named(models, overrides, message):
-    _, paths = models
-    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        RewardLoopWorker(verl_config(paths, "same", *overrides))
-
-
-def test_a_dense_rewarder_with_a_sequence_summing_estimator_warns(models, caplog):
-    _, paths = models
-    with caplog.at_level(logging.WARNING, logger="tokenreward"):
-        RewardLoopWorker(verl_config(paths, "same", *local("red"), "algorithm.adv_estimator=grpo"))
-        RewardLoopWorker(verl_config(paths, "same", *local("sparse"), "algorithm.adv_estimator=grpo"))
-        RewardLoopWorker(verl_config(paths, "same", *local("red"), "algorithm.adv_estimator=tokenreward_rloo"))
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert "algorithm.adv_estimator=grpo sums token_level_rewards" in warnings[0]
-    assert all(name in warnings[0] for name in ("tokenreward_rloo", "tokenreward_grpo", "gae"))
-
-
-def test_the_entry_point_registers_everything_on_import_verl(tmp_path):
-    """An installed distribution carrying pyproject's `verl.plugins` entry points: a fresh `import verl`
-    (and nothing else) registers the manager and both estimators."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    plugins = pyproject["project"]["entry-points"]["verl.plugins"]
-    dist = tmp_path / "tokenreward_probe-0.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tokenreward-probe\nVersion: 0.0\n")
-    (dist / "entry_points.txt").write_text("[verl.plugins]\n" + "".join(f"{k} = {v}\n" for k, v in plugins.items()))
-    probe = (
-        "import verl\n"
-        "from verl.experimental.reward_loop.reward_manager.registry import REWARD_MANAGER\n"
-        "from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY\n"
-        "print('tokenreward' in REWARD_MANAGER, 'tokenreward_rloo' in ADV_ESTIMATOR_REGISTRY,"
-        " 'tokenreward_grpo' in ADV_ESTIMATOR_REGISTRY)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")]), "OMP_NUM_THREADS": "1"}
-    env.pop("VERL_USE_EXTERNAL_PLUGINS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "True True True"
-
-
 class PostingClient:
     """The documented client interface, for when `tokenreward.client` is not in this build."""
 
@@ -405,35 +205,6 @@ def test_scoring_through_a_tokenreward_server_gives_the_in_process_rows(models, 
         torch.testing.assert_close(rm_scores[i, : valid[i]], torch.tensor(row), atol=1e-6, rtol=0)
         assert torch.all(rm_scores[i, valid[i] :] == 0)
         assert outputs[i]["reward_extra_info"]["tokenreward_rewarder"] == "red"
-
-
-@pytest.mark.parametrize(("block", "estimator"), [(0, "gae"), (1, "tokenreward_rloo")])
-def test_the_documented_commands_compose_validate_and_build_the_manager(models, tmp_path, block, estimator):
-    """docs/verl.md's two main_ppo command lines, with its $POLICY / $RM / $DATA filled in, are a valid
-    verl config (verl's own validate_config) from which a reward worker builds our manager."""
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
-
-    from tokenreward.integrations.verl import TokenRewardManager
-
-    _, paths = models
-    text = (ROOT / "docs" / "verl.md").read_text()
-    commands = re.findall(r"```bash\n(python -m verl\.trainer\.main_ppo .*?)```", text, re.DOTALL)
-    assert len(commands) == 2
-    command = commands[block].replace("$POLICY", paths["policy"]).replace("$RM", paths["same"])
-    words = shlex.split(command.replace("$DATA", str(tmp_path)).replace("\\\n", " "))
-    assert words[:3] == ["python", "-m", "verl.trainer.main_ppo"]
-    config = compose_verl(words[3:])
-    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    assert config.algorithm.adv_estimator == estimator and need_critic(config) == (estimator == "gae")
-    worker = RewardLoopWorker(config)
-    assert isinstance(worker.reward_manager, TokenRewardManager)
-    assert worker.reward_manager.settings.rewarder == "red"
-    assert worker.reward_manager.settings.resources == {
-        "keep_sum": True,
-        "reward_model": paths["same"],
-        **({"beta_c": 1.0} if block == 0 else {}),
-    }
 
 
 def test_the_batcher_scores_concurrent_calls_together_and_fails_them_together():
