@@ -64,7 +64,7 @@ def build_models(out: Path) -> dict[str, str]:
     from tokenreward.testing import DEFAULT_CORPUS, tiny_config, train_tokenizer
 
     tokenizer = train_tokenizer(DEFAULT_CORPUS + PROMPTS, vocab_size=400, chat_template=CHAT_TEMPLATE)
-    size = dict(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=2)
+    size = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2, "num_key_value_heads": 2}
     paths = {}
     for name, loader, extra in (
         ("policy", AutoModelForCausalLM, {}),
@@ -237,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
             RewardLoopWorker(config)  # builds the tokenreward manager from this config, as each reward worker will
-            results.append({"variant": variant, "config": "composes, validates, builds the manager", "overrides": len(args)})
+            results.append(
+                {"variant": variant, "config": "composes, validates, builds the manager", "overrides": len(args)}
+            )
             continue
         results.append(run_variant(variant, args, out, opts.timeout))
         print(json.dumps(results[-1]), flush=True)

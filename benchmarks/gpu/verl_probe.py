@@ -9,8 +9,9 @@ import functools
 import json
 import os
 
-import tokenreward.integrations.verl  # noqa: F401  (register ours first, so they are wrapped too)
 from verl.trainer.ppo import core_algos
+
+import tokenreward.integrations.verl  # noqa: F401  (register ours first, so they are wrapped too)
 
 ROWS = 4
 
