@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import statistics
 import threading
 import time
 
@@ -117,14 +118,22 @@ def test_estimators_equal_naive_loops_and_verls_own_with_a_sparse_reward(models)
         ),
         non_tensor_batch={"uid": data.non_tensor_batch["uid"]},
     )
-    returns = compute_advantage(batch, adv_estimator="gae", gamma=0.9, lam=0.8, config=AlgoConfig()).batch["returns"]
-    for i, row in enumerate(rows):  # GAE by hand; verl then whitens the advantages, so compare A + V
+    out = compute_advantage(batch, adv_estimator="gae", gamma=0.9, lam=0.8, config=AlgoConfig()).batch
+    naive_advantages = []
+    for i, row in enumerate(rows):  # GAE by hand: returns A + V, advantages whitened over all valid tokens
         running, want = 0.0, []
         for t in reversed(range(len(row))):
             next_value = float(values[i, t + 1]) if t + 1 < len(row) else 0.0
             running = row[t] + 0.9 * next_value - float(values[i, t]) + 0.9 * 0.8 * running
-            want.insert(0, running + float(values[i, t]))
-        torch.testing.assert_close(returns[i, : len(row)], torch.tensor(want, dtype=torch.float64), atol=1e-6, rtol=0)
+            want.insert(0, running)
+        naive_advantages.append(want)
+        returns = torch.tensor(want, dtype=torch.float64) + values[i, : len(row)]
+        torch.testing.assert_close(out["returns"][i, : len(row)], returns, atol=1e-6, rtol=0)
+    flat = [a for row in naive_advantages for a in row]
+    mean, var = statistics.fmean(flat), statistics.variance(flat)
+    for i, row in enumerate(naive_advantages):
+        whitened = torch.tensor([(a - mean) / (var + 1e-8) ** 0.5 for a in row], dtype=torch.float64)
+        torch.testing.assert_close(out["advantages"][i, : len(row)], whitened, atol=1e-6, rtol=0)
 
 
 def test_a_scalar_score_still_lands_on_the_last_valid_token(models):
