@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tokenreward.logprobs import token_logprobs as shifted_logprobs
-from tokenreward.logprobs import unwrap
+from tokenreward.logprobs import position_kwargs, unwrap
 
 PathOrModel = Any  # str | Path | a loaded transformers object
 
@@ -155,7 +155,8 @@ def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     position (so whatever the architecture does before its head, e.g. ModernBERT-decoder's
     dense + norm `head`, is included); a linear score module is then re-applied in float32,
     `s = W x + b`, so differences of scores keep their precision in a bf16 / fp16 model. For
-    a causal model this equals re-scoring each prefix separately. The model's own pooled
+    a causal model this equals re-scoring each prefix separately; position ids count from each
+    row's first real token, so left-padded rows score like unpadded ones. The model's own pooled
     score checks the result (`check_pooled`). Gradients flow when enabled (the PPO critic).
     """
     inner = unwrap(model)
@@ -167,7 +168,8 @@ def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
 
     handle = head.register_forward_hook(hook)
     try:
-        pooled = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        positions = position_kwargs(model, attention_mask)
+        pooled = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **positions).logits
     finally:
         handle.remove()
     features, native = store.get("input"), store.get("output")
