@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.models import ModelLoading
 from tokenreward.rewards import TokenRewards, build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
@@ -42,8 +44,8 @@ def register(sub) -> None:
     parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
     parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass (default: 8)")
+    add_config_arguments(parser, ModelLoading)
     parser.set_defaults(func=run)
 
 
@@ -95,8 +97,7 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
     resources.update(parse_assignments(args.resource, "--resource", as_json=False))
     resources.update({name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None})
     resources.update(parse_assignments(args.option, "--option", as_json=True))
-    if args.device:
-        resources["device"] = args.device
+    resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
     return resources
 
