@@ -276,22 +276,28 @@ def test_torn_last_line_is_dropped_and_redone(fx, tmp_path, capsys):
 # ---------------------------------------------------------------- the error boundary in a real process
 
 
-@pytest.mark.parametrize("debug", ["", "flag", "env"])
-def test_tracebacks_only_with_debug(fx, debug):
+def test_a_real_process_prints_one_line_and_exits_2(fx):
     argv = [sys.executable, "-m", "tokenreward.cli", "score", "--rewarder", "red", "--reward-model", str(fx["rm_trunc"]),
             "--prompt", "x", "--response", " y"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TOKENREWARD_DEBUG": "1" if debug == "env" else ""}
-    done = subprocess.run(argv + (["--debug"] if debug == "flag" else []), capture_output=True, text=True, env=env)
-    if debug:
-        assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
-        assert "model.safetensors" in done.stderr
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"tokenreward score: error: cannot load the reward model from {fx['rm_trunc']}: {fx['rm_trunc']}/model.safetensors "
+        f"({(fx['rm_trunc'] / 'model.safetensors').stat().st_size} bytes) is not a complete safetensors file (Error while "
+        "deserializing header: incomplete metadata, file not fully covered); it is truncated or damaged"
+    ]
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_debug_shows_the_traceback(fx, how, monkeypatch):
+    argv = ["score", "--rewarder", "red", "--reward-model", str(fx["rm_trunc"]), "--prompt", "x", "--response", " y"]
+    if how == "flag":
+        argv.insert(2, "--debug")
     else:
-        assert done.returncode == 2 and "Traceback" not in done.stderr
-        assert done.stderr.strip().splitlines() == [
-            f"tokenreward score: error: cannot load the reward model from {fx['rm_trunc']}: {fx['rm_trunc']}/model.safetensors "
-            f"({(fx['rm_trunc'] / 'model.safetensors').stat().st_size} bytes) is not a complete safetensors file (Error while "
-            "deserializing header: incomplete metadata, file not fully covered); it is truncated or damaged"
-        ]
+        monkeypatch.setenv("TOKENREWARD_DEBUG", "1")
+    with pytest.raises(ValueError, match="model.safetensors .* is not a complete safetensors file") as raised:
+        main(argv)
+    assert raised.value.__cause__ is not None  # the loader's own error is kept for the traceback
 
 
 def test_an_unexpected_failure_is_one_line_with_exit_status_1(monkeypatch, capsys):
