@@ -108,6 +108,8 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():
         raise FileNotFoundError(f"the {what} folder {text} does not exist")
+    if what != "tokenizer" and Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
+        raise FileNotFoundError(f"the {what} folder {text} has no config.json (is it a Hugging Face model folder?)")
     try:
         return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
