@@ -34,7 +34,9 @@ __all__ = ["models"]  # the module-scoped fixture, shared with test_verl_config.
 def test_dense_rows_equal_the_rewarder_and_sum_to_the_reward_models_score(models, rm, prompt_side):
     tok, paths = models
     data = batch_of_rows(tok, prompt_side)
-    config = verl_config(paths, rm, *local("red", "+reward.tokenreward.keep_sum=true"))
+    config = verl_config(
+        paths, rm, *local("red", "+reward.tokenreward.keep_sum=true", "+reward.tokenreward.loading.dtype=float32")
+    )
     rm_scores, outputs, worker = worker_rm_scores(config, data)
     assert worker.reward_manager.batcher.batch_sizes == [len(ROWS)]  # one scoring batch for the chunk
     rewarder = build_rewarder("red", reward_model=paths[rm], keep_sum=True, device="cpu")

@@ -30,6 +30,7 @@ __all__ = ["models"]
         (["+reward.tokenreward.keep_sum=true"], "reward.tokenreward.rewarder: required"),
         (["+reward.tokenreward.server_url=http://127.0.0.1:1", "+reward.tokenreward.beta_c=0.5"],
          "reward.tokenreward.beta_c: unknown key with reward.tokenreward.server_url"),
+        (local("red", "+reward.tokenreward.loading.dtyp=float32"), "reward.tokenreward.loading.dtyp: unknown key"),
         ([*local("red"), "reward.reward_model.enable=False"], "streaming reward path keeps one float per sample"),
         ([*local("red"), "reward.custom_reward_function.path=null"], "reward.custom_reward_function.path is unset"),
     ],

@@ -3,7 +3,8 @@
 Two ways to score:
 - in process: `rewarder` (a registered tokenreward rewarder) plus that rewarder's own
   constructor arguments as keys (`reward_model`, `tokenizer`, `beta_c`, `keep_sum`, `device`,
-  `batch_size`, ...); `reward_model` defaults to verl's `reward.reward_model.model_path`;
+  `batch_size`, `loading.dtype`, ...); `reward_model` defaults to verl's
+  `reward.reward_model.model_path`;
 - through a tokenreward server: `server_url` (and `combine`, how the server's token rewards
   fold onto the policy's tokens: `sum` or `mean`); the rewarder is the server's.
 
@@ -74,10 +75,25 @@ def read_settings(block: Any, default_reward_model: str | None = None) -> TokenR
     for key in values:
         if key not in accepted:
             raise ValueError(f"{PREFIX}.{key}: unknown key for rewarder {name!r}; it accepts {', '.join(accepted)}")
+    if isinstance(values.get("loading"), Mapping):
+        values["loading"] = model_loading(values["loading"])
     if "reward_model" in accepted and values.get("reward_model") is None and default_reward_model:
         values["reward_model"] = default_reward_model
     batch_size = _positive_int(values.get("batch_size", 8), "batch_size")
     return TokenRewardSettings(rewarder=name, resources=values, batch_size=batch_size)
+
+
+def model_loading(block: Mapping[str, Any]):
+    """`reward.tokenreward.loading.*` (dtype, device, device_map, max_batch_tokens) as a `ModelLoading`."""
+    from dataclasses import fields
+
+    from tokenreward.models import ModelLoading
+
+    known = [f.name for f in fields(ModelLoading)]
+    for key in block:
+        if key not in known:
+            raise ValueError(f"{PREFIX}.loading.{key}: unknown key; it accepts {', '.join(known)}")
+    return ModelLoading(**block)
 
 
 def _server_settings(values: dict[str, Any]) -> TokenRewardSettings:
