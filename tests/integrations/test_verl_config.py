@@ -4,6 +4,7 @@ plain `import verl`, and docs/verl.md's command lines are valid verl configs tha
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -105,3 +106,16 @@ def test_the_documented_commands_compose_validate_and_build_the_manager(models, 
         "reward_model": paths["same"],
         **({"beta_c": 1.0} if block == 0 else {}),
     }
+
+
+def test_the_gpu_benchmark_configs_compose_validate_and_build_the_manager(tmp_path, capsys):
+    """benchmarks/gpu/verl_ppo.py's command lines (run only on a GPU machine) stay valid verl configs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("verl_ppo_bench", ROOT / "benchmarks" / "gpu" / "verl_ppo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--dry-run", "--out", str(tmp_path), "--variants", "dense-gae", "dense-rloo"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["variant"] for r in results] == ["dense-gae", "dense-rloo"]
+    assert all(r["config"] == "composes, validates, builds the manager" for r in results)
