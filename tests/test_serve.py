@@ -107,6 +107,7 @@ def cli_records(model_dir, tmp_path_factory):
 
 
 def assert_same_record(got: dict, expected: dict) -> None:
+    """Equal up to float rounding; `row` (the pair's index in its request or file) is not compared."""
     assert list(got) == list(expected)
     assert got["rewarder"] == expected["rewarder"]
     assert got["tokens"] == expected["tokens"] and got["offsets"] == expected["offsets"]
@@ -123,6 +124,7 @@ def post(server, path: str, body) -> httpx.Response:
 def test_token_rewards_equal_score_cli_single_and_concurrent(server, cli_records):
     whole = post(server, "/v1/token_rewards", {"prompts": [p for p, _ in PAIRS], "responses": [r for _, r in PAIRS]})
     assert whole.status_code == 200 and "errors" not in whole.json()
+    assert [r["row"] for r in whole.json()["results"]] == [r["row"] for r in cli_records] == list(range(len(PAIRS)))
     for got, expected in zip(whole.json()["results"], cli_records):
         assert_same_record(got, expected)
     with ThreadPoolExecutor(len(PAIRS)) as pool:
@@ -263,7 +265,7 @@ def test_a_failing_sample_does_not_fail_its_batch(server, cli_records):
         server, "/v1/token_rewards", {"prompts": ["Hi", PAIRS[0][0]], "responses": [LONG, PAIRS[0][1]]}
     ).json()
     assert (
-        mixed["results"][0] == {"error": mixed["errors"][0]}
+        mixed["results"][0] == {"error": mixed["errors"][0], "row": 0}
         and "longer than the model's context" in mixed["errors"][0]
     )
     assert mixed["errors"][1] is None

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import threading
@@ -43,6 +44,9 @@ def describe(
         "policy_tokenizer": getattr(policy_tokenizer, "name_or_path", None),
         "dtype": str(getattr(model, "dtype", "")).replace("torch.", "") or None,
         "device": str(getattr(rewarder, "device", "")) or None,
+        "loading": dataclasses.asdict(resources["loading"])
+        if dataclasses.is_dataclass(resources.get("loading"))
+        else None,
         "combine": rewarder.combine,
         "batch_size": rewarder.batch_size,
         "max_batch": batcher.max_batch,

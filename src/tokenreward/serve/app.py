@@ -6,7 +6,7 @@
   `[start, end]` character spans in the response (`query[i][len(prompts[i]):]`, or the decoded
   `response_ids[i]`); `extra_logs` holds per-sample `token_reward_sum` and `num_tokens`.
 - `POST /v1/token_rewards` answers `{"results": [record, ...]}`, each record the JSON line of
-  `tokenreward score --format json`.
+  `tokenreward score --format json` (its `row` the pair's index in the request).
 - A sample that cannot be scored gets `null` in those lists (or `{"error": ...}` as its
   result) and its message in `"errors"`; when every sample of a request fails, the request is
   answered 422 (or 500 for a server fault) with `{"error": first message, "errors": [...]}`.
@@ -141,9 +141,11 @@ def create_app(state: ServerState) -> FastAPI:
     @app.post("/v1/token_rewards")
     async def token_rewards(request: Request) -> JSONResponse:
         def answer(outcomes: list[Scored]) -> dict[str, Any]:
-            return with_errors(
-                {"results": [o.record if o.error is None else {"error": o.error} for o in outcomes]}, outcomes
-            )
+            results = [
+                {**o.record, "row": i} if o.error is None else {"error": o.error, "row": i}
+                for i, o in enumerate(outcomes)
+            ]
+            return with_errors({"results": results}, outcomes)
 
         return await scored("/v1/token_rewards", request, token_reward_samples, answer)
 
