@@ -5,8 +5,9 @@
    come back and equal in-process scoring of the same responses (max abs difference printed);
    p50 / p99 latency; served throughput as a ratio to ONE in-process `rewarder.score` call
    over the same responses (timed just before each load phase, so a busy machine slows both
-   alike; `--repeats` pairs, the median ratio reported). Target: ratio >= 0.8. The micro-batch size histogram comes
-   from the server's `/metrics`.
+   alike; `--repeats` pairs, the median ratio reported). Target: ratio >= 0.8. The CPU time per
+   response of both (the server's read from `/proc`) shows the cost of serving apart from the
+   machine's load. The micro-batch size histogram comes from the server's `/metrics`.
 2. Abuse: `--malformed` bad requests of ten kinds (100 each by default) shuffled among
    `--good` good ones, sent by the same clients: every bad one must get a 4xx, every good one
    the in-process answer, and `/health` must answer ok afterwards.
@@ -14,6 +15,7 @@
 
     python benchmarks/serve_load.py --world WORLD_DIR          # small world: about a minute
     python benchmarks/serve_load.py --world WORLD_DIR --max-batch 128 --max-wait-ms 10
+    python benchmarks/serve_load.py --world WORLD_DIR --reward-model BIGGER_RM_DIR   # same tokenizer
 
 The server runs as `tokenreward serve` in a subprocess (same thread settings as this process).
 """
@@ -141,6 +143,15 @@ def max_difference(answer: dict, expected: dict) -> float:
     return max([abs(answer["rewards"][0] - expected["sequence_reward"]), *diffs])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux `/proc`; NaN elsewhere)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -185,10 +196,13 @@ def main() -> None:
     rewarder = build_rewarder(args.rewarder, **resources, **options, batch_size=args.batch_size)
 
     def in_process() -> tuple[float, list[dict]]:
-        """One `score` call over all the responses: (seconds, records)."""
-        start = time.perf_counter()
+        """One `score` call over all the responses: (seconds, records); its CPU seconds to `cpu`."""
+        start, cpu_start = time.perf_counter(), time.process_time()
         records = rewarder.score(prompts, responses).records()
+        cpu["in_process"].append(time.process_time() - cpu_start)
         return time.perf_counter() - start, records
+
+    cpu: dict[str, list[float]] = {"in_process": [], "server": []}
 
     in_process()  # warm-up
     proc, url = start_server(args)
@@ -200,9 +214,10 @@ def main() -> None:
         metrics_before = httpx.get(url + "/metrics").text
         for _ in range(args.repeats):  # in-process and served alternately, so a busy machine slows both alike
             in_seconds, expected = in_process()
-            start = time.perf_counter()
+            start, server_start = time.perf_counter(), cpu_seconds(proc.pid)
             load = asyncio.run(send_all(url + "/get_reward", jobs, args.clients))
             pairs.append((in_seconds, time.perf_counter() - start))
+            cpu["server"].append(cpu_seconds(proc.pid) - server_start)
             latencies += [seconds for _, _, seconds in load]
             answered += sum(status == 200 for status, _, _ in load)
             worst = max(
@@ -221,6 +236,7 @@ def main() -> None:
                 "served_per_second": len(jobs) / statistics.median(b for _, b in pairs),
                 "throughput_ratio_median": statistics.median(ratios),
                 "throughput_ratios": ratios,
+                "cpu_ms_per_response": {k: 1000 * statistics.median(v) / len(jobs) for k, v in cpu.items() if v},
                 "batch_size_histogram": batch_histogram(metrics_before, httpx.get(url + "/metrics").text),
             }
         )
