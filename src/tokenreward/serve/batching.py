@@ -4,8 +4,9 @@ Every sample of every request goes into one asyncio queue. A collector takes the
 waiting sample, then more until it holds `max_batch` samples or `max_wait_ms` have passed
 since that first sample arrived, whichever comes first (samples already queued are taken
 without waiting), and hands the micro-batch to one scoring thread. While the thread scores,
-the next micro-batch gathers. A micro-batch whose scoring raises is scored again one sample
-at a time, so a sample that cannot be scored gets its own error and the others their rewards.
+the next micro-batch gathers. A micro-batch whose scoring raises is scored again in halves,
+until each failing sample stands alone, so a sample that cannot be scored gets its own error
+and the others their rewards.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from tokenreward.align import project_rewards
-from tokenreward.rewards import REWARDERS, Rewarder, TokenRewards
+from tokenreward.rewards import Rewarder, TokenRewards
 from tokenreward.serve.inputs import BadRequest, Sample
 from tokenreward.serve.metrics import Metrics
 
@@ -39,10 +40,10 @@ class Scored:
     status: int = 200
 
 
-def tunable_options(rewarder_name: str) -> set[str]:
+def tunable_options(rewarder_class: type) -> set[str]:
     """Constructor arguments of the rewarder with a number, boolean or string default (its
     method options, e.g. `beta_c`, `keep_sum`); model folders and devices are not among them."""
-    params = list(inspect.signature(REWARDERS.get(rewarder_name).__init__).parameters.values())[1:]
+    params = list(inspect.signature(rewarder_class.__init__).parameters.values())[1:]
     return {p.name for p in params if isinstance(p.default, (bool, int, float, str)) and p.name not in NOT_OPTIONS}
 
 
@@ -72,7 +73,7 @@ class Scorer:
 
     def __init__(self, rewarder: Rewarder, build_variant: Callable[[dict[str, Any]], Rewarder], max_variants: int = 4):
         self.rewarder = rewarder
-        self.options = tunable_options(rewarder.name)
+        self.options = tunable_options(type(rewarder))
         self.build_variant = build_variant
         self.max_variants = max_variants
         self.variants: OrderedDict[tuple, Rewarder] = OrderedDict()
@@ -97,7 +98,8 @@ class Scorer:
             return [Scored(sample_record(result, i, s, rewarder.combine)) for i, s in enumerate(samples)]
         except Exception as err:  # noqa: BLE001 - one bad sample must not fail the others
             if len(samples) > 1:
-                return [outcome for s in samples for outcome in self.score(rewarder, [s])]
+                half = len(samples) // 2
+                return self.score(rewarder, samples[:half]) + self.score(rewarder, samples[half:])
             status = 422 if isinstance(err, INPUT_ERRORS) else 500
             return [Scored(error=f"{samples[0].field}: {error_text(err)}", status=status)]
 
