@@ -95,6 +95,17 @@ def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
     )
 
 
+def route(app: FastAPI, path: str, method: str):
+    """Register `endpoint(request)` as a plain Starlette route of the app: the scoring endpoints
+    read their bodies themselves, so FastAPI's per-request parameter solving is skipped."""
+
+    def register(endpoint):
+        app.add_route(path, endpoint, methods=[method])
+        return endpoint
+
+    return register
+
+
 def create_app(state: ServerState) -> FastAPI:
     """The application around a started-on-startup `MicroBatcher` (stopped on shutdown)."""
 
@@ -129,7 +140,7 @@ def create_app(state: ServerState) -> FastAPI:
         state.metrics.request(endpoint, response.status_code, time.perf_counter() - start)
         return response
 
-    @app.post("/get_reward")
+    @route(app, "/get_reward", "POST")
     async def get_reward(request: Request) -> JSONResponse:
         return await scored(
             "/get_reward",
@@ -138,7 +149,7 @@ def create_app(state: ServerState) -> FastAPI:
             get_reward_payload,
         )
 
-    @app.post("/v1/token_rewards")
+    @route(app, "/v1/token_rewards", "POST")
     async def token_rewards(request: Request) -> JSONResponse:
         def answer(outcomes: list[Scored]) -> dict[str, Any]:
             results = [
