@@ -118,7 +118,6 @@ def create_app(state: ServerState) -> FastAPI:
         await state.batcher.stop()
 
     app = FastAPI(title="tokenreward serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.server = state
 
     async def scored(
         endpoint: str, request: Request, read_samples: Callable[[Any], list[Sample]], answer
