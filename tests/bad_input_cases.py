@@ -285,15 +285,15 @@ class Outcome:
     changed: list[str]
 
 
-def fill(text: str, fx: dict[str, Any]) -> str:
-    return text.format(**{k: str(v) for k, v in fx.items()})
+def fill(text: str, fx: dict[str, Any], case: str = "") -> str:
+    return text.format(case=case, **{k: str(v) for k, v in fx.items()})
 
 
 def run_case(case: Case, fx: dict[str, Any]) -> Outcome:
     from tokenreward.cli import main
 
     before = snapshot(fx["root"])
-    expected = [fill(e, fx) for e in case.expect]
+    expected = [fill(e, fx, case.id) for e in case.expect]
     saved = {k: os.environ.get(k) for k in case.env}
     os.environ.update(case.env)
     out, err = io.StringIO(), io.StringIO()
@@ -303,7 +303,9 @@ def run_case(case: Case, fx: dict[str, Any]) -> Outcome:
         if case.argv is not None:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    code = main([fill(a, fx) for a in case.argv])
+                    code = main([fill(a, fx, case.id) for a in case.argv])
+                except SystemExit as done:  # an argparse usage error let through: a real process exits with it
+                    code = done.code if isinstance(done.code, int) else 1
                 except BaseException:
                     escaped = traceback.format_exc()
             lines = [line for line in err.getvalue().splitlines() if line.strip()]
@@ -351,7 +353,7 @@ S = ["score", "--rewarder", "red", "--reward-model", "{rm}"]
 ONE = ["--prompt", "What is 17 + 25?", "--response", " 42."]
 L = ["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{tok}", "--cache", "{cache}",
      "--retries", "0"]
-LOUT = ["--input", "{lpairs}", "--output", "{scratch}/labels.jsonl"]
+LOUT = ["--input", "{lpairs}", "--output", "{scratch}/{case}/labels.jsonl"]  # a fresh output for every case
 
 
 def score_case(id: str, args: list[str], *expect: str, base: list[str] = S) -> Case:
@@ -438,15 +440,15 @@ SCORE_CASES = [
 ]
 
 LABEL_CASES = [
-    label_case("no-reviser", ["--output", "{scratch}/l.jsonl"], "give --reviser", base=["label"]),
-    label_case("input-missing", ["--input", "{missing}", "--output", "{scratch}/l.jsonl"], "--input {missing}: no such file"),
-    label_case("input-folder", ["--input", "{empty_dir}", "--output", "{scratch}/l.jsonl"], "--input {empty_dir}: is a folder"),
-    label_case("input-bad-json", ["--input", "{l_bad_json}", "--output", "{scratch}/l.jsonl"], "--input {l_bad_json} line 2: not valid JSON"),
-    label_case("input-binary", ["--input", "{binary}", "--output", "{scratch}/l.jsonl"], "--input {binary}: not UTF-8 text"),
-    label_case("input-missing-field", ["--input", "{l_missing}", "--output", "{scratch}/l.jsonl"], "{l_missing}, record 1: missing rejected"),
-    label_case("input-empty-chosen", ["--input", "{l_empty_chosen}", "--output", "{scratch}/l.jsonl"],
+    label_case("no-reviser", ["--output", "{scratch}/{case}/l.jsonl"], "give --reviser", base=["label"]),
+    label_case("input-missing", ["--input", "{missing}", "--output", "{scratch}/{case}/l.jsonl"], "--input {missing}: no such file"),
+    label_case("input-folder", ["--input", "{empty_dir}", "--output", "{scratch}/{case}/l.jsonl"], "--input {empty_dir}: is a folder"),
+    label_case("input-bad-json", ["--input", "{l_bad_json}", "--output", "{scratch}/{case}/l.jsonl"], "--input {l_bad_json} line 2: not valid JSON"),
+    label_case("input-binary", ["--input", "{binary}", "--output", "{scratch}/{case}/l.jsonl"], "--input {binary}: not UTF-8 text"),
+    label_case("input-missing-field", ["--input", "{l_missing}", "--output", "{scratch}/{case}/l.jsonl"], "{l_missing}, record 1: missing rejected"),
+    label_case("input-empty-chosen", ["--input", "{l_empty_chosen}", "--output", "{scratch}/{case}/l.jsonl"],
                "{l_empty_chosen}, record 0, 'chosen'", "is empty"),
-    label_case("input-number-prompt", ["--input", "{l_number_prompt}", "--output", "{scratch}/l.jsonl"],
+    label_case("input-number-prompt", ["--input", "{l_number_prompt}", "--output", "{scratch}/{case}/l.jsonl"],
                "{l_number_prompt}, record 0: 'prompt' must be text"),
     label_case("limit-negative", LOUT + ["--limit", "-1"], "--limit: must be at least 0, got -1"),
     label_case("timeout-zero", LOUT + ["--timeout", "0"], "--timeout: must be greater than 0, got 0"),
@@ -475,7 +477,7 @@ LABEL_CASES = [
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--base-url", "{api}"]),
     label_case("openai-bad-url", LOUT, "--base-url 'ftp://example.org/v1': expected an http:// or https:// URL",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "ok", "--base-url", "ftp://example.org/v1"]),
-    label_case("openai-key-refused", LOUT, "HTTP 401", "refused (auth)", "0 of 2 pairs are in {scratch}/labels.jsonl",
+    label_case("openai-key-refused", LOUT, "HTTP 401", "refused (auth)", "0 of 2 pairs are in {scratch}/{case}/labels.jsonl",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "auth", "--base-url", "{api}", "--cache", "{cache}"]),
     label_case("openai-model-missing", LOUT, "HTTP 404", "refused (missing)",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "missing", "--base-url", "{api}", "--cache", "{cache}"]),
@@ -486,9 +488,9 @@ LABEL_CASES = [
                base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{root}/no-model"]),
     label_case("hf-model-truncated", LOUT, "{lm_trunc}/model.safetensors", "truncated or damaged",
                base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{lm_trunc}"]),
-    label_case("world-not-a-world", ["--output", "{scratch}/l.jsonl"], "{empty_dir} is not a world folder",
+    label_case("world-not-a-world", ["--output", "{scratch}/{case}/l.jsonl"], "{empty_dir} is not a world folder",
                base=["label", "--reviser", "world", "--world", "{empty_dir}"]),
-    label_case("world-unknown-split", ["--output", "{scratch}/l.jsonl", "--split", "dev"], "unknown split 'dev'",
+    label_case("world-unknown-split", ["--output", "{scratch}/{case}/l.jsonl", "--split", "dev"], "unknown split 'dev'",
                base=["label", "--reviser", "world", "--world", "{world}"]),
 ]
 

@@ -174,6 +174,7 @@ def label(args: argparse.Namespace, console) -> int:
     )
     failures: dict[int, str] = {}
     retried = any(k in done for k in todo)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(todo), f"label ({args.reviser})") as advance, args.output.open("a") as out:
         for begin in range(0, len(todo), reviser.batch_size):
             indices = todo[begin : begin + reviser.batch_size]
