@@ -203,6 +203,9 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     from tokenreward.trainers.preference import ALIASES, METHODS
     from tokenreward.world import open_world
 
+    from tokenreward.io import check_writable
+
+    check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     unknown = [m for m in config.methods if m not in METHODS and m not in ALIASES]
     if unknown or not config.methods:

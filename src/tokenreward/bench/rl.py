@@ -338,6 +338,9 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     from tokenreward.viz.report import rl_report
     from tokenreward.world import open_world
 
+    from tokenreward.io import check_writable
+
+    check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     if config.seeds < 1 or config.steps < 1 or config.window < 1:
         raise ValueError(f"bench rl: seeds, steps and window must be positive (got {config.seeds}, {config.steps}, {config.window})")
