@@ -144,7 +144,7 @@ LOCK_HOLDER = (  # holds the folder lock as `tokenreward.io.FolderLock` does: an
 @contextlib.contextmanager
 def fixtures(root: Path):
     """Every file the cases use, under `root`, as `{name: path or value}` placeholders."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging
 
     from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model, train_tokenizer
@@ -177,6 +177,8 @@ def fixtures(root: Path):
     fx["rm_nopad"] = save_model(tiny_reward_model("llama", tok), nopad, root / "rm-nopad")
     small_vocab = AutoModelForSequenceClassification.from_config(tiny_config("llama", 40, 0, num_labels=1))
     fx["rm_smallvocab"] = save_model(small_vocab, tok, root / "rm-smallvocab")
+    small_lm = AutoModelForCausalLM.from_config(tiny_config("gpt2", 40, 0))
+    fx["lm_smallvocab"] = save_model(small_lm, tok, root / "lm-smallvocab")
 
     pairs = [{"prompt": "What is 17 + 25?", "response": " The answer is 42."}, {"prompt": "Hi", "response": " Hello!"}]
     long_prompt = "The capital of France is Paris. " * 60
@@ -427,6 +429,8 @@ SCORE_CASES = [
                base=["score", "--rewarder", "red", "--reward-model", "{rm_nopad}"]),
     score_case("tokenizer-larger-than-vocab", ONE, "outside the reward model's vocabulary of 40",
                base=["score", "--rewarder", "red", "--reward-model", "{rm_smallvocab}"]),
+    score_case("policy-tokenizer-larger-than-vocab", ONE, "outside the model's vocabulary of 40",
+               base=["score", "--rewarder", "implicit", "--policy", "{lm_smallvocab}", "--reference", "{lm_smallvocab}"]),
     score_case("tokenizer-damaged", ONE + ["--tokenizer", "{tok_bad}"], "{tok_bad}/tokenizer.json", "damaged"),
     score_case("tokenizer-missing", ONE + ["--tokenizer", "{root}/no-tok"], "the tokenizer folder {root}/no-tok does not exist"),
     score_case("causal-lm-as-reward-model", ONE, "{lm} holds a GPT2LMHeadModel checkpoint without a trained score head",
