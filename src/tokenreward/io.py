@@ -61,6 +61,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         raise
 
 
+def write_atomic(path: str | Path, text: str) -> None:
+    """`Path(path).write_text(text)`, atomically (see `atomic_write`)."""
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
 def _existing_ancestor(path: Path) -> Path:
     for parent in path.parents:
         if parent.exists():
