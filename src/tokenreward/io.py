@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -134,6 +133,8 @@ class FolderLock:
         return self._fd is not None
 
     def acquire(self) -> FolderLock:
+        import fcntl  # POSIX only; imported here so that the rest of the module works everywhere
+
         if self.folder.exists() and not self.folder.is_dir():
             raise OutputError(f"{self.folder}: is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -176,6 +177,8 @@ class FolderLock:
             return {}
 
     def release(self) -> None:
+        import fcntl
+
         if self._fd is None:
             return
         try:
