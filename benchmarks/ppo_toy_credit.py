@@ -4,7 +4,7 @@ The reward is +1 per letter `e` in the response, given either per character (den
 policy token receives the e's it wrote) or as the count on the last token (sparse: the same
 total, no credit assignment). A tiny random gpt2 policy, 8 responses of `--max-new-tokens`
 per step (RLOO: 2 prompts x 4 samples). `rloo-seq` is RLOO on the whole-sequence return (one
-advantage per response, `--advantage sequence`), i.e. what dense rewards reduce to when summed.
+advantage per response, `--estimator rloo_sequence`), i.e. what dense rewards reduce to when summed.
 Reported: mean reward over the last 5 steps and the first step whose reward reaches
 `--target`, mean and spread over seeds.
 
@@ -53,14 +53,14 @@ def main() -> None:
     from bench_ppo_throughput import tiny_setup
 
     variants = [
-        ("ppo", "ppo", PPOConfig, 8, "reward_to_go"),
-        ("rloo", "rloo", RLOOConfig, 2, "reward_to_go"),
-        ("rloo-seq", "rloo", RLOOConfig, 2, "sequence"),
+        ("ppo", "ppo", PPOConfig, 8, "gae"),
+        ("rloo", "rloo", RLOOConfig, 2, "rloo_token"),
+        ("rloo-seq", "rloo", RLOOConfig, 2, "rloo_sequence"),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sources = tiny_setup(Path(tmp))
-        for label, method, cls, batch, advantage in variants:
+        for label, method, cls, batch, estimator in variants:
             for dense in (True, False):
                 ppo_module.build_rewarder = lambda *a, dense=dense, **k: LetterRewarder(dense)
                 finals, reached = [], []
@@ -68,7 +68,7 @@ def main() -> None:
                     config = cls(
                         out=Path(tmp) / f"{label}-{dense}-{seed}", steps=args.steps, seed=seed, batch_size=batch,
                         mini_batch_size=8, max_new_tokens=args.max_new_tokens, learning_rate=args.learning_rate,
-                        critic_learning_rate=args.learning_rate, advantage=advantage, progress=False,
+                        critic_learning_rate=args.learning_rate, estimator=estimator, progress=False,
                         save_every=args.steps, **sources,
                     )  # fmt: skip
                     log = [json.loads(line) for line in (run(config, method) / "log.jsonl").read_text().splitlines()]

@@ -86,3 +86,16 @@ def test_offsets_from_ids_give_split_characters_to_the_completing_token(tokenize
         else:
             assert decoded == text[:e], pieces[k]
     assert offsets[-1] == (len(text), len(text))  # EOS: empty span
+
+
+def test_terminal_layout_moves_the_completing_tokens_reward_to_the_eos():
+    from tokenreward.align import terminal_layout
+
+    # " ab" + EOS: tokens (0,1) (1,3) then the EOS's empty span (3,3)
+    assert terminal_layout([0.5, 2.0, 0.0], [(0, 1), (1, 3), (3, 3)], 3) == [0.5, 0.0, 2.0]
+    # no EOS: the completing token is the last; nothing moves
+    assert terminal_layout([0.5, 2.0], [(0, 1), (1, 3)], 3) == [0.5, 2.0]
+    # only the completing token's reward moves, over any empty spans after the text
+    assert terminal_layout([1.0, 3.0, 0.25, 0.0], [(0, 2), (2, 2), (2, 2), (2, 2)], 2) == [0.0, 3.0, 0.25, 1.0]
+    with pytest.raises(ValueError, match="3 rewards for 2 tokens"):
+        terminal_layout([1.0, 2.0, 3.0], [(0, 1), (1, 2)], 2)

@@ -12,16 +12,11 @@ from tokenreward.losses.ppo import (
     gae,
     held_reward_to_go,
     kl_estimate,
-    leave_one_out_baseline,
-    leave_one_out_token_baselines,
     masked_mean,
     masked_whiten,
     policy_loss,
     ppo_rewards,
-    remax_advantages,
     reward_to_go,
-    reward_to_go_advantages,
-    rloo_advantages,
     sequence_returns,
     value_loss,
 )
@@ -199,21 +194,6 @@ def test_ppo_rewards_subtract_the_kl_on_real_tokens_only():
             assert rewards[i, t].item() == pytest.approx(expected, abs=1e-6)
 
 
-def test_rloo_and_remax_against_naive_loops():
-    returns = torch.tensor([1.0, 2.0, 6.0, -1.0, 0.0, 4.0])
-    k = 3
-    advantages = rloo_advantages(returns, k)
-    for i in range(len(returns)):
-        group = [float(returns[j]) for j in range((i // k) * k, (i // k + 1) * k) if j != i]
-        assert advantages[i].item() == pytest.approx(float(returns[i]) - sum(group) / len(group))
-    greedy = torch.tensor([0.5, 1.0, 1.0, 2.0, -3.0, 0.0])
-    torch.testing.assert_close(remax_advantages(returns, greedy), returns - greedy)
-    with pytest.raises(ValueError, match="groups of 4"):
-        leave_one_out_baseline(returns, 4)
-    with pytest.raises(ValueError, match="at least 2"):
-        leave_one_out_baseline(returns, 1)
-
-
 def test_reward_to_go_against_naive_loop():
     rewards, _, mask = padded_batch()
     rtg = reward_to_go(rewards, mask)
@@ -224,26 +204,6 @@ def test_reward_to_go_against_naive_loop():
     torch.testing.assert_close(sequence_returns(rewards, mask), rtg[:, 0])
 
 
-def naive_token_rloo(rewards, lengths, k):
-    """A_it = sum_{t'>=t} r_it' - mean_{j != i} G_j[min(t, T_j - 1)], written out."""
-    out = torch.zeros(len(lengths), max(lengths))
-    rtg = [[sum(float(v) for v in rewards[i, t : lengths[i]]) for t in range(lengths[i])] for i in range(len(lengths))]
-    for i, n in enumerate(lengths):
-        group = [j for j in range((i // k) * k, (i // k + 1) * k) if j != i]
-        for t in range(n):
-            out[i, t] = rtg[i][t] - sum(rtg[j][min(t, lengths[j] - 1)] for j in group) / len(group)
-    return out
-
-
-def test_token_level_rloo_against_a_naive_loop():
-    lengths = [5, 2, 7, 3, 4, 6]
-    rewards, _, mask = padded_batch(lengths, fill=float("nan"))
-    advantages = reward_to_go_advantages(rewards, mask, leave_one_out_token_baselines(rewards, mask, k=3))
-    torch.testing.assert_close(advantages, naive_token_rloo(rewards, lengths, 3), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="groups of k = 4"):
-        leave_one_out_token_baselines(rewards, mask, k=4)
-
-
 def test_held_reward_to_go_keeps_the_last_tokens_value_past_the_end():
     lengths = [3, 1]
     rewards, _, mask = padded_batch(lengths, fill=float("nan"))
@@ -252,49 +212,6 @@ def test_held_reward_to_go_keeps_the_last_tokens_value_past_the_end():
     torch.testing.assert_close(held[0, :3], reward_to_go(rewards, mask)[0, :3])
     torch.testing.assert_close(held[0, 3:], rewards[0, 2].expand(2))
     torch.testing.assert_close(held[1], rewards[1, 0].expand(5))
-
-
-def test_token_level_rloo_and_remax_with_a_sparse_reward_are_the_classic_estimators():
-    lengths = [3, 5, 2, 4]
-    _, _, mask = padded_batch(lengths)
-    scores = torch.tensor([0.3, -1.2, 2.0, 0.7])
-    sparse = torch.zeros(mask.shape)
-    sparse[torch.arange(4), torch.tensor(lengths) - 1] = scores
-    rloo = reward_to_go_advantages(sparse, mask, leave_one_out_token_baselines(sparse, mask, k=2))
-    greedy_lengths = [6, 1, 2, 2]
-    _, _, greedy_mask = padded_batch(greedy_lengths)
-    greedy_scores = torch.tensor([1.0, -0.5, 0.25, 0.0])
-    greedy = torch.zeros(greedy_mask.shape)
-    greedy[torch.arange(4), torch.tensor(greedy_lengths) - 1] = greedy_scores
-    remax = reward_to_go_advantages(sparse, mask, held_reward_to_go(greedy, greedy_mask, width=mask.shape[1]))
-    for i, n in enumerate(lengths):
-        torch.testing.assert_close(rloo[i, :n], rloo_advantages(scores, k=2)[i].expand(n))
-        torch.testing.assert_close(remax[i, :n], remax_advantages(scores, greedy_scores)[i].expand(n))
-        assert torch.all(rloo[i, n:] == 0) and torch.all(remax[i, n:] == 0)
-
-
-def test_token_level_rloo_with_red_rewards_credits_each_token_past_its_prefix_score():
-    """RED rewards r_t = s_t - s_{t-1} telescope; the estimator must not collapse to plain RLOO
-    but give A_it = A_i^RLOO - (s_{i,t-1} - mean_{j != i} s_{j, min(t, T_j) - 1}) (the pitfall in METHODS.md)."""
-    lengths = [4, 2, 3, 3]
-    _, _, mask = padded_batch(lengths)
-    g = torch.Generator().manual_seed(1)
-    s0 = torch.tensor([0.5, 0.5, -0.2, -0.2])  # prompts 0 and 1, two samples each
-    prefix = [torch.cat([s0[i : i + 1], torch.randn(n, generator=g)]) for i, n in enumerate(lengths)]
-    red = torch.zeros(mask.shape)
-    for i, s in enumerate(prefix):
-        red[i, : lengths[i]] = s[1:] - s[:-1]
-    final = torch.stack([s[-1] for s in prefix])
-    advantages = reward_to_go_advantages(red, mask, leave_one_out_token_baselines(red, mask, k=2))
-    classic = rloo_advantages(final, k=2)
-    for i, n in enumerate(lengths):
-        j = i ^ 1  # the other sample of the same prompt
-        for t in range(n):
-            expected = classic[i] - (prefix[i][t] - prefix[j][min(t, lengths[j] - 1)])
-            assert advantages[i, t].item() == pytest.approx(expected.item(), abs=1e-5)
-    whole_sequence = rloo_advantages(sequence_returns(red, mask), k=2)
-    torch.testing.assert_close(whole_sequence, classic)  # the pitfall: the sum gives plain RLOO back
-    assert not torch.allclose(advantages[mask], classic[:, None].expand_as(advantages)[mask])
 
 
 def test_masked_mean_ignores_padding_and_honours_count():

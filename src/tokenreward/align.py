@@ -109,3 +109,21 @@ def _common_prefix_length(a: str, b: str) -> int:
     if a[:n] == b[:n]:
         return n
     return next(i for i in range(n) if a[i] != b[i])
+
+
+def terminal_layout(rewards: Sequence[float], offsets: Offsets, text_length: int) -> list[float]:
+    """The policy-token layout: the reward on the token that completes the text (the first whose
+    end reaches `text_length`) moves to the last token, so that when generation ended with an
+    EOS (an empty span after the text) the sparse reward sits on the EOS, where PPO-RLHF, verl
+    and TRL put a sequence score; the total is unchanged."""
+    row = [float(v) for v in rewards]
+    if len(row) != len(offsets):
+        raise ValueError(f"{len(row)} rewards for {len(offsets)} tokens")
+    if not row:
+        return row
+    completing = next((t for t, (_, end) in enumerate(offsets) if end >= text_length), len(row) - 1)
+    terminal = len(row) - 1
+    if completing != terminal:
+        row[terminal] += row[completing]
+        row[completing] = 0.0
+    return row

@@ -108,10 +108,42 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():
         raise FileNotFoundError(f"the {what} folder {text} does not exist")
+    if what != "tokenizer" and Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
+        raise FileNotFoundError(f"the {what} folder {text} has no config.json (is it a Hugging Face model folder?)")
     try:
         return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
         raise FileNotFoundError(f"cannot load the {what} from {str(source)!r}: {err}") from err
+    except Exception as err:
+        damaged = damaged_file(Path(text).expanduser()) if looks_local or Path(text).is_dir() else None
+        if damaged is None:
+            raise
+        raise ValueError(f"cannot load the {what} from {text}: {damaged}") from err
+
+
+def damaged_file(folder: Path) -> str | None:
+    """`FILE: why` for the first JSON or safetensors file of a model folder that does not
+    parse (truncated, zero bytes, garbage), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            return f"{path} is not valid JSON ({err}); the file is damaged"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception as err:
+            size = path.stat().st_size
+            return f"{path} ({size} bytes) is not a complete safetensors file ({err}); it is truncated or damaged"
+    return None
 
 
 def load_tokenizer(source: PathOrModel):

@@ -171,26 +171,6 @@ def reward_to_go(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, masked.flip(-1).cumsum(-1).flip(-1), torch.zeros_like(rewards))
 
 
-def leave_one_out_baseline(returns: torch.Tensor, k: int) -> torch.Tensor:
-    """RLOO's baseline: for `k` consecutive samples of one prompt, `b_i = (sum_j G_j - G_i) / (k - 1)`."""
-    if k < 2:
-        raise ValueError(f"RLOO needs at least 2 samples per prompt, got {k}")
-    if returns.shape[0] % k:
-        raise ValueError(f"{returns.shape[0]} returns do not split into groups of {k} samples per prompt")
-    groups = returns.reshape(-1, k)
-    return ((groups.sum(-1, keepdim=True) - groups) / (k - 1)).reshape(-1)
-
-
-def rloo_advantages(returns: torch.Tensor, k: int) -> torch.Tensor:
-    """RLOO (Ahmadian et al. 2024), one advantage per sequence: `A_i = G_i - mean_{j != i} G_j`."""
-    return returns - leave_one_out_baseline(returns, k)
-
-
-def remax_advantages(returns: torch.Tensor, greedy_returns: torch.Tensor) -> torch.Tensor:
-    """ReMax (Li et al. 2023), one advantage per sequence: `A_i = G(sampled_i) - G(greedy_i)`."""
-    return returns - greedy_returns
-
-
 def held_reward_to_go(rewards: torch.Tensor, mask: torch.Tensor, width: int | None = None) -> torch.Tensor:
     """`H_it = G_i[min(t, T_i)]`: each row's reward-to-go, held at its last token's value past
     its end, over `width` positions (default: the batch's)."""
@@ -199,47 +179,3 @@ def held_reward_to_go(rewards: torch.Tensor, mask: torch.Tensor, width: int | No
     positions = torch.arange(width, device=rewards.device)[None, :]
     index = torch.minimum(positions, last_token_index(mask)[:, None]).clamp_max(rewards.shape[-1] - 1)
     return torch.gather(rtg, 1, index)
-
-
-def leave_one_out_token_baselines(rewards: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Token-level RLOO baseline: for `k` consecutive samples of one prompt,
-    `b_it = mean_{j != i} H_jt` with `H` the held reward-to-go (`held_reward_to_go`)."""
-    held = held_reward_to_go(rewards, mask)
-    if held.shape[0] % k or k < 2:
-        raise ValueError(f"{held.shape[0]} samples do not split into groups of k = {k} >= 2 samples per prompt")
-    groups = held.reshape(-1, k, held.shape[-1])
-    return ((groups.sum(1, keepdim=True) - groups) / (k - 1)).reshape(held.shape)
-
-
-def reward_to_go_advantages(rewards: torch.Tensor, mask: torch.Tensor, baselines: torch.Tensor) -> torch.Tensor:
-    """Critic-free token-level advantages: `A_it = G_it - b_it`, `G_it = sum_{t' >= t} r_it'`.
-
-    This is how dense rewards enter RLOO and ReMax soundly. `b_it` is the reward-to-go at the
-    same position of responses independent of sample i, held at their last token's value where
-    they are shorter (`held_reward_to_go`): RLOO averages the other K-1 samples
-    (`leave_one_out_token_baselines`), ReMax takes the greedy response. A `[batch]` tensor
-    gives one baseline per response instead.
-
-    Why this form. The policy gradient is `E[sum_t grad log pi(y_t|s_t) (G_t - b_t)]`: the
-    action `y_t` only changes rewards from `t` on (hence the reward-to-go), and a baseline that
-    does not depend on `y_t, y_{t+1}, ...` keeps it unbiased; `b_it` comes from other,
-    independent responses, so it qualifies. The two failures reported for RED + RLOO are avoided:
-    - the whole-sequence sum `sum_t r_it` in RLOO gives plain RLOO back, because RED's rewards
-      telescope to `R_i - s_0` and `s_0` (the prompt's score) is the same for all K samples.
-      From token t on, RED's return is `G_it = R_i - s_{i,t-1}` instead, so
-      `A_it = A_i^RLOO - (s_{i,t-1} - mean_{j != i} s_{j,t-1})`: each token is credited with the
-      final score minus what its prefix had already secured, relative to the other samples'
-      prefixes at the same depth (the prompt's `s_0` still cancels at t = 1).
-    - `A_it = r_it - b_i` (the immediate reward against a sequence baseline) drops the effect of
-      `y_t` on later rewards and compares a per-token reward with a per-sequence return: biased,
-      and it collapsed in the reproduction. Subtracting the others' WHOLE return from `G_it`
-      would be unbiased but badly scaled for rewards that do not telescope (ABC, TLCR, uniform:
-      `G_it` shrinks along the response while `b_i` does not, so late tokens get large negative
-      advantages whatever they are); matching positions keeps baseline and return on one scale.
-    With the sparse reward (`r_it = R_i [t = T_i]`), `G_it = H_jt = R` everywhere and this is
-    exactly classic RLOO / ReMax.
-    """
-    if baselines.dim() == 1:
-        baselines = baselines[:, None]
-    advantages = reward_to_go(rewards, mask) - baselines
-    return torch.where(mask, advantages, torch.zeros_like(advantages))

@@ -11,9 +11,10 @@ updates over mini-batches. The equations live in `tokenreward.losses.ppo`.
 - `remax`: one sample per prompt, baseline = the greedy response's return.
 - `rloo`: K samples per prompt, baseline = the other K-1 samples' mean return.
   Both use the token-level estimator `A_it = sum_{t'>=t} r_it' - b_it` with a position-matched
-  baseline from the other responses, which is the classic sequence estimator for the sparse
-  reward and does not collapse with dense ones (see `reward_to_go_advantages`);
-  `--advantage sequence` gives the classic form for any reward.
+  baseline from the other responses (`rloo_token`, `remax_token`), which is the classic
+  sequence estimator for the sparse reward and does not collapse with dense ones (see
+  `reward_to_go_advantages`); `--estimator rloo_sequence|remax_sequence` gives the classic
+  form for any reward. Every estimator is a registered entry of `tokenreward.losses.advantages`.
 
 Reward layout: the rewarder's rewards land on the policy token that holds their characters;
 the reward on the token that completes the text moves to the last generated token (the EOS
@@ -42,19 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokenreward.align import terminal_layout
 from tokenreward.generation import Batch, Generations, encode_prompt, generate_from_ids, make_batch, response_logprobs, response_token_stats
+from tokenreward.losses.advantages import ESTIMATORS, AdvantageBatch, AdvantageSettings, EstimatorEntry, estimate_advantages
 from tokenreward.losses.ppo import (
-    gae,
     kl_estimate,
-    last_token_index,
-    held_reward_to_go,
-    leave_one_out_baseline,
-    leave_one_out_token_baselines,
     masked_mean,
     masked_whiten,
     policy_loss,
     ppo_rewards,
-    reward_to_go_advantages,
     sequence_returns,
     value_loss,
 )
@@ -117,8 +114,8 @@ class PPOConfig:
     critic_init: Literal["reward_model", "policy"] = field(
         default="reward_model", metadata={"help": "initialise the value model from the reward model or the policy"}
     )
-    advantage: Literal["reward_to_go", "sequence"] = field(
-        default="reward_to_go", metadata={"help": "critic-free estimator (remax, rloo): token reward-to-go or one per sequence"}
+    estimator: str = field(
+        default="gae", metadata={"help": "registered advantage estimator (gae needs a critic; see tokenreward.losses.advantages)"}
     )
     truncate_prompts: bool = field(default=False, metadata={"help": "keep the end of prompts too long for the context instead of refusing"})
     save_every: int = field(default=50, metadata={"help": "checkpoint every N steps (and at the end)"})
@@ -129,6 +126,7 @@ class PPOConfig:
 class ReMaxConfig(PPOConfig):
     """ReMax: one sample per prompt, the greedy response's return as baseline, no critic."""
 
+    estimator: str = field(default="remax_token", metadata={"help": "registered advantage estimator (remax_token, remax_sequence)"})
     whiten_advantages: bool = field(default=False, metadata={"help": "whiten advantages over the batch"})
 
 
@@ -139,6 +137,7 @@ class RLOOConfig(PPOConfig):
 
     batch_size: int = field(default=4, metadata={"help": "prompts per step (over all processes)"})
     samples_per_prompt: int = field(default=4, metadata={"help": "responses sampled per prompt (RLOO's K)"})
+    estimator: str = field(default="rloo_token", metadata={"help": "registered advantage estimator (rloo_token, rloo_return, grpo_return, rloo_sequence)"})
     whiten_advantages: bool = field(default=False, metadata={"help": "whiten advantages over the batch"})
 
 
@@ -245,14 +244,7 @@ def policy_token_rewards(
         )
         result.check_finite()
         for k, i in enumerate(scored):
-            row = result.rewards[k, result.mask[k]].clone()
-            ends = [end for _, end in generations[i].offsets]
-            completing = next(t for t, end in enumerate(ends) if end >= len(generations[i].text))
-            terminal = len(row) - 1
-            if completing != terminal:
-                row[terminal] += row[completing]
-                row[completing] = 0.0
-            rows[i] = row
+            rows[i] = torch.tensor(terminal_layout(result.token_rewards(k), generations[i].offsets, len(generations[i].text)))
             sequence[i] = result.sequence_rewards[k]
     floor = float(sequence[scored].min()) if scored else 0.0
     for i in sorted(set(range(len(generations))) - set(scored)):
@@ -318,8 +310,10 @@ class PPOTrainer:
                 f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "
                 "of a step (--batch-size x --samples-per-prompt)"
             )
-        if self.method == "rloo" and c.samples_per_prompt < 2:
-            raise ValueError(f"rloo needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}")
+        if c.estimator not in ESTIMATORS:
+            raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
+        if "group" in self.estimator.needs and c.samples_per_prompt < 2:
+            raise ValueError(f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}")
         if c.kl_in == "loss" and c.kl_estimator == "k1":
             raise ValueError("--kl-in loss with --kl-estimator k1 has zero expected gradient; use k2 or k3 as a loss")
 
@@ -335,7 +329,7 @@ class PPOTrainer:
 
     @property
     def critic_free(self) -> bool:
-        return self.method in ("remax", "rloo")
+        return not self.estimator.critic
 
     def load_models(self) -> None:
         c, world = self.config, self.world
@@ -497,43 +491,32 @@ class PPOTrainer:
         mean = total / count.clamp_min(1)
         return mean, (squares / count.clamp_min(1) - mean**2).clamp_min(0.0)
 
-    def advantages(
-        self, rewards: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None, baselines: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    @property
+    def estimator(self) -> EstimatorEntry:
+        return ESTIMATORS.get(self.config.estimator)
+
+    def advantages(self, batch: AdvantageBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The registered estimator's advantages, whitened with statistics over all processes
+        when `whiten_advantages`."""
         c = self.config
-        returns = None
-        if self.critic_free:
-            if c.advantage == "sequence":
-                advantages = (sequence_returns(rewards, mask) - baselines)[:, None].expand_as(rewards)
-                advantages = torch.where(mask, advantages, torch.zeros_like(advantages))
-            else:
-                advantages = reward_to_go_advantages(rewards, mask, baselines)
-        else:
-            advantages, returns = gae(rewards, values, mask, c.gamma, c.lam)
+        advantages, returns = estimate_advantages(c.estimator, batch, AdvantageSettings(gamma=c.gamma, lam=c.lam))
         if c.whiten_advantages:
-            mean, var = self.gather_moments(advantages, mask)
-            advantages = masked_whiten(advantages, mask, mean=mean, var=var)
+            mean, var = self.gather_moments(advantages, batch.mask)
+            advantages = masked_whiten(advantages, batch.mask, mean=mean, var=var)
         return advantages, returns
 
-    def baselines(self, step: int, rows: list[int], rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Critic-free baselines (`[b]` for `--advantage sequence`, else `[b, t]`) and, for
-        ReMax, the greedy responses' sequence rewards. ReMax's greedy responses are scored
-        and KL-penalised like the samples."""
+    def greedy_baseline(self, step: int, rows: list[int], batch: AdvantageBatch) -> torch.Tensor:
+        """For estimators that need a baseline response (ReMax): the greedy responses, scored
+        and KL-penalised like the samples, go into `batch`; returns their sequence rewards."""
         c = self.config
-        by_sequence = c.advantage == "sequence"
-        if self.method == "rloo":
-            if by_sequence:
-                return leave_one_out_baseline(sequence_returns(rewards, mask), c.samples_per_prompt), None
-            return leave_one_out_token_baselines(rewards, mask, c.samples_per_prompt), None
         greedy = self.generate(rows, None)
         greedy_token_rewards, greedy_sequence = self.rewards(step, rows, greedy)
-        batch = make_batch(greedy, self.tokenizer.pad_token_id, self.device)
-        scores = self.score_batch(batch)
+        greedy_batch = make_batch(greedy, self.tokenizer.pad_token_id, self.device)
+        scores = self.score_batch(greedy_batch)
         kl = kl_estimate(scores["logprobs"], scores["ref_logprobs"], c.kl_estimator)
-        greedy_rewards = ppo_rewards(greedy_token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
-        if by_sequence:
-            return sequence_returns(greedy_rewards, batch.mask), greedy_sequence
-        return held_reward_to_go(greedy_rewards, batch.mask, width=rewards.shape[-1]), greedy_sequence
+        batch.baseline_rewards = ppo_rewards(greedy_token_rewards, kl, greedy_batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
+        batch.baseline_mask = greedy_batch.mask
+        return greedy_sequence
 
     def update(self, step: int, batch: Batch, rollout: dict[str, torch.Tensor]) -> dict[str, float]:
         """`ppo_epochs` passes of clipped updates over mini-batches; returns mean losses/stats."""
@@ -600,12 +583,15 @@ class PPOTrainer:
         kl = kl_estimate(rollout["logprobs"], rollout["ref_logprobs"], c.kl_estimator)
         rewards = ppo_rewards(token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
         timings["time_score"] = time.perf_counter() - started
-        baselines, greedy_reward = None, None
-        if self.critic_free:
+        # samples of one prompt are adjacent in the local share: row b belongs to group b // K
+        group = torch.arange(len(rows), device=self.device) // c.samples_per_prompt
+        estimator_batch = AdvantageBatch(rewards, batch.mask, group=group, values=rollout.get("values"))
+        greedy_reward = None
+        if "baseline_rewards" in self.estimator.needs:
             started = time.perf_counter()
-            baselines, greedy_reward = self.baselines(step, rows, rewards, batch.mask)
+            greedy_reward = self.greedy_baseline(step, rows, estimator_batch)
             timings["time_baseline"] = time.perf_counter() - started
-        rollout["advantages"], rollout["returns"] = self.advantages(rewards, batch.mask, rollout.get("values"), baselines)
+        rollout["advantages"], rollout["returns"] = self.advantages(estimator_batch)
 
         started = time.perf_counter()
         stats = self.update(step, batch, rollout)
