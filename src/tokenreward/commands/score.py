@@ -20,7 +20,6 @@ before any model is loaded and replaced only when the whole run succeeded.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import sys
@@ -307,22 +306,22 @@ def input_rows(args: argparse.Namespace) -> tuple[list[Row], str]:
     return read_rows(args.input), f"--input {args.input}"
 
 
-def render(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def write_records(records: list[dict[str, Any]], args: argparse.Namespace, out) -> None:
+    """The scored records in `--format` on `out` (a terminal gets the heatmap in colour)."""
     if args.format == "json":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    if args.format == "html":
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    elif args.format == "html":
         from tokenreward.viz.heatmap import html_page
 
-        return html_page(records, f"tokenreward score: {args.rewarder}")
-    from rich.console import Console
+        out.write(html_page(records, f"tokenreward score: {args.rewarder}"))
+    else:
+        from rich.console import Console
 
-    from tokenreward.viz.heatmap import terminal_heatmap
+        from tokenreward.viz.heatmap import terminal_heatmap
 
-    buffer = io.StringIO()
-    console = Console(file=buffer, highlight=False, soft_wrap=True)
-    for record in records:
-        console.print(terminal_heatmap(record))
-    return buffer.getvalue()
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        for record in records:
+            console.print(terminal_heatmap(record))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -349,12 +348,11 @@ def run(args: argparse.Namespace) -> int:
         if row.truncated:
             record["prompt_truncated"] = row.truncated
         records.append(record)
-    text = render(records, args)
-    if args.output is None:
-        sys.stdout.write(text)
+    if args.output is None:  # written only now that every row is scored
+        write_records(records, args, sys.stdout)
     else:
         with atomic_write(args.output) as out:
-            out.write(text)
+            write_records(records, args, out)
     if len(scored) < total:
         print(f"tokenreward score: scored {len(scored)} of {total} rows, skipped {total - len(scored)}", file=sys.stderr)
     return 0
