@@ -52,10 +52,21 @@ def error_response(message: str, status: int, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+#: the largest request body read (a bigger one is refused with 413 before it is read whole)
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
 async def read_json(request: Request) -> Any:
-    raw = await request.body()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(f"body: {int(declared)} bytes, more than the {MAX_BODY_BYTES} the server reads", 413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadRequest(f"body: more than the {MAX_BODY_BYTES} bytes the server reads", 413)
     try:
-        return json.loads(raw)
+        return json.loads(bytes(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"body: not valid JSON ({getattr(err, 'msg', err)})") from err
 
