@@ -43,6 +43,18 @@ class DemoConfig:
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
 
+    def __post_init__(self):
+        checks = {"steps": self.steps >= 1, "seeds": self.seeds >= 1, "jobs": self.jobs >= 1,
+                  "learning_rate": 0 < self.learning_rate < float("inf"), "kl_coef": 0 <= self.kl_coef < float("inf"),
+                  "heatmaps": self.heatmaps >= 0, "eval_prompts": self.eval_prompts is None or self.eval_prompts >= 1}
+        rules = {"steps": ">= 1", "seeds": ">= 1", "jobs": ">= 1", "learning_rate": "> 0", "kl_coef": ">= 0", "heatmaps": ">= 0",
+                 "eval_prompts": ">= 1"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {rules[name]}, got {getattr(self, name)}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out {self.out}: is a file, not a folder")
+
 
 class StageClock:
     """One progress line per stage: its number, the time so far and the expected time left,
@@ -148,9 +160,6 @@ def run_demo(config: DemoConfig) -> Path:
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
 
-    for name in ("steps", "seeds", "jobs"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"demo: --{name} must be positive, got {getattr(config, name)}")
     console = Console(stderr=True)
     hf_logging.disable_progress_bar()  # the stage lines and our own bars show the progress; HF's would print at every save
     clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
