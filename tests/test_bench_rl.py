@@ -243,3 +243,20 @@ def test_bad_benchmark_input_is_refused_before_training(small_world, tmp_path):
     with pytest.raises(FileNotFoundError):
         run(bench_config(tmp_path, small_world, world=tmp_path / "no-world"))
     assert CALLS == []
+
+
+def test_a_fixed_eval_seed_gives_every_policy_the_same_draws(small_world, tmp_path):
+    from tokenreward.evaluation import evaluate_policy
+    from tokenreward.models import load_causal_lm
+
+    out = tmp_path / "bench"
+    results = json.loads(run(bench_config(out, small_world, trainer_options=["perturb=true"], eval_seed=5)).read_text())
+    reference = load_causal_lm(small_world.policy_dir).eval()
+    sft = evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
+                          n=EVAL_PROMPTS, greedy=False, seed=5)
+    assert results["eval_seed"] == 5 and results["sft"]["oracle_score"]["values"] == pytest.approx([sft["oracle_score"]])
+    for seed in (0, 1):
+        final = load_causal_lm(out / "fakerl-red" / f"seed-{seed}" / "final").eval()
+        direct = evaluate_policy(final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=False, seed=5)
+        assert results["methods"]["fakerl-red"]["runs"][seed]["oracle_score"] == pytest.approx(direct["oracle_score"])
+        assert json.loads((out / "fakerl-red" / f"seed-{seed}" / "eval.json").read_text())["settings"]["seed"] == 5

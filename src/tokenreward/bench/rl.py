@@ -74,6 +74,11 @@ class RLBenchConfig:
     baseline: str = field(default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the final evaluation"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
+    eval_seed: int | None = field(
+        default=None,
+        metadata={"help": "sampling seed of every held-out evaluation (default: each run's own seed); one fixed seed "
+                          "gives every policy the same random draws, so the seed spread is the training's, not the sampling's"},
+    )
     window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline"})
     samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report"})
     heatmap_rewarder: str = field(default="red", metadata={"help": "rewarder that colours the report's sample responses"})
@@ -211,11 +216,12 @@ def train_run(method: Method, run_dir: Path, config: RLBenchConfig, world_root: 
 
 
 def evaluate_run(policy_dir: Path, eval_path: Path, world, reference, config: RLBenchConfig, seed: int) -> dict[str, Any]:
-    """Held-out evaluation of one policy folder, sampled (seeded by `seed`, as in training)
-    and greedy, cached in `eval_path` for these settings."""
+    """Held-out evaluation of one policy folder, sampled (seeded by `seed`, as in training, or
+    by `config.eval_seed` when set) and greedy, cached in `eval_path` for these settings."""
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.models import load_causal_lm
 
+    seed = seed if config.eval_seed is None else config.eval_seed
     settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed}
     cached = _read_json(eval_path)
     if cached is not None and cached.get("settings") == settings:
@@ -276,6 +282,7 @@ def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft_
         "steps": config.steps,
         "seeds": list(range(config.seeds)),
         "split": config.eval_split,
+        "eval_seed": config.eval_seed,
         "baseline": config.baseline,
         "window": config.window,
         "target_oracle_score": target,
@@ -374,7 +381,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
 
     reference = load_causal_lm(world.policy_dir).eval()
     sft_runs = []
-    for seed in range(config.seeds):
+    for seed in range(config.seeds) if config.eval_seed is None else [config.eval_seed]:
         console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
         sft_runs.append({"seed": seed, "eval": evaluate_run(Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed)})
     runs = run_all(methods, config, world, world_root, reference, options, console)

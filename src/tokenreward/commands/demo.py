@@ -181,6 +181,7 @@ def run_demo(config: DemoConfig) -> Path:
         trainer_options=[f"learning_rate={config.learning_rate}", f"kl_coef={config.kl_coef}"],
         world=Path(world.root),
         eval_prompts=config.eval_prompts,
+        eval_seed=0,  # the same random draws for every policy: the printed spread is the training's
         window=max(1, min(25, config.steps // 5)),
         jobs=config.jobs,
     )

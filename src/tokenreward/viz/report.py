@@ -138,8 +138,10 @@ def results_table(results: Mapping[str, Any]) -> str:
     target = results.get("target_oracle_score")
     seeds = len(results.get("seeds", []))
     over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed, so no spread is shown (one run can be noise)"
+    draws = ("as in training, each policy seeded by its run's seed" if results.get("eval_seed") is None else
+             f"as in training, every policy with the same random draws, evaluation seed {results['eval_seed']}")
     caption = (
-        f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, as in training; "
+        f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, {draws}; "
         f"greedy: the greedy response), {over}, after "
         f"{results.get('steps')} training steps. KL: summed log-ratio to the SFT policy per sampled response. "
         f"Last column: training steps until the logged oracle score of the training batches (trailing mean of "
