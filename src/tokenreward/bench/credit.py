@@ -8,7 +8,10 @@ world lacks are skipped with the reason) plus the `uniform` and `random` baselin
   credits of the spans a token overlaps, 0 elsewhere), pooled over all tokens;
 - `top1`: over responses with a defect token, the share whose lowest-reward token is a defect
   token (ties for the lowest reward count fractionally, as a random tie-break would);
-- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored;
+- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored, after one untimed warm-up call
+  on the longest pairs (`warm_up`): without it the first rewarder of a run also paid the
+  process's one-time costs (first forward passes, the allocator growing to the largest batch)
+  and read up to 1.3x slower than the same call later in the run;
 - `auroc_within` (a diagnostic): the AUROC computed inside each response that has both defect
   and clean tokens, averaged over those responses. Pooled AUROC also rewards telling bad
   responses from good ones (`uniform` scores above 0.5 that way); within a response
@@ -115,6 +118,12 @@ def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: 
     }
 
 
+def warm_up(rewarder, prompts: Sequence[Any], responses: Sequence[Any]) -> None:
+    """Score the `batch_size` pairs with the longest responses once, untimed."""
+    longest = sorted(range(len(responses)), key=lambda i: -len(str(responses[i])))[: max(1, rewarder.batch_size)]
+    rewarder.score([prompts[i] for i in longest], [responses[i] for i in longest])
+
+
 def rewarder_names(requested: Sequence[str]) -> list[str]:
     names = list(requested) if requested else REWARDERS.names()
     for baseline in BASELINES:
@@ -155,6 +164,7 @@ def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | 
                 skipped[name] = f"could not be built from the world: {err}"
                 advance()
                 continue
+            warm_up(rewarder, prompts, responses)
             start = time.perf_counter()
             result = rewarder.score(prompts, responses)
             results[name] = credit_metrics(result, spans, time.perf_counter() - start)
