@@ -27,7 +27,7 @@ from typing import Any
 
 from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
-from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append
+from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append, write_atomic
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
 from tokenreward.trainers.common import progress_bar
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             from tokenreward.viz.heatmap import html_page
 
-            args.html.write_text(html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
+            write_atomic(args.html, html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
             console.print(f"heatmaps: {args.html}")
     return 0
 
@@ -108,7 +108,7 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 response_text(pair[key], k)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"{where}, record {k}, {key!r}: {err}") from None
-    return pairs[: args.limit] if args.limit is not None else pairs
+    return pairs
 
 
 def open_world(args: argparse.Namespace):
@@ -154,11 +154,12 @@ def label(args: argparse.Namespace, console) -> int:
         raise ValueError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
     tokenizer = load_tokenizer(tokenizer_source)
     done = done_records(args.output, pairs)
-    todo = [k for k in range(len(pairs)) if k not in done or ("failed" in done[k] and not args.keep_failed)]
-    skipped = len(pairs) - len(todo)
+    wanted = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    todo = [k for k in range(wanted) if k not in done or ("failed" in done[k] and not args.keep_failed)]
+    skipped = wanted - len(todo)
     if not todo:
-        kept = sum("failed" in r for r in done.values())
-        console.print(f"{args.output}: all {len(pairs)} pairs already done ({kept} recorded as failed)", soft_wrap=True)
+        kept = sum("failed" in done[k] for k in range(wanted))
+        console.print(f"{args.output}: all {wanted} pairs already done ({kept} recorded as failed)", soft_wrap=True)
         return 0
     reviser = build_reviser(
         args.reviser,
@@ -174,6 +175,7 @@ def label(args: argparse.Namespace, console) -> int:
     )
     failures: dict[int, str] = {}
     retried = any(k in done for k in todo)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(todo), f"label ({args.reviser})") as advance, args.output.open("a") as out:
         for begin in range(0, len(todo), reviser.batch_size):
             indices = todo[begin : begin + reviser.batch_size]
@@ -184,7 +186,7 @@ def label(args: argparse.Namespace, console) -> int:
             try:
                 revisions = reviser.revise_batch(requests)
             except ReviserError as err:
-                raise ReviserError(f"{err}; {len(done) + begin} of {len(pairs)} pairs are in {args.output}; "
+                raise ReviserError(f"{err}; {sum(k < wanted for k in done)} of {wanted} pairs are in {args.output}; "
                                    "rerun the same command to resume") from None
             for k, request, revision in zip(indices, requests, revisions):
                 record = pair_record(tokenizer, k, request, revision)
