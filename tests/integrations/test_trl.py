@@ -1,0 +1,430 @@
+"""tokenreward inside TRL's trainers: GRPO with token-level advantages against TRL's own
+GRPOTrainer and a naive loop over the formula; the DPO-family subclasses against tokenreward's
+own preference trainer and (T-REG with alpha = 0) TRL's DPOTrainer."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from tokenizers import processors
+from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
+
+from tokenreward.align import offsets_from_ids
+from tokenreward.integrations.trl import (
+    SePOConfig,
+    SePOTrainer,
+    TDPOConfig,
+    TDPOTrainer,
+    TGDPOConfig,
+    TGDPOTrainer,
+    TokenRewardFunction,
+    TokenRewardGRPOTrainer,
+    TRegDPOConfig,
+    TRegDPOTrainer,
+)
+from tokenreward.rewards import build_rewarder
+from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model, train_tokenizer
+from tokenreward.trainers.common import read_jsonl
+from tokenreward.trainers.preference import PreferenceConfig, run
+
+PROMPTS = ["What is 17 + 25?", "The capital of France is", "Say hello.", "Thank you for asking,"]
+GROUP = 4
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """A tokenizer that adds a BOS like Llama's (so TRL's DPO tokenization and ours agree)."""
+    tokenizer = train_tokenizer()
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
+    )
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def reward_model(tok):
+    return tiny_reward_model("llama", tok, seed=3)
+
+
+def grpo_args(tmp_path: Path, **overrides) -> GRPOConfig:
+    values = {
+        "output_dir": str(tmp_path),
+        "per_device_train_batch_size": 2 * GROUP,
+        "num_generations": GROUP,
+        "max_completion_length": 4,
+        "report_to": [],
+        "beta": 0.0,
+        "use_cpu": True,
+        "bf16": False,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "max_steps": 3,
+        "learning_rate": 1e-3,
+    }
+    return GRPOConfig(**{**values, **overrides})
+
+
+def eos_prone_policy(tokenizer):
+    """A tiny random policy whose EOS logit is scaled up, so some of its few-token samples end with
+    an EOS and others are cut at the length limit."""
+    policy = tiny_causal_lm("llama", tokenizer, seed=0)
+    with torch.no_grad():
+        policy.lm_head.weight[tokenizer.eos_token_id] *= 80.0
+    return policy
+
+
+def generate(trainer) -> dict:
+    """One generation batch of two prompts x GROUP samples, sampled under seed 0."""
+    trainer.model.train()
+    torch.manual_seed(0)
+    return trainer._generate_and_score_completions([{"prompt": p} for p in PROMPTS[:2] for _ in range(GROUP)])
+
+
+def completion_lengths(out: dict) -> list[int]:
+    return out["completion_mask"].sum(-1).tolist()
+
+
+# --- GRPO -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scale_rewards, extra_reward", [("group", False), ("batch", False), ("none", False), ("group", True)]
+)
+def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rewards, extra_reward):
+    """Sparse rewards: A_it = TRL's per-completion advantage on every token, for each scale_rewards
+    (and with a second TRL reward function, whose reward lands on the last token)."""
+    sparse = build_rewarder("sparse", reward_model=reward_model, tokenizer=tok, device="cpu")
+
+    def reward_model_score(prompts, completions, **kwargs):
+        return sparse.score(prompts, completions).sequence_rewards.tolist()
+
+    def length_bonus(prompts, completions, **kwargs):
+        return [0.5 * len(c) for c in completions]
+
+    extra = [length_bonus] if extra_reward else []
+    ours = TokenRewardGRPOTrainer(
+        eos_prone_policy(tok),
+        sparse,
+        reward_funcs=extra,
+        args=grpo_args(tmp_path / "ours", scale_rewards=scale_rewards),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tok,
+    )
+    theirs = GRPOTrainer(
+        eos_prone_policy(tok),
+        reward_funcs=[reward_model_score, *extra],
+        args=grpo_args(tmp_path / "trl", scale_rewards=scale_rewards),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tok,
+    )
+    a, b = generate(ours), generate(theirs)
+    assert torch.equal(a["completion_ids"], b["completion_ids"])
+    mask = a["completion_mask"].bool()
+    assert a["advantages"].shape == a["completion_ids"].shape and b["advantages"].dim() == 1
+    expected = torch.where(mask, b["advantages"][:, None].expand_as(mask), torch.zeros_like(a["advantages"]))
+    torch.testing.assert_close(a["advantages"], expected, atol=1e-6, rtol=0)
+    assert b["advantages"].abs().max() > 0.1  # not the trivial all-zero case
+
+
+def eos_rule(rewards: list[float], text: str, offsets) -> list[float]:
+    """By hand: the reward of the first token reaching the end of the text moves to the last token
+    (the EOS, when generation ended with one)."""
+    rewards = list(rewards)
+    completing = next(t for t, (_, end) in enumerate(offsets) if end >= len(text))
+    if completing != len(rewards) - 1:
+        rewards[-1] += rewards[completing]
+        rewards[completing] = 0.0
+    return rewards
+
+
+@pytest.mark.parametrize("baseline", ["group_mean", "leave_one_out"])
+def test_red_advantages_equal_a_naive_loop(tmp_path, tok, reward_model, baseline):
+    red = build_rewarder("red", reward_model=reward_model, tokenizer=tok, device="cpu")
+    trainer = TokenRewardGRPOTrainer(
+        eos_prone_policy(tok),
+        "red",
+        rewarder_resources={"reward_model": reward_model, "tokenizer": tok, "device": "cpu"},
+        baseline=baseline,
+        args=grpo_args(tmp_path),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tok,
+    )
+    out = generate(trainer)
+    ids = [row[:n].tolist() for row, n in zip(out["completion_ids"], completion_lengths(out))]
+    assert 0 < sum(row[-1] == tok.eos_token_id for row in ids) < len(ids)  # both endings occur
+    rewards = []
+    for i, row in enumerate(ids):
+        text, offsets = offsets_from_ids(tok, row)
+        scored = red.score([PROMPTS[i // GROUP]], [text], align_to=[offsets]).token_rewards(0)
+        rewards.append(eos_rule(scored, text, offsets))
+    returns = [sum(r) for r in rewards]
+    for i, row in enumerate(rewards):
+        group = [returns[j] for j in range(len(returns)) if j // GROUP == i // GROUP]
+        others = [returns[j] for j in range(len(returns)) if j // GROUP == i // GROUP and j != i]
+        for t in range(len(row)):
+            to_go = sum(row[t:])
+            if baseline == "group_mean":
+                expected = (to_go - statistics.mean(group)) / (statistics.stdev(group) + 1e-4)
+            else:
+                expected = to_go - statistics.mean(others)
+            assert float(out["advantages"][i, t]) == pytest.approx(expected, abs=1e-4)
+        assert float(out["advantages"][i, len(row) :].abs().sum()) == 0.0
+    spread = [
+        float(out["advantages"][i, : len(r)].max() - out["advantages"][i, : len(r)].min())
+        for i, r in enumerate(rewards)
+    ]
+    assert max(spread) > 1e-2  # token-level: advantages vary along T
+
+
+def test_eos_token_takes_the_completing_tokens_reward(tok, reward_model):
+    sparse = build_rewarder("sparse", reward_model=reward_model, tokenizer=tok, device="cpu")
+    function = TokenRewardFunction(sparse, tok)
+    body = tok(" Paris.", add_special_tokens=False)["input_ids"]
+    returns = function(["The capital of France is"] * 2, None, [body + [tok.eos_token_id], body])
+    (with_eos, truncated), sequence = function.last
+    score = float(sparse.score(["The capital of France is"], [" Paris."]).sequence_rewards[0])
+    assert with_eos.tolist() == pytest.approx([0.0] * len(body) + [score], abs=1e-6)
+    assert truncated.tolist() == pytest.approx([0.0] * (len(body) - 1) + [score], abs=1e-6)
+    assert returns == pytest.approx([score, score], abs=1e-6) and sequence.tolist() == pytest.approx(
+        [score, score], abs=1e-6
+    )
+
+
+def test_three_step_grpo_run_trains_and_logs(tmp_path, tok, reward_model):
+    policy = tiny_causal_lm("llama", tok, seed=0)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = TokenRewardGRPOTrainer(
+        policy,
+        "red",
+        rewarder_resources={"reward_model": reward_model, "tokenizer": tok, "device": "cpu"},
+        args=grpo_args(tmp_path),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tok,
+    )
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["step"] for h in logged] == [1, 2, 3]
+    for h in logged:
+        assert {
+            "reward",
+            "rewards/tokenreward_red/mean",
+            "tokenreward/sequence_reward/mean",
+            "tokenreward/token_reward/std",
+            "entropy",
+        } <= set(h)
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_grpo_bad_arguments_are_named(tmp_path, tok, reward_model):
+    kwargs = {
+        "args": grpo_args(tmp_path),
+        "train_dataset": Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        "processing_class": tok,
+    }
+    with pytest.raises(ValueError, match="baseline must be one of group_mean, leave_one_out"):
+        TokenRewardGRPOTrainer(tiny_causal_lm("llama", tok), "sparse", baseline="mean", **kwargs)
+    with pytest.raises(ValueError, match="pass `rewarder`"):
+        TokenRewardGRPOTrainer(tiny_causal_lm("llama", tok), **kwargs)
+    with pytest.raises(ValueError, match="needs --reward-model"):
+        TokenRewardGRPOTrainer(tiny_causal_lm("llama", tok), "red", **kwargs)
+
+
+# --- the DPO family ----------------------------------------------------------------------
+
+PAIRS = [
+    {"prompt": "What is 17 + 25?", "chosen": " The answer is 42.", "rejected": " You are stupid."},
+    {"prompt": "The capital of France is", "chosen": " Paris.", "rejected": " Lima, the capital of Peru."},
+    {"prompt": "The first five primes are", "chosen": " 2, 3, 5, 7, 11.", "rejected": " 2, 3, 5, 7, 9."},
+    {"prompt": "Say hello.", "chosen": " Hello world!", "rejected": " This is a terrible, awful question."},
+]
+
+
+def save_model(path: Path, tokenizer, seed: int) -> str:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(
+        tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, max_position_embeddings=512)
+    ).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tok):
+    root = tmp_path_factory.mktemp("trl-dpo")
+    return {
+        "root": root,
+        **{name: save_model(root / name, tok, seed) for name, seed in (("policy", 0), ("reference", 1), ("guide", 2))},
+    }
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def dpo_args(config_class, out: Path, **overrides):
+    values = {
+        "output_dir": str(out),
+        "per_device_train_batch_size": len(PAIRS),
+        "report_to": [],
+        "max_length": None,
+        "use_cpu": True,
+        "bf16": False,
+        "save_strategy": "no",
+        "max_steps": 3,
+        "logging_steps": 1,
+        "learning_rate": 1e-3,
+        "seed": 0,
+    }
+    return config_class(**{**values, **overrides})
+
+
+def reference_model(models):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(models["reference"])
+
+
+def tokenreward_first_loss(
+    models, tmp_path: Path, method: str, rows: list[dict], tokenizer_dir: str | None = None, **overrides
+) -> float:
+    """Step 1 of tokenreward's own preference trainer on every pair at once."""
+    out = tmp_path / f"tokenreward-{method}"
+    config = PreferenceConfig(
+        out=str(out),
+        data=write_rows(tmp_path / f"{method}.jsonl", rows),
+        policy=models["policy"],
+        reference=models["reference"],
+        tokenizer=tokenizer_dir,
+        steps=1,
+        batch_size=len(rows),
+        progress=False,
+        **overrides,
+    )
+    run(config, method)
+    return read_jsonl(out / "log.jsonl")[0]["loss"]
+
+
+def first_loss_then_train(trainer) -> tuple[float, list[dict]]:
+    """The loss of the first batch (no step taken), then a 3-step run; asserts the weights moved."""
+    with torch.no_grad():
+        first = float(trainer.compute_loss(trainer.model, next(iter(trainer.get_train_dataloader()))))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    return first, [h for h in trainer.state.log_history if "loss" in h]
+
+
+CASES = [
+    ("dpo_reg", TRegDPOTrainer, TRegDPOConfig, {}, {"alpha": 0.5}),
+    ("tdpo1", TDPOTrainer, TDPOConfig, {"tdpo_variant": "tdpo1"}, {}),
+    ("tdpo2", TDPOTrainer, TDPOConfig, {}, {}),
+    ("tgdpo", TGDPOTrainer, TGDPOConfig, {"guide": True}, {}),
+    ("sepo", SePOTrainer, SePOConfig, {"guide": True}, {}),
+]
+
+
+@pytest.mark.parametrize("method, trainer_class, config_class, options, shared", CASES, ids=[c[0] for c in CASES])
+def test_dpo_family_step_one_equals_tokenreward_trainer_and_trains(
+    tmp_path, tok, models, method, trainer_class, config_class, options, shared
+):
+    guide = {"guide_policy": models["guide"]} if options.get("guide") else {}
+    config_options = {k: v for k, v in options.items() if k != "guide"}
+    expected = tokenreward_first_loss(models, tmp_path, method, PAIRS, **guide, **shared)
+    args = dpo_args(config_class, tmp_path / "trl", **guide, **config_options, **shared)
+    trainer = trainer_class(
+        model=models["policy"],
+        ref_model=reference_model(models),
+        args=args,
+        train_dataset=Dataset.from_list(PAIRS),
+        processing_class=tok,
+    )
+    first, logged = first_loss_then_train(trainer)
+    assert first == pytest.approx(expected, abs=1e-5)
+    assert abs(first - 0.6931471805599453) > 1e-3  # policy and reference differ: not the trivial log 2
+    assert [h["step"] for h in logged] == [1, 2, 3] and logged[0]["loss"] == pytest.approx(first, abs=1e-5)
+    assert {"rewards/margins", "rewards/accuracies", "logps/chosen"} <= set(logged[0])
+
+
+def test_treg_with_alpha_zero_is_trl_dpo_step_for_step(tmp_path, tok, models):
+    ours = TRegDPOTrainer(
+        model=models["policy"],
+        ref_model=reference_model(models),
+        args=dpo_args(TRegDPOConfig, tmp_path / "treg", alpha=0.0),
+        train_dataset=Dataset.from_list(PAIRS),
+        processing_class=tok,
+    )
+    theirs = DPOTrainer(
+        model=models["policy"],
+        ref_model=reference_model(models),
+        args=dpo_args(DPOConfig, tmp_path / "dpo"),
+        train_dataset=Dataset.from_list(PAIRS),
+        processing_class=tok,
+    )
+    ours.train()
+    theirs.train()
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (ours, theirs)]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], abs=1e-5)
+    assert losses[0][-1] < losses[0][0]
+    for (name, a), b in zip(ours.model.named_parameters(), theirs.model.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+
+
+def test_conversational_rows_as_dpo_trainer_takes_them(tmp_path, models):
+    template = "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}{% if add_generation_prompt %}<bos>assistant:{% endif %}"
+    chat = train_tokenizer(chat_template=template)
+    chat_dir = tmp_path / "chat-tokenizer"
+    chat.save_pretrained(chat_dir)
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": p["prompt"]}],
+            "chosen": [{"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "assistant", "content": p["rejected"]}],
+        }
+        for p in PAIRS
+    ]
+    expected = tokenreward_first_loss(models, tmp_path, "dpo_reg", rows, tokenizer_dir=str(chat_dir))
+    trainer = TRegDPOTrainer(
+        model=models["policy"],
+        ref_model=reference_model(models),
+        args=dpo_args(TRegDPOConfig, tmp_path / "trl", max_steps=1),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=chat,
+    )
+    first, _ = first_loss_then_train(trainer)
+    assert first == pytest.approx(expected, abs=1e-5)
+
+
+def test_dpo_family_bad_configs_are_named(tmp_path, tok, models):
+    data = Dataset.from_list(PAIRS)
+    with pytest.raises(ValueError, match=r"leave these DPOConfig settings at their defaults: loss_type=\['ipo'\]"):
+        TRegDPOTrainer(
+            model=models["policy"],
+            args=dpo_args(TRegDPOConfig, tmp_path, loss_type=["ipo"]),
+            train_dataset=data,
+            processing_class=tok,
+        )
+    with pytest.raises(ValueError, match="set guide_policy in the config"):
+        TGDPOTrainer(
+            model=models["policy"], args=dpo_args(TGDPOConfig, tmp_path), train_dataset=data, processing_class=tok
+        )
+    with pytest.raises(TypeError, match="SePOTrainer needs a SePOConfig, got DPOConfig"):
+        SePOTrainer(
+            model=models["policy"], args=dpo_args(DPOConfig, tmp_path), train_dataset=data, processing_class=tok
+        )
+    with pytest.raises(ValueError, match="tdpo_variant must be 'tdpo1' or 'tdpo2'"):
+        TDPOTrainer(
+            model=models["policy"],
+            args=dpo_args(TDPOConfig, tmp_path, tdpo_variant="tdpo3"),
+            train_dataset=data,
+            processing_class=tok,
+        )
