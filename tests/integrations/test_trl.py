@@ -396,12 +396,24 @@ def test_conversational_rows_as_dpo_trainer_takes_them(tmp_path, models):
     trainer = TRegDPOTrainer(
         model=models["policy"],
         ref_model=reference_model(models),
-        args=dpo_args(TRegDPOConfig, tmp_path / "trl", max_steps=1),
+        args=dpo_args(TRegDPOConfig, tmp_path / "trl", max_steps=1, per_device_eval_batch_size=len(rows)),
         train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(rows),
         processing_class=chat,
     )
     first, _ = first_loss_then_train(trainer)
     assert first == pytest.approx(expected, abs=1e-5)
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = float(trainer.compute_loss(trainer.model, next(iter(trainer.get_eval_dataloader()))))
+    prepared, fresh = (
+        trainer.evaluate(),
+        trainer.evaluate(Dataset.from_list(rows)),
+    )  # DPOTrainer.evaluate prepares `fresh`
+    assert prepared["eval_loss"] == pytest.approx(loss, abs=1e-5) and fresh["eval_loss"] == pytest.approx(
+        loss, abs=1e-5
+    )
+    assert "eval_rewards/margins" in prepared
 
 
 def test_dpo_family_bad_configs_are_named(tmp_path, tok, models):

@@ -192,6 +192,8 @@ class TokenLevelDPOTrainer(DPOTrainer):
             raise ValueError(
                 f"{type(self).__name__} needs a map-style Dataset (its rows gain token columns), not an IterableDataset"
             )
+        if "chosen_token_rewards" in dataset.column_names:  # prepared before (evaluate() re-prepares its dataset)
+            return dataset
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         data = self.encode_rows(dataset, tokenizer, dataset_name)
         columns = {f"{side}_response_tokens": [] for side in ("chosen", "rejected")}
@@ -295,8 +297,9 @@ class TokenLevelDPOTrainer(DPOTrainer):
             [(lp * m).sum(-1).detach() for lp, m in zip(batch.logps, batch.mask)],
             extra,
         )
-        if return_outputs:
-            return loss, {"logits": logits}
+        if return_outputs:  # the logits for `compute_metrics`, unshifted as in DPOTrainer
+            with torch.no_grad():
+                return loss, model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return loss
 
     def log_pair_metrics(
