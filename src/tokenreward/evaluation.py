@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tokenreward.generation import Generations, generate, make_batch, response_logits, token_logprobs
+from tokenreward.generation import Generations, generate, make_batch, response_logprobs
 from tokenreward.models import PathOrModel, load_causal_lm, load_tokenizer
 
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -29,9 +29,7 @@ def response_log_ratios(policy, reference, generations: Generations, pad_token_i
     for start in range(0, len(generations), batch_size):
         part = Generations(generations.items[start : start + batch_size])
         batch = make_batch(part, pad_token_id, device)
-        log_ratio = token_logprobs(response_logits(policy, batch, 1.0), batch.tokens) - token_logprobs(
-            response_logits(reference, batch, 1.0), batch.tokens
-        )
+        log_ratio = response_logprobs(policy, batch, 1.0) - response_logprobs(reference, batch, 1.0)
         sums.append(torch.where(batch.mask, log_ratio, torch.zeros_like(log_ratio)).sum(-1).cpu())
     return torch.cat(sums) if sums else torch.zeros(0)
 

@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from tokenreward.logprobs import token_logprobs as shifted_logprobs
+from tokenreward.logprobs import unwrap
+
 PathOrModel = Any  # str | Path | a loaded transformers object
 
 SCORE_HEAD_NAMES = ("score", "classifier")
@@ -31,6 +34,36 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
         return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
         raise FileNotFoundError(f"cannot load the {what} from {str(source)!r}: {err}") from err
+    except Exception as err:
+        damaged = damaged_file(Path(text).expanduser()) if looks_local or Path(text).is_dir() else None
+        if damaged is None:
+            raise
+        raise ValueError(f"cannot load the {what} from {text}: {damaged}") from err
+
+
+def damaged_file(folder: Path) -> str | None:
+    """`FILE: why` for the first JSON or safetensors file of a model folder that does not
+    parse (truncated, zero bytes, garbage), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            return f"{path} is not valid JSON ({err}); the file is damaged"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception as err:
+            size = path.stat().st_size
+            return f"{path} ({size} bytes) is not a complete safetensors file ({err}); it is truncated or damaged"
+    return None
 
 
 def load_tokenizer(source: PathOrModel):
@@ -146,17 +179,62 @@ def context_length(model: nn.Module) -> int | None:
 
 
 def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`s[b, p] = R(input[b, :p+1])` for every position p, from ONE forward pass.
+    """`s[b, p] = R(input[b, :p+1])` for every position p, float32 `[B, T]`, from ONE ordinary forward call.
 
-    The reward model's own score head is applied to the hidden state at every position; for a
-    causal model this equals re-scoring each prefix separately.
+    A forward hook on the score module captures what the model itself feeds it at every
+    position (so whatever the architecture does before its head, e.g. ModernBERT-decoder's
+    dense + norm `head`, is included); a linear score module is then re-applied in float32,
+    `s = W x + b`, so differences of scores keep their precision in a bf16 / fp16 model. For
+    a causal model this equals re-scoring each prefix separately. The model's own pooled
+    score checks the result (`check_pooled`). Gradients flow when enabled (the PPO critic).
     """
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return score_head(model)(hidden).squeeze(-1).float()
+    inner = unwrap(model)
+    head = score_head(inner)
+    store: dict = {}
+
+    def hook(_module, inputs, output):
+        store["input"], store["output"] = inputs[0], output
+
+    handle = head.register_forward_hook(hook)
+    try:
+        pooled = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    finally:
+        handle.remove()
+    features, native = store.get("input"), store.get("output")
+    if native is None or native.dim() != 3 or native.shape[:2] != input_ids.shape:
+        raise ValueError(
+            f"{type(inner).__name__} applies its score head to a pooled state, not at every position; prefix scores "
+            "(RED, the PPO critic) cannot be read from it"
+        )
+    check_pooled(inner, input_ids, native.squeeze(-1), pooled.squeeze(-1))
+    if isinstance(head, nn.Linear):
+        bias = None if head.bias is None else head.bias.float()
+        return nn.functional.linear(features.float(), head.weight.float(), bias).squeeze(-1)
+    return native.squeeze(-1).float()
+
+
+def pooled_positions(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Where Hugging Face pools a sequence score: the rightmost token that is not the pad token."""
+    if pad_token_id is None:
+        return torch.full(input_ids.shape[:1], input_ids.shape[1] - 1, device=input_ids.device)
+    index = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (index * (input_ids != pad_token_id)).argmax(-1)
+
+
+def check_pooled(model: nn.Module, input_ids: torch.Tensor, per_position: torch.Tensor, pooled: torch.Tensor) -> None:
+    """Refuse a model whose pooled score is not its score module's output at the pooled position."""
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    at_last = per_position.detach()[rows, pooled_positions(input_ids, model.config.pad_token_id)].float()
+    theirs = pooled.detach().reshape(at_last.shape).float()
+    if not torch.allclose(at_last, theirs, rtol=1e-5, atol=1e-5, equal_nan=True):
+        gap = float((at_last - theirs).abs().max())
+        raise ValueError(
+            f"{type(model).__name__}: its pooled score is not its score head's output at the last token (they differ "
+            f"by {gap:.3g}); prefix scores cannot be read from this architecture"
+        )
 
 
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0`."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    picked = torch.gather(logits, 2, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
+    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0` (chunked, `tokenreward.logprobs`)."""
+    picked = shifted_logprobs(model, input_ids, attention_mask)
     return torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)

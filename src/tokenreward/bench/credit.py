@@ -179,12 +179,17 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
 
 @register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")
 def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float]]:
+    from tokenreward.io import atomic_write, check_writable
+
+    if config.limit is not None and config.limit < 0:
+        raise ValueError(f"--limit must be at least 0, got {config.limit}")
+    if config.json:
+        check_writable(config.json, "--json")
     world = open_world(config.world)
     names = rewarder_names(config.rewarders)
     results, skipped = bench_credit(world, names, config.split, config.limit, config.device)
     print_table(results, skipped, f"bench credit on {world.root} ({config.split} split)")
     if config.json:
-        path = Path(config.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1))
+        with atomic_write(Path(config.json)) as handle:
+            handle.write(json.dumps(results, indent=1))
     return results

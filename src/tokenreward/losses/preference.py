@@ -110,15 +110,11 @@ def treg_loss(
     return logistic_loss(logits) + alpha * weight * (regulariser_chosen + regulariser_rejected)
 
 
-def sequence_kl(reference_logits: torch.Tensor, policy_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """TDPO's `SeqKL(y) = sum_t KL(ref(.|s_t) || pi(.|s_t))` over the vocabulary.
-
-    `*_logits` are `[B, T, V]`, position `t` being the distribution that predicts response
-    token `t`; returns `[B]`."""
-    reference_logp = reference_logits.float().log_softmax(-1)
-    policy_logp = policy_logits.float().log_softmax(-1)
-    per_token = (reference_logp.exp() * (reference_logp - policy_logp)).sum(-1)
-    return masked_sum(per_token, mask)
+def sequence_kl(token_kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TDPO's `SeqKL(y) = sum_t KL(ref(.|s_t) || pi(.|s_t))` over the vocabulary, from the per-token
+    KL `[B, T]` (`tokenreward.logprobs.token_stats(..., reference=...)`, chunked over the
+    vocabulary); returns `[B]`."""
+    return masked_sum(token_kl, mask)
 
 
 def tdpo1_loss(

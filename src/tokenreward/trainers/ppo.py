@@ -44,10 +44,9 @@ import torch
 from torch import nn
 
 from tokenreward.align import terminal_layout
-from tokenreward.generation import Batch, Generations, encode_prompt, generate_from_ids, make_batch, response_logits, token_logprobs
+from tokenreward.generation import Batch, Generations, encode_prompt, generate_from_ids, make_batch, response_logprobs, response_token_stats
 from tokenreward.losses.advantages import ESTIMATORS, AdvantageBatch, AdvantageSettings, EstimatorEntry, estimate_advantages
 from tokenreward.losses.ppo import (
-    entropy_from_logits,
     kl_estimate,
     masked_mean,
     masked_whiten,
@@ -56,7 +55,7 @@ from tokenreward.losses.ppo import (
     sequence_returns,
     value_loss,
 )
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer, score_head
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer, prefix_scores, score_head
 from tokenreward.rewards import Rewarder, TextOrMessages, build_rewarder
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.common import (
@@ -263,8 +262,7 @@ class ValueModel(nn.Module):
         self.model = model
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        values = score_head(self.model)(hidden).squeeze(-1).float()
+        values = prefix_scores(self.model, batch.input_ids, batch.attention_mask)
         return torch.gather(values, 1, batch.positions - 1)
 
 
@@ -447,10 +445,10 @@ class PPOTrainer:
         policy = self.accelerator.unwrap_model(self.policy)
         for start in range(0, batch.input_ids.shape[0], chunk):
             rows = batch.rows(torch.arange(start, min(start + chunk, batch.input_ids.shape[0]), device=self.device))
-            logits = response_logits(policy, rows, c.temperature)
-            parts["logprobs"].append(token_logprobs(logits, rows.tokens))
-            parts["entropy"].append(entropy_from_logits(logits))
-            parts["ref_logprobs"].append(token_logprobs(response_logits(self.reference, rows, c.temperature), rows.tokens))
+            stats = response_token_stats(policy, rows, c.temperature, entropy=True)
+            parts["logprobs"].append(stats.logprobs)
+            parts["entropy"].append(stats.entropy)
+            parts["ref_logprobs"].append(response_logprobs(self.reference, rows, c.temperature))
             if self.critic is not None:
                 parts["values"].append(self.accelerator.unwrap_model(self.critic)(rows))
         return {k: torch.cat(v) for k, v in parts.items() if v}
@@ -533,8 +531,7 @@ class PPOTrainer:
                 index = order[start : start + size].to(self.device)
                 rows = batch.rows(index)
                 count = acc.reduce(rows.mask.sum().float(), reduction="sum") / acc.num_processes
-                logits = response_logits(self.policy, rows, c.temperature)
-                logprobs = token_logprobs(logits, rows.tokens)
+                logprobs = response_logprobs(self.policy, rows, c.temperature)
                 loss, stats = policy_loss(logprobs, rollout["logprobs"][index], rollout["advantages"][index], rows.mask, c.cliprange, count)
                 stats["policy_loss"] = loss.detach()
                 if c.kl_in == "loss":

@@ -48,6 +48,7 @@ from tokenreward.losses.preference import (
     token_regulariser,
     treg_loss,
 )
+from tokenreward.logprobs import token_stats
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
@@ -137,8 +138,7 @@ class PairBatch:
     tokens: tuple[torch.Tensor, torch.Tensor]
     reference: tuple[torch.Tensor, torch.Tensor] | None = None
     rewards: tuple[torch.Tensor, torch.Tensor] | None = None
-    logits: tuple[torch.Tensor, torch.Tensor] | None = None
-    reference_logits: tuple[torch.Tensor, torch.Tensor] | None = None
+    kl: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def method_loss(method: str, batch: PairBatch, beta: float, alpha: float | None, config: PreferenceConfig):
@@ -164,8 +164,8 @@ def method_loss(method: str, batch: PairBatch, beta: float, alpha: float | None,
         losses = treg_loss(logits, reg_w, reg_l, alpha)
         extra = {"regulariser": reg_w + reg_l, "sequence_weight": torch.sigmoid(-logits)}
     elif method in ("tdpo1", "tdpo2"):
-        kl_w = sequence_kl(batch.reference_logits[0], batch.logits[0], mw)
-        kl_l = sequence_kl(batch.reference_logits[1], batch.logits[1], ml)
+        kl_w = sequence_kl(batch.kl[0], mw)
+        kl_l = sequence_kl(batch.kl[1], ml)
         if method == "tdpo1":
             losses = tdpo1_loss(pw, pl, rw, rl, kl_w, kl_l, beta)
         else:
@@ -220,11 +220,11 @@ def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tensor[:half], tensor[half:]
 
 
-def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shifted-frame per-token log-probs `[B, L-1]` and the logits that produced them."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
-    picked = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)
-    return picked, logits
+def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference=None):
+    """Shifted-frame per-token log-probs `[B, L-1]` and, given a `reference` model, the per-token
+    `KL(ref || model)` over the vocabulary (else None), chunked (`tokenreward.logprobs`)."""
+    stats = token_stats(model, input_ids, attention_mask, reference=reference)
+    return stats.logprobs, stats.kl
 
 
 @torch.no_grad()
@@ -441,17 +441,14 @@ def run(config: PreferenceConfig, name: str) -> None:
             indices = batch_indices(step, len(data), config.batch_size, config.seed)
             indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
             tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-            logps, logits = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"])
+            logps, token_kl = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"], reference_model)
             batch = PairBatch(halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]))
             if "reference" in tensors:
                 batch.reference = halves(tensors["reference"])
             if "rewards" in tensors:
                 batch.rewards = halves(tensors["rewards"])
-            if reference_model is not None:
-                with torch.no_grad():
-                    reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
-                    batch.reference_logits = halves(reference_logits[:, :-1].float())
-                batch.logits = halves(logits)
+            if token_kl is not None:
+                batch.kl = halves(token_kl)
             losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
             loss = losses.mean()
             accelerator.backward(loss)
