@@ -12,8 +12,9 @@ by `DPOTrainer` itself; each row then gains per-completion-token columns (`*_tok
 `*_response_tokens`: which completion tokens belong to the response text, not the EOS or a
 template's end of turn), computed once with the method's token rewarder (or the `token_rewarder`
 object given) on tokenreward's encoding of the pair, which must give TRL's token ids. The loss
-is the one tokenreward's own preference trainer computes (`method_loss`), on full-vocabulary
-log-probs of the policy and of TRL's reference model; TRL's metrics `rewards/*` and `logps/*`
+is the one tokenreward's own preference trainer computes (`method_loss`), on its chunked per-token
+log-probs (and TDPO's per-token KL) of the policy and of TRL's reference model
+(`tokenreward.logprobs`); TRL's metrics `rewards/*` and `logps/*`
 are logged, with the method's own terms under `<method>/...`.
 """
 
@@ -265,25 +266,19 @@ class TokenLevelDPOTrainer(DPOTrainer):
 
     # --- loss -------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def reference_forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reference model's shifted per-token log-probs and logits."""
-        return policy_logps(self.ref_model, input_ids, attention_mask)
-
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         method = METHODS[self.method]
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        logps, logits = policy_logps(model, input_ids, attention_mask)
+        kl_reference = self.ref_model if method.reference_logits else None
+        logps, token_kl = policy_logps(model, input_ids, attention_mask, kl_reference)
         mask = inputs["completion_mask"][:, 1:].float()
         batch = PairBatch(halves(logps), halves(mask), halves(inputs["response_tokens"][:, 1:].bool()))
-        if method.uses_reference or method.reference_logits:
-            reference_logps, reference_logits = self.reference_forward(input_ids, attention_mask)
-            batch.reference = halves(reference_logps)
-            if method.reference_logits:
-                batch.logits, batch.reference_logits = halves(logits), halves(reference_logits)
+        if method.uses_reference:
+            with torch.no_grad():
+                batch.reference = halves(policy_logps(self.ref_model, input_ids, attention_mask)[0])
+        if token_kl is not None:
+            batch.kl = halves(token_kl)
         if method.token_rewarder is not None:
             batch.rewards = halves(inputs["token_rewards"][:, 1:])
         losses, reward_chosen, reward_rejected, extra = method_loss(
