@@ -5,7 +5,12 @@ own preference trainer and (T-REG with alpha = 0) TRL's DPOTrainer."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import socket
 import statistics
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -179,6 +184,9 @@ def test_red_advantages_equal_a_naive_loop(tmp_path, tok, reward_model, baseline
         for i, r in enumerate(rewards)
     ]
     assert max(spread) > 1e-2  # token-level: advantages vary along T
+    assert list(trainer._logs["advantages"]) == pytest.approx(
+        out["advantages"][:, 0].tolist()
+    )  # completions table: A_i1
 
 
 def test_eos_token_takes_the_completing_tokens_reward(tok, reward_model):
@@ -219,6 +227,40 @@ def test_three_step_grpo_run_trains_and_logs(tmp_path, tok, reward_model):
         } <= set(h)
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_split_a_group_as_trl_does(tmp_path):
+    """`accelerate launch --num_processes 2` (gloo on CPU): one prompt's 8 samples split over the two
+    ranks; on each rank the token-level advantages equal TRL's (gathered, sliced back)."""
+    if shutil.which("accelerate") is None or torch.cuda.is_available():
+        pytest.skip("needs the accelerate launcher and a CPU-only machine")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    launch = [
+        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+    ]  # fmt: skip
+    script = Path(__file__).with_name("trl_two_processes.py")
+    done = subprocess.run([*launch, str(script), str(tmp_path)], check=False, env=env, capture_output=True, text=True)
+    if (
+        done.returncode != 0
+        and re.search(r"exitcode\s*: -\d+", done.stderr)
+        and "trl_two_processes.py" not in done.stderr
+    ):
+        pytest.skip("two local gloo processes could not run here: " + done.stderr[-1500:])  # the machine, not our code
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["processes"] == 2 and r["same_completions"] for r in ranks)
+    assert max(r["max_difference"] for r in ranks) <= 1e-6
+    group = ranks[0]["trl_advantages"] + ranks[1]["trl_advantages"]
+    assert abs(sum(group)) < 1e-4 and abs(sum(ranks[0]["trl_advantages"])) > 1e-2  # one group, across the ranks
 
 
 def test_grpo_bad_arguments_are_named(tmp_path, tok, reward_model):
