@@ -102,7 +102,7 @@ def completion_lengths(out: dict) -> list[int]:
 )
 def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rewards, extra_reward):
     """Sparse rewards: A_it = TRL's per-completion advantage on every token, for each scale_rewards
-    (and with a second TRL reward function, whose reward lands on the last token)."""
+    (and with a second, weighted TRL reward function, whose reward lands on the last token)."""
     sparse = build_rewarder("sparse", reward_model=reward_model, tokenizer=tok, device="cpu")
 
     def reward_model_score(prompts, completions, **kwargs):
@@ -112,18 +112,19 @@ def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rew
         return [0.5 * len(c) for c in completions]
 
     extra = [length_bonus] if extra_reward else []
+    weights = {"reward_weights": [2.0, 0.5]} if extra_reward else {}  # the rewarder's weight first
     ours = TokenRewardGRPOTrainer(
         eos_prone_policy(tok),
         sparse,
         reward_funcs=extra,
-        args=grpo_args(tmp_path / "ours", scale_rewards=scale_rewards),
+        args=grpo_args(tmp_path / "ours", scale_rewards=scale_rewards, **weights),
         train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
         processing_class=tok,
     )
     theirs = GRPOTrainer(
         eos_prone_policy(tok),
         reward_funcs=[reward_model_score, *extra],
-        args=grpo_args(tmp_path / "trl", scale_rewards=scale_rewards),
+        args=grpo_args(tmp_path / "trl", scale_rewards=scale_rewards, **weights),
         train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
         processing_class=tok,
     )
@@ -456,6 +457,22 @@ def test_conversational_rows_as_dpo_trainer_takes_them(tmp_path, models):
         loss, abs=1e-5
     )
     assert "eval_rewards/margins" in prepared
+
+
+@pytest.mark.parametrize("truncation_mode", ["keep_start", "keep_end"])
+def test_token_columns_follow_trl_truncation(tmp_path, tok, models, truncation_mode):
+    """With max_length cutting the pairs, the token columns stay on their tokens: the response-token
+    mask is the completion mask without its EOS, position by position."""
+    args = dpo_args(TDPOConfig, tmp_path, max_length=16, truncation_mode=truncation_mode)
+    trainer = TDPOTrainer(
+        model=models["policy"], args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=tok
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[1] == 16
+    completion = batch["completion_mask"].bool()
+    expected = completion & (batch["input_ids"] != tok.eos_token_id)
+    assert torch.equal(batch["response_tokens"].bool(), expected) and expected.any()
+    assert (batch["token_rewards"] == 0).all()  # TDPO reads no token rewards
 
 
 def test_dpo_family_bad_configs_are_named(tmp_path, tok, models):
