@@ -102,17 +102,24 @@ def completion_lengths(out: dict) -> list[int]:
 )
 def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rewards, extra_reward):
     """Sparse rewards: A_it = TRL's per-completion advantage on every token, for each scale_rewards
-    (and with a second, weighted TRL reward function, whose reward lands on the last token)."""
+    (and with two more weighted TRL reward functions, a function and a reward model, whose rewards
+    land on the last token)."""
     sparse = build_rewarder("sparse", reward_model=reward_model, tokenizer=tok, device="cpu")
 
     def reward_model_score(prompts, completions, **kwargs):
-        return sparse.score(prompts, completions).sequence_rewards.tolist()
+        """The reward model's score; an empty completion gets the batch's lowest (as the trainer gives it)."""
+        kept = [i for i, c in enumerate(completions) if c.strip()]
+        scores = sparse.score([prompts[i] for i in kept], [completions[i] for i in kept]).sequence_rewards.tolist()
+        floor = dict(zip(kept, scores))
+        return [floor.get(i, min(scores)) for i in range(len(completions))]
 
     def length_bonus(prompts, completions, **kwargs):
         return [0.5 * len(c) for c in completions]
 
-    extra = [length_bonus] if extra_reward else []
-    weights = {"reward_weights": [2.0, 0.5]} if extra_reward else {}  # the rewarder's weight first
+    # a second, weighted reward function and a second reward model (with its tokenizer), or nothing
+    extra = [length_bonus, tiny_reward_model("llama", tok, seed=5)] if extra_reward else []
+    classes = {"reward_processing_classes": [None, tok]} if extra_reward else {}
+    weights = {"reward_weights": [2.0, 0.5, 1.5]} if extra_reward else {}  # the rewarder's weight first
     ours = TokenRewardGRPOTrainer(
         eos_prone_policy(tok),
         sparse,
@@ -120,6 +127,7 @@ def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rew
         args=grpo_args(tmp_path / "ours", scale_rewards=scale_rewards, **weights),
         train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
         processing_class=tok,
+        **classes,
     )
     theirs = GRPOTrainer(
         eos_prone_policy(tok),
@@ -127,6 +135,7 @@ def test_sparse_advantages_equal_trl_grpo(tmp_path, tok, reward_model, scale_rew
         args=grpo_args(tmp_path / "trl", scale_rewards=scale_rewards, **weights),
         train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
         processing_class=tok,
+        **({"reward_processing_classes": [None, None, tok]} if extra_reward else {}),
     )
     a, b = generate(ours), generate(theirs)
     assert torch.equal(a["completion_ids"], b["completion_ids"])

@@ -135,6 +135,9 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         others = (
             [] if reward_funcs is None else list(reward_funcs) if isinstance(reward_funcs, list) else [reward_funcs]
         )
+        classes = kwargs.get("reward_processing_classes")
+        if classes is not None:  # TRL's list follows reward_funcs: the rewarder, first, needs none
+            kwargs["reward_processing_classes"] = [None, *(classes if isinstance(classes, list) else [classes])]
         super().__init__(model, reward_funcs=[self.token_reward_function, *others], **kwargs)
         if self.args.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
