@@ -1,4 +1,4 @@
-"""Token-level preference losses as TRL `DPOTrainer` subclasses (METHODS.md, "Preference losses").
+"""Token-level preference losses as TRL `DPOTrainer` subclasses (docs/methods.md, "Preference losses").
 
 | trainer | config | loss | token input |
 |---|---|---|---|
