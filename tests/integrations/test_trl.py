@@ -213,6 +213,31 @@ def test_eos_token_takes_the_completing_tokens_reward(tok, reward_model):
     )
 
 
+def test_conversational_prompts_reach_the_rewarder_as_messages(tmp_path):
+    """TRL's conversational prompts: the rewarder scores (messages, generated text), aligned to the
+    generated ids; the chat template's end-of-turn token, when generated, is the EOS."""
+    template = (
+        "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
+        "{% if add_generation_prompt %}<bos>assistant:{% endif %}"
+    )
+    chat = train_tokenizer(chat_template=template)
+    red = build_rewarder("red", reward_model=tiny_reward_model("llama", chat, seed=3), tokenizer=chat, device="cpu")
+    rows = [{"prompt": [{"role": "user", "content": p}]} for p in PROMPTS]
+    trainer = TokenRewardGRPOTrainer(
+        tiny_causal_lm("llama", chat, seed=0), red, args=grpo_args(tmp_path), train_dataset=Dataset.from_list(rows),
+        processing_class=chat,
+    )  # fmt: skip
+    trainer.model.train()
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions([dict(rows[i // GROUP]) for i in range(2 * GROUP)])
+    for i, (ids, n) in enumerate(zip(out["completion_ids"], completion_lengths(out))):
+        text, offsets = offsets_from_ids(chat, ids[:n].tolist())
+        scored = red.score([rows[i // GROUP]["prompt"]], [text], align_to=[offsets]).token_rewards(0)
+        assert trainer.token_reward_function.last[0][i].tolist() == pytest.approx(
+            eos_rule(scored, text, offsets), abs=1e-5
+        )
+
+
 def test_three_step_grpo_run_trains_and_logs(tmp_path, tok, reward_model):
     policy = tiny_causal_lm("llama", tok, seed=0)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
