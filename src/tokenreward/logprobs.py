@@ -21,6 +21,7 @@ something else is refused with its name.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -46,6 +47,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     while isinstance(getattr(model, "module", None), nn.Module):
         model = model.module
     return getattr(model, "_orig_mod", model)
+
+
+def position_kwargs(model: nn.Module, attention_mask: torch.Tensor) -> dict:
+    """`position_ids` counted from each row's first real token (so a left-padded row is read as
+    if unpadded), for models whose forward takes them."""
+    if "position_ids" not in inspect.signature(unwrap(model).forward).parameters:
+        return {}
+    return {"position_ids": (attention_mask.long().cumsum(-1) - 1).clamp_min(0)}
 
 
 @contextmanager
@@ -79,7 +88,7 @@ def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     inner = unwrap(model)
     store: dict = {}
     with last_position_only(inner.get_output_embeddings(), store):
-        own = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        own = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **position_kwargs(model, attention_mask)).logits
     rows = store.get("rows")
     if rows is None or rows.dim() != 3 or rows.shape[:2] != input_ids.shape or own.shape[1] != 1:
         raise ValueError(

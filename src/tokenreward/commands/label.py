@@ -158,7 +158,7 @@ def label(args: argparse.Namespace, console) -> int:
     skipped = len(pairs) - len(todo)
     if not todo:
         kept = sum("failed" in r for r in done.values())
-        console.print(f"{args.output}: all {len(pairs)} pairs already done ({kept} recorded as failed)")
+        console.print(f"{args.output}: all {len(pairs)} pairs already done ({kept} recorded as failed)", soft_wrap=True)
         return 0
     reviser = build_reviser(
         args.reviser,
@@ -201,10 +201,11 @@ def label(args: argparse.Namespace, console) -> int:
     stats = getattr(reviser, "stats", None)
     console.print(
         f"{args.output}: {len(todo) - len(failures)} labelled, {len(failures)} failed, {skipped} skipped (already done)"
-        + (f"; requests {stats['requests']}, cache hits {stats['cache_hits']}" if stats else "")
+        + (f"; requests {stats['requests']}, cache hits {stats['cache_hits']}" if stats else ""),
+        soft_wrap=True,
     )
     for k, reason in list(failures.items())[:10]:
-        console.print(f"  pair {k} failed: {reason[:200]}")
+        console.print(f"  pair {k} failed: {reason[:200]}", soft_wrap=True, markup=False)
     if failures:
         console.print("  rerun the same command to retry the failed pairs")
     return 0

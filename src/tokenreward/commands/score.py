@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenreward.commands._args import at_least, device
+from tokenreward.commands._args import at_least
+from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.encoding import response_text
 from tokenreward.io import atomic_write, check_writable
+from tokenreward.models import ModelLoading
 from tokenreward.rewards import build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
@@ -56,8 +58,8 @@ def register(sub) -> None:
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output (replaced only when the run succeeds)")
     parser.add_argument("--on-error", choices=ON_ERROR, default="fail", help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)")
     parser.add_argument("--truncate", action="store_true", help="cut prompts longer than the model's context from the left (the response is kept whole)")
-    parser.add_argument("--device", type=device, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
+    add_config_arguments(parser, ModelLoading)
     parser.set_defaults(func=run)
 
 
@@ -196,8 +198,7 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
     resources.update(explicit)
     resources.update(flags)
     resources.update(options)
-    if args.device:
-        resources["device"] = args.device
+    resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
     return resources
 

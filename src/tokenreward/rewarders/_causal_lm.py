@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs
-from tokenreward.models import PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
 
 
 def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.device) -> list[torch.Tensor]:
@@ -27,8 +27,8 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
     return rows
 
 
-def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, device: torch.device, what: str):
-    """A causal LM in eval mode and its tokenizer (`tokenizer`, else the model's folder)."""
+def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, loading: ModelLoading, what: str):
+    """A causal LM in eval mode (placed as `loading` says) and its tokenizer (`tokenizer`, else the model's folder)."""
     if tokenizer is None and not isinstance(model, (str, Path)):
         raise ValueError(f"{what}: pass `tokenizer` when the model is given as a loaded object")
-    return load_causal_lm(model, device).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)
+    return load_causal_lm(model, loading=loading).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)
