@@ -509,6 +509,26 @@ def test_token_columns_follow_trl_truncation(tmp_path, tok, models, truncation_m
     assert (batch["token_rewards"] == 0).all()  # TDPO reads no token rewards
 
 
+def test_configs_parse_from_the_command_line_like_trls():
+    from trl import TrlParser
+
+    base = ["--output_dir", "out", "--report_to", "none", "--use_cpu", "--bf16", "false"]
+    (treg,) = TrlParser((TRegDPOConfig,)).parse_args_and_config(
+        [*base, "--alpha", "0.5", "--rewarder_options", '{"batch_size": 4}']
+    )
+    assert (treg.alpha, treg.beta, treg.token_rewarder, treg.rewarder_options) == (
+        0.5,
+        0.1,
+        "contrastive",
+        {"batch_size": 4},
+    )
+    (sepo,) = TrlParser((SePOConfig,)).parse_args_and_config([*base, "--guide_policy", "guide"])
+    assert (sepo.beta, sepo.sepo_ratio, sepo.guide_policy, sepo.token_rewarder) == (1.0, 0.3, "guide", "implicit")
+    (tdpo,) = TrlParser((TDPOConfig,)).parse_args_and_config(base)
+    (tgdpo,) = TrlParser((TGDPOConfig,)).parse_args_and_config(base)
+    assert (tdpo.tdpo_variant, tdpo.alpha, tgdpo.alpha, tgdpo.beta) == ("tdpo2", 0.5, 0.5, 0.1)
+
+
 def test_dpo_family_bad_configs_are_named(tmp_path, tok, models):
     data = Dataset.from_list(PAIRS)
     with pytest.raises(ValueError, match=r"leave these DPOConfig settings at their defaults: loss_type=\['ipo'\]"):

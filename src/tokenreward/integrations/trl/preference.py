@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from trl import DPOConfig, DPOTrainer
@@ -40,12 +40,18 @@ TOKEN_COLUMNS = ("token_rewards", "response_tokens")
 class TRegDPOConfig(DPOConfig):
     """`DPOConfig` for T-REG (DPO-REG)."""
 
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
+        *DPOConfig._VALID_DICT_FIELDS,
+        "rewarder_options",
+    ]  # parsed from JSON like TRL's dicts
+
     alpha: float = field(default=0.25, metadata={"help": "weight of the token regulariser (paper: 0.1, 0.25 or 0.5)"})
     token_rewarder: str = field(
         default="contrastive", metadata={"help": "registered token rewarder (default contrastive)"}
     )
-    rewarder_options: dict[str, Any] | None = field(
-        default=None, metadata={"help": "extra resources and options for the rewarder"}
+    rewarder_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
     )
 
 
@@ -61,19 +67,30 @@ class TDPOConfig(DPOConfig):
 class TGDPOConfig(DPOConfig):
     """`DPOConfig` for TGDPO."""
 
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
+        *DPOConfig._VALID_DICT_FIELDS,
+        "rewarder_options",
+    ]  # parsed from JSON like TRL's dicts
+
     alpha: float = field(default=0.5, metadata={"help": "the paper's a in the token weights beta (1 +- a beta rho_t)"})
     guide_policy: str | None = field(
         default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
     )
     token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict[str, Any] | None = field(
-        default=None, metadata={"help": "extra resources and options for the rewarder"}
+    rewarder_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
     )
 
 
 @dataclass
 class SePOConfig(DPOConfig):
     """`DPOConfig` for SePO."""
+
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
+        *DPOConfig._VALID_DICT_FIELDS,
+        "rewarder_options",
+    ]  # parsed from JSON like TRL's dicts
 
     beta: float = field(default=1.0, metadata={"help": "scale of the kept tokens' mean log-prob difference"})
     sepo_ratio: float = field(
@@ -83,8 +100,9 @@ class SePOConfig(DPOConfig):
         default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
     )
     token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict[str, Any] | None = field(
-        default=None, metadata={"help": "extra resources and options for the rewarder"}
+    rewarder_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
     )
 
 
