@@ -172,12 +172,20 @@ def test_red_advantages_equal_a_naive_loop(tmp_path, tok, reward_model, baseline
     out = generate(trainer)
     ids = [row[:n].tolist() for row, n in zip(out["completion_ids"], completion_lengths(out))]
     assert 0 < sum(row[-1] == tok.eos_token_id for row in ids) < len(ids)  # both endings occur
-    rewards = []
+    rewards, sequence_rewards = [], []
     for i, row in enumerate(ids):
         text, offsets = offsets_from_ids(tok, row)
-        scored = red.score([PROMPTS[i // GROUP]], [text], align_to=[offsets]).token_rewards(0)
-        rewards.append(eos_rule(scored, text, offsets))
+        scored = red.score([PROMPTS[i // GROUP]], [text], align_to=[offsets])
+        rewards.append(eos_rule(scored.token_rewards(0), text, offsets))
+        sequence_rewards.append(float(scored.sequence_rewards[0]))
     returns = [sum(r) for r in rewards]
+    metrics, every_token = trainer._metrics["train"], [value for row in rewards for value in row]
+    assert metrics["tokenreward/token_reward/mean"][-1] == pytest.approx(statistics.mean(every_token), abs=1e-5)
+    assert metrics["tokenreward/token_reward/std"][-1] == pytest.approx(statistics.stdev(every_token), abs=1e-5)
+    assert metrics["tokenreward/sequence_reward/mean"][-1] == pytest.approx(
+        statistics.mean(sequence_rewards), abs=1e-5
+    )
+    assert metrics["reward"][-1] == pytest.approx(statistics.mean(returns), abs=1e-5)  # TRL's own metric: the return
     for i, row in enumerate(rewards):
         group = [returns[j] for j in range(len(returns)) if j // GROUP == i // GROUP]
         others = [returns[j] for j in range(len(returns)) if j // GROUP == i // GROUP and j != i]

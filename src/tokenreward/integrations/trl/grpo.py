@@ -160,11 +160,10 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         device = output["completion_ids"].device
         local_rewards, local_mask = pad_rows(rows, output["completion_ids"].shape[1], device)
 
-        rewards, mask = self.gather_rows(local_rewards, local_mask)
+        token_rewards, mask = self.gather_rows(local_rewards, local_mask)
         weights = self.reward_weights.to(device)
-        rewards = rewards * weights[0]
         others = (self._rewards_per_func[:, 1:] * weights[1:]).nansum(dim=1)
-        rewards = add_on_last_token(rewards, mask, others)
+        rewards = add_on_last_token(token_rewards * weights[0], mask, others)
         group = torch.arange(len(rewards), device=device) // group_size
         advantages, _ = estimate_advantages(
             BASELINES[self.baseline], AdvantageBatch(rewards, mask, group=group), self.advantage_settings
@@ -172,7 +171,9 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
 
         start = self.accelerator.process_index * len(rows)
         output["advantages"] = advantages[start : start + len(rows), : local_rewards.shape[1]]
-        self.log_token_rewards(mode, advantages, rewards, mask, self.accelerator.gather(sequence_rewards.to(device)))
+        self.log_token_rewards(
+            mode, advantages, token_rewards[mask], self.accelerator.gather(sequence_rewards.to(device))
+        )
         return output
 
     def gather_rows(self, rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,9 +182,9 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         mask = self.accelerator.pad_across_processes(mask, dim=1)
         return self.accelerator.gather(rewards), self.accelerator.gather(mask)
 
-    def log_token_rewards(self, mode: str, advantages, rewards, mask, sequence_rewards) -> None:
-        """The rewarder's metrics, and the completions table's advantage column set to `A_i1`."""
-        tokens = rewards[mask]
+    def log_token_rewards(self, mode: str, advantages, tokens, sequence_rewards) -> None:
+        """The rewarder's metrics (its own token rewards, unweighted), and the completions table's
+        advantage column set to `A_i1`."""
         metrics = self._metrics[mode]
         metrics["tokenreward/sequence_reward/mean"].append(sequence_rewards.mean().item())
         metrics["tokenreward/token_reward/mean"].append(tokens.mean().item())
