@@ -41,23 +41,3 @@ def above(minimum: float, kind=float):
 
     parse.__name__ = f"{kind.__name__} > {minimum}"
     return parse
-
-
-def device(text: str) -> str:
-    """A torch device name that this machine has (`cpu`, `cuda`, `cuda:1`, `mps`)."""
-    import torch
-
-    try:
-        parsed = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (cpu, cuda, cuda:0, mps, ...)") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine; use --device cpu")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use --device cpu")
-    if parsed.type not in ("cpu", "cuda", "mps"):
-        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda or mps")
-    return text
