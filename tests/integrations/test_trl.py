@@ -464,19 +464,25 @@ def test_treg_with_alpha_zero_is_trl_dpo_step_for_step(tmp_path, tok, models):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
 
 
-def test_conversational_rows_as_dpo_trainer_takes_them(tmp_path, models):
-    template = "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}{% if add_generation_prompt %}<bos>assistant:{% endif %}"
+def conversational(pair: dict, implicit_prompt: bool) -> dict:
+    """A pair in TRL's conversational format, the prompt explicit or shared by chosen and rejected."""
+    user = [{"role": "user", "content": pair["prompt"]}]
+    chosen, rejected = ([{"role": "assistant", "content": pair[side]}] for side in ("chosen", "rejected"))
+    if implicit_prompt:
+        return {"chosen": user + chosen, "rejected": user + rejected}
+    return {"prompt": user, "chosen": chosen, "rejected": rejected}
+
+
+@pytest.mark.parametrize("implicit_prompt", [False, True], ids=["explicit-prompt", "implicit-prompt"])
+def test_conversational_rows_as_dpo_trainer_takes_them(tmp_path, models, implicit_prompt):
+    template = (
+        "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
+        "{% if add_generation_prompt %}<bos>assistant:{% endif %}"
+    )
     chat = train_tokenizer(chat_template=template)
     chat_dir = tmp_path / "chat-tokenizer"
     chat.save_pretrained(chat_dir)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": p["prompt"]}],
-            "chosen": [{"role": "assistant", "content": p["chosen"]}],
-            "rejected": [{"role": "assistant", "content": p["rejected"]}],
-        }
-        for p in PAIRS
-    ]
+    rows = [conversational(p, implicit_prompt) for p in PAIRS]
     expected = tokenreward_first_loss(models, tmp_path, "dpo_reg", rows, tokenizer_dir=str(chat_dir))
     trainer = TRegDPOTrainer(
         model=models["policy"],
