@@ -1,1 +1,2 @@
-"""Adapters that bring tokenreward's token rewards and losses into other RLHF libraries' trainers."""
+"""Bridges to RL frameworks: `tokenreward.integrations.trl` (the `trl` extra) and
+`tokenreward.integrations.verl` (the `verl` extra)."""
