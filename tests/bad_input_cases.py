@@ -132,16 +132,19 @@ def tiny_world(root: Path) -> Path:
     return root
 
 
-LOCK_HOLDER = (
-    "import sys, time\nfrom tokenreward.io import FolderLock\n"
-    "FolderLock(sys.argv[1], 'tokenreward world build').acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
+LOCK_HOLDER = (  # holds the folder lock as `tokenreward.io.FolderLock` does: an flock on the file, the holder in it
+    "import fcntl, json, os, sys, time\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+    "fd = os.open(os.path.join(sys.argv[1], '.tokenreward.lock'), os.O_RDWR | os.O_CREAT)\n"
+    "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+    "os.write(fd, json.dumps({'pid': os.getpid(), 'command': 'tokenreward world build', 'started': time.time()}).encode())\n"
+    "print('held', flush=True)\ntime.sleep(600)\n"
 )
 
 
 @contextlib.contextmanager
 def fixtures(root: Path):
     """Every file the cases use, under `root`, as `{name: path or value}` placeholders."""
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     from transformers.utils import logging
 
     from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model, train_tokenizer
@@ -174,6 +177,8 @@ def fixtures(root: Path):
     fx["rm_nopad"] = save_model(tiny_reward_model("llama", tok), nopad, root / "rm-nopad")
     small_vocab = AutoModelForSequenceClassification.from_config(tiny_config("llama", 40, 0, num_labels=1))
     fx["rm_smallvocab"] = save_model(small_vocab, tok, root / "rm-smallvocab")
+    small_lm = AutoModelForCausalLM.from_config(tiny_config("gpt2", 40, 0))
+    fx["lm_smallvocab"] = save_model(small_lm, tok, root / "lm-smallvocab")
 
     pairs = [{"prompt": "What is 17 + 25?", "response": " The answer is 42."}, {"prompt": "Hi", "response": " Hello!"}]
     long_prompt = "The capital of France is Paris. " * 60
@@ -282,15 +287,15 @@ class Outcome:
     changed: list[str]
 
 
-def fill(text: str, fx: dict[str, Any]) -> str:
-    return text.format(**{k: str(v) for k, v in fx.items()})
+def fill(text: str, fx: dict[str, Any], case: str = "") -> str:
+    return text.format(case=case, **{k: str(v) for k, v in fx.items()})
 
 
 def run_case(case: Case, fx: dict[str, Any]) -> Outcome:
     from tokenreward.cli import main
 
     before = snapshot(fx["root"])
-    expected = [fill(e, fx) for e in case.expect]
+    expected = [fill(e, fx, case.id) for e in case.expect]
     saved = {k: os.environ.get(k) for k in case.env}
     os.environ.update(case.env)
     out, err = io.StringIO(), io.StringIO()
@@ -300,7 +305,9 @@ def run_case(case: Case, fx: dict[str, Any]) -> Outcome:
         if case.argv is not None:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    code = main([fill(a, fx) for a in case.argv])
+                    code = main([fill(a, fx, case.id) for a in case.argv])
+                except SystemExit as done:  # an argparse usage error let through: a real process exits with it
+                    code = done.code if isinstance(done.code, int) else 1
                 except BaseException:
                     escaped = traceback.format_exc()
             lines = [line for line in err.getvalue().splitlines() if line.strip()]
@@ -348,7 +355,7 @@ S = ["score", "--rewarder", "red", "--reward-model", "{rm}"]
 ONE = ["--prompt", "What is 17 + 25?", "--response", " 42."]
 L = ["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{tok}", "--cache", "{cache}",
      "--retries", "0"]
-LOUT = ["--input", "{lpairs}", "--output", "{scratch}/labels.jsonl"]
+LOUT = ["--input", "{lpairs}", "--output", "{scratch}/{case}/labels.jsonl"]  # a fresh output for every case
 
 
 def score_case(id: str, args: list[str], *expect: str, base: list[str] = S) -> Case:
@@ -422,6 +429,8 @@ SCORE_CASES = [
                base=["score", "--rewarder", "red", "--reward-model", "{rm_nopad}"]),
     score_case("tokenizer-larger-than-vocab", ONE, "outside the reward model's vocabulary of 40",
                base=["score", "--rewarder", "red", "--reward-model", "{rm_smallvocab}"]),
+    score_case("policy-tokenizer-larger-than-vocab", ONE, "outside the model's vocabulary of 40",
+               base=["score", "--rewarder", "implicit", "--policy", "{lm_smallvocab}", "--reference", "{lm_smallvocab}"]),
     score_case("tokenizer-damaged", ONE + ["--tokenizer", "{tok_bad}"], "{tok_bad}/tokenizer.json", "damaged"),
     score_case("tokenizer-missing", ONE + ["--tokenizer", "{root}/no-tok"], "the tokenizer folder {root}/no-tok does not exist"),
     score_case("causal-lm-as-reward-model", ONE, "{lm} holds a GPT2LMHeadModel checkpoint without a trained score head",
@@ -435,15 +444,15 @@ SCORE_CASES = [
 ]
 
 LABEL_CASES = [
-    label_case("no-reviser", ["--output", "{scratch}/l.jsonl"], "give --reviser", base=["label"]),
-    label_case("input-missing", ["--input", "{missing}", "--output", "{scratch}/l.jsonl"], "--input {missing}: no such file"),
-    label_case("input-folder", ["--input", "{empty_dir}", "--output", "{scratch}/l.jsonl"], "--input {empty_dir}: is a folder"),
-    label_case("input-bad-json", ["--input", "{l_bad_json}", "--output", "{scratch}/l.jsonl"], "--input {l_bad_json} line 2: not valid JSON"),
-    label_case("input-binary", ["--input", "{binary}", "--output", "{scratch}/l.jsonl"], "--input {binary}: not UTF-8 text"),
-    label_case("input-missing-field", ["--input", "{l_missing}", "--output", "{scratch}/l.jsonl"], "{l_missing}, record 1: missing rejected"),
-    label_case("input-empty-chosen", ["--input", "{l_empty_chosen}", "--output", "{scratch}/l.jsonl"],
+    label_case("no-reviser", ["--output", "{scratch}/{case}/l.jsonl"], "give --reviser", base=["label"]),
+    label_case("input-missing", ["--input", "{missing}", "--output", "{scratch}/{case}/l.jsonl"], "--input {missing}: no such file"),
+    label_case("input-folder", ["--input", "{empty_dir}", "--output", "{scratch}/{case}/l.jsonl"], "--input {empty_dir}: is a folder"),
+    label_case("input-bad-json", ["--input", "{l_bad_json}", "--output", "{scratch}/{case}/l.jsonl"], "--input {l_bad_json} line 2: not valid JSON"),
+    label_case("input-binary", ["--input", "{binary}", "--output", "{scratch}/{case}/l.jsonl"], "--input {binary}: not UTF-8 text"),
+    label_case("input-missing-field", ["--input", "{l_missing}", "--output", "{scratch}/{case}/l.jsonl"], "{l_missing}, record 1: missing rejected"),
+    label_case("input-empty-chosen", ["--input", "{l_empty_chosen}", "--output", "{scratch}/{case}/l.jsonl"],
                "{l_empty_chosen}, record 0, 'chosen'", "is empty"),
-    label_case("input-number-prompt", ["--input", "{l_number_prompt}", "--output", "{scratch}/l.jsonl"],
+    label_case("input-number-prompt", ["--input", "{l_number_prompt}", "--output", "{scratch}/{case}/l.jsonl"],
                "{l_number_prompt}, record 0: 'prompt' must be text"),
     label_case("limit-negative", LOUT + ["--limit", "-1"], "--limit: must be at least 0, got -1"),
     label_case("timeout-zero", LOUT + ["--timeout", "0"], "--timeout: must be greater than 0, got 0"),
@@ -472,7 +481,7 @@ LABEL_CASES = [
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--base-url", "{api}"]),
     label_case("openai-bad-url", LOUT, "--base-url 'ftp://example.org/v1': expected an http:// or https:// URL",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "ok", "--base-url", "ftp://example.org/v1"]),
-    label_case("openai-key-refused", LOUT, "HTTP 401", "refused (auth)", "0 of 2 pairs are in {scratch}/labels.jsonl",
+    label_case("openai-key-refused", LOUT, "HTTP 401", "refused (auth)", "0 of 2 pairs are in {scratch}/{case}/labels.jsonl",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "auth", "--base-url", "{api}", "--cache", "{cache}"]),
     label_case("openai-model-missing", LOUT, "HTTP 404", "refused (missing)",
                base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "missing", "--base-url", "{api}", "--cache", "{cache}"]),
@@ -483,9 +492,9 @@ LABEL_CASES = [
                base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{root}/no-model"]),
     label_case("hf-model-truncated", LOUT, "{lm_trunc}/model.safetensors", "truncated or damaged",
                base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{lm_trunc}"]),
-    label_case("world-not-a-world", ["--output", "{scratch}/l.jsonl"], "{empty_dir} is not a world folder",
+    label_case("world-not-a-world", ["--output", "{scratch}/{case}/l.jsonl"], "{empty_dir} is not a world folder",
                base=["label", "--reviser", "world", "--world", "{empty_dir}"]),
-    label_case("world-unknown-split", ["--output", "{scratch}/l.jsonl", "--split", "dev"], "unknown split 'dev'",
+    label_case("world-unknown-split", ["--output", "{scratch}/{case}/l.jsonl", "--split", "dev"], "unknown split 'dev'",
                base=["label", "--reviser", "world", "--world", "{world}"]),
 ]
 
@@ -514,6 +523,10 @@ OTHER_CASES = [
     Case("bench-credit-json-read-only", ["bench", "credit", "--world", "{world}", "--json", "{ro_file}"], expect=("--json {ro_file}: is read-only",)),
     Case("bench-credit-limit-negative", ["bench", "credit", "--world", "{world}", "--limit", "-2"], expect=("--limit must be at least 0, got -2",)),
     Case("bench-credit-world-missing", ["bench", "credit", "--world", "{root}/no-world"], expect=("no world at {root}/no-world",)),
+    Case("bench-rl-out-is-a-file", ["bench", "rl", "--world", "{world}", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
+    Case("bench-rl-out-read-only", ["bench", "rl", "--world", "{world}", "--out", "{ro_dir}"], expect=("--out {ro_dir}", "read-only")),
+    Case("bench-preference-out-is-a-file", ["bench", "preference", "--world", "{world}", "--out", "{a_file}"],
+         expect=("--out {a_file}: is a file, not a folder",)),
     Case("bench-unknown", ["bench", "speed"], expect=("invalid choice: 'speed'",)),
     Case("train-unknown-method", ["train", "magic"], expect=("invalid choice: 'magic'",)),
     Case("train-unknown-option", ["train", "sft", "--model", "{lm}", "--data", "{pairs}", "--bogus"], expect=("unrecognized arguments: --bogus",)),
@@ -627,7 +640,7 @@ API_CASES = [
     _api("build-world-into-a-file", lambda fx: _world_build(fx, "a_file"), "{a_file}: is a file, not a folder"),
     _api("build-world-unknown-size", lambda fx: _world_build(fx, "world", size="medium"), "unknown world size 'medium'"),
     _api("folder-lock-busy", _busy, "{locked} is in use by pid {holder_pid}",
-         raises=(__import__("tokenreward.io").io.FolderBusyError,)),
+         raises=(RuntimeError,)),  # tokenreward.io.FolderBusyError
     _api("atomic-write-failure-keeps-the-file", _atomic_failure, "the run failed midway"),
     _api("check-writable-folder", lambda fx: __import__("tokenreward.io").io.check_writable(fx["empty_dir"], "--output"),
          "--output {empty_dir}: is a folder"),

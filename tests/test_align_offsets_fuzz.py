@@ -30,7 +30,7 @@ def prefix_decoding_offsets(tokenizer, ids):
 
 def sentencepiece_with_byte_fallback():
     """A Llama-2-style tokenizer: Metaspace pieces, a small alphabet, unknown characters as <0xXX> bytes."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))

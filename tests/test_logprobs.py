@@ -61,17 +61,18 @@ def test_token_logprobs_of_a_model_equal_log_softmax_of_its_logits(arch):
     reference = tiny_causal_lm(arch, tokenizer, seed=1)
     ids = torch.tensor([tokenizer("The capital of France is Paris.")["input_ids"]] * 2)
     mask = torch.ones_like(ids)
-    mask[1, :3] = 0  # a left-padded row
+    mask[1, :3] = 0  # a left-padded row, read as if unpadded (positions count from its first real token)
+    positions_ids = (mask.cumsum(-1) - 1).clamp_min(0)
     with torch.no_grad():
-        log_p = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)[:, :-1]
-        log_q = reference(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)[:, :-1]
+        log_p = model(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float().log_softmax(-1)[:, :-1]
+        log_q = reference(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float().log_softmax(-1)[:, :-1]
         stats = token_stats(model, ids, mask, entropy=True, reference=reference, chunk=4)
     torch.testing.assert_close(stats.logprobs, log_p.gather(2, ids[:, 1:, None]).squeeze(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.entropy, -(log_p.exp() * log_p).sum(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.kl, (log_q.exp() * (log_q - log_p)).sum(-1), atol=1e-5, rtol=0)
     positions = torch.tensor([[3, 5], [4, 6]])
     picked = token_logprobs(model, ids, mask, positions, temperature=0.5)
-    naive = (model(input_ids=ids, attention_mask=mask).logits.float() / 0.5).log_softmax(-1)
+    naive = (model(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float() / 0.5).log_softmax(-1)
     expected = torch.stack([naive[b, positions[b] - 1, ids[b, positions[b]]] for b in range(2)])
     torch.testing.assert_close(picked, expected, atol=1e-5, rtol=0)
 

@@ -93,7 +93,6 @@ def check_red(shape: dict, lengths: list[int], device: torch.device) -> None:
     gap = {name: float((s.diff() - reference.diff()).abs().max()) for name, s in (("float32 head", ours), ("bf16 head", bf16_head))}
     print(f"RED T={lengths[0]} token rewards vs the float32 model: float32 head on bf16 states {gap['float32 head']:.2e}, "
           f"bf16 head {gap['bf16 head']:.2e} (scores up to {float(reference.abs().max()):.2f})")
-    del model
 
 
 def check_logprobs(vocab: int, hidden: int, tokens: int, device: torch.device) -> None:

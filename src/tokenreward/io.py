@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -59,6 +58,12 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """`Path(path).write_text(text)`, atomically (see `atomic_write`)."""
+    with atomic_write(path) as handle:
+        handle.write(text)
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -128,6 +133,8 @@ class FolderLock:
         return self._fd is not None
 
     def acquire(self) -> FolderLock:
+        import fcntl  # POSIX only; imported here so that the rest of the module works everywhere
+
         if self.folder.exists() and not self.folder.is_dir():
             raise OutputError(f"{self.folder}: is a file, not a folder")
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -170,6 +177,8 @@ class FolderLock:
             return {}
 
     def release(self) -> None:
+        import fcntl
+
         if self._fd is None:
             return
         try:

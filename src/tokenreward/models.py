@@ -13,8 +13,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tokenreward.logprobs import token_logprobs as shifted_logprobs
 from tokenreward.logprobs import position_kwargs, unwrap
+from tokenreward.logprobs import token_logprobs as shifted_logprobs
 
 PathOrModel = Any  # str | Path | a loaded transformers object
 

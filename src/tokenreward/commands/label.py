@@ -27,7 +27,7 @@ from typing import Any
 
 from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
-from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append
+from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append, write_atomic
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
 from tokenreward.trainers.common import progress_bar
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             from tokenreward.viz.heatmap import html_page
 
-            args.html.write_text(html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
+            write_atomic(args.html, html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
             console.print(f"heatmaps: {args.html}")
     return 0
 
@@ -174,6 +174,7 @@ def label(args: argparse.Namespace, console) -> int:
     )
     failures: dict[int, str] = {}
     retried = any(k in done for k in todo)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(todo), f"label ({args.reviser})") as advance, args.output.open("a") as out:
         for begin in range(0, len(todo), reviser.batch_size):
             indices = todo[begin : begin + reviser.batch_size]

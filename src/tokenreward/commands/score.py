@@ -20,7 +20,6 @@ before any model is loaded and replaced only when the whole run succeeded.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import sys
@@ -45,12 +44,7 @@ def register(sub) -> None:
         help="per-token rewards of prompt/response pairs, as a heatmap, JSON or HTML",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
-    for name in RESOURCE_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id")
-    parser.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5")
-    parser.add_argument("--world", metavar="DIR", help="take the resources of this built world (flags given override them)")
+    add_rewarder_arguments(parser)
     parser.add_argument("--prompt", help="prompt text (with --response)")
     parser.add_argument("--response", help="response text (with --prompt)")
     parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
@@ -58,9 +52,19 @@ def register(sub) -> None:
     parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output (replaced only when the run succeeds)")
     parser.add_argument("--on-error", choices=ON_ERROR, default="fail", help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)")
     parser.add_argument("--truncate", action="store_true", help="cut prompts longer than the model's context from the left (the response is kept whole)")
+    parser.set_defaults(func=run)
+
+
+def add_rewarder_arguments(parser) -> None:
+    """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
+    parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
+    for name in RESOURCE_FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id")
+    parser.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs")
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5")
+    parser.add_argument("--world", metavar="DIR", help="take the resources of this built world (flags given override them)")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
     add_config_arguments(parser, ModelLoading)
-    parser.set_defaults(func=run)
 
 
 ON_ERROR = ("fail", "skip")
@@ -274,6 +278,20 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def load_rewarder(args: argparse.Namespace):
+    """The rewarder the flags of `add_rewarder_arguments` describe, loaded once, its tokenizer checked."""
+    quiet_transformers()
+    rewarder = build_rewarder(args.rewarder, **gather_resources(args))
+    if getattr(rewarder, "tokenizer", None) is not None:
+        from tokenreward.encoding import check_tokenizer
+
+        try:
+            check_tokenizer(rewarder.tokenizer)
+        except ValueError as err:
+            raise ValueError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
+    return rewarder
+
+
 def input_rows(args: argparse.Namespace) -> tuple[list[Row], str]:
     single = args.prompt is not None or args.response is not None
     if single == (args.input is not None):
@@ -288,22 +306,22 @@ def input_rows(args: argparse.Namespace) -> tuple[list[Row], str]:
     return read_rows(args.input), f"--input {args.input}"
 
 
-def render(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def write_records(records: list[dict[str, Any]], args: argparse.Namespace, out) -> None:
+    """The scored records in `--format` on `out` (a terminal gets the heatmap in colour)."""
     if args.format == "json":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    if args.format == "html":
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    elif args.format == "html":
         from tokenreward.viz.heatmap import html_page
 
-        return html_page(records, f"tokenreward score: {args.rewarder}")
-    from rich.console import Console
+        out.write(html_page(records, f"tokenreward score: {args.rewarder}"))
+    else:
+        from rich.console import Console
 
-    from tokenreward.viz.heatmap import terminal_heatmap
+        from tokenreward.viz.heatmap import terminal_heatmap
 
-    buffer = io.StringIO()
-    console = Console(file=buffer, highlight=False, soft_wrap=True)
-    for record in records:
-        console.print(terminal_heatmap(record))
-    return buffer.getvalue()
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        for record in records:
+            console.print(terminal_heatmap(record))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -312,15 +330,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.output, "--output")
     total = len(rows)
     rows = settle(rows, args.on_error, source)
-    quiet_transformers()
-    rewarder = build_rewarder(args.rewarder, **gather_resources(args))
-    if getattr(rewarder, "tokenizer", None) is not None:
-        from tokenreward.encoding import check_tokenizer
-
-        try:
-            check_tokenizer(rewarder.tokenizer)
-        except ValueError as err:
-            raise ValueError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
+    rewarder = load_rewarder(args)
     if args.truncate:
         tokenizer, limit = score_limits(rewarder)
         for row in rows:
@@ -338,12 +348,11 @@ def run(args: argparse.Namespace) -> int:
         if row.truncated:
             record["prompt_truncated"] = row.truncated
         records.append(record)
-    text = render(records, args)
-    if args.output is None:
-        sys.stdout.write(text)
+    if args.output is None:  # written only now that every row is scored
+        write_records(records, args, sys.stdout)
     else:
         with atomic_write(args.output) as out:
-            out.write(text)
+            write_records(records, args, out)
     if len(scored) < total:
         print(f"tokenreward score: scored {len(scored)} of {total} rows, skipped {total - len(scored)}", file=sys.stderr)
     return 0

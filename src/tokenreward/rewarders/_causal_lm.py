@@ -17,6 +17,12 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
     Input positions after the last response token (a chat template's end-of-turn) are added
     to the last token, as `EncodedPairs.token_ends` prescribes, so that the values of a
     response sum to the log-probability of everything after the prompt."""
+    vocab = model.get_input_embeddings().num_embeddings
+    if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
+        raise ValueError(
+            f"token id {int(enc.input_ids.max())} is outside the model's vocabulary of {vocab}; "
+            "the tokenizer does not belong to this model"
+        )
     lp = token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device)).cpu()
     cumulative = lp.cumsum(-1)
     rows = []

@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import encode_pairs
-from tokenreward.models import DTYPES, ModelLoading, PathOrModel, context_length, input_device, load_tokenizer, loading_options
+from tokenreward.models import (
+    DTYPES,
+    ModelLoading,
+    PathOrModel,
+    context_length,
+    input_device,
+    load_tokenizer,
+    loading_options,
+)
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
 
