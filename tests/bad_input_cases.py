@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 
 OUTCOMES = ("clear", "unclear", "silent", "traceback")
-COMMANDS = ("score", "label", "train", "bench", "world", "demo")
+COMMANDS = ("score", "label", "train", "bench", "world", "demo", "serve")
 SCRATCH = "scratch"  # the only folder of the fixture root cases may write into
 
 CHOICES_REPLY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": (
@@ -536,6 +536,18 @@ OTHER_CASES = [
     Case("demo-learning-rate-zero", ["demo", "--learning-rate", "0", "--out", "{scratch}/demo"], expect=("--learning-rate must be > 0",)),
     Case("demo-out-is-a-file", ["demo", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
     Case("demo-world-not-a-world", ["demo", "--world", "{empty_dir}", "--out", "{scratch}/demo"], expect=("{empty_dir} is not a world folder",)),
+    Case("serve-port-out-of-range", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "70000"],
+         expect=("--port must lie in [0, 65535], got 70000",)),
+    Case("serve-max-batch-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-batch", "0"],
+         expect=("--max-batch must be at least 1, got 0",)),
+    Case("serve-max-wait-negative", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "-1"],
+         expect=("--max-wait-ms must be at least 0",)),
+    Case("serve-drain-timeout-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--drain-timeout", "0"],
+         expect=("--drain-timeout must be positive",)),
+    Case("serve-model-truncated", ["serve", "--rewarder", "red", "--reward-model", "{rm_trunc}", "--port", "0"],
+         expect=("{rm_trunc}/model.safetensors", "truncated or damaged")),
+    Case("serve-option-misspelt", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "0", "--option", "kep_sum=1"],
+         expect=("--option kep_sum: rewarder 'red' does not take it",)),
     Case("unknown-command", ["rewards"], expect=("invalid choice: 'rewards'",)),
 ]
 

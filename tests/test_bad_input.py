@@ -273,6 +273,19 @@ def test_torn_last_line_is_dropped_and_redone(fx, tmp_path, capsys):
     assert out.read_text() == whole
 
 
+def test_limit_grows_and_shrinks_on_one_output(fx, tmp_path, capsys):
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in (MIXED[0], MIXED[3])))
+    out = tmp_path / "labels.jsonl"
+    argv = label_argv(fx, source, out)
+    argv[argv.index("mixed")] = "ok"
+    for limit, said in (("1", "1 labelled, 0 failed, 0 skipped"), ("2", "1 labelled, 0 failed, 1 skipped"),
+                        ("1", "all 1 pairs already done (0 recorded as failed)")):
+        assert main(argv + ["--limit", limit]) == 0
+        assert said in capsys.readouterr().out
+    assert [json.loads(line)["pair"] for line in out.read_text().splitlines()] == [0, 1]
+
+
 # ---------------------------------------------------------------- the error boundary in a real process
 
 

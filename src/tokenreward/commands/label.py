@@ -108,7 +108,7 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 response_text(pair[key], k)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"{where}, record {k}, {key!r}: {err}") from None
-    return pairs[: args.limit] if args.limit is not None else pairs
+    return pairs
 
 
 def open_world(args: argparse.Namespace):
@@ -154,11 +154,12 @@ def label(args: argparse.Namespace, console) -> int:
         raise ValueError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
     tokenizer = load_tokenizer(tokenizer_source)
     done = done_records(args.output, pairs)
-    todo = [k for k in range(len(pairs)) if k not in done or ("failed" in done[k] and not args.keep_failed)]
-    skipped = len(pairs) - len(todo)
+    wanted = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    todo = [k for k in range(wanted) if k not in done or ("failed" in done[k] and not args.keep_failed)]
+    skipped = wanted - len(todo)
     if not todo:
-        kept = sum("failed" in r for r in done.values())
-        console.print(f"{args.output}: all {len(pairs)} pairs already done ({kept} recorded as failed)", soft_wrap=True)
+        kept = sum("failed" in done[k] for k in range(wanted))
+        console.print(f"{args.output}: all {wanted} pairs already done ({kept} recorded as failed)", soft_wrap=True)
         return 0
     reviser = build_reviser(
         args.reviser,
@@ -185,7 +186,7 @@ def label(args: argparse.Namespace, console) -> int:
             try:
                 revisions = reviser.revise_batch(requests)
             except ReviserError as err:
-                raise ReviserError(f"{err}; {len(done) + begin} of {len(pairs)} pairs are in {args.output}; "
+                raise ReviserError(f"{err}; {sum(k < wanted for k in done)} of {wanted} pairs are in {args.output}; "
                                    "rerun the same command to resume") from None
             for k, request, revision in zip(indices, requests, revisions):
                 record = pair_record(tokenizer, k, request, revision)
