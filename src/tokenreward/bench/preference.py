@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 from tokenreward.bench import register_bench
 
-DEFAULT_METHODS = ["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"]
+from tokenreward.losses.preference import PREFERENCE_METHODS
 GUIDED = ("tgdpo", "sepo")
 METRICS = (
     "oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled",
@@ -49,7 +49,7 @@ class PreferenceBenchConfig:
     """`tokenreward bench preference`: every preference method, every seed, the same budget."""
 
     out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={"help": "preference methods, comma-separated"})
+    methods: list[str] = field(default_factory=PREFERENCE_METHODS.names, metadata={"help": "preference methods, comma-separated"})
     seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
     steps: int = field(default=200, metadata={"help": "training steps per run"})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
@@ -200,13 +200,12 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
 
     from tokenreward.bench.rl import Method, parse_options, train_run, trainer_config
     from tokenreward.models import load_causal_lm
-    from tokenreward.trainers.preference import ALIASES, METHODS
     from tokenreward.world import open_world
 
     console = Console(stderr=True)
-    unknown = [m for m in config.methods if m not in METHODS and m not in ALIASES]
+    unknown = [m for m in config.methods if m not in PREFERENCE_METHODS]
     if unknown or not config.methods:
-        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*METHODS, *ALIASES])}")
+        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}")
     if config.seeds < 1 or config.steps < 1:
         raise ValueError(f"bench preference: seeds and steps must be positive (got {config.seeds}, {config.steps})")
     options = parse_options(config.trainer_options)

@@ -34,20 +34,7 @@ from typing import Any
 
 import torch
 
-from tokenreward.losses.preference import (
-    dpo_logits,
-    logistic_loss,
-    masked_sum,
-    select_tokens,
-    sepo_loss,
-    sequence_kl,
-    simpo_logits,
-    tdpo1_loss,
-    tdpo2_loss,
-    tgdpo_loss,
-    token_regulariser,
-    treg_loss,
-)
+from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
@@ -101,87 +88,6 @@ class PreferenceConfig:
     resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
     strict: bool = field(default=False, metadata={"help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
-
-
-@dataclass(frozen=True)
-class Method:
-    beta: float
-    alpha: float | None = None
-    token_rewarder: str | None = None
-    uses_reference: bool = True
-    reference_logits: bool = False
-    help: str = ""
-
-
-METHODS = {
-    "dpo": Method(0.1, help="DPO: -log sigma(beta (delta_w - delta_l))"),
-    "simpo": Method(2.0, uses_reference=False, help="SimPO: length-normalised, reference-free, margin gamma"),
-    "dpo_reg": Method(0.1, 0.25, "contrastive", help="T-REG on DPO: DPO + alpha sg(w) (L_REG(y_w) + L_REG(y_l)) with contrastive token rewards"),
-    "simpo_reg": Method(2.0, 0.25, "contrastive", uses_reference=False, help="T-REG on SimPO with SimPO's own sequence weight"),
-    "tdpo1": Method(0.1, reference_logits=True, help="TDPO1: DPO margin minus the sequence-KL difference"),
-    "tdpo2": Method(0.1, 0.5, reference_logits=True, help="TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))"),
-    "tgdpo": Method(0.1, 0.5, "implicit", help="TGDPO: DPO with per-token weights from a DPO model's implicit token reward"),
-    "sepo": Method(1.0, None, "implicit", uses_reference=False, help="SePO: contrast the top / bottom 30% tokens by implicit token reward"),
-}
-ALIASES = {"treg": "dpo_reg"}
-
-
-@dataclass
-class PairBatch:
-    """Chosen and rejected halves of a batch in the shifted frame (column `t` predicts input
-    token `t + 1`): per-token policy log-probs, the loss mask (every completion position),
-    the response-token mask, and the optional reference log-probs / token rewards / logits."""
-
-    logps: tuple[torch.Tensor, torch.Tensor]
-    mask: tuple[torch.Tensor, torch.Tensor]
-    tokens: tuple[torch.Tensor, torch.Tensor]
-    reference: tuple[torch.Tensor, torch.Tensor] | None = None
-    rewards: tuple[torch.Tensor, torch.Tensor] | None = None
-    logits: tuple[torch.Tensor, torch.Tensor] | None = None
-    reference_logits: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def method_loss(method: str, batch: PairBatch, beta: float, alpha: float | None, config: PreferenceConfig):
-    """Per-pair losses, the implicit rewards of chosen / rejected (for the margin and accuracy
-    in the log) and the method's extra metrics."""
-    (lw, ll), (mw, ml) = batch.logps, batch.mask
-    pw, pl = masked_sum(lw, mw), masked_sum(ll, ml)
-    extra: dict[str, torch.Tensor] = {}
-    if METHODS[method].uses_reference:
-        rw, rl = masked_sum(batch.reference[0], mw), masked_sum(batch.reference[1], ml)
-        reward_w, reward_l = beta * (pw - rw), beta * (pl - rl)
-    else:
-        len_w, len_l = mw.sum(-1), ml.sum(-1)
-        reward_w, reward_l = beta * pw / len_w, beta * pl / len_l
-    if method == "dpo":
-        losses = logistic_loss(dpo_logits(pw, pl, rw, rl, beta))
-    elif method == "simpo":
-        losses = logistic_loss(simpo_logits(pw, pl, len_w, len_l, beta, config.gamma))
-    elif method in ("dpo_reg", "simpo_reg"):
-        logits = dpo_logits(pw, pl, rw, rl, beta) if method == "dpo_reg" else simpo_logits(pw, pl, len_w, len_l, beta, config.gamma)
-        reg_w = token_regulariser(lw, batch.rewards[0], mw)
-        reg_l = token_regulariser(ll, batch.rewards[1], ml)
-        losses = treg_loss(logits, reg_w, reg_l, alpha)
-        extra = {"regulariser": reg_w + reg_l, "sequence_weight": torch.sigmoid(-logits)}
-    elif method in ("tdpo1", "tdpo2"):
-        kl_w = sequence_kl(batch.reference_logits[0], batch.logits[0], mw)
-        kl_l = sequence_kl(batch.reference_logits[1], batch.logits[1], ml)
-        if method == "tdpo1":
-            losses = tdpo1_loss(pw, pl, rw, rl, kl_w, kl_l, beta)
-        else:
-            losses = tdpo2_loss(pw, pl, rw, rl, kl_w, kl_l, beta, alpha)
-        extra = {"seqkl_chosen": kl_w, "seqkl_rejected": kl_l}
-    elif method == "tgdpo":
-        losses = tgdpo_loss(lw, ll, batch.reference[0], batch.reference[1], mw, ml, batch.rewards[0], batch.rewards[1], beta, alpha)
-    elif method == "sepo":
-        (tw, tl), (sw, sl) = batch.tokens, batch.rewards
-        losses = sepo_loss(lw, ll, tw, tl, sw, sl, config.sepo_ratio, beta)
-        keep_w = select_tokens(sw, tw, config.sepo_ratio, highest=True).float()
-        keep_l = select_tokens(sl, tl, config.sepo_ratio, highest=False).float()
-        reward_w, reward_l = beta * masked_sum(lw, keep_w) / keep_w.sum(-1), beta * masked_sum(ll, keep_l) / keep_l.sum(-1)
-    else:
-        raise KeyError(f"unknown preference method {method!r}; known: {', '.join(METHODS)}")
-    return losses, reward_w.detach(), reward_l.detach(), {k: v.detach() for k, v in extra.items()}
 
 
 def collate(
@@ -381,20 +287,18 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
 
 
 def run(config: PreferenceConfig, name: str) -> None:
-    """Train `name` (a key of METHODS or an alias) on preference pairs into `config.out`."""
-    method_name = ALIASES.get(name, name)
-    if method_name not in METHODS:
-        raise KeyError(f"unknown preference method {name!r}; known: {', '.join([*METHODS, *ALIASES])}")
-    method = METHODS[method_name]
-    beta = config.beta if config.beta is not None else method.beta
-    alpha = config.alpha if config.alpha is not None else method.alpha
-    rewarder_name = config.token_rewarder or method.token_rewarder
+    """Train `name` (a registered preference method or an alias) on preference pairs into `config.out`."""
+    method_name = PREFERENCE_METHODS.canonical(name)
+    method = PREFERENCE_METHODS.get(name)
+    rewarder_name = config.token_rewarder or method.needs.token_rewarder
     if config.alpha is not None and method.alpha is None:
-        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in METHODS.items() if m.alpha is not None)}")
-    if config.token_rewarder is not None and method.token_rewarder is None:
-        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in METHODS.items() if m.token_rewarder)}")
+        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}")
+    if config.token_rewarder is not None and method.needs.token_rewarder is None:
+        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}")
     if config.steps < 1 or config.batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be positive, got {config.steps} and {config.batch_size}")
+    settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
+    beta, alpha = settings.beta, settings.alpha
     out = Path(config.out)
     if config.resume and finished(out, config.steps):
         return
@@ -417,10 +321,10 @@ def run(config: PreferenceConfig, name: str) -> None:
                   f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}", file=sys.stderr)
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    if method.uses_reference:
+    if method.needs.reference_logps:
         per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, cache_directory(inputs, out), device, show, main)
-    reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
-    if method.token_rewarder is not None:
+    reference_model = load_causal_lm(inputs.reference, device).eval() if method.needs.reference_logits else None
+    if method.needs.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
         if unscored and main:
             report["unscored_token_rewards"] = {"rewarder": rewarder_name, "responses": len(unscored), "first": unscored[:20]}
@@ -442,17 +346,20 @@ def run(config: PreferenceConfig, name: str) -> None:
             indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
             tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
             logps, logits = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"])
-            batch = PairBatch(halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]))
-            if "reference" in tensors:
-                batch.reference = halves(tensors["reference"])
-            if "rewards" in tensors:
-                batch.rewards = halves(tensors["rewards"])
+            reference_logits = None
             if reference_model is not None:
                 with torch.no_grad():
                     reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
-                    batch.reference_logits = halves(reference_logits[:, :-1].float())
-                batch.logits = halves(logits)
-            losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
+                reference_logits = halves(reference_logits[:, :-1].float())
+            batch = PairBatch(
+                halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
+                reference=halves(tensors["reference"]) if "reference" in tensors else None,
+                rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
+                logits=halves(logits) if reference_logits is not None else None,
+                reference_logits=reference_logits,
+            )
+            result = method.loss(batch, settings)
+            losses, reward_w, reward_l, extra = result.losses, result.reward_chosen, result.reward_rejected, result.metrics
             loss = losses.mean()
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
@@ -486,7 +393,7 @@ def run(config: PreferenceConfig, name: str) -> None:
         os.replace(tmp, final)
 
 
-for _name, _method in METHODS.items():
+for _name, _method in PREFERENCE_METHODS.items():
     register_trainer(_name, PreferenceConfig, help=_method.help)(run)
-for _alias, _target in ALIASES.items():
-    register_trainer(_alias, PreferenceConfig, help=f"alias of {_target}: {METHODS[_target].help}")(run)
+for _alias, _target in PREFERENCE_METHODS.aliases().items():
+    register_trainer(_alias, PreferenceConfig, help=f"alias of {_target}: {PREFERENCE_METHODS.get(_target).help}")(run)
