@@ -243,7 +243,7 @@ def test_remax_and_rloo_train(files, tmp_path):
         (dict(mini_batch_size=3), "must divide the 4 responses"),
         (dict(policy=Path("no/such/folder")), "no model folder"),
         (dict(prompts=Path("no/such/prompts.jsonl")), "no file"),
-        (dict(rewarder_args=["keep_sum"]), "expected key=value"),
+        (dict(rewarder_options=["keep_sum"]), "expects NAME=VALUE"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(files, tmp_path, overrides, message):

@@ -36,7 +36,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         tp, _ = _resolve(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None
@@ -47,7 +47,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             help_text = f"{help_text} (default: {default})".strip()
         kwargs: dict[str, Any] = {"dest": f.name, "help": escape_help(help_text), "default": default, "required": required}
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if typing.get_origin(tp) is Literal:
             kwargs["choices"] = list(typing.get_args(tp))
@@ -58,7 +58,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             kwargs["metavar"] = "A,B,..."
         elif tp in (int, float, str, Path):
             kwargs["type"] = tp
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*flags, **kwargs)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:

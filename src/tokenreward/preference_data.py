@@ -258,7 +258,7 @@ def pair_token_rewards(
         chosen = [p["chosen"] for p in pairs]
         rejected = [p["rejected"] for p in pairs]
     else:
-        rewarder = build_rewarder(name, **resources)
+        rewarder = build_rewarder(name, resources)
         chosen, rejected = [None] * len(data), [None] * len(data)
         with progress_bar(2 * len(data), f"token rewards ({name})", enabled=progress) as advance:
             for records, side in ((chosen, data.chosen), (rejected, data.rejected)):

@@ -178,31 +178,61 @@ def register_rewarder(name: str):
     return REWARDERS.register_class(name)
 
 
+#: settings every rewarder may be offered besides its models: taken when the constructor has them
+SHARED_RESOURCES = ("device", "batch_size")
+
+
+def _parameters(name: str) -> list[inspect.Parameter]:
+    sig = inspect.signature(REWARDERS.get(name).__init__)
+    return [p for p in list(sig.parameters.values())[1:] if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def _is_resource(parameter: inspect.Parameter) -> bool:
+    """A model or tokenizer (annotated `PathOrModel`), or a shared setting."""
+    return "PathOrModel" in str(parameter.annotation) or parameter.name in SHARED_RESOURCES
+
+
 def rewarder_requirements(name: str) -> list[str]:
     """The constructor arguments without defaults (e.g. `reward_model`) a rewarder needs."""
-    sig = inspect.signature(REWARDERS.get(name).__init__)
-    return [
-        p.name
-        for p in list(sig.parameters.values())[1:]
-        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
+    return [p.name for p in _parameters(name) if p.default is inspect.Parameter.empty]
 
 
-def build_rewarder(name: str, **resources: Any) -> Rewarder:
-    """Build rewarder `name`, passing only the resources its constructor accepts.
+def rewarder_options(name: str) -> dict[str, inspect.Parameter]:
+    """The method options of rewarder `name` (constructor parameters that are not resources)."""
+    return {p.name: p for p in _parameters(name) if not _is_resource(p)}
 
-    Resources are things like `reward_model=...`, `tokenizer=...`, `policy=...`,
-    `reference=...`, `discriminator=...` (paths or loaded objects) and method options. Unknown
-    keys are ignored so that one resource dict (e.g. from the world) serves every rewarder;
-    missing required ones raise an error naming them.
+
+def resource_names() -> set[str]:
+    """Every resource name some registered rewarder takes (models, tokenizers, device, batch size)."""
+    return {p.name for n in REWARDERS.names() for p in _parameters(n) if _is_resource(p)} | set(SHARED_RESOURCES)
+
+
+def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: Any) -> Rewarder:
+    """Build rewarder `name` from resources and options.
+
+    Resources (models, tokenizers, `device`, `batch_size`, paths or loaded objects) may be
+    offered to every rewarder, in `resources` or as keywords: each takes those its constructor
+    has. Any other keyword is an option, which the rewarder must take (else an error naming it
+    and listing the valid ones); text values (`"0.5"`, `"False"`) are typed from the
+    constructor's annotations. A missing required resource is an error naming its flag.
     """
-    cls = REWARDERS.get(name)
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-    kwargs = {k: v for k, v in resources.items() if v is not None and (accepts_any or k in sig.parameters)}
+    from tokenreward.options import typed_value
+
+    parameters = {p.name: p for p in _parameters(name)}
+    options = rewarder_options(name)
+    shared = resource_names()
+    offered = {**(resources or {}), **{k: v for k, v in given.items() if k in shared}}
+    unknown = [k for k in given if k not in shared and k not in parameters]
+    if unknown:
+        valid = ", ".join(options) or "none"
+        raise ValueError(f"rewarder {name!r} takes no option {unknown[0]!r}; its options: {valid}")
+    kwargs = {k: v for k, v in offered.items() if v is not None and k in parameters}
+    for key, value in given.items():
+        if key in options:
+            annotation = options[key].annotation
+            kwargs[key] = typed_value(value, annotation, f"rewarder {name!r} option {key}") if isinstance(value, str) else value
     missing = [r for r in rewarder_requirements(name) if r not in kwargs]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise ValueError(f"rewarder {name!r} needs {flags}")
-    return cls(**kwargs)
-
+    return REWARDERS.get(name)(**kwargs)

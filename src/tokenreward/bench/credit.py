@@ -150,7 +150,7 @@ def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | 
                 advance()
                 continue
             try:
-                rewarder = build_rewarder(name, **resources)
+                rewarder = build_rewarder(name, resources)
             except (ValueError, FileNotFoundError, OSError) as err:
                 skipped[name] = f"could not be built from the world: {err}"
                 advance()

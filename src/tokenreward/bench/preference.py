@@ -110,7 +110,7 @@ def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, wor
         if cached.get("settings") == settings:
             return cached["metrics"]
     records = world.responses(config.credit_split)[: config.credit_limit]
-    rewarder = build_rewarder(rewarder_name, **resources, device=str(default_device()))
+    rewarder = build_rewarder(rewarder_name, {**resources, "device": str(default_device())})
     result = rewarder.score([r["prompt"] for r in records], [r["response"] for r in records])
     metrics = credit_metrics(result, [r["credit_spans"] for r in records], 0.0)
     metrics = {k: metrics[k] for k in CREDIT_METRICS}
@@ -129,7 +129,7 @@ def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBe
     records = [r for r in world.responses(config.credit_split) if any(c < 0 for _, _, c in r["credit_spans"])][: config.examples]
     prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
     rows: list[list[dict[str, Any]]] = [[] for _ in records]
-    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", **world.resources()))]
+    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", world.resources()))]
     scorers += [(f"implicit of {m} (seed 0)", build_rewarder("implicit", policy=str(out / m / "seed-0" / "final"),
                  reference=str(world.policy_dir), tokenizer=str(world.tokenizer_dir))) for m in methods]
     for label, rewarder in scorers:

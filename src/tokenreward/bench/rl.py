@@ -45,6 +45,7 @@ from typing import Any
 
 from tokenreward.bench import register_bench
 from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.common import latest_checkpoint, read_jsonl
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
@@ -110,13 +111,7 @@ def resolve_method(name: str) -> Method:
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--trainer-options: expected key=value, got {item!r}")
-        options[key.strip().replace("-", "_")] = value.strip()
-    return options
+    return parse_assignments(items, "--trainer-options")
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -149,9 +144,7 @@ def trainer_config(method: Method, world: Path, steps: int, seed: int, out: Path
     for key, value in flags.items():
         flag = "--" + key.replace("_", "-")
         if hints[key] is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"--trainer-options: {key} takes true or false, got {value!r}")
-            argv.append(flag if value.lower() in ("true", "1", "yes") else "--no-" + key.replace("_", "-"))
+            argv.append(flag if parse_bool(value, f"--trainer-options {key}") else "--no-" + key.replace("_", "-"))
         else:
             argv += [flag, value]
     parser = _RaisingParser(prog=f"tokenreward train {method.trainer}", exit_on_error=False)
@@ -304,7 +297,7 @@ def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
     from tokenreward.rewards import build_rewarder
 
-    rewarder = build_rewarder(rewarder_name, **world.resources())
+    rewarder = build_rewarder(rewarder_name, world.resources())
     scored = {}
     for method, items in samples.items():
         records = rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []

@@ -6,8 +6,8 @@
 Every resource flag given (`--reward-model`, `--tokenizer`, `--policy`, `--reference`,
 `--discriminator`, `--cost-model`, or any `--resource NAME=PATH`) is handed to
 `build_rewarder`, which passes each rewarder the ones its constructor takes; `--option
-NAME=VALUE` sets a rewarder option (`beta_c=0.5`, `keep_sum=true`; values are read as JSON
-when they parse, else as text). `--world DIR` takes the resources of a built world first.
+NAME=VALUE` sets a rewarder option (`beta_c=0.5`, `keep_sum=true`), typed from the rewarder's
+constructor (an option it does not take is an error listing the valid ones). `--world DIR` takes the resources of a built world first.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from tokenreward.options import parse_assignments
 from tokenreward.rewards import TokenRewards, build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
@@ -45,22 +46,6 @@ def register(sub) -> None:
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass (default: 8)")
     parser.set_defaults(func=run)
-
-
-def parse_assignments(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
-    """`NAME=VALUE` strings -> dict (VALUE read as JSON when `as_json` and it parses)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}")
-        if as_json:
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
-        out[name.strip().replace("-", "_")] = value
-    return out
 
 
 def read_pairs(path: Path) -> tuple[list[Any], list[Any]]:
@@ -92,9 +77,8 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
         from tokenreward.world import open_world
 
         resources.update(open_world(args.world).resources())
-    resources.update(parse_assignments(args.resource, "--resource", as_json=False))
+    resources.update(parse_assignments(args.resource, "--resource"))
     resources.update({name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None})
-    resources.update(parse_assignments(args.option, "--option", as_json=True))
     if args.device:
         resources["device"] = args.device
     resources["batch_size"] = args.batch_size
@@ -147,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--prompt and --response go together")
     prompts, responses = ([args.prompt], [args.response]) if single else read_pairs(args.input)
     quiet_transformers()
-    rewarder = build_rewarder(args.rewarder, **gather_resources(args))
+    rewarder = build_rewarder(args.rewarder, gather_resources(args), **parse_assignments(args.option, "--option"))
 
     with destination(args.output) as out:
         if args.format == "json":

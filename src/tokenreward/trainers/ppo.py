@@ -57,6 +57,7 @@ from tokenreward.losses.ppo import (
     value_loss,
 )
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, score_head
+from tokenreward.options import parse_assignments
 from tokenreward.rewards import Rewarder, TextOrMessages, build_rewarder
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.common import (
@@ -86,9 +87,10 @@ class PPOConfig:
     reward_model: Path | None = field(default=None, metadata={"help": "sequence reward model folder (default: the world's)"})
     prompts: Path | None = field(default=None, metadata={"help": "JSONL of {\"prompt\": ...} records (default: the world's prompts)"})
     prompt_split: str = field(default="rl", metadata={"help": "world split to take prompts from"})
-    rewarder_args: list[str] = field(
+    rewarder_options: list[str] = field(
         default_factory=list,
-        metadata={"help": "extra rewarder arguments key=value (JSON values), e.g. keep_sum=true,discriminator=DIR"},
+        metadata={"help": "rewarder options and extra resources NAME=VALUE, typed from the rewarder's constructor, e.g. keep_sum=true,discriminator=DIR",
+                  "aliases": ["--rewarder-args"]},
     )
     steps: int = field(default=100, metadata={"help": "PPO steps (one rollout batch each)"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, data order and initialisation"})
@@ -143,20 +145,6 @@ class RLOOConfig(PPOConfig):
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def parse_rewarder_args(items: Sequence[str]) -> dict[str, Any]:
-    """`key=value` pairs; a value is read as JSON when it parses (numbers, true/false), else text."""
-    args = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--rewarder-args: expected key=value, got {item!r}")
-        try:
-            args[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            args[key.strip().replace("-", "_")] = value
-    return args
 
 
 def read_prompt_file(path: Path) -> list[dict[str, Any]]:
@@ -294,7 +282,7 @@ class PPOTrainer:
         self.prompt_ids, self.prompts = prepare_prompts(
             self.tokenizer, self.records, config.max_new_tokens, context_length(self.policy), config.truncate_prompts
         )
-        self.rewarder = build_rewarder(config.rewarder, **self.rewarder_resources())
+        self.rewarder = build_rewarder(config.rewarder, self.rewarder_resources(), **parse_assignments(config.rewarder_options, "--rewarder-options"))
         self.make_optimizers()
 
     # ---- set-up
@@ -400,7 +388,6 @@ class PPOTrainer:
         if c.reward_model is not None:
             resources["reward_model"] = str(c.reward_model)
         resources["device"] = str(self.device)
-        resources.update(parse_rewarder_args(c.rewarder_args))
         return resources
 
     def make_optimizers(self) -> None:
