@@ -15,7 +15,7 @@ import torch
 
 from tokenreward.bench.rl import RLBenchConfig, aggregate, parse_options, resolve_method, run, trainer_config
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
 
 CALLS: list[tuple[str, int, bool]] = []
 

@@ -110,7 +110,7 @@ LABEL_FIELDS = ("prompt", "rejected", "revision", "rejected_offsets", "rejected_
 
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
     """The labelled records of a `tokenreward label` output (failed revisions left out)."""
-    from tokenreward.trainers.common import read_jsonl
+    from tokenreward.jsonl import read_jsonl
 
     path = Path(path)
     if not path.exists():

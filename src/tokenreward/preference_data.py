@@ -31,7 +31,7 @@ import torch
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
 from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
-from tokenreward.trainers.common import progress_bar
+from tokenreward.progress import progress_bar
 
 COLUMNS = ("prompt", "chosen", "rejected")
 

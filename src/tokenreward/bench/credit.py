@@ -129,7 +129,7 @@ def rewarder_names(requested: Sequence[str]) -> list[str]:
 def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None, device: str | None = None,
                  progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
-    from tokenreward.trainers.common import progress_bar
+    from tokenreward.progress import progress_bar
 
     records = world.responses(split)[:limit]
     if not records:

@@ -47,7 +47,8 @@ from tokenreward.bench import register_bench
 from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
-from tokenreward.trainers.common import latest_checkpoint, read_jsonl
+from tokenreward.jsonl import read_jsonl
+from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]

@@ -26,7 +26,8 @@ from typing import Any
 from tokenreward.encoding import response_text
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
-from tokenreward.trainers.common import progress_bar, read_jsonl
+from tokenreward.jsonl import read_jsonl
+from tokenreward.progress import progress_bar
 
 
 def register(sub) -> None:

@@ -46,48 +46,39 @@ from tokenreward.preference_data import (
 )
 from tokenreward.rewards import rewarder_requirements
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import (
-    JsonlLogger,
-    latest_checkpoint,
-    load_checkpoint,
-    make_accelerator,
-    progress_bar,
-    read_jsonl,
-    save_checkpoint,
-)
+from tokenreward.jsonl import read_jsonl
+from tokenreward.progress import progress_bar
+from tokenreward.trainers.checkpoints import JsonlLogger
+from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 
 
-@dataclass
-class PreferenceConfig:
+@dataclass(kw_only=True)
+class PreferenceConfig(RunConfig):
     """Preference optimisation on TRL-format pairs (METHODS.md, "Preference losses")."""
 
-    out: str = field(metadata={"help": "output folder: log.jsonl, data.json, checkpoints/, final/"})
+    out: Path = field(metadata={"help": "output folder: run.json, log.jsonl, data.json, checkpoints/, final/"})
     world: str | None = field(default=None, metadata={"help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"})
     data: str | None = field(default=None, metadata={"help": "preference data instead of the world's: .jsonl/.json rows with prompt/chosen/rejected (plain or conversational)"})
     policy: str | None = field(default=None, metadata={"help": "policy to train, a Hugging Face folder (default: the world's SFT policy)"})
     reference: str | None = field(default=None, metadata={"help": "reference model (default: the starting policy)"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the world's, else the policy's folder)"})
-    steps: int = field(default=200, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
-    seed: int = field(default=0, metadata={"help": "seed (data order, initialisation of nothing else: runs are deterministic)"})
-    beta: float | None = field(default=None, metadata={"help": "the method's beta (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)"})
-    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5)"})
+    steps: int = field(default=200, metadata={"help": "optimizer steps", "min": 1})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step (over all processes)", "min": 1})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0})
+    beta: float | None = field(default=None, metadata={"help": "the method's beta, > 0 (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)", "gt": 0.0})
+    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5); >= 0", "min": 0.0})
     gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
-    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected)"})
+    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0})
     token_rewarder: str | None = field(default=None, metadata={"help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"})
     guide_policy: str | None = field(default=None, metadata={"help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"})
     reward_model: str | None = field(default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"})
     prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
-    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)"})
-    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)"})
-    checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)", "min": 0})
+    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1})
+    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
     strict: bool = field(default=False, metadata={"help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
 
 def collate(
@@ -133,7 +124,6 @@ def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -
     return picked, logits
 
 
-@torch.no_grad()
 @torch.no_grad()
 def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
     """Per completion position, `log ref(token | prefix)` for every chosen and rejected response
@@ -185,7 +175,7 @@ def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], max_new_
     from tokenreward.world.oracle import grade
 
     generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], max_new_tokens,
-                           do_sample=True, generator_seed=config.seed * 100_003 + step)
+                           do_sample=True, generator_seed=derive_seed(config.seed, "evaluation", step))
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
 
@@ -254,22 +244,6 @@ def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceDat
     return (chosen, rejected), unscored
 
 
-def prepare_output(out: Path, resume: bool) -> None:
-    """Refuse to overwrite a finished or checkpointed run unless resuming (a log without a
-    checkpoint is a run killed early: it restarts and rewrites the same steps)."""
-    if not resume and ((out / "final").exists() or latest_checkpoint(out) is not None):
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def finished(out: Path, steps: int) -> bool:
-    """A final model is saved and the log reaches `steps`."""
-    if not (out / "final").is_dir() or not (out / "log.jsonl").is_file():
-        return False
-    logged = [r.get("step", 0) for r in read_jsonl(out / "log.jsonl")]
-    return bool(logged) and max(logged) >= steps
-
-
 def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     warmup = max(1, math.ceil(warmup_ratio * steps))
     if step < warmup:
@@ -282,8 +256,7 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
     batch is known without replaying the ones before it (exact resume)."""
     per_epoch = math.ceil(n / batch_size)
     epoch, k = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return order[k * batch_size : (k + 1) * batch_size].tolist()
+    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
 
 
 def run(config: PreferenceConfig, name: str) -> None:
@@ -295,16 +268,12 @@ def run(config: PreferenceConfig, name: str) -> None:
         raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}")
     if config.token_rewarder is not None and method.needs.token_rewarder is None:
         raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ValueError(f"--steps and --batch-size must be positive, got {config.steps} and {config.batch_size}")
     settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
     beta, alpha = settings.beta, settings.alpha
-    out = Path(config.out)
-    if config.resume and finished(out, config.steps):
+    accelerator, folder = make_run(config, {"method": method_name})
+    if folder.finished:
         return
-    prepare_output(out, config.resume)
-    accelerator = make_accelerator(config.seed)
-    device, main = accelerator.device, accelerator.is_main_process
+    out, device, main = folder.out, accelerator.device, accelerator.is_main_process
     show = config.progress and main
 
     inputs = resolve_inputs(config)
@@ -315,7 +284,7 @@ def run(config: PreferenceConfig, name: str) -> None:
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))
-        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2))
+        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2, default=str))
         if report["dropped"]:
             print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
                   f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}", file=sys.stderr)
@@ -334,63 +303,44 @@ def run(config: PreferenceConfig, name: str) -> None:
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
-    policy, optimizer = accelerator.prepare(policy, optimizer)
-    start = 0
-    if config.resume and latest_checkpoint(out) is not None:
-        start, _ = load_checkpoint(out, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=main)
-    policy.train()
-    with progress_bar(config.steps, name, start=start, enabled=show) as advance:
-        for step in range(start, config.steps):
-            indices = batch_indices(step, len(data), config.batch_size, config.seed)
-            indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
-            tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-            logps, logits = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"])
-            reference_logits = None
-            if reference_model is not None:
-                with torch.no_grad():
-                    reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
-                reference_logits = halves(reference_logits[:, :-1].float())
-            batch = PairBatch(
-                halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
-                reference=halves(tensors["reference"]) if "reference" in tensors else None,
-                rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
-                logits=halves(logits) if reference_logits is not None else None,
-                reference_logits=reference_logits,
-            )
-            result = method.loss(batch, settings)
-            losses, reward_w, reward_l, extra = result.losses, result.reward_chosen, result.reward_rejected, result.metrics
-            loss = losses.mean()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            record = {
-                "step": step + 1,
-                "loss": float(loss.detach()),
-                "reward_chosen": float(reward_w.mean()),
-                "reward_rejected": float(reward_l.mean()),
-                "reward_margin": float((reward_w - reward_l).mean()),
-                "reward_accuracy": float((reward_w > reward_l).float().mean()),
-                "lr": lr,
-                **{k: float(v.mean()) for k, v in extra.items()},
-            }
+    training = Optimization(accelerator, folder, config, policy, optimizer, scheduler, "policy")
+
+    def loss_fn(indices: list[int]):
+        tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
+        logps, logits = policy_logps(training.model, tensors["input_ids"], tensors["attention_mask"])
+        reference_logits = None
+        if reference_model is not None:
+            with torch.no_grad():
+                reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
+            reference_logits = halves(reference_logits[:, :-1].float())
+        batch = PairBatch(
+            halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
+            reference=halves(tensors["reference"]) if "reference" in tensors else None,
+            rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
+            logits=halves(logits) if reference_logits is not None else None,
+            reference_logits=reference_logits,
+        )
+        result = method.loss(batch, settings)
+        w, l = result.reward_chosen, result.reward_rejected
+        return result.losses.mean(), {
+            "reward_chosen": float(w.mean()), "reward_rejected": float(l.mean()), "reward_margin": float((w - l).mean()),
+            "reward_accuracy": float((w > l).float().mean()), **{k: float(v.mean()) for k, v in result.metrics.items()},
+        }
+
+    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=main)
+    with progress_bar(config.steps, name, start=training.start, enabled=show) as advance:
+        for step in range(training.start, config.steps):
+            metrics = training.step(step, batch_indices(step, len(data), config.batch_size, config.seed), loss_fn)
+            record = {"step": step + 1, **metrics}
             if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
+                record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
             logger.log(record)
             advance(**{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record})
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and main:
-                save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+            training.maybe_checkpoint(step + 1, config.steps)
     logger.close()
-    if main:
-        final, tmp = out / "final", out / ".final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(policy).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+    model = training.unwrapped
+    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    folder.mark_done()
 
 
 for _name, _method in PREFERENCE_METHODS.items():

@@ -19,7 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-from tokenreward.trainers.common import progress_bar, read_jsonl, seed_everything, write_jsonl
+from tokenreward.jsonl import read_jsonl, write_jsonl
+from tokenreward.progress import progress_bar
+from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
 from tokenreward.world.oracle import grade, revise
