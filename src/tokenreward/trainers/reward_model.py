@@ -74,7 +74,8 @@ def _check_pairs(pairs: Sequence[dict[str, Any]]) -> None:
 def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
     """`R(x, chosen)` and `R(x, rejected)` for a batch of pairs (with gradients)."""
     prompts = [p["prompt"] for p in pairs]
-    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context_length(model))
+    context = context_length(getattr(model, "module", model))  # a data-parallel wrapper holds the model
+    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context)
     scores = model(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.squeeze(-1)
     return scores[: len(pairs)], scores[len(pairs) :]
 

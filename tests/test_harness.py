@@ -1,0 +1,248 @@
+"""Every trainer on the run harness: two processes give one process's weights and only the main
+one writes; a run killed with SIGKILL anywhere resumes to bit-identical weights and log lines;
+a started or finished run is never overwritten without --resume.
+
+Each trainer runs 2 steps on tiny models built here (ppo_synthetic on the small world)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from tokenreward.cli import main
+from tokenreward.labels import label_pair
+from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokenizer
+
+HERE = Path(__file__).parent
+PAIRS = [
+    {"prompt": f"Question {k}: what is {k} + {k}?", "chosen": f" It is {2 * k}.", "rejected": f" It is {2 * k + 1}, sadly."}
+    for k in range(8)
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1",
+       "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def save_without_dropout(model, tokenizer, folder: Path) -> None:
+    """Saved with dropout 0: a data-parallel run equals one process only when the forward pass
+    draws nothing at random (with dropout the masks depend on the batch layout)."""
+    model.config.update({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0})
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("harness")
+    tokenizer = train_tokenizer()
+    save_without_dropout(tiny_causal_lm("gpt2", tokenizer), tokenizer, root / "policy")
+    save_without_dropout(tiny_reward_model("gpt2", tokenizer), tokenizer, root / "rm")
+    write_jsonl(root / "prompts.jsonl", [{"prompt": p["prompt"]} for p in PAIRS])
+    write_jsonl(root / "sft.jsonl", [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS])
+    write_jsonl(root / "pairs.jsonl", PAIRS)
+    write_jsonl(root / "labels.jsonl", [label_pair(tokenizer, p["prompt"], p["rejected"], p["chosen"]) for p in PAIRS[:4]])
+    return root
+
+
+def synthetic_labels(world, folder: Path) -> Path:
+    from tokenreward.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(world.tokenizer_dir))
+    records = [label_pair(tokenizer, p["prompt"], p["rejected"], p["revision"]) for p in world.pairs("reward")[:8]]
+    return write_jsonl(folder / "synthetic-labels.jsonl", records)
+
+
+PPO = ["--steps", "2", "--batch-size", "4", "--mini-batch-size", "4", "--ppo-epochs", "1", "--max-new-tokens", "6",
+       "--learning-rate", "1e-3", "--save-every", "1"]
+
+
+def arguments(name: str, root: Path, request) -> list[str]:
+    """`tokenreward train NAME ...` for 2 steps, checkpointing after each."""
+    tiny_ppo = ["--policy", str(root / "policy"), "--reward-model", str(root / "rm"), "--prompts", str(root / "prompts.jsonl")]
+    preference = ["--data", str(root / "pairs.jsonl"), "--policy", str(root / "policy"), "--steps", "2", "--batch-size", "2",
+                  "--learning-rate", "1e-3", "--save-every", "1"]
+    table = {
+        "ppo": [*tiny_ppo, *PPO, "--critic-learning-rate", "1e-3"],
+        "remax": [*tiny_ppo, *PPO],
+        "rloo": [*tiny_ppo, *PPO[:2], "--batch-size", "2", "--samples-per-prompt", "2", *PPO[4:]],
+        "dpo": preference,
+        "dpo_reg": preference,
+        "figa": ["--labels", str(root / "labels.jsonl"), "--policy", str(root / "policy"), "--steps", "2", "--batch-size", "2",
+                 "--learning-rate", "1e-3", "--save-every", "1"],
+        "discriminator": ["--labels", str(root / "labels.jsonl"), "--backbone", str(root / "policy"), "--epochs", "2",
+                          "--batch-size", "8", "--eval-fraction", "0", "--log-every", "1", "--learning-rate", "1e-3",
+                          "--save-every", "1"],
+        "sft": ["--data", str(root / "sft.jsonl"), "--policy", str(root / "policy"), "--batch-size", "4", "--save-every", "1"],
+        "reward-model": ["--data", str(root / "pairs.jsonl"), "--model", str(root / "rm"), "--batch-size", "4", "--save-every", "1"],
+    }
+    if name == "ppo_synthetic":
+        world = request.getfixturevalue("small_world")
+        return ["--world", str(world.root), "--labels", str(synthetic_labels(world, root)), "--rm-epochs", "1",
+                "--rm-batch-size", "4", *PPO]
+    return table[name]
+
+
+TRAINERS = ["ppo", "remax", "rloo", "ppo_synthetic", "dpo", "dpo_reg", "figa", "discriminator", "sft", "reward-model"]
+
+
+def command(name: str, root: Path, request, out: Path, *extra: str) -> list[str]:
+    return ["train", name, *arguments(name, root, request), "--out", str(out), "--no-progress", *extra]
+
+
+def cli(args: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "tokenreward.cli", *args], env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted((out / "final").glob("*.safetensors"))
+    assert files, f"no final model in {out}"
+    return {k: v for f in files for k, v in load_file(str(f)).items()}
+
+
+def log_lines(out: Path) -> list[dict]:
+    """The log without wall-clock fields."""
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+    return [{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(script: list[str], env: dict) -> subprocess.CompletedProcess:
+    args = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+            "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()), *script]
+    return subprocess.run(args, env=env, capture_output=True, text=True)
+
+
+GLOO_CHECK = """
+import torch
+from accelerate import Accelerator
+acc = Accelerator(cpu=True)
+total = acc.reduce(torch.tensor([float(acc.process_index + 1)]), "sum")
+assert acc.num_processes == 2 and float(total) == 3.0, (acc.num_processes, total)
+"""
+
+
+@pytest.fixture(scope="session")
+def two_processes(tmp_path_factory):
+    """A check made before any two-process run: can this machine run two local gloo processes?"""
+    if shutil.which("accelerate") is None:
+        pytest.skip("the accelerate launcher is not installed")
+    if torch.cuda.is_available():
+        pytest.skip("these runs compare CPU processes (gloo); this machine has a GPU")
+    script = tmp_path_factory.mktemp("gloo") / "check.py"
+    script.write_text(GLOO_CHECK)
+    done = launch([str(script)], ENV)
+    if done.returncode != 0:  # once more: a loaded machine may time out once
+        done = launch([str(script)], ENV)
+    if done.returncode != 0:
+        causes = [line for line in done.stderr.splitlines() if re.search(r"Error|error|terminate|Exception|Abort", line)]
+        pytest.skip("this machine cannot run two local gloo processes (checked before the run): " + "\n".join(causes[:20]))
+
+
+@pytest.fixture(scope="module")
+def unbroken(inputs, request, tmp_path_factory):
+    """One unbroken single-process run per trainer, made on first use."""
+    runs: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in runs:
+            out = tmp_path_factory.mktemp("unbroken") / name
+            cli(command(name, inputs, request, out))
+            runs[name] = out
+        return runs[name]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TRAINERS)
+def test_two_processes_equal_one_and_only_the_main_process_writes(name, inputs, unbroken, two_processes, request, tmp_path):
+    one = unbroken(name)
+    out, probe = tmp_path / "two", tmp_path / "writes"
+    probe.mkdir()
+    done = launch([str(HERE / "write_probe.py"), *command(name, inputs, request, out)], {**ENV, "WRITE_PROBE_DIR": str(probe)})
+    assert done.returncode == 0, "a rank failed:\n" + done.stderr[-3000:]  # a crash fails the test: the check above passed
+    a, b = final_weights(one), final_weights(out)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5, rtol=0), key
+    inside = {rank: [p for p in (probe / f"rank-{rank}.txt").read_text().splitlines() if p.startswith(str(out))]
+              for rank in (0, 1) if (probe / f"rank-{rank}.txt").exists()}
+    assert any("checkpoints" in p for p in inside[0]) and any("final" in p for p in inside[0])
+    assert not inside.get(1), f"rank 1 wrote into the run folder: {inside[1][:5]}"
+
+
+def windows(whole: Path) -> tuple[float, float]:
+    """Seconds the unbroken run took from its start (run.json) to its first checkpoint, and
+    from there to its end: the ranges the kills are drawn from."""
+    started = (whole / "run.json").stat().st_mtime
+    first = (whole / "checkpoints" / "step-1" / "state.pt").stat().st_mtime
+    return max(first - started, 0.01), max((whole / "done").stat().st_mtime - first, 0.01)
+
+
+def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: bool, delay: float) -> str:
+    """Start `tokenreward ARGS`, SIGKILL it `delay` seconds after the run began (before its first
+    checkpoint) or after its first checkpoint; returns what the folder held when it died."""
+    child = subprocess.Popen([sys.executable, "-m", "tokenreward.cli", *args], env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "checkpoints" / "step-1"
+    ready = (lambda: checkpoint.is_dir()) if after_first_checkpoint else (lambda: (out / "run.json").is_file())
+    deadline = time.monotonic() + 300
+    while not ready() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert child.poll() is None, f"the run ended before it could be killed:\n{child.stderr.read()[-2000:]}"
+    stop = time.monotonic() + delay
+    while time.monotonic() < stop and (after_first_checkpoint or not checkpoint.is_dir()) and child.poll() is None:
+        time.sleep(0.001)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read()[-2000:]
+    return "done" if (out / "done").exists() else "checkpoint" if checkpoint.is_dir() else "no checkpoint"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TRAINERS)
+def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(name, inputs, unbroken, request, tmp_path, capsys):
+    whole = unbroken(name)
+    assert main(command(name, inputs, request, whole)) == 2
+    assert f"{whole} holds a finished run; pass --resume" in capsys.readouterr().err
+    rng = random.Random(zlib.crc32(name.encode()))
+    for after, window in zip((False, True), windows(whole)):
+        wanted = "checkpoint" if after else "no checkpoint"
+        for attempt in range(4):  # a busy machine may outrun the drawn moment: draw again, earlier
+            out = tmp_path / f"{'after' if after else 'before'}-{attempt}"
+            state = kill_at_random_point(command(name, inputs, request, out), out, after, rng.uniform(0, 0.8 * window / 2**attempt))
+            if state == wanted:
+                break
+        assert state == wanted, f"{name}: the run was never killed {'after' if after else 'before'} its first checkpoint"
+        assert main(command(name, inputs, request, out)) == 2  # a started run is not restarted over
+        assert f"{out} holds a started run; pass --resume" in capsys.readouterr().err
+        cli(command(name, inputs, request, out, "--resume"))
+        a, b = final_weights(whole), final_weights(out)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{name}, killed {state}"
+        assert log_lines(out) == log_lines(whole), f"{name}, killed {state}"
