@@ -1,7 +1,10 @@
-"""Run `tokenreward ARGS` recording every file this process writes: `WRITE_PROBE_DIR/rank-R.txt`
-gets one line per open-for-write, `os.replace` and `os.rename` target (R = the process's rank).
+"""Run the `tokenreward` commands of PLAN.json (a list of argument lists) one after the other,
+recording every file this process writes: `WRITE_PROBE_DIR/rank-R.txt` gets one line per
+open-for-write, `os.replace` and `os.rename` target (R = the process's rank). Stops at the
+first command that fails, with its exit status.
 
-Used by the two-process tests to check that only the main process writes into a run folder.
+Used by the two-process tests (one launch for every trainer) to check that only the main
+process writes into a run folder.
 """
 
 from __future__ import annotations
@@ -40,6 +43,17 @@ builtins.open = io.open = probing_open
 os.replace, os.rename = probing_replace, probing_rename
 
 if __name__ == "__main__":
+    import json
+
+    from accelerate.state import AcceleratorState, GradientState
+
     from tokenreward.cli import main
 
-    sys.exit(main(sys.argv[1:]))
+    with real_open(sys.argv[1]) as handle:
+        plan = json.load(handle)
+    for args in plan:
+        AcceleratorState._reset_state()  # each command starts from a fresh state, in the same process group
+        GradientState._reset_state()
+        status = main(args)
+        if status:
+            sys.exit(status)

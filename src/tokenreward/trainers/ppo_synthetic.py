@@ -90,20 +90,25 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     model = train_reward_model(
         model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress, **settings
     )
-    held_out = world.pairs("test")
-    metrics = {
-        "train_pairs": len(pairs),
-        "dropped_unrevised_pairs": len(records) - len(pairs),
-        **settings,
-        "test_accuracy_labels": pairwise_accuracy(model, tokenizer, held_out),
-        "test_accuracy_oracle": pairwise_accuracy(model, tokenizer, held_out, against="oracle"),
-    }
-    tmp = folder / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (folder / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, final)
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:  # one process measures and saves; the others wait for the folder
+        held_out = world.pairs("test")
+        metrics = {
+            "train_pairs": len(pairs),
+            "dropped_unrevised_pairs": len(records) - len(pairs),
+            **settings,
+            "test_accuracy_labels": pairwise_accuracy(model, tokenizer, held_out),
+            "test_accuracy_oracle": pairwise_accuracy(model, tokenizer, held_out, against="oracle"),
+        }
+        tmp = folder / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (folder / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(tmp, final)
+    state.wait_for_everyone()
     return final
 
 
