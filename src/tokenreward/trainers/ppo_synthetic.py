@@ -88,7 +88,8 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(world.policy_dir, tokenizer)
     model = train_reward_model(
-        model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress, **settings
+        model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress,
+        gradient_accumulation=config.gradient_accumulation, **settings
     )
     from accelerate import PartialState
 

@@ -106,11 +106,12 @@ def pairwise_accuracy(model, tokenizer, pairs: Sequence[dict[str, Any]], batch_s
 
 def train_reward_model(model, tokenizer, pairs: Sequence[dict[str, Any]], out: str | Path, epochs: int = 1,
                        batch_size: int = 16, lr: float = 1e-4, save_every: int = 200, seed: int = 0,
-                       resume: bool = False, progress: bool = True):
+                       resume: bool = False, progress: bool = True, gradient_accumulation: int = 1):
     """Train `model` (a scalar-head sequence-classification model) in place on `pairs` into the
     run folder `out`. Logs `{"step", "loss", "accuracy", "margin"}`; checkpoints resume exactly."""
     config = RewardModelConfig(data="", model="", out=Path(out), epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                               save_every=save_every, seed=seed, resume=resume, progress=progress)
+                               save_every=save_every, seed=seed, resume=resume, progress=progress,
+                               gradient_accumulation=gradient_accumulation)
     return train(config, model, tokenizer, pairs)
 
 
