@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from tokenreward.rewards import Offsets
+from tokenreward.types import Offsets
 
 
 def check_offsets(offsets: Offsets, text_length: int, what: str) -> None:

@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 
 from tokenreward.align import check_offsets
-from tokenreward.rewards import Offsets, TextOrMessages
+from tokenreward.types import Offsets, TextOrMessages
 
 PLACEHOLDER = "\u2063RESPONSE\u2063"
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.models import context_length
-from tokenreward.rewards import Offsets, TextOrMessages
+from tokenreward.types import Offsets, TextOrMessages
 
 
 @dataclass

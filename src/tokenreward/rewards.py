@@ -12,16 +12,12 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 
 from tokenreward.registry import Registry
-
-Message = dict[str, str]
-Conversation = list[Message]
-TextOrMessages = Union[str, Conversation]
-Offsets = list[tuple[int, int]]
+from tokenreward.types import Conversation, Message, Offsets, TextOrMessages  # noqa: F401  (re-exported)
 
 
 @dataclass

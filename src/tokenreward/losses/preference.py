@@ -302,17 +302,10 @@ def register_preference(name: str, help: str, beta: float, alpha: float | None =
     return decorator
 
 
-def _sums(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequence log-probs `log pi(y)` of chosen and rejected `[B]`."""
-    return masked_sum(batch.logps[0], batch.mask[0]), masked_sum(batch.logps[1], batch.mask[1])
-
-
-def _reference_sums(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    return masked_sum(batch.reference[0], batch.mask[0]), masked_sum(batch.reference[1], batch.mask[1])
-
-
-def _lengths(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    return batch.mask[0].sum(-1), batch.mask[1].sum(-1)
+def _sums(batch: PairBatch, field: str = "logps") -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence sums `[B]` of chosen and rejected (`field="reference"`: of the reference log-probs)."""
+    values = getattr(batch, field)
+    return masked_sum(values[0], batch.mask[0]), masked_sum(values[1], batch.mask[1])
 
 
 def _result(losses, reward_w, reward_l, **metrics) -> PreferenceLoss:
@@ -321,13 +314,13 @@ def _result(losses, reward_w, reward_l, **metrics) -> PreferenceLoss:
 
 def _dpo_parts(batch: PairBatch, s: PreferenceSettings):
     """(z, reward_w, reward_l) of DPO: rewards `beta * delta(y)`."""
-    (pw, pl), (rw, rl) = _sums(batch), _reference_sums(batch)
+    (pw, pl), (rw, rl) = _sums(batch), _sums(batch, "reference")
     return dpo_logits(pw, pl, rw, rl, s.beta), s.beta * (pw - rw), s.beta * (pl - rl)
 
 
 def _simpo_parts(batch: PairBatch, s: PreferenceSettings):
     """(z, reward_w, reward_l) of SimPO: rewards `beta * log pi(y) / |y|`."""
-    (pw, pl), (nw, nl) = _sums(batch), _lengths(batch)
+    (pw, pl), (nw, nl) = _sums(batch), (batch.mask[0].sum(-1), batch.mask[1].sum(-1))
     return simpo_logits(pw, pl, nw, nl, s.beta, s.gamma), s.beta * pw / nw, s.beta * pl / nl
 
 
@@ -350,8 +343,7 @@ def dpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _result(logistic_loss(logits), reward_w, reward_l)
 
 
-@register_preference("simpo", "SimPO: length-normalised, reference-free, margin gamma", beta=2.0,
-                     needs=Needs(reference_logps=False))
+@register_preference("simpo", "SimPO: length-normalised, reference-free, margin gamma", beta=2.0, needs=Needs(reference_logps=False))
 def simpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     logits, reward_w, reward_l = _simpo_parts(batch, s)
     return _result(logistic_loss(logits), reward_w, reward_l)
@@ -369,26 +361,27 @@ def simpo_reg_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _treg(_simpo_parts(batch, s), batch, s)
 
 
-@register_preference("tdpo1", "TDPO1: DPO margin minus the sequence-KL difference", beta=0.1,
-                     needs=Needs(reference_logits=True))
-def tdpo1_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
-    (pw, pl), (rw, rl), (kw, kl) = _sums(batch), _reference_sums(batch), _sequence_kls(batch)
-    losses = tdpo1_loss(pw, pl, rw, rl, kw, kl, s.beta)
+def _tdpo(batch: PairBatch, s: PreferenceSettings, with_alpha: bool) -> PreferenceLoss:
+    (pw, pl), (rw, rl), (kw, kl) = _sums(batch), _sums(batch, "reference"), _sequence_kls(batch)
+    losses = tdpo2_loss(pw, pl, rw, rl, kw, kl, s.beta, s.alpha) if with_alpha else tdpo1_loss(pw, pl, rw, rl, kw, kl, s.beta)
     return _result(losses, s.beta * (pw - rw), s.beta * (pl - rl), seqkl_chosen=kw, seqkl_rejected=kl)
+
+
+@register_preference("tdpo1", "TDPO1: DPO margin minus the sequence-KL difference", beta=0.1, needs=Needs(reference_logits=True))
+def tdpo1_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
+    return _tdpo(batch, s, with_alpha=False)
 
 
 @register_preference("tdpo2", "TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))", beta=0.1, alpha=0.5,
                      needs=Needs(reference_logits=True))
 def tdpo2_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
-    (pw, pl), (rw, rl), (kw, kl) = _sums(batch), _reference_sums(batch), _sequence_kls(batch)
-    losses = tdpo2_loss(pw, pl, rw, rl, kw, kl, s.beta, s.alpha)
-    return _result(losses, s.beta * (pw - rw), s.beta * (pl - rl), seqkl_chosen=kw, seqkl_rejected=kl)
+    return _tdpo(batch, s, with_alpha=True)
 
 
 @register_preference("tgdpo", "TGDPO: DPO with per-token weights from a DPO model's implicit token reward",
                      beta=0.1, alpha=0.5, needs=Needs(token_rewarder="implicit"))
 def tgdpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
-    (pw, pl), (rw, rl) = _sums(batch), _reference_sums(batch)
+    (pw, pl), (rw, rl) = _sums(batch), _sums(batch, "reference")
     losses = tgdpo_loss(*batch.logps, *batch.reference, *batch.mask, *batch.rewards, s.beta, s.alpha)
     return _result(losses, s.beta * (pw - rw), s.beta * (pl - rl))
 
