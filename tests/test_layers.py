@@ -80,5 +80,6 @@ TOO_LONG = {"world/build.py", "world/oracle.py"}
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_modules_stay_under_400_lines(path):
     if str(path.relative_to(SRC)) in TOO_LONG:
+        assert len(path.read_text().splitlines()) > 400, "now short enough: remove it from TOO_LONG"
         pytest.xfail("known to be over 400 lines; split it")
     assert len(path.read_text().splitlines()) <= 400

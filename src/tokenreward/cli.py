@@ -15,6 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tokenreward",
         description="Token-level rewards from holistic feedback, the trainers that use them, and a world to measure them.",
     )
+    from tokenreward import __version__
+
+    parser.add_argument("--version", action="version", version=f"tokenreward {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):

@@ -43,6 +43,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = f.metadata.get("help", "")
+        bounds = [f">= {f.metadata['min']}" for _ in [0] if "min" in f.metadata] + [f"> {f.metadata['gt']}" for _ in [0] if "gt" in f.metadata]
+        if bounds:
+            help_text = f"{help_text}; {', '.join(bounds)}"
         if default is not None and not required:
             help_text = f"{help_text} (default: {default})".strip()
         kwargs: dict[str, Any] = {"dest": f.name, "help": escape_help(help_text), "default": default, "required": required}
