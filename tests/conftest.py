@@ -14,6 +14,21 @@ from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokeniz
 ARCHS = ("gpt2", "llama", "qwen2")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Caches (reply cache, reference log-probs, token rewards) go to a temporary folder, never
+    into the user's ~/.cache; a test that needs another one sets XDG_CACHE_HOME itself."""
+    import os
+
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from tokenreward.config import escape_help
 from tokenreward.trainers import TRAINERS
 
 COMMANDS = [["train", name] for name in TRAINERS.names()] + [["bench", name] for name in BENCHES.names()]
-COMMANDS += [["score"], ["label"], ["demo"], ["world"], ["train"], ["bench"]]
+COMMANDS += [["score"], ["label"], ["demo"], ["world"], ["train"], ["bench"], ["serve"]]
 
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)

@@ -13,7 +13,7 @@ from tokenreward.cli import main
 from tokenreward.testing import tiny_causal_lm, tiny_reward_model
 
 PROMPT, RESPONSE = "What is 17 + 25?", " The answer is 42."
-CONTRACT_KEYS = ["rewarder", "sequence_reward", "tokens", "offsets", "rewards"]
+CONTRACT_KEYS = ["rewarder", "sequence_reward", "tokens", "offsets", "rewards", "row"]
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +109,14 @@ def test_errors_are_reported(args, message, capsys):
 def test_errors_from_the_model_and_the_input(model_dir, tmp_path, tokenizer, capsys):
     rm = ["--rewarder", "red", "--reward-model", str(model_dir)]
     assert main(score(*rm, "--prompt", "x", "--response", "")) == 2
-    assert "response 0 is empty" in capsys.readouterr().err
+    assert "--response: the response is empty" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": " b"}\n{"prompt": "a"}\n')
     assert main(score(*rm, "--input", str(bad))) == 2
-    assert "line 2: needs a 'prompt' and a 'response'" in capsys.readouterr().err
+    assert "row 1 (line 2): needs a 'prompt' and a 'response'" in capsys.readouterr().err
     bad.write_text("{not json\n")
     assert main(score(*rm, "--input", str(bad))) == 2
-    assert "line 1: not valid JSON" in capsys.readouterr().err
+    assert "row 0 (line 1): not valid JSON" in capsys.readouterr().err
     assert main(score(*rm, "--prompt", "x", "--response", "y", "--option", "beta_c=2")) == 2
     assert "beta_c must lie in [0, 1]" in capsys.readouterr().err
     lm = tmp_path / "lm"

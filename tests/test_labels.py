@@ -154,9 +154,9 @@ def test_label_command_world_reviser_resumes(small_world, tmp_path):
     records = read_jsonl(output)
     assert len(first) == 3 and records[:3] == first and len(records) == 7
     tokenizer = load_tokenizer(small_world.tokenizer_dir)
-    for pair, record in zip(small_world.pairs("reward"), records):
+    for index, (pair, record) in enumerate(zip(small_world.pairs("reward"), records)):
         revision = revise(small_world.prompt_record(pair["prompt"]), pair["rejected"])
-        assert record == label_pair(tokenizer, pair["prompt"], pair["rejected"], revision)
+        assert record == {"pair": index, **label_pair(tokenizer, pair["prompt"], pair["rejected"], revision)}
     # an output written for other pairs is refused
     assert main(common[:-1] + [str(output), "--split", "test", "--limit", "3"]) == 2
 

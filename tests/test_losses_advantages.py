@@ -60,8 +60,8 @@ def test_grpo_return_normalises_by_the_group_or_batch_std(scale):
     for i in range(len(LENGTHS)):
         members = [totals[j] for j in range(len(LENGTHS)) if GROUP[j] == GROUP[i]]
         mean = statistics.fmean(members) if len(members) > 1 else 0.0
-        std = {"group": statistics.stdev(members) if len(members) > 1 else 1.0, "batch": statistics.stdev(totals), "none": 1.0}[scale]
-        expected.append([(g - mean) / (std + 1e-4) for g in rtg[i]])
+        std = {"group": statistics.stdev(members) if len(members) > 1 else 1.0, "batch": statistics.stdev(totals)}.get(scale)
+        expected.append([(g - mean) / (std + 1e-4) if std is not None else g - mean for g in rtg[i]])
     check(adv, expected, LENGTHS)
 
 

@@ -136,9 +136,15 @@ def test_sequence_weight_carries_no_gradient(tokens, base):
 
 def test_sequence_kl_matches_vocabulary_loop():
     g = torch.Generator().manual_seed(3)
-    ref_logits, pol_logits = torch.randn(2, 3, 7, generator=g), torch.randn(2, 3, 7, generator=g)
+    from tokenreward.logprobs import head_stats
+
+    ref_rows, pol_rows = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    ref_head, pol_head = torch.nn.Linear(5, 7), torch.nn.Linear(5, 7)
+    with torch.no_grad():
+        ref_logits, pol_logits = ref_head(ref_rows).reshape(2, 3, 7), pol_head(pol_rows).reshape(2, 3, 7)
+        token_kl = head_stats(pol_rows, pol_head, torch.zeros(6, dtype=torch.long), reference=(ref_rows, ref_head, None), chunk=4).kl
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    got = sequence_kl(ref_logits, pol_logits, mask)
+    got = sequence_kl(token_kl.reshape(2, 3), mask)
     for b in range(2):
         total = 0.0
         for t in range(3):
@@ -242,7 +248,8 @@ def test_dpo_equals_trl_dpo_trainer(tmp_path, bos_tokenizer):
     from tokenreward.testing import tiny_causal_lm
 
     policy, reference = tiny_causal_lm("llama", bos_tokenizer, seed=0), tiny_causal_lm("llama", bos_tokenizer, seed=1)
-    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], beta=0.1, max_length=None, use_cpu=True, save_strategy="no")
+    # bf16=False: TRL otherwise runs the models under bf16 autocast, rounding its logits
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], beta=0.1, max_length=None, use_cpu=True, save_strategy="no", bf16=False)
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=bos_tokenizer)
     trl_batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():

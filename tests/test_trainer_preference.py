@@ -215,9 +215,13 @@ def test_guided_methods_use_the_implicit_reward_of_the_guide(setup, tmp_path):
         out = tmp_path / method
         run(config(setup, out, steps=2, guide_policy=str(setup["guide"])), method)
         assert len(read_jsonl(out / "log.jsonl")) == 2 and (out / "final").is_dir()
-    caches = sorted(p.name for p in setup["data"].parent.glob("pairs.jsonl.implicit-*.jsonl"))
+    from tokenreward.world import cache_dir
+
+    folder = cache_dir() / "preference"
+    caches = sorted(p.name for p in folder.glob("pairs.jsonl.implicit-*.jsonl"))
     assert len(caches) == 1  # one pass for the dataset, shared by both methods
-    first = json.loads((setup["data"].parent / caches[0]).read_text().splitlines()[0])
+    assert not list(setup["data"].parent.glob("pairs.jsonl.*"))  # nothing written into the data's folder
+    first = json.loads((folder / caches[0]).read_text().splitlines()[0])
     assert first["chosen"]["rewarder"] == "implicit" and first["chosen"]["rewards"]
 
 

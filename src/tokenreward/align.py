@@ -69,16 +69,38 @@ def offsets_from_ids(tokenizer, token_ids: Sequence[int]) -> tuple[str, Offsets]
     text, so a character split over several byte-level tokens (whose partial decode is a
     replacement character) belongs to the token that completes it, and merged whitespace to
     the token that emits it. Special tokens are skipped in the text (they get an empty span).
+
+    Linear time: the prefix is not decoded whole. Once `ids[:a]` has decoded to exactly
+    `text[:n]` (an anchor), `decode(ids[:k+1])` is taken as `text[:n]` followed by what
+    `ids[c:k+1]` decodes to beyond `ids[c:a]`, `c` the anchor before (a token of context, so
+    that decoders which treat a sequence's first token specially, e.g. SentencePiece's
+    leading space, see it in place). When that context does not decode as a prefix of the
+    window, the whole prefix is decoded.
     """
     ids = list(token_ids)
     text = tokenizer.decode(ids, skip_special_tokens=True)
     offsets: Offsets = []
     previous = 0
-    for k in range(1, len(ids) + 1):
-        prefix = tokenizer.decode(ids[:k], skip_special_tokens=True)
-        end = max(_common_prefix_length(prefix, text), previous)
+    context, anchor, anchor_length, context_text = 0, 0, 0, ""
+    for k in range(len(ids)):
+        window = tokenizer.decode(ids[context : k + 1], skip_special_tokens=True)
+        if not window.startswith(context_text):
+            end = _common_prefix_length(tokenizer.decode(ids[: k + 1], skip_special_tokens=True), text)
+            offsets.append((previous, max(end, previous)))
+            previous = max(end, previous)
+            continue
+        tail = window[len(context_text) :]
+        matched = _common_prefix_length(tail, text[anchor_length : anchor_length + len(tail)])
+        end = max(anchor_length + matched, previous)
         offsets.append((previous, end))
         previous = end
+        if tail and matched == len(tail) and not tail.endswith("\ufffd"):
+            following = tokenizer.decode(ids[anchor : k + 1], skip_special_tokens=True)
+            if following:
+                context, context_text = anchor, following
+            else:
+                context_text = window
+            anchor, anchor_length = k + 1, anchor_length + len(tail)
     return text, offsets
 
 

@@ -1,39 +1,111 @@
-"""`tokenreward` command line: every module in `tokenreward.commands` adds its subcommands."""
+"""`tokenreward` command line: every module in `tokenreward.commands` adds its subcommands.
+
+One error boundary: a known failure (bad input, a missing or damaged file, an unwritable
+output, a busy folder, a reviser that cannot be reached) is printed as one line
+`tokenreward COMMAND: error: ...` with exit status 2; anything else as one line saying it is
+an internal error, with exit status 1. `--debug` (anywhere on the line) or
+`TOKENREWARD_DEBUG=1` shows the traceback instead. Options must be spelled in full.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+
+DEBUG_FLAG = "--debug"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that takes no abbreviated options (`--out` is not `--output`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     import tokenreward.commands as commands
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tokenreward",
         description="Token-level rewards from holistic feedback, the trainers that use them, and a world to measure them.",
+        epilog=f"{DEBUG_FLAG} (anywhere) or TOKENREWARD_DEBUG=1: show the traceback of a failure.",
     )
     from tokenreward import __version__
 
     parser.add_argument("--version", action="version", version=f"tokenreward {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"tokenreward.commands.{info.name}").register(sub)
     return parser
 
 
+def known_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that describe a problem of the user's input, files or services."""
+    from tokenreward.io import FolderBusyError
+    from tokenreward.revisers.base import ReviserError
+
+    errors: list[type[BaseException]] = [
+        ValueError, KeyError, TypeError, OSError, FloatingPointError, FolderBusyError, ReviserError,
+    ]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def describe(err: BaseException) -> str:
+    """One line for the user: an OS error as `FILE: reason`, a KeyError without quotes."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    text = str(err).strip() or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def command_name(args: argparse.Namespace | None) -> str:
+    if args is None:
+        return "tokenreward"
+    parts = [getattr(args, key, None) for key in ("command", "action", "method", "bench")]
+    return "tokenreward " + " ".join(str(p) for p in parts if isinstance(p, str))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    debug = DEBUG_FLAG in argv[:cut] or os.environ.get("TOKENREWARD_DEBUG", "") not in ("", "0")
+    argv = [a for k, a in enumerate(argv) if not (k < cut and a == DEBUG_FLAG)]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error argparse has already printed
+        return done.code if isinstance(done.code, int) else 2
     try:
         result = args.func(args)  # trainers return their run folder; only an int is an exit status
         return result if isinstance(result, int) else 0
-    except (ValueError, KeyError, FileNotFoundError, FloatingPointError, TypeError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"tokenreward {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{command_name(args)}: interrupted", file=sys.stderr)
+        return 130
+    except known_errors() as err:
+        if debug:
+            raise
+        print(f"{command_name(args)}: error: {describe(err)}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if debug:
+            raise
+        print(f"{command_name(args)}: internal error: {type(err).__name__}: {describe(err)} "
+              f"(rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

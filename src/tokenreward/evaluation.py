@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from tokenreward.generation import Generations, generate, make_batch, response_logits, token_logprobs
-from tokenreward.models import PathOrModel, load_causal_lm, load_tokenizer
+from tokenreward.generation import Generations, generate, make_batch, response_logprobs
+from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer
 
 DEFAULT_MAX_NEW_TOKENS = 64
 
@@ -29,9 +29,7 @@ def response_log_ratios(policy, reference, generations: Generations, pad_token_i
     for start in range(0, len(generations), batch_size):
         part = Generations(generations.items[start : start + batch_size])
         batch = make_batch(part, pad_token_id, device)
-        log_ratio = token_logprobs(response_logits(policy, batch, 1.0), batch.tokens) - token_logprobs(
-            response_logits(reference, batch, 1.0), batch.tokens
-        )
+        log_ratio = response_logprobs(policy, batch, 1.0) - response_logprobs(reference, batch, 1.0)
         sums.append(torch.where(batch.mask, log_ratio, torch.zeros_like(log_ratio)).sum(-1).cpu())
     return torch.cat(sums) if sums else torch.zeros(0)
 
@@ -47,11 +45,13 @@ def evaluate_policy(
     tokenizer: PathOrModel | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
+    loading: ModelLoading | None = None,
 ) -> dict[str, Any]:
     """Oracle score, defect rate, KL to `reference` (None without one), length and the samples
     (`prompt`, `response`, `oracle_score`, `defects`, `family`) on the first `n` prompts of
     `split`. `world` is a `World` or its folder; the tokenizer and the response budget default
-    to the world's (`config["max_new_tokens"]`, else 64)."""
+    to the world's (`config["max_new_tokens"]`, else 64). `loading` places models loaded from a
+    folder (dtype, device, device map); a loaded policy stays where it is unless given."""
     if isinstance(world, (str, Path)):
         from tokenreward.world import open_world
 
@@ -65,7 +65,7 @@ def evaluate_policy(
         records = records[:n]
     if not records:
         raise ValueError(f"the world has no prompts in split {split!r}")
-    policy = load_causal_lm(policy)
+    policy = load_causal_lm(policy, loading=loading)
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else world.tokenizer_dir)
     budget = max_new_tokens or int(world.config.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
     was_training = policy.training
@@ -82,7 +82,7 @@ def evaluate_policy(
         )
         kl = None
         if reference is not None:
-            ref = load_causal_lm(reference)
+            ref = load_causal_lm(reference, loading=loading)
             ref_device = next(ref.parameters()).device
             ref.to(next(policy.parameters()).device).eval()
             kl = float(response_log_ratios(policy, ref, generations, tokenizer.pad_token_id, batch_size).mean())

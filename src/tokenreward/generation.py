@@ -17,6 +17,7 @@ aligned to the policy's tokens.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from tokenreward.align import offsets_from_ids
+from tokenreward.logprobs import TokenStats, token_stats
 from tokenreward.models import context_length
 from tokenreward.types import Offsets, TextOrMessages
 
@@ -111,6 +113,12 @@ def next_tokens(
     return (scaled + gumbel).argmax(-1)
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The name under which the model's forward takes and returns its key/value cache: `cache`
+    (current transformers), else `past_key_values` (releases before the rename)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def generate_from_ids(
     policy,
@@ -153,6 +161,7 @@ def generate_from_ids(
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp_min(0)
         generators = row_generators(len(prompt_ids), generator_seed, device) if do_sample else []
+        cache_name = cache_argument(policy)
         out = policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True)
         finished = torch.zeros(len(prompt_ids), dtype=torch.bool, device=device)
         lengths = torch.zeros(len(prompt_ids), dtype=torch.long, device=device)
@@ -171,8 +180,8 @@ def generate_from_ids(
                 input_ids=token[:, None],
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **{cache_name: getattr(out, cache_name)},
             )
         tokens = torch.stack(generated, dim=1).cpu()
     finally:
@@ -247,13 +256,12 @@ def make_batch(generations: Generations, pad_token_id: int, device: torch.device
     return Batch(*(t.to(device) for t in (input_ids, attention_mask, positions, tokens, mask)))
 
 
-def response_logits(model: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
-    """Logits that predicted each response token (`[b, t, vocab]`, divided by the temperature)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    index = (batch.positions - 1)[..., None].expand(-1, -1, logits.shape[-1])
-    return torch.gather(logits, 1, index).float() / temperature
+def response_token_stats(model: nn.Module, batch: Batch, temperature: float, entropy: bool = False) -> TokenStats:
+    """Log-probs (and entropies) of each response token `[b, t]` under `softmax(logits / temperature)`,
+    chunked through the LM head (`tokenreward.logprobs`)."""
+    return token_stats(model, batch.input_ids, batch.attention_mask, batch.positions, temperature, entropy)
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """`log softmax(logits)[tokens]` per position."""
-    return torch.gather(logits.log_softmax(-1), 2, tokens[..., None]).squeeze(-1)
+def response_logprobs(model: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+    """`log softmax(logits / temperature)[token]` for each response token `[b, t]`."""
+    return response_token_stats(model, batch, temperature).logprobs

@@ -1,25 +1,19 @@
-"""JSON Lines files: read all records; write all records atomically."""
+"""JSON Lines files: read all records (`tokenreward.io.read_jsonl`); write all records atomically."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from tokenreward.io import atomic_write, read_jsonl
 
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    path = Path(path)
-    with path.open() as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+__all__ = ["read_jsonl", "write_jsonl"]
 
 
 def write_jsonl(path: Path | str, records: list[dict[str, Any]]) -> None:
     """Write all records atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as handle:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
         for record in records:
             handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)

@@ -6,11 +6,15 @@ pass the models they hold in memory and users can pass folders.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from tokenreward.logprobs import position_kwargs, unwrap
+from tokenreward.logprobs import token_logprobs as shifted_logprobs
 
 PathOrModel = Any  # str | Path | a loaded transformers object
 
@@ -21,16 +25,125 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass
+class ModelLoading:
+    """How every command and API loads its models; the fields are the `--dtype`, `--device`,
+    `--device-map` and `--max-batch-tokens` flags (commands inherit or embed this dataclass)."""
+
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
+        default="auto", metadata={"help": "weights dtype; auto: as saved in the checkpoint"}
+    )
+    device: str = field(default="auto", metadata={"help": "torch device; auto: cuda when available, else cpu"})
+    device_map: Literal["auto"] | None = field(
+        default=None, metadata={"help": "auto: shard each model over every visible GPU (Accelerate's device map)"}
+    )
+    max_batch_tokens: int | None = field(
+        default=None, metadata={"help": "scoring: length-sorted batches of at most this many padded tokens"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"--dtype {self.dtype}: choose auto, {', '.join(DTYPES)}")
+        if self.device_map not in (None, "auto"):
+            raise ValueError(f"--device-map {self.device_map}: only 'auto' is supported")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+        resolve_device(self.device)
+
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    @classmethod
+    def of(cls, config: Any) -> ModelLoading:
+        """The loading options of a command's config that inherits or mirrors these fields."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
+
+def loading_options(loading: ModelLoading | None, device: str | torch.device | None = None) -> ModelLoading:
+    """`loading` (defaults when None) with `device`, when given, taking precedence."""
+    loading = loading or ModelLoading()
+    return replace(loading, device=str(device)) if device is not None else loading
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`auto` / None: cuda when available, else cpu; a CUDA device on a machine without CUDA is a clear error."""
+    if name is None or str(name) == "auto":
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu")
+    return device
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Where a model's inputs go (the device of its input embeddings, also under a device map)."""
+    return model.get_input_embeddings().weight.device
+
+
+def _pretrained_kwargs(loading: ModelLoading) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dtype": "auto" if loading.dtype == "auto" else DTYPES[loading.dtype]}
+    if loading.device_map:
+        kwargs["device_map"] = loading.device_map
+    return kwargs
+
+
+def _place(model: nn.Module, loading: ModelLoading, loaded_here: bool, move: bool) -> nn.Module:
+    """Cast a model given as an object to the requested dtype; move it (when asked) unless a device map placed it."""
+    if loading.dtype != "auto" and not loaded_here:
+        model = model.to(DTYPES[loading.dtype])
+    if move and not loading.device_map and getattr(model, "hf_device_map", None) is None:
+        model = model.to(loading.torch_device())
+    return model
+
+
 def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
     """`loader.from_pretrained`, with a missing local folder reported as FileNotFoundError."""
     text = str(source)
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():
         raise FileNotFoundError(f"the {what} folder {text} does not exist")
+    if what != "tokenizer" and Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
+        raise FileNotFoundError(f"the {what} folder {text} has no config.json (is it a Hugging Face model folder?)")
     try:
         return loader.from_pretrained(str(source), **kwargs)
     except OSError as err:
         raise FileNotFoundError(f"cannot load the {what} from {str(source)!r}: {err}") from err
+    except Exception as err:
+        damaged = damaged_file(Path(text).expanduser()) if looks_local or Path(text).is_dir() else None
+        if damaged is None:
+            raise
+        raise ValueError(f"cannot load the {what} from {text}: {damaged}") from err
+
+
+def damaged_file(folder: Path) -> str | None:
+    """`FILE: why` for the first JSON or safetensors file of a model folder that does not
+    parse (truncated, zero bytes, garbage), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            return f"{path} is not valid JSON ({err}); the file is damaged"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception as err:
+            size = path.stat().st_size
+            return f"{path} ({size} bytes) is not a complete safetensors file ({err}); it is truncated or damaged"
+    return None
 
 
 def load_tokenizer(source: PathOrModel):
@@ -60,17 +173,27 @@ def score_head(model: nn.Module) -> nn.Module:
     )
 
 
-def load_reward_model(source: PathOrModel, device: torch.device | str | None = None, attn_implementation: str | None = None):
+def load_reward_model(
+    source: PathOrModel,
+    device: torch.device | str | None = None,
+    attn_implementation: str | None = None,
+    loading: ModelLoading | None = None,
+):
     """A sequence-classification reward model with a trained scalar head, in eval mode.
 
     Refuses a checkpoint whose head is missing (e.g. a causal LM folder, which Hugging Face
     would silently give a random head), a head with more than one output, and a config
     without `pad_token_id` (the model could not find the last token of a padded batch).
+    `loading` sets dtype / device map (`device`, when given, wins over its device); without
+    either the model stays where it was loaded.
     """
+    options = loading_options(loading, device)
     if isinstance(source, (str, Path)):
         from transformers import AutoModelForSequenceClassification
 
-        kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        kwargs = _pretrained_kwargs(options)
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
         model, info = _from_pretrained(
             AutoModelForSequenceClassification, source, "reward model", output_loading_info=True, **kwargs
         )
@@ -91,9 +214,7 @@ def load_reward_model(source: PathOrModel, device: torch.device | str | None = N
             f"reward model {type(model).__name__} has no pad_token_id in its config; it cannot find the last "
             "token of a padded batch (set config.pad_token_id to the tokenizer's pad token id)"
         )
-    if device is not None:
-        model.to(device)
-    return model.eval()
+    return _place(model, options, isinstance(source, (str, Path)), move=device is not None or loading is not None).eval()
 
 
 def check_causal(model: nn.Module, probe_length: int = 6) -> None:
@@ -122,17 +243,18 @@ def check_causal(model: nn.Module, probe_length: int = 6) -> None:
         )
 
 
-def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None):
-    """A causal language model (policy, reference, discriminator backbone)."""
+def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None, loading: ModelLoading | None = None):
+    """A causal language model (policy, reference, discriminator backbone). Without `device`
+    and `loading`, a loaded object stays where it is."""
     if isinstance(source, (str, Path)):
         from transformers import AutoModelForCausalLM
 
-        model = _from_pretrained(AutoModelForCausalLM, source, "causal language model")
-    else:
-        model = source
-    if device is not None:
-        model.to(device)
-    return model
+        options = loading_options(loading, device)
+        model = _from_pretrained(AutoModelForCausalLM, source, "causal language model", **_pretrained_kwargs(options))
+        return _place(model, options, True, move=device is not None or loading is not None)
+    if device is None and loading is None:
+        return source
+    return _place(source, loading_options(loading, device), False, move=True)
 
 
 def context_length(model: nn.Module) -> int | None:
@@ -146,17 +268,64 @@ def context_length(model: nn.Module) -> int | None:
 
 
 def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`s[b, p] = R(input[b, :p+1])` for every position p, from ONE forward pass.
+    """`s[b, p] = R(input[b, :p+1])` for every position p, float32 `[B, T]`, from ONE ordinary forward call.
 
-    The reward model's own score head is applied to the hidden state at every position; for a
-    causal model this equals re-scoring each prefix separately.
+    A forward hook on the score module captures what the model itself feeds it at every
+    position (so whatever the architecture does before its head, e.g. ModernBERT-decoder's
+    dense + norm `head`, is included); a linear score module is then re-applied in float32,
+    `s = W x + b`, so differences of scores keep their precision in a bf16 / fp16 model. For
+    a causal model this equals re-scoring each prefix separately; position ids count from each
+    row's first real token, so left-padded rows score like unpadded ones. The model's own pooled
+    score checks the result (`check_pooled`). Gradients flow when enabled (the PPO critic).
     """
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return score_head(model)(hidden).squeeze(-1).float()
+    inner = unwrap(model)
+    head = score_head(inner)
+    store: dict = {}
+
+    def hook(_module, inputs, output):
+        store["input"], store["output"] = inputs[0], output
+
+    handle = head.register_forward_hook(hook)
+    try:
+        positions = position_kwargs(model, attention_mask)
+        pooled = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **positions).logits
+    finally:
+        handle.remove()
+    features, native = store.get("input"), store.get("output")
+    if native is None or native.dim() != 3 or native.shape[:2] != input_ids.shape:
+        raise ValueError(
+            f"{type(inner).__name__} applies its score head to a pooled state, not at every position; prefix scores "
+            "(RED, the PPO critic) cannot be read from it"
+        )
+    check_pooled(inner, input_ids, native.squeeze(-1), pooled.squeeze(-1))
+    if isinstance(head, nn.Linear):
+        bias = None if head.bias is None else head.bias.float()
+        return nn.functional.linear(features.float(), head.weight.float(), bias).squeeze(-1)
+    return native.squeeze(-1).float()
+
+
+def pooled_positions(input_ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Where Hugging Face pools a sequence score: the rightmost token that is not the pad token."""
+    if pad_token_id is None:
+        return torch.full(input_ids.shape[:1], input_ids.shape[1] - 1, device=input_ids.device)
+    index = torch.arange(input_ids.shape[1], device=input_ids.device)
+    return (index * (input_ids != pad_token_id)).argmax(-1)
+
+
+def check_pooled(model: nn.Module, input_ids: torch.Tensor, per_position: torch.Tensor, pooled: torch.Tensor) -> None:
+    """Refuse a model whose pooled score is not its score module's output at the pooled position."""
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    at_last = per_position.detach()[rows, pooled_positions(input_ids, model.config.pad_token_id)].float()
+    theirs = pooled.detach().reshape(at_last.shape).float()
+    if not torch.allclose(at_last, theirs, rtol=1e-5, atol=1e-5, equal_nan=True):
+        gap = float((at_last - theirs).abs().max())
+        raise ValueError(
+            f"{type(model).__name__}: its pooled score is not its score head's output at the last token (they differ "
+            f"by {gap:.3g}); prefix scores cannot be read from this architecture"
+        )
 
 
 def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0`."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    picked = torch.gather(logits, 2, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
+    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0` (chunked, `tokenreward.logprobs`)."""
+    picked = shifted_logprobs(model, input_ids, attention_mask)
     return torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)

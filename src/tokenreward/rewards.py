@@ -100,6 +100,16 @@ class TokenRewards:
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self))]
 
+    def take(self, index: Sequence[int]) -> "TokenRewards":
+        """The responses at `index`, in that order."""
+        return TokenRewards.from_lists(
+            self.rewarder,
+            [self.responses[i] for i in index],
+            [self.offsets[i] for i in index],
+            [self.rewards[i, self.mask[i]] for i in index],
+            self.sequence_rewards[list(index)],
+        )
+
     @classmethod
     def concat(cls, parts: Sequence["TokenRewards"]) -> "TokenRewards":
         """Join batches scored separately (e.g. mini-batches) into one."""
@@ -127,6 +137,27 @@ class Rewarder(ABC):
     #: how rewards combine when several source tokens fall in one target token
     combine: str = "sum"
     batch_size: int = 8
+    #: with a budget, pairs are scored in length-sorted batches of at most this many padded tokens
+    max_batch_tokens: int | None = None
+
+    def input_length(self, prompt: TextOrMessages, response: TextOrMessages) -> int:
+        """Input tokens of one pair (for the token budget); rewarders with a tokenizer count tokens."""
+        return len(str(prompt)) + len(str(response))
+
+    def batches(self, prompts: Sequence[TextOrMessages], responses: Sequence[TextOrMessages]) -> list[list[int]]:
+        """Indices of each mini-batch: consecutive runs of `batch_size`, or, with `max_batch_tokens`,
+        pairs sorted by length (longest first) grouped while `size * longest <= max_batch_tokens`."""
+        if self.max_batch_tokens is None:
+            return [list(range(s, min(s + self.batch_size, len(prompts)))) for s in range(0, len(prompts), self.batch_size)]
+        lengths = [self.input_length(p, r) for p, r in zip(prompts, responses)]
+        groups: list[list[int]] = []
+        for i in sorted(range(len(prompts)), key=lambda i: -lengths[i]):
+            group = groups[-1] if groups else None
+            if group and len(group) < self.batch_size and (len(group) + 1) * lengths[group[0]] <= self.max_batch_tokens:
+                group.append(i)
+            else:
+                groups.append([i])
+        return groups
 
     def score(
         self,
@@ -140,16 +171,20 @@ class Rewarder(ABC):
         if len(prompts) != len(responses):
             raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
         texts = [response_text(r, index=i) for i, r in enumerate(responses)]
-        parts = []
-        for start in range(0, len(prompts), self.batch_size):
-            stop = min(start + self.batch_size, len(prompts))
+        parts, order = [], []
+        batches = self.batches(prompts, responses)
+        for indices in batches:
             try:
-                parts.append(self._score_batch(list(prompts[start:stop]), list(responses[start:stop])))
+                parts.append(self._score_batch([prompts[i] for i in indices], [responses[i] for i in indices]))
             except (ValueError, FloatingPointError) as err:
-                if len(prompts) <= self.batch_size:
+                if len(batches) == 1:
                     raise
-                raise type(err)(f"{self.name}, pairs {start}..{stop - 1} (numbered from 0 below): {err}") from err
+                where = f"{indices[0]}..{indices[-1]}" if indices == list(range(indices[0], indices[-1] + 1)) else ", ".join(map(str, indices))
+                raise type(err)(f"{self.name}, pairs {where} (numbered from 0 below): {err}") from err
+            order += indices
         result = TokenRewards.concat(parts) if parts else TokenRewards.from_lists(self.name, [], [], [], [])
+        if order != sorted(order):
+            result = result.take(sorted(range(len(order)), key=order.__getitem__))
         result.responses = texts
         if align_to is not None:
             if len(align_to) != len(result):
@@ -175,7 +210,7 @@ def register_rewarder(name: str):
 
 
 #: settings every rewarder may be offered besides its models: taken when the constructor has them
-SHARED_RESOURCES = ("device", "batch_size")
+SHARED_RESOURCES = ("device", "batch_size", "loading")
 
 
 def _parameters(name: str) -> list[inspect.Parameter]:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tokenreward.bench import register_bench
+from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
 from tokenreward.world import SPLITS, open_world
 from tokenreward.world.oracle import defect_tokens, token_credit
@@ -37,7 +38,7 @@ BASELINES = ("uniform", "random")
 
 
 @dataclass
-class CreditConfig:
+class CreditConfig(ModelLoading):
     """`tokenreward bench credit`: token rewards against the world's ground-truth credit."""
 
     world: str | None = field(default=None, metadata={"help": "world folder (default: $TOKENREWARD_WORLD or the cached world)"})
@@ -45,7 +46,6 @@ class CreditConfig:
     json: str | None = field(default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"})
     split: str = field(default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"})
     limit: int | None = field(default=None, metadata={"help": "score only the first N responses"})
-    device: str | None = field(default=None, metadata={"help": "torch device for the rewarders (default: cuda if available)"})
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:
@@ -126,8 +126,8 @@ def rewarder_names(requested: Sequence[str]) -> list[str]:
     return names
 
 
-def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None, device: str | None = None,
-                 progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None,
+                 loading: ModelLoading | None = None, progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
     from tokenreward.progress import progress_bar
 
@@ -138,8 +138,8 @@ def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | 
     responses = [r["response"] for r in records]
     spans = [r["credit_spans"] for r in records]
     resources: dict[str, Any] = dict(world.resources())
-    if device is not None:
-        resources["device"] = device
+    if loading is not None:
+        resources["loading"] = loading
     results: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     with progress_bar(len(names), "bench credit", enabled=progress) as advance:
@@ -179,12 +179,17 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
 
 @register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")
 def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float]]:
+    from tokenreward.io import atomic_write, check_writable
+
+    if config.limit is not None and config.limit < 0:
+        raise ValueError(f"--limit must be at least 0, got {config.limit}")
+    if config.json:
+        check_writable(config.json, "--json")
     world = open_world(config.world)
     names = rewarder_names(config.rewarders)
-    results, skipped = bench_credit(world, names, config.split, config.limit, config.device)
+    results, skipped = bench_credit(world, names, config.split, config.limit, ModelLoading.of(config))
     print_table(results, skipped, f"bench credit on {world.root} ({config.split} split)")
     if config.json:
-        path = Path(config.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1))
+        with atomic_write(Path(config.json)) as handle:
+            handle.write(json.dumps(results, indent=1))
     return results

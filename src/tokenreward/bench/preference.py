@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tokenreward.bench import register_bench
+from tokenreward.io import check_writable, write_atomic
 
 from tokenreward.losses.preference import PREFERENCE_METHODS
 GUIDED = ("tgdpo", "sepo")
@@ -94,7 +95,7 @@ def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceB
     for mode in modes:
         result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=mode == "greedy", seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    write_atomic(path, json.dumps(result, indent=2))
     return result
 
 
@@ -115,7 +116,7 @@ def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, wor
     metrics = credit_metrics(result, [r["credit_spans"] for r in records], 0.0)
     metrics = {k: metrics[k] for k in CREDIT_METRICS}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
+    write_atomic(path, json.dumps({"settings": settings, "metrics": metrics}, indent=2))
     return metrics
 
 
@@ -202,6 +203,7 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     from tokenreward.models import load_causal_lm
     from tokenreward.world import open_world
 
+    check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     unknown = [m for m in config.methods if m not in PREFERENCE_METHODS]
     if unknown or not config.methods:
@@ -255,12 +257,12 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
             f"implicit_{k}": {"mean": v, "std": 0.0, "n": 1}
             for k, v in credit_scores("contrastive", dict(world.resources()), out / "sft" / "contrastive-credit.json", world, config).items()
         }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_atomic(out / "results.json", json.dumps(results, indent=2))
     if config.examples > 0:
-        (out / "token-rewards.html").write_text(examples_page(world, out, methods, config))
+        write_atomic(out / "token-rewards.html", examples_page(world, out, methods, config))
     table = markdown_table(results) + ("\n" + credit_table(results) if config.credit else "")
     if "difference_to_dpo" in results:
         table += "\n" + difference_table(results["difference_to_dpo"])
-    (out / "results.md").write_text(table)
+    write_atomic(out / "results.md", table)
     console.print(table)
     console.print(f"results: {out / 'results.json'}")

@@ -46,6 +46,7 @@ from typing import Any
 from tokenreward.bench import register_bench
 from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.options import parse_assignments, parse_bool
+from tokenreward.io import check_writable, write_atomic
 from tokenreward.trainers import TRAINERS
 from tokenreward.jsonl import read_jsonl
 from tokenreward.trainers.checkpoints import latest_checkpoint
@@ -332,6 +333,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     from tokenreward.viz.report import rl_report
     from tokenreward.world import open_world
 
+    check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     if config.seeds < 1 or config.steps < 1 or config.window < 1:
         raise ValueError(f"bench rl: seeds, steps and window must be positive (got {config.seeds}, {config.steps}, {config.window})")
@@ -381,7 +383,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     samples.update({name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()})
     scored = score_samples(world, samples, config.heatmap_rewarder)
     _write_json(out / "samples.json", scored)
-    (out / "report.html").write_text(rl_report(results, png, scored))
+    write_atomic(out / "report.html", rl_report(results, png, scored))
     print_table(results, console)
     console.print(f"results: {out / 'results.json'}\ncurves:  {png}\nreport:  {out / 'report.html'}")
     return out / "results.json"

@@ -34,6 +34,16 @@ class DemoConfig:
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
     eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
 
+    def __post_init__(self):
+        checks = {"steps": self.steps >= 1, "learning_rate": 0 < self.learning_rate < float("inf"), "heatmaps": self.heatmaps >= 0,
+                  "eval_prompts": self.eval_prompts is None or self.eval_prompts >= 1}
+        rules = {"steps": ">= 1", "learning_rate": "> 0", "heatmaps": ">= 0", "eval_prompts": ">= 1"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {rules[name]}, got {getattr(self, name)}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out {self.out}: is a file, not a folder")
+
 
 def open_or_build_small_world(path: Path | None, console):
     """The world at `path`, else the cached small world, built there on first use."""
@@ -84,8 +94,6 @@ def run_demo(config: DemoConfig) -> Path:
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
 
-    if config.steps < 1:
-        raise ValueError(f"demo: --steps must be positive, got {config.steps}")
     console = Console(stderr=True)
     started = time.perf_counter()
     console.rule("[bold]tokenreward demo 1/3: the world")

@@ -8,9 +8,12 @@ prompt is a list of messages, a response a string or a one-message list). Withou
 the pairs of the world's `--split` are labelled. Output: one record per input pair, in order:
 `prompt`, `rejected`, `revision`, `{rejected,revision}_{tokens,offsets,labels}` and
 `reasoning` when the reviser gave one, or `failed` (the reason) and `reply` when the reply did
-not parse. The output is appended batch by batch, so a rerun of the same command resumes
-after the last written record; the openai reviser's reply cache (`--cache`, default
-`OUTPUT.cache/`) makes the requests of an interrupted batch free the second time.
+not parse or the request failed for good (a 400, a timeout past the retries). Each record
+names its input `pair` (0-based). The output is appended batch by batch, so a rerun of the
+same command resumes: it labels the pairs not yet in the output and retries the failed ones
+(`--keep-failed`: leave them), then rewrites the output in pair order. A torn last line (a
+killed run) is dropped with a message and redone. The openai reviser's reply cache
+(`--cache`, default `~/.cache/tokenreward/replies/`) makes requests already answered free.
 `--show N` prints the first N labelled records as a coloured diff (`--html FILE`: also as an
 HTML heatmap page).
 """
@@ -19,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
+from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append, write_atomic
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
-from tokenreward.jsonl import read_jsonl
 from tokenreward.progress import progress_bar
 
 
@@ -43,17 +46,18 @@ def register(sub) -> None:
     parser.add_argument("--split", default="reward", help="without --input: label this split of the world's pairs (default: reward)")
     parser.add_argument("--world", help="world folder (--reviser world, or pairs without --input; default: the built world)")
     parser.add_argument("--output", type=Path, required=True, help="labels JSONL (appended; a rerun resumes)")
-    parser.add_argument("--limit", type=int, help="label only the first N pairs")
+    parser.add_argument("--limit", type=at_least(0), help="label only the first N pairs, N >= 0")
+    parser.add_argument("--keep-failed", action="store_true", help="a rerun leaves the pairs recorded as failed instead of retrying them")
     openai = parser.add_argument_group("openai reviser")
     openai.add_argument("--base-url", help="OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)")
     openai.add_argument("--model", help="model name (openai; default $OPENAI_MODEL) or model folder (hf)")
     openai.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (default: OPENAI_API_KEY)")
-    openai.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: 60)")
-    openai.add_argument("--retries", type=int, default=4, help="retries on timeouts, 429 and 5xx (default: 4)")
-    openai.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
-    openai.add_argument("--cache", type=Path, help="reply cache folder (default: OUTPUT.cache)")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="hf reviser: tokens to generate (default: 512)")
-    parser.add_argument("--show", type=int, default=0, metavar="N", help="print the first N labelled records as a coloured diff")
+    openai.add_argument("--timeout", type=above(0), default=60.0, help="deadline in seconds for each whole request, > 0 (default: 60)")
+    openai.add_argument("--retries", type=at_least(0), default=4, help="retries on timeouts, 429, 5xx and non-JSON replies, >= 0 (default: 4)")
+    openai.add_argument("--concurrency", type=at_least(1), default=4, help="requests in flight, >= 1 (default: 4)")
+    openai.add_argument("--cache", type=Path, help="reply cache folder (default: ~/.cache/tokenreward/replies)")
+    parser.add_argument("--max-new-tokens", type=at_least(1), default=512, help="hf reviser: tokens to generate, >= 1 (default: 512)")
+    parser.add_argument("--show", type=at_least(0), default=0, metavar="N", help="print the first N labelled records as a coloured diff")
     parser.add_argument("--html", type=Path, help="with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)")
     parser.set_defaults(func=run)
 
@@ -72,24 +76,22 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         if not args.output.exists():
             raise FileNotFoundError(f"--show: {args.output} does not exist")
-        shown = [r for r in read_jsonl(args.output) if "failed" not in r][: args.show]
+        shown = [r for r in read_jsonl_for_append(args.output, "pair") if "failed" not in r][: args.show]
         for k, record in enumerate(shown):
             console.rule(f"pair {k}")
             console.print(labelled_diff(record))
         if args.html:
             from tokenreward.viz.heatmap import html_page
 
-            args.html.write_text(html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
+            write_atomic(args.html, html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
             console.print(f"heatmaps: {args.html}")
     return 0
 
 
 def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.input is not None:
-        if not args.input.exists():
-            raise FileNotFoundError(f"--input {args.input} does not exist")
-        pairs = read_jsonl(args.input)
-        where = str(args.input)
+        pairs = read_jsonl(args.input, "--input")
+        where = f"--input {args.input}"
     else:
         pairs = open_world(args).pairs(args.split)
         where = f"the world's {args.split!r} pairs"
@@ -97,7 +99,16 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in pair]
         if missing:
             raise ValueError(f"{where}, record {k}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
-    return pairs[: args.limit] if args.limit is not None else pairs
+        prompt = pair["prompt"]
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(
+                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt))):
+            raise ValueError(f"{where}, record {k}: 'prompt' must be text or a list of {{role, content}} messages")
+        for key in ("chosen", "rejected"):
+            try:
+                response_text(pair[key], k)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{where}, record {k}, {key!r}: {err}") from None
+    return pairs
 
 
 def open_world(args: argparse.Namespace):
@@ -106,30 +117,49 @@ def open_world(args: argparse.Namespace):
     return open_(Path(args.world) if args.world else None)
 
 
-def resume_point(output: Path, pairs: list[dict[str, Any]]) -> int:
-    """How many pairs `output` already holds; refuse an output written for other pairs."""
-    if not output.exists():
-        return 0
-    done = read_jsonl(output)
-    if len(done) > len(pairs):
-        raise ValueError(f"{output} holds {len(done)} records but the input has {len(pairs)} pairs; use another --output")
-    for k, record in enumerate(done):
-        if record["prompt"] != pairs[k]["prompt"] or record["rejected"] != response_text(pairs[k]["rejected"], k):
-            raise ValueError(f"{output}, record {k}, is not the label of input pair {k}; use another --output to start afresh")
-    return len(done)
+def done_records(output: Path, pairs: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The records `output` already holds, by pair (a later record of a pair replaces an
+    earlier one); refuse an output written for other pairs."""
+    done: dict[int, dict[str, Any]] = {}
+    for k, record in enumerate(read_jsonl_for_append(output, "pair")):
+        index = record.get("pair", k)
+        if not isinstance(index, int) or not 0 <= index < len(pairs):
+            raise ValueError(f"{output}, record {k}, is for pair {index!r} but the input has {len(pairs)} pairs; "
+                             "use another --output")
+        pair = pairs[index]
+        if record.get("prompt") != pair["prompt"] or record.get("rejected") != response_text(pair["rejected"], index):
+            raise ValueError(f"{output}, record {k}, is not the label of input pair {index}; use another --output to start afresh")
+        done[index] = record
+    return done
+
+
+def pair_record(tokenizer, index: int, request: RevisionRequest, revision) -> dict[str, Any]:
+    if revision.ok:
+        record = label_pair(tokenizer, request.prompt, request.rejected, revision.revision, revision.reasoning)
+    else:
+        record = {"prompt": request.prompt, "rejected": request.rejected, "failed": revision.failure, "reply": revision.reply}
+    return {"pair": index, **record}
 
 
 def label(args: argparse.Namespace, console) -> int:
     from tokenreward.models import load_tokenizer
+    from tokenreward.world import cache_dir
 
     pairs = read_pairs(args)
+    check_writable(args.output, "--output")
+    if args.html is not None:
+        check_writable(args.html, "--html")
     tokenizer_source = args.tokenizer or (open_world(args).tokenizer_dir if args.world or args.input is None else None)
     if tokenizer_source is None:
         raise ValueError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
     tokenizer = load_tokenizer(tokenizer_source)
-    start = resume_point(args.output, pairs)
-    if start == len(pairs):
-        console.print(f"{args.output}: all {len(pairs)} pairs already labelled")
+    done = done_records(args.output, pairs)
+    wanted = len(pairs) if args.limit is None else min(args.limit, len(pairs))
+    todo = [k for k in range(wanted) if k not in done or ("failed" in done[k] and not args.keep_failed)]
+    skipped = wanted - len(todo)
+    if not todo:
+        kept = sum("failed" in done[k] for k in range(wanted))
+        console.print(f"{args.output}: all {wanted} pairs already done ({kept} recorded as failed)", soft_wrap=True)
         return 0
     reviser = build_reviser(
         args.reviser,
@@ -139,39 +169,47 @@ def label(args: argparse.Namespace, console) -> int:
         timeout=args.timeout,
         retries=args.retries,
         concurrency=args.concurrency,
-        cache_dir=args.cache or args.output.with_name(args.output.name + ".cache"),
+        cache_dir=args.cache or cache_dir() / "replies",
         max_new_tokens=args.max_new_tokens,
         world=args.world,
     )
+    failures: dict[int, str] = {}
+    retried = any(k in done for k in todo)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    with progress_bar(len(pairs), f"label ({args.reviser})", start=start) as advance, args.output.open("a") as out:
-        for begin in range(start, len(pairs), reviser.batch_size):
-            batch = pairs[begin : begin + reviser.batch_size]
+    with progress_bar(len(todo), f"label ({args.reviser})") as advance, args.output.open("a") as out:
+        for begin in range(0, len(todo), reviser.batch_size):
+            indices = todo[begin : begin + reviser.batch_size]
             requests = [
-                RevisionRequest(p["prompt"], response_text(p["rejected"], begin + k), response_text(p["chosen"], begin + k))
-                for k, p in enumerate(batch)
+                RevisionRequest(pairs[k]["prompt"], response_text(pairs[k]["rejected"], k), response_text(pairs[k]["chosen"], k))
+                for k in indices
             ]
             try:
                 revisions = reviser.revise_batch(requests)
             except ReviserError as err:
-                print(f"tokenreward label: error: {err}\n{begin} of {len(pairs)} pairs are in {args.output}; "
-                      "rerun the same command to resume", file=sys.stderr)
-                return 2
-            for request, revision in zip(requests, revisions):
-                if revision.ok:
-                    record = label_pair(tokenizer, request.prompt, request.rejected, revision.revision, revision.reasoning)
-                else:
-                    failed += 1
-                    record = {"prompt": request.prompt, "rejected": request.rejected, "failed": revision.failure, "reply": revision.reply}
+                raise ReviserError(f"{err}; {sum(k < wanted for k in done)} of {wanted} pairs are in {args.output}; "
+                                   "rerun the same command to resume") from None
+            for k, request, revision in zip(indices, requests, revisions):
+                record = pair_record(tokenizer, k, request, revision)
+                done[k] = record
+                if not revision.ok:
+                    failures[k] = revision.failure
                 out.write(json.dumps(record) + "\n")
             out.flush()
-            advance(len(batch), failed=failed)
+            advance(len(indices), failed=len(failures))
+    if retried:  # records of retried pairs were appended: put the file back in pair order, one record a pair
+        with atomic_write(args.output) as out:
+            for k in sorted(done):
+                out.write(json.dumps(done[k]) + "\n")
     stats = getattr(reviser, "stats", None)
     console.print(
-        f"{args.output}: {len(pairs) - start - failed} pairs labelled, {failed} failed (recorded with the reason)"
-        + (f"; requests {stats['requests']}, cache hits {stats['cache_hits']}" if stats else "")
+        f"{args.output}: {len(todo) - len(failures)} labelled, {len(failures)} failed, {skipped} skipped (already done)"
+        + (f"; requests {stats['requests']}, cache hits {stats['cache_hits']}" if stats else ""),
+        soft_wrap=True,
     )
+    for k, reason in list(failures.items())[:10]:
+        console.print(f"  pair {k} failed: {reason[:200]}", soft_wrap=True, markup=False)
+    if failures:
+        console.print("  rerun the same command to retry the failed pairs")
     return 0
 
 

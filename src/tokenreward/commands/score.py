@@ -8,19 +8,32 @@ Every resource flag given (`--reward-model`, `--tokenizer`, `--policy`, `--refer
 `build_rewarder`, which passes each rewarder the ones its constructor takes; `--option
 NAME=VALUE` sets a rewarder option (`beta_c=0.5`, `keep_sum=true`), typed from the rewarder's
 constructor (an option it does not take is an error listing the valid ones). `--world DIR` takes the resources of a built world first.
+
+A bad input row (not JSON, missing fields, an empty response, longer than the model's
+context, a non-finite score) is named with its row and line: `--on-error fail` (the
+default) stops before any output is written, `--on-error skip` leaves it out and says so.
+`--truncate` cuts over-long prompts from the left instead. Every JSON record carries `row`,
+the 0-based index of its pair among the input's non-blank lines. `--output` is checked
+before any model is loaded and replaced only when the whole run succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from tokenreward.commands._args import at_least
+from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.encoding import response_text
+from tokenreward.io import atomic_write, check_writable
+from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments
-from tokenreward.rewards import TokenRewards, build_rewarder
+from tokenreward.rewards import build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
 FORMATS = ("text", "json", "html")
@@ -32,43 +45,131 @@ def register(sub) -> None:
         help="per-token rewards of prompt/response pairs, as a heatmap, JSON or HTML",
         description=__doc__.split("\n\n")[0],
     )
+    add_rewarder_arguments(parser)
+    parser.add_argument("--prompt", help="prompt text (with --response)")
+    parser.add_argument("--response", help="response text (with --prompt)")
+    parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
+    parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output (replaced only when the run succeeds)")
+    parser.add_argument("--on-error", choices=ON_ERROR, default="fail", help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)")
+    parser.add_argument("--truncate", action="store_true", help="cut prompts longer than the model's context from the left (the response is kept whole)")
+    parser.set_defaults(func=run)
+
+
+def add_rewarder_arguments(parser) -> None:
+    """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
     parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
     for name in RESOURCE_FLAGS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id")
     parser.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs")
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5")
     parser.add_argument("--world", metavar="DIR", help="take the resources of this built world (flags given override them)")
-    parser.add_argument("--prompt", help="prompt text (with --response)")
-    parser.add_argument("--response", help="response text (with --prompt)")
-    parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
-    parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass (default: 8)")
-    parser.set_defaults(func=run)
+    parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
+    add_config_arguments(parser, ModelLoading)
 
 
-def read_pairs(path: Path) -> tuple[list[Any], list[Any]]:
-    """Prompts and responses of a JSONL file, with errors naming the line."""
+ON_ERROR = ("fail", "skip")
+
+
+@dataclass
+class Row:
+    """One input pair: `index` counts non-blank lines from 0, `line` from 1 (None for --prompt)."""
+
+    index: int
+    line: int | None
+    prompt: Any = None
+    response: Any = None
+    problem: str | None = None
+    truncated: int = 0
+
+    def where(self) -> str:
+        return f"row {self.index}" + (f" (line {self.line})" if self.line is not None else "")
+
+
+def row_problem(prompt: Any, response: Any) -> str | None:
+    """Why a prompt/response pair cannot be scored, judged from the values alone (None if it can)."""
+    if isinstance(prompt, list):
+        if not prompt or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt):
+            return "a conversational 'prompt' must be a non-empty list of {role, content} messages"
+        roles = sorted({m["role"] for m in prompt} - {"system", "user", "assistant", "tool"})
+        if roles:
+            return f"the prompt has messages of unknown role {', '.join(map(repr, roles))} (use system, user, assistant)"
+    elif not isinstance(prompt, str):
+        return f"'prompt' must be text or a list of messages, got {type(prompt).__name__}"
+    try:
+        response_text(response)
+    except (ValueError, TypeError) as err:
+        return clean(str(err))
+    return None
+
+
+def clean(message: str) -> str:
+    """A per-pair message of the library ("response 0 is empty") said of the row at hand."""
+    message = re.sub(r"\b(prompt\+response|response|prompt) 0\b", r"the \1", message)
+    if "longer than the model's context" in message:
+        message += " (--truncate cuts the prompt to fit)"
+    if "(not finite)" in message:
+        message += "; the model's outputs are not finite: are its weights NaN or inf?"
+    return message
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The pairs of a JSONL file; a line that is not a usable pair becomes a row with a problem."""
+    if path.is_dir():
+        raise ValueError(f"--input {path}: is a folder, not a JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"--input {path}: no such file")
-    prompts, responses = [], []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path} line {number}: not valid JSON ({err.msg})") from err
-            response = row.get("response", row.get("completion")) if isinstance(row, dict) else None
-            if not isinstance(row, dict) or "prompt" not in row or response is None:
-                raise ValueError(f"{path} line {number}: needs a 'prompt' and a 'response' (or 'completion') field")
-            prompts.append(row["prompt"])
-            responses.append(response)
-    if not prompts:
-        raise ValueError(f"{path}: no prompt/response lines")
-    return prompts, responses
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--input {path}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row = Row(len(rows), number)
+        rows.append(row)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            row.problem = f"not valid JSON ({err.msg})"
+            continue
+        response = record.get("response", record.get("completion")) if isinstance(record, dict) else None
+        if not isinstance(record, dict) or "prompt" not in record or response is None:
+            row.problem = "needs a 'prompt' and a 'response' (or 'completion') field"
+            continue
+        row.prompt, row.response = record["prompt"], response
+        row.problem = row_problem(row.prompt, row.response)
+    if not rows:
+        raise ValueError(f"--input {path}: no prompt/response lines")
+    return rows
+
+
+def settle(rows: list[Row], on_error: str, source: str) -> list[Row]:
+    """The rows without a problem; with `fail`, an error naming the first bad row."""
+    bad = [r for r in rows if r.problem]
+    if bad and on_error == "fail":
+        more = f" ({len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
+        raise ValueError(f"{source}, {bad[0].where()}: {bad[0].problem}{more}; fix it or pass --on-error skip")
+    for r in bad:
+        print(f"tokenreward score: skipped {source}, {r.where()}: {r.problem}", file=sys.stderr)
+    return [r for r in rows if not r.problem]
+
+
+def check_accepted(rewarder: str, given: dict[str, Any], flag: str) -> None:
+    """Refuse a resource or option the rewarder would silently ignore (a typo, the wrong rewarder)."""
+    import inspect
+
+    from tokenreward.rewards import REWARDERS
+
+    params = inspect.signature(REWARDERS.get(rewarder).__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n != "self"]
+    for name in given:
+        if name not in accepted:
+            shown = flag.format(name=name.replace("_", "-"), raw=name)
+            raise ValueError(f"{shown}: rewarder {rewarder!r} does not take it (it takes {', '.join(accepted)})")
 
 
 def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,42 +178,78 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
         from tokenreward.world import open_world
 
         resources.update(open_world(args.world).resources())
-    resources.update(parse_assignments(args.resource, "--resource"))
-    resources.update({name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None})
-    if args.device:
-        resources["device"] = args.device
+    explicit = parse_assignments(args.resource, "--resource")
+    check_accepted(args.rewarder, explicit, "--resource {raw}")
+    flags = {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
+    check_accepted(args.rewarder, flags, "--{name}")
+    resources.update(explicit)
+    resources.update(flags)
+    resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
     return resources
 
 
-@contextmanager
-def destination(path: Path | None) -> Iterator[Any]:
-    if path is None:
-        yield sys.stdout
+def score_limits(rewarder) -> tuple[Any, int]:
+    """(tokenizer, context length) of the rewarder's model, for `--truncate`."""
+    from tokenreward.models import context_length
+
+    tokenizer = getattr(rewarder, "tokenizer", None)
+    model = next((getattr(rewarder, n) for n in ("model", "policy") if getattr(rewarder, n, None) is not None), None)
+    limit = context_length(model) if model is not None else None
+    if tokenizer is None or limit is None:
+        raise ValueError(f"--truncate: rewarder {rewarder.name!r} has no tokenizer and model context to truncate to")
+    return tokenizer, limit
+
+
+def fit_prompt(tokenizer, limit: int, row: Row) -> None:
+    """Drop the fewest leading prompt characters (or oldest messages) so that prompt+response fits."""
+    from tokenreward.encoding import encode_pairs
+
+    def fits(prompt) -> bool:
+        return encode_pairs(tokenizer, [prompt], [row.response]).input_ids.shape[1] <= limit
+
+    if fits(row.prompt):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        yield handle
+    if isinstance(row.prompt, str):
+        low, high = 1, len(row.prompt)  # drop `high` characters: the empty prompt, fits if anything does
+        if not fits(""):
+            raise ValueError(f"{row.where()}: the response alone is longer than the model's context of {limit} tokens")
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if fits(row.prompt[middle:]) else (middle + 1, high)
+        row.prompt, row.truncated = row.prompt[low:], low
+        return
+    for drop in range(1, len(row.prompt)):
+        if fits(row.prompt[drop:]):
+            row.prompt, row.truncated = row.prompt[drop:], drop
+            return
+    raise ValueError(f"{row.where()}: the last message and the response are longer than the model's context of {limit} tokens")
 
 
-def score_in_chunks(rewarder, prompts: list[Any], responses: list[Any], on_chunk) -> None:
-    """Score `batch_size * 4` pairs at a time, calling `on_chunk(TokenRewards)` after each,
-    with a progress bar on standard error when there is more than one chunk."""
+def score_rows(rewarder, rows: list[Row], on_error: str, source: str) -> list[tuple[Row, dict[str, Any]]]:
+    """(row, record) of every row that scores, `batch_size * 4` pairs at a time; a chunk that
+    fails is scored row by row to find (and name, or skip) its bad rows."""
     from rich.console import Console
     from rich.progress import Progress
 
+    failures = (ValueError, TypeError, FloatingPointError)
+    out: list[tuple[Row, dict[str, Any]]] = []
     chunk = max(1, rewarder.batch_size * 4)
-    with Progress(console=Console(stderr=True), disable=len(prompts) <= chunk, transient=True) as bar:
-        task = bar.add_task(f"scoring with {rewarder.name}", total=len(prompts))
-        for start in range(0, len(prompts), chunk):
+    with Progress(console=Console(stderr=True), disable=len(rows) <= chunk, transient=True) as bar:
+        task = bar.add_task(f"scoring with {rewarder.name}", total=len(rows))
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
             try:
-                on_chunk(rewarder.score(prompts[start : start + chunk], responses[start : start + chunk]))
-            except (ValueError, FloatingPointError) as err:
-                if len(prompts) <= chunk:
-                    raise
-                stop = min(start + chunk, len(prompts))
-                raise type(err)(f"input pairs {start}..{stop - 1} (indices below count from {start}): {err}") from err
-            bar.update(task, advance=min(chunk, len(prompts) - start))
+                out += zip(part, rewarder.score([r.prompt for r in part], [r.response for r in part]).records())
+            except failures:
+                for row in part:
+                    try:
+                        out += zip([row], rewarder.score([row.prompt], [row.response]).records())
+                    except failures as err:
+                        row.problem = clean(str(err))
+                        settle([row], on_error, source)
+            bar.update(task, advance=len(part))
+    return out
 
 
 def quiet_transformers() -> None:
@@ -123,38 +260,82 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
-def run(args: argparse.Namespace) -> int:
+def load_rewarder(args: argparse.Namespace):
+    """The rewarder the flags of `add_rewarder_arguments` describe, loaded once, its tokenizer checked."""
+    quiet_transformers()
+    options = parse_assignments(args.option, "--option")  # typed from the rewarder's constructor, unknown ones refused
+    rewarder = build_rewarder(args.rewarder, gather_resources(args), **options)
+    if getattr(rewarder, "tokenizer", None) is not None:
+        from tokenreward.encoding import check_tokenizer
+
+        try:
+            check_tokenizer(rewarder.tokenizer)
+        except ValueError as err:
+            raise ValueError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
+    return rewarder
+
+
+def input_rows(args: argparse.Namespace) -> tuple[list[Row], str]:
     single = args.prompt is not None or args.response is not None
     if single == (args.input is not None):
         raise ValueError("give either --prompt and --response, or --input FILE")
     if single and (args.prompt is None or args.response is None):
         raise ValueError("--prompt and --response go together")
-    prompts, responses = ([args.prompt], [args.response]) if single else read_pairs(args.input)
-    quiet_transformers()
-    rewarder = build_rewarder(args.rewarder, gather_resources(args), **parse_assignments(args.option, "--option"))
+    if single:
+        row = Row(0, None, args.prompt, args.response, row_problem(args.prompt, args.response))
+        if row.problem:
+            raise ValueError(f"--response: {row.problem}")
+        return [row], "--prompt/--response"
+    return read_rows(args.input), f"--input {args.input}"
 
-    with destination(args.output) as out:
-        if args.format == "json":
-            def write(result: TokenRewards) -> None:
-                for record in result.records():
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
 
-            score_in_chunks(rewarder, prompts, responses, write)
-            return 0
-        results: list[TokenRewards] = []
-        score_in_chunks(rewarder, prompts, responses, results.append)
-        records = TokenRewards.concat(results).records()
-        if args.format == "html":
-            from tokenreward.viz.heatmap import html_page
+def write_records(records: list[dict[str, Any]], args: argparse.Namespace, out) -> None:
+    """The scored records in `--format` on `out` (a terminal gets the heatmap in colour)."""
+    if args.format == "json":
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    elif args.format == "html":
+        from tokenreward.viz.heatmap import html_page
 
-            out.write(html_page(records, f"tokenreward score: {args.rewarder}"))
-        else:
-            from rich.console import Console
+        out.write(html_page(records, f"tokenreward score: {args.rewarder}"))
+    else:
+        from rich.console import Console
 
-            from tokenreward.viz.heatmap import terminal_heatmap
+        from tokenreward.viz.heatmap import terminal_heatmap
 
-            console = Console(file=out, highlight=False, soft_wrap=True)
-            for record in records:
-                console.print(terminal_heatmap(record))
+        console = Console(file=out, highlight=False, soft_wrap=True)
+        for record in records:
+            console.print(terminal_heatmap(record))
+
+
+def run(args: argparse.Namespace) -> int:
+    rows, source = input_rows(args)
+    if args.output is not None:
+        check_writable(args.output, "--output")
+    total = len(rows)
+    rows = settle(rows, args.on_error, source)
+    rewarder = load_rewarder(args)
+    if args.truncate:
+        tokenizer, limit = score_limits(rewarder)
+        for row in rows:
+            try:
+                fit_prompt(tokenizer, limit, row)
+            except ValueError as err:
+                row.problem = str(err).removeprefix(row.where() + ": ")
+        rows = settle(rows, args.on_error, source)
+    scored = score_rows(rewarder, rows, args.on_error, source)
+    if not scored:
+        raise ValueError(f"{source}: no row could be scored")
+    records = []
+    for row, record in scored:
+        record["row"] = row.index
+        if row.truncated:
+            record["prompt_truncated"] = row.truncated
+        records.append(record)
+    if args.output is None:  # written only now that every row is scored
+        write_records(records, args, sys.stdout)
+    else:
+        with atomic_write(args.output) as out:
+            write_records(records, args, out)
+    if len(scored) < total:
+        print(f"tokenreward score: scored {len(scored)} of {total} rows, skipped {total - len(scored)}", file=sys.stderr)
     return 0

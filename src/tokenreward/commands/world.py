@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 
+from tokenreward.commands._args import at_least
+
 
 def _build(args) -> int:
     from transformers.utils import logging
 
+    from tokenreward.io import check_writable
     from tokenreward.world.build import build_world
 
+    if args.out is not None:
+        check_writable(args.out, "--out", folder=True)
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     world = build_world(args.out, size=args.size, seed=args.seed, progress=not args.no_progress)
@@ -35,7 +40,7 @@ def register(sub) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build the world (continues a killed build where it stopped)")
     build.add_argument("--size", choices=["small", "full"], default="full", help="small: about 1 min, for tests; full: about 10 min on 2 cores (default: full)")
-    build.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    build.add_argument("--seed", type=at_least(0), default=0, help="random seed, >= 0 (default: 0)")
     build.add_argument("--out", default=None, help="world folder (default: ~/.cache/tokenreward/world-SIZE, found by other commands)")
     build.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     build.set_defaults(func=_build)

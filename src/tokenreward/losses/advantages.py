@@ -15,7 +15,7 @@ adjacent.
 | `rloo_token` | `G_it - mean_{j != i in g(i)} H_jt` (position-matched, `H` held reward-to-go) | group |
 | `remax_token` | `G_it - H^greedy_it` | baseline rewards |
 | `rloo_return` | `G_it - mean_{j != i in g(i)} R_j` | group |
-| `grpo_return` | `(G_it - mean_{j in g(i)} R_j) / (std R + eps)`, std per group, batch, or none | group |
+| `grpo_return` | `(G_it - mean_{j in g(i)} R_j) / (std R + eps)`, std per group or batch; or not divided | group |
 | `rloo_sequence` | `R_i - mean_{j != i in g(i)} R_j` on every token | group |
 | `remax_sequence` | `R_i - R^greedy_i` on every token | baseline rewards |
 
@@ -168,16 +168,16 @@ def rloo_return(batch: AdvantageBatch, settings: AdvantageSettings):
 @register_estimator("grpo_return", needs=("group",))
 def grpo_return(batch: AdvantageBatch, settings: AdvantageSettings):
     """`A_it = (G_it - mean_g R) / (std R + eps)`: GRPO's estimator made per token; the std is the
-    group's, the batch's, or 1 (`settings.scale`)."""
+    group's or the batch's, or with `scale="none"` no division at all (Dr. GRPO; verl and TRL add
+    no eps there either)."""
+    if settings.scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {settings.scale!r}")
     returns = sequence_returns(batch.rewards, batch.mask)
     mean, std = group_mean_std(returns, batch.group)
     if settings.scale == "batch":
         std = returns.std().expand_as(returns) if returns.numel() > 1 else torch.ones_like(returns)
-    elif settings.scale == "none":
-        std = torch.ones_like(returns)
-    elif settings.scale != "group":
-        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {settings.scale!r}")
-    advantages = (reward_to_go(batch.rewards, batch.mask) - mean[:, None]) / (std[:, None] + settings.eps)
+    divisor = torch.ones_like(returns) if settings.scale == "none" else std + settings.eps
+    advantages = (reward_to_go(batch.rewards, batch.mask) - mean[:, None]) / divisor[:, None]
     return _on_mask(advantages, batch.mask), None
 
 

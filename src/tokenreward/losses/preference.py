@@ -116,15 +116,11 @@ def treg_loss(
     return logistic_loss(logits) + alpha * weight * (regulariser_chosen + regulariser_rejected)
 
 
-def sequence_kl(reference_logits: torch.Tensor, policy_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """TDPO's `SeqKL(y) = sum_t KL(ref(.|s_t) || pi(.|s_t))` over the vocabulary.
-
-    `*_logits` are `[B, T, V]`, position `t` being the distribution that predicts response
-    token `t`; returns `[B]`."""
-    reference_logp = reference_logits.float().log_softmax(-1)
-    policy_logp = policy_logits.float().log_softmax(-1)
-    per_token = (reference_logp.exp() * (reference_logp - policy_logp)).sum(-1)
-    return masked_sum(per_token, mask)
+def sequence_kl(token_kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """TDPO's `SeqKL(y) = sum_t KL(ref(.|s_t) || pi(.|s_t))` over the vocabulary, from the per-token
+    KL `[B, T]` (`tokenreward.logprobs.token_stats(..., reference=...)`, chunked over the
+    vocabulary); returns `[B]`."""
+    return masked_sum(token_kl, mask)
 
 
 def tdpo1_loss(
@@ -233,8 +229,7 @@ class PairBatch:
     tokens: Pair  # response-token positions (what SePO selects among), bool [B, T]
     reference: Pair | None = None  # log ref(y_t | x, y_<t), [B, T]; methods with needs.reference_logps
     rewards: Pair | None = None  # token rewards on the completion positions, [B, T]; needs.token_rewarder
-    logits: Pair | None = None  # policy logits, [B, T, V]; needs.reference_logits
-    reference_logits: Pair | None = None  # reference logits, [B, T, V]; needs.reference_logits
+    kl: Pair | None = None  # per-token KL(ref || pi) over the vocabulary, [B, T]; needs.reference_logits
 
 
 @dataclass(frozen=True)
@@ -333,8 +328,7 @@ def _treg(parts, batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
 
 
 def _sequence_kls(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    return (sequence_kl(batch.reference_logits[0], batch.logits[0], batch.mask[0]),
-            sequence_kl(batch.reference_logits[1], batch.logits[1], batch.mask[1]))
+    return sequence_kl(batch.kl[0], batch.mask[0]), sequence_kl(batch.kl[1], batch.mask[1])
 
 
 @register_preference("dpo", "DPO: -log sigma(beta (delta_w - delta_l))", beta=0.1)

@@ -2,8 +2,10 @@
 
 A `Revision` either carries the revised text (and the reviser's reasoning when it gave one) or
 says why it failed (`failure`); a failed revision is recorded as such and never labelled.
-Transport problems (a server that stays down, a refused key) are not failures of a reply:
-they raise `ReviserError` so that a labelling run stops and can be resumed.
+`request_failed` marks a failure of the request itself (a 400, or a timeout or 5xx that
+outlived the retries) rather than of the reply: a rerun of `tokenreward label` retries such
+pairs. Problems no rerun of one pair can fix (a refused key, a wrong URL) raise
+`ReviserError` so that the labelling run stops and can be resumed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Revision:
     reasoning: str | None = None
     failure: str | None = None
     reply: str | None = None
+    request_failed: bool = False
 
     @property
     def ok(self) -> bool:

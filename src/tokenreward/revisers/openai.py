@@ -1,16 +1,21 @@
 """An OpenAI-compatible chat-completions reviser (OpenAI, vLLM, llama.cpp, TGI, ...).
 
-Standard library only (`urllib`). It sends the TLCR Appendix A prompt as one user message
-to `BASE_URL/chat/completions` and parses the reply (`tokenreward.revisers.prompt`).
+Standard library only (`http.client`). It sends the TLCR Appendix A prompt as one user
+message to `BASE_URL/chat/completions` and parses the reply (`tokenreward.revisers.prompt`).
 
 - Configuration: `base_url` (else `$OPENAI_BASE_URL`, else the OpenAI API), `model` (else
   `$OPENAI_MODEL`), the key read from the environment variable `api_key_env` (no header when
-  unset, for local servers).
-- Robustness: each request has a `timeout`; timeouts, connection errors and HTTP 408 / 409 /
-  429 / 5xx are retried up to `retries` times with exponential backoff (`backoff * 2**k`
-  seconds, or the server's `Retry-After` when longer, at most 60 s); other HTTP errors and a
-  server that stays down raise `ReviserError`. At most `concurrency` requests are in flight.
-- Cache: with `cache_dir`, each successful reply is stored under the SHA-256 of the URL and
+  unset, for local servers). HTTP proxies are not used.
+- Deadline: `timeout` bounds the whole request (connect, send, the full reply); a server that
+  trickles its reply is cut off when the deadline passes.
+- Retries: timeouts, dropped connections, HTTP 408 / 409 / 429 / 5xx and a 200 whose body is
+  not JSON are retried up to `retries` times with exponential backoff (`backoff * 2**k`
+  seconds, or the server's `Retry-After` when longer, at most 60 s). A request that still
+  fails, or gets another 4xx, fails its pair only (`Revision.request_failed`). A refused key
+  (401 / 403), a missing endpoint or model (404) and a server that cannot be reached at all
+  raise `ReviserError`: no pair could succeed.
+- Cache: with `cache_dir`, each JSON reply is stored under the SHA-256 of the normalised
+  endpoint (scheme, host with `localhost` / `127.0.0.1` / `::1` as one, port, path) and the
   request body, so a rerun never pays twice (a cached unparsable reply stays failed).
 """
 
@@ -20,10 +25,12 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +40,30 @@ from tokenreward.revisers.prompt import parse_reply, reviser_prompt
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+FATAL_STATUSES = {401, 403, 404}
 MAX_DELAY = 60.0
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "ip6-localhost"}
+
+
+class RequestFailed(Exception):
+    """One request failed for good (after its retries); its pair is recorded as failed."""
+
+
+class Unreachable(Exception):
+    """No connection could be made to the server."""
+
+
+def normalised_endpoint(url: str) -> str:
+    """`scheme://host:port/path` with the host lower-cased, loopback names made one, the
+    default port made explicit and repeated or trailing slashes dropped."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if host in LOOPBACK or host.startswith("127."):
+        host = "loopback"
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    path = re.sub(r"/+", "/", parts.path).rstrip("/")
+    return f"{scheme}://{host}:{port}{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 @register_reviser("openai")
@@ -56,6 +86,9 @@ class OpenAIReviser(Reviser):
             raise ValueError("the openai reviser needs a model name (--model NAME or $OPENAI_MODEL)")
         base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.url = base.rstrip("/") + "/chat/completions"
+        self._parts = urllib.parse.urlsplit(self.url)
+        if self._parts.scheme not in ("http", "https") or not self._parts.hostname:
+            raise ValueError(f"--base-url {base!r}: expected an http:// or https:// URL")
         self.api_key = os.environ.get(api_key_env)
         if timeout <= 0 or retries < 0 or concurrency < 1:
             raise ValueError(f"need timeout > 0, retries >= 0, concurrency >= 1; got {timeout}, {retries}, {concurrency}")
@@ -64,7 +97,7 @@ class OpenAIReviser(Reviser):
         self.batch_size = 2 * concurrency
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.temperature, self.max_tokens = temperature, max_tokens
-        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0}
+        self.stats = {"requests": 0, "retries": 0, "cache_hits": 0, "failed": 0}
         self._lock = threading.Lock()
 
     def revise_batch(self, requests: Sequence[RevisionRequest]) -> list[Revision]:
@@ -78,7 +111,12 @@ class OpenAIReviser(Reviser):
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
-        reply = self._cached_post(body)
+        try:
+            reply = self._cached_post(body)
+        except RequestFailed as err:
+            with self._lock:
+                self.stats["failed"] += 1
+            return Revision(None, failure=f"request failed: {err}", request_failed=True)
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -90,15 +128,21 @@ class OpenAIReviser(Reviser):
     def _cache_path(self, body: dict[str, Any]) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256(json.dumps({"url": self.url, "body": body}, sort_keys=True).encode()).hexdigest()
+        key = json.dumps({"endpoint": normalised_endpoint(self.url), "body": body}, sort_keys=True)
+        key = hashlib.sha256(key.encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.json"
 
     def _cached_post(self, body: dict[str, Any]) -> Any:
         path = self._cache_path(body)
         if path is not None and path.exists():
-            with self._lock:
-                self.stats["cache_hits"] += 1
-            return json.loads(path.read_text())
+            try:
+                cached = json.loads(path.read_text())
+            except (ValueError, OSError):
+                cached = None  # a damaged cache entry is fetched again
+            else:
+                with self._lock:
+                    self.stats["cache_hits"] += 1
+                return cached
         reply = self._post(body)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +150,47 @@ class OpenAIReviser(Reviser):
             tmp.write_text(json.dumps(reply))
             os.replace(tmp, path)
         return reply
+
+    def _send(self, data: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        """(status, headers, body) of one POST, all of it within `timeout` seconds: a timer
+        shuts the socket down when the deadline passes, which ends any blocked read."""
+        parts = self._parts
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            if conn.sock is not None:
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self.timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            try:
+                conn.connect()
+            except (ConnectionRefusedError, socket.gaierror) as err:
+                raise Unreachable(f"cannot connect ({err.strerror or err})") from None
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            conn.request("POST", target, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            if expired.is_set():
+                raise TimeoutError
+            return response.status, response.headers, raw
+        except (OSError, http.client.HTTPException) as err:
+            if expired.is_set() or isinstance(err, TimeoutError):
+                raise TimeoutError(f"no complete reply within the {self.timeout} s deadline") from None
+            raise
+        finally:
+            timer.cancel()
+            conn.close()
 
     def _post(self, body: dict[str, Any]) -> Any:
         headers = {"Content-Type": "application/json"}
@@ -118,24 +203,33 @@ class OpenAIReviser(Reviser):
                 self.stats["requests"] += 1
             retry_after = None
             try:
-                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    text = response.read().decode("utf-8", errors="replace")
-                try:
-                    return json.loads(text)
-                except json.JSONDecodeError:
-                    return {"unparsable_body": text[:2000]}
-            except urllib.error.HTTPError as err:
-                detail = err.read().decode("utf-8", errors="replace")[:300]
-                problem = f"HTTP {err.code}: {detail}"
-                if err.code not in RETRY_STATUSES:
-                    raise ReviserError(f"{self.url}: {problem}") from None
-                retry_after = _seconds(err.headers.get("Retry-After"))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as err:
-                reason = getattr(err, "reason", err)
-                problem = f"timed out after {self.timeout} s" if isinstance(reason, TimeoutError) else f"{reason}"
+                status, reply_headers, raw = self._send(data, headers)
+            except Unreachable as err:
+                problem, unreachable = str(err), True
+            except TimeoutError as err:
+                problem, unreachable = str(err), False
+            except (OSError, http.client.HTTPException) as err:
+                problem, unreachable = f"connection failed ({type(err).__name__}: {err})", False
+            else:
+                unreachable = False
+                text = raw.decode("utf-8", errors="replace")
+                if 200 <= status < 300:
+                    try:
+                        return json.loads(text)
+                    except json.JSONDecodeError:
+                        problem = f"HTTP {status} with a body that is not JSON: {text[:200]!r}"
+                elif status in FATAL_STATUSES:
+                    raise ReviserError(f"{self.url}: HTTP {status}: {text[:300]}")
+                elif status not in RETRY_STATUSES:
+                    raise RequestFailed(f"HTTP {status}: {text[:300]}")
+                else:
+                    problem = f"HTTP {status}: {text[:300]}"
+                    retry_after = _seconds(reply_headers.get("Retry-After"))
             if attempt == self.retries:
-                raise ReviserError(f"{self.url}: {problem} (gave up after {self.retries + 1} attempts)")
+                gave_up = f"{problem} (gave up after {self.retries + 1} attempts)"
+                if unreachable:
+                    raise ReviserError(f"{self.url}: {gave_up}")
+                raise RequestFailed(gave_up)
             with self._lock:
                 self.stats["retries"] += 1
             time.sleep(min(max(self.backoff * 2**attempt, retry_after or 0.0), MAX_DELAY))

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs
-from tokenreward.models import PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
 
 
 def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.device) -> list[torch.Tensor]:
@@ -17,6 +17,12 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
     Input positions after the last response token (a chat template's end-of-turn) are added
     to the last token, as `EncodedPairs.token_ends` prescribes, so that the values of a
     response sum to the log-probability of everything after the prompt."""
+    vocab = model.get_input_embeddings().num_embeddings
+    if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
+        raise ValueError(
+            f"token id {int(enc.input_ids.max())} is outside the model's vocabulary of {vocab}; "
+            "the tokenizer does not belong to this model"
+        )
     lp = token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device)).cpu()
     cumulative = lp.cumsum(-1)
     rows = []
@@ -27,8 +33,8 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
     return rows
 
 
-def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, device: torch.device, what: str):
-    """A causal LM in eval mode and its tokenizer (`tokenizer`, else the model's folder)."""
+def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, loading: ModelLoading, what: str):
+    """A causal LM in eval mode (placed as `loading` says) and its tokenizer (`tokenizer`, else the model's folder)."""
     if tokenizer is None and not isinstance(model, (str, Path)):
         raise ValueError(f"{what}: pass `tokenizer` when the model is given as a loaded object")
-    return load_causal_lm(model, device).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)
+    return load_causal_lm(model, loading=loading).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)

@@ -8,13 +8,22 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs, encode_pairs
-from tokenreward.models import PathOrModel, context_length, default_device, load_reward_model, load_tokenizer
+from tokenreward.models import (
+    ModelLoading,
+    PathOrModel,
+    context_length,
+    input_device,
+    load_reward_model,
+    load_tokenizer,
+    loading_options,
+)
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards
 
 
 class RewardModelRewarder(Rewarder):
     """Loads a scalar-head reward model and its tokenizer (the model's own unless `tokenizer`
-    is given), encodes prompt+response pairs, and hands subclasses one forward pass."""
+    is given), encodes prompt+response pairs, and hands subclasses one forward pass. `loading`
+    sets dtype, device, device map and the token budget of a batch."""
 
     attn_implementation: str | None = None
 
@@ -24,15 +33,21 @@ class RewardModelRewarder(Rewarder):
         tokenizer: PathOrModel | None = None,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device) if device else default_device()
-        self.model = load_reward_model(reward_model, self.device, self.attn_implementation)
+        options = loading_options(loading, device)
+        self.model = load_reward_model(reward_model, attn_implementation=self.attn_implementation, loading=options)
+        self.device = input_device(self.model)
+        self.max_batch_tokens = options.max_batch_tokens
         if tokenizer is None and not isinstance(reward_model, (str, Path)):
             raise ValueError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
         self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else reward_model)
         self.batch_size = batch_size
+
+    def input_length(self, prompt: TextOrMessages, response: TextOrMessages) -> int:
+        return self.encode([prompt], [response]).input_ids.shape[1]
 
     def encode(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> EncodedPairs:
         """Encode with the model's own pad token, so `last_positions` is where the model reads its score."""

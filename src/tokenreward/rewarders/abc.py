@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from tokenreward.encoding import EncodedPairs
-from tokenreward.models import PathOrModel
+from tokenreward.models import ModelLoading, PathOrModel
 from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import register_rewarder
 
@@ -37,8 +37,9 @@ class AbcRewarder(RewardModelRewarder):
         beta: float = 0.8,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        super().__init__(reward_model, tokenizer, device, batch_size)
+        super().__init__(reward_model, tokenizer, device, batch_size, loading)
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta must lie in [0, 1], got {beta}")
         self.beta = beta

@@ -24,7 +24,7 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
-from tokenreward.models import PathOrModel, context_length, default_device
+from tokenreward.models import ModelLoading, PathOrModel, context_length, input_device, loading_options
 from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
@@ -67,9 +67,12 @@ class ContrastiveRewarder(Rewarder):
         worse_template: str | None = None,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        self.device = torch.device(device) if device else default_device()
-        self.model, self.tokenizer = load_lm_and_tokenizer(reference, tokenizer, self.device, "contrastive rewarder")
+        options = loading_options(loading, device)
+        self.model, self.tokenizer = load_lm_and_tokenizer(reference, tokenizer, options, "contrastive rewarder")
+        self.device = input_device(self.model)
+        self.max_batch_tokens = options.max_batch_tokens
         default_better, default_worse = revision_templates()
         self.better_template = better_template or default_better
         self.worse_template = worse_template or default_worse

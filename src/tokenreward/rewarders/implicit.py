@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from tokenreward.encoding import encode_pairs
-from tokenreward.models import PathOrModel, context_length, default_device, load_causal_lm
+from tokenreward.models import ModelLoading, PathOrModel, context_length, input_device, load_causal_lm, loading_options
 from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
@@ -27,10 +27,13 @@ class ImplicitRewarder(Rewarder):
         beta: float = 1.0,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        self.device = torch.device(device) if device else default_device()
-        self.policy, self.tokenizer = load_lm_and_tokenizer(policy, tokenizer, self.device, "implicit rewarder")
-        self.reference = load_causal_lm(reference, self.device).eval()
+        options = loading_options(loading, device)
+        self.policy, self.tokenizer = load_lm_and_tokenizer(policy, tokenizer, options, "implicit rewarder")
+        self.reference = load_causal_lm(reference, loading=options).eval()
+        self.device = input_device(self.policy)
+        self.max_batch_tokens = options.max_batch_tokens
         if self.policy.config.vocab_size != self.reference.config.vocab_size:
             raise ValueError(
                 f"implicit rewarder: policy and reference vocabularies differ ({self.policy.config.vocab_size} vs "

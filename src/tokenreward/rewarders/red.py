@@ -17,7 +17,7 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import EncodedPairs
-from tokenreward.models import PathOrModel, check_causal, prefix_scores
+from tokenreward.models import ModelLoading, PathOrModel, check_causal, prefix_scores
 from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import TextOrMessages, TokenRewards, register_rewarder
 
@@ -44,14 +44,15 @@ class RedRewarder(RewardModelRewarder):
         alpha: float = -1.0,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        super().__init__(reward_model, tokenizer, device, batch_size)
+        super().__init__(reward_model, tokenizer, device, batch_size, loading)
         if not 0.0 <= beta_c <= 1.0:
             raise ValueError(f"beta_c must lie in [0, 1], got {beta_c}")
         check_causal(self.model)
         self.beta_c, self.keep_sum, self.alpha = beta_c, keep_sum, alpha
         self.cost = (
-            RedRewarder(cost_model, cost_tokenizer, beta_c, keep_sum, device=device, batch_size=batch_size)
+            RedRewarder(cost_model, cost_tokenizer, beta_c, keep_sum, device=device, batch_size=batch_size, loading=loading)
             if cost_model is not None
             else None
         )

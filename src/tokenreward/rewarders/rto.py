@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from tokenreward.models import PathOrModel
+from tokenreward.models import ModelLoading, PathOrModel
 from tokenreward.rewarders.implicit import ImplicitRewarder
 from tokenreward.rewarders.sparse import SparseRewarder
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
@@ -36,12 +36,14 @@ class RtoRewarder(Rewarder):
         reward_clip: float = 10.0,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
         if clip <= 0 or reward_clip <= 0:
             raise ValueError(f"rto: clip bounds must be positive, got clip={clip}, reward_clip={reward_clip}")
-        self.implicit = ImplicitRewarder(policy, reference, tokenizer, device=device, batch_size=batch_size)
+        self.implicit = ImplicitRewarder(policy, reference, tokenizer, device=device, batch_size=batch_size, loading=loading)
         self.sequence = SparseRewarder(
-            reward_model, reward_tokenizer if reward_tokenizer is not None else tokenizer, device=device, batch_size=batch_size
+            reward_model, reward_tokenizer if reward_tokenizer is not None else tokenizer, device=device, batch_size=batch_size,
+            loading=loading,
         )
         self.beta1, self.clip, self.reward_clip = beta1, clip, reward_clip
         self.batch_size = batch_size

@@ -17,7 +17,15 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import encode_pairs
-from tokenreward.models import PathOrModel, context_length, default_device, load_tokenizer
+from tokenreward.models import (
+    DTYPES,
+    ModelLoading,
+    PathOrModel,
+    context_length,
+    input_device,
+    load_tokenizer,
+    loading_options,
+)
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
 
@@ -40,8 +48,9 @@ class TlcrRewarder(Rewarder):
         tokenizer: PathOrModel | None = None,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        self.device = torch.device(device) if device else default_device()
+        options = loading_options(loading, device)
         if isinstance(discriminator, (str, Path)):
             if not Path(discriminator).is_dir():
                 raise FileNotFoundError(f"{self.name}: no discriminator folder at {discriminator} (train one with `tokenreward train discriminator`)")
@@ -55,7 +64,11 @@ class TlcrRewarder(Rewarder):
             raise ValueError(f"{self.name}: the discriminator folder has no tokenizer; pass `tokenizer`")
         if discriminator.config.num_labels != 1:
             raise ValueError(f"{self.name}: the discriminator needs one logit per token, it has {discriminator.config.num_labels}")
-        self.model = discriminator.to(self.device).eval()
+        self.model = discriminator.to(options.torch_device()).eval()
+        if options.dtype != "auto":
+            self.model = self.model.to(DTYPES[options.dtype])
+        self.device = input_device(self.model)
+        self.max_batch_tokens = options.max_batch_tokens
         self.tokenizer = load_tokenizer(tokenizer)
         self.batch_size = batch_size
 
@@ -81,8 +94,9 @@ class TlcrFixedRewarder(TlcrRewarder):
         band: float = 0.6,
         device: str | None = None,
         batch_size: int = 8,
+        loading: ModelLoading | None = None,
     ):
-        super().__init__(discriminator, tokenizer, device, batch_size)
+        super().__init__(discriminator, tokenizer, device, batch_size, loading)
         if not 0.5 <= band <= 1.0:
             raise ValueError(f"band must lie in [0.5, 1], got {band}")
         self.band = band

@@ -39,26 +39,34 @@ def train_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 30
     return fast
 
 
-def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
-    """A 2-layer config of `arch` in {'gpt2', 'llama', 'qwen2'}."""
-    from transformers import GPT2Config, LlamaConfig, Qwen2Config
+_DECODER = dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=2,
+                max_position_embeddings=128)
 
+#: Hugging Face `model_type` -> config overrides giving a 2-layer, 32-wide model
+TINY_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "gpt2": dict(n_layer=2, n_embd=32, n_head=2, n_positions=128),
+    "llama": _DECODER,
+    "qwen2": _DECODER,
+    "mistral": dict(_DECODER, sliding_window=None),
+    "gemma2": dict(_DECODER, head_dim=16, sliding_window=16, query_pre_attn_scalar=16),
+    "qwen3": dict(_DECODER, head_dim=16),
+    "phi3": dict(_DECODER, original_max_position_embeddings=128),
+    "gpt_neox": dict(_DECODER),
+    "opt": dict(num_hidden_layers=2, hidden_size=32, ffn_dim=64, num_attention_heads=2, word_embed_proj_dim=32,
+                max_position_embeddings=128),
+    "modernbert-decoder": dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                               max_position_embeddings=128, global_attn_every_n_layers=1, local_attention=16),
+}
+
+
+def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
+    """A 2-layer config of `arch`, a Hugging Face model type among `TINY_ARCHITECTURES`."""
+    from transformers import AutoConfig
+
+    if arch not in TINY_ARCHITECTURES:
+        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
     common = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id)
-    if arch == "gpt2":
-        cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=128, **common)
-    elif arch in ("llama", "qwen2"):
-        cls = LlamaConfig if arch == "llama" else Qwen2Config
-        cfg = cls(
-            num_hidden_layers=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            **common,
-        )
-    else:
-        raise ValueError(f"unknown tiny architecture {arch!r}")
+    cfg = AutoConfig.for_model(arch, **TINY_ARCHITECTURES[arch], **common)
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
@@ -72,8 +80,10 @@ def tiny_reward_model(arch: str, tokenizer, seed: int = 0):
     cfg = tiny_config(arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1)
     model = AutoModelForSequenceClassification.from_config(cfg)
     # a random head on a 32-d state gives scores near 0; scale it so differences are visible
+    from tokenreward.models import score_head
+
     with torch.no_grad():
-        model.score.weight.mul_(20.0)
+        score_head(model).weight.mul_(20.0)
     return model.eval()
 
 

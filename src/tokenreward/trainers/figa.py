@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.losses.figa import figa_loss
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
 from tokenreward.trainers import register_trainer
 from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import JsonlLogger
@@ -77,9 +76,7 @@ def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int
 
 def token_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`CE[b, p] = -log pi(input[b, p] | input[b, :p])` for p >= 1; 0 at p = 0."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-    ce = F.cross_entropy(logits.transpose(1, 2), batch["input_ids"][:, 1:], reduction="none")
-    return torch.cat([torch.zeros_like(ce[:, :1]), ce], dim=1)
+    return -token_logprobs(model, batch["input_ids"], batch["attention_mask"])
 
 
 def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_length: int | None) -> tuple[dict, dict]:

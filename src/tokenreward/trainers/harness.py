@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from tokenreward.jsonl import read_jsonl
+from tokenreward.io import write_atomic
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 
 IGNORED_ON_RESUME = ("resume", "progress")
@@ -160,12 +160,6 @@ def refuse_started(out: Path, resume: bool) -> None:
     if started and not resume:
         state = "finished" if (out / "done").is_file() else "started"
         raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def make_run(config: RunConfig, extra_settings: dict[str, Any] | None = None, may_change: Sequence[str] = ()):

@@ -3,13 +3,14 @@ TDPO1, TDPO2, TGDPO, SePO (METHODS.md, "Preference losses").
 
 One loop serves every method; the method picks a pure loss from
 `tokenreward.losses.preference` and the inputs it needs:
-- reference log-probs (all but SimPO / SePO), computed once before training and cached next
-  to the data (for the world's pairs in `WORLD/preference_cache/`; in `OUT/cache/` when that
-  is not writable), shared by every run on the same data and reference;
+- reference log-probs (all but SimPO / SePO), computed once before training and cached (for
+  the world's pairs in `WORLD/preference_cache/`, for `--data` in
+  `~/.cache/tokenreward/preference/`; in `OUT/cache/` when that is not writable), shared by
+  every run on the same data and reference;
 - full reference distributions each step (TDPO's sequence KL over the vocabulary);
 - token rewards (T-REG: `contrastive`; TGDPO and SePO: `implicit`, the token reward of a
   DPO-trained `--guide-policy`; any registered rewarder via `--token-rewarder`), computed once
-  per dataset and cached next to it, projected onto the policy's tokens.
+  per dataset and cached with the reference log-probs, projected onto the policy's tokens.
 
 Data: TRL preference rows (`tokenreward.preference_data`), by default the world's
 reward-split pairs. Output: `OUT/log.jsonl` (per step: `step`, `loss`, `reward_chosen`,
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 
 from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
+from tokenreward.logprobs import token_stats
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
@@ -117,11 +119,11 @@ def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return tensor[:half], tensor[half:]
 
 
-def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shifted-frame per-token log-probs `[B, L-1]` and the logits that produced them."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
-    picked = torch.gather(logits.log_softmax(-1), 2, input_ids[:, 1:, None]).squeeze(-1)
-    return picked, logits
+def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference=None):
+    """Shifted-frame per-token log-probs `[B, L-1]` and, given a `reference` model, the per-token
+    `KL(ref || model)` over the vocabulary (else None), chunked (`tokenreward.logprobs`)."""
+    stats = token_stats(model, input_ids, attention_mask, reference=reference)
+    return stats.logprobs, stats.kl
 
 
 @torch.no_grad()
@@ -147,7 +149,7 @@ def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, d
 
 def cached_reference_logps(reference: str, data: PreferenceData, pad_id: int, batch_size: int, directory: Path, device,
                            progress: bool, write: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`reference_logps`, computed once and kept in `directory` (next to the data), keyed by the
+    """`reference_logps`, computed once and kept in `directory`, keyed by the
     tokenized pairs and the reference folder's files: later runs, seeds and methods reuse it."""
     key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
     cache = directory / f"reference-logps-{key}.pt"
@@ -188,7 +190,7 @@ class Inputs:
     policy: str
     reference: str
     tokenizer: str
-    cache_dir: Path  # where reference log-probs and token rewards of the dataset are stored (next to the data)
+    cache_dir: Path  # where reference log-probs and token rewards of the dataset are stored (the cache folder, or the world)
     resources: dict[str, Any]  # the world's rewarder resources
     eval_prompts: list[dict[str, Any]]  # prompt records of the oracle curve
     max_new_tokens: int
@@ -202,7 +204,9 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
         world = open_world(config.world)
     if config.data is not None:
         rows, source = read_rows(config.data), str(config.data)
-        cache_dir = Path(config.data).resolve().parent
+        from tokenreward.world import cache_dir as cache_root
+
+        cache_dir = cache_root() / "preference"  # never inside the user's data folder; entries are keyed by the data
     else:
         rows, source = world.pairs("reward"), f"world {world.root} (reward pairs)"
         cache_dir = Path(world.root) / "preference_cache"
@@ -219,13 +223,17 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
 
 
 def cache_directory(inputs: Inputs, out: Path) -> Path:
-    """Next to the data when writable, else `OUT/cache`."""
-    folder = inputs.cache_dir
-    return folder if os.access(folder if folder.exists() else folder.parent, os.W_OK) else out / "cache"
+    """The data's cache folder when writable, else `OUT/cache`."""
+    from tokenreward.io import OutputError, check_writable
+
+    try:
+        return check_writable(inputs.cache_dir, "cache", folder=True)
+    except OutputError:
+        return out / "cache"
 
 
 def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool):
-    """Token rewards (chosen, rejected) on the completion positions, cached next to the data,
+    """Token rewards (chosen, rejected) on the completion positions, cached in the data's cache folder,
     and the responses the rewarder could not score."""
     resources = {**inputs.resources, "reference": inputs.reference, "tokenizer": inputs.tokenizer, "policy": config.guide_policy}
     if config.reward_model is not None:
@@ -307,18 +315,12 @@ def run(config: PreferenceConfig, name: str) -> None:
 
     def loss_fn(indices: list[int]):
         tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-        logps, logits = policy_logps(training.model, tensors["input_ids"], tensors["attention_mask"])
-        reference_logits = None
-        if reference_model is not None:
-            with torch.no_grad():
-                reference_logits = reference_model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"], use_cache=False).logits
-            reference_logits = halves(reference_logits[:, :-1].float())
+        logps, token_kl = policy_logps(training.model, tensors["input_ids"], tensors["attention_mask"], reference_model)
         batch = PairBatch(
             halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
             reference=halves(tensors["reference"]) if "reference" in tensors else None,
             rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
-            logits=halves(logits) if reference_logits is not None else None,
-            reference_logits=reference_logits,
+            kl=halves(token_kl) if token_kl is not None else None,
         )
         result = method.loss(batch, settings)
         w, l = result.reward_chosen, result.reward_rejected

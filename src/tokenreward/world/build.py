@@ -2,8 +2,9 @@
 
 Stages run in order and each is recorded in `build-state.json` when it finishes; the two
 training stages checkpoint as they go (under `work/`), so a killed build continues where it
-stopped. `world.json` (config + measurements) is written last: its presence marks a
-complete world.
+stopped. `world.json` (config + measurements + the size and SHA-256 of every file) is
+written last: its presence marks a complete world. A lock file guards the folder against a
+second build; building into a finished world checks its size, seed and files first.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any, Callable
 
 import torch
 
+from tokenreward.io import FolderLock, atomic_write
 from tokenreward.jsonl import read_jsonl, write_jsonl
 from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
+from tokenreward.world.integrity import check_finished, file_digests
 from tokenreward.world.oracle import grade, revise
 from tokenreward.world.readme import render_readme
 
@@ -382,13 +385,21 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]
 
 def build_world(out: str | Path | None = None, size: str = "small", seed: int = 0, progress: bool = True) -> World:
     """Build (or finish building) the world of `size` ("small" or "full") under `out`
-    (default: the cache directory) and return it. Deterministic under `seed`."""
+    (default: the cache directory) and return it. Deterministic under `seed`.
+
+    The folder is locked for the build (a second build into it is refused, naming the
+    first); a finished world is checked against `size`, `seed` and its recorded files."""
     if size not in SIZES:
         raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
     root = Path(out) if out is not None else default_world_path(size)
-    if (root / MANIFEST).is_file():
-        return World(root)
-    root.mkdir(parents=True, exist_ok=True)
+    with FolderLock(root, "tokenreward world build"):
+        if (root / MANIFEST).is_file():
+            check_finished(root, size, seed)
+            return World(root)
+        return _build(root, size, seed, progress)
+
+
+def _build(root: Path, size: str, seed: int, progress: bool) -> World:
     state = _state(root)
     if state and (state.get("size"), state.get("seed")) != (size, seed):
         raise ValueError(
@@ -408,6 +419,8 @@ def build_world(out: str | Path | None = None, size: str = "small", seed: int = 
     manifest = {"size": size, "seed": seed, "sizes": asdict(SIZES[size]), "label_temperature": LABEL_TEMPERATURE,
                 "sft_good_share": SFT_GOOD_SHARE, "metrics": state["metrics"], "stage_seconds": state.get("seconds", {})}
     (root / "README.md").write_text(render_readme(manifest))
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(root / "work", ignore_errors=True)
+    manifest["files"] = file_digests(root)
+    with atomic_write(root / MANIFEST) as handle:
+        handle.write(json.dumps(manifest, indent=1))
     return World(root)

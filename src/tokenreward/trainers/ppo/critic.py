@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tokenreward.generation import Batch
-from tokenreward.models import load_tokenizer, score_head
+from tokenreward.models import load_tokenizer, prefix_scores, score_head
 
 
 def has_tokenizer(folder: Path | str) -> bool:
@@ -24,8 +24,7 @@ class ValueModel(nn.Module):
         self.model = model
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        values = score_head(self.model)(hidden).squeeze(-1).float()
+        values = prefix_scores(self.model, batch.input_ids, batch.attention_mask)
         return torch.gather(values, 1, batch.positions - 1)
 
 

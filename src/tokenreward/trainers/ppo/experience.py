@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenreward.generation import Batch, response_logits, token_logprobs
-from tokenreward.losses.ppo import entropy_from_logits
+from tokenreward.generation import Batch, response_logprobs, response_token_stats
 
 
 @dataclass
@@ -51,10 +50,10 @@ def score_rollout(policy, reference, critic, batch: Batch, temperature: float, c
     parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "entropy": [], "values": []}
     for start in range(0, batch.input_ids.shape[0], chunk):
         rows = batch.rows(torch.arange(start, min(start + chunk, batch.input_ids.shape[0]), device=batch.input_ids.device))
-        logits = response_logits(policy, rows, temperature)
-        parts["logprobs"].append(token_logprobs(logits, rows.tokens))
-        parts["entropy"].append(entropy_from_logits(logits))
-        parts["ref_logprobs"].append(token_logprobs(response_logits(reference, rows, temperature), rows.tokens))
+        stats = response_token_stats(policy, rows, temperature, entropy=True)
+        parts["logprobs"].append(stats.logprobs)
+        parts["entropy"].append(stats.entropy)
+        parts["ref_logprobs"].append(response_logprobs(reference, rows, temperature))
         if critic is not None:
             parts["values"].append(critic(rows))
     values = torch.cat(parts["values"]) if parts["values"] else None

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tokenreward.generation import response_logits, token_logprobs
+from tokenreward.generation import response_logprobs
 from tokenreward.losses.ppo import kl_estimate, masked_mean, policy_loss, value_loss
 from tokenreward.trainers.harness import derive_seed
 from tokenreward.trainers.ppo.config import PPOConfig
@@ -35,7 +35,7 @@ class Learners:
 def minibatch_losses(c: PPOConfig, learners: Learners, mini: Experience, count: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The summed loss of a (micro-)batch and its statistics; `count` is the mini-batch's token count."""
     rows = mini.batch
-    logprobs = token_logprobs(response_logits(learners.policy, rows, c.temperature), rows.tokens)
+    logprobs = response_logprobs(learners.policy, rows, c.temperature)
     loss, stats = policy_loss(logprobs, mini.logprobs, mini.advantages, rows.mask, c.cliprange, count)
     stats["policy_loss"] = loss.detach()
     if c.kl_in == "loss":

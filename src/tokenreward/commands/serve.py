@@ -1,0 +1,92 @@
+"""`tokenreward serve`: a token-reward server speaking OpenRLHF's remote reward protocol.
+
+    tokenreward serve --rewarder red --reward-model RM_DIR --option keep_sum=true --port 5000
+    tokenreward serve --rewarder red --world WORLD_DIR --policy-tokenizer POLICY_DIR --max-batch 64
+
+The rewarder is loaded once (the flags of `tokenreward score`); requests from all clients are
+micro-batched (`--max-batch` samples or `--max-wait-ms`, whichever comes first). Endpoints:
+`POST /get_reward` (OpenRLHF), `POST /v1/token_rewards` (records of `tokenreward score
+--format json`), `GET /health`, `GET /info`, `GET /metrics`. SIGTERM drains and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tokenreward.commands.score import add_rewarder_arguments, gather_resources, load_rewarder
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "serve",
+        help="serve token rewards over HTTP (OpenRLHF's /get_reward, /v1/token_rewards), micro-batched",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_rewarder_arguments(parser)
+    parser.add_argument(
+        "--policy-tokenizer",
+        metavar="DIR",
+        help="the policy's tokenizer: decodes `response_ids` and aligns rewards to its tokens",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, the loopback only)"
+    )
+    parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 picks a free one)")
+    parser.add_argument(
+        "--max-batch", type=int, default=32, help="most samples scored together across requests (default: 32)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)"
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds to finish requests in flight (default: 30)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default: warning)",
+    )
+    parser.set_defaults(func=run)
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must lie in [0, 65535], got {args.port}")
+    if args.max_batch < 1:
+        raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
+    if args.max_wait_ms < 0:
+        raise ValueError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
+    if args.drain_timeout <= 0:
+        raise ValueError(f"--drain-timeout must be positive, got {args.drain_timeout}")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_settings(args)
+    try:
+        from tokenreward.serve import bind, build_state, create_app, serve_forever
+    except ImportError as err:
+        raise ValueError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
+        ) from err
+    from tokenreward.models import load_tokenizer
+
+    sock = bind(args.host, args.port)  # before loading, so a taken port fails fast
+    resources = gather_resources(args)
+    rewarder = load_rewarder(args)
+    policy_tokenizer = load_tokenizer(args.policy_tokenizer) if args.policy_tokenizer else None
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    state = build_state(
+        rewarder,
+        resources,
+        policy_tokenizer,
+        args.max_batch,
+        args.max_wait_ms,
+        ready_message=f"tokenreward serve: {rewarder.name} ready on {url}",
+    )
+    serve_forever(create_app(state), state, sock, args.drain_timeout, args.log_level)
+    return 0

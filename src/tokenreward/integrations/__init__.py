@@ -1,0 +1,1 @@
+"""Bridges to RL frameworks: `tokenreward.integrations.verl` (needs the `verl` extra)."""

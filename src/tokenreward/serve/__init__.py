@@ -1,0 +1,119 @@
+"""Token rewards over HTTP: OpenRLHF's remote reward protocol plus per-token fields.
+
+    from tokenreward.serve import build_state, create_app, serve_forever, bind
+    state = build_state(rewarder, resources, max_batch=32, max_wait_ms=5)
+    serve_forever(create_app(state), state, bind("127.0.0.1", 5000))
+
+`tokenreward serve` does exactly this from the command line (see docs/serve.md). Needs the
+`serve` extra (fastapi, uvicorn).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import socket
+import threading
+from typing import Any
+
+from tokenreward.rewards import Rewarder, build_rewarder
+from tokenreward.serve.app import ServerState, create_app
+from tokenreward.serve.batching import MicroBatcher, Scorer
+from tokenreward.serve.metrics import Metrics
+
+
+def special_strings(*tokenizers: Any) -> tuple[str, ...]:
+    """The special-token strings of these tokenizers, longest first (None entries skipped)."""
+    found = {t for tok in tokenizers if tok is not None for t in getattr(tok, "all_special_tokens", [])}
+    return tuple(sorted(found, key=lambda t: (-len(t), t)))
+
+
+def describe(
+    rewarder: Rewarder, resources: dict[str, Any], policy_tokenizer: Any, batcher: MicroBatcher
+) -> dict[str, Any]:
+    """What `/info` shows: rewarder, its options, model folders, tokenizer, dtype, device, batching."""
+    model = getattr(rewarder, "model", None)
+    tokenizer = getattr(rewarder, "tokenizer", None)
+    options = sorted(batcher.scorer.options)
+    return {
+        "rewarder": rewarder.name,
+        "options": {k: v for k, v in resources.items() if k in options},
+        "request_options": options,
+        "resources": {k: v for k, v in resources.items() if isinstance(v, str) and k not in options},
+        "tokenizer": getattr(tokenizer, "name_or_path", None),
+        "policy_tokenizer": getattr(policy_tokenizer, "name_or_path", None),
+        "dtype": str(getattr(model, "dtype", "")).replace("torch.", "") or None,
+        "device": str(getattr(rewarder, "device", "")) or None,
+        "loading": dataclasses.asdict(resources["loading"])
+        if dataclasses.is_dataclass(resources.get("loading"))
+        else None,
+        "combine": rewarder.combine,
+        "batch_size": rewarder.batch_size,
+        "max_batch": batcher.max_batch,
+        "max_wait_ms": batcher.max_wait * 1000.0,
+    }
+
+
+def build_state(
+    rewarder: Rewarder,
+    resources: dict[str, Any],
+    policy_tokenizer: Any = None,
+    max_batch: int = 32,
+    max_wait_ms: float = 5.0,
+    ready_message: str | None = None,
+) -> ServerState:
+    """Everything the app needs around a loaded rewarder; `resources` (what built it) also
+    build its per-request option variants."""
+    from tokenreward.align import offsets_from_ids
+
+    scorer = Scorer(rewarder, lambda options: build_rewarder(rewarder.name, **{**resources, **options}))
+    batcher = MicroBatcher(scorer, Metrics(), max_batch, max_wait_ms)
+    decode = (lambda ids: offsets_from_ids(policy_tokenizer, ids)) if policy_tokenizer is not None else None
+    return ServerState(
+        batcher,
+        describe(rewarder, resources, policy_tokenizer, batcher),
+        special_strings(getattr(rewarder, "tokenizer", None), policy_tokenizer),
+        decode,
+        ready_message,
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on `host:port` (port 0: the system picks one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
+    return sock
+
+
+def serve_forever(
+    app, state: ServerState, sock: socket.socket, drain_timeout: float = 30.0, log_level: str = "warning"
+) -> None:
+    """Run uvicorn on `sock` until SIGTERM/SIGINT, then drain: new requests are refused (503,
+    and the listening socket closes), those in flight are answered (for up to `drain_timeout`
+    seconds), and the call returns normally."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=drain_timeout)
+    server = DrainingServer(config)
+    in_main = threading.current_thread() is threading.main_thread()
+    # uvicorn re-raises the captured signal once it has shut down; a no-op handler makes that a normal return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+__all__ = ["ServerState", "bind", "build_state", "create_app", "serve_forever", "special_strings"]

@@ -1,0 +1,176 @@
+"""The FastAPI application: endpoints, error answers, metrics, draining.
+
+- `POST /get_reward` (OpenRLHF's remote reward protocol) answers `{"rewards", "scores",
+  "extra_logs", "token_rewards", "token_offsets"}`: `rewards[i] = scores[i]` is the sequence
+  reward of sample `i`, `token_rewards[i]` its per-token rewards and `token_offsets[i]` their
+  `[start, end]` character spans in the response (`query[i][len(prompts[i]):]`, or the decoded
+  `response_ids[i]`); `extra_logs` holds per-sample `token_reward_sum` and `num_tokens`.
+- `POST /v1/token_rewards` answers `{"results": [record, ...]}`, each record the JSON line of
+  `tokenreward score --format json` (its `row` the pair's index in the request).
+- A sample that cannot be scored gets `null` in those lists (or `{"error": ...}` as its
+  result) and its message in `"errors"`; when every sample of a request fails, the request is
+  answered 422 (or 500 for a server fault) with `{"error": first message, "errors": [...]}`.
+  A body the server refuses as a whole is answered 4xx with `{"error": "FIELD: problem"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
+
+from tokenreward.rewards import Offsets
+from tokenreward.serve.batching import MicroBatcher, Scored
+from tokenreward.serve.inputs import BadRequest, Sample, get_reward_samples, read_options, token_reward_samples
+from tokenreward.serve.metrics import Metrics
+
+
+@dataclass
+class ServerState:
+    """What the endpoints share: the batcher, how to read `/get_reward` bodies, and `/info`."""
+
+    batcher: MicroBatcher
+    info: dict[str, Any]
+    specials: tuple[str, ...] = ()
+    decode_ids: Callable[[list[int]], tuple[str, Offsets]] | None = None
+    ready_message: str | None = None
+    draining: bool = False
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.batcher.metrics
+
+
+def error_response(message: str, status: int, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest(f"body: not valid JSON ({getattr(err, 'msg', err)})") from err
+
+
+def failure(outcomes: list[Scored]) -> JSONResponse | None:
+    """The 4xx/5xx answer when no sample of the request could be scored, else None."""
+    if any(o.error is None for o in outcomes):
+        return None
+    return error_response(outcomes[0].error, max(o.status for o in outcomes), errors=[o.error for o in outcomes])
+
+
+def with_errors(payload: dict[str, Any], outcomes: list[Scored]) -> dict[str, Any]:
+    if any(o.error for o in outcomes):
+        payload["errors"] = [o.error for o in outcomes]
+    return payload
+
+
+def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
+    records = [o.record for o in outcomes]
+
+    def each(read: Callable[[dict[str, Any]], Any]) -> list[Any]:
+        return [read(r) if r is not None else None for r in records]
+
+    rewards = each(lambda r: r["sequence_reward"])
+    return with_errors(
+        {
+            "rewards": rewards,
+            "scores": rewards,
+            "extra_logs": {
+                "token_reward_sum": each(lambda r: float(sum(r["rewards"]))),
+                "num_tokens": each(lambda r: len(r["rewards"])),
+            },
+            "token_rewards": each(lambda r: r["rewards"]),
+            "token_offsets": each(lambda r: r["offsets"]),
+        },
+        outcomes,
+    )
+
+
+def create_app(state: ServerState) -> FastAPI:
+    """The application around a started-on-startup `MicroBatcher` (stopped on shutdown)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await state.batcher.start()
+        if state.ready_message:
+            print(state.ready_message, file=sys.stderr, flush=True)
+        yield
+        await state.batcher.stop()
+
+    app = FastAPI(title="tokenreward serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.server = state
+
+    async def scored(
+        endpoint: str, request: Request, read_samples: Callable[[Any], list[Sample]], answer
+    ) -> JSONResponse:
+        start = time.perf_counter()
+        try:
+            if state.draining:
+                response = error_response("the server is shutting down", 503)
+            else:
+                body = await read_json(request)
+                samples = read_samples(body)
+                rewarder = await state.batcher.rewarder_for(read_options(body, state.batcher.scorer.options))
+                outcomes = await state.batcher.submit(rewarder, samples)
+                response = failure(outcomes) or JSONResponse(answer(outcomes))
+        except BadRequest as err:
+            response = error_response(str(err), err.status)
+        except Exception as err:  # noqa: BLE001 - answer, never crash
+            response = error_response(f"internal error: {type(err).__name__}: {err}", 500)
+        state.metrics.request(endpoint, response.status_code, time.perf_counter() - start)
+        return response
+
+    @app.post("/get_reward")
+    async def get_reward(request: Request) -> JSONResponse:
+        return await scored(
+            "/get_reward",
+            request,
+            lambda body: get_reward_samples(body, state.specials, state.decode_ids),
+            get_reward_payload,
+        )
+
+    @app.post("/v1/token_rewards")
+    async def token_rewards(request: Request) -> JSONResponse:
+        def answer(outcomes: list[Scored]) -> dict[str, Any]:
+            results = [
+                {**o.record, "row": i} if o.error is None else {"error": o.error, "row": i}
+                for i, o in enumerate(outcomes)
+            ]
+            return with_errors({"results": results}, outcomes)
+
+        return await scored("/v1/token_rewards", request, token_reward_samples, answer)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if state.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/info")
+    async def info() -> JSONResponse:
+        return JSONResponse(state.info)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        state.metrics.request("other", err.status_code)
+        return error_response(f"{request.method} {request.url.path}: {err.detail}", err.status_code)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, err: Exception) -> JSONResponse:
+        state.metrics.request("other", 500)
+        return error_response(f"internal error: {type(err).__name__}: {err}", 500)
+
+    return app

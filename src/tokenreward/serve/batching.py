@@ -1,0 +1,193 @@
+"""Micro-batching across requests, and scoring that isolates the samples that fail.
+
+Every sample of every request goes into one asyncio queue. A collector takes the first
+waiting sample, then more until it holds `max_batch` samples or `max_wait_ms` have passed
+since that first sample arrived, whichever comes first (samples already queued are taken
+without waiting), and hands the micro-batch to one scoring thread. While the thread scores,
+the next micro-batch gathers. A micro-batch whose scoring raises is scored again in halves,
+until each failing sample stands alone, so a sample that cannot be scored gets its own error
+and the others their rewards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tokenreward.align import project_rewards
+from tokenreward.rewards import Rewarder, TokenRewards
+from tokenreward.serve.inputs import BadRequest, Sample
+from tokenreward.serve.metrics import Metrics
+
+#: errors that mean "this input cannot be scored" (answered 422); anything else is the server's (500)
+INPUT_ERRORS = (ValueError, TypeError, KeyError)
+#: constructor arguments that are resources or infrastructure, never per-request options
+NOT_OPTIONS = {"batch_size", "device", "seed"}
+
+
+@dataclass
+class Scored:
+    """The outcome of one sample: its `tokenreward score` record, or an error and its status."""
+
+    record: dict[str, Any] | None = None
+    error: str | None = None
+    status: int = 200
+
+
+def tunable_options(rewarder_class: type) -> set[str]:
+    """Constructor arguments of the rewarder with a number, boolean or string default (its
+    method options, e.g. `beta_c`, `keep_sum`); model folders and devices are not among them."""
+    params = list(inspect.signature(rewarder_class.__init__).parameters.values())[1:]
+    return {p.name for p in params if isinstance(p.default, (bool, int, float, str)) and p.name not in NOT_OPTIONS}
+
+
+def error_text(err: BaseException) -> str:
+    """The message of a single-sample failure, without the rewarder's "response 0" batch index."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return re.sub(r"\b(prompt\+response|response|prompt|pairs?) 0\b( \(numbered from 0 below\))?", r"\1", text)
+
+
+def sample_record(result: TokenRewards, i: int, sample: Sample, combine: str) -> dict[str, Any]:
+    """The record of response `i`; with `align_to`, its rewards moved onto those tokens first."""
+    if sample.align_to is None:
+        return result.record(i)
+    text = result.responses[i]
+    moved = project_rewards(result.offsets[i], result.token_rewards(i), sample.align_to, len(text), combine)
+    return TokenRewards.from_lists(
+        result.rewarder, [text], [sample.align_to], [moved], result.sequence_rewards[i : i + 1]
+    ).record(0)
+
+
+class Scorer:
+    """The loaded rewarder, its per-request option variants, and failure-isolating scoring.
+
+    `build_variant(options)` builds the rewarder with extra options (through its own
+    constructor, so its checks run); up to `max_variants` are kept, least recently used first out.
+    """
+
+    def __init__(self, rewarder: Rewarder, build_variant: Callable[[dict[str, Any]], Rewarder], max_variants: int = 4):
+        self.rewarder = rewarder
+        self.options = tunable_options(type(rewarder))
+        self.build_variant = build_variant
+        self.max_variants = max_variants
+        self.variants: OrderedDict[tuple, Rewarder] = OrderedDict()
+
+    def variant(self, options: dict[str, Any]) -> Rewarder:
+        if not options:
+            return self.rewarder
+        key = tuple(sorted((k, repr(v)) for k, v in options.items()))
+        if key not in self.variants:
+            try:
+                self.variants[key] = self.build_variant(options)
+            except INPUT_ERRORS as err:
+                raise BadRequest(f"options: {error_text(err)}") from err
+            while len(self.variants) > self.max_variants:
+                self.variants.popitem(last=False)
+        self.variants.move_to_end(key)
+        return self.variants[key]
+
+    def score(self, rewarder: Rewarder, samples: list[Sample]) -> list[Scored]:
+        try:
+            result = rewarder.score([s.prompt for s in samples], [s.response for s in samples])
+            return [Scored(sample_record(result, i, s, rewarder.combine)) for i, s in enumerate(samples)]
+        except Exception as err:  # noqa: BLE001 - one bad sample must not fail the others
+            if len(samples) > 1:
+                half = len(samples) // 2
+                return self.score(rewarder, samples[:half]) + self.score(rewarder, samples[half:])
+            status = 422 if isinstance(err, INPUT_ERRORS) else 500
+            return [Scored(error=f"{samples[0].field}: {error_text(err)}", status=status)]
+
+
+@dataclass
+class Pending:
+    rewarder: Rewarder
+    sample: Sample
+    future: asyncio.Future
+    arrived: float
+
+
+class MicroBatcher:
+    """The queue, its collector task and the scoring thread (see the module docstring)."""
+
+    def __init__(self, scorer: Scorer, metrics: Metrics, max_batch: int = 32, max_wait_ms: float = 5.0):
+        if max_batch < 1:
+            raise ValueError(f"--max-batch must be at least 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"--max-wait-ms must be at least 0, got {max_wait_ms}")
+        self.scorer, self.metrics = scorer, metrics
+        self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000.0
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="tokenreward-score")
+        self.queue: asyncio.Queue[Pending] | None = None
+        self.full: asyncio.Event | None = None
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.full = asyncio.Event()  # set when a micro-batch's worth of samples waits behind the first
+        self.task = asyncio.create_task(self._collect_forever())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        self.executor.shutdown(wait=True)
+
+    async def rewarder_for(self, options: dict[str, Any]) -> Rewarder:
+        """The rewarder for these request options (built on the scoring thread when new)."""
+        if not options:
+            return self.scorer.rewarder
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.scorer.variant, options)
+
+    async def submit(self, rewarder: Rewarder, samples: list[Sample]) -> list[Scored]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for sample in samples:
+            future = loop.create_future()
+            self.queue.put_nowait(Pending(rewarder, sample, future, time.monotonic()))
+            futures.append(future)
+        self.metrics.queue_depth = self.queue.qsize()
+        if self.queue.qsize() >= self.max_batch - 1:
+            self.full.set()
+        return list(await asyncio.gather(*futures))
+
+    async def _next_batch(self) -> list[Pending]:
+        first = await self.queue.get()
+        left = first.arrived + self.max_wait - time.monotonic()
+        if self.queue.qsize() < self.max_batch - 1 and left > 0:
+            self.full.clear()
+            try:
+                await asyncio.wait_for(self.full.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        batch = [first]
+        while len(batch) < self.max_batch and not self.queue.empty():
+            batch.append(self.queue.get_nowait())
+        return batch
+
+    async def _collect_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            self.metrics.queue_depth = self.queue.qsize()
+            groups: dict[int, list[Pending]] = {}
+            for item in batch:
+                groups.setdefault(id(item.rewarder), []).append(item)
+            failed = 0
+            for items in groups.values():
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self.executor, self.scorer.score, items[0].rewarder, [i.sample for i in items]
+                    )
+                except Exception as err:  # noqa: BLE001 - the collector must survive anything
+                    outcomes = [Scored(error=f"{i.sample.field}: scoring failed ({err})", status=500) for i in items]
+                for item, outcome in zip(items, outcomes):
+                    failed += outcome.error is not None
+                    if not item.future.done():
+                        item.future.set_result(outcome)
+            self.metrics.batch(len(batch), failed)
