@@ -12,8 +12,8 @@ import torch
 from tokenreward.labels import label_pair
 from tokenreward.losses.figa import figa_loss, figa_weights
 from tokenreward.testing import tiny_causal_lm, train_tokenizer
-from tokenreward.trainers.harness import derive_seed
 from tokenreward.trainers.figa import FigaConfig, add_eos, pair_batches, run, token_ce
+from tokenreward.trainers.harness import derive_seed
 
 
 def naive_figa(rev_ce, rev_pos, rej_ce, rej_neg, alpha=1.0, beta=0.5, low=0.6, high=1.0):

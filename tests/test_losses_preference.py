@@ -290,13 +290,15 @@ def test_simpo_equals_trl_cpo_simpo(tmp_path, bos_tokenizer):
 
 
 def registry_batch(tokens):
-    """A PairBatch over the fixture's 3 pairs (vocabulary 4 for the TDPO logits)."""
+    """A PairBatch over the fixture's 3 pairs; TDPO's per-token KL from random logits over a
+    vocabulary of 4 (kept on the batch as `logits` for the hand computation)."""
     logp_w, logp_l, ref_w, ref_l, mask_w, mask_l, r_w, r_l = tokens
     g = torch.Generator().manual_seed(2)
     logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
     reference_logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
-    return PairBatch((logp_w, logp_l), (mask_w, mask_l), (mask_w.bool(), mask_l.bool()), (ref_w, ref_l), (r_w, r_l),
-                     logits, reference_logits)
+    kl = tuple((r.softmax(-1) * (r.log_softmax(-1) - p.log_softmax(-1))).sum(-1) for r, p in zip(reference_logits, logits))
+    batch = PairBatch((logp_w, logp_l), (mask_w, mask_l), (mask_w.bool(), mask_l.bool()), (ref_w, ref_l), (r_w, r_l), kl)
+    return batch, logits, reference_logits
 
 
 def hand_kl(ref_logits, logits, mask, i):
@@ -310,7 +312,7 @@ def hand_kl(ref_logits, logits, mask, i):
     return total
 
 
-def hand_preference_loss(name, batch, i, beta, alpha, gamma=1.0, ratio=0.3):
+def hand_preference_loss(name, batch, logits, reference_logits, i, beta, alpha, gamma=1.0, ratio=0.3):
     """(loss, reward_w, reward_l) of pair i from the methods' equations, written with python floats."""
     (lw, ll), (mw, ml) = batch.logps, batch.mask
     pw, pl = sum(rows(lw, mw)[i]), sum(rows(ll, ml)[i])
@@ -329,7 +331,7 @@ def hand_preference_loss(name, batch, i, beta, alpha, gamma=1.0, ratio=0.3):
     if name == "simpo_reg":
         z = sw - sl - gamma
         return softplus(z) + alpha * sigma(-z) * reg, sw, sl
-    kw, kl = hand_kl(batch.reference_logits[0], batch.logits[0], mw, i), hand_kl(batch.reference_logits[1], batch.logits[1], ml, i)
+    kw, kl = hand_kl(reference_logits[0], logits[0], mw, i), hand_kl(reference_logits[1], logits[1], ml, i)
     if name == "tdpo1":
         return softplus(dw - dl - beta * (kl - kw)), dw, dl
     if name == "tdpo2":
@@ -349,11 +351,11 @@ def hand_preference_loss(name, batch, i, beta, alpha, gamma=1.0, ratio=0.3):
 @pytest.mark.parametrize("name", PREFERENCE_METHODS.names())
 def test_registered_method_matches_hand_computation(name, tokens):
     method = PREFERENCE_METHODS.get(name)
-    batch = registry_batch(tokens)
+    batch, logits, reference_logits = registry_batch(tokens)
     settings = method.settings()
     result = method.loss(batch, settings)
     for i in range(3):
-        loss, reward_w, reward_l = hand_preference_loss(name, batch, i, settings.beta, settings.alpha)
+        loss, reward_w, reward_l = hand_preference_loss(name, batch, logits, reference_logits, i, settings.beta, settings.alpha)
         assert float(result.losses[i]) == pytest.approx(loss, abs=1e-5)
         assert float(result.reward_chosen[i]) == pytest.approx(reward_w, abs=1e-5)
         assert float(result.reward_rejected[i]) == pytest.approx(reward_l, abs=1e-5)

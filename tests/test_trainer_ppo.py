@@ -17,12 +17,20 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from tokenreward.generation import generate
+from tokenreward.jsonl import read_jsonl
 from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model
-from tokenreward.trainers.ppo import trainer as ppo_module
-from tokenreward.jsonl import read_jsonl
 from tokenreward.trainers.checkpoints import latest_checkpoint
-from tokenreward.trainers.ppo import PPOConfig, PPOTrainer, RLOOConfig, ReMaxConfig, policy_token_rewards, prepare_prompts, run
+from tokenreward.trainers.ppo import (
+    PPOConfig,
+    PPOTrainer,
+    ReMaxConfig,
+    RLOOConfig,
+    policy_token_rewards,
+    prepare_prompts,
+    run,
+)
+from tokenreward.trainers.ppo import trainer as ppo_module
 
 PROMPTS = [
     "What is 17 + 25?",

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tokenreward.cli import main
+from tokenreward.jsonl import read_jsonl
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.testing import tiny_config, train_tokenizer
 from tokenreward.trainers import TRAINERS
-from tokenreward.jsonl import read_jsonl
 from tokenreward.trainers.preference import PreferenceConfig, batch_indices, run
 
 PAIRS = [
@@ -127,7 +127,7 @@ def test_first_dpo_reg_step_matches_independent_computation(setup, tmp_path):
     tokenizer, model = setup["tokenizer"], load_causal_lm(str(setup["policy"])).eval()
     better, worse = revision_templates()
     data = prepare_preference_data(PAIRS, tokenizer, "pairs")
-    losses, weights = [], []
+    losses = []
     with torch.no_grad():
         for i in batch_indices(0, len(PAIRS), 2, seed=0):
             prompt, reg = PAIRS[i]["prompt"], 0.0

@@ -12,7 +12,7 @@ that receives no source token gets 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from tokenreward.types import Offsets
 

@@ -19,8 +19,8 @@ Choices (documented here because every rewarder relies on them):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

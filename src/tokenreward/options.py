@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 

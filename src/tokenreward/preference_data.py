@@ -22,16 +22,17 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
-from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
 from tokenreward.progress import progress_bar
+from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
 
 COLUMNS = ("prompt", "chosen", "rejected")
 

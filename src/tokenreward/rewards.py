@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ class TokenRewards:
         offsets: Sequence[Offsets],
         rewards: Sequence[Sequence[float] | torch.Tensor],
         sequence_rewards: Sequence[float] | torch.Tensor,
-    ) -> "TokenRewards":
+    ) -> TokenRewards:
         """Pad per-response lists into the batch tensors; refuse NaN/inf and ragged input."""
         if not (len(responses) == len(offsets) == len(rewards) == len(sequence_rewards)):
             raise ValueError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
@@ -100,7 +101,7 @@ class TokenRewards:
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self))]
 
-    def take(self, index: Sequence[int]) -> "TokenRewards":
+    def take(self, index: Sequence[int]) -> TokenRewards:
         """The responses at `index`, in that order."""
         return TokenRewards.from_lists(
             self.rewarder,
@@ -111,7 +112,7 @@ class TokenRewards:
         )
 
     @classmethod
-    def concat(cls, parts: Sequence["TokenRewards"]) -> "TokenRewards":
+    def concat(cls, parts: Sequence[TokenRewards]) -> TokenRewards:
         """Join batches scored separately (e.g. mini-batches) into one."""
         if not parts:
             raise ValueError("nothing to concatenate")

@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenreward.bench import register_bench
 from tokenreward.io import check_writable, write_atomic
-
 from tokenreward.losses.preference import PREFERENCE_METHODS
+
 GUIDED = ("tgdpo", "sepo")
 METRICS = (
     "oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled",

@@ -45,10 +45,10 @@ from typing import Any
 
 from tokenreward.bench import register_bench
 from tokenreward.config import add_config_arguments, config_from_args
-from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.io import check_writable, write_atomic
-from tokenreward.trainers import TRAINERS
 from tokenreward.jsonl import read_jsonl
+from tokenreward.options import parse_assignments, parse_bool
+from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
 

@@ -10,8 +10,8 @@ loss `-log sigma(z)`, which T-REG needs for its sequence weight.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

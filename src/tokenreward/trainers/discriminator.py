@@ -31,9 +31,9 @@ from tokenreward.encoding import encode_pairs
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
 from tokenreward.models import context_length, load_tokenizer
-from tokenreward.trainers import register_trainer
 from tokenreward.progress import progress_bar
 from tokenreward.rewarders.tlcr import load_discriminator
+from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 

@@ -24,11 +24,11 @@ import torch
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
-from tokenreward.trainers import register_trainer
 from tokenreward.progress import progress_bar
+from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
+from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 
 
 @dataclass(kw_only=True)

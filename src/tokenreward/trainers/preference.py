@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from typing import Any
 
 import torch
 
-from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
 from tokenreward.logprobs import token_stats
+from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
@@ -46,10 +45,9 @@ from tokenreward.preference_data import (
     read_rows,
     token_rewards_fingerprint,
 )
+from tokenreward.progress import progress_bar
 from tokenreward.rewards import rewarder_requirements
 from tokenreward.trainers import register_trainer
-from tokenreward.jsonl import read_jsonl
-from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 

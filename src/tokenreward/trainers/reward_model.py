@@ -10,18 +10,19 @@ way it was trained. Resumable from checkpoints.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs
-from tokenreward.models import context_length, load_tokenizer
-from tokenreward.trainers import register_trainer
 from tokenreward.jsonl import read_jsonl
+from tokenreward.models import context_length, load_tokenizer
 from tokenreward.progress import progress_bar
+from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import RunConfig, cosine_optimization, derive_seed, make_run
 from tokenreward.trainers.sft import step_order

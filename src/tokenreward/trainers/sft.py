@@ -9,20 +9,20 @@ tokenizer's chat template (see `tokenreward.encoding`). Resumable from checkpoin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from tokenreward.encoding import encode_pairs
-from tokenreward.models import load_causal_lm, load_tokenizer
-from tokenreward.trainers import register_trainer
 from tokenreward.jsonl import read_jsonl
+from tokenreward.models import load_causal_lm, load_tokenizer
 from tokenreward.progress import progress_bar
+from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import RunConfig, cosine_optimization, make_run, permutation
-
 
 LENGTH_WINDOW = 16
 

@@ -4,7 +4,12 @@ samples, per-token rewards), `experience` (the typed tensors of one rollout), `u
 
 from tokenreward.trainers.ppo.config import PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.experience import Experience
-from tokenreward.trainers.ppo.rollout import policy_token_rewards, prepare_prompts, read_prompt_file, step_prompt_indices
+from tokenreward.trainers.ppo.rollout import (
+    policy_token_rewards,
+    prepare_prompts,
+    read_prompt_file,
+    step_prompt_indices,
+)
 from tokenreward.trainers.ppo.trainer import PPOTrainer, run
 
 __all__ = [

@@ -25,7 +25,7 @@ class Experience:
     values: torch.Tensor | None = None  # critic V(s_t) when sampled, [B, T]; None without a critic
     returns: torch.Tensor | None = None  # value targets, [B, T]; None without a critic
 
-    def rows(self, index: torch.Tensor) -> "Experience":
+    def rows(self, index: torch.Tensor) -> Experience:
         """The responses `index` (a `[b]` index tensor) of every field."""
         return Experience(**{
             f.name: (getattr(self, f.name).rows(index) if f.name == "batch" else

@@ -10,8 +10,9 @@ gets the lowest sequence reward of its batch on its last token.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

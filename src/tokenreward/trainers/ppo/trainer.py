@@ -30,12 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from tokenreward.generation import Batch, Generations, generate_from_ids, make_batch
-from tokenreward.losses.advantages import ESTIMATORS, AdvantageBatch, AdvantageSettings, EstimatorEntry, estimate_advantages
+from tokenreward.losses.advantages import (
+    ESTIMATORS,
+    AdvantageBatch,
+    AdvantageSettings,
+    EstimatorEntry,
+    estimate_advantages,
+)
 from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer, score_head
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.options import parse_assignments
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
@@ -45,7 +50,12 @@ from tokenreward.trainers.harness import make_run
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
-from tokenreward.trainers.ppo.rollout import policy_token_rewards, prepare_prompts, read_prompt_file, step_prompt_indices
+from tokenreward.trainers.ppo.rollout import (
+    policy_token_rewards,
+    prepare_prompts,
+    read_prompt_file,
+    step_prompt_indices,
+)
 from tokenreward.trainers.ppo.update import Learners, update
 
 
