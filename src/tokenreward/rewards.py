@@ -63,6 +63,24 @@ class TokenRewards:
         result.check_finite()
         return result
 
+    def project(self, offsets: Sequence[Offsets], combine: str = "sum") -> TokenRewards:
+        """The same rewards on other tokens of the same responses (e.g. the policy's): response i's
+        rewards land on the tokens of `offsets[i]` by characters (`align.project_rewards`,
+        sum-preserving with `combine="sum"`); the sequence rewards are kept."""
+        from tokenreward.align import project_rewards
+
+        if len(offsets) != len(self):
+            raise ValueError(f"{self.rewarder}: {len(offsets)} offset lists for {len(self)} responses")
+        rows = [project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
+                for i in range(len(self))]
+        return TokenRewards.from_lists(self.rewarder, self.responses, offsets, rows, self.sequence_rewards)
+
+    def padded(self, width: int) -> torch.Tensor:
+        """The rewards `[B, width]`, zero past each response's tokens (`width` >= the longest)."""
+        if width < self.rewards.shape[1]:
+            raise ValueError(f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)")
+        return torch.nn.functional.pad(self.rewards * self.mask, (0, width - self.rewards.shape[1]))
+
     def __len__(self) -> int:
         return len(self.responses)
 
@@ -166,7 +184,6 @@ class Rewarder(ABC):
         responses: Sequence[TextOrMessages],
         align_to: Sequence[Offsets] | None = None,
     ) -> TokenRewards:
-        from tokenreward.align import project_rewards
         from tokenreward.encoding import response_text
 
         if len(prompts) != len(responses):
@@ -190,11 +207,7 @@ class Rewarder(ABC):
         if align_to is not None:
             if len(align_to) != len(result):
                 raise ValueError(f"{self.name}: align_to has {len(align_to)} entries for {len(result)} responses")
-            rewards = [
-                project_rewards(result.offsets[i], result.token_rewards(i), list(align_to[i]), len(texts[i]), self.combine)
-                for i in range(len(result))
-            ]
-            result = TokenRewards.from_lists(self.name, texts, align_to, rewards, result.sequence_rewards)
+            result = result.project(align_to, self.combine)
         return result
 
     @abstractmethod
