@@ -33,13 +33,13 @@ def add_runnable_commands(sub, command: str, help: str, registry: Registry[Runna
 
 
 def run_locked(spec: Runnable, name: str, config: Any, command: str) -> Any:
-    """`spec.run(config, name)` holding the lock of the config's `out` folder (one writer per
+    """`spec.run(config, name)`; a trainer holds the lock of its `out` folder (one writer per
     folder; the main process of a multi-process launch takes it, the others rely on it)."""
     import os
 
     out = getattr(config, "out", None)
-    if out is None or os.environ.get("RANK", "0") != "0":
-        return spec.run(config, name)
+    if command != "train" or out is None or os.path.isfile(out) or os.environ.get("RANK", "0") != "0":
+        return spec.run(config, name)  # (a file as --out: the trainer says so, naming the flag)
     from tokenreward.io import FolderLock
 
     with FolderLock(out, f"tokenreward {command} {name}"):
