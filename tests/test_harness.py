@@ -290,3 +290,29 @@ def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(nam
         a, b = final_weights(whole), final_weights(out)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{name}, killed {state}"
         assert log_lines(out) == log_lines(whole), f"{name}, killed {state}"
+
+
+@pytest.fixture(scope="module")
+def nan_inputs(inputs, tmp_path_factory):
+    """The inputs with NaN weights in the policy and the reward model."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    root = tmp_path_factory.mktemp("nan")
+    for name, cls in (("policy", AutoModelForCausalLM), ("rm", AutoModelForSequenceClassification)):
+        model = cls.from_pretrained(str(inputs / name))
+        with torch.no_grad():
+            model.get_input_embeddings().weight.fill_(float("nan"))
+        model.save_pretrained(root / name)
+        shutil.copy(inputs / name / "tokenizer.json", root / name / "tokenizer.json")
+        for extra in (inputs / name).glob("*token*"):
+            shutil.copy(extra, root / name / extra.name)
+    for data in ("prompts.jsonl", "sft.jsonl", "pairs.jsonl", "labels.jsonl"):
+        shutil.copy(inputs / data, root / data)
+    return root
+
+
+@pytest.mark.parametrize("name", ["dpo", "figa", "discriminator", "sft", "reward-model"])
+def test_a_non_finite_loss_stops_the_run_naming_the_step(name, nan_inputs, request, tmp_path, capsys):
+    assert main(command(name, nan_inputs, request, tmp_path / "run")) == 2
+    assert re.search(r"step 1: the loss is nan; stopping", capsys.readouterr().err)
+    assert not (tmp_path / "run" / "final").exists() and not (tmp_path / "run" / "checkpoints").exists()

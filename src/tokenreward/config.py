@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -69,3 +70,18 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -
     values = {k: v for k, v in vars(args).items() if k in names}
     values.update(overrides)
     return cls(**values)
+
+
+def validate_ranges(config: Any) -> None:
+    """Check every field with a `min` (>=) or `gt` (>) bound in its metadata; None passes."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{flag} must be a number, got {value}")
+        if "min" in f.metadata and value < f.metadata["min"]:
+            raise ValueError(f"{flag} must be >= {f.metadata['min']}, got {value}")
+        if "gt" in f.metadata and value <= f.metadata["gt"]:
+            raise ValueError(f"{flag} must be > {f.metadata['gt']}, got {value}")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from tokenreward.bench import register_bench
+from tokenreward.config import validate_ranges
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
 from tokenreward.world import SPLITS, open_world
@@ -46,7 +47,11 @@ class CreditConfig(ModelLoading):
     rewarders: list[str] = field(default_factory=list, metadata={"help": "rewarders to score (default: every registered one)"})
     json: str | None = field(default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"})
     split: str = field(default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"})
-    limit: int | None = field(default=None, metadata={"help": "score only the first N responses"})
+    limit: int | None = field(default=None, metadata={"help": "score only the first N responses", "min": 0})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate_ranges(self)
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:

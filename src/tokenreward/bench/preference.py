@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import register_bench
+from tokenreward.config import validate_ranges
 from tokenreward.io import check_writable, write_atomic
 from tokenreward.losses.preference import PREFERENCE_METHODS
 
@@ -52,16 +53,19 @@ class PreferenceBenchConfig:
 
     out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
     methods: list[str] = field(default_factory=PREFERENCE_METHODS.names, metadata={"help": "preference methods, comma-separated"})
-    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
-    steps: int = field(default=200, metadata={"help": "training steps per run"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
+    steps: int = field(default=200, metadata={"help": "training steps per run", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
     trainer_options: list[str] = field(default_factory=list, metadata={"help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"})
     credit: bool = field(default=True, metadata={"help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"})
     credit_split: str = field(default="test", metadata={"help": "world split whose responses the credit scores use"})
-    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split"})
-    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)"})
+    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split", "min": 0})
+    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)", "min": 0})
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
 
 
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import register_bench
-from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
 from tokenreward.io import check_writable, write_atomic
 from tokenreward.jsonl import read_jsonl
 from tokenreward.options import parse_assignments, parse_bool
@@ -69,19 +69,22 @@ class RLBenchConfig:
         default_factory=lambda: list(DEFAULT_METHODS),
         metadata={"help": "methods, TRAINER or TRAINER-REWARDER, comma-separated"},
     )
-    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
-    steps: int = field(default=100, metadata={"help": "training steps per run (the same budget for every method)"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
+    steps: int = field(default=100, metadata={"help": "training steps per run (the same budget for every method)", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     baseline: str = field(default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the final evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
-    window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline"})
-    samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
+    window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline", "min": 1})
+    samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report", "min": 0})
     heatmap_rewarder: str = field(default="red", metadata={"help": "rewarder that colours the report's sample responses"})
     trainer_options: list[str] = field(
         default_factory=list,
         metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
     )
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
 
 
 @dataclass(frozen=True)

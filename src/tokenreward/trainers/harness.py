@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import zlib
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tokenreward.config import validate_ranges
 from tokenreward.io import write_atomic
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 
@@ -56,21 +56,6 @@ class RunConfig:
 
     def __post_init__(self):
         validate_ranges(self)
-
-
-def validate_ranges(config: Any) -> None:
-    """Check every field with a `min` (>=) or `gt` (>) bound in its metadata; None passes."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, float) and math.isnan(value):
-            raise ValueError(f"{flag} must be a number, got {value}")
-        if "min" in f.metadata and value < f.metadata["min"]:
-            raise ValueError(f"{flag} must be >= {f.metadata['min']}, got {value}")
-        if "gt" in f.metadata and value <= f.metadata["gt"]:
-            raise ValueError(f"{flag} must be > {f.metadata['gt']}, got {value}")
 
 
 def derive_seed(seed: int, *purpose: str | int) -> int:
