@@ -82,6 +82,6 @@ def validate_ranges(config: Any) -> None:
         if isinstance(value, float) and math.isnan(value):
             raise ValueError(f"{flag} must be a number, got {value}")
         if "min" in f.metadata and value < f.metadata["min"]:
-            raise ValueError(f"{flag} must be >= {f.metadata['min']}, got {value}")
+            raise ValueError(f"{flag} must be at least {f.metadata['min']}, got {value}")
         if "gt" in f.metadata and value <= f.metadata["gt"]:
-            raise ValueError(f"{flag} must be > {f.metadata['gt']}, got {value}")
+            raise ValueError(f"{flag} must be greater than {f.metadata['gt']}, got {value}")
