@@ -239,6 +239,15 @@ BAD_REQUESTS = [
 ]
 
 
+def test_a_body_over_the_limit_is_413(server, monkeypatch):
+    from tokenreward.serve import app
+
+    monkeypatch.setattr(app, "MAX_BODY_BYTES", 1000)  # the server runs in this process's thread
+    answer = post(server, "/v1/token_rewards", good(responses=[" a" * 600]))
+    assert answer.status_code == 413 and answer.json()["error"].startswith("body: 1")
+    assert post(server, "/v1/token_rewards", good()).status_code == 200
+
+
 @pytest.mark.parametrize("path, body, status, message", BAD_REQUESTS)
 def test_bad_requests_are_4xx_naming_the_field(server, path, body, status, message):
     answer = post(server, path, body)
@@ -334,7 +343,8 @@ def test_cli_refuses_bad_settings(model_dir, capsys):
     cases = [
         (["--port", "70000"], "--port must lie in [0, 65535], got 70000"),
         (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
-        (["--max-wait-ms", "-1"], "--max-wait-ms must be at least 0, got -1.0"),
+        (["--max-wait-ms", "-1"], "--max-wait-ms must be a finite number of at least 0, got -1.0"),
+        (["--max-wait-ms", "nan"], "--max-wait-ms must be a finite number of at least 0, got nan"),
         (["--port", str(taken.getsockname()[1])], f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}"),
         (["--option", "beta_c=2", "--port", "0"], "beta_c must lie in [0, 1], got 2"),
     ]

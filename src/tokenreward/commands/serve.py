@@ -58,10 +58,10 @@ def check_settings(args: argparse.Namespace) -> None:
         raise ValueError(f"--port must lie in [0, 65535], got {args.port}")
     if args.max_batch < 1:
         raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
-    if args.max_wait_ms < 0:
-        raise ValueError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
-    if args.drain_timeout <= 0:
-        raise ValueError(f"--drain-timeout must be positive, got {args.drain_timeout}")
+    if not 0 <= args.max_wait_ms < float("inf"):
+        raise ValueError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
+    if not 0 < args.drain_timeout < float("inf"):
+        raise ValueError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,10 +53,21 @@ def error_response(message: str, status: int, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+#: the largest request body read (a bigger one is refused with 413 before it is read whole)
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
 async def read_json(request: Request) -> Any:
-    raw = await request.body()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(f"body: {int(declared)} bytes, more than the {MAX_BODY_BYTES} the server reads", 413)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadRequest(f"body: more than the {MAX_BODY_BYTES} bytes the server reads", 413)
     try:
-        return json.loads(raw)
+        return json.loads(bytes(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"body: not valid JSON ({getattr(err, 'msg', err)})") from err
 
@@ -96,6 +107,17 @@ def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
     )
 
 
+def route(app: FastAPI, path: str, method: str):
+    """Register `endpoint(request)` as a plain Starlette route of the app: the scoring endpoints
+    read their bodies themselves, so FastAPI's per-request parameter solving is skipped."""
+
+    def register(endpoint):
+        app.add_route(path, endpoint, methods=[method])
+        return endpoint
+
+    return register
+
+
 def create_app(state: ServerState) -> FastAPI:
     """The application around a started-on-startup `MicroBatcher` (stopped on shutdown)."""
 
@@ -108,7 +130,6 @@ def create_app(state: ServerState) -> FastAPI:
         await state.batcher.stop()
 
     app = FastAPI(title="tokenreward serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.server = state
 
     async def scored(
         endpoint: str, request: Request, read_samples: Callable[[Any], list[Sample]], answer
@@ -130,7 +151,7 @@ def create_app(state: ServerState) -> FastAPI:
         state.metrics.request(endpoint, response.status_code, time.perf_counter() - start)
         return response
 
-    @app.post("/get_reward")
+    @route(app, "/get_reward", "POST")
     async def get_reward(request: Request) -> JSONResponse:
         return await scored(
             "/get_reward",
@@ -139,7 +160,7 @@ def create_app(state: ServerState) -> FastAPI:
             get_reward_payload,
         )
 
-    @app.post("/v1/token_rewards")
+    @route(app, "/v1/token_rewards", "POST")
     async def token_rewards(request: Request) -> JSONResponse:
         def answer(outcomes: list[Scored]) -> dict[str, Any]:
             results = [
