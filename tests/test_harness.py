@@ -316,3 +316,34 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(name, nan_inputs, reque
     assert main(command(name, nan_inputs, request, tmp_path / "run")) == 2
     assert re.search(r"step 1: the loss is nan; stopping", capsys.readouterr().err)
     assert not (tmp_path / "run" / "final").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_harness_options_keep_the_loss(inputs, request, tmp_path):
+    """Gradient accumulation and gradient checkpointing leave the logged losses as they are (same
+    batches, same update up to rounding); bf16 autocast stays close to them."""
+    base = log_lines(unbroken_run(inputs, request, tmp_path / "base"))
+    for flags, tolerance in ((["--gradient-accumulation", "2"], 1e-5), (["--gradient-checkpointing"], 1e-5), (["--bf16"], 5e-2)):
+        out = unbroken_run(inputs, request, tmp_path / "-".join(flags), *flags)
+        for a, b in zip(base, log_lines(out)):
+            assert b["loss"] == pytest.approx(a["loss"], abs=tolerance), flags
+    assert json.loads((tmp_path / "--bf16" / "run.json").read_text())["bf16"] is True
+
+
+def unbroken_run(inputs, request, out: Path, *flags: str) -> Path:
+    fresh_accelerate_state()
+    assert main(command("sft", inputs, request, out, *flags)) == 0
+    return out
+
+
+@pytest.mark.parametrize("env, expected", [({"OMP_NUM_THREADS": "3"}, 3), ({"LOCAL_WORLD_SIZE": "2"}, max(1, (os.cpu_count() or 1) // 2))])
+def test_torch_threads_respect_omp_num_threads(env, expected, monkeypatch):
+    from tokenreward.trainers.harness import configure_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        assert configure_threads() == expected == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
