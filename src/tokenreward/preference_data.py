@@ -22,16 +22,17 @@ import hashlib
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
+from tokenreward.progress import progress_bar
 from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
-from tokenreward.trainers.common import progress_bar
 
 COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -260,7 +261,7 @@ def pair_token_rewards(
         chosen = [p["chosen"] for p in pairs]
         rejected = [p["rejected"] for p in pairs]
     else:
-        rewarder = rewarder or build_rewarder(name, **resources)
+        rewarder = rewarder or build_rewarder(name, resources)
         chosen, rejected = [None] * len(data), [None] * len(data)
         with progress_bar(2 * len(data), f"token rewards ({name})", enabled=progress) as advance:
             for records, side in ((chosen, data.chosen), (rejected, data.rejected)):

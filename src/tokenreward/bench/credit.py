@@ -28,13 +28,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from tokenreward.bench import register_bench
+from tokenreward.config import validate_ranges
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
 from tokenreward.world import SPLITS, open_world
@@ -51,7 +53,11 @@ class CreditConfig(ModelLoading):
     rewarders: list[str] = field(default_factory=list, metadata={"help": "rewarders to score (default: every registered one)"})
     json: str | None = field(default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"})
     split: str = field(default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"})
-    limit: int | None = field(default=None, metadata={"help": "score only the first N responses"})
+    limit: int | None = field(default=None, metadata={"help": "score only the first N responses", "min": 0})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate_ranges(self)
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:
@@ -140,7 +146,7 @@ def build_rewarders(names: Sequence[str], resources: dict[str, Any]) -> tuple[di
             skipped[name] = "the world has no " + ", ".join(missing)
             continue
         try:
-            rewarders[name] = build_rewarder(name, **resources)
+            rewarders[name] = build_rewarder(name, resources)
         except (ValueError, FileNotFoundError, OSError) as err:
             skipped[name] = f"could not be built from the world: {err}"
     return rewarders, skipped
@@ -167,7 +173,7 @@ def rewarder_names(requested: Sequence[str]) -> list[str]:
 def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None,
                  loading: ModelLoading | None = None, progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
-    from tokenreward.trainers.common import progress_bar
+    from tokenreward.progress import progress_bar
 
     records = world.responses(split)[:limit]
     if not records:
