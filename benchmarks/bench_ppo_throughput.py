@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from tokenreward.trainers.common import read_jsonl
+    from tokenreward.jsonl import read_jsonl
     from tokenreward.trainers.ppo import PPOConfig, run
 
     with tempfile.TemporaryDirectory() as tmp:

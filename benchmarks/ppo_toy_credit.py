@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=8)
     args = parser.parse_args()
 
-    import tokenreward.trainers.ppo as ppo_module
+    import tokenreward.trainers.ppo.trainer as ppo_module
     from tokenreward.trainers.ppo import PPOConfig, RLOOConfig, run
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--skip-oracle", action="store_true", help="leave out the run with the oracle as the reward")
     args = parser.parse_args()
 
-    import tokenreward.trainers.ppo as ppo_module
+    import tokenreward.trainers.ppo.trainer as ppo_module
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.trainers.ppo import PPOConfig, run
     from tokenreward.world import open_world

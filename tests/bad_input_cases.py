@@ -25,10 +25,11 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -401,7 +402,7 @@ SCORE_CASES = [
     score_case("option-out-of-range", ONE + ["--option", "beta_c=2"], "beta_c must lie in [0, 1]"),
     score_case("option-without-value", ONE + ["--option", "beta_c"], "--option expects NAME=VALUE, got 'beta_c'"),
     score_case("option-without-name", ONE + ["--option", "=3"], "--option expects NAME=VALUE, got '=3'"),
-    score_case("option-misspelt", ONE + ["--option", "betta_c=0.5"], "--option betta_c: rewarder 'red' does not take it"),
+    score_case("option-misspelt", ONE + ["--option", "betta_c=0.5"], "rewarder 'red' takes no option 'betta_c'; its options: beta_c"),
     score_case("resource-without-value", ONE + ["--resource", "policy"], "--resource expects NAME=VALUE, got 'policy'"),
     score_case("resource-unused", ONE + ["--resource", "critic={lm}"], "--resource critic: rewarder 'red' does not take it"),
     score_case("flag-unused-by-rewarder", ONE + ["--policy", "{lm}"], "--policy: rewarder 'red' does not take it"),
@@ -541,13 +542,15 @@ OTHER_CASES = [
     Case("serve-max-batch-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-batch", "0"],
          expect=("--max-batch must be at least 1, got 0",)),
     Case("serve-max-wait-negative", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "-1"],
-         expect=("--max-wait-ms must be at least 0",)),
+         expect=("--max-wait-ms must be a finite number of at least 0",)),
+    Case("serve-max-wait-nan", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "nan"],
+         expect=("--max-wait-ms must be a finite number of at least 0, got nan",)),
     Case("serve-drain-timeout-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--drain-timeout", "0"],
-         expect=("--drain-timeout must be positive",)),
+         expect=("--drain-timeout must be a finite positive number",)),
     Case("serve-model-truncated", ["serve", "--rewarder", "red", "--reward-model", "{rm_trunc}", "--port", "0"],
          expect=("{rm_trunc}/model.safetensors", "truncated or damaged")),
     Case("serve-option-misspelt", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "0", "--option", "kep_sum=1"],
-         expect=("--option kep_sum: rewarder 'red' does not take it",)),
+         expect=("rewarder 'red' takes no option 'kep_sum'; its options: beta_c",)),
     Case("unknown-command", ["rewards"], expect=("invalid choice: 'rewards'",)),
 ]
 

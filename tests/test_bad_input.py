@@ -226,7 +226,6 @@ def test_whole_request_deadline_against_a_trickling_reply(fx):
 
 
 def test_non_json_200_is_retried_and_not_cached(fx, tmp_path):
-    from tokenreward.revisers.base import RevisionRequest
     from tokenreward.revisers.openai import OpenAIReviser
 
     server = fx["server"]

@@ -142,7 +142,7 @@ def test_labels_from_another_tokenizer_are_refused(labelled, tmp_path):
 
 def test_refuses_to_overwrite_a_run(labelled, tmp_path):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "log.jsonl").write_text("")
+    (tmp_path / "run" / "run.json").write_text("{}")
     with pytest.raises(ValueError, match="pass --resume"):
         run(config(labelled, tmp_path / "run"))
 

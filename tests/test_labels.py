@@ -140,8 +140,8 @@ def test_label_command_world_reviser_resumes(small_world, tmp_path):
     """`tokenreward label --reviser world` on the world's pairs: the records are the labels of
     the oracle's revisions, and a second run with a larger --limit appends the rest."""
     from tokenreward.cli import main
+    from tokenreward.jsonl import read_jsonl
     from tokenreward.models import load_tokenizer
-    from tokenreward.trainers.common import read_jsonl
     from tokenreward.world.oracle import revise
 
     output = tmp_path / "labels.jsonl"

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from tokenreward.losses.preference import (
+    PREFERENCE_METHODS,
+    PairBatch,
     dpo_logits,
     dpo_loss,
     select_tokens,
@@ -282,3 +284,96 @@ def test_simpo_equals_trl_cpo_simpo(tmp_path, bos_tokenizer):
     (lw, ll), (mw, ml), _ = our_logps(policy, bos_tokenizer, PAIRS)
     loss = simpo_loss((lw * mw).sum(-1), (ll * ml).sum(-1), mw.sum(-1), ml.sum(-1), beta=2.0, gamma=1.0).mean()
     assert float(loss) == pytest.approx(float(trl_loss), abs=1e-5)
+
+
+# --- the registry: the entries the trainer calls, against hand computations -------------------
+
+
+def registry_batch(tokens):
+    """A PairBatch over the fixture's 3 pairs; TDPO's per-token KL from random logits over a
+    vocabulary of 4 (kept on the batch as `logits` for the hand computation)."""
+    logp_w, logp_l, ref_w, ref_l, mask_w, mask_l, r_w, r_l = tokens
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
+    reference_logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
+    kl = tuple((r.softmax(-1) * (r.log_softmax(-1) - p.log_softmax(-1))).sum(-1) for r, p in zip(reference_logits, logits))
+    batch = PairBatch((logp_w, logp_l), (mask_w, mask_l), (mask_w.bool(), mask_l.bool()), (ref_w, ref_l), (r_w, r_l), kl)
+    return batch, logits, reference_logits
+
+
+def hand_kl(ref_logits, logits, mask, i):
+    """sum_t KL(ref || pi) for row i, by a loop over the vocabulary."""
+    total = 0.0
+    for t in range(mask.shape[1]):
+        if mask[i, t]:
+            p = [math.exp(v) for v in ref_logits[i, t].log_softmax(-1).tolist()]
+            q = [math.exp(v) for v in logits[i, t].log_softmax(-1).tolist()]
+            total += sum(a * math.log(a / b) for a, b in zip(p, q))
+    return total
+
+
+def hand_preference_loss(name, batch, logits, reference_logits, i, beta, alpha, gamma=1.0, ratio=0.3):
+    """(loss, reward_w, reward_l) of pair i from the methods' equations, written with python floats."""
+    (lw, ll), (mw, ml) = batch.logps, batch.mask
+    pw, pl = sum(rows(lw, mw)[i]), sum(rows(ll, ml)[i])
+    rw, rl = sum(rows(batch.reference[0], mw)[i]), sum(rows(batch.reference[1], ml)[i])
+    nw, nl = len(rows(lw, mw)[i]), len(rows(ll, ml)[i])
+    dw, dl = beta * (pw - rw), beta * (pl - rl)
+    sw, sl = beta * pw / nw, beta * pl / nl
+    reg = sum(-r * v for r, v in zip(rows(batch.rewards[0], mw)[i], rows(lw, mw)[i])) + sum(
+        -r * v for r, v in zip(rows(batch.rewards[1], ml)[i], rows(ll, ml)[i]))
+    if name == "dpo":
+        return softplus(dw - dl), dw, dl
+    if name == "simpo":
+        return softplus(sw - sl - gamma), sw, sl
+    if name == "dpo_reg":
+        return softplus(dw - dl) + alpha * sigma(-(dw - dl)) * reg, dw, dl
+    if name == "simpo_reg":
+        z = sw - sl - gamma
+        return softplus(z) + alpha * sigma(-z) * reg, sw, sl
+    kw, kl = hand_kl(reference_logits[0], logits[0], mw, i), hand_kl(reference_logits[1], logits[1], ml, i)
+    if name == "tdpo1":
+        return softplus(dw - dl - beta * (kl - kw)), dw, dl
+    if name == "tdpo2":
+        return softplus(dw - dl - alpha * beta * (kl - kw)), dw, dl
+    if name == "tgdpo":
+        chosen = sum(beta * (1 + alpha * beta * r) * (a - b) for a, b, r in zip(rows(lw, mw)[i], rows(batch.reference[0], mw)[i], rows(batch.rewards[0], mw)[i]))
+        rejected = sum(beta * (1 - alpha * beta * r) * (a - b) for a, b, r in zip(rows(ll, ml)[i], rows(batch.reference[1], ml)[i], rows(batch.rewards[1], ml)[i]))
+        return softplus(chosen - rejected), dw, dl
+    assert name == "sepo"
+    vw, vl, ew, el = rows(lw, mw)[i], rows(ll, ml)[i], rows(batch.rewards[0], mw)[i], rows(batch.rewards[1], ml)[i]
+    top = sorted(range(nw), key=lambda t: -ew[t])[: max(1, math.ceil(ratio * nw))]
+    bottom = sorted(range(nl), key=lambda t: el[t])[: max(1, math.ceil(ratio * nl))]
+    chosen, rejected = beta * sum(vw[t] for t in top) / len(top), beta * sum(vl[t] for t in bottom) / len(bottom)
+    return softplus(chosen - rejected), chosen, rejected
+
+
+@pytest.mark.parametrize("name", PREFERENCE_METHODS.names())
+def test_registered_method_matches_hand_computation(name, tokens):
+    method = PREFERENCE_METHODS.get(name)
+    batch, logits, reference_logits = registry_batch(tokens)
+    settings = method.settings()
+    result = method.loss(batch, settings)
+    for i in range(3):
+        loss, reward_w, reward_l = hand_preference_loss(name, batch, logits, reference_logits, i, settings.beta, settings.alpha)
+        assert float(result.losses[i]) == pytest.approx(loss, abs=1e-5)
+        assert float(result.reward_chosen[i]) == pytest.approx(reward_w, abs=1e-5)
+        assert float(result.reward_rejected[i]) == pytest.approx(reward_l, abs=1e-5)
+
+
+def test_registry_declares_needs_defaults_and_aliases():
+    assert PREFERENCE_METHODS.names() == sorted(["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"])
+    needs = {n: m.needs for n, m in PREFERENCE_METHODS.items()}
+    assert [n for n, x in needs.items() if not x.reference_logps] == ["sepo", "simpo", "simpo_reg"]
+    assert [n for n, x in needs.items() if x.reference_logits] == ["tdpo1", "tdpo2"]
+    assert {n: x.token_rewarder for n, x in needs.items() if x.token_rewarder} == {
+        "dpo_reg": "contrastive", "simpo_reg": "contrastive", "sepo": "implicit", "tgdpo": "implicit"}
+    assert PREFERENCE_METHODS.get("treg") is PREFERENCE_METHODS.get("dpo_reg")
+    assert PREFERENCE_METHODS.get("simpo").settings().beta == 2.0
+
+
+@pytest.mark.parametrize("kwargs, named", [({"beta": 0.0}, "beta"), ({"beta": -1.0}, "beta"), ({"beta": float("nan")}, "beta"),
+                                           ({"alpha": -0.1}, "alpha"), ({"sepo_ratio": 0.0}, "sepo_ratio")])
+def test_settings_out_of_range_are_refused(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        PREFERENCE_METHODS.get("dpo_reg").settings(**kwargs)

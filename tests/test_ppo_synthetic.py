@@ -42,7 +42,7 @@ def test_run_trains_the_reward_model_then_ppo_on_it(small_world, tmp_path):
     untrained = pairwise_accuracy(load_reward_model(reward_model_from(small_world.policy_dir, tokenizer)), tokenizer, pairs)
     assert trained >= 0.9 and trained > untrained
     # PPO ran on that reward model with the sparse rewarder
-    ppo_settings = json.loads((out / "config.json").read_text())
+    ppo_settings = json.loads((out / "run.json").read_text())
     assert ppo_settings["reward_model"] == str(rm_dir / "final") and ppo_settings["rewarder"] == "sparse"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1] and "oracle_score" in log[0]

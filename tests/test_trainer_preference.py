@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tokenreward.cli import main
+from tokenreward.jsonl import read_jsonl
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.testing import tiny_config, train_tokenizer
 from tokenreward.trainers import TRAINERS
-from tokenreward.trainers.common import read_jsonl
 from tokenreward.trainers.preference import PreferenceConfig, batch_indices, run
 
 PAIRS = [
@@ -127,7 +127,7 @@ def test_first_dpo_reg_step_matches_independent_computation(setup, tmp_path):
     tokenizer, model = setup["tokenizer"], load_causal_lm(str(setup["policy"])).eval()
     better, worse = revision_templates()
     data = prepare_preference_data(PAIRS, tokenizer, "pairs")
-    losses, weights = [], []
+    losses = []
     with torch.no_grad():
         for i in batch_indices(0, len(PAIRS), 2, seed=0):
             prompt, reg = PAIRS[i]["prompt"], 0.0
@@ -183,7 +183,7 @@ def test_resume_is_exact_and_reuses_the_reference_cache(setup, tmp_path, monkeyp
     import tokenreward.trainers.preference as trainer
 
     whole = tmp_path / "whole"
-    run(config(setup, whole, steps=6, checkpoint_every=3, learning_rate=1e-3), "tdpo2")
+    run(config(setup, whole, steps=6, save_every=3, learning_rate=1e-3), "tdpo2")
 
     broken = tmp_path / "broken"
     real = trainer.batch_indices
@@ -195,14 +195,14 @@ def test_resume_is_exact_and_reuses_the_reference_cache(setup, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer, "batch_indices", crash_at_step_5)
     with pytest.raises(RuntimeError, match="killed"):
-        run(config(setup, broken, steps=6, checkpoint_every=3, learning_rate=1e-3), "tdpo2")
+        run(config(setup, broken, steps=6, save_every=3, learning_rate=1e-3), "tdpo2")
     assert [r["step"] for r in read_jsonl(broken / "log.jsonl")] == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="--resume"):
-        run(config(setup, broken, steps=6, checkpoint_every=3, learning_rate=1e-3), "tdpo2")
+        run(config(setup, broken, steps=6, save_every=3, learning_rate=1e-3), "tdpo2")
 
     monkeypatch.setattr(trainer, "batch_indices", real)
     monkeypatch.setattr(trainer, "reference_logps", lambda *a, **k: pytest.fail("reference log-probs recomputed"))
-    run(config(setup, broken, steps=6, checkpoint_every=3, learning_rate=1e-3, resume=True), "tdpo2")
+    run(config(setup, broken, steps=6, save_every=3, learning_rate=1e-3, resume=True), "tdpo2")
     assert read_jsonl(broken / "log.jsonl") == read_jsonl(whole / "log.jsonl")
     from safetensors.torch import load_file
 

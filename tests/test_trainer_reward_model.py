@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tokenreward.cli import main
+from tokenreward.jsonl import write_jsonl
 from tokenreward.testing import crash_on_call, tiny_causal_lm, tiny_reward_model
 from tokenreward.trainers import reward_model as rm
-from tokenreward.trainers.common import write_jsonl
 
 
 def toy_pairs(n, seed):

@@ -9,7 +9,14 @@ import statistics
 import numpy as np
 import pytest
 
-from tokenreward.viz.plots import mean_and_std, metric_curve, plot_learning_curves, save_learning_curves, seed_band, trailing_mean
+from tokenreward.viz.plots import (
+    mean_and_std,
+    metric_curve,
+    plot_learning_curves,
+    save_learning_curves,
+    seed_band,
+    trailing_mean,
+)
 
 
 def synthetic_logs(seeds: int, steps: int, offset: float, rng: random.Random) -> list[list[dict]]:

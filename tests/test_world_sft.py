@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tokenreward.cli import main
+from tokenreward.jsonl import write_jsonl
 from tokenreward.testing import crash_on_call, tiny_causal_lm
 from tokenreward.trainers import sft
-from tokenreward.trainers.common import write_jsonl
 
 RECORDS = [{"prompt": f"What is {a} + {a}?", "completion": f" The answer is {2 * a}."} for a in range(1, 9)]
 

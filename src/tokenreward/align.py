@@ -12,9 +12,9 @@ that receives no source token gets 0.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
-from tokenreward.rewards import Offsets
+from tokenreward.types import Offsets
 
 
 def check_offsets(offsets: Offsets, text_length: int, what: str) -> None:

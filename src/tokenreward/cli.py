@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Token-level rewards from holistic feedback, the trainers that use them, and a world to measure them.",
         epilog=f"{DEBUG_FLAG} (anywhere) or TOKENREWARD_DEBUG=1: show the traceback of a failure.",
     )
+    from tokenreward import __version__
+
+    parser.add_argument("--version", action="version", version=f"tokenreward {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):

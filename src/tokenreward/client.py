@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 
@@ -74,7 +75,7 @@ class TokenRewardClient:
         self._turn_lock = threading.Lock()
         self._http = httpx.Client(transport=transport)
 
-    def __enter__(self) -> "TokenRewardClient":
+    def __enter__(self) -> TokenRewardClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -36,18 +37,21 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         tp, _ = _resolve(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = f.metadata.get("help", "")
+        bounds = [f">= {f.metadata['min']}" for _ in [0] if "min" in f.metadata] + [f"> {f.metadata['gt']}" for _ in [0] if "gt" in f.metadata]
+        if bounds:
+            help_text = f"{help_text}; {', '.join(bounds)}"
         if default is not None and not required:
             help_text = f"{help_text} (default: {default})".strip()
         kwargs: dict[str, Any] = {"dest": f.name, "help": escape_help(help_text), "default": default, "required": required}
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if typing.get_origin(tp) is Literal:
             kwargs["choices"] = list(typing.get_args(tp))
@@ -58,7 +62,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             kwargs["metavar"] = "A,B,..."
         elif tp in (int, float, str, Path):
             kwargs["type"] = tp
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*flags, **kwargs)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -66,3 +70,18 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -
     values = {k: v for k, v in vars(args).items() if k in names}
     values.update(overrides)
     return cls(**values)
+
+
+def validate_ranges(config: Any) -> None:
+    """Check every field with a `min` (>=) or `gt` (>) bound in its metadata; None passes."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError(f"{flag} must be a number, got {value}")
+        if "min" in f.metadata and value < f.metadata["min"]:
+            raise ValueError(f"{flag} must be at least {f.metadata['min']}, got {value}")
+        if "gt" in f.metadata and value <= f.metadata["gt"]:
+            raise ValueError(f"{flag} must be greater than {f.metadata['gt']}, got {value}")

@@ -19,13 +19,13 @@ Choices (documented here because every rewarder relies on them):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from tokenreward.align import check_offsets
-from tokenreward.rewards import Offsets, TextOrMessages
+from tokenreward.types import Offsets, TextOrMessages
 
 PLACEHOLDER = "\u2063RESPONSE\u2063"
 

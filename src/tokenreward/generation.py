@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from torch import nn
 from tokenreward.align import offsets_from_ids
 from tokenreward.logprobs import TokenStats, token_stats
 from tokenreward.models import context_length
-from tokenreward.rewards import Offsets, TextOrMessages
+from tokenreward.types import Offsets, TextOrMessages
 
 
 @dataclass
@@ -234,7 +234,7 @@ class Batch:
     tokens: torch.Tensor
     mask: torch.Tensor
 
-    def rows(self, index: torch.Tensor) -> "Batch":
+    def rows(self, index: torch.Tensor) -> Batch:
         return Batch(*(t[index] for t in dataclasses.astuple(self)))
 
 

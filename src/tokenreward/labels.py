@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import random
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from rapidfuzz.distance import Levenshtein
 
@@ -47,7 +48,7 @@ def edit_ops(source: Sequence[Any], target: Sequence[Any]) -> list[EditOp]:
     while walking back from the end (see the module docstring). Matches are not listed."""
     source, target = list(source), list(target)
 
-    @lru_cache(maxsize=None)
+    @cache
     def distance(i: int, j: int) -> int:
         return Levenshtein.distance(source[:i], target[:j])
 
@@ -110,7 +111,7 @@ LABEL_FIELDS = ("prompt", "rejected", "revision", "rejected_offsets", "rejected_
 
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
     """The labelled records of a `tokenreward label` output (failed revisions left out)."""
-    from tokenreward.trainers.common import read_jsonl
+    from tokenreward.jsonl import read_jsonl
 
     path = Path(path)
     if not path.exists():

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -21,6 +22,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.package = package
         self._entries: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -41,13 +43,26 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def alias(self, old: str, name: str) -> None:
+        """Accept `old` as another spelling of the registered `name`."""
+        self._aliases[old] = name
+
+    def canonical(self, name: str) -> str:
+        """`name`, or the entry an alias stands for."""
+        self._load()
+        return self._aliases.get(name, name)
+
+    def aliases(self) -> dict[str, str]:
+        self._load()
+        return dict(self._aliases)
+
     def _load(self) -> None:
         if not self._loaded:
             self._loaded = True
             import_submodules(self.package)
 
     def get(self, name: str) -> T:
-        self._load()
+        name = self.canonical(name)
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
             raise KeyError(f"unknown {self.kind} {name!r}; known: {known}")
@@ -62,8 +77,7 @@ class Registry(Generic[T]):
         return iter(sorted(self._entries.items()))
 
     def __contains__(self, name: str) -> bool:
-        self._load()
-        return name in self._entries
+        return self.canonical(name) in self._entries
 
 
 def import_submodules(package: str) -> None:

@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 import torch
 
 from tokenreward.registry import Registry
-
-Message = dict[str, str]
-Conversation = list[Message]
-TextOrMessages = Union[str, Conversation]
-Offsets = list[tuple[int, int]]
+from tokenreward.types import Conversation, Message, Offsets, TextOrMessages  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -48,7 +45,7 @@ class TokenRewards:
         offsets: Sequence[Offsets],
         rewards: Sequence[Sequence[float] | torch.Tensor],
         sequence_rewards: Sequence[float] | torch.Tensor,
-    ) -> "TokenRewards":
+    ) -> TokenRewards:
         """Pad per-response lists into the batch tensors; refuse NaN/inf and ragged input."""
         if not (len(responses) == len(offsets) == len(rewards) == len(sequence_rewards)):
             raise ValueError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
@@ -65,6 +62,24 @@ class TokenRewards:
         result = cls(rewarder, list(responses), [list(map(tuple, o)) for o in offsets], padded, mask, seq)
         result.check_finite()
         return result
+
+    def project(self, offsets: Sequence[Offsets], combine: str = "sum") -> TokenRewards:
+        """The same rewards on other tokens of the same responses (e.g. the policy's): response i's
+        rewards land on the tokens of `offsets[i]` by characters (`align.project_rewards`,
+        sum-preserving with `combine="sum"`); the sequence rewards are kept."""
+        from tokenreward.align import project_rewards
+
+        if len(offsets) != len(self):
+            raise ValueError(f"{self.rewarder}: {len(offsets)} offset lists for {len(self)} responses")
+        rows = [project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
+                for i in range(len(self))]
+        return TokenRewards.from_lists(self.rewarder, self.responses, offsets, rows, self.sequence_rewards)
+
+    def padded(self, width: int) -> torch.Tensor:
+        """The rewards `[B, width]`, zero past each response's tokens (`width` >= the longest)."""
+        if width < self.rewards.shape[1]:
+            raise ValueError(f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)")
+        return torch.nn.functional.pad(self.rewards * self.mask, (0, width - self.rewards.shape[1]))
 
     def __len__(self) -> int:
         return len(self.responses)
@@ -104,7 +119,7 @@ class TokenRewards:
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self))]
 
-    def take(self, index: Sequence[int]) -> "TokenRewards":
+    def take(self, index: Sequence[int]) -> TokenRewards:
         """The responses at `index`, in that order."""
         return TokenRewards.from_lists(
             self.rewarder,
@@ -115,7 +130,7 @@ class TokenRewards:
         )
 
     @classmethod
-    def concat(cls, parts: Sequence["TokenRewards"]) -> "TokenRewards":
+    def concat(cls, parts: Sequence[TokenRewards]) -> TokenRewards:
         """Join batches scored separately (e.g. mini-batches) into one."""
         if not parts:
             raise ValueError("nothing to concatenate")
@@ -169,7 +184,6 @@ class Rewarder(ABC):
         responses: Sequence[TextOrMessages],
         align_to: Sequence[Offsets] | None = None,
     ) -> TokenRewards:
-        from tokenreward.align import project_rewards
         from tokenreward.encoding import response_text
 
         if len(prompts) != len(responses):
@@ -193,11 +207,7 @@ class Rewarder(ABC):
         if align_to is not None:
             if len(align_to) != len(result):
                 raise ValueError(f"{self.name}: align_to has {len(align_to)} entries for {len(result)} responses")
-            rewards = [
-                project_rewards(result.offsets[i], result.token_rewards(i), list(align_to[i]), len(texts[i]), self.combine)
-                for i in range(len(result))
-            ]
-            result = TokenRewards.from_lists(self.name, texts, align_to, rewards, result.sequence_rewards)
+            result = result.project(align_to, self.combine)
         return result
 
     @abstractmethod
@@ -213,31 +223,61 @@ def register_rewarder(name: str):
     return REWARDERS.register_class(name)
 
 
+#: settings every rewarder may be offered besides its models: taken when the constructor has them
+SHARED_RESOURCES = ("device", "batch_size", "loading")
+
+
+def _parameters(name: str) -> list[inspect.Parameter]:
+    sig = inspect.signature(REWARDERS.get(name).__init__)
+    return [p for p in list(sig.parameters.values())[1:] if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+
+def _is_resource(parameter: inspect.Parameter) -> bool:
+    """A model or tokenizer (annotated `PathOrModel`), or a shared setting."""
+    return "PathOrModel" in str(parameter.annotation) or parameter.name in SHARED_RESOURCES
+
+
 def rewarder_requirements(name: str) -> list[str]:
     """The constructor arguments without defaults (e.g. `reward_model`) a rewarder needs."""
-    sig = inspect.signature(REWARDERS.get(name).__init__)
-    return [
-        p.name
-        for p in list(sig.parameters.values())[1:]
-        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    ]
+    return [p.name for p in _parameters(name) if p.default is inspect.Parameter.empty]
 
 
-def build_rewarder(name: str, **resources: Any) -> Rewarder:
-    """Build rewarder `name`, passing only the resources its constructor accepts.
+def rewarder_options(name: str) -> dict[str, inspect.Parameter]:
+    """The method options of rewarder `name` (constructor parameters that are not resources)."""
+    return {p.name: p for p in _parameters(name) if not _is_resource(p)}
 
-    Resources are things like `reward_model=...`, `tokenizer=...`, `policy=...`,
-    `reference=...`, `discriminator=...` (paths or loaded objects) and method options. Unknown
-    keys are ignored so that one resource dict (e.g. from the world) serves every rewarder;
-    missing required ones raise an error naming them.
+
+def resource_names() -> set[str]:
+    """Every resource name some registered rewarder takes (models, tokenizers, device, batch size)."""
+    return {p.name for n in REWARDERS.names() for p in _parameters(n) if _is_resource(p)} | set(SHARED_RESOURCES)
+
+
+def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: Any) -> Rewarder:
+    """Build rewarder `name` from resources and options.
+
+    Resources (models, tokenizers, `device`, `batch_size`, paths or loaded objects) may be
+    offered to every rewarder, in `resources` or as keywords: each takes those its constructor
+    has. Any other keyword is an option, which the rewarder must take (else an error naming it
+    and listing the valid ones); text values (`"0.5"`, `"False"`) are typed from the
+    constructor's annotations. A missing required resource is an error naming its flag.
     """
-    cls = REWARDERS.get(name)
-    sig = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-    kwargs = {k: v for k, v in resources.items() if v is not None and (accepts_any or k in sig.parameters)}
+    from tokenreward.options import typed_value
+
+    parameters = {p.name: p for p in _parameters(name)}
+    options = rewarder_options(name)
+    shared = resource_names()
+    offered = {**(resources or {}), **{k: v for k, v in given.items() if k in shared}}
+    unknown = [k for k in given if k not in shared and k not in parameters]
+    if unknown:
+        valid = ", ".join(options) or "none"
+        raise ValueError(f"rewarder {name!r} takes no option {unknown[0]!r}; its options: {valid}")
+    kwargs = {k: v for k, v in offered.items() if v is not None and k in parameters}
+    for key, value in given.items():
+        if key in options:
+            annotation = options[key].annotation
+            kwargs[key] = typed_value(value, annotation, f"rewarder {name!r} option {key}") if isinstance(value, str) else value
     missing = [r for r in rewarder_requirements(name) if r not in kwargs]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise ValueError(f"rewarder {name!r} needs {flags}")
-    return cls(**kwargs)
-
+    return REWARDERS.get(name)(**kwargs)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tokenreward.registry import Registry
 
@@ -28,7 +29,21 @@ def add_runnable_commands(sub, command: str, help: str, registry: Registry[Runna
     for name, spec in registry.items():
         child = names.add_parser(name, help=escape_help(spec.help), description=escape_help(spec.help))
         add_config_arguments(child, spec.config)
-        child.set_defaults(func=lambda args, spec=spec, name=name: spec.run(config_from_args(spec.config, args), name))
+        child.set_defaults(func=lambda args, spec=spec, name=name: run_locked(spec, name, config_from_args(spec.config, args), command))
+
+
+def run_locked(spec: Runnable, name: str, config: Any, command: str) -> Any:
+    """`spec.run(config, name)`; a trainer holds the lock of its `out` folder (one writer per
+    folder; the main process of a multi-process launch takes it, the others rely on it)."""
+    import os
+
+    out = getattr(config, "out", None)
+    if command != "train" or out is None or os.path.isfile(out) or os.environ.get("RANK", "0") != "0":
+        return spec.run(config, name)  # (a file as --out: the trainer says so, naming the flag)
+    from tokenreward.io import FolderLock
+
+    with FolderLock(out, f"tokenreward {command} {name}"):
+        return spec.run(config, name)
 
 
 def registrar(registry: Registry[Runnable]):

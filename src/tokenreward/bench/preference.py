@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenreward.bench import register_bench
+from tokenreward.config import validate_ranges
 from tokenreward.io import check_writable, write_atomic
+from tokenreward.losses.preference import PREFERENCE_METHODS
 
-DEFAULT_METHODS = ["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"]
 GUIDED = ("tgdpo", "sepo")
 METRICS = (
     "oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled",
@@ -50,17 +52,20 @@ class PreferenceBenchConfig:
     """`tokenreward bench preference`: every preference method, every seed, the same budget."""
 
     out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={"help": "preference methods, comma-separated"})
-    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
-    steps: int = field(default=200, metadata={"help": "training steps per run"})
+    methods: list[str] = field(default_factory=PREFERENCE_METHODS.names, metadata={"help": "preference methods, comma-separated"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
+    steps: int = field(default=200, metadata={"help": "training steps per run", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
     trainer_options: list[str] = field(default_factory=list, metadata={"help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"})
     credit: bool = field(default=True, metadata={"help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"})
     credit_split: str = field(default="test", metadata={"help": "world split whose responses the credit scores use"})
-    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split"})
-    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)"})
+    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split", "min": 0})
+    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)", "min": 0})
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
 
 
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
@@ -111,7 +116,7 @@ def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, wor
         if cached.get("settings") == settings:
             return cached["metrics"]
     records = world.responses(config.credit_split)[: config.credit_limit]
-    rewarder = build_rewarder(rewarder_name, **resources, device=str(default_device()))
+    rewarder = build_rewarder(rewarder_name, {**resources, "device": str(default_device())})
     result = rewarder.score([r["prompt"] for r in records], [r["response"] for r in records])
     metrics = credit_metrics(result, [r["credit_spans"] for r in records], 0.0)
     metrics = {k: metrics[k] for k in CREDIT_METRICS}
@@ -130,7 +135,7 @@ def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBe
     records = [r for r in world.responses(config.credit_split) if any(c < 0 for _, _, c in r["credit_spans"])][: config.examples]
     prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
     rows: list[list[dict[str, Any]]] = [[] for _ in records]
-    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", **world.resources()))]
+    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", world.resources()))]
     scorers += [(f"implicit of {m} (seed 0)", build_rewarder("implicit", policy=str(out / m / "seed-0" / "final"),
                  reference=str(world.policy_dir), tokenizer=str(world.tokenizer_dir))) for m in methods]
     for label, rewarder in scorers:
@@ -201,14 +206,13 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
 
     from tokenreward.bench.rl import Method, parse_options, train_run, trainer_config
     from tokenreward.models import load_causal_lm
-    from tokenreward.trainers.preference import ALIASES, METHODS
     from tokenreward.world import open_world
 
     check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
-    unknown = [m for m in config.methods if m not in METHODS and m not in ALIASES]
+    unknown = [m for m in config.methods if m not in PREFERENCE_METHODS]
     if unknown or not config.methods:
-        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*METHODS, *ALIASES])}")
+        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}")
     if config.seeds < 1 or config.steps < 1:
         raise ValueError(f"bench preference: seeds and steps must be positive (got {config.seeds}, {config.steps})")
     options = parse_options(config.trainer_options)

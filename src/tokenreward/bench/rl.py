@@ -44,10 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import register_bench
-from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
 from tokenreward.io import check_writable, write_atomic
+from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
-from tokenreward.trainers.common import latest_checkpoint
+from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
 from tokenreward.viz.report import gap_to_baseline
 
@@ -68,25 +69,29 @@ class RLBenchConfig:
         default_factory=lambda: list(DEFAULT_METHODS),
         metadata={"help": "methods, TRAINER or TRAINER-REWARDER, comma-separated"},
     )
-    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)"})
-    steps: int = field(default=100, metadata={"help": "training steps per run (the same budget for every method)"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
+    steps: int = field(default=100, metadata={"help": "training steps per run (the same budget for every method)", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     baseline: str = field(default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the final evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)"})
+    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
     eval_seed: int | None = field(
         default=None,
         metadata={"help": "sampling seed of every held-out evaluation (default: each run's own seed); one fixed seed "
-                          "gives every policy the same random draws, so the seed spread is the training's, not the sampling's"},
+                          "gives every policy the same random draws, so the seed spread is the training's, not the sampling's",
+                  "min": 0},
     )
-    window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline"})
-    samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report"})
+    window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline", "min": 1})
+    samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report", "min": 0})
     heatmap_rewarder: str = field(default="red", metadata={"help": "rewarder that colours the report's sample responses"})
     trainer_options: list[str] = field(
         default_factory=list,
         metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
     )
     jobs: int = field(default=1, metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)"})
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -118,13 +123,7 @@ def resolve_method(name: str) -> Method:
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--trainer-options: expected key=value, got {item!r}")
-        options[key.strip().replace("-", "_")] = value.strip()
-    return options
+    return parse_assignments(items, "--trainer-options")
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -157,9 +156,7 @@ def trainer_config(method: Method, world: Path, steps: int, seed: int, out: Path
     for key, value in flags.items():
         flag = "--" + key.replace("_", "-")
         if hints[key] is bool:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"--trainer-options: {key} takes true or false, got {value!r}")
-            argv.append(flag if value.lower() in ("true", "1", "yes") else "--no-" + key.replace("_", "-"))
+            argv.append(flag if parse_bool(value, f"--trainer-options {key}") else "--no-" + key.replace("_", "-"))
         else:
             argv += [flag, value]
     parser = _RaisingParser(prog=f"tokenreward train {method.trainer}", exit_on_error=False)
@@ -315,7 +312,7 @@ def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
     from tokenreward.rewards import build_rewarder
 
-    rewarder = build_rewarder(rewarder_name, **world.resources())
+    rewarder = build_rewarder(rewarder_name, world.resources())
     scored = {}
     for method, items in samples.items():
         records = rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []

@@ -38,7 +38,7 @@ def train_and_evaluate(method, run_dir: Path, config, world_root: Path, seed: in
 
     from tokenreward.bench.rl import EVAL, evaluate_run, train_run
     from tokenreward.models import load_causal_lm
-    from tokenreward.trainers.common import read_jsonl
+    from tokenreward.jsonl import read_jsonl
     from tokenreward.world import open_world
 
     console = console or Console(stderr=True)

@@ -128,7 +128,7 @@ def show_heatmaps(world, count: int, console) -> None:
     records = world.responses("test")[:count]
     if not records:
         raise ValueError(f"the world at {world.root} has no held-out (test) responses")
-    red = build_rewarder("red", **world.resources())
+    red = build_rewarder("red", world.resources())
     scored = red.score([r["prompt"] for r in records], [r["response"] for r in records]).records()
     for k, (response, record) in enumerate(zip(records, scored), start=1):
         console.print(f"[bold]{k}.[/] [dim]{response['family']} · oracle score {response['oracle_score']:.2f}[/]")

@@ -29,8 +29,8 @@ from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
 from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append, write_atomic
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
+from tokenreward.progress import progress_bar
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
-from tokenreward.trainers.common import progress_bar
 
 
 def register(sub) -> None:

@@ -6,8 +6,8 @@
 Every resource flag given (`--reward-model`, `--tokenizer`, `--policy`, `--reference`,
 `--discriminator`, `--cost-model`, or any `--resource NAME=PATH`) is handed to
 `build_rewarder`, which passes each rewarder the ones its constructor takes; `--option
-NAME=VALUE` sets a rewarder option (`beta_c=0.5`, `keep_sum=true`; values are read as JSON
-when they parse, else as text). `--world DIR` takes the resources of a built world first.
+NAME=VALUE` sets a rewarder option (`beta_c=0.5`, `keep_sum=true`), typed from the rewarder's
+constructor (an option it does not take is an error listing the valid ones). `--world DIR` takes the resources of a built world first.
 
 A bad input row (not JSON, missing fields, an empty response, longer than the model's
 context, a non-finite score) is named with its row and line: `--on-error fail` (the
@@ -32,6 +32,7 @@ from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.encoding import response_text
 from tokenreward.io import atomic_write, check_writable
 from tokenreward.models import ModelLoading
+from tokenreward.options import parse_assignments
 from tokenreward.rewards import build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
@@ -83,22 +84,6 @@ class Row:
 
     def where(self) -> str:
         return f"row {self.index}" + (f" (line {self.line})" if self.line is not None else "")
-
-
-def parse_assignments(items: list[str], flag: str, as_json: bool) -> dict[str, Any]:
-    """`NAME=VALUE` strings -> dict (VALUE read as JSON when `as_json` and it parses)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}")
-        if as_json:
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
-        out[name.strip().replace("-", "_")] = value
-    return out
 
 
 def row_problem(prompt: Any, response: Any) -> str | None:
@@ -193,15 +178,12 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
         from tokenreward.world import open_world
 
         resources.update(open_world(args.world).resources())
-    explicit = parse_assignments(args.resource, "--resource", as_json=False)
+    explicit = parse_assignments(args.resource, "--resource")
     check_accepted(args.rewarder, explicit, "--resource {raw}")
     flags = {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
     check_accepted(args.rewarder, flags, "--{name}")
-    options = parse_assignments(args.option, "--option", as_json=True)
-    check_accepted(args.rewarder, options, "--option {raw}")
     resources.update(explicit)
     resources.update(flags)
-    resources.update(options)
     resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
     return resources
@@ -281,7 +263,8 @@ def quiet_transformers() -> None:
 def load_rewarder(args: argparse.Namespace):
     """The rewarder the flags of `add_rewarder_arguments` describe, loaded once, its tokenizer checked."""
     quiet_transformers()
-    rewarder = build_rewarder(args.rewarder, **gather_resources(args))
+    options = parse_assignments(args.option, "--option")  # typed from the rewarder's constructor, unknown ones refused
+    rewarder = build_rewarder(args.rewarder, gather_resources(args), **options)
     if getattr(rewarder, "tokenizer", None) is not None:
         from tokenreward.encoding import check_tokenizer
 

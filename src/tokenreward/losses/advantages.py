@@ -37,8 +37,9 @@ return `R_j` as baseline gives late tokens large negative advantages whatever th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 

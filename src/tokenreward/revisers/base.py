@@ -11,8 +11,9 @@ pairs. Problems no rerun of one pair can fix (a refused key, a wrong URL) raise
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from tokenreward.registry import Registry
 from tokenreward.rewards import TextOrMessages

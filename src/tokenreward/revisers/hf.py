@@ -7,8 +7,8 @@ whose prompt does not fit the model's context is recorded as failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

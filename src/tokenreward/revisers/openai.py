@@ -31,9 +31,10 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenreward.revisers.base import Reviser, ReviserError, Revision, RevisionRequest, register_reviser
 from tokenreward.revisers.prompt import parse_reply, reviser_prompt

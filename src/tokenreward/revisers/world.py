@@ -3,8 +3,9 @@ of a response, known exactly because the world generated the defects it removes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenreward.revisers.base import Reviser, Revision, RevisionRequest, register_reviser
 

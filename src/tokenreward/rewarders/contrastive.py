@@ -5,9 +5,8 @@
 where `x_better` / `x_worse` wrap the prompt and the response in a revision prompt asking for
 a more / less helpful, correct, coherent and concise answer, after which the response is
 scored again as the "revised" answer: two forward passes of the `reference` model per batch.
-The templates are the world's (`tokenreward.world.generate.REVISION_BETTER` / `_WORSE`) when
-it provides them, else the defaults below; both are `str.format` templates with `{prompt}`
-and `{response}`. A conversational prompt is flattened to "role: content" lines and the
+The templates are `REVISION_BETTER` / `REVISION_WORSE` below (the world trains its SFT policy
+to follow them) unless given; both are `str.format` templates with `{prompt}` and `{response}`. A conversational prompt is flattened to "role: content" lines and the
 revision prompt becomes one user turn. If the two wrapped inputs tokenize the response
 differently, the worse pass's log-probabilities are summed onto the better pass's tokens by
 character offsets. If a revision prompt would not fit the model's context, its copy of the
@@ -29,22 +28,18 @@ from tokenreward.models import ModelLoading, PathOrModel, context_length, input_
 from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
-DEFAULT_REVISION_BETTER = (
-    "Below is a question and an answer. Revise the answer to make it more helpful, more correct, "
-    "more coherent and more concise.\nQuestion: {prompt}\nAnswer: {response}\nRevised answer:"
+#: the revision instructions (`str.format` templates with `{prompt}` and `{response}`); the
+#: world's SFT policy learns to follow them, so its policy can serve as the reference
+REVISION_BETTER = (
+    "Rewrite the answer below to be better: more helpful, correct, coherent and concise.\n{prompt}{response}\nBetter answer:"
 )
-DEFAULT_REVISION_WORSE = (
-    "Below is a question and an answer. Revise the answer to make it less helpful, less correct, "
-    "less coherent and less concise.\nQuestion: {prompt}\nAnswer: {response}\nRevised answer:"
+REVISION_WORSE = (
+    "Rewrite the answer below to be worse: less helpful, correct, coherent and concise.\n{prompt}{response}\nWorse answer:"
 )
 
 
 def revision_templates() -> tuple[str, str]:
-    """The world's revision templates if it defines them, else this module's defaults."""
-    try:
-        from tokenreward.world.generate import REVISION_BETTER, REVISION_WORSE
-    except ImportError:
-        return DEFAULT_REVISION_BETTER, DEFAULT_REVISION_WORSE
+    """The default (better, worse) revision templates."""
     return REVISION_BETTER, REVISION_WORSE
 
 

@@ -29,6 +29,15 @@ from tokenreward.models import (
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
 
 
+def load_discriminator(source: PathOrModel, num_labels: int = 1):
+    """A token-classification model from a folder (a causal LM folder gets a new head)."""
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(str(source), num_labels=num_labels)
+    model.config.id2label, model.config.label2id = {0: "positive"}, {"positive": 0}
+    return model
+
+
 @register_rewarder("tlcr")
 class TlcrRewarder(Rewarder):
     combine = "mean"
@@ -43,8 +52,6 @@ class TlcrRewarder(Rewarder):
     ):
         options = loading_options(loading, device)
         if isinstance(discriminator, (str, Path)):
-            from tokenreward.trainers.discriminator import load_discriminator
-
             if not Path(discriminator).is_dir():
                 raise FileNotFoundError(f"{self.name}: no discriminator folder at {discriminator} (train one with `tokenreward train discriminator`)")
             # the discriminator's own tokenizer, saved beside it, wins over a shared one

@@ -16,9 +16,10 @@ import inspect
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tokenreward.align import project_rewards
 from tokenreward.rewards import Rewarder, TokenRewards

@@ -16,8 +16,9 @@ Both may carry `"options": {name: value}`, rewarder options for this request onl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tokenreward.rewards import Offsets, TextOrMessages
 

@@ -31,39 +31,34 @@ from tokenreward.encoding import encode_pairs
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
 from tokenreward.models import context_length, load_tokenizer
+from tokenreward.progress import progress_bar
+from tokenreward.rewarders.tlcr import load_discriminator
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import JsonlLogger, load_checkpoint, make_accelerator, progress_bar, save_checkpoint
+from tokenreward.trainers.checkpoints import JsonlLogger
+from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 
 
-@dataclass
-class DiscriminatorConfig:
-    out: Path = field(metadata={"help": "output folder: final/ (HF model + tokenizer), eval.json, log.jsonl, checkpoints/"})
+@dataclass(kw_only=True)
+class DiscriminatorConfig(RunConfig):
+    out: Path = field(metadata={"help": "output folder: run.json, final/ (HF model + tokenizer), eval.json, log.jsonl, checkpoints/"})
     labels: Path | None = field(default=None, metadata={"help": "labels JSONL from `tokenreward label` (default: the world's pairs with their oracle revisions)"})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world)"})
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split to label"})
-    backbone: str | None = field(default=None, metadata={"help": "causal LM folder or hub id to start from (default: the world's SFT policy)"})
+    backbone: str | None = field(default=None, metadata={"help": "causal LM folder or hub id to start from (default: the world's SFT policy)", "aliases": ["--policy"]})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the backbone's)"})
-    epochs: int = field(default=2, metadata={"help": "passes over the training labels (paper: 2)"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)"})
-    batch_size: int = field(default=16, metadata={"help": "responses per step (paper: 16)"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
-    eval_fraction: float = field(default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy"})
-    seed: int = field(default=0, metadata={"help": "seed (initial head, data order, held-out prompts)"})
-    log_every: int = field(default=10, metadata={"help": "log the training loss every N steps"})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    epochs: int = field(default=2, metadata={"help": "passes over the training labels (paper: 2)", "min": 1})
+    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)", "gt": 0.0, "aliases": ["--lr"]})
+    batch_size: int = field(default=16, metadata={"help": "responses per step, over all processes (paper: 16)", "min": 1})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)", "min": 0.0})
+    eval_fraction: float = field(default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy, in [0, 1)", "min": 0.0})
+    log_every: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
     install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
-
-def load_discriminator(source: Any, num_labels: int = 1):
-    """A token-classification model from a folder (a causal LM folder gets a new head)."""
-    from transformers import AutoModelForTokenClassification
-
-    model = AutoModelForTokenClassification.from_pretrained(str(source), num_labels=num_labels)
-    model.config.id2label, model.config.label2id = {0: "positive"}, {"positive": 0}
-    return model
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_fraction >= 1.0:
+            raise ValueError(f"--eval-fraction must be < 1, got {self.eval_fraction}")
 
 
 def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | None) -> dict[str, torch.Tensor]:
@@ -135,9 +130,9 @@ def install_in_world(final: Path, world_root: Path) -> Path:
 
 @register_trainer("discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE")
 def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
-    out = Path(config.out)
-    if not config.resume and (out / "log.jsonl").exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    accelerator, folder = make_run(config)
+    if folder.finished:
+        return folder.out / "final"
     world = None
     if config.labels is None or config.backbone is None or config.install:
         from tokenreward.world import open_world
@@ -154,48 +149,42 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     if not train:
         raise ValueError(f"{source}: no labelled pairs left for training")
 
-    accelerator = make_accelerator(config.seed)
+    torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
     model = load_discriminator(backbone)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    start = 0
-    if config.resume:
-        start, _ = load_checkpoint(out, {"discriminator": model}, {"optimizer": optimizer}, {"scheduler": scheduler})
-    model, optimizer = accelerator.prepare(model, optimizer)
-    model.train()
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process)
+    training = Optimization(accelerator, folder, config, model, optimizer, scheduler, "discriminator")
+    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process)
     max_length = context_length(model)
-    with progress_bar(total, "discriminator", start=start, enabled=config.progress and accelerator.is_main_process) as advance:
-        for step in range(start, total):
+
+    def loss_fn(indices: list[int]):
+        batch = {key: v.to(accelerator.device) for key, v in batch_tensors(tokenizer, [train[i] for i in indices], max_length).items()}
+        return soft_label_bce(token_logits(training.model, batch), batch["targets"], batch["mask"]), {}
+
+    def labelled_tokens(indices: list[int]) -> float:
+        return float(sum(len(train[i]["labels"]) for i in indices))
+
+    with progress_bar(total, "discriminator", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+        for step in range(training.start, total):
             epoch, k = divmod(step, steps_per_epoch)
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-            examples = [train[int(i)] for i in order[k * config.batch_size : (k + 1) * config.batch_size]]
-            batch = {key: v.to(accelerator.device) for key, v in batch_tensors(tokenizer, examples, max_length).items()}
-            loss = soft_label_bce(token_logits(model, batch), batch["targets"], batch["mask"])
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            loss = loss.item()
+            order = permutation(len(train), config.seed, "order", epoch)
+            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, labelled_tokens)
             if (step + 1) % config.log_every == 0 or step + 1 == total:
-                logger.log({"step": step + 1, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0]})
-            if (step + 1) % config.save_every == 0 and step + 1 < total:
-                save_checkpoint(out, step + 1, {"discriminator": accelerator.unwrap_model(model)}, {"optimizer": optimizer}, {"scheduler": scheduler})
-            advance(loss=loss)
-    model = accelerator.unwrap_model(model)
-    final = out / "final"
+                logger.log({"step": step + 1, "epoch": epoch, **metrics})
+            training.maybe_checkpoint(step + 1, total)
+            advance(loss=metrics["loss"])
+    model = training.unwrapped
     if accelerator.is_main_process:
         metrics = {"train_pairs": len(train_records), "held_out_pairs": len(eval_records)}
         if held_out:
             metrics.update(evaluate(model, tokenizer, held_out, config.batch_size, accelerator.device))
         logger.log({"step": total, **{f"eval_{k}": v for k, v in metrics.items()}})
-        model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
-        (out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        if config.install:
-            print(f"discriminator installed in {install_in_world(final, world.root)}")
+        (folder.out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    if config.install and accelerator.is_main_process:
+        print(f"discriminator installed in {install_in_world(final, world.root)}")
+    folder.mark_done()
     logger.close()
     return final

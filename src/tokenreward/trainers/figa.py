@@ -24,13 +24,15 @@ import torch
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import JsonlLogger, latest_checkpoint, load_checkpoint, make_accelerator, progress_bar, save_checkpoint
+from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
+from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 
 
-@dataclass
-class FigaConfig:
+@dataclass(kw_only=True)
+class FigaConfig(RunConfig):
     """FIGA (METHODS.md): weights +alpha on added/substituted revision tokens and the EOS,
     -beta on deleted/substituted rejected tokens while their CE is in [ce_low, ce_high]."""
 
@@ -39,22 +41,19 @@ class FigaConfig:
     labels: Path | None = field(default=None, metadata={"help": "labels JSONL from `tokenreward label` on the policy's tokenizer (default: the world's pairs with their oracle revisions)"})
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split"})
     policy: Path | None = field(default=None, metadata={"help": "initial policy folder (default: the world's SFT policy)"})
-    steps: int = field(default=100, metadata={"help": "optimizer steps"})
-    seed: int = field(default=0, metadata={"help": "seed of the data order and the evaluation samples"})
-    resume: bool = field(default=False, metadata={"help": "continue the run in --out from its newest checkpoint"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
-    alpha: float = field(default=1.0, metadata={"help": "weight of added / substituted revision tokens"})
-    beta: float = field(default=0.5, metadata={"help": "penalty on deleted / substituted rejected tokens"})
+    steps: int = field(default=100, metadata={"help": "optimizer steps", "min": 1})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step (over all processes)", "min": 1})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant)", "gt": 0.0, "aliases": ["--lr"]})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm", "gt": 0.0})
+    alpha: float = field(default=1.0, metadata={"help": "weight of added / substituted revision tokens", "min": 0.0})
+    beta: float = field(default=0.5, metadata={"help": "penalty on deleted / substituted rejected tokens", "min": 0.0})
     ce_low: float = field(default=0.6, metadata={"help": "penalise a rejected token only when its CE is at least this"})
     ce_high: float = field(default=1.0, metadata={"help": "... and at most this"})
     prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
-    eval_every: int = field(default=10, metadata={"help": "log the oracle score of sampled responses every N steps"})
-    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation"})
-    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens"})
-    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps (and at the end)"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    eval_every: int = field(default=10, metadata={"help": "log the oracle score of sampled responses every N steps", "min": 1})
+    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens", "min": 1})
+    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -90,7 +89,9 @@ def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_leng
 
 @register_trainer("figa", FigaConfig, help="FIGA: fine-grained weighted imitation of (rejected, revision) pairs")
 def run(config: FigaConfig, name: str = "figa") -> Path:
-    out = Path(config.out)
+    accelerator, folder = make_run(config)
+    if folder.finished:
+        return folder.out
     world = None
     if config.world is not None or config.labels is None or config.policy is None:
         from tokenreward.world import open_world
@@ -110,53 +111,47 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    if config.resume and latest_checkpoint(out) is None:
-        raise FileNotFoundError(f"--resume: no checkpoint under {out}")
-    if not config.resume and (out / "log.jsonl").exists():
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-
-    accelerator = make_accelerator(config.seed)
     policy = load_causal_lm(str(policy_dir))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    start = 0
-    if config.resume:
-        start, _ = load_checkpoint(out, {"policy": policy}, {"optimizer": optimizer})
-    policy, optimizer = accelerator.prepare(policy, optimizer)
-    policy.eval()  # no dropout: the CE gate and the loss see the same deterministic model
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=accelerator.is_main_process)
-    max_length = context_length(accelerator.unwrap_model(policy))
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
+    training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
+    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process)
+    max_length = context_length(training.unwrapped)
     per_epoch = math.ceil(len(records) / config.batch_size)
-    with progress_bar(config.steps, name, start=start, enabled=config.progress) as advance:
-        for step in range(start, config.steps):
+
+    def loss_fn(indices: list[int]):
+        revision, rejected = (
+            {key: v.to(accelerator.device) for key, v in b.items()}
+            for b in pair_batches(tokenizer, [records[i] for i in indices], source, max_length)
+        )
+        loss, stats = figa_loss(
+            token_ce(training.model, revision),
+            revision["mask"] & (revision["targets"] == POSITIVE),
+            token_ce(training.model, rejected),
+            rejected["mask"] & (rejected["targets"] == NEGATIVE),
+            config.alpha, config.beta, config.ce_low, config.ce_high,
+        )
+        stats = {k: float(v) for k, v in stats.items()}
+        return loss, {**stats, "units": stats["positive_tokens"] + stats["penalised_tokens"]}
+
+    with progress_bar(config.steps, name, start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+        for step in range(training.start, config.steps):
             epoch, k = divmod(step, per_epoch)
-            order = torch.randperm(len(records), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-            chosen = [records[int(i)] for i in order[k * config.batch_size : (k + 1) * config.batch_size]]
-            revision, rejected = (
-                {key: v.to(accelerator.device) for key, v in b.items()} for b in pair_batches(tokenizer, chosen, source, max_length)
-            )
-            loss, stats = figa_loss(
-                token_ce(policy, revision),
-                revision["mask"] & (revision["targets"] == POSITIVE),
-                token_ce(policy, rejected),
-                rejected["mask"] & (rejected["targets"] == NEGATIVE),
-                config.alpha, config.beta, config.ce_low, config.ce_high,
-            )
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            record = {"step": step + 1, "loss": loss.item(), **{k: float(v) for k, v in stats.items()}}
-            if eval_records and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, eval_records, config)
+            order = permutation(len(records), config.seed, "order", epoch)
+            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, units=None)
+            metrics.pop("lr")
+            record = {"step": step + 1, **metrics}
+            if eval_records and accelerator.is_main_process and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, eval_records, config)
             logger.log(record)
-            if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-                save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer})
+            training.maybe_checkpoint(step + 1, config.steps)
             advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
     logger.close()
-    final = out / "final"
-    accelerator.unwrap_model(policy).save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    return out
+    model = training.unwrapped
+    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    folder.mark_done()
+    return folder.out
 
 
 @torch.no_grad()
@@ -167,6 +162,6 @@ def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: 
 
     generations = generate(
         policy, tokenizer, [r["prompt"] for r in prompt_records], config.max_new_tokens, do_sample=True,
-        generator_seed=config.seed,
+        generator_seed=derive_seed(config.seed, "evaluation"),
     )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)

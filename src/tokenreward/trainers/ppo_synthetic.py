@@ -21,24 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tokenreward.labels import read_labels
 from tokenreward.models import load_tokenizer
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import seed_everything
-from tokenreward.trainers.ppo import PPOConfig, run as run_ppo
+from tokenreward.trainers.harness import derive_seed, refuse_started
+from tokenreward.trainers.ppo import PPOConfig
+from tokenreward.trainers.ppo import run as run_ppo
 
 REWARD_MODEL = "synthetic-reward-model"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PPOSyntheticConfig(PPOConfig):
     """PPO (sparse rewarder) on a reward model trained on (revision > rejected) pairs."""
 
     labels: Path | None = field(default=None, metadata={"help": "revisions from a `tokenreward label` output (default: the world's pairs and their oracle revisions)"})
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split"})
-    rm_epochs: int | None = field(default=None, metadata={"help": "reward-model epochs (default: the world's recipe)"})
-    rm_learning_rate: float | None = field(default=None, metadata={"help": "reward-model learning rate (default: the world's recipe)"})
-    rm_batch_size: int | None = field(default=None, metadata={"help": "reward-model pairs per step (default: the world's recipe)"})
+    rm_epochs: int | None = field(default=None, metadata={"help": "reward-model epochs (default: the world's recipe)", "min": 1})
+    rm_learning_rate: float | None = field(default=None, metadata={"help": "reward-model learning rate (default: the world's recipe)", "gt": 0.0})
+    rm_batch_size: int | None = field(default=None, metadata={"help": "reward-model pairs per step (default: the world's recipe)", "min": 1})
 
 
 def synthetic_pairs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,25 +86,31 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
         flags = ", ".join("--rm-" + {"lr": "learning-rate"}.get(k, k).replace("_", "-") for k in missing)
         raise ValueError(f"ppo_synthetic: the world has no known size, so no reward-model recipe; pass {flags}")
     tokenizer = load_tokenizer(str(world.tokenizer_dir))
-    seed_everything(config.seed)
+    torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(world.policy_dir, tokenizer)
     model = train_reward_model(
-        model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress, **settings
+        model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress,
+        gradient_accumulation=config.gradient_accumulation, **settings
     )
-    held_out = world.pairs("test")
-    metrics = {
-        "train_pairs": len(pairs),
-        "dropped_unrevised_pairs": len(records) - len(pairs),
-        **settings,
-        "test_accuracy_labels": pairwise_accuracy(model, tokenizer, held_out),
-        "test_accuracy_oracle": pairwise_accuracy(model, tokenizer, held_out, against="oracle"),
-    }
-    tmp = folder / ".final.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (folder / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, final)
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:  # one process measures and saves; the others wait for the folder
+        held_out = world.pairs("test")
+        metrics = {
+            "train_pairs": len(pairs),
+            "dropped_unrevised_pairs": len(records) - len(pairs),
+            **settings,
+            "test_accuracy_labels": pairwise_accuracy(model, tokenizer, held_out),
+            "test_accuracy_oracle": pairwise_accuracy(model, tokenizer, held_out, against="oracle"),
+        }
+        tmp = folder / ".final.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (folder / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        os.replace(tmp, final)
+    state.wait_for_everyone()
     return final
 
 
@@ -111,6 +120,7 @@ def run(config: PPOSyntheticConfig, name: str = "ppo_synthetic") -> Path:
 
     if config.rewarder != "sparse" or config.reward_model is not None:
         raise ValueError("ppo_synthetic trains its own reward model and uses the sparse rewarder; drop --rewarder / --reward-model")
+    refuse_started(Path(config.out), config.resume)
     world = open_world(config.world)
     reward_model = train_synthetic_reward_model(config, world, Path(config.out) / REWARD_MODEL)
     ppo_fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(PPOConfig)}

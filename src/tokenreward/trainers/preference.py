@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,21 +34,8 @@ from typing import Any
 
 import torch
 
-from tokenreward.losses.preference import (
-    dpo_logits,
-    logistic_loss,
-    masked_sum,
-    select_tokens,
-    sepo_loss,
-    sequence_kl,
-    simpo_logits,
-    tdpo1_loss,
-    tdpo2_loss,
-    tgdpo_loss,
-    token_regulariser,
-    treg_loss,
-)
 from tokenreward.logprobs import token_stats
+from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
@@ -59,130 +45,40 @@ from tokenreward.preference_data import (
     read_rows,
     token_rewards_fingerprint,
 )
+from tokenreward.progress import progress_bar
 from tokenreward.rewards import rewarder_requirements
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import (
-    JsonlLogger,
-    latest_checkpoint,
-    load_checkpoint,
-    make_accelerator,
-    progress_bar,
-    read_jsonl,
-    save_checkpoint,
-)
+from tokenreward.trainers.checkpoints import JsonlLogger
+from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
 
 
-@dataclass
-class PreferenceConfig:
+@dataclass(kw_only=True)
+class PreferenceConfig(RunConfig):
     """Preference optimisation on TRL-format pairs (METHODS.md, "Preference losses")."""
 
-    out: str = field(metadata={"help": "output folder: log.jsonl, data.json, checkpoints/, final/"})
+    out: Path = field(metadata={"help": "output folder: run.json, log.jsonl, data.json, checkpoints/, final/"})
     world: str | None = field(default=None, metadata={"help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"})
     data: str | None = field(default=None, metadata={"help": "preference data instead of the world's: .jsonl/.json rows with prompt/chosen/rejected (plain or conversational)"})
     policy: str | None = field(default=None, metadata={"help": "policy to train, a Hugging Face folder (default: the world's SFT policy)"})
     reference: str | None = field(default=None, metadata={"help": "reference model (default: the starting policy)"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the world's, else the policy's folder)"})
-    steps: int = field(default=200, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=8, metadata={"help": "pairs per step"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
-    seed: int = field(default=0, metadata={"help": "seed (data order, initialisation of nothing else: runs are deterministic)"})
-    beta: float | None = field(default=None, metadata={"help": "the method's beta (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)"})
-    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5)"})
+    steps: int = field(default=200, metadata={"help": "optimizer steps", "min": 1})
+    batch_size: int = field(default=8, metadata={"help": "pairs per step (over all processes)", "min": 1})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0})
+    beta: float | None = field(default=None, metadata={"help": "the method's beta, > 0 (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)", "gt": 0.0})
+    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5); >= 0", "min": 0.0})
     gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
-    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected)"})
+    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0})
     token_rewarder: str | None = field(default=None, metadata={"help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"})
     guide_policy: str | None = field(default=None, metadata={"help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"})
     reward_model: str | None = field(default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"})
     prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
-    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)"})
-    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)"})
-    checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
+    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)", "min": 0})
+    eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1})
+    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
     strict: bool = field(default=False, metadata={"help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
-
-
-@dataclass(frozen=True)
-class Method:
-    beta: float
-    alpha: float | None = None
-    token_rewarder: str | None = None
-    uses_reference: bool = True
-    reference_logits: bool = False
-    help: str = ""
-
-
-METHODS = {
-    "dpo": Method(0.1, help="DPO: -log sigma(beta (delta_w - delta_l))"),
-    "simpo": Method(2.0, uses_reference=False, help="SimPO: length-normalised, reference-free, margin gamma"),
-    "dpo_reg": Method(0.1, 0.25, "contrastive", help="T-REG on DPO: DPO + alpha sg(w) (L_REG(y_w) + L_REG(y_l)) with contrastive token rewards"),
-    "simpo_reg": Method(2.0, 0.25, "contrastive", uses_reference=False, help="T-REG on SimPO with SimPO's own sequence weight"),
-    "tdpo1": Method(0.1, reference_logits=True, help="TDPO1: DPO margin minus the sequence-KL difference"),
-    "tdpo2": Method(0.1, 0.5, reference_logits=True, help="TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))"),
-    "tgdpo": Method(0.1, 0.5, "implicit", help="TGDPO: DPO with per-token weights from a DPO model's implicit token reward"),
-    "sepo": Method(1.0, None, "implicit", uses_reference=False, help="SePO: contrast the top / bottom 30% tokens by implicit token reward"),
-}
-ALIASES = {"treg": "dpo_reg"}
-
-
-@dataclass
-class PairBatch:
-    """Chosen and rejected halves of a batch in the shifted frame (column `t` predicts input
-    token `t + 1`): per-token policy log-probs, the loss mask (every completion position),
-    the response-token mask, and the optional reference log-probs / token rewards / logits."""
-
-    logps: tuple[torch.Tensor, torch.Tensor]
-    mask: tuple[torch.Tensor, torch.Tensor]
-    tokens: tuple[torch.Tensor, torch.Tensor]
-    reference: tuple[torch.Tensor, torch.Tensor] | None = None
-    rewards: tuple[torch.Tensor, torch.Tensor] | None = None
-    kl: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def method_loss(method: str, batch: PairBatch, beta: float, alpha: float | None, config: PreferenceConfig):
-    """Per-pair losses, the implicit rewards of chosen / rejected (for the margin and accuracy
-    in the log) and the method's extra metrics."""
-    (lw, ll), (mw, ml) = batch.logps, batch.mask
-    pw, pl = masked_sum(lw, mw), masked_sum(ll, ml)
-    extra: dict[str, torch.Tensor] = {}
-    if METHODS[method].uses_reference:
-        rw, rl = masked_sum(batch.reference[0], mw), masked_sum(batch.reference[1], ml)
-        reward_w, reward_l = beta * (pw - rw), beta * (pl - rl)
-    else:
-        len_w, len_l = mw.sum(-1), ml.sum(-1)
-        reward_w, reward_l = beta * pw / len_w, beta * pl / len_l
-    if method == "dpo":
-        losses = logistic_loss(dpo_logits(pw, pl, rw, rl, beta))
-    elif method == "simpo":
-        losses = logistic_loss(simpo_logits(pw, pl, len_w, len_l, beta, config.gamma))
-    elif method in ("dpo_reg", "simpo_reg"):
-        logits = dpo_logits(pw, pl, rw, rl, beta) if method == "dpo_reg" else simpo_logits(pw, pl, len_w, len_l, beta, config.gamma)
-        reg_w = token_regulariser(lw, batch.rewards[0], mw)
-        reg_l = token_regulariser(ll, batch.rewards[1], ml)
-        losses = treg_loss(logits, reg_w, reg_l, alpha)
-        extra = {"regulariser": reg_w + reg_l, "sequence_weight": torch.sigmoid(-logits)}
-    elif method in ("tdpo1", "tdpo2"):
-        kl_w = sequence_kl(batch.kl[0], mw)
-        kl_l = sequence_kl(batch.kl[1], ml)
-        if method == "tdpo1":
-            losses = tdpo1_loss(pw, pl, rw, rl, kl_w, kl_l, beta)
-        else:
-            losses = tdpo2_loss(pw, pl, rw, rl, kl_w, kl_l, beta, alpha)
-        extra = {"seqkl_chosen": kl_w, "seqkl_rejected": kl_l}
-    elif method == "tgdpo":
-        losses = tgdpo_loss(lw, ll, batch.reference[0], batch.reference[1], mw, ml, batch.rewards[0], batch.rewards[1], beta, alpha)
-    elif method == "sepo":
-        (tw, tl), (sw, sl) = batch.tokens, batch.rewards
-        losses = sepo_loss(lw, ll, tw, tl, sw, sl, config.sepo_ratio, beta)
-        keep_w = select_tokens(sw, tw, config.sepo_ratio, highest=True).float()
-        keep_l = select_tokens(sl, tl, config.sepo_ratio, highest=False).float()
-        reward_w, reward_l = beta * masked_sum(lw, keep_w) / keep_w.sum(-1), beta * masked_sum(ll, keep_l) / keep_l.sum(-1)
-    else:
-        raise KeyError(f"unknown preference method {method!r}; known: {', '.join(METHODS)}")
-    return losses, reward_w.detach(), reward_l.detach(), {k: v.detach() for k, v in extra.items()}
 
 
 def collate(
@@ -228,7 +124,6 @@ def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, r
     return stats.logprobs, stats.kl
 
 
-@torch.no_grad()
 @torch.no_grad()
 def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
     """Per completion position, `log ref(token | prefix)` for every chosen and rejected response
@@ -280,7 +175,7 @@ def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], max_new_
     from tokenreward.world.oracle import grade
 
     generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], max_new_tokens,
-                           do_sample=True, generator_seed=config.seed * 100_003 + step)
+                           do_sample=True, generator_seed=derive_seed(config.seed, "evaluation", step))
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
 
@@ -355,22 +250,6 @@ def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceDat
     return (chosen, rejected), unscored
 
 
-def prepare_output(out: Path, resume: bool) -> None:
-    """Refuse to overwrite a finished or checkpointed run unless resuming (a log without a
-    checkpoint is a run killed early: it restarts and rewrites the same steps)."""
-    if not resume and ((out / "final").exists() or latest_checkpoint(out) is not None):
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def finished(out: Path, steps: int) -> bool:
-    """A final model is saved and the log reaches `steps`."""
-    if not (out / "final").is_dir() or not (out / "log.jsonl").is_file():
-        return False
-    logged = [r.get("step", 0) for r in read_jsonl(out / "log.jsonl")]
-    return bool(logged) and max(logged) >= steps
-
-
 def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     warmup = max(1, math.ceil(warmup_ratio * steps))
     if step < warmup:
@@ -383,31 +262,24 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
     batch is known without replaying the ones before it (exact resume)."""
     per_epoch = math.ceil(n / batch_size)
     epoch, k = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return order[k * batch_size : (k + 1) * batch_size].tolist()
+    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
 
 
 def run(config: PreferenceConfig, name: str) -> None:
-    """Train `name` (a key of METHODS or an alias) on preference pairs into `config.out`."""
-    method_name = ALIASES.get(name, name)
-    if method_name not in METHODS:
-        raise KeyError(f"unknown preference method {name!r}; known: {', '.join([*METHODS, *ALIASES])}")
-    method = METHODS[method_name]
-    beta = config.beta if config.beta is not None else method.beta
-    alpha = config.alpha if config.alpha is not None else method.alpha
-    rewarder_name = config.token_rewarder or method.token_rewarder
+    """Train `name` (a registered preference method or an alias) on preference pairs into `config.out`."""
+    method_name = PREFERENCE_METHODS.canonical(name)
+    method = PREFERENCE_METHODS.get(name)
+    rewarder_name = config.token_rewarder or method.needs.token_rewarder
     if config.alpha is not None and method.alpha is None:
-        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in METHODS.items() if m.alpha is not None)}")
-    if config.token_rewarder is not None and method.token_rewarder is None:
-        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in METHODS.items() if m.token_rewarder)}")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ValueError(f"--steps and --batch-size must be positive, got {config.steps} and {config.batch_size}")
-    out = Path(config.out)
-    if config.resume and finished(out, config.steps):
+        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}")
+    if config.token_rewarder is not None and method.needs.token_rewarder is None:
+        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}")
+    settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
+    beta, alpha = settings.beta, settings.alpha
+    accelerator, folder = make_run(config, {"method": method_name})
+    if folder.finished:
         return
-    prepare_output(out, config.resume)
-    accelerator = make_accelerator(config.seed)
-    device, main = accelerator.device, accelerator.is_main_process
+    out, device, main = folder.out, accelerator.device, accelerator.is_main_process
     show = config.progress and main
 
     inputs = resolve_inputs(config)
@@ -418,16 +290,16 @@ def run(config: PreferenceConfig, name: str) -> None:
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))
-        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2))
+        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2, default=str))
         if report["dropped"]:
             print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
                   f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}", file=sys.stderr)
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    if method.uses_reference:
+    if method.needs.reference_logps:
         per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, cache_directory(inputs, out), device, show, main)
-    reference_model = load_causal_lm(inputs.reference, device).eval() if method.reference_logits else None
-    if method.token_rewarder is not None:
+    reference_model = load_causal_lm(inputs.reference, device).eval() if method.needs.reference_logits else None
+    if method.needs.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
         if unscored and main:
             report["unscored_token_rewards"] = {"rewarder": rewarder_name, "responses": len(unscored), "first": unscored[:20]}
@@ -437,60 +309,41 @@ def run(config: PreferenceConfig, name: str) -> None:
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
-    policy, optimizer = accelerator.prepare(policy, optimizer)
-    start = 0
-    if config.resume and latest_checkpoint(out) is not None:
-        start, _ = load_checkpoint(out, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
-    logger = JsonlLogger(out / "log.jsonl", resume_step=start, enabled=main)
-    policy.train()
-    with progress_bar(config.steps, name, start=start, enabled=show) as advance:
-        for step in range(start, config.steps):
-            indices = batch_indices(step, len(data), config.batch_size, config.seed)
-            indices = indices[accelerator.process_index :: accelerator.num_processes] or indices[:1]
-            tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-            logps, token_kl = policy_logps(policy, tensors["input_ids"], tensors["attention_mask"], reference_model)
-            batch = PairBatch(halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]))
-            if "reference" in tensors:
-                batch.reference = halves(tensors["reference"])
-            if "rewards" in tensors:
-                batch.rewards = halves(tensors["rewards"])
-            if token_kl is not None:
-                batch.kl = halves(token_kl)
-            losses, reward_w, reward_l, extra = method_loss(method_name, batch, beta, alpha, config)
-            loss = losses.mean()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            record = {
-                "step": step + 1,
-                "loss": float(loss.detach()),
-                "reward_chosen": float(reward_w.mean()),
-                "reward_rejected": float(reward_l.mean()),
-                "reward_margin": float((reward_w - reward_l).mean()),
-                "reward_accuracy": float((reward_w > reward_l).float().mean()),
-                "lr": lr,
-                **{k: float(v.mean()) for k, v in extra.items()},
-            }
+    training = Optimization(accelerator, folder, config, policy, optimizer, scheduler, "policy")
+
+    def loss_fn(indices: list[int]):
+        tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
+        logps, token_kl = policy_logps(training.model, tensors["input_ids"], tensors["attention_mask"], reference_model)
+        batch = PairBatch(
+            halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
+            reference=halves(tensors["reference"]) if "reference" in tensors else None,
+            rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
+            kl=halves(token_kl) if token_kl is not None else None,
+        )
+        result = method.loss(batch, settings)
+        w, l = result.reward_chosen, result.reward_rejected
+        return result.losses.mean(), {
+            "reward_chosen": float(w.mean()), "reward_rejected": float(l.mean()), "reward_margin": float((w - l).mean()),
+            "reward_accuracy": float((w > l).float().mean()), **{k: float(v.mean()) for k, v in result.metrics.items()},
+        }
+
+    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=main)
+    with progress_bar(config.steps, name, start=training.start, enabled=show) as advance:
+        for step in range(training.start, config.steps):
+            metrics = training.step(step, batch_indices(step, len(data), config.batch_size, config.seed), loss_fn)
+            record = {"step": step + 1, **metrics}
             if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(accelerator.unwrap_model(policy), tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
+                record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
             logger.log(record)
             advance(**{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record})
-            if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps and main:
-                save_checkpoint(out, step + 1, {"policy": accelerator.unwrap_model(policy)}, {"optimizer": optimizer}, {"scheduler": scheduler})
+            training.maybe_checkpoint(step + 1, config.steps)
     logger.close()
-    if main:
-        final, tmp = out / "final", out / ".final.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.unwrap_model(policy).save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+    model = training.unwrapped
+    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    folder.mark_done()
 
 
-for _name, _method in METHODS.items():
+for _name, _method in PREFERENCE_METHODS.items():
     register_trainer(_name, PreferenceConfig, help=_method.help)(run)
-for _alias, _target in ALIASES.items():
-    register_trainer(_alias, PreferenceConfig, help=f"alias of {_target}: {METHODS[_target].help}")(run)
+for _alias, _target in PREFERENCE_METHODS.aliases().items():
+    register_trainer(_alias, PreferenceConfig, help=f"alias of {_target}: {PREFERENCE_METHODS.get(_target).help}")(run)

@@ -9,36 +9,40 @@ way it was trained. Resumable from checkpoints.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer
+from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import CosineTraining, JsonlLogger, make_accelerator, progress_bar, read_jsonl
+from tokenreward.trainers.checkpoints import JsonlLogger
+from tokenreward.trainers.harness import RunConfig, cosine_optimization, derive_seed, make_run
 from tokenreward.trainers.sft import step_order
 
 
-@dataclass
-class RewardModelConfig:
+@dataclass(kw_only=True)
+class RewardModelConfig(RunConfig):
     """`tokenreward train reward-model`: Bradley-Terry reward model on preference pairs."""
 
     data: str = field(metadata={"help": "JSONL with prompt/chosen/rejected records (TRL format)"})
     model: str = field(metadata={"help": "causal LM or sequence-classification folder to start from (a scalar head is added)"})
-    out: str = field(default="runs/reward-model", metadata={"help": "output folder (log.jsonl, checkpoints, final/)"})
+    out: Path = field(default=Path("runs/reward-model"), metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"})
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
     eval_data: str | None = field(default=None, metadata={"help": "held-out pairs JSONL; pairwise accuracy is printed"})
-    epochs: int = field(default=1, metadata={"help": "passes over the pairs"})
-    batch_size: int = field(default=16, metadata={"help": "pairs per step"})
-    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)"})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    epochs: int = field(default=1, metadata={"help": "passes over the pairs", "min": 1})
+    group_by_length: bool = field(default=False, metadata={"help": "batch pairs of similar length together (less padding)"})
+    batch_size: int = field(default=16, metadata={"help": "pairs per step (over all processes)", "min": 1})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    max_grad_norm: float = field(default=math.inf, metadata={"help": "gradient-norm clip (default: none)", "gt": 0.0})
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -72,7 +76,8 @@ def _check_pairs(pairs: Sequence[dict[str, Any]]) -> None:
 def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
     """`R(x, chosen)` and `R(x, rejected)` for a batch of pairs (with gradients)."""
     prompts = [p["prompt"] for p in pairs]
-    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context_length(model))
+    context = context_length(getattr(model, "module", model))  # a data-parallel wrapper holds the model
+    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context)
     scores = model(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.squeeze(-1)
     return scores[: len(pairs)], scores[len(pairs) :]
 
@@ -101,45 +106,45 @@ def pairwise_accuracy(model, tokenizer, pairs: Sequence[dict[str, Any]], batch_s
     return right / len(pairs)
 
 
-def train_reward_model(
-    model,
-    tokenizer,
-    pairs: Sequence[dict[str, Any]],
-    out: str | Path,
-    epochs: int = 1,
-    batch_size: int = 16,
-    lr: float = 1e-4,
-    save_every: int = 200,
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
-    group_by_length: bool = False,
-):
-    """Train `model` (a scalar-head sequence-classification model) in place on `pairs`;
-    `group_by_length` batches pairs of similar length together (less padding, as in SFT).
+def train_reward_model(model, tokenizer, pairs: Sequence[dict[str, Any]], out: str | Path, epochs: int = 1,
+                       batch_size: int = 16, lr: float = 1e-4, save_every: int = 200, seed: int = 0,
+                       resume: bool = False, progress: bool = True, gradient_accumulation: int = 1,
+                       group_by_length: bool = False):
+    """Train `model` (a scalar-head sequence-classification model) in place on `pairs` into the
+    run folder `out`. Logs `{"step", "loss", "accuracy", "margin"}`; checkpoints resume exactly.
+    `group_by_length` batches pairs of similar length together (less padding, as in SFT)."""
+    config = RewardModelConfig(data="", model="", out=Path(out), epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                               save_every=save_every, seed=seed, resume=resume, progress=progress,
+                               gradient_accumulation=gradient_accumulation, group_by_length=group_by_length)
+    return train(config, model, tokenizer, pairs)
 
-    Logs `{"step", "loss", "accuracy", "margin"}` to `out/log.jsonl`; checkpoints resume exactly."""
+
+def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str, Any]], accelerator=None, folder=None):
     _check_pairs(pairs)
     if not pairs:
         raise ValueError("no preference pairs to train on")
-    out = Path(out)
-    accelerator = make_accelerator(seed)
-    lengths = [len(str(p["prompt"])) + max(len(str(p["chosen"])), len(str(p["rejected"]))) for p in pairs] if group_by_length else None
-    batches = step_order(len(pairs), batch_size, epochs, seed, lengths)
-    training = CosineTraining(accelerator, model, out, lr, warmup_steps=0, total_steps=len(batches), resume=resume)
-    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
-    with progress_bar(len(batches), "reward model", start=training.start, enabled=progress and accelerator.is_main_process) as advance:
+    if accelerator is None:
+        accelerator, folder = make_run(config)
+    lengths = [len(str(p["prompt"])) + max(len(str(p["chosen"])), len(str(p["rejected"]))) for p in pairs]
+    batches = step_order(len(pairs), config.batch_size, config.epochs, config.seed, lengths if config.group_by_length else None)
+    training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
+    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+
+    def loss_fn(indices: list[int]):
+        chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in indices], accelerator.device)
+        return bradley_terry_loss(chosen, rejected), {"accuracy": float((chosen > rejected).float().mean()),
+                                                       "margin": float((chosen - rejected).mean().detach())}
+
+    with progress_bar(len(batches), "reward model", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
         for step in range(training.start, len(batches)):
-            chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in batches[step]], accelerator.device)
-            loss = bradley_terry_loss(chosen, rejected)
-            training.step(loss)
-            accuracy = float((chosen > rejected).float().mean())
-            logger.log({"step": step + 1, "loss": loss.item(), "accuracy": accuracy, "margin": float((chosen - rejected).mean().detach())})
-            advance(loss=loss.item(), acc=accuracy)
-            if (step + 1) % save_every == 0 or step + 1 == len(batches):
-                training.save(step + 1)
+            metrics = training.step(step, batches[step], loss_fn)
+            metrics.pop("lr")
+            logger.log({"step": step + 1, **metrics})
+            advance(loss=metrics["loss"], acc=metrics["accuracy"])
+            if (step + 1) % config.save_every == 0 or step + 1 == len(batches):
+                training.checkpoint(step + 1)
     logger.close()
-    return accelerator.unwrap_model(training.model).eval()
+    return training.unwrapped.eval()
 
 
 @register_trainer("reward-model", RewardModelConfig, help="Bradley-Terry reward model with a scalar head on preference pairs")
@@ -148,16 +153,16 @@ def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     for path in (config.data, config.eval_data):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"pairs file {path} does not exist")
+    accelerator, folder = make_run(config)
+    if folder.finished:
+        return folder.out / "final"
     tokenizer = load_tokenizer(config.tokenizer or config.model)
+    torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(config.model, tokenizer)
-    model = train_reward_model(
-        model, tokenizer, read_jsonl(config.data), config.out, config.epochs, config.batch_size, config.lr,
-        config.save_every, config.seed, config.resume, config.progress,
-    )
-    final = Path(config.out) / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
-    if config.eval_data:
+    model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
+    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    folder.mark_done()
+    if config.eval_data and accelerator.is_main_process:
         accuracy = pairwise_accuracy(model, tokenizer, read_jsonl(config.eval_data))
         print(f"held-out pairwise accuracy: {accuracy:.3f}")
     return final

@@ -8,39 +8,41 @@ tokenizer's chat template (see `tokenreward.encoding`). Resumable from checkpoin
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.jsonl import read_jsonl
 from tokenreward.models import load_causal_lm, load_tokenizer
+from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.common import CosineTraining, JsonlLogger, make_accelerator, progress_bar, read_jsonl
-
+from tokenreward.trainers.checkpoints import JsonlLogger
+from tokenreward.trainers.harness import RunConfig, cosine_optimization, make_run, permutation
 
 LENGTH_WINDOW = 16
 
 
-@dataclass
-class SFTConfig:
+@dataclass(kw_only=True)
+class SFTConfig(RunConfig):
     """`tokenreward train sft`: fine-tune a causal LM on prompt/completion JSONL."""
 
     data: str = field(metadata={"help": "JSONL with prompt/completion (or messages) records"})
-    model: str = field(metadata={"help": "Hugging Face causal LM folder or hub id to start from"})
-    out: str = field(default="runs/sft", metadata={"help": "output folder (log.jsonl, checkpoints, final/)"})
-    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
-    epochs: int = field(default=1, metadata={"help": "passes over the data"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per step"})
-    lr: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
-    max_length: int = field(default=256, metadata={"help": "longest prompt+completion in tokens"})
+    policy: str = field(metadata={"help": "Hugging Face causal LM folder or hub id to start from", "aliases": ["--model"]})
+    out: Path = field(default=Path("runs/sft"), metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"})
+    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the policy's)"})
+    epochs: int = field(default=1, metadata={"help": "passes over the data", "min": 1})
+    batch_size: int = field(default=16, metadata={"help": "sequences per step (over all processes)", "min": 1})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps", "min": 0})
+    max_length: int = field(default=256, metadata={"help": "longest prompt+completion in tokens", "min": 2})
     group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length together (less padding)"})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --out"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    max_grad_norm: float = field(default=math.inf, metadata={"help": "gradient-norm clip (default: none)", "gt": 0.0})
 
 
 def _split_record(record: dict[str, Any], index: int) -> tuple[Any, Any]:
@@ -104,59 +106,59 @@ def step_order(n: int, batch_size: int, epochs: int, seed: int, lengths: Sequenc
     epoch's batches are shuffled again."""
     batches = []
     for epoch in range(epochs):
-        generator = torch.Generator().manual_seed(seed + epoch)
-        order = torch.randperm(n, generator=generator).tolist()
+        order = permutation(n, seed, "order", epoch)
         if lengths is not None:
             window = batch_size * LENGTH_WINDOW
             order = [i for s in range(0, n, window) for i in sorted(order[s : s + window], key=lambda k: lengths[k])]
         epoch_batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
         if lengths is not None:
-            epoch_batches = [epoch_batches[k] for k in torch.randperm(len(epoch_batches), generator=generator).tolist()]
+            epoch_batches = [epoch_batches[k] for k in permutation(len(epoch_batches), seed, "batches", epoch)]
         batches += epoch_batches
     return batches
 
 
-def train_sft(
-    model,
-    tokenizer,
-    records: Sequence[dict[str, Any]],
-    out: str | Path,
-    epochs: int = 1,
-    batch_size: int = 16,
-    lr: float = 1e-4,
-    warmup_steps: int = 0,
-    max_length: int = 256,
-    group_by_length: bool = True,
-    save_every: int = 200,
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
-):
-    """Fine-tune `model` in place on `records`; returns the trained (unwrapped) model.
+def train_sft(model, tokenizer, records: Sequence[dict[str, Any]], out: str | Path, epochs: int = 1, batch_size: int = 16,
+              lr: float = 1e-4, warmup_steps: int = 0, max_length: int = 256, group_by_length: bool = True,
+              save_every: int = 200, seed: int = 0, resume: bool = False, progress: bool = True):
+    """Fine-tune `model` in place on `records` into the run folder `out`; returns the trained
+    (unwrapped) model. Logs `{"step", "loss", "lr"}` to `out/log.jsonl`; a resumed run ends
+    with the same weights as an uninterrupted one."""
+    config = SFTConfig(data="", policy="", out=Path(out), epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                       warmup_steps=warmup_steps, max_length=max_length, group_by_length=group_by_length,
+                       save_every=save_every, seed=seed, resume=resume, progress=progress)
+    return train(config, model, tokenizer, records)
 
-    Logs `{"step", "loss", "lr"}` to `out/log.jsonl` and checkpoints to `out/checkpoints/`;
-    `resume=True` continues from the newest checkpoint and ends with the same weights as an
-    uninterrupted run."""
-    out = Path(out)
+
+def label_count(examples: Sequence[tuple[list[int], list[int]]]) -> Callable[[list[int]], float]:
+    """Loss units of a micro-batch: its predicted (non -100, not first) label tokens."""
+    return lambda indices: float(sum(sum(1 for t in examples[i][1][1:] if t != -100) for i in indices))
+
+
+def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]], accelerator=None, folder=None):
     if not records:
         raise ValueError("no SFT records to train on")
-    accelerator = make_accelerator(seed)
-    examples = tokenize_sft(tokenizer, records, max_length)
-    batches = step_order(len(examples), batch_size, epochs, seed, [len(ids) for ids, _ in examples] if group_by_length else None)
-    training = CosineTraining(accelerator, model, out, lr, warmup_steps, len(batches), resume)
-    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
-    with progress_bar(len(batches), "sft", start=training.start, enabled=progress and accelerator.is_main_process) as advance:
+    if accelerator is None:
+        accelerator, folder = make_run(config)
+    examples = tokenize_sft(tokenizer, records, config.max_length)
+    lengths = [len(ids) for ids, _ in examples] if config.group_by_length else None
+    batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
+    training = cosine_optimization(accelerator, folder, config, model, config.warmup_steps, len(batches))
+    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+
+    def loss_fn(indices: list[int]):
+        batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in indices], tokenizer.pad_token_id).items()}
+        logits = training.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return sft_loss(logits, batch["labels"]), {}
+
+    with progress_bar(len(batches), "sft", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
         for step in range(training.start, len(batches)):
-            batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batches[step]], tokenizer.pad_token_id).items()}
-            logits = training.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = sft_loss(logits, batch["labels"])
-            training.step(loss)
-            logger.log({"step": step + 1, "loss": loss.item(), "lr": training.scheduler.get_last_lr()[0]})
-            advance(loss=loss.item())
-            if (step + 1) % save_every == 0 or step + 1 == len(batches):
-                training.save(step + 1)
+            metrics = training.step(step, batches[step], loss_fn, label_count(examples))
+            logger.log({"step": step + 1, **metrics})
+            advance(loss=metrics["loss"])
+            if (step + 1) % config.save_every == 0 or step + 1 == len(batches):
+                training.checkpoint(step + 1)
     logger.close()
-    return accelerator.unwrap_model(training.model).eval()
+    return training.unwrapped.eval()
 
 
 @register_trainer("sft", SFTConfig, help="supervised fine-tuning on prompt/completion JSONL")
@@ -164,14 +166,12 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
     """Train, then save the model and tokenizer to `OUT/final` (a Hugging Face folder)."""
     if not Path(config.data).is_file():
         raise FileNotFoundError(f"--data {config.data} does not exist")
-    tokenizer = load_tokenizer(config.tokenizer or config.model)
-    model = load_causal_lm(config.model)
-    model = train_sft(
-        model, tokenizer, read_jsonl(config.data), config.out, config.epochs, config.batch_size, config.lr,
-        config.warmup_steps, config.max_length, config.group_by_length, config.save_every, config.seed, config.resume,
-        config.progress,
-    )
-    final = Path(config.out) / "final"
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    accelerator, folder = make_run(config)
+    if folder.finished:
+        return folder.out / "final"
+    tokenizer = load_tokenizer(config.tokenizer or config.policy)
+    model = load_causal_lm(config.policy)
+    model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
+    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    folder.mark_done()
     return final

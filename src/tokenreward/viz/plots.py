@@ -10,8 +10,9 @@ by `step`: at each step the band is `mean +- std` over the seeds that logged the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

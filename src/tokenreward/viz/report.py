@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 STYLE = """
 body { font-family: system-ui, -apple-system, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }

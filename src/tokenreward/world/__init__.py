@@ -4,7 +4,7 @@
     world = open_world()                 # $TOKENREWARD_WORLD, else the cached full, else small world
     world.prompts("test")[0]             # {"id", "family", "prompt", "meta"}
     world.responses("test")[0]           # {..., "response", "oracle_score", "credit_spans"}
-    build_rewarder("red", **world.resources())
+    build_rewarder("red", world.resources())
 
 Build one with `tokenreward world build [--size small|full]` or
 `tokenreward.world.build.build_world(out, size, seed)`.

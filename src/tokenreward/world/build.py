@@ -14,12 +14,15 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tokenreward.io import FolderLock, atomic_write
-from tokenreward.trainers.common import progress_bar, read_jsonl, seed_everything, write_jsonl
+from tokenreward.jsonl import read_jsonl, write_jsonl
+from tokenreward.progress import progress_bar
+from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
 from tokenreward.world.integrity import check_finished, file_digests

@@ -20,15 +20,9 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import OSA
 
+from tokenreward.rewarders.contrastive import REVISION_BETTER, REVISION_WORSE  # noqa: F401  (the world's policy learns them)
 from tokenreward.world import tables
 from tokenreward.world.oracle import WORD_LIMITS, known_words
-
-REVISION_BETTER = (
-    "Rewrite the answer below to be better: more helpful, correct, coherent and concise.\n{prompt}{response}\nBetter answer:"
-)
-REVISION_WORSE = (
-    "Rewrite the answer below to be worse: less helpful, correct, coherent and concise.\n{prompt}{response}\nWorse answer:"
-)
 
 FAMILIES = ("arithmetic", "facts", "enumeration", "repetition", "tone")
 COMMON_DEFECTS = ("verbose", "no_answer", "loop", "hostile")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokenreward.world import generate, oracle
+from tokenreward.world import answers, generate, oracle
 
 TEMPLATE = """# tokenreward world ({size}, seed {seed})
 
@@ -70,17 +70,17 @@ def render_readme(manifest: dict[str, Any]) -> str:
         size=manifest["size"],
         seed=manifest["seed"],
         oracle_doc=oracle.__doc__.split("\n", 2)[2].strip(),
-        repeat=oracle.REPEAT_CREDIT,
-        wrong=oracle.WRONG_CREDIT,
-        list_error=oracle.LIST_ERROR_CREDIT,
-        restatement=oracle.RESTATEMENT_CREDIT,
-        hostile=oracle.HOSTILE_THRESHOLD,
-        hostile_scale=oracle.HOSTILE_SCALE,
-        kind=oracle.KIND_THRESHOLD,
-        no_answer=oracle.NO_ANSWER_PENALTY,
-        rate=oracle.VERBOSITY_RATE,
-        cap=oracle.VERBOSITY_CAP,
-        limits=json.dumps(oracle.WORD_LIMITS),
+        repeat=answers.REPEAT_CREDIT,
+        wrong=answers.WRONG_CREDIT,
+        list_error=answers.LIST_ERROR_CREDIT,
+        restatement=answers.RESTATEMENT_CREDIT,
+        hostile=answers.HOSTILE_THRESHOLD,
+        hostile_scale=answers.HOSTILE_SCALE,
+        kind=answers.KIND_THRESHOLD,
+        no_answer=answers.NO_ANSWER_PENALTY,
+        rate=answers.VERBOSITY_RATE,
+        cap=answers.VERBOSITY_CAP,
+        limits=json.dumps(answers.WORD_LIMITS),
         temperature=manifest["label_temperature"],
         better=generate.REVISION_BETTER,
         worse=generate.REVISION_WORSE,

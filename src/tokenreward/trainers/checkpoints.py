@@ -1,11 +1,9 @@
-"""Pieces every trainer shares: seeding, JSONL logging, checkpoints that resume exactly,
-progress bars, and the `accelerate` set-up.
+"""Checkpoints that resume exactly, and the per-step JSONL log.
 
 A checkpoint is a folder `OUT/checkpoints/step-N/` holding each model (Hugging Face format),
 each optimizer / scheduler state, the RNG states (python, numpy, torch, cuda) and the step,
 written to a temporary folder and renamed, so a run killed while saving keeps its previous
-checkpoint. `resume` restores the newest one; the log is cut back to that step so re-run
-steps are not logged twice.
+checkpoint. The log is cut back to the restored step so re-run steps are not logged twice.
 """
 
 from __future__ import annotations
@@ -14,12 +12,13 @@ import json
 import os
 import random
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
+from tokenreward.jsonl import read_jsonl, write_jsonl
 
 CHECKPOINTS = "checkpoints"
 
@@ -29,18 +28,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-
-
-def make_accelerator(seed: int, **kwargs: Any):
-    """An `accelerate.Accelerator` (CPU, one GPU, or many under `accelerate launch`), seeded.
-
-    Each process gets the same seed so that generation and data order agree across ranks
-    unless a trainer offsets it by `accelerator.process_index` on purpose."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(**kwargs)
-    seed_everything(seed)
-    return accelerator
 
 
 class JsonlLogger:
@@ -76,23 +63,6 @@ class JsonlLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    path = Path(path)
-    with path.open() as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def write_jsonl(path: Path | str, records: list[dict[str, Any]]) -> None:
-    """Write all records atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -187,58 +157,3 @@ def load_checkpoint(
         scheduler.load_state_dict(state["schedulers"][key])
     set_rng_state(state["rng"])
     return int(state["step"]), state["extra"]
-
-
-class CosineTraining:
-    """One model under AdamW (no weight decay) and a cosine learning-rate schedule with linear
-    warm-up, checkpointed in `out` under the name `model`.
-
-    With `resume`, the newest checkpoint is restored before `accelerator.prepare`; `start` is
-    then its step (else 0). The prepared model is left in train mode."""
-
-    def __init__(self, accelerator, model, out: Path, lr: float, warmup_steps: int, total_steps: int, resume: bool):
-        from transformers import get_scheduler
-
-        self.accelerator = accelerator
-        self.out = Path(out)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-        self.scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
-        self.start = 0
-        if resume and latest_checkpoint(self.out) is not None:
-            self.start, _ = load_checkpoint(self.out, {"model": model}, {"optimizer": optimizer}, {"scheduler": self.scheduler})
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.model.train()
-
-    def step(self, loss: torch.Tensor) -> None:
-        """Backpropagate `loss`, step the optimizer and the schedule, clear the gradients."""
-        self.accelerator.backward(loss)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad()
-
-    def save(self, step: int) -> None:
-        """Checkpoint the model, optimizer and schedule as of `step`."""
-        save_checkpoint(self.out, step, {"model": self.accelerator.unwrap_model(self.model)}, {"optimizer": self.optimizer}, {"scheduler": self.scheduler})
-
-
-@contextmanager
-def progress_bar(total: int, description: str, start: int = 0, enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar; yields `advance(n=1, **fields)` that also shows the latest metrics."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
-    ]
-    with Progress(*columns, disable=not enabled, transient=False) as bar:
-        task = bar.add_task(description, total=total, completed=start, metrics="")
-
-        def advance(n: int = 1, **metrics: Any) -> None:
-            shown = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-            bar.update(task, advance=n, metrics=shown)
-
-        yield advance

@@ -1,0 +1,269 @@
+"""The run harness every trainer uses: config base, run folder, seeds, data split, the
+optimizer step, checkpoints and the final model.
+
+- `RunConfig`: the settings every trainer has (one spelling each), validated in
+  `__post_init__` against the ranges stated in each field's help (`min`, `gt`).
+- `RunFolder`: `OUT/run.json` records the settings when a run starts. Without `--resume` a
+  folder holding a started or finished run is refused; with `--resume` the settings must match
+  the recorded ones, and a run killed before its first checkpoint starts again from step 0.
+  The final model is written to a temporary folder and renamed to `OUT/final`; `OUT/done`
+  marks a finished run.
+- Seeds: `derive_seed(seed, *purpose)` (numpy `SeedSequence`), one independent stream per use.
+- Data: `shard(indices, accelerator)`, every process its slice of the step's batch;
+  `Optimization.step` weighs each process's loss by its share of the step's loss units (pairs,
+  tokens), so N processes give the same update as one.
+- Checkpoints (`OUT/checkpoints/step-N/`): written by the main process only, atomically;
+  restored on every process (each needs the weights), RNG states included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tokenreward.config import validate_ranges
+from tokenreward.io import write_atomic
+from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
+
+IGNORED_ON_RESUME = ("resume", "progress")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Settings every trainer has. Subclasses may redeclare a field to change its default."""
+
+    out: Path = field(metadata={"help": "run folder: run.json, log.jsonl, checkpoints/, final/"})
+    seed: int = field(default=0, metadata={"help": "seed; every random use draws its own stream from it", "min": 0})
+    resume: bool = field(default=False, metadata={"help": "continue the run in --out (from its newest checkpoint, else from the start)"})
+    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate", "gt": 0.0, "aliases": ["--lr"]})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip", "gt": 0.0})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast of the forward passes"})
+    gradient_accumulation: int = field(default=1, metadata={"help": "micro-batches per optimizer step (same update, less memory)", "min": 1})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass (less memory)"})
+
+    def __post_init__(self):
+        validate_ranges(self)
+
+
+def derive_seed(seed: int, *purpose: str | int) -> int:
+    """A 32-bit seed for one use (`"order", epoch`), independent of every other use of `seed`."""
+    keys = [seed] + [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in purpose]
+    return int(np.random.SeedSequence(keys).generate_state(1)[0])
+
+
+def permutation(n: int, seed: int, *purpose: str | int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, *purpose))).tolist()
+
+
+def shard(indices: Sequence[int], accelerator) -> list[int]:
+    """This process's slice of a step's batch (round robin)."""
+    return list(indices[accelerator.process_index :: accelerator.num_processes])
+
+
+def configure_threads() -> int:
+    """Torch CPU threads: `OMP_NUM_THREADS` when set, else the cores shared out among the
+    processes of this machine (`LOCAL_WORLD_SIZE`), at least one."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    else:
+        threads = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    threads = max(1, threads)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def settings_of(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(config), default=str)).items() if k not in IGNORED_ON_RESUME}
+
+
+class RunFolder:
+    """`OUT` of one run: refuse, resume or start (see the module docstring)."""
+
+    def __init__(self, out: Path | str, settings: dict[str, Any], resume: bool, main: bool, may_change: Sequence[str] = ()):
+        self.out = Path(out)
+        self.main = main
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file, not a folder")
+        recorded = self.out / "run.json"
+        refuse_started(self.out, resume)
+        if recorded.is_file():
+            before = json.loads(recorded.read_text())
+            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k) and k not in may_change)
+            if changed:
+                shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+                raise ValueError(f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out")
+        self.settings = settings
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    def begin(self) -> None:
+        """Record the settings: from here on the folder holds a started run (called once the
+        inputs are read and checked, so a run that fails on bad input leaves nothing to refuse)."""
+        if self.main and not (self.out / "run.json").is_file():
+            write_atomic(self.out / "run.json", json.dumps(self.settings, indent=2) + "\n")
+
+    @property
+    def finished(self) -> bool:
+        return (self.out / "done").is_file() and (self.out / "final").is_dir()
+
+    def start_step(self) -> int:
+        """The newest checkpoint's step, or 0."""
+        path = latest_checkpoint(self.out)
+        return int(path.name.split("-")[1]) if path is not None else 0
+
+    def save_final(self, save: Callable[[Path], None], name: str = "final") -> Path:
+        """`save(tmp)` fills a temporary folder, renamed to `OUT/name` (main process only)."""
+        final = self.out / name
+        if self.main:
+            tmp = self.out / f".{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        return final
+
+    def mark_done(self) -> None:
+        if self.main:
+            write_atomic(self.out / "done", "")
+
+
+def refuse_started(out: Path, resume: bool) -> None:
+    """Without `resume`, a folder holding a started or finished run is an error."""
+    started = (out / "run.json").is_file() or (out / "final").exists() or latest_checkpoint(out) is not None
+    if started and not resume:
+        state = "finished" if (out / "done").is_file() else "started"
+        raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
+
+
+def make_run(config: RunConfig, extra_settings: dict[str, Any] | None = None, may_change: Sequence[str] = ()):
+    """(accelerator, run folder) of a trainer's run: threads set, every RNG seeded; settings in
+    `may_change` may differ on resume."""
+    from accelerate import Accelerator
+
+    configure_threads()
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # several CPU processes: gloo
+    seed_everything(derive_seed(config.seed, "global"))  # the same on every process: checkpoints hold the main one's
+    settings = {**settings_of(config), **(extra_settings or {})}
+    folder = RunFolder(config.out, settings, config.resume, accelerator.is_main_process, may_change)
+    accelerator.wait_for_everyone()
+    return accelerator, folder
+
+
+LossFn = Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]]
+
+
+class Optimization:
+    """One model under an optimizer and schedule, prepared for the processes, restored from
+    the newest checkpoint of `folder` (`start` is its step), stepped by `step`."""
+
+    def __init__(self, accelerator, folder: RunFolder, config: RunConfig, model, optimizer, scheduler, name: str = "model"):
+        self.accelerator, self.folder, self.config, self.name = accelerator, folder, config, name
+        self.scheduler = scheduler
+        folder.begin()
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.start = 0
+        if latest_checkpoint(folder.out) is not None:
+            self.start, self.extra = load_checkpoint(folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler})
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.model.train()
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def autocast(self):
+        device = self.accelerator.device.type
+        return torch.autocast(device, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
+
+    def step(self, step: int, indices: Sequence[int], loss_fn: LossFn, units: Callable[[list[int]], float] | None = len) -> dict[str, float]:
+        """One optimizer step on the batch `indices` (all processes' pairs / sequences).
+
+        Each process takes its shard, cut into `gradient_accumulation` micro-batches;
+        `loss_fn(micro)` returns the micro-batch's mean loss over its `units(micro)` loss units
+        and metrics (with `units=None`, the metrics carry `"units"` themselves: every
+        micro-batch is then run forward before the backward passes). Weighted by
+        `units / total units` (times the process count, which the gradient all-reduce divides
+        out), the summed gradients are those of the mean over the whole batch. Stops on a
+        non-finite loss or gradient naming the step."""
+        mine = shard(indices, self.accelerator)
+        k = min(self.config.gradient_accumulation, max(1, len(mine)))
+        micros = [mine[i::k] for i in range(k)] if mine else [[]]
+        if units is None:
+            forwards = [self._forward(step, micro, loss_fn) for micro in micros]
+            weights = [values.pop("units", 0.0) for _, values in forwards]
+        else:
+            forwards, weights = None, [float(units(m)) if m else 0.0 for m in micros]
+        total = self._sum(torch.tensor([sum(weights)], dtype=torch.float64))[0]
+        metrics = []
+        for j, micro in enumerate(micros):
+            context = self.accelerator.no_sync(self.model) if j < len(micros) - 1 else nullcontext()
+            with context:
+                loss, values = forwards[j] if forwards is not None else self._forward(step, micro, loss_fn)
+                self.accelerator.backward(loss * (weights[j] * self.accelerator.num_processes / max(float(total), 1e-12)))
+            metrics.append((weights[j], {"loss": float(loss.detach()), **values}))
+        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        if not torch.isfinite(torch.as_tensor(norm)):
+            raise FloatingPointError(f"step {step + 1}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        return {**self._gathered(metrics), "lr": lr}
+
+    def _forward(self, step: int, micro: list[int], loss_fn: LossFn) -> tuple[torch.Tensor, dict[str, float]]:
+        with self.autocast():
+            loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
+        if not torch.isfinite(loss.detach()):
+            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss)}; stopping (lower --learning-rate or check the data)")
+        return loss, dict(values)
+
+    def _sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum over the processes."""
+        if self.accelerator.num_processes == 1:
+            return values
+        return self.accelerator.reduce(values.to(self.accelerator.device), "sum").cpu()
+
+    def _zero_loss(self) -> torch.Tensor:
+        return sum(p.sum() * 0.0 for p in self.model.parameters())
+
+    def _gathered(self, metrics: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
+        """Unit-weighted means of the micro-batch metrics over every process."""
+        keys = sorted({k for _, values in metrics for k in values if k != "units"})
+        rows = [[w * values.get(k, 0.0) for k in keys] + [w] for w, values in metrics]
+        sums = self._sum(torch.tensor(rows, dtype=torch.float64).sum(0))
+        return {k: float(sums[i] / sums[-1]) if float(sums[-1]) else 0.0 for i, k in enumerate(keys)}
+
+    def checkpoint(self, step: int, extra: dict[str, Any] | None = None) -> None:
+        """Save the model, optimizer, schedule and RNG states as of `step` (main process only)."""
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.folder.out, step, {self.name: self.unwrapped}, {"optimizer": self.optimizer},
+                            {"scheduler": self.scheduler}, extra)
+        self.accelerator.wait_for_everyone()
+
+    def maybe_checkpoint(self, step: int, total: int) -> None:
+        if step % self.config.save_every == 0 and step < total:
+            self.checkpoint(step)
+
+
+def cosine_optimization(accelerator, folder: RunFolder, config: RunConfig, model, warmup_steps: int, total_steps: int,
+                        name: str = "model", weight_decay: float = 0.0) -> Optimization:
+    """AdamW and a cosine learning-rate schedule with linear warm-up over `total_steps`."""
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=weight_decay)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+    return Optimization(accelerator, folder, config, model, optimizer, scheduler, name)

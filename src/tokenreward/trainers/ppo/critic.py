@@ -1,0 +1,54 @@
+"""The PPO critic: a sequence-classification model whose scalar head is read at every position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tokenreward.generation import Batch
+from tokenreward.models import load_tokenizer, prefix_scores, score_head
+
+
+def has_tokenizer(folder: Path | str) -> bool:
+    return (Path(folder) / "tokenizer_config.json").exists()
+
+
+class ValueModel(nn.Module):
+    """Critic: a sequence-classification model whose scalar head is read at every position;
+    `V(s_t)` for response token t is read at the position before it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        values = prefix_scores(self.model, batch.input_ids, batch.attention_mask)
+        return torch.gather(values, 1, batch.positions - 1)
+
+
+def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
+    """The value model's transformer and head: the reward model's, or the policy's with a zero head."""
+    from transformers import AutoModelForSequenceClassification
+
+    if c.critic_init == "reward_model":
+        if reward_model_dir is None:
+            raise ValueError("--critic-init reward_model needs --reward-model (or a world); or use --critic-init policy")
+        vocab = load_tokenizer(str(reward_model_dir)).get_vocab() if has_tokenizer(reward_model_dir) else None
+        if vocab is not None and vocab != tokenizer.get_vocab():
+            raise ValueError(
+                f"--critic-init reward_model: the reward model's tokenizer ({reward_model_dir}) differs from the "
+                "policy's, so the critic cannot read the policy's tokens; use --critic-init policy"
+            )
+        model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(str(c.policy or world.policy_dir), num_labels=1)
+        with torch.no_grad():
+            score_head(model).weight.zero_()
+    if model.config.vocab_size != policy.config.vocab_size:
+        raise ValueError(
+            f"the value model's vocabulary ({model.config.vocab_size}) differs from the policy's "
+            f"({policy.config.vocab_size}); use --critic-init policy"
+        )
+    return model.to(policy.device)

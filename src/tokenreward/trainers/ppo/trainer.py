@@ -1,0 +1,376 @@
+"""PPO with per-token rewards from any registered rewarder, and the critic-free ReMax and RLOO.
+
+One step (`PPOTrainer.step`): sample responses to a batch of prompts (KV cache, seeded per
+response) and score them with the rewarder aligned to the policy's own tokens (`rollout`);
+subtract `kl_coef * KL_t` to the reference (or put the KL in the loss) and estimate
+advantages into the step's `Experience`; then `update` runs `ppo_epochs` passes of clipped
+updates over mini-batches.
+
+- `ppo`: critic = a value head on a transformer (initialised from the reward model by
+  default: its prefix scores are a ready value estimate), GAE, whitened advantages.
+- `remax`: one sample per prompt, baseline = the greedy response's return.
+- `rloo`: K samples per prompt, baseline = the other K-1 samples' mean return.
+  Both use the token-level estimator `A_it = sum_{t'>=t} r_it' - b_it` with a position-matched
+  baseline from the other responses (`rloo_token`, `remax_token`); `--estimator
+  rloo_sequence|remax_sequence` gives the classic form for any reward. Every estimator is a
+  registered entry of `tokenreward.losses.advantages`.
+
+Determinism: models stay in eval mode (no dropout); samples are seeded by (seed, step,
+sample), mini-batch order by (seed, step, epoch); so a resumed run, and a data-parallel run
+under `accelerate launch`, sample what an unbroken single-process run samples. Under data
+parallelism each process takes a contiguous share of the step's prompts; advantage
+whitening uses statistics gathered over all processes and losses are normalised by the
+global token count, so the averaged gradients equal the single-process ones.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenreward.generation import Batch, Generations, generate_from_ids, make_batch
+from tokenreward.losses.advantages import (
+    ESTIMATORS,
+    AdvantageBatch,
+    AdvantageSettings,
+    EstimatorEntry,
+    estimate_advantages,
+)
+from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
+from tokenreward.models import context_length, load_causal_lm, load_tokenizer
+from tokenreward.options import parse_assignments
+from tokenreward.progress import progress_bar
+from tokenreward.rewards import build_rewarder
+from tokenreward.trainers import register_trainer
+from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenreward.trainers.harness import make_run
+from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
+from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
+from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
+from tokenreward.trainers.ppo.rollout import (
+    policy_token_rewards,
+    prepare_prompts,
+    read_prompt_file,
+    step_prompt_indices,
+)
+from tokenreward.trainers.ppo.update import Learners, update
+
+
+class PPOTrainer:
+    """Holds models, optimizers and the accelerator for one run of `ppo`, `remax` or `rloo`."""
+
+    def __init__(self, config: PPOConfig, method: str):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own bar shows the progress; HF's would print at every checkpoint
+        self.config, self.method = config, method
+        self.accelerator, self.folder = make_run(config, {"method": method}, may_change=RESUMABLE_CHANGES)
+        self.device = self.accelerator.device
+        processes = self.accelerator.num_processes
+        if config.batch_size % processes or config.mini_batch_size % processes:
+            raise ValueError(
+                f"--batch-size {config.batch_size} and --mini-batch-size {config.mini_batch_size} must be multiples of "
+                f"the {processes} processes"
+            )
+        self.world = self.open_world()
+        self.load_models()
+        self.records = self.load_prompt_records()
+        self.prompt_ids, self.prompts = prepare_prompts(
+            self.tokenizer, self.records, config.max_new_tokens, context_length(self.policy), config.truncate_prompts
+        )
+        self.rewarder = build_rewarder(config.rewarder, self.rewarder_resources(), **parse_assignments(config.rewarder_options, "--rewarder-options"))
+        self.make_optimizers()
+
+    # ---- set-up
+
+    def open_world(self):
+        c = self.config
+        if c.world is None and c.policy is not None:
+            if c.prompts is None:
+                raise ValueError("without --world, pass --prompts (and --policy, --reward-model)")
+            return None
+        from tokenreward.world import open_world
+
+        return open_world(c.world)
+
+    @property
+    def critic_free(self) -> bool:
+        return not self.estimator.critic
+
+    def load_models(self) -> None:
+        c, world = self.config, self.world
+        policy_dir = Path(c.policy or world.policy_dir)
+        for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
+            if folder is not None and not Path(folder).is_dir():
+                raise FileNotFoundError(f"{flag}: no model folder {folder}")
+        if has_tokenizer(policy_dir):
+            tokenizer_source = policy_dir
+        elif world is not None:
+            tokenizer_source = Path(world.tokenizer_dir)
+        else:
+            raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
+        self.tokenizer = load_tokenizer(str(tokenizer_source))
+        if self.tokenizer.pad_token_id is None or self.tokenizer.eos_token_id is None:
+            raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
+        self.policy = load_causal_lm(str(policy_dir), self.device).eval()
+        if c.gradient_checkpointing:
+            self.policy.gradient_checkpointing_enable()
+        self.reference = load_causal_lm(str(c.reference or policy_dir), self.device).eval().requires_grad_(False)
+        if self.reference.config.vocab_size != self.policy.config.vocab_size:
+            raise ValueError(
+                f"the reference model's vocabulary ({self.reference.config.vocab_size}) differs from the policy's "
+                f"({self.policy.config.vocab_size}); they must share a tokenizer"
+            )
+        self.reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
+        self.critic = None if self.critic_free else ValueModel(load_critic(c, self.world, self.reward_model_dir, self.tokenizer, self.policy)).eval()
+
+    def load_prompt_records(self) -> list[dict]:
+        if self.config.prompts is not None:
+            return read_prompt_file(self.config.prompts)
+        records = self.world.prompts(self.config.prompt_split)
+        if not records:
+            raise ValueError(f"the world has no prompts in split {self.config.prompt_split!r}")
+        return records
+
+    def rewarder_resources(self) -> dict[str, Any]:
+        c = self.config
+        if self.world is not None:
+            resources = dict(self.world.resources())
+        else:
+            resources = {"policy": str(c.policy), "reference": str(c.reference or c.policy)}
+        if c.reward_model is not None:
+            resources["reward_model"] = str(c.reward_model)
+        resources["device"] = str(self.device)
+        return resources
+
+    def make_optimizers(self) -> None:
+        c = self.config
+        schedule = lambda step: min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0  # noqa: E731
+        self.optimizers = {"policy": torch.optim.AdamW(self.policy.parameters(), lr=c.learning_rate, weight_decay=0.0)}
+        if self.critic is not None:
+            self.optimizers["critic"] = torch.optim.AdamW(self.critic.parameters(), lr=c.critic_learning_rate, weight_decay=0.0)
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, schedule) for k, o in self.optimizers.items()}
+        if self.critic is not None:
+            self.policy, self.critic, self.optimizers["policy"], self.optimizers["critic"] = self.accelerator.prepare(
+                self.policy, self.critic, self.optimizers["policy"], self.optimizers["critic"]
+            )
+        else:
+            self.policy, self.optimizers["policy"] = self.accelerator.prepare(self.policy, self.optimizers["policy"])
+
+    def checkpoint_models(self) -> dict[str, Any]:
+        models = {"policy": self.accelerator.unwrap_model(self.policy)}
+        if self.critic is not None:
+            models["critic"] = self.accelerator.unwrap_model(self.critic).model
+        return models
+
+    # ---- one step
+
+    def local_share(self, step: int) -> tuple[list[int], list[tuple[int, ...]]]:
+        """This process's prompt indices (each repeated K times) and the sample seeds."""
+        c, acc = self.config, self.accelerator
+        share = c.batch_size // acc.num_processes
+        prompts = step_prompt_indices(len(self.records), c.batch_size, step, c.seed)
+        first = acc.process_index * share
+        rows, seeds = [], []
+        for j, index in enumerate(prompts[first : first + share]):
+            for k in range(c.samples_per_prompt):
+                rows.append(index)
+                seeds.append((c.seed, step, (first + j) * c.samples_per_prompt + k))
+        return rows, seeds
+
+    def score_batch(self, batch: Batch) -> Scores:
+        """Rollout-time log-probs (policy, reference), entropy and values, in mini-batch chunks."""
+        chunk = max(1, self.config.mini_batch_size // self.accelerator.num_processes)
+        critic = self.accelerator.unwrap_model(self.critic) if self.critic is not None else None
+        return score_rollout(self.accelerator.unwrap_model(self.policy), self.reference, critic, batch, self.config.temperature, chunk)
+
+    def generate(self, rows: list[int], seeds: list[tuple[int, ...]] | None) -> Generations:
+        c = self.config
+        return generate_from_ids(
+            self.accelerator.unwrap_model(self.policy),
+            self.tokenizer,
+            [self.prompt_ids[i] for i in rows],
+            c.max_new_tokens,
+            do_sample=seeds is not None,
+            temperature=c.temperature,
+            top_k=c.top_k,
+            generator_seed=seeds,
+        )
+
+    def rewards(self, step: int, rows: list[int], generations: Generations) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded token rewards `[b, t]` (float, on device) and sequence rewards; a non-finite
+        reward refuses the step with an error naming the batch."""
+        try:
+            token_rows, sequence = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
+        except FloatingPointError as err:
+            raise FloatingPointError(
+                f"step {step + 1}: rewarder {self.config.rewarder!r} gave a non-finite reward on the batch of prompts "
+                f"{sorted(set(rows))} ({err}); the step was refused and nothing was updated"
+            ) from err
+        except ValueError as err:
+            raise ValueError(f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}") from err
+        width = max(len(g.response_ids) for g in generations)
+        padded = torch.zeros(len(token_rows), width)
+        for i, row in enumerate(token_rows):
+            padded[i, : len(row)] = row
+        return padded.to(self.device), sequence.to(self.device)
+
+    def gather_moments(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the masked entries over all processes."""
+        stats = torch.stack([values[mask].sum(), (values[mask] ** 2).sum(), mask.sum().to(values.dtype)])
+        total, squares, count = self.accelerator.reduce(stats, reduction="sum")
+        mean = total / count.clamp_min(1)
+        return mean, (squares / count.clamp_min(1) - mean**2).clamp_min(0.0)
+
+    @property
+    def estimator(self) -> EstimatorEntry:
+        return ESTIMATORS.get(self.config.estimator)
+
+    def advantages(self, batch: AdvantageBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The registered estimator's advantages, whitened with statistics over all processes
+        when `whiten_advantages`."""
+        c = self.config
+        advantages, returns = estimate_advantages(c.estimator, batch, AdvantageSettings(gamma=c.gamma, lam=c.lam))
+        if c.whiten_advantages:
+            mean, var = self.gather_moments(advantages, batch.mask)
+            advantages = masked_whiten(advantages, batch.mask, mean=mean, var=var)
+        return advantages, returns
+
+    def greedy_baseline(self, step: int, rows: list[int], batch: AdvantageBatch) -> torch.Tensor:
+        """For estimators that need a baseline response (ReMax): the greedy responses, scored
+        and KL-penalised like the samples, go into `batch`; returns their sequence rewards."""
+        c = self.config
+        greedy = self.generate(rows, None)
+        greedy_token_rewards, greedy_sequence = self.rewards(step, rows, greedy)
+        greedy_batch = make_batch(greedy, self.tokenizer.pad_token_id, self.device)
+        scores = self.score_batch(greedy_batch)
+        kl = kl_estimate(scores.logprobs, scores.ref_logprobs, c.kl_estimator)
+        batch.baseline_rewards = ppo_rewards(greedy_token_rewards, kl, greedy_batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
+        batch.baseline_mask = greedy_batch.mask
+        return greedy_sequence
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One rollout and its updates; returns the step's log record."""
+        c, acc = self.config, self.accelerator
+        timings = {}
+        started = time.perf_counter()
+        rows, seeds = self.local_share(step)
+        generations = self.generate(rows, seeds)
+        batch = make_batch(generations, self.tokenizer.pad_token_id, self.device)
+        timings["time_generate"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        token_rewards, sequence = self.rewards(step, rows, generations)
+        timings["time_reward"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        scores = self.score_batch(batch)
+        kl = kl_estimate(scores.logprobs, scores.ref_logprobs, c.kl_estimator)
+        rewards = ppo_rewards(token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
+        timings["time_score"] = time.perf_counter() - started
+        # samples of one prompt are adjacent in the local share: row b belongs to group b // K
+        group = torch.arange(len(rows), device=self.device) // c.samples_per_prompt
+        estimator_batch = AdvantageBatch(rewards, batch.mask, group=group, values=scores.values)
+        greedy_reward = None
+        if "baseline_rewards" in self.estimator.needs:
+            started = time.perf_counter()
+            greedy_reward = self.greedy_baseline(step, rows, estimator_batch)
+            timings["time_baseline"] = time.perf_counter() - started
+        advantages, returns = self.advantages(estimator_batch)
+        experience = Experience(batch, scores.logprobs, scores.ref_logprobs, scores.entropy, rewards, advantages, scores.values, returns)
+
+        started = time.perf_counter()
+        stats = update(c, self.learners, step, experience)
+        timings["time_train"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        oracle = self.oracle_scores(rows, generations)
+        timings["time_oracle"] = time.perf_counter() - started
+
+        k1 = kl_estimate(scores.logprobs, scores.ref_logprobs, "k1")
+        per_response = {
+            "reward": sequence,
+            "kl": torch.where(batch.mask, k1, torch.zeros_like(k1)).sum(-1),
+            "length": batch.mask.sum(-1).float(),
+            "return": sequence_returns(rewards, batch.mask),
+            "finished": torch.tensor([float(g.finished) for g in generations], device=self.device),
+        }
+        if oracle is not None:
+            per_response["oracle_score"] = oracle
+        if greedy_reward is not None:
+            per_response["greedy_reward"] = greedy_reward
+        record: dict[str, Any] = {"step": step + 1}
+        for key, values in per_response.items():
+            record[key] = acc.gather(values.float()).mean().item()
+        entropy_mean, _ = self.gather_moments(scores.entropy, batch.mask)
+        record["entropy"] = entropy_mean.item()
+        record.update(stats)
+        record["lr"] = self.schedulers["policy"].get_last_lr()[0]
+        tokens = acc.reduce(batch.mask.sum().float(), reduction="sum").item()
+        record["tokens_generated"] = int(tokens)
+        record["tokens_trained"] = int(tokens) * c.ppo_epochs
+        record.update({k: round(v, 4) for k, v in timings.items()})
+        return record
+
+    def oracle_scores(self, rows: list[int], generations: Generations) -> torch.Tensor | None:
+        """The world's oracle grade of each sampled response (None without a world)."""
+        if self.world is None:
+            return None
+        records = [self.records[i] for i in rows]
+        if not all("family" in r and "meta" in r for r in records):
+            return None
+        from tokenreward.world.oracle import grade
+
+        return torch.tensor([grade(r, g.text).score for r, g in zip(records, generations)], dtype=torch.float32, device=self.device)
+
+    # ---- the loop
+
+    @property
+    def learners(self) -> Learners:
+        return Learners(self.accelerator, self.policy, self.critic, self.optimizers, self.schedulers)
+
+    def train(self) -> Path:
+        c, acc = self.config, self.accelerator
+        if self.folder.finished:
+            return self.folder.out
+        start = self.restore()
+        logger = JsonlLogger(self.folder.out / "log.jsonl", resume_step=start, enabled=acc.is_main_process)
+        try:
+            with progress_bar(c.steps, f"{self.method}-{c.rewarder}", start=start, enabled=c.progress and acc.is_main_process) as advance:
+                for step in range(start, c.steps):
+                    record = self.step(step)
+                    logger.log(record)
+                    if (step + 1) % c.save_every == 0 or step + 1 == c.steps:
+                        self.save(step + 1)
+                    advance(**{k: record[k] for k in ("reward", "oracle_score", "kl", "length") if k in record})
+        finally:
+            logger.close()
+        policy = self.accelerator.unwrap_model(self.policy)
+        self.folder.save_final(lambda tmp: (policy.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
+        self.folder.mark_done()
+        acc.wait_for_everyone()
+        return self.folder.out
+
+    def save(self, step: int) -> None:
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.folder.out, step, self.checkpoint_models(), self.optimizers, self.schedulers)
+        self.accelerator.wait_for_everyone()
+
+    def restore(self) -> int:
+        """The step to start from: the newest checkpoint's, else 0."""
+        self.folder.begin()
+        if latest_checkpoint(self.folder.out) is None:
+            return 0
+        step, _ = load_checkpoint(self.folder.out, self.checkpoint_models(), self.optimizers, self.schedulers)
+        return step
+
+
+@register_trainer("rloo", RLOOConfig, help="RLOO: K samples per prompt, leave-one-out baseline, token-level with dense rewards")
+@register_trainer("remax", ReMaxConfig, help="ReMax: REINFORCE with the greedy response's return as baseline, no critic")
+@register_trainer("ppo", PPOConfig, help="PPO with per-token rewards from any rewarder (value-head critic, GAE)")
+def run(config: PPOConfig, name: str = "ppo") -> Path:
+    """Train `name` (ppo, remax or rloo) and return the run folder (`OUT/final` holds the policy)."""
+    return PPOTrainer(config, name).train()

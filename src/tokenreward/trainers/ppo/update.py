@@ -1,0 +1,98 @@
+"""The update: `ppo_epochs` passes of clipped policy (and clipped value) losses over
+mini-batches of one rollout's experience (equations in `tokenreward.losses.ppo`).
+
+Each mini-batch's losses are normalised by its token count over all processes, so the
+averaged gradients of N processes equal one process's; with `gradient_accumulation` k a
+mini-batch is cut into k micro-batches whose gradients add up to the same update.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tokenreward.generation import response_logprobs
+from tokenreward.losses.ppo import kl_estimate, masked_mean, policy_loss, value_loss
+from tokenreward.trainers.harness import derive_seed
+from tokenreward.trainers.ppo.config import PPOConfig
+from tokenreward.trainers.ppo.experience import Experience
+
+
+@dataclass
+class Learners:
+    """What the update changes: the prepared models, their optimizers and schedules."""
+
+    accelerator: Any
+    policy: Any
+    critic: Any | None
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+
+
+def minibatch_losses(c: PPOConfig, learners: Learners, mini: Experience, count: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The summed loss of a (micro-)batch and its statistics; `count` is the mini-batch's token count."""
+    rows = mini.batch
+    logprobs = response_logprobs(learners.policy, rows, c.temperature)
+    loss, stats = policy_loss(logprobs, mini.logprobs, mini.advantages, rows.mask, c.cliprange, count)
+    stats["policy_loss"] = loss.detach()
+    if c.kl_in == "loss":
+        kl_loss = masked_mean(kl_estimate(logprobs, mini.ref_logprobs, c.kl_estimator), rows.mask, count)
+        stats["kl_loss"] = kl_loss.detach()
+        loss = loss + c.kl_coef * kl_loss
+    if learners.critic is not None:
+        v_loss, v_stats = value_loss(learners.critic(rows), mini.values, mini.returns, rows.mask, c.cliprange_value, count)
+        stats.update(v_stats, value_loss=v_loss.detach())
+        loss = loss + v_loss
+    return loss, stats
+
+
+def apply(c: PPOConfig, learners: Learners, where: str) -> None:
+    """Clip, check and apply the gradients of every model."""
+    acc = learners.accelerator
+    for name, optimizer in learners.optimizers.items():
+        model = learners.policy if name == "policy" else learners.critic
+        norm = acc.clip_grad_norm_(model.parameters(), c.max_grad_norm)
+        if not torch.isfinite(torch.as_tensor(norm)):
+            raise FloatingPointError(f"{where}: the {name} gradient is not finite; stopped before applying it (resume from the last checkpoint)")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) -> dict[str, float]:
+    """Mean losses and statistics over every mini-batch of every epoch."""
+    acc = learners.accelerator
+    local = experience.batch.input_ids.shape[0]
+    size = c.mini_batch_size // acc.num_processes
+    device = experience.batch.input_ids.device
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if c.bf16 else nullcontext
+    totals: dict[str, float] = {}
+    updates = 0
+    for epoch in range(c.ppo_epochs):
+        order = torch.randperm(local, generator=torch.Generator().manual_seed(derive_seed(c.seed, "minibatches", step, epoch)))
+        for start in range(0, local, size):
+            index = order[start : start + size].to(device)
+            where = f"step {step + 1}, epoch {epoch + 1}, mini-batch {start // size + 1}"
+            count = acc.reduce(experience.batch.mask[index].sum().float(), reduction="sum") / acc.num_processes
+            micros = [index[j :: c.gradient_accumulation] for j in range(min(c.gradient_accumulation, len(index)))]
+            summed: dict[str, torch.Tensor] = {}
+            for j, micro in enumerate(micros):
+                context = acc.no_sync(learners.policy) if j < len(micros) - 1 else nullcontext()
+                with context:
+                    with autocast():
+                        loss, stats = minibatch_losses(c, learners, experience.rows(micro), count)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"{where}: the loss is not finite; stopped before applying it (resume from the last checkpoint)")
+                    acc.backward(loss)
+                for key, value in stats.items():
+                    summed[key] = summed.get(key, 0.0) + value.float()
+            apply(c, learners, where)
+            reduced = acc.reduce(torch.stack(list(summed.values())), reduction="mean").tolist()
+            for key, value in zip(summed, reduced):
+                totals[key] = totals.get(key, 0.0) + value
+            updates += 1
+    for scheduler in learners.schedulers.values():
+        scheduler.step()
+    return {k: v / updates for k, v in totals.items()}
