@@ -62,7 +62,7 @@ class WorldSize:
 
 SIZES = {
     "small": WorldSize(100, 0.15, 4, 2, 4, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60, 4),
-    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 2, 128, 4, 10, 2e-3, 2, 3e-4, 32, 400, 12),
+    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 2, 128, 4, 14, 2e-3, 2, 3e-4, 32, 400, 12),
 }
 
 STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
