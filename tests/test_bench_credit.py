@@ -67,10 +67,11 @@ def test_credit_metrics_on_a_hand_built_batch():
     offsets = [(0, 3), (3, 5), (5, 8), (8, 10), (10, 12), (12, 13), (13, 14)]
     perfect = [0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0]
     result = TokenRewards.from_lists("hand", [text], [offsets], [perfect], [-1.0])
-    metrics = credit_metrics(result, [[[12, 13, -1.0]]], seconds=0.007)
+    metrics = credit_metrics(result, [[[12, 13, -1.0]]], seconds=0.007, cpu_seconds=0.0035)
     assert metrics["auroc"] == pytest.approx(1.0) and metrics["top1"] == pytest.approx(1.0)
     assert metrics["spearman"] == pytest.approx(1.0)
     assert metrics["ms_per_1k"] == pytest.approx(1000.0 * 0.007 / 7 * 1000.0)
+    assert metrics["cpu_ms_per_1k"] == pytest.approx(1000.0 * 0.0035 / 7 * 1000.0)
 
 
 def test_baselines_always_included_and_unknown_names_refused():
@@ -87,7 +88,7 @@ def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys):
     assert set(results) == {"red", "abc", "sparse", "uniform", "random"}
     for metrics in results.values():
         assert set(metrics) >= {"auroc", "spearman", "top1", "ms_per_1k"}
-        assert 0.0 <= metrics["auroc"] <= 1.0 and metrics["ms_per_1k"] > 0
+        assert 0.0 <= metrics["auroc"] <= 1.0 and metrics["ms_per_1k"] > 0 and metrics["cpu_ms_per_1k"] > 0
     # uniform gives every token of a response the same reward: no preference inside a response
     assert results["uniform"]["auroc_within"] == pytest.approx(0.5)
     assert "AUROC" in capsys.readouterr().out

@@ -155,8 +155,8 @@ class _ChunkedHead(torch.autograd.Function):
                 entropy[part] = lse[part] - row_dot(torch.softmax(z, -1), z)
             if kl is not None:
                 log_q = head_logits(reference_rows[part], reference_weight, reference_bias, reference_cap, temperature).log_softmax(-1)
-                # KL(q || p) = sum q log q - sum q z + logsumexp z
-                kl[part] = row_dot(log_q.exp(), log_q) - row_dot(log_q.exp(), z) + lse[part]
+                q = log_q.exp()
+                kl[part] = row_dot(q, log_q) - row_dot(q, z) + lse[part]  # KL(q || p) = sum q log q - sum q z + logsumexp z
         ctx.save_for_backward(rows, weight, bias, targets, reference_rows, reference_weight, reference_bias, lse, entropy)
         ctx.config = config
         return lp, entropy, kl

@@ -242,6 +242,7 @@ def pair_token_rewards(
     cache_path: Path | None = None,
     progress: bool = True,
     chunk: int = 64,
+    rewarder: Rewarder | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict[str, Any]]]:
     """Token rewards of rewarder `name` for every chosen and rejected response, on the
     completion positions of the policy's tokenization (projected by character offsets with the
@@ -250,7 +251,8 @@ def pair_token_rewards(
 
     The rewarder's own output (`TokenRewards.record` per response) is computed in one pass and
     written to `cache_path` as JSONL (`{"chosen": record, "rejected": record}` per pair); a later
-    call with the same path reads it and loads no model."""
+    call with the same path reads it and loads no model. A `rewarder` already built is used
+    instead of building `name` from `resources`."""
     if cache_path is not None and cache_path.is_file():
         with cache_path.open() as handle:
             pairs = [json.loads(line) for line in handle if line.strip()]
@@ -259,7 +261,7 @@ def pair_token_rewards(
         chosen = [p["chosen"] for p in pairs]
         rejected = [p["rejected"] for p in pairs]
     else:
-        rewarder = build_rewarder(name, resources)
+        rewarder = rewarder or build_rewarder(name, resources)
         chosen, rejected = [None] * len(data), [None] * len(data)
         with progress_bar(2 * len(data), f"token rewards ({name})", enabled=progress) as advance:
             for records, side in ((chosen, data.chosen), (rejected, data.rejected)):
@@ -277,7 +279,7 @@ def pair_token_rewards(
                 for c, r in zip(chosen, rejected):
                     handle.write(json.dumps({"chosen": c, "rejected": r}) + "\n")
             os.replace(tmp, cache_path)
-    combine = REWARDERS.get(name).combine
+    combine = rewarder.combine if rewarder is not None else REWARDERS.get(name).combine
 
     def project(records: list[dict], encoded: list[EncodedResponse]) -> list[torch.Tensor]:
         return [

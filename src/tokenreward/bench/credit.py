@@ -8,7 +8,13 @@ world lacks are skipped with the reason) plus the `uniform` and `random` baselin
   credits of the spans a token overlaps, 0 elsewhere), pooled over all tokens;
 - `top1`: over responses with a defect token, the share whose lowest-reward token is a defect
   token (ties for the lowest reward count fractionally, as a random tie-break would);
-- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored;
+- `ms_per_1k`: wall-clock milliseconds per 1000 tokens scored. Every rewarder first scores
+  the longest pairs once, untimed (`warm_up`; without it the first rewarder of a run also paid
+  the process's one-time costs and read up to 1.3x slower than the same call later); then the
+  rewarders take turns on chunks of `TIMING_CHUNK` pairs, in rotating order, so that a change of
+  load on a shared machine (which alone moved one rewarder's figure 3x between runs) falls on
+  all of them alike;
+- `cpu_ms_per_1k`: the same in CPU time of this process (all its threads);
 - `auroc_within` (a diagnostic): the AUROC computed inside each response that has both defect
   and clean tokens, averaged over those responses. Pooled AUROC also rewards telling bad
   responses from good ones (`uniform` scores above 0.5 that way); within a response
@@ -101,7 +107,9 @@ def auroc_within(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[
     return float(np.mean(values)) if values else math.nan
 
 
-def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: float) -> dict[str, float]:
+def credit_metrics(
+    result: TokenRewards, credit_spans: Sequence[list], seconds: float, cpu_seconds: float = math.nan
+) -> dict[str, float]:
     """The benchmark's numbers for one rewarder's output on responses with the given true spans."""
     rewards, credits, flags = [], [], []
     for i in range(len(result)):
@@ -117,8 +125,38 @@ def credit_metrics(result: TokenRewards, credit_spans: Sequence[list], seconds: 
         "top1": top1(rewards, flags),
         "auroc_within": auroc_within(rewards, flags),
         "ms_per_1k": 1000.0 * seconds / n_tokens * 1000.0 if n_tokens else math.nan,
+        "cpu_ms_per_1k": 1000.0 * cpu_seconds / n_tokens * 1000.0 if n_tokens else math.nan,
         "tokens": n_tokens,
     }
+
+
+WARM_UP_BATCHES = 8
+#: pairs each rewarder scores in turn; the rewarders take turns (in rotating order), so a change
+#: of load on a shared machine falls on all of them alike
+TIMING_CHUNK = 64
+
+
+def build_rewarders(names: Sequence[str], resources: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rewarders the resources can build, and the reason for each one skipped."""
+    rewarders: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        missing = [r for r in rewarder_requirements(name) if r not in resources]
+        if missing:
+            skipped[name] = "the world has no " + ", ".join(missing)
+            continue
+        try:
+            rewarders[name] = build_rewarder(name, resources)
+        except (ValueError, FileNotFoundError, OSError) as err:
+            skipped[name] = f"could not be built from the world: {err}"
+    return rewarders, skipped
+
+
+def warm_up(rewarder, prompts: Sequence[Any], responses: Sequence[Any]) -> None:
+    """Score the `WARM_UP_BATCHES * batch_size` pairs with the longest responses once, untimed."""
+    count = WARM_UP_BATCHES * max(1, rewarder.batch_size)
+    longest = sorted(range(len(responses)), key=lambda i: -len(str(responses[i])))[:count]
+    rewarder.score([prompts[i] for i in longest], [responses[i] for i in longest])
 
 
 def rewarder_names(requested: Sequence[str]) -> list[str]:
@@ -146,25 +184,22 @@ def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | 
     resources: dict[str, Any] = dict(world.resources())
     if loading is not None:
         resources["loading"] = loading
-    results: dict[str, dict[str, float]] = {}
-    skipped: dict[str, str] = {}
-    with progress_bar(len(names), "bench credit", enabled=progress) as advance:
-        for name in names:
-            missing = [r for r in rewarder_requirements(name) if r not in resources]
-            if missing:
-                skipped[name] = "the world has no " + ", ".join(missing)
-                advance()
-                continue
-            try:
-                rewarder = build_rewarder(name, resources)
-            except (ValueError, FileNotFoundError, OSError) as err:
-                skipped[name] = f"could not be built from the world: {err}"
-                advance()
-                continue
-            start = time.perf_counter()
-            result = rewarder.score(prompts, responses)
-            results[name] = credit_metrics(result, spans, time.perf_counter() - start)
-            advance(rewarder=name)
+    rewarders, skipped = build_rewarders(names, resources)
+    for rewarder in rewarders.values():
+        warm_up(rewarder, prompts, responses)
+    parts: dict[str, list[TokenRewards]] = {name: [] for name in rewarders}
+    wall, cpu = dict.fromkeys(rewarders, 0.0), dict.fromkeys(rewarders, 0.0)
+    with progress_bar(len(prompts), "bench credit", enabled=progress) as advance:
+        for k, begin in enumerate(range(0, len(prompts), TIMING_CHUNK)):
+            stop = min(begin + TIMING_CHUNK, len(prompts))
+            order = list(rewarders)[k % len(rewarders):] + list(rewarders)[: k % len(rewarders)] if rewarders else []
+            for name in order:
+                start, cpu_start = time.perf_counter(), time.process_time()
+                parts[name].append(rewarders[name].score(prompts[begin:stop], responses[begin:stop]))
+                wall[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - cpu_start
+            advance(stop - begin)
+    results = {name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name]) for name in rewarders}
     return results, skipped
 
 
@@ -173,10 +208,11 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "AUROC within"):
+    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "CPU ms / 1k", "AUROC within"):
         table.add_column(column, justify="left" if column == "rewarder" else "right")
     for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
-        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}", f"{m['auroc_within']:.3f}")
+        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}",
+                      f"{m['cpu_ms_per_1k']:.1f}", f"{m['auroc_within']:.3f}")
     console = Console()
     console.print(table)
     for name, reason in skipped.items():

@@ -1,1 +1,2 @@
-"""Bridges to RL frameworks: `tokenreward.integrations.verl` (needs the `verl` extra)."""
+"""Bridges to RL frameworks: `tokenreward.integrations.trl` (the `trl` extra) and
+`tokenreward.integrations.verl` (the `verl` extra)."""

@@ -1,0 +1,197 @@
+"""TRL's `GRPOTrainer` with token-level advantages from a tokenreward rewarder.
+
+TRL generates and scores as usual; the rewarder is one of its reward functions
+(`TokenRewardFunction`, listed first, named `tokenreward_<rewarder>`), so TRL's reward
+logging covers it. That function scores every completion per token, aligned to the
+generated `completion_ids` by character offsets, with tokenreward's EOS rule (the reward on
+the token that completes the text moves to the last generated token, the EOS when there is
+one) and returns each completion's return `R_i = sum_t r_it`. Other reward functions keep
+working: their weighted sum lands on the last token, so `R_i` is TRL's own weighted reward.
+
+The advantages TRL computed, `(R_i - mean_g R) / (std + 1e-4)` per completion, are then
+replaced by `(B, T)` ones from a registered estimator (`tokenreward.losses.advantages`), with
+`G_it = sum_{t' >= t} r_it'` the reward-to-go and `g` the prompt's `num_generations` samples:
+
+- `baseline="group_mean"` (`grpo_return`): `A_it = (G_it - mean_g R) / (std R + eps)`, the std
+  and eps as TRL's `scale_rewards` says (`trl_advantage_settings`);
+- `baseline="leave_one_out"` (`rloo_return`): `A_it = G_it - mean_{j != i in g} R_j`.
+
+With a sparse reward `G_it = R_i` on every token, so `grpo_return` gives TRL's advantages back.
+The loss (`_compute_loss`) already takes `(B, T)` advantages. Logged besides TRL's metrics:
+`tokenreward/sequence_reward/mean` (the rewarder's holistic score) and
+`tokenreward/token_reward/{mean,std,min,max}` over the generated tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from tokenreward.align import offsets_from_ids
+from tokenreward.generation import Generation, Generations
+from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
+from tokenreward.rewards import Rewarder, build_rewarder
+from tokenreward.trainers.ppo import policy_token_rewards
+
+#: baseline name -> registered advantage estimator
+BASELINES = {"group_mean": "grpo_return", "leave_one_out": "rloo_return"}
+
+#: TRL's `scale_rewards` -> how `grpo_return` divides (TRL adds 1e-4 to the std; "none" divides by nothing)
+TRL_SCALE_REWARDS = {
+    "group": AdvantageSettings(scale="group", eps=1e-4),
+    "batch": AdvantageSettings(scale="batch", eps=1e-4),
+    "none": AdvantageSettings(scale="none", eps=0.0),
+}
+
+
+def trl_advantage_settings(scale_rewards: str | bool) -> AdvantageSettings:
+    """The `AdvantageSettings` that reproduce TRL's `scale_rewards` (True = "group", False = "none")."""
+    key = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
+    if key not in TRL_SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none' (or True / False), got {scale_rewards!r}")
+    return TRL_SCALE_REWARDS[key]
+
+
+def resolve_rewarder(rewarder: Rewarder | str | None, resources: dict[str, Any] | None) -> Rewarder:
+    """A rewarder object, or one built by name from `resources` (models, tokenizers, options)."""
+    if rewarder is None:
+        raise ValueError("pass `rewarder`: a tokenreward Rewarder, or a rewarder name with `rewarder_resources`")
+    if isinstance(rewarder, str):
+        return build_rewarder(rewarder, **(resources or {}))
+    if resources:
+        raise ValueError("`rewarder_resources` builds a rewarder by name; the rewarder given is already built")
+    if not isinstance(rewarder, Rewarder):
+        raise TypeError(f"`rewarder` must be a tokenreward Rewarder or a rewarder name, got {type(rewarder).__name__}")
+    return rewarder
+
+
+class TokenRewardFunction:
+    """A TRL reward function: per-token rewards of each completion (kept in `last` for the trainer)
+    and, as TRL expects, one value per completion, their sum."""
+
+    def __init__(self, rewarder: Rewarder, tokenizer=None):
+        self.rewarder = rewarder
+        self.tokenizer = tokenizer
+        self.__name__ = f"tokenreward_{rewarder.name}"
+        self.last: tuple[list[torch.Tensor], torch.Tensor] | None = None
+
+    def token_rewards(self, prompts: list, completion_ids: list[list[int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per generated token rewards (`len(ids)` each, EOS rule applied) and the sequence rewards."""
+        generations = Generations(
+            [
+                Generation([], list(ids), *offsets_from_ids(self.tokenizer, ids), finished=False)
+                for ids in completion_ids
+            ]
+        )
+        return policy_token_rewards(self.rewarder, prompts, generations)
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list[list[int]], **kwargs) -> list[float]:
+        self.last = self.token_rewards(prompts, completion_ids)
+        return [float(row.sum()) for row in self.last[0]]
+
+
+def pad_rows(rows: list[torch.Tensor], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded `[B, width]` rewards and their mask."""
+    rewards = torch.zeros(len(rows), width, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        rewards[i, : len(row)] = row.to(device)
+        mask[i, : len(row)] = True
+    return rewards, mask
+
+
+def add_on_last_token(rewards: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`rewards` with `values[i]` added on row i's last real token."""
+    last = mask.long().sum(-1).clamp_min(1) - 1
+    return rewards.index_put((torch.arange(len(rewards), device=rewards.device), last), values, accumulate=True)
+
+
+class TokenRewardGRPOTrainer(GRPOTrainer):
+    """`GRPOTrainer` whose advantages are token-level (see the module docstring).
+
+    `rewarder`: a tokenreward `Rewarder`, or a registered name built with `rewarder_resources`
+    (e.g. `{"reward_model": "path", "tokenizer": "path"}` and the rewarder's options).
+    `baseline`: "group_mean" (GRPO's, scaled by TRL's `scale_rewards`) or "leave_one_out"
+    (RLOO's; `scale_rewards` does not apply). `reward_funcs` (optional) are TRL's; with
+    `reward_weights` in the config, the rewarder's weight comes first. Everything else is
+    `GRPOTrainer`'s."""
+
+    def __init__(
+        self,
+        model,
+        rewarder: Rewarder | str | None = None,
+        *,
+        rewarder_resources: dict[str, Any] | None = None,
+        baseline: str = "group_mean",
+        reward_funcs=None,
+        **kwargs,
+    ):
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+        self.baseline = baseline
+        self.token_reward_function = TokenRewardFunction(resolve_rewarder(rewarder, rewarder_resources))
+        others = (
+            [] if reward_funcs is None else list(reward_funcs) if isinstance(reward_funcs, list) else [reward_funcs]
+        )
+        classes = kwargs.get("reward_processing_classes")
+        if classes is not None:  # TRL's list follows reward_funcs: the rewarder, first, needs none
+            kwargs["reward_processing_classes"] = [None, *(classes if isinstance(classes, list) else [classes])]
+        super().__init__(model, reward_funcs=[self.token_reward_function, *others], **kwargs)
+        if self.args.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "TokenRewardGRPOTrainer needs multi_objective_aggregation='sum_then_normalize': token rewards and the "
+                "other reward functions add up to one return per completion"
+            )
+        self.advantage_settings = trl_advantage_settings(self.scale_rewards)
+        self.token_reward_function.tokenizer = self._tokenizer
+        self._rewards_per_func: torch.Tensor | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        rows, sequence_rewards = self.token_reward_function.last
+        device = output["completion_ids"].device
+        local_rewards, local_mask = pad_rows(rows, output["completion_ids"].shape[1], device)
+
+        token_rewards, mask = self.gather_rows(local_rewards, local_mask)
+        weights = self.reward_weights.to(device)
+        others = (self._rewards_per_func[:, 1:] * weights[1:]).nansum(dim=1)
+        rewards = add_on_last_token(token_rewards * weights[0], mask, others)
+        group = torch.arange(len(rewards), device=device) // group_size
+        advantages, _ = estimate_advantages(
+            BASELINES[self.baseline], AdvantageBatch(rewards, mask, group=group), self.advantage_settings
+        )
+
+        start = self.accelerator.process_index * len(rows)
+        output["advantages"] = advantages[start : start + len(rows), : local_rewards.shape[1]]
+        self.log_token_rewards(
+            mode, advantages, token_rewards[mask], self.accelerator.gather(sequence_rewards.to(device))
+        )
+        return output
+
+    def gather_rows(self, rewards: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every process's rows, in TRL's order (process 0's first), padded to one width."""
+        rewards = self.accelerator.pad_across_processes(rewards, dim=1)
+        mask = self.accelerator.pad_across_processes(mask, dim=1)
+        return self.accelerator.gather(rewards), self.accelerator.gather(mask)
+
+    def log_token_rewards(self, mode: str, advantages, tokens, sequence_rewards) -> None:
+        """The rewarder's metrics (its own token rewards, unweighted), and the completions table's
+        advantage column set to `A_i1`."""
+        metrics = self._metrics[mode]
+        metrics["tokenreward/sequence_reward/mean"].append(sequence_rewards.mean().item())
+        metrics["tokenreward/token_reward/mean"].append(tokens.mean().item())
+        metrics["tokenreward/token_reward/std"].append(tokens.std().item() if tokens.numel() > 1 else 0.0)
+        metrics["tokenreward/token_reward/min"].append(tokens.min().item())
+        metrics["tokenreward/token_reward/max"].append(tokens.max().item())
+        logged = self._logs["advantages"]
+        for _ in range(min(len(advantages), len(logged))):
+            logged.pop()
+        logged.extend(advantages[:, 0].tolist())
