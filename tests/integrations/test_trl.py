@@ -32,9 +32,9 @@ from tokenreward.integrations.trl import (
     TRegDPOConfig,
     TRegDPOTrainer,
 )
+from tokenreward.jsonl import read_jsonl
 from tokenreward.rewards import build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model, train_tokenizer
-from tokenreward.trainers.common import read_jsonl
 from tokenreward.trainers.preference import PreferenceConfig, run
 
 PROMPTS = ["What is 17 + 25?", "The capital of France is", "Say hello.", "Thank you for asking,"]

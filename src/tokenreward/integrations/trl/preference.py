@@ -12,7 +12,7 @@ by `DPOTrainer` itself; each row then gains per-completion-token columns (`*_tok
 `*_response_tokens`: which completion tokens belong to the response text, not the EOS or a
 template's end of turn), computed once with the method's token rewarder (or the `token_rewarder`
 object given) on tokenreward's encoding of the pair, which must give TRL's token ids. The loss
-is the one tokenreward's own preference trainer computes (`method_loss`), on its chunked per-token
+is the registered entry tokenreward's own preference trainer calls (`PREFERENCE_METHODS`), on its chunked per-token
 log-probs (and TDPO's per-token KL) of the policy and of TRL's reference model
 (`tokenreward.logprobs`); TRL's metrics `rewards/*` and `logps/*`
 are logged, with the method's own terms under `<method>/...`.
@@ -27,9 +27,10 @@ from typing import Any, ClassVar
 import torch
 from trl import DPOConfig, DPOTrainer
 
+from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
 from tokenreward.rewards import Rewarder, rewarder_requirements
-from tokenreward.trainers.preference import METHODS, PairBatch, halves, method_loss, policy_logps
+from tokenreward.trainers.preference import halves, policy_logps
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ class TokenLevelDPOTrainer(DPOTrainer):
         if kwargs.get("peft_config") is not None:
             raise ValueError(f"{name} does not support PEFT adapters yet: pass a full model and a reference model")
         self.method = self.method_name(args)
-        self.uses_token_rewards = METHODS[self.method].token_rewarder is not None
+        self.uses_token_rewards = PREFERENCE_METHODS.get(self.method).needs.token_rewarder is not None
         rewarder_name = getattr(args, "token_rewarder", None)
         needs_guide = (
             self.uses_token_rewards and token_rewarder is None and "policy" in rewarder_requirements(rewarder_name)
@@ -286,22 +287,26 @@ class TokenLevelDPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
-        method = METHODS[self.method]
+        method = PREFERENCE_METHODS.get(self.method)
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        kl_reference = self.ref_model if method.reference_logits else None
+        kl_reference = self.ref_model if method.needs.reference_logits else None
         logps, token_kl = policy_logps(model, input_ids, attention_mask, kl_reference)
         mask = inputs["completion_mask"][:, 1:].float()
-        batch = PairBatch(halves(logps), halves(mask), halves(inputs["response_tokens"][:, 1:].bool()))
-        if method.uses_reference:
+        reference = None
+        if method.needs.reference_logps:
             with torch.no_grad():
-                batch.reference = halves(policy_logps(self.ref_model, input_ids, attention_mask)[0])
-        if token_kl is not None:
-            batch.kl = halves(token_kl)
-        if method.token_rewarder is not None:
-            batch.rewards = halves(inputs["token_rewards"][:, 1:])
-        losses, reward_chosen, reward_rejected, extra = method_loss(
-            self.method, batch, self.args.beta, getattr(self.args, "alpha", None), self.args
+                reference = halves(policy_logps(self.ref_model, input_ids, attention_mask)[0])
+        batch = PairBatch(
+            halves(logps), halves(mask), halves(inputs["response_tokens"][:, 1:].bool()), reference=reference,
+            rewards=halves(inputs["token_rewards"][:, 1:]) if method.needs.token_rewarder is not None else None,
+            kl=halves(token_kl) if token_kl is not None else None,
         )
+        settings = method.settings(
+            self.args.beta, getattr(self.args, "alpha", None) if method.alpha is not None else None,
+            sepo_ratio=getattr(self.args, "sepo_ratio", 0.3),
+        )
+        result = method.loss(batch, settings)
+        losses, reward_chosen, reward_rejected, extra = result.losses, result.reward_chosen, result.reward_rejected, result.metrics
         loss = losses.mean()
         self.log_pair_metrics(
             mode,
