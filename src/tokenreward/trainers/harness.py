@@ -34,6 +34,7 @@ import torch
 
 from tokenreward.config import validate_ranges
 from tokenreward.io import write_atomic
+from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 
 IGNORED_ON_RESUME = ("resume", "progress")
@@ -174,7 +175,7 @@ class Optimization:
         self.scheduler = scheduler
         folder.begin()
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            enable_activation_checkpointing(model)
         self.start = 0
         if latest_checkpoint(folder.out) is not None:
             self.start, self.extra = load_checkpoint(folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler})
@@ -230,7 +231,7 @@ class Optimization:
         with self.autocast():
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
         if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss)}; stopping (lower --learning-rate or check the data)")
+            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)")
         return loss, dict(values)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ from tokenreward.losses.advantages import (
     estimate_advantages,
 )
 from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer
+from tokenreward.models import context_length, enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from tokenreward.options import parse_assignments
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
@@ -117,7 +117,7 @@ class PPOTrainer:
             raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
         self.policy = load_causal_lm(str(policy_dir), self.device).eval()
         if c.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
+            enable_activation_checkpointing(self.policy)
         self.reference = load_causal_lm(str(c.reference or policy_dir), self.device).eval().requires_grad_(False)
         if self.reference.config.vocab_size != self.policy.config.vocab_size:
             raise ValueError(
