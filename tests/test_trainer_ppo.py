@@ -155,7 +155,7 @@ def test_nan_reward_refuses_the_step_and_names_the_batch(files, tmp_path, monkey
 
     class PoisonedSecondCall:
         def __init__(self, inner):
-            self.inner, self.calls = inner, 0
+            self.inner, self.calls, self.name = inner, 0, inner.name
 
         def score(self, prompts, responses, align_to=None):
             self.calls += 1
@@ -200,7 +200,9 @@ def test_sparse_rewarder_gives_the_classic_layout_on_policy_tokens(tokenizer):
     gens = generate(policy, stopper, PROMPTS, max_new_tokens=8, do_sample=False)
     assert any(g.finished for g in gens) and len({len(g.response_ids) for g in gens}) > 1
     sparse = build_rewarder("sparse", reward_model=reward_model, tokenizer=tokenizer, device="cpu")
-    rows, sequence = policy_token_rewards(sparse, PROMPTS, gens)
+    result = policy_token_rewards(sparse, PROMPTS, gens)
+    rows, sequence = [torch.tensor(result.token_rewards(i)) for i in range(len(result))], result.sequence_rewards
+    assert result.offsets == [g.offsets for g in gens]
     with torch.no_grad():
         for i, (prompt, g) in enumerate(zip(PROMPTS, gens)):
             if not g.text.strip():
@@ -218,7 +220,8 @@ def test_rewarder_on_another_tokenizer_is_aligned_by_offsets(files, tmp_path, ot
     policy = tiny_causal_lm("llama", other_tokenizer)
     gens = generate(policy, other_tokenizer, PROMPTS, max_new_tokens=8, do_sample=True, generator_seed=0)
     red = build_rewarder("red", reward_model=files / "rm", device="cpu")
-    rows, _ = policy_token_rewards(red, PROMPTS, gens)
+    result = policy_token_rewards(red, PROMPTS, gens)
+    rows = [torch.tensor(result.token_rewards(i)) for i in range(len(result))]
     own = red.score(PROMPTS, gens.texts)
     for i, g in enumerate(gens):
         assert len(rows[i]) == len(g.response_ids)
@@ -266,7 +269,8 @@ def test_a_blank_response_gets_the_lowest_sequence_reward_of_its_batch(files, to
         items.append(Generation([1], ids, decoded, offsets, True))
     items.append(Generation([1], [tokenizer.eos_token_id], "", [(0, 0)], True))
     sparse = build_rewarder("sparse", reward_model=files / "rm", device="cpu")
-    rows, sequence = policy_token_rewards(sparse, ["Q: ", "Q: ", "Q: "], Generations(items))
+    result = policy_token_rewards(sparse, ["Q: ", "Q: ", "Q: "], Generations(items))
+    rows, sequence = [torch.tensor(result.token_rewards(i)) for i in range(len(result))], result.sequence_rewards
     scores = sparse.score(["Q: ", "Q: "], texts).sequence_rewards
     assert sequence[2].item() == pytest.approx(min(scores.tolist()), abs=1e-6)
     assert rows[2].tolist() == pytest.approx([min(scores.tolist())], abs=1e-6)

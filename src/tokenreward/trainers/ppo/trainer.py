@@ -204,7 +204,7 @@ class PPOTrainer:
         """Padded token rewards `[b, t]` (float, on device) and sequence rewards; a non-finite
         reward refuses the step with an error naming the batch."""
         try:
-            token_rows, sequence = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
+            policy_rewards = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"step {step + 1}: rewarder {self.config.rewarder!r} gave a non-finite reward on the batch of prompts "
@@ -213,10 +213,7 @@ class PPOTrainer:
         except ValueError as err:
             raise ValueError(f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}") from err
         width = max(len(g.response_ids) for g in generations)
-        padded = torch.zeros(len(token_rows), width)
-        for i, row in enumerate(token_rows):
-            padded[i, : len(row)] = row
-        return padded.to(self.device), sequence.to(self.device)
+        return policy_rewards.padded(width).to(self.device), policy_rewards.sequence_rewards.to(self.device)
 
     def gather_moments(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the masked entries over all processes."""
