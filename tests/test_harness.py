@@ -149,9 +149,11 @@ def two_processes(tmp_path_factory):
         pytest.skip("these runs compare CPU processes (gloo); this machine has a GPU")
     script = tmp_path_factory.mktemp("gloo") / "check.py"
     script.write_text(GLOO_CHECK)
-    done = launch([str(script)], ENV)
-    if done.returncode != 0:  # once more: a loaded machine may time out once
+    for _ in range(3):  # a loaded machine may time out a rendezvous: try a fresh port
         done = launch([str(script)], ENV)
+        if done.returncode == 0:
+            break
+        time.sleep(1)
     if done.returncode != 0:
         causes = [line for line in done.stderr.splitlines() if re.search(r"Error|error|terminate|Exception|Abort", line)]
         pytest.skip("this machine cannot run two local gloo processes (checked before the run): " + "\n".join(causes[:20]))
@@ -203,8 +205,12 @@ def test_two_processes_equal_one_and_only_the_main_process_writes(name, unbroken
     finished = (out / "done").exists()
     causes = [line for line in done.stderr.splitlines() if re.search(r"Error|error:|Exception|File \"", line)]
     assert finished, f"{name} did not finish under two processes (a rank failed):\n" + "\n".join(causes[:60])
-    for one, two in zip(log_lines(unbroken(name)), log_lines(out)):
-        assert one["step"] == two["step"] and one.get("loss") == pytest.approx(two.get("loss"), abs=1e-5)
+    logs = log_lines(unbroken(name)), log_lines(out)
+    assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]]
+    for key, value in logs[0][0].items():  # the first step: every logged figure (rollouts, losses, statistics)
+        assert logs[1][0][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    for one, two in zip(*logs):
+        assert one.get("loss") == pytest.approx(two.get("loss"), abs=1e-5)
     # Adam turns the last bits of a gradient that is zero in exact arithmetic (e.g. ln_f.bias under a
     # Bradley-Terry loss) into a full step, so the weights are compared with one process that sums
     # the same two halves of each batch (micro-batches = the processes' shards)
@@ -247,7 +253,7 @@ def run_in_child(args: list[str]) -> int:
 def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: bool, delay: float) -> str:
     """Start `tokenreward ARGS` in a child process and SIGKILL it `delay` seconds after the run
     began (before its first checkpoint) or after its first checkpoint; returns what the folder
-    held when it died."""
+    held when it died ("ended before the kill" when a busy machine let it finish first)."""
     pid = run_in_child(args)
     checkpoint = out / "checkpoints" / "step-1"
     ready = (lambda: checkpoint.is_dir()) if after_first_checkpoint else (lambda: (out / "run.json").is_file())
@@ -265,7 +271,9 @@ def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: boo
         time.sleep(0.001)
     os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"the child exited by itself ({status})"
+    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):  # it finished first
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child failed ({status})"
+        return "ended before the kill"
     return "done" if (out / "done").exists() else "checkpoint" if checkpoint.is_dir() else "no checkpoint"
 
 

@@ -329,3 +329,10 @@ def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: to
     """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0` (chunked, `tokenreward.logprobs`)."""
     picked = shifted_logprobs(model, input_ids, attention_mask)
     return torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute activations in the backward pass (transformers >= 5.2 names it activation
+    checkpointing; older releases gradient checkpointing)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()

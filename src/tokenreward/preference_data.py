@@ -29,10 +29,9 @@ from typing import Any
 
 import torch
 
-from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
 from tokenreward.progress import progress_bar
-from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, build_rewarder
+from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, TokenRewards, build_rewarder
 
 COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -282,10 +281,13 @@ def pair_token_rewards(
     combine = rewarder.combine if rewarder is not None else REWARDERS.get(name).combine
 
     def project(records: list[dict], encoded: list[EncodedResponse]) -> list[torch.Tensor]:
-        return [
-            enc.on_completion(project_rewards([tuple(o) for o in rec["offsets"]], rec["rewards"], enc.offsets, len(enc.text), combine))
-            for rec, enc in zip(records, encoded)
-        ]
+        """The cached records as `TokenRewards`, projected onto the policy's response tokens."""
+        cached = TokenRewards.from_lists(
+            name, [enc.text for enc in encoded], [r["offsets"] for r in records], [r["rewards"] for r in records],
+            [r["sequence_reward"] for r in records],
+        )  # fmt: skip
+        on_policy = cached.project([enc.offsets for enc in encoded], combine)
+        return [enc.on_completion(on_policy.token_rewards(i)) for i, enc in enumerate(encoded)]
 
     unscored = [
         {"row": data.rows[i], "side": side, "reason": rec["unscored"]}

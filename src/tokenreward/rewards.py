@@ -81,6 +81,10 @@ class TokenRewards:
             raise ValueError(f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)")
         return torch.nn.functional.pad(self.rewards * self.mask, (0, width - self.rewards.shape[1]))
 
+    def padded_mask(self, width: int) -> torch.Tensor:
+        """The mask `[B, width]` matching `padded(width)`."""
+        return torch.nn.functional.pad(self.mask, (0, width - self.mask.shape[1]))
+
     def __len__(self) -> int:
         return len(self.responses)
 

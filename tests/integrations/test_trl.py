@@ -212,7 +212,8 @@ def test_eos_token_takes_the_completing_tokens_reward(tok, reward_model):
     function = TokenRewardFunction(sparse, tok)
     body = tok(" Paris.", add_special_tokens=False)["input_ids"]
     returns = function(["The capital of France is"] * 2, None, [body + [tok.eos_token_id], body])
-    (with_eos, truncated), sequence = function.last
+    with_eos, truncated = (torch.tensor(function.last.token_rewards(i)) for i in range(2))
+    sequence = function.last.sequence_rewards
     score = float(sparse.score(["The capital of France is"], [" Paris."]).sequence_rewards[0])
     assert with_eos.tolist() == pytest.approx([0.0] * len(body) + [score], abs=1e-6)
     assert truncated.tolist() == pytest.approx([0.0] * (len(body) - 1) + [score], abs=1e-6)
@@ -241,7 +242,7 @@ def test_conversational_prompts_reach_the_rewarder_as_messages(tmp_path):
     for i, (ids, n) in enumerate(zip(out["completion_ids"], completion_lengths(out))):
         text, offsets = offsets_from_ids(chat, ids[:n].tolist())
         scored = red.score([rows[i // GROUP]["prompt"]], [text], align_to=[offsets]).token_rewards(0)
-        assert trainer.token_reward_function.last[0][i].tolist() == pytest.approx(
+        assert trainer.token_reward_function.last.token_rewards(i) == pytest.approx(
             eos_rule(scored, text, offsets), abs=1e-5
         )
 

@@ -139,7 +139,8 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         for step in range(training.start, config.steps):
             epoch, k = divmod(step, per_epoch)
             order = permutation(len(records), config.seed, "order", epoch)
-            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, units=None)
+            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, units=None,
+                                    summed=("positive_tokens", "penalised_tokens"))
             metrics.pop("lr")
             record = {"step": step + 1, **metrics}
             if eval_records and accelerator.is_main_process and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):

@@ -34,6 +34,7 @@ import torch
 
 from tokenreward.config import validate_ranges
 from tokenreward.io import write_atomic
+from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 
 IGNORED_ON_RESUME = ("resume", "progress")
@@ -174,7 +175,7 @@ class Optimization:
         self.scheduler = scheduler
         folder.begin()
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
+            enable_activation_checkpointing(model)
         self.start = 0
         if latest_checkpoint(folder.out) is not None:
             self.start, self.extra = load_checkpoint(folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler})
@@ -189,7 +190,8 @@ class Optimization:
         device = self.accelerator.device.type
         return torch.autocast(device, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
 
-    def step(self, step: int, indices: Sequence[int], loss_fn: LossFn, units: Callable[[list[int]], float] | None = len) -> dict[str, float]:
+    def step(self, step: int, indices: Sequence[int], loss_fn: LossFn, units: Callable[[list[int]], float] | None = len,
+             summed: Sequence[str] = ()) -> dict[str, float]:
         """One optimizer step on the batch `indices` (all processes' pairs / sequences).
 
         Each process takes its shard, cut into `gradient_accumulation` micro-batches;
@@ -197,8 +199,9 @@ class Optimization:
         and metrics (with `units=None`, the metrics carry `"units"` themselves: every
         micro-batch is then run forward before the backward passes). Weighted by
         `units / total units` (times the process count, which the gradient all-reduce divides
-        out), the summed gradients are those of the mean over the whole batch. Stops on a
-        non-finite loss or gradient naming the step."""
+        out), the summed gradients are those of the mean over the whole batch. Logged metrics are
+        unit-weighted means over the batch, or totals for the names in `summed` (counts). Stops
+        on a non-finite loss or gradient naming the step."""
         mine = shard(indices, self.accelerator)
         k = min(self.config.gradient_accumulation, max(1, len(mine)))
         micros = [mine[i::k] for i in range(k)] if mine else [[]]
@@ -222,13 +225,13 @@ class Optimization:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad()
-        return {**self._gathered(metrics), "lr": lr}
+        return {**self._gathered(metrics, summed), "lr": lr}
 
     def _forward(self, step: int, micro: list[int], loss_fn: LossFn) -> tuple[torch.Tensor, dict[str, float]]:
         with self.autocast():
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
         if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss)}; stopping (lower --learning-rate or check the data)")
+            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)")
         return loss, dict(values)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
@@ -240,12 +243,13 @@ class Optimization:
     def _zero_loss(self) -> torch.Tensor:
         return sum(p.sum() * 0.0 for p in self.model.parameters())
 
-    def _gathered(self, metrics: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
-        """Unit-weighted means of the micro-batch metrics over every process."""
+    def _gathered(self, metrics: list[tuple[float, dict[str, float]]], summed: Sequence[str]) -> dict[str, float]:
+        """Unit-weighted means (totals for `summed`) of the micro-batch metrics over every process."""
         keys = sorted({k for _, values in metrics for k in values if k != "units"})
-        rows = [[w * values.get(k, 0.0) for k in keys] + [w] for w, values in metrics]
+        rows = [[(1.0 if k in summed else w) * values.get(k, 0.0) for k in keys] + [w] for w, values in metrics]
         sums = self._sum(torch.tensor(rows, dtype=torch.float64).sum(0))
-        return {k: float(sums[i] / sums[-1]) if float(sums[-1]) else 0.0 for i, k in enumerate(keys)}
+        return {k: float(sums[i]) if k in summed else float(sums[i] / sums[-1]) if float(sums[-1]) else 0.0
+                for i, k in enumerate(keys)}
 
     def checkpoint(self, step: int, extra: dict[str, Any] | None = None) -> None:
         """Save the model, optimizer, schedule and RNG states as of `step` (main process only)."""

@@ -32,7 +32,7 @@ from trl import GRPOTrainer
 from tokenreward.align import offsets_from_ids
 from tokenreward.generation import Generation, Generations
 from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
-from tokenreward.rewards import Rewarder, build_rewarder
+from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
 from tokenreward.trainers.ppo import policy_token_rewards
 
 #: baseline name -> registered advantage estimator
@@ -75,10 +75,10 @@ class TokenRewardFunction:
         self.rewarder = rewarder
         self.tokenizer = tokenizer
         self.__name__ = f"tokenreward_{rewarder.name}"
-        self.last: tuple[list[torch.Tensor], torch.Tensor] | None = None
+        self.last: TokenRewards | None = None
 
-    def token_rewards(self, prompts: list, completion_ids: list[list[int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Per generated token rewards (`len(ids)` each, EOS rule applied) and the sequence rewards."""
+    def token_rewards(self, prompts: list, completion_ids: list[list[int]]) -> TokenRewards:
+        """The rewards on the generated tokens (`len(ids)` each, EOS rule applied) and the sequence rewards."""
         generations = Generations(
             [
                 Generation([], list(ids), *offsets_from_ids(self.tokenizer, ids), finished=False)
@@ -89,17 +89,7 @@ class TokenRewardFunction:
 
     def __call__(self, prompts: list, completions: list, completion_ids: list[list[int]], **kwargs) -> list[float]:
         self.last = self.token_rewards(prompts, completion_ids)
-        return [float(row.sum()) for row in self.last[0]]
-
-
-def pad_rows(rows: list[torch.Tensor], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded `[B, width]` rewards and their mask."""
-    rewards = torch.zeros(len(rows), width, device=device)
-    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
-    for i, row in enumerate(rows):
-        rewards[i, : len(row)] = row.to(device)
-        mask[i, : len(row)] = True
-    return rewards, mask
+        return [float(sum(self.last.token_rewards(i))) for i in range(len(self.last))]
 
 
 def add_on_last_token(rewards: torch.Tensor, mask: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -156,9 +146,10 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        rows, sequence_rewards = self.token_reward_function.last
-        device = output["completion_ids"].device
-        local_rewards, local_mask = pad_rows(rows, output["completion_ids"].shape[1], device)
+        policy_rewards = self.token_reward_function.last
+        device, width = output["completion_ids"].device, output["completion_ids"].shape[1]
+        local_rewards, local_mask = policy_rewards.padded(width).to(device), policy_rewards.padded_mask(width).to(device)
+        sequence_rewards = policy_rewards.sequence_rewards
 
         token_rewards, mask = self.gather_rows(local_rewards, local_mask)
         weights = self.reward_weights.to(device)
@@ -169,8 +160,8 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
             BASELINES[self.baseline], AdvantageBatch(rewards, mask, group=group), self.advantage_settings
         )
 
-        start = self.accelerator.process_index * len(rows)
-        output["advantages"] = advantages[start : start + len(rows), : local_rewards.shape[1]]
+        start = self.accelerator.process_index * len(policy_rewards)
+        output["advantages"] = advantages[start : start + len(policy_rewards), :width]
         self.log_token_rewards(
             mode, advantages, token_rewards[mask], self.accelerator.gather(sequence_rewards.to(device))
         )

@@ -103,9 +103,9 @@ def score_samples(rewarder: Rewarder, tokenizer, samples: Sequence[Sample]) -> l
             ended = samples[i].response_ids[-1] == tokenizer.eos_token_id
             items.append(Generation(samples[i].prompt_ids, samples[i].response_ids, text, offsets, ended))
         prompts = [tokenizer.decode(samples[i].prompt_ids, skip_special_tokens=True) for i in scored]
-        token_rows, sequence_rewards = policy_token_rewards(rewarder, prompts, Generations(items))
+        policy_rewards = policy_token_rewards(rewarder, prompts, Generations(items))
         for k, i in enumerate(scored):
-            rows[i], sequence[i] = token_rows[k].tolist(), float(sequence_rewards[k])
+            rows[i], sequence[i] = policy_rewards.token_rewards(k), float(policy_rewards.sequence_rewards[k])
     return [SampleReward(rows[i], sequence[i], rewarder.name) for i in range(len(samples))]
 
 

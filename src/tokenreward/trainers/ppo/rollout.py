@@ -18,7 +18,7 @@ import torch
 
 from tokenreward.align import terminal_layout
 from tokenreward.generation import Generations, encode_prompt
-from tokenreward.rewards import Rewarder, TextOrMessages
+from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards
 from tokenreward.trainers.harness import derive_seed
 
 
@@ -91,24 +91,22 @@ def step_prompt_indices(n_prompts: int, batch_size: int, step: int, seed: int) -
     return indices
 
 
-def policy_token_rewards(
-    rewarder: Rewarder, prompts: Sequence[TextOrMessages], generations: Generations
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per generated token rewards (one row per response, `len(response_ids)` long) and the
-    sequence rewards, in the layout described in the module docstring."""
+def policy_token_rewards(rewarder: Rewarder, prompts: Sequence[TextOrMessages], generations: Generations) -> TokenRewards:
+    """The rewards on the generated tokens (one per response id, offsets of the generations),
+    in the layout described in the module docstring; `.padded(width)` gives the `[B, width]`
+    tensor, `.sequence_rewards` the scores."""
     scored = [i for i, g in enumerate(generations) if g.text.strip()]
-    rows = [torch.zeros(len(g.response_ids)) for g in generations]
-    sequence = torch.zeros(len(generations))
+    rows = [[0.0] * len(g.response_ids) for g in generations]
+    sequence = [0.0] * len(generations)
     if scored:
         result = rewarder.score(
             [prompts[i] for i in scored], [generations[i].text for i in scored], align_to=[generations[i].offsets for i in scored]
         )
-        result.check_finite()
         for k, i in enumerate(scored):
-            rows[i] = torch.tensor(terminal_layout(result.token_rewards(k), generations[i].offsets, len(generations[i].text)))
-            sequence[i] = result.sequence_rewards[k]
-    floor = float(sequence[scored].min()) if scored else 0.0
+            rows[i] = terminal_layout(result.token_rewards(k), generations[i].offsets, len(generations[i].text))
+            sequence[i] = float(result.sequence_rewards[k])
+    floor = min(sequence[i] for i in scored) if scored else 0.0
     for i in sorted(set(range(len(generations))) - set(scored)):
         rows[i][-1] = floor
         sequence[i] = floor
-    return rows, sequence
+    return TokenRewards.from_lists(rewarder.name, generations.texts, [g.offsets for g in generations], rows, sequence)

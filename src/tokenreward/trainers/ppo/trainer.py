@@ -40,7 +40,7 @@ from tokenreward.losses.advantages import (
     estimate_advantages,
 )
 from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer
+from tokenreward.models import context_length, enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from tokenreward.options import parse_assignments
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
@@ -117,7 +117,7 @@ class PPOTrainer:
             raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
         self.policy = load_causal_lm(str(policy_dir), self.device).eval()
         if c.gradient_checkpointing:
-            self.policy.gradient_checkpointing_enable()
+            enable_activation_checkpointing(self.policy)
         self.reference = load_causal_lm(str(c.reference or policy_dir), self.device).eval().requires_grad_(False)
         if self.reference.config.vocab_size != self.policy.config.vocab_size:
             raise ValueError(
@@ -204,7 +204,7 @@ class PPOTrainer:
         """Padded token rewards `[b, t]` (float, on device) and sequence rewards; a non-finite
         reward refuses the step with an error naming the batch."""
         try:
-            token_rows, sequence = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
+            policy_rewards = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
         except FloatingPointError as err:
             raise FloatingPointError(
                 f"step {step + 1}: rewarder {self.config.rewarder!r} gave a non-finite reward on the batch of prompts "
@@ -213,10 +213,7 @@ class PPOTrainer:
         except ValueError as err:
             raise ValueError(f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}") from err
         width = max(len(g.response_ids) for g in generations)
-        padded = torch.zeros(len(token_rows), width)
-        for i, row in enumerate(token_rows):
-            padded[i, : len(row)] = row
-        return padded.to(self.device), sequence.to(self.device)
+        return policy_rewards.padded(width).to(self.device), policy_rewards.sequence_rewards.to(self.device)
 
     def gather_moments(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the masked entries over all processes."""
