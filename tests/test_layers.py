@@ -73,13 +73,6 @@ def test_no_import_cycle():
     assert not cycles, cycles[:5]
 
 
-#: modules still over the limit, to be split (strict: the entry must go once the module is short)
-TOO_LONG = {"world/build.py"}
-
-
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
 def test_modules_stay_under_400_lines(path):
-    if str(path.relative_to(SRC)) in TOO_LONG:
-        assert len(path.read_text().splitlines()) > 400, "now short enough: remove it from TOO_LONG"
-        pytest.xfail("known to be over 400 lines; split it")
     assert len(path.read_text().splitlines()) <= 400

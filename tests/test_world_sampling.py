@@ -3,6 +3,8 @@ law and per-row seeds, a batch that never shrinks) and against cache-free greedy
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from tokenreward.generation import encode_prompt, generate
@@ -54,6 +56,7 @@ def test_finished_rows_leave_the_batch(causal_lm, tokenizer):
     rows_seen = []
     original = causal_lm.forward
 
+    @functools.wraps(original)  # keeps the forward's signature (the cache argument's name is read from it)
     def counting(*args, **kwargs):
         rows_seen.append(kwargs["input_ids"].shape[0])
         out = original(*args, **kwargs)

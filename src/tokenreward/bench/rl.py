@@ -37,24 +37,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import time
 import typing
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import register_bench
+from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
 from tokenreward.io import check_writable, write_atomic
 from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.checkpoints import latest_checkpoint
-from tokenreward.viz.plots import mean_and_std, metric_curve, save_learning_curves, trailing_mean
-from tokenreward.viz.report import gap_to_baseline
+from tokenreward.viz.plots import save_learning_curves
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
 CONTRACT_FIELDS = ("world", "steps", "seed", "out")
-METRICS = ("oracle_score", "kl", "length", "defect_rate")
 EVAL_MODES = ("sampled", "greedy")
 DONE = "done.json"
 EVAL = "eval.json"
@@ -233,81 +234,6 @@ def evaluate_run(policy_dir: Path, eval_path: Path, world, reference, config: RL
     return result
 
 
-def run_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The sampled evaluation's metrics, and the greedy ones prefixed `greedy_`."""
-    return {
-        **{k: evaluation["sampled"].get(k) for k in METRICS},
-        **{f"greedy_{k}": evaluation["greedy"].get(k) for k in METRICS},
-    }
-
-
-def smoothed_curve(log: list[dict[str, Any]], window: int) -> tuple[list[int], list[float]]:
-    """The logged oracle curve as a trailing mean of `window` points, from the first full window."""
-    steps, values = metric_curve(log, "oracle_score")
-    if len(values) < window:
-        return [], []
-    return steps[window - 1 :].tolist(), trailing_mean(values, window)[window - 1 :].tolist()
-
-
-def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
-    return next((s for s, v in zip(steps, values) if v >= target), None)
-
-
-def summarize(values: list[float]) -> dict[str, Any] | None:
-    if not values:
-        return None
-    mean, std = mean_and_std(values)
-    return {"mean": mean, "std": std, "values": values}
-
-
-def summarize_runs(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: summarize([r[key] for r in runs if isinstance(r.get(key), (int, float))]) for key in keys}
-
-
-def aggregate(methods: list[Method], runs: dict[str, list[dict[str, Any]]], sft_runs: list[dict[str, Any]], config: RLBenchConfig) -> dict[str, Any]:
-    """`results.json`: the SFT policy's and each method's mean / std over seeds, and the logged
-    steps each method needs to reach the baseline's final oracle score."""
-    metric_keys = tuple(run_metrics({"sampled": {}, "greedy": {}}))
-    curves = {name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()}
-    target = None
-    baseline_finals = [values[-1] for _, values in curves.get(config.baseline, []) if values]
-    if baseline_finals:
-        target = mean_and_std(baseline_finals)[0]
-    sft_entries = [{"seed": r["seed"], **run_metrics(r["eval"])} for r in sft_runs]
-    results: dict[str, Any] = {
-        "benchmark": "rl",
-        "steps": config.steps,
-        "seeds": list(range(config.seeds)),
-        "split": config.eval_split,
-        "eval_seed": config.eval_seed,
-        "baseline": config.baseline,
-        "window": config.window,
-        "target_oracle_score": target,
-        "heatmap_rewarder": config.heatmap_rewarder,
-        "sft": {"runs": sft_entries, **summarize_runs(sft_entries, metric_keys)},
-        "methods": {},
-    }
-    for method in methods:
-        method_runs = runs[method.name]
-        entry: dict[str, Any] = {"trainer": method.trainer, "rewarder": method.rewarder, "runs": []}
-        for run, (steps, values) in zip(method_runs, curves[method.name]):
-            entry["runs"].append({
-                "seed": run["seed"],
-                **run_metrics(run["eval"]),
-                "final_logged_oracle_score": values[-1] if values else None,
-                "steps_to_target": first_step_reaching(steps, values, target) if target is not None else None,
-                "train_seconds": run["done"]["train_seconds"],
-            })
-        entry.update(summarize_runs(entry["runs"], metric_keys + ("train_seconds", "final_logged_oracle_score")))
-        if target is not None:
-            reached = [r["steps_to_target"] for r in entry["runs"] if r["steps_to_target"] is not None]
-            stat = summarize(reached) or {"mean": None, "std": None, "values": []}
-            entry["steps_to_target"] = {**stat, "reached": len(reached), "of": len(entry["runs"])}
-        results["methods"][method.name] = entry
-    results["comparisons"] = {m.name: gap_to_baseline(results, m.name) for m in methods if gap_to_baseline(results, m.name)}
-    return results
-
-
 def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str) -> dict[str, list[dict[str, Any]]]:
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
     from tokenreward.rewards import build_rewarder
@@ -320,25 +246,71 @@ def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name
     return scored
 
 
-def print_table(results: dict[str, Any], console) -> None:
-    from rich.table import Table
+def remaining_note(spent: list[float], left: int, jobs: int = 1) -> str:
+    """`, about N s left`: the mean time of the runs done so far times the runs left, over
+    the runs that go at once (empty before the first run is done)."""
+    if not spent or left < 1:
+        return ""
+    return f", about {round(sum(spent) / len(spent) * left / jobs)} s left"
 
-    from tokenreward.viz.report import format_stat, format_steps, gap_sentence
 
-    seeds = len(results["seeds"])
-    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread)"
-    table = Table(title=f"held-out oracle score after {results['steps']} steps, {over}")
-    for header in ("method", "oracle score", "greedy", "KL", "length", f"steps to {results['baseline']}"):
-        table.add_column(header, justify="left" if header == "method" else "right")
-    rows = [("SFT policy", results["sft"], "-")]
-    rows += [(name, m, "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target")))
-             for name, m in results["methods"].items()]
-    for name, m, steps in rows:
-        table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["greedy_oracle_score"]), format_stat(m["kl"]),
-                      format_stat(m["length"], 1), steps)
-    console.print(table)
-    for comparison in results.get("comparisons", {}).values():
-        console.print(gap_sentence(comparison))
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_and_evaluate(method, run_dir: Path, config, world_root: Path, seed: int, options: dict[str, str], console=None,
+                       world=None, reference=None) -> dict[str, Any]:
+    """Train one run (unless done) and evaluate its final policy; the world and the reference
+    policy are opened here when not given (in a worker process)."""
+    from rich.console import Console
+
+    from tokenreward.jsonl import read_jsonl
+    from tokenreward.models import load_causal_lm
+    from tokenreward.world import open_world
+
+    console = console or Console(stderr=True)
+    world = world or open_world(world_root)
+    reference = reference if reference is not None else load_causal_lm(world.policy_dir).eval()
+    started = time.perf_counter()
+    done = train_run(method, run_dir, config, world_root, seed, options, console)
+    evaluation = evaluate_run(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
+    log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").exists() else []
+    return {"seed": seed, "done": done, "eval": evaluation, "log": log, "seconds": time.perf_counter() - started}
+
+
+def run_all(methods, config, world, world_root: Path, reference, options: dict[str, str], console) -> dict[str, list[dict[str, Any]]]:
+    """Every (method, seed) run, in `config.jobs` processes at a time; per method its runs in seed order."""
+    out = Path(config.out)
+    todo = [(m, s) for m in methods for s in range(config.seeds)]
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    spent: list[float] = []
+    runs_dir = {(m.name, s): out / m.name / f"seed-{s}" for m, s in todo}
+    # finished runs are only read back (no process needed); with one job every run goes here
+    in_process = todo if config.jobs <= 1 else [(m, s) for m, s in todo if (runs_dir[m.name, s] / DONE).exists()]
+    for k, (method, seed) in enumerate(in_process):
+        console.rule(f"[bold]bench rl [{k + 1}/{len(todo)}]: {method.name}, seed {seed}, {config.steps} steps"
+                     f"{remaining_note(spent, len(todo) - k)}")
+        run = train_and_evaluate(method, runs_dir[method.name, seed], config, world_root, seed, options, console, world, reference)
+        spent.append(run["seconds"])
+        results[method.name, seed] = run
+    pending = [(m, s) for m, s in todo if (m.name, s) not in results]
+    if pending:
+        spent, quiet = [], {**options, "progress": "false"}
+        console.rule(f"[bold]bench rl: {len(pending)} runs of {config.steps} steps, {config.jobs} at a time (one process each)")
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_one_thread) as pool:
+            futures = {pool.submit(train_and_evaluate, m, runs_dir[m.name, s], config, world_root, s, quiet): (m, s)
+                       for m, s in pending}
+            for future in as_completed(futures):
+                method, seed = futures[future]
+                run = future.result()
+                spent.append(run["seconds"])
+                results[method.name, seed] = run
+                console.print(f"  [{len(results)}/{len(todo)}] {method.name} seed {seed}: {run['seconds']:.0f} s"
+                              f"{remaining_note(spent, len(todo) - len(results), config.jobs)}")
+    return {m.name: [results[m.name, s] for s in range(config.seeds)] for m in methods}
 
 
 @register_bench("rl", RLBenchConfig, help="train RL methods on the world (same budget, several seeds) and compare held-out oracle scores")
@@ -346,7 +318,6 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     """Run (or resume) the benchmark; returns the path of `results.json`."""
     from rich.console import Console
 
-    from tokenreward.bench.rl_runs import run_all
     from tokenreward.models import load_causal_lm
     from tokenreward.viz.report import rl_report
     from tokenreward.world import open_world

@@ -10,7 +10,6 @@ second build; building into a finished world checks its size, seed and files fir
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -26,14 +25,18 @@ from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
 from tokenreward.world.integrity import check_finished, file_digests
-from tokenreward.world.oracle import grade, revise
+from tokenreward.world.oracle import grade
 from tokenreward.world.readme import render_readme
+from tokenreward.world.records import (
+    LABEL_TEMPERATURE,
+    SFT_GOOD_SHARE,
+    label_pair,
+    response_record,
+    sft_examples,
+    split_prompts,
+)
 from tokenreward.world.sampling import sample_ids
 
-#: Bradley-Terry temperature of the simulated labellers: P(a > b) = sigma((s_a - s_b) / T)
-LABEL_TEMPERATURE = 1.0
-#: share of good responses in the SFT data (the rest carry planted defects)
-SFT_GOOD_SHARE = 0.6
 CONTEXT = 256
 MAX_NEW_TOKENS = 64
 #: prompts decoded together when the world's policy samples (rows leave the batch as they finish)
@@ -80,81 +83,6 @@ def _save_state(root: Path, state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- data
-
-
-def split_prompts(prompts: list[dict], test_share: float, rng: random.Random) -> dict[str, list[dict]]:
-    """Held-out test share, then the rest 20 / 40 / 40 into SFT / reward / RL (as in TLCR)."""
-    shuffled = prompts[:]
-    rng.shuffle(shuffled)
-    n_test = round(len(shuffled) * test_share)
-    test, rest = shuffled[:n_test], shuffled[n_test:]
-    a, b = round(len(rest) * 0.2), round(len(rest) * 0.6)
-    return {"sft": rest[:a], "reward": rest[a:b], "rl": rest[b:], "test": test}
-
-
-def response_record(prompt: dict, response: gen.Response) -> dict[str, Any]:
-    g = grade(prompt, response.text)
-    return {
-        "prompt_id": prompt["id"],
-        "family": prompt["family"],
-        "prompt": prompt["prompt"],
-        "response": response.text,
-        "kinds": response.kinds,
-        "oracle_score": g.score,
-        "credit_spans": g.credit_spans,
-        "defects": g.defects,
-    }
-
-
-def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict, with_revision: bool = True) -> dict[str, Any]:
-    """A simulated labeller's choice, `P(first wins) = sigma((s_1 - s_2) / LABEL_TEMPERATURE)`,
-    and (`with_revision`) the oracle's minimal revision of the rejected response."""
-    margin = (first["oracle_score"] - second["oracle_score"]) / LABEL_TEMPERATURE
-    first_wins = rng.random() < 1.0 / (1.0 + math.exp(-margin))
-    chosen, rejected = (first, second) if first_wins else (second, first)
-    pair = {
-        "prompt_id": prompt["id"],
-        "family": prompt["family"],
-        "prompt": prompt["prompt"],
-        "chosen": chosen["response"],
-        "rejected": rejected["response"],
-        "chosen_score": chosen["oracle_score"],
-        "rejected_score": rejected["oracle_score"],
-        "chosen_credit_spans": chosen["credit_spans"],
-        "rejected_credit_spans": rejected["credit_spans"],
-    }
-    if with_revision:
-        revision = revise(prompt, rejected["response"])
-        revised = grade(prompt, revision)
-        pair.update(revision=revision, revision_score=revised.score, revision_credit_spans=revised.credit_spans)
-    return pair
-
-
-def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> list[dict[str, str]]:
-    """SFT records: `per_prompt` replies per prompt (good with probability `SFT_GOOD_SHARE`),
-    and three revision instructions: better(defective) -> its oracle revision,
-    better(good) -> the same reply, worse(good) -> the reply with planted defects."""
-    records = []
-    for prompt in prompts:
-        family = prompt["family"]
-        for _ in range(per_prompt):
-            kinds = [] if rng.random() < SFT_GOOD_SHARE else _defective_kinds(rng, family)
-            records.append({"prompt": prompt["prompt"], "completion": gen.respond(rng, prompt, kinds).text})
-        template = rng.randrange(12)
-        good = gen.respond(rng, prompt, [], template).text
-        bad = gen.respond(rng, prompt, _defective_kinds(rng, family), template).text
-        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=bad), "completion": revise(prompt, bad)})
-        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=good), "completion": good})
-        records.append({"prompt": gen.REVISION_WORSE.format(prompt=prompt["prompt"], response=good), "completion": bad})
-    rng.shuffle(records)
-    return records
-
-
-def _defective_kinds(rng: random.Random, family: str) -> list[str]:
-    while True:
-        kinds = gen.sample_kinds(rng, family)
-        if kinds:
-            return kinds
 
 
 def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:

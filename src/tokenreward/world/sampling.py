@@ -10,11 +10,11 @@ index and the seed, not on the batch it was decoded in.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from tokenreward.generation import next_tokens, row_generators
+from tokenreward.generation import cache_argument, next_tokens, row_generators
 
 
 @torch.no_grad()
@@ -35,7 +35,8 @@ def sample_ids(
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     generators = [] if greedy else row_generators(count, list(seeds), device)
     out = policy(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache, logits, last = out.past_key_values, out.logits[:, -1], positions[:, -1]
+    cache_name = cache_argument(policy)
+    cache, logits, last = getattr(out, cache_name), out.logits[:, -1], positions[:, -1]
     active = torch.arange(count)
     responses: list[list[int]] = [[] for _ in range(count)]
     for step in range(max_new_tokens):
@@ -52,6 +53,6 @@ def sample_ids(
             active, token, mask, last = active[keep.cpu()], token[keep], mask[keep], last[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last = last + 1
-        out = policy(input_ids=token[:, None], attention_mask=mask, position_ids=last[:, None], past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        out = policy(input_ids=token[:, None], attention_mask=mask, position_ids=last[:, None], use_cache=True, **{cache_name: cache})
+        cache, logits = getattr(out, cache_name), out.logits[:, -1]
     return responses

@@ -1,0 +1,108 @@
+"""`bench rl`'s figures from finished runs: per-run metrics, learning-curve summaries, the
+mean +- std table over seeds, and the gaps to the baseline method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenreward.viz.plots import mean_and_std, metric_curve, trailing_mean
+from tokenreward.viz.report import gap_to_baseline
+
+METRICS = ("oracle_score", "kl", "length", "defect_rate")
+
+
+def run_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The sampled evaluation's metrics, and the greedy ones prefixed `greedy_`."""
+    return {
+        **{k: evaluation["sampled"].get(k) for k in METRICS},
+        **{f"greedy_{k}": evaluation["greedy"].get(k) for k in METRICS},
+    }
+
+
+def smoothed_curve(log: list[dict[str, Any]], window: int) -> tuple[list[int], list[float]]:
+    """The logged oracle curve as a trailing mean of `window` points, from the first full window."""
+    steps, values = metric_curve(log, "oracle_score")
+    if len(values) < window:
+        return [], []
+    return steps[window - 1 :].tolist(), trailing_mean(values, window)[window - 1 :].tolist()
+
+
+def first_step_reaching(steps: list[int], values: list[float], target: float) -> int | None:
+    return next((s for s, v in zip(steps, values) if v >= target), None)
+
+
+def summarize(values: list[float]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    mean, std = mean_and_std(values)
+    return {"mean": mean, "std": std, "values": values}
+
+
+def summarize_runs(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: summarize([r[key] for r in runs if isinstance(r.get(key), (int, float))]) for key in keys}
+
+
+def aggregate(methods: list[Any], runs: dict[str, list[dict[str, Any]]], sft_runs: list[dict[str, Any]], config: Any) -> dict[str, Any]:
+    """`results.json`: the SFT policy's and each method's mean / std over seeds, and the logged
+    steps each method needs to reach the baseline's final oracle score (`methods`: `bench.rl.Method`s; `config`:
+    its `RLBenchConfig`)."""
+    metric_keys = tuple(run_metrics({"sampled": {}, "greedy": {}}))
+    curves = {name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()}
+    target = None
+    baseline_finals = [values[-1] for _, values in curves.get(config.baseline, []) if values]
+    if baseline_finals:
+        target = mean_and_std(baseline_finals)[0]
+    sft_entries = [{"seed": r["seed"], **run_metrics(r["eval"])} for r in sft_runs]
+    results: dict[str, Any] = {
+        "benchmark": "rl",
+        "steps": config.steps,
+        "seeds": list(range(config.seeds)),
+        "split": config.eval_split,
+        "eval_seed": config.eval_seed,
+        "baseline": config.baseline,
+        "window": config.window,
+        "target_oracle_score": target,
+        "heatmap_rewarder": config.heatmap_rewarder,
+        "sft": {"runs": sft_entries, **summarize_runs(sft_entries, metric_keys)},
+        "methods": {},
+    }
+    for method in methods:
+        method_runs = runs[method.name]
+        entry: dict[str, Any] = {"trainer": method.trainer, "rewarder": method.rewarder, "runs": []}
+        for run, (steps, values) in zip(method_runs, curves[method.name]):
+            entry["runs"].append({
+                "seed": run["seed"],
+                **run_metrics(run["eval"]),
+                "final_logged_oracle_score": values[-1] if values else None,
+                "steps_to_target": first_step_reaching(steps, values, target) if target is not None else None,
+                "train_seconds": run["done"]["train_seconds"],
+            })
+        entry.update(summarize_runs(entry["runs"], metric_keys + ("train_seconds", "final_logged_oracle_score")))
+        if target is not None:
+            reached = [r["steps_to_target"] for r in entry["runs"] if r["steps_to_target"] is not None]
+            stat = summarize(reached) or {"mean": None, "std": None, "values": []}
+            entry["steps_to_target"] = {**stat, "reached": len(reached), "of": len(entry["runs"])}
+        results["methods"][method.name] = entry
+    results["comparisons"] = {m.name: gap_to_baseline(results, m.name) for m in methods if gap_to_baseline(results, m.name)}
+    return results
+
+
+def print_table(results: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    from tokenreward.viz.report import format_stat, format_steps, gap_sentence
+
+    seeds = len(results["seeds"])
+    over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread)"
+    table = Table(title=f"held-out oracle score after {results['steps']} steps, {over}")
+    for header in ("method", "oracle score", "greedy", "KL", "length", f"steps to {results['baseline']}"):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    rows = [("SFT policy", results["sft"], "-")]
+    rows += [(name, m, "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target")))
+             for name, m in results["methods"].items()]
+    for name, m, steps in rows:
+        table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["greedy_oracle_score"]), format_stat(m["kl"]),
+                      format_stat(m["length"], 1), steps)
+    console.print(table)
+    for comparison in results.get("comparisons", {}).values():
+        console.print(gap_sentence(comparison))
