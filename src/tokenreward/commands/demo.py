@@ -1,7 +1,7 @@
 """`tokenreward demo`: the first command to run.
 
-1. Opens the full world from the cache, building it on first use (about 3 minutes on two
-   idle cores; later runs reuse it).
+1. Opens the full world from the cache, building it on first use (about 5 minutes on two
+   cores; later runs reuse it).
 2. Shows RED's per-token rewards on a few held-out responses in the terminal, next to the
    world's ground-truth credit for the same tokens.
 3. Trains PPO-RED and PPO-sparse with the same budget over several seeds (`bench rl`) and

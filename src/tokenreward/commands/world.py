@@ -39,7 +39,7 @@ def register(sub) -> None:
     parser = sub.add_parser("world", help="build or inspect the synthetic world (data, tokenizer, policy, reward model)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build the world (continues a killed build where it stopped)")
-    build.add_argument("--size", choices=["small", "full"], default="full", help="small: about 1 min, for tests; full: about 3 min on 2 idle cores (default: full)")
+    build.add_argument("--size", choices=["small", "full"], default="full", help="small: about 1 min, for tests; full: about 5 min on 2 cores (default: full)")
     build.add_argument("--seed", type=at_least(0), default=0, help="random seed, >= 0 (default: 0)")
     build.add_argument("--out", default=None, help="world folder (default: ~/.cache/tokenreward/world-SIZE, found by other commands)")
     build.add_argument("--no-progress", action="store_true", help="hide the progress bars")
