@@ -1,7 +1,7 @@
 """Typed dataclass configs and the command-line flags generated from them.
 
 Each trainer / benchmark has a dataclass config whose fields carry their defaults (from
-METHODS.md) and a `help` in `field(metadata={"help": ...})`. `add_config_arguments` turns the
+docs/methods.md) and a `help` in `field(metadata={"help": ...})`. `add_config_arguments` turns the
 fields into `--kebab-case` flags; `config_from_args` builds the dataclass back.
 """
 

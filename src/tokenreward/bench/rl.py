@@ -17,7 +17,7 @@ uses): it is registered with `register_trainer(NAME, Config)` and `run(config, N
   (and `kl`, ...).
 
 Per run, bench writes `done.json` after training (runs holding it are skipped, so a long
-benchmark resumes where it stopped, in another session too) and `eval.json` after
+benchmark resumes where it stopped, in a later invocation too) and `eval.json` after
 evaluating `OUT/final` with `tokenreward.evaluation.evaluate_policy` on the held-out split:
 one sampled response per prompt (temperature 1, as in training, seeded by the run's seed;
 the headline numbers) and the greedy response. The SFT policy is evaluated the same way with

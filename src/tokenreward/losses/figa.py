@@ -1,4 +1,4 @@
-"""FIGA's fine-grained weighted imitation loss (Guo et al., 2024; as in METHODS.md).
+"""FIGA's fine-grained weighted imitation loss (Guo et al., 2024; as in docs/methods.md).
 
 The original response `y^` (rejected) and its revision `y*` are Levenshtein-aligned
 (`tokenreward.labels`). With `CE_t = -log pi(y_t | x, y_<t)`:

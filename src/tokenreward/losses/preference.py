@@ -1,4 +1,4 @@
-"""Preference losses as pure tensor functions (METHODS.md, "Preference losses").
+"""Preference losses as pure tensor functions (docs/methods.md, "Preference losses").
 
 Shapes: sequence log-probabilities are `[B]` (summed over the response tokens); per-token
 inputs are `[B, T]` with a float or bool `mask` marking the response positions (padding 0).
@@ -88,7 +88,7 @@ def simpo_loss(
 ) -> torch.Tensor:
     """SimPO: `-log sigma(beta/|y_w| log pi(y_w) - beta/|y_l| log pi(y_l) - gamma)`.
 
-    METHODS.md gives no defaults; `beta = 2.0`, `gamma = 1.0` are the SimPO paper's
+    docs/methods.md gives no defaults; `beta = 2.0`, `gamma = 1.0` are the SimPO paper's
     (`gamma / beta = 0.5`)."""
     return logistic_loss(simpo_logits(policy_chosen, policy_rejected, chosen_length, rejected_length, beta, gamma))
 
@@ -200,7 +200,7 @@ def sepo_loss(
 ) -> torch.Tensor:
     """SePO: token scores `s_t = log pi_oracle - log ref`; `S_w` = the top `ratio` of `y_w`'s
     tokens, `S_l` = the bottom `ratio` of `y_l`'s (at least one token each);
-    `-log sigma(beta * (mean_{S_w} log pi - mean_{S_l} log pi))`, `ratio = 0.3`. METHODS.md has
+    `-log sigma(beta * (mean_{S_w} log pi - mean_{S_l} log pi))`, `ratio = 0.3`. docs/methods.md has
     no `beta`; the default 1 is its equation."""
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"SePO's token ratio must lie in (0, 1], got {ratio}")

@@ -1,4 +1,4 @@
-"""T-REG's self-generated contrastive token reward (arXiv 2412.02685, METHODS.md):
+"""T-REG's self-generated contrastive token reward (arXiv 2412.02685, docs/methods.md):
 
 `r^_t = sigma( log ref(y_t | x_better, y_<t) - log ref(y_t | x_worse, y_<t) ) - 0.5`, in (-0.5, 0.5),
 

@@ -1,4 +1,4 @@
-"""RTO's PPO reward (arXiv 2404.18922, METHODS.md) without its KL term:
+"""RTO's PPO reward (arXiv 2404.18922, docs/methods.md) without its KL term:
 
 `r_t = clip(beta1 * rho_t, -c, c) + [t = T] * clip(R(x, y), -R_max, R_max)`,
 `beta1 = 0.05`, `c = 0.05`, `R_max = 10`,

@@ -33,7 +33,7 @@ from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, m
 
 @dataclass(kw_only=True)
 class FigaConfig(RunConfig):
-    """FIGA (METHODS.md): weights +alpha on added/substituted revision tokens and the EOS,
+    """FIGA (docs/methods.md): weights +alpha on added/substituted revision tokens and the EOS,
     -beta on deleted/substituted rejected tokens while their CE is in [ce_low, ce_high]."""
 
     out: Path = field(metadata={"help": "run folder: log.jsonl, checkpoints/, final/ (the trained policy)"})

@@ -1,5 +1,5 @@
 """Preference optimisation with token-level guidance: DPO, SimPO, T-REG (DPO-REG, SimPO-REG),
-TDPO1, TDPO2, TGDPO, SePO (METHODS.md, "Preference losses").
+TDPO1, TDPO2, TGDPO, SePO (docs/methods.md, "Preference losses").
 
 One loop serves every method; the method picks a pure loss from
 `tokenreward.losses.preference` and the inputs it needs:
@@ -54,7 +54,7 @@ from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, m
 
 @dataclass(kw_only=True)
 class PreferenceConfig(RunConfig):
-    """Preference optimisation on TRL-format pairs (METHODS.md, "Preference losses")."""
+    """Preference optimisation on TRL-format pairs (docs/methods.md, "Preference losses")."""
 
     out: Path = field(metadata={"help": "output folder: run.json, log.jsonl, data.json, checkpoints/, final/"})
     world: str | None = field(default=None, metadata={"help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"})

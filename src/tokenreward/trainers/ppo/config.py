@@ -1,4 +1,4 @@
-"""PPO / ReMax / RLOO settings. Defaults: METHODS.md (RED's kl 0.02; TLCR's gamma 1, lambda
+"""PPO / ReMax / RLOO settings. Defaults: docs/methods.md (RED's kl 0.02; TLCR's gamma 1, lambda
 0.95, clip 0.2, value clip 0.2); learning rates and batch sizes are small-model choices
 (docs/ppo.md)."""
 
@@ -17,7 +17,7 @@ RESUMABLE_CHANGES = ("steps", "save_every")
 
 @dataclass(kw_only=True)
 class PPOConfig(RunConfig):
-    """PPO with dense token rewards. Defaults: METHODS.md (RED's kl 0.02; TLCR's gamma 1,
+    """PPO with dense token rewards. Defaults: docs/methods.md (RED's kl 0.02; TLCR's gamma 1,
     lambda 0.95, clip 0.2, value clip 0.2); learning rates and batch sizes are small-model
     choices (see docs/ppo.md)."""
 
