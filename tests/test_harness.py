@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -235,32 +236,26 @@ def windows(whole: Path) -> tuple[float, float]:
     return max(first - started, 0.01), max((whole / "done").stat().st_mtime - first, 0.01)
 
 
-def run_in_child(args: list[str]) -> int:
-    """`tokenreward ARGS` in a forked child process (no start-up cost); returns its pid."""
-    pid = os.fork()
-    if pid == 0:  # the child: run, then leave without running the parent's clean-up
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            fresh_accelerate_state()
-            status = main(args)
-        finally:
-            os._exit(locals().get("status", 1) or 0)
-    return pid
+def run_in_child(args: list[str]) -> subprocess.Popen:
+    """`tokenreward ARGS` in a child process of its own (started afresh, not forked: a fork of
+    this multi-threaded process can deadlock in the child's OpenMP pool), with this process's torch
+    thread count so that its sums round as the in-process runs' do."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.Popen([sys.executable, "-m", "tokenreward.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: bool, delay: float) -> str:
     """Start `tokenreward ARGS` in a child process and SIGKILL it `delay` seconds after the run
     began (before its first checkpoint) or after its first checkpoint; returns what the folder
     held when it died ("ended before the kill" when a busy machine let it finish first)."""
-    pid = run_in_child(args)
+    child = run_in_child(args)
     checkpoint = out / "checkpoints" / "step-1"
     ready = (lambda: checkpoint.is_dir()) if after_first_checkpoint else (lambda: (out / "run.json").is_file())
     deadline = time.monotonic() + 300
 
     def alive() -> bool:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+        return child.poll() is None
 
     running = True
     while not ready() and (running := alive()) and time.monotonic() < deadline:
@@ -269,10 +264,10 @@ def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: boo
     stop = time.monotonic() + delay
     while time.monotonic() < stop and (after_first_checkpoint or not checkpoint.is_dir()):
         time.sleep(0.001)
-    os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):  # it finished first
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child failed ({status})"
+    child.kill()  # SIGKILL
+    status = child.wait()
+    if status != -signal.SIGKILL:  # it finished first
+        assert status == 0, f"the child failed (exit status {status})"
         return "ended before the kill"
     return "done" if (out / "done").exists() else "checkpoint" if checkpoint.is_dir() else "no checkpoint"
 
