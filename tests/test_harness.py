@@ -141,6 +141,19 @@ assert acc.num_processes == 2 and float(total) == 3.0, (acc.num_processes, total
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_per_process():
+    """Every run of this module, in this process and in the launched ones, on one torch thread:
+    the comparisons are to 1e-5 or bit for bit, and sums over another thread count round
+    differently (which Adam turns into a full step on gradients that are zero in theory)."""
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def two_processes(tmp_path_factory):
     """A check made before any two-process run: can this machine run two local gloo processes?"""
