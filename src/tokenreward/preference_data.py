@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, response_text
+from tokenreward.io import atomic_write
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, TokenRewards, build_rewarder
 
@@ -271,13 +271,10 @@ def pair_token_rewards(
                     for i, record in zip(indices, scored):
                         records[i] = record
                     advance(len(indices))
-        if cache_path is not None:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(".tmp")
-            with tmp.open("w") as handle:
+        if cache_path is not None:  # a temporary file of its own per writer: data-parallel ranks write it at once
+            with atomic_write(cache_path) as handle:
                 for c, r in zip(chosen, rejected):
                     handle.write(json.dumps({"chosen": c, "rejected": r}) + "\n")
-            os.replace(tmp, cache_path)
     combine = rewarder.combine if rewarder is not None else REWARDERS.get(name).combine
 
     def project(records: list[dict], encoded: list[EncodedResponse]) -> list[torch.Tensor]:
