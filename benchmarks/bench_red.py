@@ -79,15 +79,23 @@ def main() -> None:
     overrides = dict(hidden_size=args.hidden, intermediate_size=4 * args.hidden, num_hidden_layers=args.layers)
     if args.arch == "gpt2":
         overrides = dict(n_embd=args.hidden, n_layer=args.layers)
-    config = tiny_config(args.arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1, max_position_embeddings=1024, **overrides)
+    config = tiny_config(
+        args.arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1, max_position_embeddings=1024, **overrides
+    )
     model = AutoModelForSequenceClassification.from_config(config).to(device).eval()
     red = build_rewarder("red", reward_model=model, tokenizer=tokenizer, device=args.device, batch_size=args.batch)
-    sparse = build_rewarder("sparse", reward_model=model, tokenizer=tokenizer, device=args.device, batch_size=args.batch)
+    sparse = build_rewarder(
+        "sparse", reward_model=model, tokenizer=tokenizer, device=args.device, batch_size=args.batch
+    )
     params = sum(p.numel() for p in model.parameters())
-    print(f"{args.arch}: {args.layers} layers, hidden {args.hidden}, {params / 1e3:.0f}k parameters, device {device}, "
-          f"{args.threads} CPU thread(s), median of {args.repeats}")
-    header = (f"{'T':>5} {'one pass ms':>12} {'per-prefix ms':>14} {'speed-up':>9} {'max |diff|':>11} | "
-              f"{'RED ms':>8} {'sparse ms':>10} {'overhead':>9} | {'fwd RED ms':>11} {'fwd HF ms':>10} {'overhead':>9}")
+    print(
+        f"{args.arch}: {args.layers} layers, hidden {args.hidden}, {params / 1e3:.0f}k parameters, device {device}, "
+        f"{args.threads} CPU thread(s), median of {args.repeats}"
+    )
+    header = (
+        f"{'T':>5} {'one pass ms':>12} {'per-prefix ms':>14} {'speed-up':>9} {'max |diff|':>11} | "
+        f"{'RED ms':>8} {'sparse ms':>10} {'overhead':>9} | {'fwd RED ms':>11} {'fwd HF ms':>10} {'overhead':>9}"
+    )
     print(header)
     print("-" * len(header))
     for length in (int(v) for v in args.lengths.split(",")):
@@ -105,21 +113,32 @@ def main() -> None:
         naive_ms = timed(per_prefix, max(1, args.repeats // 2), sync) * 1e3
         diff = (torch.tensor(red.score([PROMPT], [response]).token_rewards(0)) - per_prefix()).abs().max().item()
 
-        prompts, responses = [PROMPT] * args.batch, [response_of_length(tokenizer, length, seed=length + k) for k in range(args.batch)]
-        red_ms, sparse_ms = (1e3 * t for t in timed_pair(
-            lambda: red.score(prompts, responses), lambda: sparse.score(prompts, responses), 3 * args.repeats, sync
-        ))
+        prompts, responses = (
+            [PROMPT] * args.batch,
+            [response_of_length(tokenizer, length, seed=length + k) for k in range(args.batch)],
+        )
+        red_ms, sparse_ms = (
+            1e3 * t
+            for t in timed_pair(
+                lambda: red.score(prompts, responses), lambda: sparse.score(prompts, responses), 3 * args.repeats, sync
+            )
+        )
         batch = encode_pairs(tokenizer, prompts, responses)
         batch_ids, batch_mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         with torch.no_grad():
-            fwd_red, fwd_hf = (1e3 * t for t in timed_pair(
-                lambda: prefix_scores(model, batch_ids, batch_mask),
-                lambda: model(input_ids=batch_ids, attention_mask=batch_mask).logits,
-                3 * args.repeats,
-                sync,
-            ))
-        print(f"{len(ends):>5} {one_ms:>12.2f} {naive_ms:>14.1f} {naive_ms / one_ms:>8.1f}x {diff:>11.2e} | "
-              f"{red_ms:>8.2f} {sparse_ms:>10.2f} {red_ms / sparse_ms:>8.2f}x | {fwd_red:>11.2f} {fwd_hf:>10.2f} {fwd_red / fwd_hf:>8.2f}x")
+            fwd_red, fwd_hf = (
+                1e3 * t
+                for t in timed_pair(
+                    lambda: prefix_scores(model, batch_ids, batch_mask),
+                    lambda: model(input_ids=batch_ids, attention_mask=batch_mask).logits,
+                    3 * args.repeats,
+                    sync,
+                )
+            )
+        print(
+            f"{len(ends):>5} {one_ms:>12.2f} {naive_ms:>14.1f} {naive_ms / one_ms:>8.1f}x {diff:>11.2e} | "
+            f"{red_ms:>8.2f} {sparse_ms:>10.2f} {red_ms / sparse_ms:>8.2f}x | {fwd_red:>11.2f} {fwd_hf:>10.2f} {fwd_red / fwd_hf:>8.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def main() -> None:
     world = open_world(args.world)
     responses = world.responses(args.split)[: args.limit]
     for name in args.rewarders.split(","):
-        scored = build_rewarder(name, **world.resources()).score([r["prompt"] for r in responses], [r["response"] for r in responses])
+        scored = build_rewarder(name, **world.resources()).score(
+            [r["prompt"] for r in responses], [r["response"] for r in responses]
+        )
         groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
         for i, response in enumerate(responses):
             record = scored.record(i)

@@ -36,7 +36,9 @@ def main() -> None:
         chunk = examples[start : start + 32]
         batch = batch_tensors(tokenizer, chunk, None)
         with torch.no_grad():
-            probs = torch.sigmoid(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[..., 0])
+            probs = torch.sigmoid(
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[..., 0]
+            )
         for i, example in enumerate(chunk):
             side = example["where"].rsplit("(", 1)[1].rstrip(")")
             for p, label in zip(probs[i][batch["mask"][i]].tolist(), example["labels"]):

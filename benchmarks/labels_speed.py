@@ -56,13 +56,25 @@ def main() -> None:
     naive = timed(reference_edit_ops, pairs[: max(1, args.pairs // 10)])
     print(f"{args.pairs} pairs of {args.length} tokens, {args.edits} random edits each")
     print(f"tokenreward.labels.edit_ops (public-code ties): {ours * 1e3:8.3f} ms / pair")
-    print(f"rapidfuzz Levenshtein.editops (its own ties):   {floor * 1e3:8.3f} ms / pair   ours / rapidfuzz = {ours / floor:6.1f}x")
-    print(f"pure-Python DP, same ties:                      {naive * 1e3:8.3f} ms / pair   python / ours    = {naive / ours:6.1f}x")
+    print(
+        f"rapidfuzz Levenshtein.editops (its own ties):   {floor * 1e3:8.3f} ms / pair   ours / rapidfuzz = {ours / floor:6.1f}x"
+    )
+    print(
+        f"pure-Python DP, same ties:                      {naive * 1e3:8.3f} ms / pair   python / ours    = {naive / ours:6.1f}x"
+    )
     rng = random.Random(1)
-    small = [([rng.randrange(4) for _ in range(rng.randrange(10))], [rng.randrange(4) for _ in range(rng.randrange(10))]) for _ in range(3000)]
-    differ = sum([tuple(o) for o in edit_ops(a, b)] != [(o.tag, o.src_pos, o.dest_pos) for o in Levenshtein.editops(a, b)] for a, b in small)
-    print(f"rapidfuzz editops gives another script than the public code's ties on {differ} of {len(small)} random pairs "
-          "(alphabet 4, lengths 0-9)")
+    small = [
+        ([rng.randrange(4) for _ in range(rng.randrange(10))], [rng.randrange(4) for _ in range(rng.randrange(10))])
+        for _ in range(3000)
+    ]
+    differ = sum(
+        [tuple(o) for o in edit_ops(a, b)] != [(o.tag, o.src_pos, o.dest_pos) for o in Levenshtein.editops(a, b)]
+        for a, b in small
+    )
+    print(
+        f"rapidfuzz editops gives another script than the public code's ties on {differ} of {len(small)} random pairs "
+        "(alphabet 4, lengths 0-9)"
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,19 @@ def check(args: argparse.Namespace) -> dict:
 
 def run_case(args: argparse.Namespace, extra: list[str]) -> dict:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    command = [sys.executable, __file__, "--vocab", str(args.vocab), "--tokens", str(args.tokens), "--batch",
-               str(args.batch), "--hidden", str(args.hidden), *extra]
+    command = [
+        sys.executable,
+        __file__,
+        "--vocab",
+        str(args.vocab),
+        "--tokens",
+        str(args.tokens),
+        "--batch",
+        str(args.batch),
+        "--hidden",
+        str(args.hidden),
+        *extra,
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -118,8 +129,10 @@ def main() -> None:
         return
     logits_bytes = 4 * args.batch * args.tokens * args.vocab
     head_bytes = 4 * args.vocab * args.hidden
-    print(f"V={args.vocab} T={args.tokens} B={args.batch} H={args.hidden}: logits tensor {logits_bytes / 1e9:.3f} GB, "
-          f"head {head_bytes / 1e6:.1f} MB")
+    print(
+        f"V={args.vocab} T={args.tokens} B={args.batch} H={args.hidden}: logits tensor {logits_bytes / 1e9:.3f} GB, "
+        f"head {head_bytes / 1e6:.1f} MB"
+    )
     for mode in ("forward", "backward"):
         for case in CASES:
             peak = run_case(args, ["--case", case, "--mode", mode])["peak_bytes"]

@@ -53,10 +53,17 @@ def main() -> None:
         for ids in (short, long):
             times[len(ids)].append(seconds(lambda ids=ids: offsets_from_ids(tokenizer, ids)))
     t_short, t_long = min(times[len(short)]), min(times[len(long)])
-    print(f"offsets_from_ids: {len(short)} tokens {1000 * t_short:.1f} ms, {len(long)} tokens {1000 * t_long:.1f} ms, "
-          f"ratio {t_long / t_short:.2f} (target <= 10)")
-    q_short, q_long = seconds(lambda: prefix_decoding(tokenizer, short)), seconds(lambda: prefix_decoding(tokenizer, long))
-    print(f"prefix decoding (the definition): {1000 * q_short:.1f} ms, {1000 * q_long:.1f} ms, ratio {q_long / q_short:.2f}")
+    print(
+        f"offsets_from_ids: {len(short)} tokens {1000 * t_short:.1f} ms, {len(long)} tokens {1000 * t_long:.1f} ms, "
+        f"ratio {t_long / t_short:.2f} (target <= 10)"
+    )
+    q_short, q_long = (
+        seconds(lambda: prefix_decoding(tokenizer, short)),
+        seconds(lambda: prefix_decoding(tokenizer, long)),
+    )
+    print(
+        f"prefix decoding (the definition): {1000 * q_short:.1f} ms, {1000 * q_long:.1f} ms, ratio {q_long / q_short:.2f}"
+    )
 
 
 if __name__ == "__main__":

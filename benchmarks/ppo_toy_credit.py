@@ -84,7 +84,9 @@ def main() -> None:
     for method, credit, finals, reached in rows:
         hit = [r for r in reached if r is not None]
         spread = statistics.stdev(finals) if len(finals) > 1 else 0.0
-        hit_text = f"{statistics.fmean(hit):.1f} ({len(hit)}/{len(reached)} seeds)" if hit else f"never (0/{len(reached)})"
+        hit_text = (
+            f"{statistics.fmean(hit):.1f} ({len(hit)}/{len(reached)} seeds)" if hit else f"never (0/{len(reached)})"
+        )
         print(f"{method:<8} {credit:<7} {statistics.fmean(finals):9.2f} +- {spread:4.2f} {hit_text:>24}  {reached}")
 
 

@@ -51,9 +51,13 @@ def reward_model_agreement(world, n: int) -> tuple[float, float]:
     on_data = statistics.correlation(scores, [r["oracle_score"] for r in data])
     records = world.prompts("test")[:n]
     policy, tokenizer = load_causal_lm(world.policy_dir).eval(), load_tokenizer(world.tokenizer_dir)
-    samples = generate(policy, tokenizer, [r["prompt"] for r in records], 64, do_sample=True, generator_seed=0, batch_size=64)
+    samples = generate(
+        policy, tokenizer, [r["prompt"] for r in records], 64, do_sample=True, generator_seed=0, batch_size=64
+    )
     kept = [i for i, g in enumerate(samples) if g.text.strip()]
-    scores = sparse.score([records[i]["prompt"] for i in kept], [samples[i].text for i in kept]).sequence_rewards.tolist()
+    scores = sparse.score(
+        [records[i]["prompt"] for i in kept], [samples[i].text for i in kept]
+    ).sequence_rewards.tolist()
     on_policy = statistics.correlation(scores, [grade(records[i], samples[i].text).score for i in kept])
     return on_data, on_policy
 
@@ -88,7 +92,9 @@ def main() -> None:
     build = ppo_module.build_rewarder
     with tempfile.TemporaryDirectory() as tmp:
         for rewarder in ([] if args.skip_oracle else ["oracle"]) + [r for r in args.rewarders.split(",") if r]:
-            ppo_module.build_rewarder = (lambda *a, **k: OracleScoreRewarder(records)) if rewarder == "oracle" else build
+            ppo_module.build_rewarder = (
+                (lambda *a, **k: OracleScoreRewarder(records)) if rewarder == "oracle" else build
+            )
             config = PPOConfig(
                 out=Path(tmp) / rewarder, world=Path(world.root), rewarder=rewarder, steps=args.steps, seed=args.seed,
                 critic_init="policy" if rewarder == "oracle" else "reward_model", progress=False, save_every=args.steps,
@@ -99,7 +105,9 @@ def main() -> None:
             rows.append((f"ppo-{rewarder}", evaluate(out / "final"), log))
         ppo_module.build_rewarder = build
     print(f"held-out test split ({rows[0][1]['greedy']['n']} prompts), {args.steps} PPO steps, seed {args.seed}")
-    print(f"{'policy':<14} {'greedy oracle':>14} {'defects':>8} {'KL':>7} {'len':>6} {'sampled oracle':>15} {'defects':>8} {'KL':>7} {'len':>6}")
+    print(
+        f"{'policy':<14} {'greedy oracle':>14} {'defects':>8} {'KL':>7} {'len':>6} {'sampled oracle':>15} {'defects':>8} {'KL':>7} {'len':>6}"
+    )
     for name, result, _ in rows:
         cells = []
         for mode in ("greedy", "sampled"):

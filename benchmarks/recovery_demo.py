@@ -47,8 +47,12 @@ def world_lock(root: Path) -> None:
     print(f"[1] killed pid {first.pid} (SIGKILL); lock file left: {(folder / '.tokenreward.lock').read_text()}")
     started = time.perf_counter()
     third = subprocess.run(build, capture_output=True, text=True, env=ENV)
-    lines = [line for line in (third.stderr + third.stdout).splitlines() if "stale lock" in line or "world ready" in line]
-    print(f"[1] third build: exit {third.returncode} after {time.perf_counter() - started:.0f} s: " + " | ".join(lines))
+    lines = [
+        line for line in (third.stderr + third.stdout).splitlines() if "stale lock" in line or "world ready" in line
+    ]
+    print(
+        f"[1] third build: exit {third.returncode} after {time.perf_counter() - started:.0f} s: " + " | ".join(lines)
+    )
     print(f"[1] lock file after: {'present' if (folder / '.tokenreward.lock').exists() else 'removed'}")
 
 
@@ -66,14 +70,34 @@ def score_keeps_old(root: Path) -> None:
     output = root / "scored.jsonl"
     output.write_text("".join(json.dumps({"old": k}) + "\n" for k in range(1000)))
     before = hashlib.sha256(output.read_bytes()).hexdigest()
-    done = subprocess.run(CLI + ["score", "--rewarder", "red", "--reward-model", str(model), "--input", str(source),
-                                 "--format", "json", "--batch-size", "2", "--output", str(output)],
-                          capture_output=True, text=True, env=ENV)
+    done = subprocess.run(
+        CLI
+        + [
+            "score",
+            "--rewarder",
+            "red",
+            "--reward-model",
+            str(model),
+            "--input",
+            str(source),
+            "--format",
+            "json",
+            "--batch-size",
+            "2",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     after = hashlib.sha256(output.read_bytes()).hexdigest()
     leftovers = [p.name for p in root.iterdir() if p.name.startswith(".scored.jsonl.")]
     print(f"[2] score exit {done.returncode}: {done.stderr.strip()}")
-    print(f"[2] {output.name} sha256 before {before[:16]}, after {after[:16]}: {'unchanged' if before == after else 'CHANGED'};"
-          f" temporary files left: {leftovers}")
+    print(
+        f"[2] {output.name} sha256 before {before[:16]}, after {after[:16]}: {'unchanged' if before == after else 'CHANGED'};"
+        f" temporary files left: {leftovers}"
+    )
 
 
 PAIRS = [
@@ -94,9 +118,27 @@ def labelling(root: Path) -> None:
     out = root / "labels.jsonl"
     server = FakeChatServer()
     timeout = 2.0
-    argv = ["label", "--reviser", "openai", "--model", "mixed", "--base-url", server.url, "--tokenizer", str(root / "tok"),
-            "--input", str(source), "--output", str(out), "--cache", str(root / "cache"), "--timeout", str(timeout),
-            "--retries", "1"]
+    argv = [
+        "label",
+        "--reviser",
+        "openai",
+        "--model",
+        "mixed",
+        "--base-url",
+        server.url,
+        "--tokenizer",
+        str(root / "tok"),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--cache",
+        str(root / "cache"),
+        "--timeout",
+        str(timeout),
+        "--retries",
+        "1",
+    ]
 
     def run(tag: str) -> None:
         server.calls.clear()
@@ -107,8 +149,10 @@ def labelling(root: Path) -> None:
             code = main(argv)
         sent = [next(p["prompt"] for p in PAIRS if p["prompt"] in c["messages"][-1]["content"]) for c in server.calls]
         summary = [line.strip() for line in printed.getvalue().splitlines() if "labelled" in line or "failed:" in line]
-        print(f"[3] {tag}: exit {code} in {time.perf_counter() - started:.1f} s; requests {sent}; "
-              f"longest request served {max(server.durations, default=0):.2f} s (--timeout {timeout})")
+        print(
+            f"[3] {tag}: exit {code} in {time.perf_counter() - started:.1f} s; requests {sent}; "
+            f"longest request served {max(server.durations, default=0):.2f} s (--timeout {timeout})"
+        )
         for line in summary:
             print(f"[3]   {line}")
 

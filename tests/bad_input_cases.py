@@ -37,9 +37,20 @@ OUTCOMES = ("clear", "unclear", "silent", "traceback")
 COMMANDS = ("score", "label", "train", "bench", "world", "demo", "serve")
 SCRATCH = "scratch"  # the only folder of the fixture root cases may write into
 
-CHOICES_REPLY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": (
-    "<|Start of Reasoning|>\nfix\n<|End of Reasoning|>\n<|Start of Modified Response|>\nThe answer is 42.\n"
-    "<|End of Modified Response|>")}}]}
+CHOICES_REPLY = {
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": (
+                    "<|Start of Reasoning|>\nfix\n<|End of Reasoning|>\n<|Start of Modified Response|>\nThe answer is 42.\n"
+                    "<|End of Modified Response|>"
+                ),
+            },
+        }
+    ]
+}
 
 
 class FakeChatServer:
@@ -93,7 +104,13 @@ class FakeChatServer:
         model = body["model"]
         content = body["messages"][-1]["content"]
         if model == "mixed":
-            model = "bad-request" if "POISON" in content else "trickle" if "TRICKLE" in content and self.trickling else "ok"
+            model = (
+                "bad-request"
+                if "POISON" in content
+                else "trickle"
+                if "TRICKLE" in content and self.trickling
+                else "ok"
+            )
         if model in ("auth", "missing", "bad-request"):
             status = {"auth": 401, "missing": 404, "bad-request": 400}[model]
             return status, json.dumps({"error": {"message": f"refused ({model})"}}).encode(), False
@@ -112,7 +129,9 @@ def save_model(model, tokenizer, folder: Path) -> Path:
     return folder
 
 
-def damaged_copy(source: Path, folder: Path, content: Callable[[bytes], bytes], name: str = "model.safetensors") -> Path:
+def damaged_copy(
+    source: Path, folder: Path, content: Callable[[bytes], bytes], name: str = "model.safetensors"
+) -> Path:
     shutil.copytree(source, folder)
     target = folder / name
     target.write_bytes(content(target.read_bytes()))
@@ -128,7 +147,9 @@ def tiny_world(root: Path) -> Path:
     """A finished world of size `tiny` (a few seconds to build)."""
     from tokenreward.world import build as world_build
 
-    world_build.SIZES.setdefault("tiny", world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1))
+    world_build.SIZES.setdefault(
+        "tiny", world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1)
+    )
     world_build.build_world(root, size="tiny", seed=3, progress=False)
     return root
 
@@ -192,10 +213,16 @@ def fixtures(root: Path):
     fx["no_response"] = write_lines(root / "no-response.jsonl", [pairs[0], {"prompt": "Hi"}])
     fx["number_response"] = write_lines(root / "number-response.jsonl", [{"prompt": "Hi", "response": 42}])
     fx["empty_response"] = write_lines(root / "empty-response.jsonl", [pairs[0], {"prompt": "Hi", "response": ""}])
-    fx["bad_roles"] = write_lines(root / "bad-roles.jsonl", [{"prompt": [{"role": "human", "content": "Hi"}], "response": " Hello"}])
+    fx["bad_roles"] = write_lines(
+        root / "bad-roles.jsonl", [{"prompt": [{"role": "human", "content": "Hi"}], "response": " Hello"}]
+    )
     fx["number_prompt"] = write_lines(root / "number-prompt.jsonl", [{"prompt": 7, "response": " Hello"}])
-    fx["user_last"] = write_lines(root / "user-last.jsonl", [{"prompt": "Hi", "response": [{"role": "user", "content": "x"}]}])
-    fx["chat_rows"] = write_lines(root / "chat.jsonl", [{"prompt": [{"role": "user", "content": "Hi"}], "response": " Hello"}])
+    fx["user_last"] = write_lines(
+        root / "user-last.jsonl", [{"prompt": "Hi", "response": [{"role": "user", "content": "x"}]}]
+    )
+    fx["chat_rows"] = write_lines(
+        root / "chat.jsonl", [{"prompt": [{"role": "user", "content": "Hi"}], "response": " Hello"}]
+    )
     fx["long_row"] = write_lines(root / "long-row.jsonl", pairs * 3 + [{"prompt": long_prompt, "response": " Paris."}])
     fx["long_response"] = write_lines(root / "long-response.jsonl", [{"prompt": "Hi", "response": " Paris." * 200}])
     fx["all_bad"] = write_lines(root / "all-bad.jsonl", [{"prompt": "Hi", "response": ""}, "nope"])
@@ -214,28 +241,51 @@ def fixtures(root: Path):
     fx["empty_dir"].mkdir()
     fx["missing"] = root / "no-such-file.jsonl"
 
-    lpairs = [{"prompt": "What is 17 + 25?", "chosen": " 42.", "rejected": " 41."}, {"prompt": "Hi", "chosen": " Hello!", "rejected": " Go away."}]
+    lpairs = [
+        {"prompt": "What is 17 + 25?", "chosen": " 42.", "rejected": " 41."},
+        {"prompt": "Hi", "chosen": " Hello!", "rejected": " Go away."},
+    ]
     fx["lpairs"] = write_lines(root / "label-pairs.jsonl", lpairs)
     fx["l_missing"] = write_lines(root / "label-missing.jsonl", [lpairs[0], {"prompt": "Hi", "chosen": " Hello!"}])
     fx["l_empty_chosen"] = write_lines(root / "label-empty.jsonl", [{"prompt": "Hi", "chosen": "", "rejected": " no"}])
-    fx["l_number_prompt"] = write_lines(root / "label-number-prompt.jsonl", [{"prompt": 3, "chosen": " a", "rejected": " b"}])
+    fx["l_number_prompt"] = write_lines(
+        root / "label-number-prompt.jsonl", [{"prompt": 3, "chosen": " a", "rejected": " b"}]
+    )
     fx["l_bad_json"] = write_lines(root / "label-bad-json.jsonl", [lpairs[0], "{oops"])
-    fx["l_other"] = write_lines(root / "labels-other.jsonl", [{"pair": 0, "prompt": "Another prompt", "rejected": " x", "failed": "f"}])
-    fx["l_toomany"] = write_lines(root / "labels-toomany.jsonl", [{"pair": 5, "prompt": "Hi", "rejected": " Go away.", "failed": "f"}])
-    fx["l_damaged"] = write_lines(root / "labels-damaged.jsonl", [{"pair": 0, "prompt": lpairs[0]["prompt"], "rejected": " 41.", "failed": "f"},
-                                                                  "{torn in the middle", {"pair": 1, "prompt": "Hi", "rejected": " Go away.", "failed": "f"}])
+    fx["l_other"] = write_lines(
+        root / "labels-other.jsonl", [{"pair": 0, "prompt": "Another prompt", "rejected": " x", "failed": "f"}]
+    )
+    fx["l_toomany"] = write_lines(
+        root / "labels-toomany.jsonl", [{"pair": 5, "prompt": "Hi", "rejected": " Go away.", "failed": "f"}]
+    )
+    fx["l_damaged"] = write_lines(
+        root / "labels-damaged.jsonl",
+        [
+            {"pair": 0, "prompt": lpairs[0]["prompt"], "rejected": " 41.", "failed": "f"},
+            "{torn in the middle",
+            {"pair": 1, "prompt": "Hi", "rejected": " Go away.", "failed": "f"},
+        ],
+    )
 
     fx["world"] = tiny_world(root / "world")
-    fx["world_trunc"] = damaged_copy(fx["world"], root / "world-truncated", lambda b: b[:-64], "reward-model/model.safetensors")
-    fx["world_flip"] = damaged_copy(fx["world"], root / "world-flipped", lambda b: b[:-1] + bytes([b[-1] ^ 1]), "policy/model.safetensors")
+    fx["world_trunc"] = damaged_copy(
+        fx["world"], root / "world-truncated", lambda b: b[:-64], "reward-model/model.safetensors"
+    )
+    fx["world_flip"] = damaged_copy(
+        fx["world"], root / "world-flipped", lambda b: b[:-1] + bytes([b[-1] ^ 1]), "policy/model.safetensors"
+    )
     shutil.copytree(fx["world"], root / "world-missing")
     (root / "world-missing" / "data" / "pairs.test.jsonl").unlink()
     fx["world_missing"] = root / "world-missing"
     fx["world_badjson"] = damaged_copy(fx["world"], root / "world-badjson", lambda b: b[:20], "world.json")
 
     fx["locked"] = root / "locked-world"
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(fx["locked"])], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(fx["locked"])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     server = FakeChatServer()
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -354,8 +404,21 @@ def tally(outcomes: list[tuple[Case, Outcome]]) -> dict[str, dict[str, int]]:
 
 S = ["score", "--rewarder", "red", "--reward-model", "{rm}"]
 ONE = ["--prompt", "What is 17 + 25?", "--response", " 42."]
-L = ["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{tok}", "--cache", "{cache}",
-     "--retries", "0"]
+L = [
+    "label",
+    "--reviser",
+    "openai",
+    "--base-url",
+    "{api}",
+    "--model",
+    "ok",
+    "--tokenizer",
+    "{tok}",
+    "--cache",
+    "{cache}",
+    "--retries",
+    "0",
+]
 LOUT = ["--input", "{lpairs}", "--output", "{scratch}/{case}/labels.jsonl"]  # a fresh output for every case
 
 
@@ -372,24 +435,52 @@ SCORE_CASES = [
     score_case("input-folder", ["--input", "{empty_dir}"], "--input {empty_dir}: is a folder"),
     score_case("input-zero-bytes", ["--input", "{zero_jsonl}"], "{zero_jsonl}: no prompt/response lines"),
     score_case("input-binary", ["--input", "{binary}"], "{binary}: not UTF-8 text"),
-    score_case("input-bad-json", ["--input", "{bad_json}"], "{bad_json}, row 1 (line 2): not valid JSON", "--on-error skip"),
+    score_case(
+        "input-bad-json", ["--input", "{bad_json}"], "{bad_json}, row 1 (line 2): not valid JSON", "--on-error skip"
+    ),
     score_case("input-list-row", ["--input", "{list_row}"], "row 0 (line 1): needs a 'prompt' and a 'response'"),
     score_case("input-no-response", ["--input", "{no_response}"], "row 1 (line 2): needs a 'prompt' and a 'response'"),
-    score_case("input-number-response", ["--input", "{number_response}"], "row 0 (line 1)", "expected a string or a list of messages"),
+    score_case(
+        "input-number-response",
+        ["--input", "{number_response}"],
+        "row 0 (line 1)",
+        "expected a string or a list of messages",
+    ),
     score_case("input-empty-response", ["--input", "{empty_response}"], "row 1 (line 2): the response is empty"),
     score_case("input-wrong-roles", ["--input", "{bad_roles}"], "row 0 (line 1)", "unknown role 'human'"),
     score_case("input-number-prompt", ["--input", "{number_prompt}"], "row 0 (line 1): 'prompt' must be text"),
-    score_case("input-user-last", ["--input", "{user_last}"], "row 0 (line 1)", "the last message must be the assistant's"),
+    score_case(
+        "input-user-last", ["--input", "{user_last}"], "row 0 (line 1)", "the last message must be the assistant's"
+    ),
     score_case("input-chat-without-template", ["--input", "{chat_rows}"], "row 0 (line 1)", "no chat template"),
-    score_case("input-over-long-row", ["--input", "{long_row}"], "row 6 (line 7)", "longer than the model's context of 128", "--truncate"),
-    score_case("input-over-long-response", ["--input", "{long_response}", "--truncate"], "row 0 (line 1)", "the response alone is longer"),
-    score_case("input-all-rows-bad-skipped", ["--input", "{all_bad}", "--on-error", "skip"], "{all_bad}: no row could be scored"),
+    score_case(
+        "input-over-long-row",
+        ["--input", "{long_row}"],
+        "row 6 (line 7)",
+        "longer than the model's context of 128",
+        "--truncate",
+    ),
+    score_case(
+        "input-over-long-response",
+        ["--input", "{long_response}", "--truncate"],
+        "row 0 (line 1)",
+        "the response alone is longer",
+    ),
+    score_case(
+        "input-all-rows-bad-skipped",
+        ["--input", "{all_bad}", "--on-error", "skip"],
+        "{all_bad}: no row could be scored",
+    ),
     score_case("output-folder", ONE + ["--output", "{empty_dir}"], "--output {empty_dir}: is a folder"),
     score_case("output-under-a-file", ONE + ["--output", "{a_file}/out.jsonl"], "{a_file} is a file, not a folder"),
     score_case("output-read-only", ONE + ["--output", "{ro_file}"], "--output {ro_file}: is read-only"),
     score_case("output-in-read-only-folder", ONE + ["--output", "{ro_dir}/out.jsonl"], "folder {ro_dir} is read-only"),
-    score_case("output-kept-when-a-late-row-fails", ["--input", "{long_row}", "--batch-size", "1", "--format", "json", "--output", "{old}"],
-               "row 6 (line 7)", "longer than the model's context"),
+    score_case(
+        "output-kept-when-a-late-row-fails",
+        ["--input", "{long_row}", "--batch-size", "1", "--format", "json", "--output", "{old}"],
+        "row 6 (line 7)",
+        "longer than the model's context",
+    ),
     score_case("batch-size-zero", ONE + ["--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
     score_case("batch-size-negative", ONE + ["--batch-size", "-3"], "--batch-size: must be at least 1, got -3"),
     score_case("batch-size-text", ONE + ["--batch-size", "many"], "--batch-size: expected an integer, got 'many'"),
@@ -402,59 +493,171 @@ SCORE_CASES = [
     score_case("option-out-of-range", ONE + ["--option", "beta_c=2"], "beta_c must lie in [0, 1]"),
     score_case("option-without-value", ONE + ["--option", "beta_c"], "--option expects NAME=VALUE, got 'beta_c'"),
     score_case("option-without-name", ONE + ["--option", "=3"], "--option expects NAME=VALUE, got '=3'"),
-    score_case("option-misspelt", ONE + ["--option", "betta_c=0.5"], "rewarder 'red' takes no option 'betta_c'; its options: beta_c"),
-    score_case("resource-without-value", ONE + ["--resource", "policy"], "--resource expects NAME=VALUE, got 'policy'"),
-    score_case("resource-unused", ONE + ["--resource", "critic={lm}"], "--resource critic: rewarder 'red' does not take it"),
+    score_case(
+        "option-misspelt",
+        ONE + ["--option", "betta_c=0.5"],
+        "rewarder 'red' takes no option 'betta_c'; its options: beta_c",
+    ),
+    score_case(
+        "resource-without-value", ONE + ["--resource", "policy"], "--resource expects NAME=VALUE, got 'policy'"
+    ),
+    score_case(
+        "resource-unused", ONE + ["--resource", "critic={lm}"], "--resource critic: rewarder 'red' does not take it"
+    ),
     score_case("flag-unused-by-rewarder", ONE + ["--policy", "{lm}"], "--policy: rewarder 'red' does not take it"),
     score_case("rewarder-unknown", ONE, "unknown rewarder 'nope'", base=["score", "--rewarder", "nope"]),
-    score_case("rewarder-without-model", ONE, "rewarder 'red' needs --reward-model", base=["score", "--rewarder", "red"]),
+    score_case(
+        "rewarder-without-model", ONE, "rewarder 'red' needs --reward-model", base=["score", "--rewarder", "red"]
+    ),
     score_case("prompt-without-response", ["--prompt", "x"], "--prompt and --response go together"),
     score_case("neither-prompt-nor-input", [], "give either --prompt and --response, or --input FILE"),
-    score_case("prompt-and-input", ONE + ["--input", "{pairs}"], "give either --prompt and --response, or --input FILE"),
+    score_case(
+        "prompt-and-input", ONE + ["--input", "{pairs}"], "give either --prompt and --response, or --input FILE"
+    ),
     score_case("empty-response", ["--prompt", "x", "--response", ""], "--response: the response is empty"),
-    score_case("model-folder-missing", ONE, "the reward model folder {root}/absent does not exist",
-               base=["score", "--rewarder", "red", "--reward-model", "{root}/absent"]),
-    score_case("model-truncated", ONE, "{rm_trunc}/model.safetensors", "truncated or damaged",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_trunc}"]),
-    score_case("model-garbage", ONE, "{rm_garbage}/model.safetensors", "not a complete safetensors file",
-               base=["score", "--rewarder", "abc", "--reward-model", "{rm_garbage}"]),
-    score_case("model-zero-bytes", ONE, "{rm_zero}/model.safetensors (0 bytes)",
-               base=["score", "--rewarder", "sparse", "--reward-model", "{rm_zero}"]),
-    score_case("model-config-garbage", ONE, "{rm_badconfig}/config.json", "not a valid JSON file",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_badconfig}"]),
-    score_case("model-config-missing", ONE, "the reward model folder {rm_noconfig} has no config.json",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_noconfig}"]),
-    score_case("model-nan-weights", ONE, "not finite", "weights NaN or inf",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_nan}"]),
-    score_case("tokenizer-without-pad", ONE, "the tokenizer {rm_nopad}", "no pad token",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_nopad}"]),
-    score_case("tokenizer-larger-than-vocab", ONE, "outside the reward model's vocabulary of 40",
-               base=["score", "--rewarder", "red", "--reward-model", "{rm_smallvocab}"]),
-    score_case("policy-tokenizer-larger-than-vocab", ONE, "outside the model's vocabulary of 40",
-               base=["score", "--rewarder", "implicit", "--policy", "{lm_smallvocab}", "--reference", "{lm_smallvocab}"]),
+    score_case(
+        "model-folder-missing",
+        ONE,
+        "the reward model folder {root}/absent does not exist",
+        base=["score", "--rewarder", "red", "--reward-model", "{root}/absent"],
+    ),
+    score_case(
+        "model-truncated",
+        ONE,
+        "{rm_trunc}/model.safetensors",
+        "truncated or damaged",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_trunc}"],
+    ),
+    score_case(
+        "model-garbage",
+        ONE,
+        "{rm_garbage}/model.safetensors",
+        "not a complete safetensors file",
+        base=["score", "--rewarder", "abc", "--reward-model", "{rm_garbage}"],
+    ),
+    score_case(
+        "model-zero-bytes",
+        ONE,
+        "{rm_zero}/model.safetensors (0 bytes)",
+        base=["score", "--rewarder", "sparse", "--reward-model", "{rm_zero}"],
+    ),
+    score_case(
+        "model-config-garbage",
+        ONE,
+        "{rm_badconfig}/config.json",
+        "not a valid JSON file",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_badconfig}"],
+    ),
+    score_case(
+        "model-config-missing",
+        ONE,
+        "the reward model folder {rm_noconfig} has no config.json",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_noconfig}"],
+    ),
+    score_case(
+        "model-nan-weights",
+        ONE,
+        "not finite",
+        "weights NaN or inf",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_nan}"],
+    ),
+    score_case(
+        "tokenizer-without-pad",
+        ONE,
+        "the tokenizer {rm_nopad}",
+        "no pad token",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_nopad}"],
+    ),
+    score_case(
+        "tokenizer-larger-than-vocab",
+        ONE,
+        "outside the reward model's vocabulary of 40",
+        base=["score", "--rewarder", "red", "--reward-model", "{rm_smallvocab}"],
+    ),
+    score_case(
+        "policy-tokenizer-larger-than-vocab",
+        ONE,
+        "outside the model's vocabulary of 40",
+        base=["score", "--rewarder", "implicit", "--policy", "{lm_smallvocab}", "--reference", "{lm_smallvocab}"],
+    ),
     score_case("tokenizer-damaged", ONE + ["--tokenizer", "{tok_bad}"], "{tok_bad}/tokenizer.json", "damaged"),
-    score_case("tokenizer-missing", ONE + ["--tokenizer", "{root}/no-tok"], "the tokenizer folder {root}/no-tok does not exist"),
-    score_case("causal-lm-as-reward-model", ONE, "{lm} holds a GPT2LMHeadModel checkpoint without a trained score head",
-               base=["score", "--rewarder", "red", "--reward-model", "{lm}"]),
-    score_case("policy-truncated", ONE, "{lm_trunc}/model.safetensors", "truncated or damaged",
-               base=["score", "--rewarder", "implicit", "--policy", "{lm_trunc}", "--reference", "{lm}"]),
-    score_case("world-missing", ONE + ["--world", "{root}/no-world"], "no world at {root}/no-world", base=["score", "--rewarder", "red"]),
-    score_case("world-not-a-world", ONE + ["--world", "{empty_dir}"], "{empty_dir} is not a world folder", base=["score", "--rewarder", "red"]),
-    score_case("world-truncated-model", ONE + ["--world", "{world_trunc}"], "{world_trunc}/reward-model/model.safetensors",
-               "truncated or changed", base=["score", "--rewarder", "red"]),
+    score_case(
+        "tokenizer-missing",
+        ONE + ["--tokenizer", "{root}/no-tok"],
+        "the tokenizer folder {root}/no-tok does not exist",
+    ),
+    score_case(
+        "causal-lm-as-reward-model",
+        ONE,
+        "{lm} holds a GPT2LMHeadModel checkpoint without a trained score head",
+        base=["score", "--rewarder", "red", "--reward-model", "{lm}"],
+    ),
+    score_case(
+        "policy-truncated",
+        ONE,
+        "{lm_trunc}/model.safetensors",
+        "truncated or damaged",
+        base=["score", "--rewarder", "implicit", "--policy", "{lm_trunc}", "--reference", "{lm}"],
+    ),
+    score_case(
+        "world-missing",
+        ONE + ["--world", "{root}/no-world"],
+        "no world at {root}/no-world",
+        base=["score", "--rewarder", "red"],
+    ),
+    score_case(
+        "world-not-a-world",
+        ONE + ["--world", "{empty_dir}"],
+        "{empty_dir} is not a world folder",
+        base=["score", "--rewarder", "red"],
+    ),
+    score_case(
+        "world-truncated-model",
+        ONE + ["--world", "{world_trunc}"],
+        "{world_trunc}/reward-model/model.safetensors",
+        "truncated or changed",
+        base=["score", "--rewarder", "red"],
+    ),
 ]
 
 LABEL_CASES = [
     label_case("no-reviser", ["--output", "{scratch}/{case}/l.jsonl"], "give --reviser", base=["label"]),
-    label_case("input-missing", ["--input", "{missing}", "--output", "{scratch}/{case}/l.jsonl"], "--input {missing}: no such file"),
-    label_case("input-folder", ["--input", "{empty_dir}", "--output", "{scratch}/{case}/l.jsonl"], "--input {empty_dir}: is a folder"),
-    label_case("input-bad-json", ["--input", "{l_bad_json}", "--output", "{scratch}/{case}/l.jsonl"], "--input {l_bad_json} line 2: not valid JSON"),
-    label_case("input-binary", ["--input", "{binary}", "--output", "{scratch}/{case}/l.jsonl"], "--input {binary}: not UTF-8 text"),
-    label_case("input-missing-field", ["--input", "{l_missing}", "--output", "{scratch}/{case}/l.jsonl"], "{l_missing}, record 1: missing rejected"),
-    label_case("input-empty-chosen", ["--input", "{l_empty_chosen}", "--output", "{scratch}/{case}/l.jsonl"],
-               "{l_empty_chosen}, record 0, 'chosen'", "is empty"),
-    label_case("input-number-prompt", ["--input", "{l_number_prompt}", "--output", "{scratch}/{case}/l.jsonl"],
-               "{l_number_prompt}, record 0: 'prompt' must be text"),
+    label_case(
+        "input-missing",
+        ["--input", "{missing}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {missing}: no such file",
+    ),
+    label_case(
+        "input-folder",
+        ["--input", "{empty_dir}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {empty_dir}: is a folder",
+    ),
+    label_case(
+        "input-bad-json",
+        ["--input", "{l_bad_json}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {l_bad_json} line 2: not valid JSON",
+    ),
+    label_case(
+        "input-binary",
+        ["--input", "{binary}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {binary}: not UTF-8 text",
+    ),
+    label_case(
+        "input-missing-field",
+        ["--input", "{l_missing}", "--output", "{scratch}/{case}/l.jsonl"],
+        "{l_missing}, record 1: missing rejected",
+    ),
+    label_case(
+        "input-empty-chosen",
+        ["--input", "{l_empty_chosen}", "--output", "{scratch}/{case}/l.jsonl"],
+        "{l_empty_chosen}, record 0, 'chosen'",
+        "is empty",
+    ),
+    label_case(
+        "input-number-prompt",
+        ["--input", "{l_number_prompt}", "--output", "{scratch}/{case}/l.jsonl"],
+        "{l_number_prompt}, record 0: 'prompt' must be text",
+    ),
     label_case("limit-negative", LOUT + ["--limit", "-1"], "--limit: must be at least 0, got -1"),
     label_case("timeout-zero", LOUT + ["--timeout", "0"], "--timeout: must be greater than 0, got 0"),
     label_case("timeout-negative", LOUT + ["--timeout", "-5"], "--timeout: must be greater than 0, got -5"),
@@ -464,93 +667,322 @@ LABEL_CASES = [
     label_case("show-negative", LOUT + ["--show", "-2"], "--show: must be at least 0, got -2"),
     label_case("max-new-tokens-zero", LOUT + ["--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
     label_case("reviser-unknown", ["--reviser", "gpt"] + LOUT, "--reviser: invalid choice: 'gpt'", base=["label"]),
-    label_case("output-folder", ["--input", "{lpairs}", "--output", "{empty_dir}"], "--output {empty_dir}: is a folder"),
-    label_case("output-read-only", ["--input", "{lpairs}", "--output", "{ro_file}"], "--output {ro_file}: is read-only"),
-    label_case("output-of-other-pairs", ["--input", "{lpairs}", "--output", "{l_other}"], "{l_other}, record 0, is not the label of input pair 0"),
-    label_case("output-of-more-pairs", ["--input", "{lpairs}", "--output", "{l_toomany}"], "{l_toomany}, record 0, is for pair 5",
-               "the input has 2 pairs"),
-    label_case("output-damaged-in-the-middle", ["--input", "{lpairs}", "--output", "{l_damaged}"], "{l_damaged} line 2", "damaged"),
+    label_case(
+        "output-folder", ["--input", "{lpairs}", "--output", "{empty_dir}"], "--output {empty_dir}: is a folder"
+    ),
+    label_case(
+        "output-read-only", ["--input", "{lpairs}", "--output", "{ro_file}"], "--output {ro_file}: is read-only"
+    ),
+    label_case(
+        "output-of-other-pairs",
+        ["--input", "{lpairs}", "--output", "{l_other}"],
+        "{l_other}, record 0, is not the label of input pair 0",
+    ),
+    label_case(
+        "output-of-more-pairs",
+        ["--input", "{lpairs}", "--output", "{l_toomany}"],
+        "{l_toomany}, record 0, is for pair 5",
+        "the input has 2 pairs",
+    ),
+    label_case(
+        "output-damaged-in-the-middle",
+        ["--input", "{lpairs}", "--output", "{l_damaged}"],
+        "{l_damaged} line 2",
+        "damaged",
+    ),
     label_case("html-folder", LOUT + ["--show", "1", "--html", "{empty_dir}"], "--html {empty_dir}: is a folder"),
-    label_case("show-missing-output", ["--show", "1", "--output", "{missing}"], "--show: {missing} does not exist", base=["label"]),
-    label_case("show-damaged-output", ["--show", "1", "--output", "{l_damaged}"], "{l_damaged} line 2", "damaged", base=["label"]),
-    label_case("tokenizer-missing", LOUT, "the tokenizer folder {root}/no-tok does not exist",
-               base=["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{root}/no-tok"]),
-    label_case("tokenizer-damaged", LOUT, "{tok_bad}/tokenizer.json", "damaged",
-               base=["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{tok_bad}"]),
-    label_case("tokenizer-not-given", LOUT, "--tokenizer DIR is needed", base=["label", "--reviser", "openai", "--model", "ok"]),
-    label_case("openai-without-model", LOUT, "needs a model name (--model NAME or $OPENAI_MODEL)",
-               base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--base-url", "{api}"]),
-    label_case("openai-bad-url", LOUT, "--base-url 'ftp://example.org/v1': expected an http:// or https:// URL",
-               base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "ok", "--base-url", "ftp://example.org/v1"]),
-    label_case("openai-key-refused", LOUT, "HTTP 401", "refused (auth)", "0 of 2 pairs are in {scratch}/{case}/labels.jsonl",
-               base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "auth", "--base-url", "{api}", "--cache", "{cache}"]),
-    label_case("openai-model-missing", LOUT, "HTTP 404", "refused (missing)",
-               base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "missing", "--base-url", "{api}", "--cache", "{cache}"]),
-    label_case("openai-unreachable", LOUT, "http://127.0.0.1:9/v1/chat/completions: cannot connect",
-               base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--model", "ok", "--base-url", "http://127.0.0.1:9/v1",
-                     "--retries", "0", "--cache", "{cache}"]),
-    label_case("hf-model-missing", LOUT, "{root}/no-model does not exist",
-               base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{root}/no-model"]),
-    label_case("hf-model-truncated", LOUT, "{lm_trunc}/model.safetensors", "truncated or damaged",
-               base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{lm_trunc}"]),
-    label_case("world-not-a-world", ["--output", "{scratch}/{case}/l.jsonl"], "{empty_dir} is not a world folder",
-               base=["label", "--reviser", "world", "--world", "{empty_dir}"]),
-    label_case("world-unknown-split", ["--output", "{scratch}/{case}/l.jsonl", "--split", "dev"], "unknown split 'dev'",
-               base=["label", "--reviser", "world", "--world", "{world}"]),
+    label_case(
+        "show-missing-output",
+        ["--show", "1", "--output", "{missing}"],
+        "--show: {missing} does not exist",
+        base=["label"],
+    ),
+    label_case(
+        "show-damaged-output",
+        ["--show", "1", "--output", "{l_damaged}"],
+        "{l_damaged} line 2",
+        "damaged",
+        base=["label"],
+    ),
+    label_case(
+        "tokenizer-missing",
+        LOUT,
+        "the tokenizer folder {root}/no-tok does not exist",
+        base=["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{root}/no-tok"],
+    ),
+    label_case(
+        "tokenizer-damaged",
+        LOUT,
+        "{tok_bad}/tokenizer.json",
+        "damaged",
+        base=["label", "--reviser", "openai", "--base-url", "{api}", "--model", "ok", "--tokenizer", "{tok_bad}"],
+    ),
+    label_case(
+        "tokenizer-not-given",
+        LOUT,
+        "--tokenizer DIR is needed",
+        base=["label", "--reviser", "openai", "--model", "ok"],
+    ),
+    label_case(
+        "openai-without-model",
+        LOUT,
+        "needs a model name (--model NAME or $OPENAI_MODEL)",
+        base=["label", "--reviser", "openai", "--tokenizer", "{tok}", "--base-url", "{api}"],
+    ),
+    label_case(
+        "openai-bad-url",
+        LOUT,
+        "--base-url 'ftp://example.org/v1': expected an http:// or https:// URL",
+        base=[
+            "label",
+            "--reviser",
+            "openai",
+            "--tokenizer",
+            "{tok}",
+            "--model",
+            "ok",
+            "--base-url",
+            "ftp://example.org/v1",
+        ],
+    ),
+    label_case(
+        "openai-key-refused",
+        LOUT,
+        "HTTP 401",
+        "refused (auth)",
+        "0 of 2 pairs are in {scratch}/{case}/labels.jsonl",
+        base=[
+            "label",
+            "--reviser",
+            "openai",
+            "--tokenizer",
+            "{tok}",
+            "--model",
+            "auth",
+            "--base-url",
+            "{api}",
+            "--cache",
+            "{cache}",
+        ],
+    ),
+    label_case(
+        "openai-model-missing",
+        LOUT,
+        "HTTP 404",
+        "refused (missing)",
+        base=[
+            "label",
+            "--reviser",
+            "openai",
+            "--tokenizer",
+            "{tok}",
+            "--model",
+            "missing",
+            "--base-url",
+            "{api}",
+            "--cache",
+            "{cache}",
+        ],
+    ),
+    label_case(
+        "openai-unreachable",
+        LOUT,
+        "http://127.0.0.1:9/v1/chat/completions: cannot connect",
+        base=[
+            "label",
+            "--reviser",
+            "openai",
+            "--tokenizer",
+            "{tok}",
+            "--model",
+            "ok",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--retries",
+            "0",
+            "--cache",
+            "{cache}",
+        ],
+    ),
+    label_case(
+        "hf-model-missing",
+        LOUT,
+        "{root}/no-model does not exist",
+        base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{root}/no-model"],
+    ),
+    label_case(
+        "hf-model-truncated",
+        LOUT,
+        "{lm_trunc}/model.safetensors",
+        "truncated or damaged",
+        base=["label", "--reviser", "hf", "--tokenizer", "{tok}", "--model", "{lm_trunc}"],
+    ),
+    label_case(
+        "world-not-a-world",
+        ["--output", "{scratch}/{case}/l.jsonl"],
+        "{empty_dir} is not a world folder",
+        base=["label", "--reviser", "world", "--world", "{empty_dir}"],
+    ),
+    label_case(
+        "world-unknown-split",
+        ["--output", "{scratch}/{case}/l.jsonl", "--split", "dev"],
+        "unknown split 'dev'",
+        base=["label", "--reviser", "world", "--world", "{world}"],
+    ),
 ]
 
 WORLD_CASES = [
-    Case("world-build-out-is-a-file", ["world", "build", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
+    Case(
+        "world-build-out-is-a-file",
+        ["world", "build", "--out", "{a_file}"],
+        expect=("--out {a_file}: is a file, not a folder",),
+    ),
     Case("world-build-out-read-only", ["world", "build", "--out", "{ro_dir}"], expect=("--out {ro_dir}", "read-only")),
-    Case("world-build-seed-negative", ["world", "build", "--seed", "-1", "--out", "{scratch}/w"], expect=("--seed: must be at least 0",)),
+    Case(
+        "world-build-seed-negative",
+        ["world", "build", "--seed", "-1", "--out", "{scratch}/w"],
+        expect=("--seed: must be at least 0",),
+    ),
     Case("world-build-size-unknown", ["world", "build", "--size", "huge"], expect=("--size: invalid choice: 'huge'",)),
-    Case("world-build-other-size", ["world", "build", "--out", "{world}", "--size", "small", "--seed", "3"],
-         expect=("{world} holds a finished world of size 'tiny' and seed 3, not size 'small' seed 3",)),
-    Case("world-build-other-seed", ["world", "build", "--out", "{world}", "--size", "small", "--seed", "4"],
-         expect=("finished world of size 'tiny' and seed 3",)),
-    Case("world-build-locked", ["world", "build", "--out", "{locked}", "--size", "small"],
-         expect=("{locked} is in use by pid {holder_pid} (tokenreward world build",)),
+    Case(
+        "world-build-other-size",
+        ["world", "build", "--out", "{world}", "--size", "small", "--seed", "3"],
+        expect=("{world} holds a finished world of size 'tiny' and seed 3, not size 'small' seed 3",),
+    ),
+    Case(
+        "world-build-other-seed",
+        ["world", "build", "--out", "{world}", "--size", "small", "--seed", "4"],
+        expect=("finished world of size 'tiny' and seed 3",),
+    ),
+    Case(
+        "world-build-locked",
+        ["world", "build", "--out", "{locked}", "--size", "small"],
+        expect=("{locked} is in use by pid {holder_pid} (tokenreward world build",),
+    ),
     Case("world-build-no-action", ["world"], expect=("the following arguments are required: ACTION",)),
-    Case("world-info-missing", ["world", "info", "--world", "{root}/no-world"], expect=("no world at {root}/no-world",)),
-    Case("world-info-not-a-world", ["world", "info", "--world", "{empty_dir}"], expect=("{empty_dir} is not a world folder",)),
-    Case("world-info-truncated", ["world", "info", "--world", "{world_trunc}"],
-         expect=("{world_trunc}/reward-model/model.safetensors has", "truncated or changed")),
-    Case("world-info-file-missing", ["world", "info", "--world", "{world_missing}"], expect=("lacks its file data/pairs.test.jsonl",)),
-    Case("world-info-manifest-damaged", ["world", "info", "--world", "{world_badjson}"], expect=("{world_badjson}/world.json is not valid JSON",)),
+    Case(
+        "world-info-missing", ["world", "info", "--world", "{root}/no-world"], expect=("no world at {root}/no-world",)
+    ),
+    Case(
+        "world-info-not-a-world",
+        ["world", "info", "--world", "{empty_dir}"],
+        expect=("{empty_dir} is not a world folder",),
+    ),
+    Case(
+        "world-info-truncated",
+        ["world", "info", "--world", "{world_trunc}"],
+        expect=("{world_trunc}/reward-model/model.safetensors has", "truncated or changed"),
+    ),
+    Case(
+        "world-info-file-missing",
+        ["world", "info", "--world", "{world_missing}"],
+        expect=("lacks its file data/pairs.test.jsonl",),
+    ),
+    Case(
+        "world-info-manifest-damaged",
+        ["world", "info", "--world", "{world_badjson}"],
+        expect=("{world_badjson}/world.json is not valid JSON",),
+    ),
 ]
 
 OTHER_CASES = [
-    Case("bench-credit-json-folder", ["bench", "credit", "--world", "{world}", "--json", "{empty_dir}"], expect=("--json {empty_dir}: is a folder",)),
-    Case("bench-credit-json-read-only", ["bench", "credit", "--world", "{world}", "--json", "{ro_file}"], expect=("--json {ro_file}: is read-only",)),
-    Case("bench-credit-limit-negative", ["bench", "credit", "--world", "{world}", "--limit", "-2"], expect=("--limit must be at least 0, got -2",)),
-    Case("bench-credit-world-missing", ["bench", "credit", "--world", "{root}/no-world"], expect=("no world at {root}/no-world",)),
-    Case("bench-rl-out-is-a-file", ["bench", "rl", "--world", "{world}", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
-    Case("bench-rl-out-read-only", ["bench", "rl", "--world", "{world}", "--out", "{ro_dir}"], expect=("--out {ro_dir}", "read-only")),
-    Case("bench-preference-out-is-a-file", ["bench", "preference", "--world", "{world}", "--out", "{a_file}"],
-         expect=("--out {a_file}: is a file, not a folder",)),
+    Case(
+        "bench-credit-json-folder",
+        ["bench", "credit", "--world", "{world}", "--json", "{empty_dir}"],
+        expect=("--json {empty_dir}: is a folder",),
+    ),
+    Case(
+        "bench-credit-json-read-only",
+        ["bench", "credit", "--world", "{world}", "--json", "{ro_file}"],
+        expect=("--json {ro_file}: is read-only",),
+    ),
+    Case(
+        "bench-credit-limit-negative",
+        ["bench", "credit", "--world", "{world}", "--limit", "-2"],
+        expect=("--limit must be at least 0, got -2",),
+    ),
+    Case(
+        "bench-credit-world-missing",
+        ["bench", "credit", "--world", "{root}/no-world"],
+        expect=("no world at {root}/no-world",),
+    ),
+    Case(
+        "bench-rl-out-is-a-file",
+        ["bench", "rl", "--world", "{world}", "--out", "{a_file}"],
+        expect=("--out {a_file}: is a file, not a folder",),
+    ),
+    Case(
+        "bench-rl-out-read-only",
+        ["bench", "rl", "--world", "{world}", "--out", "{ro_dir}"],
+        expect=("--out {ro_dir}", "read-only"),
+    ),
+    Case(
+        "bench-preference-out-is-a-file",
+        ["bench", "preference", "--world", "{world}", "--out", "{a_file}"],
+        expect=("--out {a_file}: is a file, not a folder",),
+    ),
     Case("bench-unknown", ["bench", "speed"], expect=("invalid choice: 'speed'",)),
     Case("train-unknown-method", ["train", "magic"], expect=("invalid choice: 'magic'",)),
-    Case("train-unknown-option", ["train", "sft", "--model", "{lm}", "--data", "{pairs}", "--bogus"], expect=("unrecognized arguments: --bogus",)),
+    Case(
+        "train-unknown-option",
+        ["train", "sft", "--model", "{lm}", "--data", "{pairs}", "--bogus"],
+        expect=("unrecognized arguments: --bogus",),
+    ),
     Case("train-integer-flag-text", ["train", "sft", "--seed", "one"], expect=("--seed: invalid int value: 'one'",)),
-    Case("demo-steps-zero", ["demo", "--steps", "0", "--out", "{scratch}/demo"], expect=("--steps must be >= 1, got 0",)),
-    Case("demo-heatmaps-negative", ["demo", "--heatmaps", "-1", "--out", "{scratch}/demo"], expect=("--heatmaps must be >= 0, got -1",)),
-    Case("demo-learning-rate-zero", ["demo", "--learning-rate", "0", "--out", "{scratch}/demo"], expect=("--learning-rate must be > 0",)),
+    Case(
+        "demo-steps-zero", ["demo", "--steps", "0", "--out", "{scratch}/demo"], expect=("--steps must be >= 1, got 0",)
+    ),
+    Case(
+        "demo-heatmaps-negative",
+        ["demo", "--heatmaps", "-1", "--out", "{scratch}/demo"],
+        expect=("--heatmaps must be >= 0, got -1",),
+    ),
+    Case(
+        "demo-learning-rate-zero",
+        ["demo", "--learning-rate", "0", "--out", "{scratch}/demo"],
+        expect=("--learning-rate must be > 0",),
+    ),
     Case("demo-out-is-a-file", ["demo", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
-    Case("demo-world-not-a-world", ["demo", "--world", "{empty_dir}", "--out", "{scratch}/demo"], expect=("{empty_dir} is not a world folder",)),
-    Case("serve-port-out-of-range", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "70000"],
-         expect=("--port must lie in [0, 65535], got 70000",)),
-    Case("serve-max-batch-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-batch", "0"],
-         expect=("--max-batch must be at least 1, got 0",)),
-    Case("serve-max-wait-negative", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "-1"],
-         expect=("--max-wait-ms must be a finite number of at least 0",)),
-    Case("serve-max-wait-nan", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "nan"],
-         expect=("--max-wait-ms must be a finite number of at least 0, got nan",)),
-    Case("serve-drain-timeout-zero", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--drain-timeout", "0"],
-         expect=("--drain-timeout must be a finite positive number",)),
-    Case("serve-model-truncated", ["serve", "--rewarder", "red", "--reward-model", "{rm_trunc}", "--port", "0"],
-         expect=("{rm_trunc}/model.safetensors", "truncated or damaged")),
-    Case("serve-option-misspelt", ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "0", "--option", "kep_sum=1"],
-         expect=("rewarder 'red' takes no option 'kep_sum'; its options: beta_c",)),
+    Case(
+        "demo-world-not-a-world",
+        ["demo", "--world", "{empty_dir}", "--out", "{scratch}/demo"],
+        expect=("{empty_dir} is not a world folder",),
+    ),
+    Case(
+        "serve-port-out-of-range",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "70000"],
+        expect=("--port must lie in [0, 65535], got 70000",),
+    ),
+    Case(
+        "serve-max-batch-zero",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-batch", "0"],
+        expect=("--max-batch must be at least 1, got 0",),
+    ),
+    Case(
+        "serve-max-wait-negative",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "-1"],
+        expect=("--max-wait-ms must be a finite number of at least 0",),
+    ),
+    Case(
+        "serve-max-wait-nan",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--max-wait-ms", "nan"],
+        expect=("--max-wait-ms must be a finite number of at least 0, got nan",),
+    ),
+    Case(
+        "serve-drain-timeout-zero",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--drain-timeout", "0"],
+        expect=("--drain-timeout must be a finite positive number",),
+    ),
+    Case(
+        "serve-model-truncated",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm_trunc}", "--port", "0"],
+        expect=("{rm_trunc}/model.safetensors", "truncated or damaged"),
+    ),
+    Case(
+        "serve-option-misspelt",
+        ["serve", "--rewarder", "red", "--reward-model", "{rm}", "--port", "0", "--option", "kep_sum=1"],
+        expect=("rewarder 'red' takes no option 'kep_sum'; its options: beta_c",),
+    ),
     Case("unknown-command", ["rewards"], expect=("invalid choice: 'rewards'",)),
 ]
 
@@ -607,64 +1039,162 @@ def _from_lists(rewards, sequence=(1.0,), responses=("ab",), offsets=(((0, 1), (
 
 
 API_CASES = [
-    _api("build-rewarder-unknown", lambda fx: __import__("tokenreward.rewards").rewards.build_rewarder("nope"),
-         "unknown rewarder 'nope'", raises=(KeyError,)),
-    _api("build-rewarder-missing-resource", lambda fx: __import__("tokenreward.rewards").rewards.build_rewarder("red"),
-         "rewarder 'red' needs --reward-model"),
-    _api("load-reward-model-truncated", lambda fx: _rewarder(fx, "rm_trunc"), "{rm_trunc}/model.safetensors", "truncated"),
+    _api(
+        "build-rewarder-unknown",
+        lambda fx: __import__("tokenreward.rewards").rewards.build_rewarder("nope"),
+        "unknown rewarder 'nope'",
+        raises=(KeyError,),
+    ),
+    _api(
+        "build-rewarder-missing-resource",
+        lambda fx: __import__("tokenreward.rewards").rewards.build_rewarder("red"),
+        "rewarder 'red' needs --reward-model",
+    ),
+    _api(
+        "load-reward-model-truncated",
+        lambda fx: _rewarder(fx, "rm_trunc"),
+        "{rm_trunc}/model.safetensors",
+        "truncated",
+    ),
     _api("load-reward-model-zero", lambda fx: _rewarder(fx, "rm_zero"), "{rm_zero}/model.safetensors (0 bytes)"),
-    _api("load-causal-lm-truncated", lambda fx: __import__("tokenreward.models").models.load_causal_lm(str(fx["lm_trunc"])),
-         "{lm_trunc}/model.safetensors", "truncated"),
+    _api(
+        "load-causal-lm-truncated",
+        lambda fx: __import__("tokenreward.models").models.load_causal_lm(str(fx["lm_trunc"])),
+        "{lm_trunc}/model.safetensors",
+        "truncated",
+    ),
     _api("load-tokenizer-damaged", lambda fx: _tokenizer(fx, "tok_bad"), "{tok_bad}/tokenizer.json", "damaged"),
-    _api("load-tokenizer-missing", lambda fx: __import__("tokenreward.models").models.load_tokenizer(str(fx["root"] / "gone")),
-         "{root}/gone does not exist", raises=(FileNotFoundError,)),
+    _api(
+        "load-tokenizer-missing",
+        lambda fx: __import__("tokenreward.models").models.load_tokenizer(str(fx["root"] / "gone")),
+        "{root}/gone does not exist",
+        raises=(FileNotFoundError,),
+    ),
     _api("score-length-mismatch", lambda fx: _rewarder(fx).score(["a"], [" b", " c"]), "1 prompts but 2 responses"),
     _api("score-empty-response", lambda fx: _rewarder(fx).score(["a"], [""]), "response 0 is empty"),
-    _api("score-response-not-text", lambda fx: _rewarder(fx).score(["a"], [3]), "response 0: expected a string",
-         raises=(TypeError,)),
-    _api("score-nan-model", lambda fx: _rewarder(fx, "rm_nan").score(["a"], [" b"]), "not finite", raises=(FloatingPointError,)),
-    _api("score-over-long", lambda fx: _rewarder(fx).score(["word " * 300], [" b"]), "longer than the model's context of 128"),
-    _api("score-small-vocab", lambda fx: _rewarder(fx, "rm_smallvocab").score(["What is 17 + 25?"], [" 42."]),
-         "outside the reward model's vocabulary"),
+    _api(
+        "score-response-not-text",
+        lambda fx: _rewarder(fx).score(["a"], [3]),
+        "response 0: expected a string",
+        raises=(TypeError,),
+    ),
+    _api(
+        "score-nan-model",
+        lambda fx: _rewarder(fx, "rm_nan").score(["a"], [" b"]),
+        "not finite",
+        raises=(FloatingPointError,),
+    ),
+    _api(
+        "score-over-long",
+        lambda fx: _rewarder(fx).score(["word " * 300], [" b"]),
+        "longer than the model's context of 128",
+    ),
+    _api(
+        "score-small-vocab",
+        lambda fx: _rewarder(fx, "rm_smallvocab").score(["What is 17 + 25?"], [" 42."]),
+        "outside the reward model's vocabulary",
+    ),
     _api("score-tokenizer-without-pad", lambda fx: _rewarder(fx, "rm_nopad").score(["a"], [" b"]), "no pad token"),
     _api("token-rewards-ragged", lambda fx: _from_lists([[1.0]]), "response 0 has 1 rewards for 2 tokens"),
-    _api("token-rewards-nan", lambda fx: _from_lists([[1.0, float("nan")]]), "not finite", raises=(FloatingPointError,)),
+    _api(
+        "token-rewards-nan", lambda fx: _from_lists([[1.0, float("nan")]]), "not finite", raises=(FloatingPointError,)
+    ),
     _api("token-rewards-lengths", lambda fx: _from_lists([[1.0, 2.0]], sequence=(1.0, 2.0)), "differ in length"),
-    _api("project-rewards-bad-offsets", lambda fx: __import__("tokenreward.align").align.project_rewards([(0, 5)], [1.0], [(0, 1)], 3),
-         "token 0 has offsets (0, 5)"),
+    _api(
+        "project-rewards-bad-offsets",
+        lambda fx: __import__("tokenreward.align").align.project_rewards([(0, 5)], [1.0], [(0, 1)], 3),
+        "token 0 has offsets (0, 5)",
+    ),
     _api("reviser-timeout-zero", lambda fx: _reviser(timeout=0), "need timeout > 0"),
     _api("reviser-bad-url", lambda fx: _reviser(base_url="localhost:8000"), "expected an http:// or https:// URL"),
-    _api("read-labels-missing", lambda fx: __import__("tokenreward.labels").labels.read_labels(fx["missing"]), "{missing} does not exist",
-         raises=(FileNotFoundError,)),
-    _api("read-labels-only-failed", lambda fx: __import__("tokenreward.labels").labels.read_labels(fx["l_other"]),
-         "{l_other} holds no labelled record"),
-    _api("split-by-prompt-fraction", lambda fx: __import__("tokenreward.labels").labels.split_by_prompt([], 1.5, 0), "must lie in [0, 1)"),
-    _api("label-pair-tokenizer-without-pad", lambda fx: __import__("tokenreward.labels").labels.label_pair(
-        _tokenizer(fx, "rm_nopad"), "Hi", " a", " b"), "no pad token"),
-    _api("open-world-not-a-world", lambda fx: __import__("tokenreward.world").world.open_world(fx["empty_dir"]),
-         "{empty_dir} is not a world folder", raises=(FileNotFoundError,)),
-    _api("open-world-truncated", lambda fx: __import__("tokenreward.world").world.open_world(fx["world_trunc"]), "truncated or changed"),
-    _api("world-unknown-split", lambda fx: __import__("tokenreward.world").world.open_world(fx["world"]).pairs("dev"), "unknown split 'dev'"),
-    _api("build-world-other-seed", lambda fx: _world_build(fx, "world", seed=9), "finished world of size 'tiny' and seed 3"),
-    _api("build-world-flipped-byte", lambda fx: _world_build(fx, "world_flip"), "{world_flip}/policy/model.safetensors changed",
-         "SHA-256 differs"),
-    _api("build-world-truncated", lambda fx: _world_build(fx, "world_trunc"), "{world_trunc}/reward-model/model.safetensors",
-         "truncated or changed"),
-    _api("build-world-file-missing", lambda fx: _world_build(fx, "world_missing"), "lacks its file data/pairs.test.jsonl",
-         raises=(FileNotFoundError,)),
+    _api(
+        "read-labels-missing",
+        lambda fx: __import__("tokenreward.labels").labels.read_labels(fx["missing"]),
+        "{missing} does not exist",
+        raises=(FileNotFoundError,),
+    ),
+    _api(
+        "read-labels-only-failed",
+        lambda fx: __import__("tokenreward.labels").labels.read_labels(fx["l_other"]),
+        "{l_other} holds no labelled record",
+    ),
+    _api(
+        "split-by-prompt-fraction",
+        lambda fx: __import__("tokenreward.labels").labels.split_by_prompt([], 1.5, 0),
+        "must lie in [0, 1)",
+    ),
+    _api(
+        "label-pair-tokenizer-without-pad",
+        lambda fx: __import__("tokenreward.labels").labels.label_pair(_tokenizer(fx, "rm_nopad"), "Hi", " a", " b"),
+        "no pad token",
+    ),
+    _api(
+        "open-world-not-a-world",
+        lambda fx: __import__("tokenreward.world").world.open_world(fx["empty_dir"]),
+        "{empty_dir} is not a world folder",
+        raises=(FileNotFoundError,),
+    ),
+    _api(
+        "open-world-truncated",
+        lambda fx: __import__("tokenreward.world").world.open_world(fx["world_trunc"]),
+        "truncated or changed",
+    ),
+    _api(
+        "world-unknown-split",
+        lambda fx: __import__("tokenreward.world").world.open_world(fx["world"]).pairs("dev"),
+        "unknown split 'dev'",
+    ),
+    _api(
+        "build-world-other-seed",
+        lambda fx: _world_build(fx, "world", seed=9),
+        "finished world of size 'tiny' and seed 3",
+    ),
+    _api(
+        "build-world-flipped-byte",
+        lambda fx: _world_build(fx, "world_flip"),
+        "{world_flip}/policy/model.safetensors changed",
+        "SHA-256 differs",
+    ),
+    _api(
+        "build-world-truncated",
+        lambda fx: _world_build(fx, "world_trunc"),
+        "{world_trunc}/reward-model/model.safetensors",
+        "truncated or changed",
+    ),
+    _api(
+        "build-world-file-missing",
+        lambda fx: _world_build(fx, "world_missing"),
+        "lacks its file data/pairs.test.jsonl",
+        raises=(FileNotFoundError,),
+    ),
     _api("build-world-into-a-file", lambda fx: _world_build(fx, "a_file"), "{a_file}: is a file, not a folder"),
-    _api("build-world-unknown-size", lambda fx: _world_build(fx, "world", size="medium"), "unknown world size 'medium'"),
-    _api("folder-lock-busy", _busy, "{locked} is in use by pid {holder_pid}",
-         raises=(RuntimeError,)),  # tokenreward.io.FolderBusyError
+    _api(
+        "build-world-unknown-size", lambda fx: _world_build(fx, "world", size="medium"), "unknown world size 'medium'"
+    ),
+    _api(
+        "folder-lock-busy", _busy, "{locked} is in use by pid {holder_pid}", raises=(RuntimeError,)
+    ),  # tokenreward.io.FolderBusyError
     _api("atomic-write-failure-keeps-the-file", _atomic_failure, "the run failed midway"),
-    _api("check-writable-folder", lambda fx: __import__("tokenreward.io").io.check_writable(fx["empty_dir"], "--output"),
-         "--output {empty_dir}: is a folder"),
-    _api("check-writable-read-only-folder", lambda fx: __import__("tokenreward.io").io.check_writable(fx["ro_dir"] / "x", "--output"),
-         "folder {ro_dir} is read-only"),
-    _api("read-jsonl-damaged-middle", lambda fx: __import__("tokenreward.io").io.read_jsonl_for_append(fx["l_damaged"]),
-         "{l_damaged} line 2: not a JSON object"),
-    _api("read-jsonl-not-objects", lambda fx: __import__("tokenreward.io").io.read_jsonl(fx["list_row"], "--input"),
-         "--input {list_row} line 1: expected a JSON object, got list"),
+    _api(
+        "check-writable-folder",
+        lambda fx: __import__("tokenreward.io").io.check_writable(fx["empty_dir"], "--output"),
+        "--output {empty_dir}: is a folder",
+    ),
+    _api(
+        "check-writable-read-only-folder",
+        lambda fx: __import__("tokenreward.io").io.check_writable(fx["ro_dir"] / "x", "--output"),
+        "folder {ro_dir} is read-only",
+    ),
+    _api(
+        "read-jsonl-damaged-middle",
+        lambda fx: __import__("tokenreward.io").io.read_jsonl_for_append(fx["l_damaged"]),
+        "{l_damaged} line 2: not a JSON object",
+    ),
+    _api(
+        "read-jsonl-not-objects",
+        lambda fx: __import__("tokenreward.io").io.read_jsonl(fx["list_row"], "--input"),
+        "--input {list_row} line 1: expected a JSON object, got list",
+    ),
 ]
 
 CASES = SCORE_CASES + LABEL_CASES + WORLD_CASES + OTHER_CASES + API_CASES

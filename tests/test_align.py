@@ -106,12 +106,19 @@ def test_token_rewards_project_themselves_and_pad():
     from tokenreward.align import project_rewards
     from tokenreward.rewards import TokenRewards
 
-    result = TokenRewards.from_lists("x", ["ab cd", "efg"], [[(0, 2), (2, 5)], [(0, 1), (1, 3)]], [[1.0, 2.0], [0.5, -1.0]], [3.0, -0.5])
+    result = TokenRewards.from_lists(
+        "x", ["ab cd", "efg"], [[(0, 2), (2, 5)], [(0, 1), (1, 3)]], [[1.0, 2.0], [0.5, -1.0]], [3.0, -0.5]
+    )
     target = [[(0, 1), (1, 3), (3, 5)], [(0, 3)]]
     projected = result.project(target, "sum")
     for i in range(2):
-        assert projected.token_rewards(i) == pytest.approx(project_rewards(result.offsets[i], result.token_rewards(i), target[i], len(result.responses[i]), "sum"))
+        assert projected.token_rewards(i) == pytest.approx(
+            project_rewards(result.offsets[i], result.token_rewards(i), target[i], len(result.responses[i]), "sum")
+        )
     assert projected.sequence_rewards.tolist() == [3.0, -0.5]
-    assert projected.padded(4).tolist() == [projected.token_rewards(0) + [0.0], projected.token_rewards(1) + [0.0, 0.0, 0.0]]
+    assert projected.padded(4).tolist() == [
+        projected.token_rewards(0) + [0.0],
+        projected.token_rewards(1) + [0.0, 0.0, 0.0],
+    ]
     with pytest.raises(ValueError, match="shorter than the longest"):
         projected.padded(2)

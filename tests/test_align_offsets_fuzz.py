@@ -10,8 +10,29 @@ import pytest
 from tokenreward.align import offsets_from_ids
 from tokenreward.testing import DEFAULT_CORPUS, train_tokenizer
 
-PIECES = ["The", " answer", " is", " 42", ".", " café", " naïve", " 5€", " 日本語", " 🙂", "!!", "  ", "\n", " don't",
-          " Paris", " hello", " world", " ,", " ?", "x", " ü"]
+PIECES = [
+    "The",
+    " answer",
+    " is",
+    " 42",
+    ".",
+    " café",
+    " naïve",
+    " 5€",
+    " 日本語",
+    " 🙂",
+    "!!",
+    "  ",
+    "\n",
+    " don't",
+    " Paris",
+    " hello",
+    " world",
+    " ,",
+    " ?",
+    "x",
+    " ü",
+]
 
 
 def prefix_decoding_offsets(tokenizer, ids):
@@ -35,8 +56,9 @@ def sentencepiece_with_byte_fallback():
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=40,
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=40, show_progress=False
+    )
     tok.train_from_iterator(DEFAULT_CORPUS, trainer=trainer)
     spec = json.loads(tok.to_str())
     vocab = spec["model"]["vocab"]
@@ -44,11 +66,18 @@ def sentencepiece_with_byte_fallback():
         vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
     spec["model"]["byte_fallback"] = True
     spec["model"]["unk_token"] = None
-    spec["decoder"] = {"type": "Sequence", "decoders": [
-        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-        {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), unk_token="<unk>",
-                                   bos_token="<s>", eos_token="</s>")
+    spec["decoder"] = {
+        "type": "Sequence",
+        "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ],
+    }
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)), unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def cleanup_tokenizer():
@@ -57,8 +86,11 @@ def cleanup_tokenizer():
     return tokenizer
 
 
-TOKENIZERS = {"byte-level BPE": lambda: train_tokenizer(vocab_size=280), "SentencePiece + byte fallback":
-              sentencepiece_with_byte_fallback, "byte-level BPE, space clean-up": cleanup_tokenizer}
+TOKENIZERS = {
+    "byte-level BPE": lambda: train_tokenizer(vocab_size=280),
+    "SentencePiece + byte fallback": sentencepiece_with_byte_fallback,
+    "byte-level BPE, space clean-up": cleanup_tokenizer,
+}
 
 
 @pytest.mark.parametrize("name", list(TOKENIZERS))

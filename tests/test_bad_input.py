@@ -74,8 +74,21 @@ def own_score(folder: Path, prompt: str, response: str) -> float:
 
 def test_failed_score_keeps_the_old_output_and_leaves_no_temporary_file(fx, capsys):
     before = fx["old"].read_bytes()
-    argv = ["score", "--rewarder", "sparse", "--reward-model", str(fx["rm"]), "--input", str(fx["long_row"]),
-            "--batch-size", "1", "--format", "json", "--output", str(fx["old"])]
+    argv = [
+        "score",
+        "--rewarder",
+        "sparse",
+        "--reward-model",
+        str(fx["rm"]),
+        "--input",
+        str(fx["long_row"]),
+        "--batch-size",
+        "1",
+        "--format",
+        "json",
+        "--output",
+        str(fx["old"]),
+    ]
     assert main(argv) == 2
     assert "row 6 (line 7)" in capsys.readouterr().err
     assert fx["old"].read_bytes() == before
@@ -83,13 +96,30 @@ def test_failed_score_keeps_the_old_output_and_leaves_no_temporary_file(fx, caps
 
 
 def test_skip_leaves_bad_rows_out_and_records_keep_their_row(fx, tmp_path, capsys):
-    rows = [{"prompt": "Hi", "response": " Hello!"}, {"prompt": "Hi", "response": ""}, "not json",
-            {"prompt": "What is 17 + 25?", "response": " 42."}]
+    rows = [
+        {"prompt": "Hi", "response": " Hello!"},
+        {"prompt": "Hi", "response": ""},
+        "not json",
+        {"prompt": "What is 17 + 25?", "response": " 42."},
+    ]
     source = tmp_path / "rows.jsonl"
     source.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "scored.jsonl"
-    argv = ["score", "--rewarder", "sparse", "--reward-model", str(fx["rm"]), "--input", str(source), "--format", "json",
-            "--output", str(out), "--on-error", "skip"]
+    argv = [
+        "score",
+        "--rewarder",
+        "sparse",
+        "--reward-model",
+        str(fx["rm"]),
+        "--input",
+        str(source),
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--on-error",
+        "skip",
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "row 1 (line 2): the response is empty" in err and "row 2 (line 3): not valid JSON" in err
@@ -98,7 +128,9 @@ def test_skip_leaves_bad_rows_out_and_records_keep_their_row(fx, tmp_path, capsy
     assert [r["row"] for r in records] == [0, 3]
     for record in records:
         row = rows[record["row"]]
-        assert record["sequence_reward"] == pytest.approx(own_score(fx["rm"], row["prompt"], row["response"]), abs=1e-5)
+        assert record["sequence_reward"] == pytest.approx(
+            own_score(fx["rm"], row["prompt"], row["response"]), abs=1e-5
+        )
 
 
 def test_truncate_cuts_the_fewest_prompt_characters(fx, tmp_path):
@@ -108,8 +140,20 @@ def test_truncate_cuts_the_fewest_prompt_characters(fx, tmp_path):
     source = tmp_path / "long.jsonl"
     source.write_text(json.dumps({"prompt": prompt, "response": response}) + "\n")
     out = tmp_path / "scored.jsonl"
-    argv = ["score", "--rewarder", "sparse", "--reward-model", str(fx["rm"]), "--input", str(source), "--format", "json",
-            "--output", str(out), "--truncate"]
+    argv = [
+        "score",
+        "--rewarder",
+        "sparse",
+        "--reward-model",
+        str(fx["rm"]),
+        "--input",
+        str(source),
+        "--format",
+        "json",
+        "--output",
+        str(out),
+        "--truncate",
+    ]
     assert main(argv) == 0
     record = json.loads(out.read_text())
     cut = record["prompt_truncated"]
@@ -136,8 +180,13 @@ BUILDER = (
 def test_second_build_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path, capsys):
     folder = tmp_path / "world"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    first = subprocess.Popen([sys.executable, "-c", BUILDER, str(folder), str(Path(__file__).parent)], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, env=env)
+    first = subprocess.Popen(
+        [sys.executable, "-c", BUILDER, str(folder), str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         assert first.stdout.readline().strip() == "building"
         assert main(["world", "build", "--out", str(folder), "--size", "small"]) == 2
@@ -148,7 +197,9 @@ def test_second_build_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path,
     assert json.loads((folder / ".tokenreward.lock").read_text())["pid"] == first.pid
     world = tiny_world(folder)  # continues the killed build
     err = capsys.readouterr().err
-    assert f"taking over the stale lock of pid {first.pid} (tokenreward world build" in err and "no longer running" in err
+    assert (
+        f"taking over the stale lock of pid {first.pid} (tokenreward world build" in err and "no longer running" in err
+    )
     assert (world / "world.json").is_file() and not (world / ".tokenreward.lock").exists()
 
 
@@ -163,13 +214,36 @@ MIXED = [
 
 
 def label_argv(fx, source: Path, out: Path, *extra: str, base_url: str | None = None) -> list[str]:
-    return ["label", "--reviser", "openai", "--model", "mixed", "--base-url", base_url or fx["api"], "--tokenizer", str(fx["tok"]),
-            "--input", str(source), "--output", str(out), "--cache", str(out.parent / "cache"), "--timeout", "1",
-            "--retries", "1", "--concurrency", "4", *extra]
+    return [
+        "label",
+        "--reviser",
+        "openai",
+        "--model",
+        "mixed",
+        "--base-url",
+        base_url or fx["api"],
+        "--tokenizer",
+        str(fx["tok"]),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--cache",
+        str(out.parent / "cache"),
+        "--timeout",
+        "1",
+        "--retries",
+        "1",
+        "--concurrency",
+        "4",
+        *extra,
+    ]
 
 
 def sent_pairs(server) -> list[str]:
-    return sorted(next(p["prompt"] for p in MIXED if p["prompt"] in call["messages"][-1]["content"]) for call in server.calls)
+    return sorted(
+        next(p["prompt"] for p in MIXED if p["prompt"] in call["messages"][-1]["content"]) for call in server.calls
+    )
 
 
 def test_label_run_records_the_failing_pairs_and_a_rerun_sends_only_them(fx, tmp_path, capsys):
@@ -187,9 +261,19 @@ def test_label_run_records_the_failing_pairs_and_a_rerun_sends_only_them(fx, tmp
         printed = capsys.readouterr().out
         records = [json.loads(line) for line in out.read_text().splitlines()]
         assert [r["pair"] for r in records] == [0, 1, 2, 3]
-        assert records[1]["failed"].startswith("request failed: HTTP 400") and "refused (bad-request)" in records[1]["failed"]
-        assert records[2]["failed"] == "request failed: no complete reply within the 1.0 s deadline (gave up after 2 attempts)"
-        assert "failed" not in records[0] and "failed" not in records[3] and records[0]["revision"] == " The answer is 42."
+        assert (
+            records[1]["failed"].startswith("request failed: HTTP 400")
+            and "refused (bad-request)" in records[1]["failed"]
+        )
+        assert (
+            records[2]["failed"]
+            == "request failed: no complete reply within the 1.0 s deadline (gave up after 2 attempts)"
+        )
+        assert (
+            "failed" not in records[0]
+            and "failed" not in records[3]
+            and records[0]["revision"] == " The answer is 42."
+        )
         assert "2 labelled, 2 failed, 0 skipped" in printed and "pair 1 failed: request failed: HTTP 400" in printed
         # the 400 is not retried, the trickled reply is retried once; none is served past the deadline + 1 s
         assert sent_pairs(server) == sorted([p["prompt"] for p in MIXED] + [MIXED[2]["prompt"]])
@@ -232,7 +316,11 @@ def test_non_json_200_is_retried_and_not_cached(fx, tmp_path):
     server.calls.clear()
     options = dict(model="not-json", base_url=fx["api"], retries=2, backoff=0.01, cache_dir=tmp_path / "cache")
     result = OpenAIReviser(**options).revise("Hi", " a", " b")
-    assert result.request_failed and "HTTP 200 with a body that is not JSON" in result.failure and "3 attempts" in result.failure
+    assert (
+        result.request_failed
+        and "HTTP 200 with a body that is not JSON" in result.failure
+        and "3 attempts" in result.failure
+    )
     assert len(server.calls) == 3
     OpenAIReviser(**options).revise("Hi", " a", " b")
     assert len(server.calls) == 6
@@ -250,7 +338,10 @@ def test_reply_cache_is_keyed_by_the_normalised_endpoint(fx, tmp_path):
         again = OpenAIReviser(model="ok", base_url=url, cache_dir=tmp_path / "cache")
         assert again.revise("Hi", " a", " b").ok and again.stats["cache_hits"] == 1
     assert len(server.calls) == 1
-    assert normalised_endpoint("https://API.openai.com/v1/chat/completions") == "https://api.openai.com:443/v1/chat/completions"
+    assert (
+        normalised_endpoint("https://API.openai.com/v1/chat/completions")
+        == "https://api.openai.com:443/v1/chat/completions"
+    )
     assert normalised_endpoint("http://10.0.0.1:8000/v1") != normalised_endpoint("http://127.0.0.1:8000/v1")
 
 
@@ -278,8 +369,11 @@ def test_limit_grows_and_shrinks_on_one_output(fx, tmp_path, capsys):
     out = tmp_path / "labels.jsonl"
     argv = label_argv(fx, source, out)
     argv[argv.index("mixed")] = "ok"
-    for limit, said in (("1", "1 labelled, 0 failed, 0 skipped"), ("2", "1 labelled, 0 failed, 1 skipped"),
-                        ("1", "all 1 pairs already done (0 recorded as failed)")):
+    for limit, said in (
+        ("1", "1 labelled, 0 failed, 0 skipped"),
+        ("2", "1 labelled, 0 failed, 1 skipped"),
+        ("1", "all 1 pairs already done (0 recorded as failed)"),
+    ):
         assert main(argv + ["--limit", limit]) == 0
         assert said in capsys.readouterr().out
     assert [json.loads(line)["pair"] for line in out.read_text().splitlines()] == [0, 1]
@@ -289,9 +383,23 @@ def test_limit_grows_and_shrinks_on_one_output(fx, tmp_path, capsys):
 
 
 def test_a_real_process_prints_one_line_and_exits_2(fx):
-    argv = [sys.executable, "-m", "tokenreward.cli", "score", "--rewarder", "red", "--reward-model", str(fx["rm_trunc"]),
-            "--prompt", "x", "--response", " y"]
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    argv = [
+        sys.executable,
+        "-m",
+        "tokenreward.cli",
+        "score",
+        "--rewarder",
+        "red",
+        "--reward-model",
+        str(fx["rm_trunc"]),
+        "--prompt",
+        "x",
+        "--response",
+        " y",
+    ]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"tokenreward score: error: cannot load the reward model from {fx['rm_trunc']}: {fx['rm_trunc']}/model.safetensors "

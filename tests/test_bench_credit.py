@@ -82,7 +82,20 @@ def test_baselines_always_included_and_unknown_names_refused():
 
 def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys):
     out = tmp_path / "credit.json"
-    code = main(["bench", "credit", "--world", str(small_world.root), "--rewarders", "red,abc,sparse", "--json", str(out), "--limit", "40"])
+    code = main(
+        [
+            "bench",
+            "credit",
+            "--world",
+            str(small_world.root),
+            "--rewarders",
+            "red,abc,sparse",
+            "--json",
+            str(out),
+            "--limit",
+            "40",
+        ]
+    )
     assert code == 0
     results = json.loads(out.read_text())
     assert set(results) == {"red", "abc", "sparse", "uniform", "random"}

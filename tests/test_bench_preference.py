@@ -32,14 +32,22 @@ def test_differences_to_dpo_pair_runs_by_seed():
     got = paired_differences(runs, "dpo", ["oracle_score"])
     assert list(got) == ["dpo_reg"]
     assert got["dpo_reg"]["oracle_score"]["mean"] == pytest.approx(((4.0 - 1.0) + (2.0 - 3.0)) / 2)
-    assert got["dpo_reg"]["oracle_score"]["std"] == pytest.approx(2.0 ** 1.5)  # sample std of (3, -1)
+    assert got["dpo_reg"]["oracle_score"]["std"] == pytest.approx(2.0**1.5)  # sample std of (3, -1)
 
 
 @pytest.mark.slow
 def test_bench_trains_guide_first_evaluates_and_skips_finished_runs(small_world, tmp_path, capsys):
     out = tmp_path / "bench"
-    config = PreferenceBenchConfig(out=out, methods=["tgdpo"], seeds=1, steps=2, world=small_world.root, eval_prompts=4, examples=2,
-                                   trainer_options=["batch_size=2", "eval_every=0", "progress=false"])
+    config = PreferenceBenchConfig(
+        out=out,
+        methods=["tgdpo"],
+        seeds=1,
+        steps=2,
+        world=small_world.root,
+        eval_prompts=4,
+        examples=2,
+        trainer_options=["batch_size=2", "eval_every=0", "progress=false"],
+    )
     run(config)
     results = json.loads((out / "results.json").read_text())
     assert list(results["methods"]) == ["dpo", "tgdpo"]  # the DPO guide is trained first

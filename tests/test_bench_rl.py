@@ -33,7 +33,9 @@ class FakeRLConfig:
     perturb: bool = False
 
 
-@register_trainer("fakerl", FakeRLConfig, help="test trainer: a logged oracle curve, the SFT policy (optionally perturbed) as final")
+@register_trainer(
+    "fakerl", FakeRLConfig, help="test trainer: a logged oracle curve, the SFT policy (optionally perturbed) as final"
+)
 def fake_rl(config: FakeRLConfig, name: str) -> Path:
     """Logs `oracle_score = speed * step * (2 if red) + noise(seed)`; checkpoints every step;
     raises at `crash_at` (a killed run); `final` is the world's SFT policy, perturbed by the
@@ -89,8 +91,17 @@ def test_method_names_resolve_through_the_registries():
 def test_trainer_config_sets_the_contract_fields_and_typed_options(tmp_path):
     options = parse_options(["speed=0.5", "perturb=true", "crash-at=3"])
     cfg = trainer_config(resolve_method("fakerl-red"), tmp_path / "w", 7, 2, tmp_path / "o", options, resume=True)
-    assert cfg == FakeRLConfig(out=tmp_path / "o", world=tmp_path / "w", steps=7, seed=2, rewarder="red",
-                               resume=True, speed=0.5, crash_at=3, perturb=True)
+    assert cfg == FakeRLConfig(
+        out=tmp_path / "o",
+        world=tmp_path / "w",
+        steps=7,
+        seed=2,
+        rewarder="red",
+        resume=True,
+        speed=0.5,
+        crash_at=3,
+        perturb=True,
+    )
     plain = trainer_config(resolve_method("fakerl"), tmp_path, 1, 0, tmp_path, {"perturb": "false"}, resume=False)
     assert plain.rewarder == "sparse" and plain.perturb is False and plain.resume is False
     with pytest.raises(ValueError, match="speed"):
@@ -104,18 +115,27 @@ def test_trainer_config_sets_the_contract_fields_and_typed_options(tmp_path):
 
 
 def synthetic_eval(seed: int, oracle: float, greedy: float) -> dict:
-    return {"sampled": {"oracle_score": oracle, "kl": 0.01 * seed, "length": 20 + seed, "defect_rate": 0.5},
-            "greedy": {"oracle_score": greedy, "kl": 0.0, "length": 30, "defect_rate": 0.25}}
+    return {
+        "sampled": {"oracle_score": oracle, "kl": 0.01 * seed, "length": 20 + seed, "defect_rate": 0.5},
+        "greedy": {"oracle_score": greedy, "kl": 0.0, "length": 30, "defect_rate": 0.25},
+    }
 
 
 def synthetic_run(seed: int, curve: list[float], oracle: float) -> dict:
     log = [{"step": 10 * (k + 1), "oracle_score": v, "kl": 0.1} for k, v in enumerate(curve)]
-    return {"seed": seed, "log": log, "eval": synthetic_eval(seed, oracle, -oracle), "done": {"train_seconds": 1.0 + seed}}
+    return {
+        "seed": seed,
+        "log": log,
+        "eval": synthetic_eval(seed, oracle, -oracle),
+        "done": {"train_seconds": 1.0 + seed},
+    }
 
 
 def test_aggregate_matches_a_naive_computation(tmp_path):
     rng = random.Random(5)
-    curves = {name: [[rng.uniform(0, 1) + 0.1 * k * (1 + i) for k in range(8)] for i in range(3)] for name in ("a", "b")}
+    curves = {
+        name: [[rng.uniform(0, 1) + 0.1 * k * (1 + i) for k in range(8)] for i in range(3)] for name in ("a", "b")
+    }
     curves["b"][2] = curves["b"][2][:2]  # a run that logged fewer points than the window
     runs = {name: [synthetic_run(i, c, 0.3 + 0.1 * i) for i, c in enumerate(cs)] for name, cs in curves.items()}
     runs["b"][1]["eval"]["sampled"]["oracle_score"] = 0.9
@@ -127,7 +147,9 @@ def test_aggregate_matches_a_naive_computation(tmp_path):
 
     def smoothed(values, window=3):
         """(step, trailing mean) for every point with a full window."""
-        return [(10 * (k + 1), statistics.fmean(values[k - window + 1 : k + 1])) for k in range(window - 1, len(values))]
+        return [
+            (10 * (k + 1), statistics.fmean(values[k - window + 1 : k + 1])) for k in range(window - 1, len(values))
+        ]
 
     target = statistics.fmean(smoothed(c)[-1][1] for c in curves["a"])
     assert results["target_oracle_score"] == pytest.approx(target)
@@ -154,8 +176,18 @@ EVAL_PROMPTS = 4
 
 
 def bench_config(out: Path, small_world, **overrides) -> RLBenchConfig:
-    settings = dict(out=out, methods=["fakerl-sparse", "fakerl-red"], seeds=2, steps=6, world=Path(small_world.root),
-                    eval_prompts=EVAL_PROMPTS, window=2, samples=2, heatmap_rewarder="sparse", baseline="fakerl-sparse")
+    settings = dict(
+        out=out,
+        methods=["fakerl-sparse", "fakerl-red"],
+        seeds=2,
+        steps=6,
+        world=Path(small_world.root),
+        eval_prompts=EVAL_PROMPTS,
+        window=2,
+        samples=2,
+        heatmap_rewarder="sparse",
+        baseline="fakerl-sparse",
+    )
     settings.update(overrides)
     return RLBenchConfig(**settings)
 
@@ -171,27 +203,46 @@ def test_bench_trains_evaluates_and_skips_finished_runs(small_world, tmp_path):
 
     # the final policies were evaluated on the held-out prompts, each with its own seed, KL to the SFT policy
     reference = load_causal_lm(small_world.policy_dir).eval()
-    sft = [evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
-                           n=EVAL_PROMPTS, greedy=False, seed=seed)["oracle_score"] for seed in (0, 1)]
+    sft = [
+        evaluate_policy(
+            load_causal_lm(small_world.policy_dir).eval(),
+            small_world,
+            split="test",
+            reference=reference,
+            n=EVAL_PROMPTS,
+            greedy=False,
+            seed=seed,
+        )["oracle_score"]
+        for seed in (0, 1)
+    ]
     assert results["sft"]["oracle_score"]["values"] == pytest.approx(sft)
     red_run = results["methods"]["fakerl-red"]["runs"][1]
     final = load_causal_lm(out / "fakerl-red" / "seed-1" / "final").eval()
     for greedy, prefix in ((False, ""), (True, "greedy_")):
-        direct = evaluate_policy(final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=greedy, seed=1)
+        direct = evaluate_policy(
+            final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=greedy, seed=1
+        )
         for key in ("oracle_score", "kl", "length"):
             assert red_run[prefix + key] == pytest.approx(direct[key])
     assert red_run["kl"] != pytest.approx(0.0)
 
     # the fake curves: red climbs twice as fast, so it reaches sparse's final (smoothed) score about half-way
-    logs = {m: [[json.loads(line) for line in (out / m / f"seed-{s}" / "log.jsonl").read_text().splitlines()] for s in (0, 1)]
-            for m in ("fakerl-sparse", "fakerl-red")}
+    logs = {
+        m: [
+            [json.loads(line) for line in (out / m / f"seed-{s}" / "log.jsonl").read_text().splitlines()]
+            for s in (0, 1)
+        ]
+        for m in ("fakerl-sparse", "fakerl-red")
+    }
     finals = [statistics.fmean(r["oracle_score"] for r in log[-2:]) for log in logs["fakerl-sparse"]]
     target = statistics.fmean(finals)
     assert results["target_oracle_score"] == pytest.approx(target)
     expected = []
     for log in logs["fakerl-red"]:
         scores = [r["oracle_score"] for r in log]
-        expected.append(next(k + 1 for k in range(1, len(scores)) if statistics.fmean(scores[k - 1 : k + 1]) >= target))
+        expected.append(
+            next(k + 1 for k in range(1, len(scores)) if statistics.fmean(scores[k - 1 : k + 1]) >= target)
+        )
     assert [r["steps_to_target"] for r in results["methods"]["fakerl-red"]["runs"]] == expected
     assert max(expected) < 6
     for name in ("curves.png", "report.html", "samples.json"):
@@ -226,7 +277,9 @@ def test_killed_run_resumes_from_its_checkpoint(small_world, tmp_path):
     assert CALLS == [("red", 0, False), ("red", 0, True)]
     done = json.loads((out / "fakerl-red" / "seed-0" / "done.json").read_text())
     assert done["resumed"] is True
-    steps = [json.loads(line)["step"] for line in (out / "fakerl-red" / "seed-0" / "log.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (out / "fakerl-red" / "seed-0" / "log.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
@@ -250,13 +303,26 @@ def test_a_fixed_eval_seed_gives_every_policy_the_same_draws(small_world, tmp_pa
     from tokenreward.models import load_causal_lm
 
     out = tmp_path / "bench"
-    results = json.loads(run(bench_config(out, small_world, trainer_options=["perturb=true"], eval_seed=5)).read_text())
+    results = json.loads(
+        run(bench_config(out, small_world, trainer_options=["perturb=true"], eval_seed=5)).read_text()
+    )
     reference = load_causal_lm(small_world.policy_dir).eval()
-    sft = evaluate_policy(load_causal_lm(small_world.policy_dir).eval(), small_world, split="test", reference=reference,
-                          n=EVAL_PROMPTS, greedy=False, seed=5)
-    assert results["eval_seed"] == 5 and results["sft"]["oracle_score"]["values"] == pytest.approx([sft["oracle_score"]])
+    sft = evaluate_policy(
+        load_causal_lm(small_world.policy_dir).eval(),
+        small_world,
+        split="test",
+        reference=reference,
+        n=EVAL_PROMPTS,
+        greedy=False,
+        seed=5,
+    )
+    assert results["eval_seed"] == 5 and results["sft"]["oracle_score"]["values"] == pytest.approx(
+        [sft["oracle_score"]]
+    )
     for seed in (0, 1):
         final = load_causal_lm(out / "fakerl-red" / f"seed-{seed}" / "final").eval()
-        direct = evaluate_policy(final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=False, seed=5)
+        direct = evaluate_policy(
+            final, small_world, split="test", reference=reference, n=EVAL_PROMPTS, greedy=False, seed=5
+        )
         assert results["methods"]["fakerl-red"]["runs"][seed]["oracle_score"] == pytest.approx(direct["oracle_score"])
         assert json.loads((out / "fakerl-red" / f"seed-{seed}" / "eval.json").read_text())["settings"]["seed"] == 5

@@ -36,11 +36,22 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"tokenreward {__version__}"
 
 
-HARNESS_FLAGS = ["--learning-rate", "--save-every", "--seed", "--resume", "--progress", "--max-grad-norm", "--bf16",
-                 "--gradient-accumulation", "--gradient-checkpointing"]
+HARNESS_FLAGS = [
+    "--learning-rate",
+    "--save-every",
+    "--seed",
+    "--resume",
+    "--progress",
+    "--max-grad-norm",
+    "--bf16",
+    "--gradient-accumulation",
+    "--gradient-checkpointing",
+]
 
 
-OWN_TRAINERS = [n for n, spec in TRAINERS.items() if spec.run.__module__.startswith("tokenreward.")]  # not the tests' fakes
+OWN_TRAINERS = [
+    n for n, spec in TRAINERS.items() if spec.run.__module__.startswith("tokenreward.")
+]  # not the tests' fakes
 
 
 @pytest.mark.parametrize("name", OWN_TRAINERS)
@@ -56,4 +67,6 @@ def test_every_trainer_speaks_one_vocabulary(name):
     assert all(flag in flags for flag in HARNESS_FLAGS), [f for f in HARNESS_FLAGS if f not in flags]
     assert flags["--lr"] is flags["--learning-rate"] and flags["--checkpoint-every"] is flags["--save-every"]
     assert "> 0.0" in flags["--learning-rate"].help and ">= 1" in flags["--save-every"].help
-    assert not any(f.startswith("--checkpoint-every") or f == "--lr" for a in parser._actions for f in a.option_strings[:1])
+    assert not any(
+        f.startswith("--checkpoint-every") or f == "--lr" for a in parser._actions for f in a.option_strings[:1]
+    )

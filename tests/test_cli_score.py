@@ -38,8 +38,25 @@ def score(*args: str) -> list[str]:
 
 
 def test_single_pair_json(model_dir, capsys):
-    assert main(score("--rewarder", "red", "--reward-model", str(model_dir), "--prompt", PROMPT,
-                      "--response", RESPONSE, "--format", "json", "--option", "keep_sum=true")) == 0
+    assert (
+        main(
+            score(
+                "--rewarder",
+                "red",
+                "--reward-model",
+                str(model_dir),
+                "--prompt",
+                PROMPT,
+                "--response",
+                RESPONSE,
+                "--format",
+                "json",
+                "--option",
+                "keep_sum=true",
+            )
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)
     assert list(record) == CONTRACT_KEYS
     assert record["rewarder"] == "red"
@@ -52,13 +69,33 @@ def test_single_pair_json(model_dir, capsys):
 
 
 def test_batch_jsonl(model_dir, tmp_path):
-    pairs = [{"prompt": "Hi", "response": " Hello!"}, {"prompt": "Capital of Peru?", "completion": " Lima."},
-             {"prompt": "2 + 3?", "response": " 5", "extra": 1}]
+    pairs = [
+        {"prompt": "Hi", "response": " Hello!"},
+        {"prompt": "Capital of Peru?", "completion": " Lima."},
+        {"prompt": "2 + 3?", "response": " 5", "extra": 1},
+    ]
     source = tmp_path / "pairs.jsonl"
     source.write_text("\n".join(json.dumps(p) for p in pairs) + "\n\n")
     out = tmp_path / "out" / "scored.jsonl"
-    assert main(score("--rewarder", "sparse", "--reward-model", str(model_dir), "--input", str(source),
-                      "--format", "json", "--output", str(out), "--batch-size", "1")) == 0
+    assert (
+        main(
+            score(
+                "--rewarder",
+                "sparse",
+                "--reward-model",
+                str(model_dir),
+                "--input",
+                str(source),
+                "--format",
+                "json",
+                "--output",
+                str(out),
+                "--batch-size",
+                "1",
+            )
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 3
     for pair, record in zip(pairs, records):
@@ -71,8 +108,25 @@ def test_batch_jsonl(model_dir, tmp_path):
 
 def test_html_page(model_dir, tmp_path):
     out = tmp_path / "heat.html"
-    assert main(score("--rewarder", "red", "--reward-model", str(model_dir), "--prompt", PROMPT,
-                      "--response", " <b>42</b> & more", "--format", "html", "--output", str(out))) == 0
+    assert (
+        main(
+            score(
+                "--rewarder",
+                "red",
+                "--reward-model",
+                str(model_dir),
+                "--prompt",
+                PROMPT,
+                "--response",
+                " <b>42</b> & more",
+                "--format",
+                "html",
+                "--output",
+                str(out),
+            )
+        )
+        == 0
+    )
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "http" not in page and "<link" not in page
@@ -82,8 +136,23 @@ def test_html_page(model_dir, tmp_path):
 
 def test_text_heatmap(model_dir, tmp_path):
     out = tmp_path / "heat.txt"
-    assert main(score("--rewarder", "abc", "--reward-model", str(model_dir), "--prompt", PROMPT,
-                      "--response", RESPONSE, "--output", str(out))) == 0
+    assert (
+        main(
+            score(
+                "--rewarder",
+                "abc",
+                "--reward-model",
+                str(model_dir),
+                "--prompt",
+                PROMPT,
+                "--response",
+                RESPONSE,
+                "--output",
+                str(out),
+            )
+        )
+        == 0
+    )
     text = out.read_text()
     assert text.splitlines()[1] == RESPONSE
     assert f"sequence reward {own_score(model_dir, PROMPT, RESPONSE):+.4f}" in text
@@ -97,7 +166,10 @@ def test_text_heatmap(model_dir, tmp_path):
         (["--rewarder", "red", "--prompt", "x"], "--prompt and --response go together"),
         (["--rewarder", "red"], "give either --prompt and --response, or --input FILE"),
         (["--rewarder", "red", "--input", "missing.jsonl"], "no such file"),
-        (["--rewarder", "red", "--reward-model", "./no/such/dir", "--prompt", "x", "--response", "y"], "does not exist"),
+        (
+            ["--rewarder", "red", "--reward-model", "./no/such/dir", "--prompt", "x", "--response", "y"],
+            "does not exist",
+        ),
         (["--rewarder", "red", "--prompt", "x", "--response", "y", "--option", "beta_c"], "expects NAME=VALUE"),
     ],
 )
@@ -128,9 +200,25 @@ def test_errors_from_the_model_and_the_input(model_dir, tmp_path, tokenizer, cap
 
 def test_console_script(model_dir):
     done = subprocess.run(
-        [sys.executable, "-m", "tokenreward.cli", "score", "--rewarder", "uniform", "--reward-model", str(model_dir),
-         "--prompt", PROMPT, "--response", RESPONSE, "--format", "json"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "tokenreward.cli",
+            "score",
+            "--rewarder",
+            "uniform",
+            "--reward-model",
+            str(model_dir),
+            "--prompt",
+            PROMPT,
+            "--response",
+            RESPONSE,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     record = json.loads(done.stdout)
     assert sum(record["rewards"]) == pytest.approx(own_score(model_dir, PROMPT, RESPONSE), abs=1e-4)

@@ -12,8 +12,13 @@ from tokenreward.models import load_causal_lm
 
 
 def test_credit_record_sums_the_overlapping_spans():
-    record = {"rewarder": "red", "sequence_reward": 1.0, "tokens": ["The", " sum", " is", " 41."],
-              "offsets": [[0, 3], [3, 7], [7, 10], [10, 14]], "rewards": [0.1, 0.2, 0.3, 0.4]}
+    record = {
+        "rewarder": "red",
+        "sequence_reward": 1.0,
+        "tokens": ["The", " sum", " is", " 41."],
+        "offsets": [[0, 3], [3, 7], [7, 10], [10, 14]],
+        "rewards": [0.1, 0.2, 0.3, 0.4],
+    }
     spans = [[8, 9, 0.5], [11, 13, -1.0], [12, 14, 0.25]]
     truth = credit_record(record, spans, -0.25)
     expected = []
@@ -26,8 +31,21 @@ def test_credit_record_sums_the_overlapping_spans():
 
 def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--world", str(small_world.root), "--out", str(out), "--steps", "2", "--seeds", "1", "--eval-prompts", "4",
-            "--heatmaps", "2"]
+    argv = [
+        "demo",
+        "--world",
+        str(small_world.root),
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--seeds",
+        "1",
+        "--eval-prompts",
+        "4",
+        "--heatmaps",
+        "2",
+    ]
     assert main(argv) == 0
     shown = capsys.readouterr().err
     # a progress line per stage with the time left, and the one-seed verdict

@@ -65,7 +65,9 @@ def synthetic_pairs(n: int, seed: int) -> list[tuple[str, str, str]]:
     for k in range(n):
         thing = rng.choice(THINGS)
         prompt = f"Tell me about the {thing} number {k}."
-        pairs.append((prompt, f" The {thing} is {rng.choice(BAD)} today.", f" The {thing} is {rng.choice(GOOD)} today."))
+        pairs.append(
+            (prompt, f" The {thing} is {rng.choice(BAD)} today.", f" The {thing} is {rng.choice(GOOD)} today.")
+        )
     return pairs
 
 
@@ -88,7 +90,14 @@ def labelled(tmp_path_factory):
 def config(labelled, out, **overrides):
     backbone, labels, _ = labelled
     settings = dict(
-        out=out, labels=labels, backbone=str(backbone), learning_rate=3e-3, batch_size=16, epochs=12, eval_fraction=0.2, log_every=5,
+        out=out,
+        labels=labels,
+        backbone=str(backbone),
+        learning_rate=3e-3,
+        batch_size=16,
+        epochs=12,
+        eval_fraction=0.2,
+        log_every=5,
         progress=False,
     )
     settings.update(overrides)
@@ -169,7 +178,11 @@ def test_install_in_the_world_feeds_the_tlcr_rewarder(small_world, tmp_path):
     records = labels_from_world(small_world, load_tokenizer(small_world.tokenizer_dir))[:24]
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in records))
-    run(DiscriminatorConfig(out=tmp_path / "run", world=world_copy, labels=labels, epochs=1, install=True, learning_rate=1e-3))
+    run(
+        DiscriminatorConfig(
+            out=tmp_path / "run", world=world_copy, labels=labels, epochs=1, install=True, learning_rate=1e-3
+        )
+    )
     world = open_world(world_copy)
     assert world.resources()["discriminator"] == str(world_copy / "discriminator")
     rewarder = build_rewarder("tlcr", **world.resources(), device="cpu")

@@ -23,7 +23,9 @@ def test_plain_prompt_is_concatenated_and_padded(tokenizer):
         assert enc.attention_mask[i].tolist() == [1] * n + [0] * (enc.input_ids.shape[1] - n)
         expected = [k for k, (s, e) in enumerate(own["offset_mapping"]) if e > len(p)]
         assert enc.response_positions[i] == expected
-        assert enc.offsets[i] == [(own["offset_mapping"][k][0] - len(p), own["offset_mapping"][k][1] - len(p)) for k in expected]
+        assert enc.offsets[i] == [
+            (own["offset_mapping"][k][0] - len(p), own["offset_mapping"][k][1] - len(p)) for k in expected
+        ]
         assert "".join(r[s:e] for s, e in enc.offsets[i]) == r
         assert enc.last_positions[i] == n - 1
         assert enc.token_ends(i) == expected
@@ -82,7 +84,9 @@ def test_own_pad_token_id(tokenizer):
 def test_longer_than_context(tokenizer):
     length = len(tokenizer("Q" + " hello" * 40)["input_ids"])
     assert length > 128
-    with pytest.raises(ValueError, match=f"prompt\\+response 0 is {length} tokens, longer than the model's context of 128"):
+    with pytest.raises(
+        ValueError, match=f"prompt\\+response 0 is {length} tokens, longer than the model's context of 128"
+    ):
         encode_pairs(tokenizer, ["Q"], [" hello" * 40], max_length=128)
     assert encode_pairs(tokenizer, ["Q"], [" hello" * 40], max_length=length).last_positions == [length - 1]
 

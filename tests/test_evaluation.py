@@ -19,7 +19,9 @@ def test_greedy_evaluation_matches_per_prompt_hugging_face_decoding(small_world)
         for p in reference.parameters():
             p.add_(0.01 * torch.randn_like(p))
     tokenizer = AutoTokenizer.from_pretrained(str(small_world.tokenizer_dir))
-    result = evaluate_policy(policy, small_world, split="test", reference=reference, n=4, greedy=True, max_new_tokens=24)
+    result = evaluate_policy(
+        policy, small_world, split="test", reference=reference, n=4, greedy=True, max_new_tokens=24
+    )
 
     records = small_world.prompts("test")[:4]
     scores, defects, lengths, kls = [], [], [], []

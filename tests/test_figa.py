@@ -86,8 +86,12 @@ def test_add_eos_after_each_row():
 PAIRS = [
     (f"Tell me about the {thing}.", f" The {thing} is {bad} today.", f" The {thing} is {good} today.")
     for thing, bad, good in [
-        ("weather", "awful", "lovely"), ("garden", "rotten", "splendid"), ("soup", "useless", "pleasant"),
-        ("river", "horrid", "lovely"), ("lamp", "awful", "helpful"), ("movie", "rotten", "pleasant"),
+        ("weather", "awful", "lovely"),
+        ("garden", "rotten", "splendid"),
+        ("soup", "useless", "pleasant"),
+        ("river", "horrid", "lovely"),
+        ("lamp", "awful", "helpful"),
+        ("movie", "rotten", "pleasant"),
     ]
 ]
 
@@ -121,7 +125,9 @@ def weighted_ce(policy_dir, labels, tokenizer):
 
 def test_trainer_learns_revisions_and_resumes_exactly(figa_setup, tmp_path):
     policy, labels, tokenizer = figa_setup
-    settings = dict(labels=labels, policy=policy, steps=6, batch_size=3, learning_rate=1e-2, save_every=2, progress=False)
+    settings = dict(
+        labels=labels, policy=policy, steps=6, batch_size=3, learning_rate=1e-2, save_every=2, progress=False
+    )
     run(FigaConfig(out=tmp_path / "full", **settings))
     before_pos, before_neg = weighted_ce(policy, labels, tokenizer)
     after_pos, after_neg = weighted_ce(tmp_path / "full" / "final", labels, tokenizer)
@@ -165,8 +171,16 @@ def test_on_the_world_logs_the_oracle_score_of_its_samples(small_world, tmp_path
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in labels_from_world(small_world, tokenizer)[:8]))
     config = FigaConfig(
-        out=tmp_path / "run", world=small_world.root, labels=labels, steps=2, batch_size=4, learning_rate=1e-3,
-        eval_every=1, eval_prompts=4, max_new_tokens=8, progress=False,
+        out=tmp_path / "run",
+        world=small_world.root,
+        labels=labels,
+        steps=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        eval_every=1,
+        eval_prompts=4,
+        max_new_tokens=8,
+        progress=False,
     )
     run(config)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -174,6 +188,13 @@ def test_on_the_world_logs_the_oracle_score_of_its_samples(small_world, tmp_path
     prompts = small_world.prompts("rl")[:4]
     final = load_causal_lm(tmp_path / "run" / "final").eval()
     with torch.no_grad():
-        texts = generate(final, tokenizer, [p["prompt"] for p in prompts], 8, do_sample=True, generator_seed=derive_seed(0, "evaluation")).texts
+        texts = generate(
+            final,
+            tokenizer,
+            [p["prompt"] for p in prompts],
+            8,
+            do_sample=True,
+            generator_seed=derive_seed(0, "evaluation"),
+        ).texts
     expected = sum(grade(p, t).score for p, t in zip(prompts, texts)) / len(prompts)
     assert log[-1]["oracle_score"] == pytest.approx(expected, abs=1e-9)

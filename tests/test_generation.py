@@ -79,5 +79,7 @@ def test_prompt_longer_than_the_context_is_refused(tokenizer):
     model = tiny_causal_lm("gpt2", tokenizer)  # 128 positions
     long_prompt = "The capital of France is Paris. " * 30
     assert len(encode_prompt(tokenizer, long_prompt)) > 128
-    with pytest.raises(ValueError, match=r"prompt 1 is \d+ tokens; with 8 new tokens it exceeds the policy's context of 128"):
+    with pytest.raises(
+        ValueError, match=r"prompt 1 is \d+ tokens; with 8 new tokens it exceeds the policy's context of 128"
+    ):
         generate(model, tokenizer, ["Hello", long_prompt], max_new_tokens=8, do_sample=False)

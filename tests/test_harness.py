@@ -28,11 +28,20 @@ from tokenreward.testing import tiny_causal_lm, tiny_reward_model, train_tokeniz
 
 HERE = Path(__file__).parent
 PAIRS = [
-    {"prompt": f"Question {k}: what is {k} + {k}?", "chosen": f" It is {2 * k}.", "rejected": f" It is {2 * k + 1}, sadly."}
+    {
+        "prompt": f"Question {k}: what is {k} + {k}?",
+        "chosen": f" It is {2 * k}.",
+        "rejected": f" It is {2 * k + 1}, sadly.",
+    }
     for k in range(8)
 ]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1",
-       "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")])}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "GLOO_SOCKET_IFNAME": "lo",
+    "MASTER_ADDR": "127.0.0.1",
+    "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]),
+}
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -57,7 +66,9 @@ def inputs(tmp_path_factory):
     write_jsonl(root / "prompts.jsonl", [{"prompt": p["prompt"]} for p in PAIRS])
     write_jsonl(root / "sft.jsonl", [{"prompt": p["prompt"], "completion": p["chosen"]} for p in PAIRS])
     write_jsonl(root / "pairs.jsonl", PAIRS)
-    write_jsonl(root / "labels.jsonl", [label_pair(tokenizer, p["prompt"], p["rejected"], p["chosen"]) for p in PAIRS[:4]])
+    write_jsonl(
+        root / "labels.jsonl", [label_pair(tokenizer, p["prompt"], p["rejected"], p["chosen"]) for p in PAIRS[:4]]
+    )
     return root
 
 
@@ -69,33 +80,120 @@ def synthetic_labels(world, folder: Path) -> Path:
     return write_jsonl(folder / "synthetic-labels.jsonl", records)
 
 
-PPO = ["--steps", "2", "--batch-size", "4", "--mini-batch-size", "4", "--ppo-epochs", "1", "--max-new-tokens", "6",
-       "--learning-rate", "1e-3", "--save-every", "1"]
+PPO = [
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--mini-batch-size",
+    "4",
+    "--ppo-epochs",
+    "1",
+    "--max-new-tokens",
+    "6",
+    "--learning-rate",
+    "1e-3",
+    "--save-every",
+    "1",
+]
 
 
 def arguments(name: str, root: Path, request) -> list[str]:
     """`tokenreward train NAME ...` for 2 steps, checkpointing after each."""
-    tiny_ppo = ["--policy", str(root / "policy"), "--reward-model", str(root / "rm"), "--prompts", str(root / "prompts.jsonl")]
-    preference = ["--data", str(root / "pairs.jsonl"), "--policy", str(root / "policy"), "--steps", "2", "--batch-size", "2",
-                  "--learning-rate", "1e-3", "--save-every", "1"]
+    tiny_ppo = [
+        "--policy",
+        str(root / "policy"),
+        "--reward-model",
+        str(root / "rm"),
+        "--prompts",
+        str(root / "prompts.jsonl"),
+    ]
+    preference = [
+        "--data",
+        str(root / "pairs.jsonl"),
+        "--policy",
+        str(root / "policy"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--learning-rate",
+        "1e-3",
+        "--save-every",
+        "1",
+    ]
     table = {
         "ppo": [*tiny_ppo, *PPO, "--critic-learning-rate", "1e-3"],
         "remax": [*tiny_ppo, *PPO],
         "rloo": [*tiny_ppo, *PPO[:2], "--batch-size", "2", "--samples-per-prompt", "2", *PPO[4:]],
         "dpo": preference,
         "dpo_reg": preference,
-        "figa": ["--labels", str(root / "labels.jsonl"), "--policy", str(root / "policy"), "--steps", "2", "--batch-size", "2",
-                 "--learning-rate", "1e-3", "--save-every", "1"],
-        "discriminator": ["--labels", str(root / "labels.jsonl"), "--backbone", str(root / "policy"), "--epochs", "2",
-                          "--batch-size", "8", "--eval-fraction", "0", "--log-every", "1", "--learning-rate", "1e-3",
-                          "--save-every", "1"],
-        "sft": ["--data", str(root / "sft.jsonl"), "--policy", str(root / "policy"), "--batch-size", "4", "--save-every", "1"],
-        "reward-model": ["--data", str(root / "pairs.jsonl"), "--model", str(root / "rm"), "--batch-size", "4", "--save-every", "1"],
+        "figa": [
+            "--labels",
+            str(root / "labels.jsonl"),
+            "--policy",
+            str(root / "policy"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--save-every",
+            "1",
+        ],
+        "discriminator": [
+            "--labels",
+            str(root / "labels.jsonl"),
+            "--backbone",
+            str(root / "policy"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--eval-fraction",
+            "0",
+            "--log-every",
+            "1",
+            "--learning-rate",
+            "1e-3",
+            "--save-every",
+            "1",
+        ],
+        "sft": [
+            "--data",
+            str(root / "sft.jsonl"),
+            "--policy",
+            str(root / "policy"),
+            "--batch-size",
+            "4",
+            "--save-every",
+            "1",
+        ],
+        "reward-model": [
+            "--data",
+            str(root / "pairs.jsonl"),
+            "--model",
+            str(root / "rm"),
+            "--batch-size",
+            "4",
+            "--save-every",
+            "1",
+        ],
     }
     if name == "ppo_synthetic":
         world = request.getfixturevalue("small_world")
-        return ["--world", str(world.root), "--labels", str(synthetic_labels(world, root)), "--rm-epochs", "1",
-                "--rm-batch-size", "4", *PPO]
+        return [
+            "--world",
+            str(world.root),
+            "--labels",
+            str(synthetic_labels(world, root)),
+            "--rm-epochs",
+            "1",
+            "--rm-batch-size",
+            "4",
+            *PPO,
+        ]
     return table[name]
 
 
@@ -127,8 +225,24 @@ def free_port() -> int:
 
 
 def launch(script: list[str], env: dict) -> subprocess.CompletedProcess:
-    args = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()), *script]
+    args = [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(free_port()),
+        *script,
+    ]
     return subprocess.run(args, env=env, capture_output=True, text=True)
 
 
@@ -169,8 +283,12 @@ def two_processes(tmp_path_factory):
             break
         time.sleep(1)
     if done.returncode != 0:
-        causes = [line for line in done.stderr.splitlines() if re.search(r"Error|error|terminate|Exception|Abort", line)]
-        pytest.skip("this machine cannot run two local gloo processes (checked before the run): " + "\n".join(causes[:20]))
+        causes = [
+            line for line in done.stderr.splitlines() if re.search(r"Error|error|terminate|Exception|Abort", line)
+        ]
+        pytest.skip(
+            "this machine cannot run two local gloo processes (checked before the run): " + "\n".join(causes[:20])
+        )
 
 
 @pytest.fixture(scope="module")
@@ -229,14 +347,19 @@ def test_two_processes_equal_one_and_only_the_main_process_writes(name, unbroken
     # Bradley-Terry loss) into a full step, so the weights are compared with one process that sums
     # the same two halves of each batch (micro-batches = the processes' shards)
     # (ppo_synthetic: its reward model so; its PPO stage takes contiguous shares, like ppo, whose weights are compared)
-    same_halves = unbroken(name) if name in ("ppo", "remax", "rloo") else unbroken(name, "--gradient-accumulation", "2")
+    same_halves = (
+        unbroken(name) if name in ("ppo", "remax", "rloo") else unbroken(name, "--gradient-accumulation", "2")
+    )
     final = "synthetic-reward-model/final" if name == "ppo_synthetic" else "final"
     a, b = final_weights(same_halves, final), final_weights(out, final)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5, rtol=0), key
-    inside = {rank: [p for p in (probe / f"rank-{rank}.txt").read_text().splitlines() if p.startswith(str(out) + os.sep)]
-              for rank in (0, 1) if (probe / f"rank-{rank}.txt").exists()}
+    inside = {
+        rank: [p for p in (probe / f"rank-{rank}.txt").read_text().splitlines() if p.startswith(str(out) + os.sep)]
+        for rank in (0, 1)
+        if (probe / f"rank-{rank}.txt").exists()
+    }
     assert any("checkpoints" in p for p in inside[0]) and any("final" in p for p in inside[0])
     assert not inside.get(1), f"rank 1 wrote into the run folder: {inside[1][:5]}"
 
@@ -287,7 +410,9 @@ def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: boo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRAINERS)
-def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(name, inputs, unbroken, request, tmp_path, capsys):
+def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(
+    name, inputs, unbroken, request, tmp_path, capsys
+):
     whole = unbroken(name)
     assert main(command(name, inputs, request, whole)) == 2
     assert f"{whole} holds a finished run; pass --resume" in capsys.readouterr().err
@@ -296,10 +421,14 @@ def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(nam
         wanted = "checkpoint" if after else "no checkpoint"
         for attempt in range(4):  # a busy machine may outrun the drawn moment: draw again, earlier
             out = tmp_path / f"{'after' if after else 'before'}-{attempt}"
-            state = kill_at_random_point(command(name, inputs, request, out), out, after, rng.uniform(0, 0.8 * window / 2**attempt))
+            state = kill_at_random_point(
+                command(name, inputs, request, out), out, after, rng.uniform(0, 0.8 * window / 2**attempt)
+            )
             if state == wanted:
                 break
-        assert state == wanted, f"{name}: the run was never killed {'after' if after else 'before'} its first checkpoint"
+        assert state == wanted, (
+            f"{name}: the run was never killed {'after' if after else 'before'} its first checkpoint"
+        )
         assert main(command(name, inputs, request, out)) == 2  # a started run is not restarted over
         assert f"{out} holds a started run; pass --resume" in capsys.readouterr().err
         assert main(command(name, inputs, request, out, "--resume")) == 0
@@ -338,7 +467,11 @@ def test_harness_options_keep_the_loss(inputs, request, tmp_path):
     """Gradient accumulation and gradient checkpointing leave the logged losses as they are (same
     batches, same update up to rounding); bf16 autocast stays close to them."""
     base = log_lines(unbroken_run(inputs, request, tmp_path / "base"))
-    for flags, tolerance in ((["--gradient-accumulation", "2"], 1e-5), (["--gradient-checkpointing"], 1e-5), (["--bf16"], 5e-2)):
+    for flags, tolerance in (
+        (["--gradient-accumulation", "2"], 1e-5),
+        (["--gradient-checkpointing"], 1e-5),
+        (["--bf16"], 5e-2),
+    ):
         out = unbroken_run(inputs, request, tmp_path / "-".join(flags), *flags)
         for a, b in zip(base, log_lines(out)):
             assert b["loss"] == pytest.approx(a["loss"], abs=tolerance), flags
@@ -351,7 +484,9 @@ def unbroken_run(inputs, request, out: Path, *flags: str) -> Path:
     return out
 
 
-@pytest.mark.parametrize("env, expected", [({"OMP_NUM_THREADS": "3"}, 3), ({"LOCAL_WORLD_SIZE": "2"}, max(1, (os.cpu_count() or 1) // 2))])
+@pytest.mark.parametrize(
+    "env, expected", [({"OMP_NUM_THREADS": "3"}, 3), ({"LOCAL_WORLD_SIZE": "2"}, max(1, (os.cpu_count() or 1) // 2))]
+)
 def test_torch_threads_respect_omp_num_threads(env, expected, monkeypatch):
     from tokenreward.trainers.harness import configure_threads
 

@@ -29,7 +29,9 @@ def test_terminal_colours_follow_sign_and_magnitude():
     assert body == RESPONSE
     assert "sequence reward +0.2500" in header and "sum +0.2500" in header
     spans = [s for s in text.spans if s.start >= len(header) + 1]
-    assert [body[s.start - len(header) - 1 : s.end - len(header) - 1] for s in spans] == [RESPONSE[a:b] for a, b in OFFSETS]
+    assert [body[s.start - len(header) - 1 : s.end - len(header) - 1] for s in spans] == [
+        RESPONSE[a:b] for a, b in OFFSETS
+    ]
     scale = max(abs(r) for r in REWARDS)
     for span, reward in zip(spans, REWARDS):
         r, g, b = background(span.style)
@@ -60,9 +62,13 @@ def test_html_has_numbers_on_hover_and_escapes():
 
 def test_split_characters_form_one_cell():
     response = " naïve"
-    rec = {"rewarder": "x", "sequence_reward": 1.0, "tokens": [" ", "n", "a", "ï", "ï", "v", "e", ""],
-           "offsets": [[0, 1], [1, 2], [2, 3], [3, 4], [3, 4], [4, 5], [5, 6], [6, 6]],
-           "rewards": [0.1, 0.2, 0.3, 0.4, -0.6, 0.5, 0.6, 0.7]}
+    rec = {
+        "rewarder": "x",
+        "sequence_reward": 1.0,
+        "tokens": [" ", "n", "a", "ï", "ï", "v", "e", ""],
+        "offsets": [[0, 1], [1, 2], [2, 3], [3, 4], [3, 4], [4, 5], [5, 6], [6, 6]],
+        "rewards": [0.1, 0.2, 0.3, 0.4, -0.6, 0.5, 0.6, 0.7],
+    }
     text = terminal_heatmap(rec)
     assert text.plain.split("\n", 1)[1] == response
     fragment = html_fragment(rec)
@@ -75,7 +81,22 @@ def test_bad_records():
     with pytest.raises(ValueError, match="lacks rewards"):
         terminal_heatmap({"rewarder": "x", "sequence_reward": 0.0, "tokens": [], "offsets": []})
     with pytest.raises(ValueError, match="2 tokens, 2 offsets and 1 rewards"):
-        html_fragment({"rewarder": "x", "sequence_reward": 0.0, "tokens": ["a", "b"], "offsets": [[0, 1], [1, 2]], "rewards": [1.0]})
+        html_fragment(
+            {
+                "rewarder": "x",
+                "sequence_reward": 0.0,
+                "tokens": ["a", "b"],
+                "offsets": [[0, 1], [1, 2]],
+                "rewards": [1.0],
+            }
+        )
     with pytest.raises(ValueError, match="non-finite reward at token 1"):
-        html_fragment({"rewarder": "x", "sequence_reward": 0.0, "tokens": ["a", "b"], "offsets": [[0, 1], [1, 2]],
-                       "rewards": [1.0, float("nan")]})
+        html_fragment(
+            {
+                "rewarder": "x",
+                "sequence_reward": 0.0,
+                "tokens": ["a", "b"],
+                "offsets": [[0, 1], [1, 2]],
+                "rewards": [1.0, float("nan")],
+            }
+        )

@@ -131,8 +131,10 @@ def test_label_pair_with_subword_tokenizer(tokenizer):
     assert record["rejected_labels"][:shared] == [NEUTRAL] * shared
     assert record["revision_labels"][:shared] == [NEUTRAL] * shared
     # the insult is deleted: its tokens are negative; nothing in the revision is positive there
-    insult_tokens = [t for t, (s, e) in zip(record["rejected_tokens"], record["rejected_offsets"]) if s >= rejected.index(" You")]
-    assert insult_tokens and record["rejected_labels"][-len(insult_tokens):] == [NEGATIVE] * len(insult_tokens)
+    insult_tokens = [
+        t for t, (s, e) in zip(record["rejected_tokens"], record["rejected_offsets"]) if s >= rejected.index(" You")
+    ]
+    assert insult_tokens and record["rejected_labels"][-len(insult_tokens) :] == [NEGATIVE] * len(insult_tokens)
     assert POSITIVE in record["revision_labels"]  # "41" -> "42"
 
 
@@ -167,7 +169,17 @@ def test_label_command_input_errors(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "tok")
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text('{"prompt": "p", "rejected": " r"}\n')
-    args = ["label", "--reviser", "hf", "--tokenizer", str(tmp_path / "tok"), "--input", str(pairs), "--output", str(tmp_path / "o.jsonl")]
+    args = [
+        "label",
+        "--reviser",
+        "hf",
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--input",
+        str(pairs),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+    ]
     assert main(args) == 2  # record 0 lacks "chosen"
     assert main(["label", "--output", str(tmp_path / "o.jsonl")]) == 2  # neither --reviser nor --show
 

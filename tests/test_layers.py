@@ -9,8 +9,24 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).parent.parent / "src" / "tokenreward"
-CORE = ("types", "align", "encoding", "models", "rewards", "rewarders", "losses", "generation", "logprobs", "io",
-        "options", "jsonl", "progress", "registry", "config", "runnable")
+CORE = (
+    "types",
+    "align",
+    "encoding",
+    "models",
+    "rewards",
+    "rewarders",
+    "losses",
+    "generation",
+    "logprobs",
+    "io",
+    "options",
+    "jsonl",
+    "progress",
+    "registry",
+    "config",
+    "runnable",
+)
 UPPER = ("trainers", "world", "bench", "viz", "commands", "cli", "serve", "integrations")
 
 
@@ -29,7 +45,9 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if base.startswith("tokenreward"):
                 found.add(base)
                 found |= {f"{base}.{a.name}" for a in node.names}
@@ -58,7 +76,7 @@ def test_no_import_cycle():
 
     def visit(node: str) -> None:
         if node in stack:
-            cycles.append(stack[stack.index(node):] + [node])
+            cycles.append(stack[stack.index(node) :] + [node])
             return
         if node in seen:
             return

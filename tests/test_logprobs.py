@@ -26,7 +26,9 @@ def naive_stats(rows, head, targets, cap, temperature, reference=None):
     return lp, entropy, kl
 
 
-@pytest.mark.parametrize("cap,temperature,bias,chunk", [(None, 1.0, False, 3), (30.0, 0.7, True, 5), (None, 1.3, True, 64)])
+@pytest.mark.parametrize(
+    "cap,temperature,bias,chunk", [(None, 1.0, False, 3), (30.0, 0.7, True, 5), (None, 1.3, True, 64)]
+)
 def test_values_and_gradients_equal_the_naive_computation(cap, temperature, bias, chunk):
     torch.manual_seed(0)
     n, hidden, vocab = 11, 8, 37
@@ -46,9 +48,13 @@ def test_values_and_gradients_equal_the_naive_computation(cap, temperature, bias
         grads = [rows.grad.clone(), head.weight.grad.clone()] + ([head.bias.grad.clone()] if bias else [])
         return [lp.detach(), entropy.detach(), kl.detach()], grads
 
-    ours = run(lambda: (lambda s: (s.logprobs, s.entropy, s.kl))(
-        head_stats(rows, head, targets, cap, temperature, entropy=True, reference=(ref_rows, ref_head, None), chunk=chunk)
-    ))
+    ours = run(
+        lambda: (lambda s: (s.logprobs, s.entropy, s.kl))(
+            head_stats(
+                rows, head, targets, cap, temperature, entropy=True, reference=(ref_rows, ref_head, None), chunk=chunk
+            )
+        )
+    )
     naive = run(lambda: naive_stats(rows, head, targets, cap, temperature, (ref_rows, ref_head)))
     for got, expected in zip(ours[0] + ours[1], naive[0] + naive[1]):
         torch.testing.assert_close(got.double(), expected.double(), atol=1e-5, rtol=1e-5)
@@ -64,15 +70,25 @@ def test_token_logprobs_of_a_model_equal_log_softmax_of_its_logits(arch):
     mask[1, :3] = 0  # a left-padded row, read as if unpadded (positions count from its first real token)
     positions_ids = (mask.cumsum(-1) - 1).clamp_min(0)
     with torch.no_grad():
-        log_p = model(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float().log_softmax(-1)[:, :-1]
-        log_q = reference(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float().log_softmax(-1)[:, :-1]
+        log_p = (
+            model(input_ids=ids, attention_mask=mask, position_ids=positions_ids)
+            .logits.float()
+            .log_softmax(-1)[:, :-1]
+        )
+        log_q = (
+            reference(input_ids=ids, attention_mask=mask, position_ids=positions_ids)
+            .logits.float()
+            .log_softmax(-1)[:, :-1]
+        )
         stats = token_stats(model, ids, mask, entropy=True, reference=reference, chunk=4)
     torch.testing.assert_close(stats.logprobs, log_p.gather(2, ids[:, 1:, None]).squeeze(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.entropy, -(log_p.exp() * log_p).sum(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(stats.kl, (log_q.exp() * (log_q - log_p)).sum(-1), atol=1e-5, rtol=0)
     positions = torch.tensor([[3, 5], [4, 6]])
     picked = token_logprobs(model, ids, mask, positions, temperature=0.5)
-    naive = (model(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float() / 0.5).log_softmax(-1)
+    naive = (model(input_ids=ids, attention_mask=mask, position_ids=positions_ids).logits.float() / 0.5).log_softmax(
+        -1
+    )
     expected = torch.stack([naive[b, positions[b] - 1, ids[b, positions[b]]] for b in range(2)])
     torch.testing.assert_close(picked, expected, atol=1e-5, rtol=0)
 
@@ -87,7 +103,13 @@ def test_gradient_reaches_the_model_like_the_naive_loss():
         if chunked:
             lp = token_logprobs(model, ids, mask)
         else:
-            lp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)[:, :-1].gather(2, ids[:, 1:, None]).squeeze(-1)
+            lp = (
+                model(input_ids=ids, attention_mask=mask)
+                .logits.float()
+                .log_softmax(-1)[:, :-1]
+                .gather(2, ids[:, 1:, None])
+                .squeeze(-1)
+            )
         lp.sum().backward()
         grads.append({name: p.grad for name, p in model.named_parameters()})
     for name, grad in grads[0].items():

@@ -60,7 +60,9 @@ def test_grpo_return_normalises_by_the_group_or_batch_std(scale):
     for i in range(len(LENGTHS)):
         members = [totals[j] for j in range(len(LENGTHS)) if GROUP[j] == GROUP[i]]
         mean = statistics.fmean(members) if len(members) > 1 else 0.0
-        std = {"group": statistics.stdev(members) if len(members) > 1 else 1.0, "batch": statistics.stdev(totals)}.get(scale)
+        std = {"group": statistics.stdev(members) if len(members) > 1 else 1.0, "batch": statistics.stdev(totals)}.get(
+            scale
+        )
         expected.append([(g - mean) / (std + 1e-4) if std is not None else g - mean for g in rtg[i]])
     check(adv, expected, LENGTHS)
 
@@ -88,14 +90,20 @@ def test_remax_token_and_sequence_use_the_greedy_response():
     token, _ = estimate_advantages("remax_token", batch)
     sequence, _ = estimate_advantages("remax_sequence", batch)
     rtg, grtg = rtg_lists(rewards, lengths), rtg_lists(greedy, greedy_lengths)
-    check(token, [[rtg[i][t] - grtg[i][min(t, greedy_lengths[i] - 1)] for t in range(n)] for i, n in enumerate(lengths)], lengths)
+    check(
+        token,
+        [[rtg[i][t] - grtg[i][min(t, greedy_lengths[i] - 1)] for t in range(n)] for i, n in enumerate(lengths)],
+        lengths,
+    )
     check(sequence, [[rtg[i][0] - grtg[i][0]] * n for i, n in enumerate(lengths)], lengths)
 
 
 def test_gae_entry_is_the_gae_function_and_needs_values():
     rewards, mask = padded(LENGTHS, seed=5)
     values = torch.randn(rewards.shape, generator=torch.Generator().manual_seed(6))
-    adv, returns = estimate_advantages("gae", AdvantageBatch(rewards, mask, values=values), AdvantageSettings(gamma=0.9, lam=0.8))
+    adv, returns = estimate_advantages(
+        "gae", AdvantageBatch(rewards, mask, values=values), AdvantageSettings(gamma=0.9, lam=0.8)
+    )
     expected_adv, expected_returns = gae(rewards, values, mask, 0.9, 0.8)
     torch.testing.assert_close(adv, expected_adv)
     torch.testing.assert_close(returns, expected_returns)

@@ -61,7 +61,9 @@ def test_gae_with_lambda_one_is_reward_to_go_minus_value():
     advantages, returns = gae(rewards, values, mask, gamma=1.0, lam=1.0)
     for i, n in enumerate(LENGTHS):
         for t in range(n):
-            assert advantages[i, t].item() == pytest.approx(rewards[i, t:n].sum().item() - values[i, t].item(), abs=1e-5)
+            assert advantages[i, t].item() == pytest.approx(
+                rewards[i, t:n].sum().item() - values[i, t].item(), abs=1e-5
+            )
             assert returns[i, t].item() == pytest.approx(rewards[i, t:n].sum().item(), abs=1e-5)
 
 
@@ -175,8 +177,12 @@ def exact_kl_gradient(policy_logits, ref_logits, reverse):
 def test_kl_estimators_as_losses_have_the_documented_gradients():
     policy_logits, ref_logits = two_distributions(seed=5)
     torch.testing.assert_close(kl_loss_gradient("k1", policy_logits, ref_logits), torch.zeros_like(policy_logits))
-    torch.testing.assert_close(kl_loss_gradient("k2", policy_logits, ref_logits), exact_kl_gradient(policy_logits, ref_logits, False))
-    torch.testing.assert_close(kl_loss_gradient("k3", policy_logits, ref_logits), exact_kl_gradient(policy_logits, ref_logits, True))
+    torch.testing.assert_close(
+        kl_loss_gradient("k2", policy_logits, ref_logits), exact_kl_gradient(policy_logits, ref_logits, False)
+    )
+    torch.testing.assert_close(
+        kl_loss_gradient("k3", policy_logits, ref_logits), exact_kl_gradient(policy_logits, ref_logits, True)
+    )
 
 
 def test_entropy_matches_torch_categorical():

@@ -55,7 +55,12 @@ def rows(t: torch.Tensor, m: torch.Tensor) -> list[list[float]]:
 
 
 def test_dpo_matches_hand_computation():
-    pw, pl, rw, rl = torch.tensor([-3.0, -10.0]), torch.tensor([-4.0, -2.0]), torch.tensor([-3.5, -9.0]), torch.tensor([-3.0, -2.5])
+    pw, pl, rw, rl = (
+        torch.tensor([-3.0, -10.0]),
+        torch.tensor([-4.0, -2.0]),
+        torch.tensor([-3.5, -9.0]),
+        torch.tensor([-3.0, -2.5]),
+    )
     expected = [softplus(0.1 * ((-3.0 + 3.5) - (-4.0 + 3.0))), softplus(0.1 * ((-10.0 + 9.0) - (-2.0 + 2.5)))]
     assert dpo_loss(pw, pl, rw, rl, beta=0.1).tolist() == pytest.approx(expected, abs=1e-6)
     assert dpo_loss(pw, pl, rw, rl).tolist() == pytest.approx(expected, abs=1e-6)  # beta = 0.1 by default
@@ -82,7 +87,12 @@ def test_dpo_reg_value_matches_hand_computation(tokens):
     beta, alpha = 0.1, 0.25
     pw, pl = (logp_w * mask_w).sum(-1), (logp_l * mask_l).sum(-1)
     rw, rl = (ref_w * mask_w).sum(-1), (ref_l * mask_l).sum(-1)
-    got = treg_loss(dpo_logits(pw, pl, rw, rl, beta), token_regulariser(logp_w, r_w, mask_w), token_regulariser(logp_l, r_l, mask_l), alpha)
+    got = treg_loss(
+        dpo_logits(pw, pl, rw, rl, beta),
+        token_regulariser(logp_w, r_w, mask_w),
+        token_regulariser(logp_l, r_l, mask_l),
+        alpha,
+    )
     for i in range(3):
         dw = sum(rows(logp_w, mask_w)[i]) - sum(rows(ref_w, mask_w)[i])
         dl = sum(rows(logp_l, mask_l)[i]) - sum(rows(ref_l, mask_l)[i])
@@ -100,7 +110,12 @@ def test_treg_with_alpha_zero_is_dpo_exactly(tokens):
         pw, pl = (lw * mask_w).sum(-1), (ll * mask_l).sum(-1)
         rw, rl = (ref_w * mask_w).sum(-1), (ref_l * mask_l).sum(-1)
         if regularised:
-            loss = treg_loss(dpo_logits(pw, pl, rw, rl), token_regulariser(lw, r_w, mask_w), token_regulariser(ll, r_l, mask_l), alpha=0.0)
+            loss = treg_loss(
+                dpo_logits(pw, pl, rw, rl),
+                token_regulariser(lw, r_w, mask_w),
+                token_regulariser(ll, r_l, mask_l),
+                alpha=0.0,
+            )
         else:
             loss = dpo_loss(pw, pl, rw, rl)
         loss.sum().backward()
@@ -142,7 +157,9 @@ def test_sequence_kl_matches_vocabulary_loop():
     ref_head, pol_head = torch.nn.Linear(5, 7), torch.nn.Linear(5, 7)
     with torch.no_grad():
         ref_logits, pol_logits = ref_head(ref_rows).reshape(2, 3, 7), pol_head(pol_rows).reshape(2, 3, 7)
-        token_kl = head_stats(pol_rows, pol_head, torch.zeros(6, dtype=torch.long), reference=(ref_rows, ref_head, None), chunk=4).kl
+        token_kl = head_stats(
+            pol_rows, pol_head, torch.zeros(6, dtype=torch.long), reference=(ref_rows, ref_head, None), chunk=4
+        ).kl
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     got = sequence_kl(token_kl.reshape(2, 3), mask)
     for b in range(2):
@@ -161,7 +178,9 @@ def test_tdpo_losses_match_hand_computation():
     pw, pl, rw, rl = torch.tensor([-3.0]), torch.tensor([-5.0]), torch.tensor([-4.0]), torch.tensor([-4.5])
     kw, kl = torch.tensor([0.3], requires_grad=True), torch.tensor([0.8], requires_grad=True)
     margin = (-3.0 + 4.0) - (-5.0 + 4.5)
-    assert float(tdpo1_loss(pw, pl, rw, rl, kw, kl, beta=0.1).detach()) == pytest.approx(softplus(0.1 * (margin - (0.8 - 0.3))), abs=1e-6)
+    assert float(tdpo1_loss(pw, pl, rw, rl, kw, kl, beta=0.1).detach()) == pytest.approx(
+        softplus(0.1 * (margin - (0.8 - 0.3))), abs=1e-6
+    )
     loss = tdpo2_loss(pw, pl, rw, rl, kw, kl, beta=0.1, alpha=0.5)
     assert float(loss) == pytest.approx(softplus(0.1 * margin - 0.5 * 0.1 * (0.8 - 0.3)), abs=1e-6)
     loss.sum().backward()
@@ -176,13 +195,23 @@ def test_tgdpo_matches_hand_computation(tokens):
     beta, a = 0.1, 0.5
     got = tgdpo_loss(logp_w, logp_l, ref_w, ref_l, mask_w, mask_l, rho_w, rho_l, beta, a)
     for i in range(3):
-        chosen = sum(beta * (1 + a * beta * rho) * (lp - rf) for lp, rf, rho in zip(rows(logp_w, mask_w)[i], rows(ref_w, mask_w)[i], rows(rho_w, mask_w)[i]))
-        rejected = sum(beta * (1 - a * beta * rho) * (lp - rf) for lp, rf, rho in zip(rows(logp_l, mask_l)[i], rows(ref_l, mask_l)[i], rows(rho_l, mask_l)[i]))
+        chosen = sum(
+            beta * (1 + a * beta * rho) * (lp - rf)
+            for lp, rf, rho in zip(rows(logp_w, mask_w)[i], rows(ref_w, mask_w)[i], rows(rho_w, mask_w)[i])
+        )
+        rejected = sum(
+            beta * (1 - a * beta * rho) * (lp - rf)
+            for lp, rf, rho in zip(rows(logp_l, mask_l)[i], rows(ref_l, mask_l)[i], rows(rho_l, mask_l)[i])
+        )
         assert float(got[i]) == pytest.approx(softplus(chosen - rejected), abs=1e-6)
     # with rho = 0 TGDPO is DPO
     zero = torch.zeros_like(rho_w)
-    dpo = dpo_loss((logp_w * mask_w).sum(-1), (logp_l * mask_l).sum(-1), (ref_w * mask_w).sum(-1), (ref_l * mask_l).sum(-1), beta)
-    assert torch.allclose(tgdpo_loss(logp_w, logp_l, ref_w, ref_l, mask_w, mask_l, zero, zero, beta, a), dpo, atol=1e-7)
+    dpo = dpo_loss(
+        (logp_w * mask_w).sum(-1), (logp_l * mask_l).sum(-1), (ref_w * mask_w).sum(-1), (ref_l * mask_l).sum(-1), beta
+    )
+    assert torch.allclose(
+        tgdpo_loss(logp_w, logp_l, ref_w, ref_l, mask_w, mask_l, zero, zero, beta, a), dpo, atol=1e-7
+    )
 
 
 def test_sepo_matches_hand_selection(tokens):
@@ -217,7 +246,9 @@ def bos_tokenizer():
     from tokenreward.testing import train_tokenizer
 
     tok = train_tokenizer()
-    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)])
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)]
+    )
     return tok
 
 
@@ -249,8 +280,23 @@ def test_dpo_equals_trl_dpo_trainer(tmp_path, bos_tokenizer):
 
     policy, reference = tiny_causal_lm("llama", bos_tokenizer, seed=0), tiny_causal_lm("llama", bos_tokenizer, seed=1)
     # bf16=False: TRL otherwise runs the models under bf16 autocast, rounding its logits
-    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], beta=0.1, max_length=None, use_cpu=True, save_strategy="no", bf16=False)
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=bos_tokenizer)
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=len(PAIRS),
+        report_to=[],
+        beta=0.1,
+        max_length=None,
+        use_cpu=True,
+        save_strategy="no",
+        bf16=False,
+    )
+    trainer = DPOTrainer(
+        model=policy,
+        ref_model=reference,
+        args=args,
+        train_dataset=Dataset.from_list(PAIRS),
+        processing_class=bos_tokenizer,
+    )
     trl_batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():
         trl_loss = float(trainer.compute_loss(trainer.model, trl_batch))
@@ -274,10 +320,20 @@ def test_simpo_equals_trl_cpo_simpo(tmp_path, bos_tokenizer):
 
     policy = tiny_causal_lm("qwen2", bos_tokenizer, seed=2)
     args = CPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), report_to=[], loss_type="simpo",
-        beta=2.0, simpo_gamma=1.0, cpo_alpha=0.0, max_length=128, use_cpu=True, save_strategy="no",
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=len(PAIRS),
+        report_to=[],
+        loss_type="simpo",
+        beta=2.0,
+        simpo_gamma=1.0,
+        cpo_alpha=0.0,
+        max_length=128,
+        use_cpu=True,
+        save_strategy="no",
     )
-    trainer = CPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=bos_tokenizer)
+    trainer = CPOTrainer(
+        model=policy, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=bos_tokenizer
+    )
     with torch.no_grad():
         trl_loss, _ = trainer.get_batch_loss_metrics(trainer.model, next(iter(trainer.get_train_dataloader())))
 
@@ -296,8 +352,12 @@ def registry_batch(tokens):
     g = torch.Generator().manual_seed(2)
     logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
     reference_logits = (torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g))
-    kl = tuple((r.softmax(-1) * (r.log_softmax(-1) - p.log_softmax(-1))).sum(-1) for r, p in zip(reference_logits, logits))
-    batch = PairBatch((logp_w, logp_l), (mask_w, mask_l), (mask_w.bool(), mask_l.bool()), (ref_w, ref_l), (r_w, r_l), kl)
+    kl = tuple(
+        (r.softmax(-1) * (r.log_softmax(-1) - p.log_softmax(-1))).sum(-1) for r, p in zip(reference_logits, logits)
+    )
+    batch = PairBatch(
+        (logp_w, logp_l), (mask_w, mask_l), (mask_w.bool(), mask_l.bool()), (ref_w, ref_l), (r_w, r_l), kl
+    )
     return batch, logits, reference_logits
 
 
@@ -321,7 +381,8 @@ def hand_preference_loss(name, batch, logits, reference_logits, i, beta, alpha, 
     dw, dl = beta * (pw - rw), beta * (pl - rl)
     sw, sl = beta * pw / nw, beta * pl / nl
     reg = sum(-r * v for r, v in zip(rows(batch.rewards[0], mw)[i], rows(lw, mw)[i])) + sum(
-        -r * v for r, v in zip(rows(batch.rewards[1], ml)[i], rows(ll, ml)[i]))
+        -r * v for r, v in zip(rows(batch.rewards[1], ml)[i], rows(ll, ml)[i])
+    )
     if name == "dpo":
         return softplus(dw - dl), dw, dl
     if name == "simpo":
@@ -337,8 +398,14 @@ def hand_preference_loss(name, batch, logits, reference_logits, i, beta, alpha, 
     if name == "tdpo2":
         return softplus(dw - dl - alpha * beta * (kl - kw)), dw, dl
     if name == "tgdpo":
-        chosen = sum(beta * (1 + alpha * beta * r) * (a - b) for a, b, r in zip(rows(lw, mw)[i], rows(batch.reference[0], mw)[i], rows(batch.rewards[0], mw)[i]))
-        rejected = sum(beta * (1 - alpha * beta * r) * (a - b) for a, b, r in zip(rows(ll, ml)[i], rows(batch.reference[1], ml)[i], rows(batch.rewards[1], ml)[i]))
+        chosen = sum(
+            beta * (1 + alpha * beta * r) * (a - b)
+            for a, b, r in zip(rows(lw, mw)[i], rows(batch.reference[0], mw)[i], rows(batch.rewards[0], mw)[i])
+        )
+        rejected = sum(
+            beta * (1 - alpha * beta * r) * (a - b)
+            for a, b, r in zip(rows(ll, ml)[i], rows(batch.reference[1], ml)[i], rows(batch.rewards[1], ml)[i])
+        )
         return softplus(chosen - rejected), dw, dl
     assert name == "sepo"
     vw, vl, ew, el = rows(lw, mw)[i], rows(ll, ml)[i], rows(batch.rewards[0], mw)[i], rows(batch.rewards[1], ml)[i]
@@ -355,25 +422,41 @@ def test_registered_method_matches_hand_computation(name, tokens):
     settings = method.settings()
     result = method.loss(batch, settings)
     for i in range(3):
-        loss, reward_w, reward_l = hand_preference_loss(name, batch, logits, reference_logits, i, settings.beta, settings.alpha)
+        loss, reward_w, reward_l = hand_preference_loss(
+            name, batch, logits, reference_logits, i, settings.beta, settings.alpha
+        )
         assert float(result.losses[i]) == pytest.approx(loss, abs=1e-5)
         assert float(result.reward_chosen[i]) == pytest.approx(reward_w, abs=1e-5)
         assert float(result.reward_rejected[i]) == pytest.approx(reward_l, abs=1e-5)
 
 
 def test_registry_declares_needs_defaults_and_aliases():
-    assert PREFERENCE_METHODS.names() == sorted(["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"])
+    assert PREFERENCE_METHODS.names() == sorted(
+        ["dpo", "simpo", "dpo_reg", "simpo_reg", "tdpo1", "tdpo2", "tgdpo", "sepo"]
+    )
     needs = {n: m.needs for n, m in PREFERENCE_METHODS.items()}
     assert [n for n, x in needs.items() if not x.reference_logps] == ["sepo", "simpo", "simpo_reg"]
     assert [n for n, x in needs.items() if x.reference_logits] == ["tdpo1", "tdpo2"]
     assert {n: x.token_rewarder for n, x in needs.items() if x.token_rewarder} == {
-        "dpo_reg": "contrastive", "simpo_reg": "contrastive", "sepo": "implicit", "tgdpo": "implicit"}
+        "dpo_reg": "contrastive",
+        "simpo_reg": "contrastive",
+        "sepo": "implicit",
+        "tgdpo": "implicit",
+    }
     assert PREFERENCE_METHODS.get("treg") is PREFERENCE_METHODS.get("dpo_reg")
     assert PREFERENCE_METHODS.get("simpo").settings().beta == 2.0
 
 
-@pytest.mark.parametrize("kwargs, named", [({"beta": 0.0}, "beta"), ({"beta": -1.0}, "beta"), ({"beta": float("nan")}, "beta"),
-                                           ({"alpha": -0.1}, "alpha"), ({"sepo_ratio": 0.0}, "sepo_ratio")])
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"beta": 0.0}, "beta"),
+        ({"beta": -1.0}, "beta"),
+        ({"beta": float("nan")}, "beta"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"sepo_ratio": 0.0}, "sepo_ratio"),
+    ],
+)
 def test_settings_out_of_range_are_refused(kwargs, named):
     with pytest.raises(ValueError, match=named):
         PREFERENCE_METHODS.get("dpo_reg").settings(**kwargs)

@@ -30,14 +30,30 @@ def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
 
 def test_score_command_refuses_cuda_without_cuda(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code = main(["score", "--rewarder", "uniform", "--reward-model", "x", "--prompt", "a", "--response", "b", "--device", "cuda"])
+    code = main(
+        [
+            "score",
+            "--rewarder",
+            "uniform",
+            "--reward-model",
+            "x",
+            "--prompt",
+            "a",
+            "--response",
+            "b",
+            "--device",
+            "cuda",
+        ]
+    )
     assert code == 2
     assert "CUDA is not available" in capsys.readouterr().err
 
 
 def test_dtype_option_casts_a_loaded_model(tokenizer):
     loading = ModelLoading(dtype="bfloat16", device="cpu")
-    rewarder = build_rewarder("red", reward_model=tiny_reward_model("llama", tokenizer), tokenizer=tokenizer, loading=loading)
+    rewarder = build_rewarder(
+        "red", reward_model=tiny_reward_model("llama", tokenizer), tokenizer=tokenizer, loading=loading
+    )
     assert next(rewarder.model.parameters()).dtype == torch.bfloat16
     assert rewarder.score(PROMPTS, RESPONSES).rewards.dtype == torch.float32
 
@@ -45,8 +61,13 @@ def test_dtype_option_casts_a_loaded_model(tokenizer):
 def test_token_budget_batches_are_length_sorted_and_give_the_same_rewards(tokenizer):
     model = tiny_reward_model("gpt2", tokenizer)
     plain = build_rewarder("red", reward_model=model, tokenizer=tokenizer, device="cpu", batch_size=8)
-    budget = build_rewarder("red", reward_model=model, tokenizer=tokenizer, batch_size=8,
-                            loading=ModelLoading(device="cpu", max_batch_tokens=40))
+    budget = build_rewarder(
+        "red",
+        reward_model=model,
+        tokenizer=tokenizer,
+        batch_size=8,
+        loading=ModelLoading(device="cpu", max_batch_tokens=40),
+    )
     lengths = [budget.input_length(p, r) for p, r in zip(PROMPTS, RESPONSES)]
     groups = budget.batches(PROMPTS, RESPONSES)
     assert sorted(i for g in groups for i in g) == list(range(len(PROMPTS)))

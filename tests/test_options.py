@@ -20,14 +20,33 @@ def rm_dir(tmp_path_factory, tokenizer):
     return path
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("TRUE", True), ("Yes", True), ("1", True),
-                                         ("false", False), ("False", False), ("NO", False), ("0", False)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("1", True),
+        ("false", False),
+        ("False", False),
+        ("NO", False),
+        ("0", False),
+    ],
+)
 def test_bools_in_any_case(text, value):
     assert parse_bool(text, "keep_sum") is value
 
 
-@pytest.mark.parametrize("text, annotation, expected", [("0.5", "float", 0.5), ("2", "float", 2.0), ("3", "int", 3),
-                                                        ("none", "str | None", None), ("x y", "str | None", "x y")])
+@pytest.mark.parametrize(
+    "text, annotation, expected",
+    [
+        ("0.5", "float", 0.5),
+        ("2", "float", 2.0),
+        ("3", "int", 3),
+        ("none", "str | None", None),
+        ("x y", "str | None", "x y"),
+    ],
+)
 def test_typed_values(text, annotation, expected):
     got = typed_value(text, annotation, "opt")
     assert got == expected and type(got) is type(expected)
@@ -52,19 +71,35 @@ def test_keep_sum_text_is_typed(rm_dir, text, on):
 
 
 def test_misspelt_option_is_an_error_listing_valid_ones(rm_dir):
-    with pytest.raises(ValueError, match=r"rewarder 'red' takes no option 'keep_summ'; its options: beta_c, keep_sum, alpha"):
+    with pytest.raises(
+        ValueError, match=r"rewarder 'red' takes no option 'keep_summ'; its options: beta_c, keep_sum, alpha"
+    ):
         build_rewarder("red", reward_model=str(rm_dir), keep_summ=True)
     assert list(rewarder_options("red")) == ["beta_c", "keep_sum", "alpha"]
 
 
 def test_resources_are_offered_to_every_rewarder(rm_dir):
     """A resource a rewarder does not take (here a discriminator for RED) is no error."""
-    red = build_rewarder("red", {"reward_model": str(rm_dir), "discriminator": "unused", "policy": "unused"}, device="cpu")
+    red = build_rewarder(
+        "red", {"reward_model": str(rm_dir), "discriminator": "unused", "policy": "unused"}, device="cpu"
+    )
     assert red.keep_sum is False
 
 
 def test_score_cli_option_false_is_off_and_misspelling_exits_2(rm_dir, capsys):
-    args = ["score", "--rewarder", "red", "--reward-model", str(rm_dir), "--prompt", "2 + 2 =", "--response", " 4.", "--format", "json"]
+    args = [
+        "score",
+        "--rewarder",
+        "red",
+        "--reward-model",
+        str(rm_dir),
+        "--prompt",
+        "2 + 2 =",
+        "--response",
+        " 4.",
+        "--format",
+        "json",
+    ]
     assert main([*args, "--option", "keep_sum=False"]) == 0
     off = json.loads(capsys.readouterr().out)
     assert main([*args, "--option", "keep_sum=true"]) == 0

@@ -27,8 +27,16 @@ def test_run_trains_the_reward_model_then_ppo_on_it(small_world, tmp_path):
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in records))
     settings = dict(
-        world=small_world.root, labels=labels, steps=1, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=8,
-        rm_epochs=6, rm_batch_size=8, progress=False,
+        world=small_world.root,
+        labels=labels,
+        steps=1,
+        batch_size=4,
+        mini_batch_size=4,
+        ppo_epochs=1,
+        max_new_tokens=8,
+        rm_epochs=6,
+        rm_batch_size=8,
+        progress=False,
     )
     out = run(PPOSyntheticConfig(out=tmp_path / "run", **settings))
     rm_dir = tmp_path / "run" / "synthetic-reward-model"
@@ -39,7 +47,9 @@ def test_run_trains_the_reward_model_then_ppo_on_it(small_world, tmp_path):
     # the reward model learnt its training preference (revision over rejected), which the
     # SFT policy's fresh head does not know
     trained = pairwise_accuracy(load_reward_model(rm_dir / "final"), tokenizer, pairs)
-    untrained = pairwise_accuracy(load_reward_model(reward_model_from(small_world.policy_dir, tokenizer)), tokenizer, pairs)
+    untrained = pairwise_accuracy(
+        load_reward_model(reward_model_from(small_world.policy_dir, tokenizer)), tokenizer, pairs
+    )
     assert trained >= 0.9 and trained > untrained
     # PPO ran on that reward model with the sparse rewarder
     ppo_settings = json.loads((out / "run.json").read_text())

@@ -90,7 +90,9 @@ class PooledElsewhere(nn.Module):
 def test_a_model_whose_pooled_score_is_not_its_head_is_refused(tokenizer):
     model = PooledElsewhere(tiny_reward_model("llama", tokenizer))
     rewarder = build_rewarder("red", reward_model=model, tokenizer=tokenizer, device="cpu")
-    with pytest.raises(ValueError, match="PooledElsewhere: its pooled score is not its score head's output at the last token"):
+    with pytest.raises(
+        ValueError, match="PooledElsewhere: its pooled score is not its score head's output at the last token"
+    ):
         rewarder.score(PROMPTS, RESPONSES)
 
 
@@ -100,7 +102,9 @@ def test_bf16_reward_model_rewards_are_float32_head_differences(tokenizer):
         model.score.bias = None
         model.score.weight.mul_(4.0)  # scores of order 10, where bf16's step is 0.06
     model = model.to(torch.bfloat16)
-    out = build_rewarder("red", reward_model=model, tokenizer=tokenizer, device="cpu", keep_sum=True).score(PROMPTS, RESPONSES)
+    out = build_rewarder("red", reward_model=model, tokenizer=tokenizer, device="cpu", keep_sum=True).score(
+        PROMPTS, RESPONSES
+    )
     enc = encode_pairs(tokenizer, PROMPTS, RESPONSES, 128, pad_token_id=tokenizer.pad_token_id)
     with torch.no_grad():
         hidden = model.base_model(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
@@ -115,7 +119,9 @@ def test_bf16_reward_model_rewards_are_float32_head_differences(tokenizer):
         expected[-1] += s[start]  # keep_sum
         got = torch.tensor(out.token_rewards(i), dtype=torch.float64)
         largest_gap = max(largest_gap, float((got - expected).abs().max()))
-        assert got.sum().item() == pytest.approx(s[enc.last_positions[i]].item(), abs=1e-5)  # the sum identity in float32
+        assert got.sum().item() == pytest.approx(
+            s[enc.last_positions[i]].item(), abs=1e-5
+        )  # the sum identity in float32
         bf16_head_diffs = s[ends].bfloat16().double() - before.bfloat16().double()  # what a bf16 head would give
         bf16_gap = max(bf16_gap, float((bf16_head_diffs - diffs).abs().max()))
     assert largest_gap < 1e-3

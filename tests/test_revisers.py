@@ -86,7 +86,11 @@ class ChatServer:
                 "<|End of Reasoning|>\n\n<|Start of Modified Response|>\n"
                 f"{self.revise(context, rejected)}\n<|End of Modified Response|>"
             )
-        return 200, {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+        return 200, {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+        }
 
     def close(self):
         self.httpd.shutdown()
@@ -102,7 +106,9 @@ def oracle_pairs(small_world):
     pairs = [p for p in small_world.pairs("reward") if p["prompt"] in records][:8]
     assert len(pairs) == 8
     by_context = {p.strip(): r for p, r in records.items()}
-    return [(records[p["prompt"]], p["rejected"], p["chosen"]) for p in pairs], lambda ctx, rej: revise(by_context[ctx], rej)
+    return [(records[p["prompt"]], p["rejected"], p["chosen"]) for p in pairs], lambda ctx, rej: revise(
+        by_context[ctx], rej
+    )
 
 
 @pytest.fixture
@@ -120,7 +126,13 @@ def test_success_matches_the_oracle_and_is_cached(server, oracle_pairs, tmp_path
     from tokenreward.world.oracle import revise
 
     monkeypatch.setenv("TEST_REVISER_KEY", "sk-test")
-    options = dict(model="oracle", base_url=server.url, api_key_env="TEST_REVISER_KEY", concurrency=3, cache_dir=tmp_path / "cache")
+    options = dict(
+        model="oracle",
+        base_url=server.url,
+        api_key_env="TEST_REVISER_KEY",
+        concurrency=3,
+        cache_dir=tmp_path / "cache",
+    )
     reviser = OpenAIReviser(**options)
     requests = requests_of(oracle_pairs)
     results = reviser.revise_batch(requests)
@@ -141,7 +153,9 @@ def test_success_matches_the_oracle_and_is_cached(server, oracle_pairs, tmp_path
 
 
 def test_timeout_is_retried(server, oracle_pairs):
-    reviser = OpenAIReviser(model="slow-once", base_url=server.url, timeout=0.5, retries=2, backoff=0.01, concurrency=2)
+    reviser = OpenAIReviser(
+        model="slow-once", base_url=server.url, timeout=0.5, retries=2, backoff=0.01, concurrency=2
+    )
     results = reviser.revise_batch(requests_of(oracle_pairs)[:2])
     assert all(r.ok for r in results)
     assert reviser.stats["retries"] == 2 and len(server.calls) == 4
@@ -197,7 +211,15 @@ def test_parse_reply_cases():
 
 
 def test_prompt_holds_the_pair_and_a_rendered_conversation():
-    text = reviser_prompt([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Sum 2+2?"}], " 5", " 4")
+    text = reviser_prompt(
+        [
+            {"role": "user", "content": "Hi?"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Sum 2+2?"},
+        ],
+        " 5",
+        " 4",
+    )
     assert "<|Start of Context|>\n###Human: Hi?\n###Assistant: Hello.\n###Human: Sum 2+2?\n<|End of Context|>" in text
     assert "<|Start of Preferred Response|>\n4\n<|End of Preferred Response|>" in text
     assert "<|Start of Non-Preferred Response|>\n5\n<|End of Non-Preferred Response|>" in text
@@ -216,7 +238,9 @@ def test_hf_reviser_records_unparsable_generations_as_failed(tokenizer):
     model = tiny_causal_lm("llama", tokenizer)
     model.config.max_position_embeddings = 4096  # the Appendix A prompt is long for a tiny BPE vocabulary
     reviser = build_reviser("hf", model=model, tokenizer=tokenizer, max_new_tokens=5, device="cpu")
-    results = reviser.revise_batch([RevisionRequest("What is 2+2?", " 5", " 4"), RevisionRequest("Hi", " go away", " hello")])
+    results = reviser.revise_batch(
+        [RevisionRequest("What is 2+2?", " 5", " 4"), RevisionRequest("Hi", " go away", " hello")]
+    )
     assert len(results) == 2
     assert all(not r.ok and "no <|Start of Modified Response|> marker" in r.failure for r in results)
 

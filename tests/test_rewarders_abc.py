@@ -41,7 +41,9 @@ def test_abc_follows_final_token_attention(reward_model, tokenizer):
 def test_beta_one_is_proportional_to_attention(tokenizer):
     model = tiny_reward_model("qwen2", tokenizer).eval()
     model.set_attn_implementation("eager")
-    out = build_rewarder("abc", reward_model=model, tokenizer=tokenizer, beta=1.0, device="cpu").score(PROMPTS[:1], RESPONSES[:1])
+    out = build_rewarder("abc", reward_model=model, tokenizer=tokenizer, beta=1.0, device="cpu").score(
+        PROMPTS[:1], RESPONSES[:1]
+    )
     enc = tokenizer(PROMPTS[0] + RESPONSES[0], return_offsets_mapping=True)
     positions = [p for p, (_, e) in enumerate(enc["offset_mapping"]) if e > len(PROMPTS[0])]
     expected, score = expected_abc(model, enc["input_ids"], positions, 1.0)
@@ -58,7 +60,9 @@ def test_template_tokens_after_the_response_get_no_column():
     )
     enc = tokenizer("Q?<eos> yes, 42<eos>", return_offsets_mapping=True, add_special_tokens=False)
     ids = enc["input_ids"]
-    positions = [p for p, (s, e) in enumerate(enc["offset_mapping"]) if s >= len("Q?<eos>") and e <= len("Q?<eos> yes, 42")]
+    positions = [
+        p for p, (s, e) in enumerate(enc["offset_mapping"]) if s >= len("Q?<eos>") and e <= len("Q?<eos> yes, 42")
+    ]
     assert positions[-1] == len(ids) - 2  # the final <eos> is where the score is read, not a response column
     expected, score = expected_abc(model, ids, positions, 0.8)
     torch.testing.assert_close(torch.tensor(out.token_rewards(0)), expected, atol=1e-5, rtol=1e-4)

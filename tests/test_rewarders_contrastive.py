@@ -35,7 +35,9 @@ def test_registered_with_reference():
 
 def test_contrastive_reward_matches_two_prompted_passes(arch, tokenizer):
     model = tiny_causal_lm(arch, tokenizer, seed=11)
-    out = build_rewarder("contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=WORSE, device="cpu").score(PROMPTS, RESPONSES)
+    out = build_rewarder(
+        "contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=WORSE, device="cpu"
+    ).score(PROMPTS, RESPONSES)
     for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
         better = naive_response_logprobs(model, tokenizer, BETTER.format(prompt=prompt, response=response), response)
         worse = naive_response_logprobs(model, tokenizer, WORSE.format(prompt=prompt, response=response), response)
@@ -49,7 +51,9 @@ def test_contrastive_reward_matches_two_prompted_passes(arch, tokenizer):
 
 def test_identical_templates_give_zero(tokenizer):
     model = tiny_causal_lm("gpt2", tokenizer, seed=11)
-    out = build_rewarder("contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=BETTER).score(PROMPTS, RESPONSES)
+    out = build_rewarder(
+        "contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=BETTER
+    ).score(PROMPTS, RESPONSES)
     assert out.rewards.abs().max() == 0
 
 
@@ -59,14 +63,21 @@ def test_default_templates_are_the_worlds_and_need_placeholders(tokenizer):
     world = pytest.importorskip("tokenreward.world.generate")
     assert revision_templates() == (world.REVISION_BETTER, world.REVISION_WORSE)
     with pytest.raises(ValueError, match=r"\{response\}"):
-        build_rewarder("contrastive", reference=tiny_causal_lm("gpt2", tokenizer), tokenizer=tokenizer, better_template="Better: {prompt}")
+        build_rewarder(
+            "contrastive",
+            reference=tiny_causal_lm("gpt2", tokenizer),
+            tokenizer=tokenizer,
+            better_template="Better: {prompt}",
+        )
 
 
 def test_conversational_prompt_becomes_one_user_turn(tokenizer):
     from tokenreward.rewarders.contrastive import wrap
 
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
-    assert wrap(BETTER, messages, " Paris.") == [{"role": "user", "content": "Improve: system: Be brief.\nuser: Capital of France? Paris.\nBetter:"}]
+    assert wrap(BETTER, messages, " Paris.") == [
+        {"role": "user", "content": "Improve: system: Be brief.\nuser: Capital of France? Paris.\nBetter:"}
+    ]
 
 
 def test_dataset_rewards_computed_once_and_cached_next_to_data(tmp_path, tokenizer, monkeypatch):
@@ -79,8 +90,13 @@ def test_dataset_rewards_computed_once_and_cached_next_to_data(tmp_path, tokeniz
     rows = [{"prompt": p, "chosen": c, "rejected": " No."} for p, c in zip(PROMPTS, RESPONSES)]
     data = preference_data.prepare_preference_data(rows, tokenizer, "pairs")
     resources = {"reference": str(model_dir), "better_template": BETTER, "worse_template": WORSE}
-    cache = tmp_path / f"pairs.jsonl.contrastive-{preference_data.token_rewards_fingerprint('contrastive', resources, data)}.jsonl"
-    chosen, rejected, unscored = preference_data.pair_token_rewards("contrastive", resources, data, cache, progress=False)
+    cache = (
+        tmp_path
+        / f"pairs.jsonl.contrastive-{preference_data.token_rewards_fingerprint('contrastive', resources, data)}.jsonl"
+    )
+    chosen, rejected, unscored = preference_data.pair_token_rewards(
+        "contrastive", resources, data, cache, progress=False
+    )
     assert unscored == []
     stored = [json.loads(line) for line in cache.read_text().splitlines()]
     assert len(stored) == 2 and stored[0]["chosen"]["rewarder"] == "contrastive"
@@ -104,16 +120,24 @@ def test_long_response_is_cut_in_the_revision_prompt_only(tokenizer):
     """Over the context (128 here) the copy inside the revision prompts is shortened to the
     longest prefix that fits both; the scored response keeps all its tokens."""
     model = tiny_causal_lm("gpt2", tokenizer, seed=12)
-    rewarder = build_rewarder("contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=WORSE)
+    rewarder = build_rewarder(
+        "contrastive", reference=model, tokenizer=tokenizer, better_template=BETTER, worse_template=WORSE
+    )
     prompt, text = PROMPTS[0], " No." + " Hello world!" * 8
     assert len(tokenizer(BETTER.format(prompt=prompt, response=text) + text)["input_ids"]) > 128
     out = rewarder.score([prompt], [text])
     k = rewarder.copy_length(prompt, text, 128)
-    fits = [max(len(tokenizer(t.format(prompt=prompt, response=text[:n]) + text)["input_ids"]) for t in (BETTER, WORSE)) <= 128 for n in (k, k + 1)]
+    fits = [
+        max(len(tokenizer(t.format(prompt=prompt, response=text[:n]) + text)["input_ids"]) for t in (BETTER, WORSE))
+        <= 128
+        for n in (k, k + 1)
+    ]
     assert 0 < k < len(text) and fits == [True, False]
     better = naive_response_logprobs(model, tokenizer, BETTER.format(prompt=prompt, response=text[:k]), text)
     worse = naive_response_logprobs(model, tokenizer, WORSE.format(prompt=prompt, response=text[:k]), text)
-    assert out.token_rewards(0) == pytest.approx([1 / (1 + math.exp(w - b)) - 0.5 for b, w in zip(better, worse)], abs=1e-5)
+    assert out.token_rewards(0) == pytest.approx(
+        [1 / (1 + math.exp(w - b)) - 0.5 for b, w in zip(better, worse)], abs=1e-5
+    )
 
 
 def test_responses_a_rewarder_cannot_score_get_zero_and_are_reported(tmp_path, tokenizer):

@@ -34,9 +34,17 @@ def test_registered_with_policy_and_reference():
 
 def test_implicit_is_log_ratio_per_token(arch, tokenizer):
     policy, reference = tiny_causal_lm(arch, tokenizer, seed=3), tiny_causal_lm(arch, tokenizer, seed=4)
-    out = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tokenizer, device="cpu").score(PROMPTS, RESPONSES)
+    out = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tokenizer, device="cpu").score(
+        PROMPTS, RESPONSES
+    )
     for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
-        expected = [a - b for a, b in zip(naive_token_logprobs(policy, tokenizer, prompt, response), naive_token_logprobs(reference, tokenizer, prompt, response))]
+        expected = [
+            a - b
+            for a, b in zip(
+                naive_token_logprobs(policy, tokenizer, prompt, response),
+                naive_token_logprobs(reference, tokenizer, prompt, response),
+            )
+        ]
         assert out.token_rewards(i) == pytest.approx(expected, abs=1e-4)
         assert float(out.sequence_rewards[i]) == pytest.approx(sum(expected), abs=1e-4)
         assert "".join(out.tokens(i)) == response
@@ -44,10 +52,16 @@ def test_implicit_is_log_ratio_per_token(arch, tokenizer):
 
 def test_implicit_beta_scales_and_same_model_gives_zero(tokenizer):
     policy, reference = tiny_causal_lm("gpt2", tokenizer, seed=3), tiny_causal_lm("gpt2", tokenizer, seed=4)
-    one = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tokenizer, device="cpu").score(PROMPTS, RESPONSES)
-    half = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tokenizer, beta=0.5, device="cpu").score(PROMPTS, RESPONSES)
+    one = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tokenizer, device="cpu").score(
+        PROMPTS, RESPONSES
+    )
+    half = build_rewarder(
+        "implicit", policy=policy, reference=reference, tokenizer=tokenizer, beta=0.5, device="cpu"
+    ).score(PROMPTS, RESPONSES)
     assert torch.allclose(half.rewards, 0.5 * one.rewards, atol=1e-6)
-    same = build_rewarder("implicit", policy=policy, reference=policy, tokenizer=tokenizer, device="cpu").score(PROMPTS, RESPONSES)
+    same = build_rewarder("implicit", policy=policy, reference=policy, tokenizer=tokenizer, device="cpu").score(
+        PROMPTS, RESPONSES
+    )
     assert same.rewards.abs().max() == 0
 
 
@@ -60,7 +74,9 @@ def test_implicit_folds_template_tokens_into_last_token(tokenizer):
     tok = train_tokenizer(chat_template=template)
     policy, reference = tiny_causal_lm("llama", tok, seed=5), tiny_causal_lm("llama", tok, seed=6)
     prompt = [{"role": "user", "content": "What is 17 + 25?"}]
-    out = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tok, device="cpu").score([prompt], [" 42."])
+    out = build_rewarder("implicit", policy=policy, reference=reference, tokenizer=tok, device="cpu").score(
+        [prompt], [" 42."]
+    )
     text = tok.apply_chat_template(prompt + [{"role": "assistant", "content": " 42."}], tokenize=False)
     ids = tok(text, add_special_tokens=False)["input_ids"]
     prompt_ids = tok(text[: text.index(" 42.")], add_special_tokens=False)["input_ids"]
@@ -73,16 +89,37 @@ def test_implicit_folds_template_tokens_into_last_token(tokenizer):
 
 def test_implicit_refuses_mismatched_vocabularies(tokenizer, other_tokenizer):
     with pytest.raises(ValueError, match="vocabularies differ"):
-        build_rewarder("implicit", policy=tiny_causal_lm("gpt2", tokenizer), reference=tiny_causal_lm("gpt2", other_tokenizer), tokenizer=tokenizer)
+        build_rewarder(
+            "implicit",
+            policy=tiny_causal_lm("gpt2", tokenizer),
+            reference=tiny_causal_lm("gpt2", other_tokenizer),
+            tokenizer=tokenizer,
+        )
 
 
 def test_rto_clips_implicit_reward_and_adds_clipped_score(tokenizer):
     policy, reference = tiny_causal_lm("qwen2", tokenizer, seed=3), tiny_causal_lm("qwen2", tokenizer, seed=4)
     rm = tiny_reward_model("qwen2", tokenizer, seed=7)
-    rto = build_rewarder("rto", policy=policy, reference=reference, reward_model=rm, tokenizer=tokenizer, beta1=10.0, clip=0.3, reward_clip=0.2, device="cpu")
+    rto = build_rewarder(
+        "rto",
+        policy=policy,
+        reference=reference,
+        reward_model=rm,
+        tokenizer=tokenizer,
+        beta1=10.0,
+        clip=0.3,
+        reward_clip=0.2,
+        device="cpu",
+    )
     out = rto.score(PROMPTS, RESPONSES)
     for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
-        rho = [a - b for a, b in zip(naive_token_logprobs(policy, tokenizer, prompt, response), naive_token_logprobs(reference, tokenizer, prompt, response))]
+        rho = [
+            a - b
+            for a, b in zip(
+                naive_token_logprobs(policy, tokenizer, prompt, response),
+                naive_token_logprobs(reference, tokenizer, prompt, response),
+            )
+        ]
         enc = tokenizer(prompt + response, return_tensors="pt")
         with torch.no_grad():
             score = float(rm(**enc).logits[0, 0])  # Hugging Face's own sequence score
@@ -90,4 +127,6 @@ def test_rto_clips_implicit_reward_and_adds_clipped_score(tokenizer):
         expected[-1] += min(max(score, -0.2), 0.2)
         assert out.token_rewards(i) == pytest.approx(expected, abs=1e-4)
         assert float(out.sequence_rewards[i]) == pytest.approx(score, abs=1e-4)
-    assert any(abs(10.0 * r) > 0.3 for r in rho) and any(abs(10.0 * r) < 0.3 for r in rho), "the test should exercise the clip"
+    assert any(abs(10.0 * r) > 0.3 for r in rho) and any(abs(10.0 * r) < 0.3 for r in rho), (
+        "the test should exercise the clip"
+    )

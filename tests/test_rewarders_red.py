@@ -101,8 +101,10 @@ def test_policy_tokenizer_mismatch_keeps_sum(tokenizer, other_tokenizer):
             inside = [p for e, p in rm_ends.items() if e <= char_end]
             return hf_score(model, ids[: max(inside) + 1] if inside else ids[:first])
 
-        expected = [score_at(e) - score_at(s if k == 0 else policy_offsets[i][k - 1][1])
-                    for k, (s, e) in enumerate(policy_offsets[i])]
+        expected = [
+            score_at(e) - score_at(s if k == 0 else policy_offsets[i][k - 1][1])
+            for k, (s, e) in enumerate(policy_offsets[i])
+        ]
         # keep_sum puts s_0 back on the last RM token, which lands on the first policy token reaching the end
         # (before the policy's EOS, whose span is empty and gets 0)
         expected[next(k for k, (_, e) in enumerate(policy_offsets[i]) if e == len(response))] += score_at(0)
@@ -118,7 +120,9 @@ def test_coarser_policy_tokens_sum_their_rm_tokens(tokenizer):
     fine = red(model, tokenizer).score(PROMPTS, RESPONSES)
     coarse = red(model, tokenizer).score(PROMPTS, RESPONSES, align_to=words)
     for i in range(len(RESPONSES)):
-        naive = [sum(r for (_, e), r in zip(fine.offsets[i], fine.token_rewards(i)) if s < e <= t) for s, t in words[i]]
+        naive = [
+            sum(r for (_, e), r in zip(fine.offsets[i], fine.token_rewards(i)) if s < e <= t) for s, t in words[i]
+        ]
         torch.testing.assert_close(torch.tensor(coarse.token_rewards(i)), torch.tensor(naive), atol=1e-5, rtol=0)
 
 
@@ -145,7 +149,9 @@ def test_conversational_prompt_with_chat_template():
 def test_cost_model_combination(tokenizer, other_tokenizer):
     reward = tiny_reward_model("gpt2", tokenizer, seed=1)
     cost = tiny_reward_model("llama", tokenizer, seed=2)
-    both = build_rewarder("red", reward_model=reward, tokenizer=tokenizer, cost_model=cost, cost_tokenizer=tokenizer, device="cpu")
+    both = build_rewarder(
+        "red", reward_model=reward, tokenizer=tokenizer, cost_model=cost, cost_tokenizer=tokenizer, device="cpu"
+    )
     r = red(reward, tokenizer).score(PROMPTS, RESPONSES)
     c = red(cost, tokenizer).score(PROMPTS, RESPONSES)
     out = both.score(PROMPTS, RESPONSES)
@@ -219,8 +225,15 @@ def test_tokenizer_of_another_model(tokenizer, other_tokenizer):
 def test_non_causal_model_is_refused(tokenizer):
     from transformers import BertConfig, BertForSequenceClassification
 
-    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, num_labels=1, pad_token_id=0)
+    cfg = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+        pad_token_id=0,
+    )
     with pytest.raises(ValueError, match="not causal"):
         red(BertForSequenceClassification(cfg).eval(), tokenizer)
 

@@ -19,7 +19,9 @@ def discriminator(arch, tokenizer):
     from transformers import AutoModelForTokenClassification
 
     torch.manual_seed(0)
-    model = AutoModelForTokenClassification.from_config(tiny_config(arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1))
+    model = AutoModelForTokenClassification.from_config(
+        tiny_config(arch, len(tokenizer), tokenizer.pad_token_id, num_labels=1)
+    )
     head = model.classifier if arch == "gpt2" else model.score
     with torch.no_grad():
         head.weight.mul_(40.0)  # spread the probabilities over (0, 1) so every band is visited
@@ -69,10 +71,15 @@ def test_reprojection_onto_policy_tokens_averages(tokenizer, other_tokenizer):
     from transformers import AutoModelForTokenClassification
 
     torch.manual_seed(1)
-    model = AutoModelForTokenClassification.from_config(tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, num_labels=1)).eval()
+    model = AutoModelForTokenClassification.from_config(
+        tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, num_labels=1)
+    ).eval()
     rewarder = build_rewarder("tlcr", discriminator=model, tokenizer=tokenizer, device="cpu")
     source = rewarder.score(PROMPTS, RESPONSES)
-    targets = [offsets_from_ids(other_tokenizer, other_tokenizer(r, add_special_tokens=False)["input_ids"])[1] for r in RESPONSES]
+    targets = [
+        offsets_from_ids(other_tokenizer, other_tokenizer(r, add_special_tokens=False)["input_ids"])[1]
+        for r in RESPONSES
+    ]
     projected = rewarder.score(PROMPTS, RESPONSES, align_to=targets)
     for i in range(len(RESPONSES)):
         rewards = source.token_rewards(i)
@@ -87,7 +94,9 @@ def test_reprojection_onto_policy_tokens_averages(tokenizer, other_tokenizer):
 def test_folder_brings_its_own_tokenizer(tmp_path, tokenizer, other_tokenizer):
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_config(tiny_config("qwen2", len(tokenizer), tokenizer.pad_token_id, num_labels=1))
+    model = AutoModelForTokenClassification.from_config(
+        tiny_config("qwen2", len(tokenizer), tokenizer.pad_token_id, num_labels=1)
+    )
     model.save_pretrained(tmp_path / "disc")
     tokenizer.save_pretrained(tmp_path / "disc")
     # a shared `tokenizer` resource (e.g. the world's) does not override the discriminator's own

@@ -37,7 +37,14 @@ PROMPTS = [
     "You are",
 ]
 FAST = dict(
-    steps=2, batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=6, progress=False, learning_rate=1e-3, critic_learning_rate=1e-3
+    steps=2,
+    batch_size=4,
+    mini_batch_size=4,
+    ppo_epochs=1,
+    max_new_tokens=6,
+    progress=False,
+    learning_rate=1e-3,
+    critic_learning_rate=1e-3,
 )
 
 
@@ -166,7 +173,10 @@ def test_nan_reward_refuses_the_step_and_names_the_batch(files, tmp_path, monkey
 
     monkeypatch.setattr(ppo_module, "build_rewarder", lambda *a, **k: PoisonedSecondCall(real_build(*a, **k)))
     trainer = PPOTrainer(config(files, tmp_path / "run", steps=3, save_every=1), "ppo")
-    with pytest.raises(FloatingPointError, match=r"step 2: rewarder 'sparse' gave a non-finite reward on the batch of prompts \[\d+(, \d+)*\].*refused"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"step 2: rewarder 'sparse' gave a non-finite reward on the batch of prompts \[\d+(, \d+)*\].*refused",
+    ):
         trainer.train()
     after_step_one = weights(tmp_path / "run" / "checkpoints" / "step-1" / "policy")
     held = trainer.accelerator.unwrap_model(trainer.policy).state_dict()
@@ -178,14 +188,26 @@ def test_prompts_longer_than_the_context(files, tmp_path, tokenizer):
     long_prompt = "The capital of France is Paris. " * 20
     path = tmp_path / "long.jsonl"
     path.write_text(json.dumps({"prompt": "Hello"}) + "\n" + json.dumps({"prompt": long_prompt}) + "\n")
-    with pytest.raises(ValueError, match=r"1 prompt\(s\) are longer.*prompt 1 is \d+ tokens.*context of 128 minus --max-new-tokens 6 leaves 122.*--truncate-prompts"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 prompt\(s\) are longer.*prompt 1 is \d+ tokens.*context of 128 minus --max-new-tokens 6 leaves 122.*--truncate-prompts",
+    ):
         run(config(files, tmp_path / "a", prompts=path, batch_size=2, mini_batch_size=2), "ppo")
     ids, prompts = prepare_prompts(tokenizer, [{"prompt": "Hello"}, {"prompt": long_prompt}], 6, 128, truncate=True)
     assert len(ids[1]) == 122 and ids[1] == tokenizer(long_prompt)["input_ids"][-122:]
     assert long_prompt.endswith(prompts[1]) and prompts[0] == "Hello"
     # the reward model re-tokenizes prompt + response (a random policy's byte soup can take more
     # tokens), so it gets a longer context here
-    cfg = config(files, tmp_path / "b", prompts=path, batch_size=2, mini_batch_size=2, steps=1, truncate_prompts=True, reward_model=files / "long_rm")
+    cfg = config(
+        files,
+        tmp_path / "b",
+        prompts=path,
+        batch_size=2,
+        mini_batch_size=2,
+        steps=1,
+        truncate_prompts=True,
+        reward_model=files / "long_rm",
+    )
     out = run(cfg, "ppo")
     assert len(read_jsonl(out / "log.jsonl")) == 1
 
@@ -227,7 +249,9 @@ def test_rewarder_on_another_tokenizer_is_aligned_by_offsets(files, tmp_path, ot
         assert len(rows[i]) == len(g.response_ids)
         if g.text.strip():
             assert rows[i].sum().item() == pytest.approx(sum(own.token_rewards(i)), abs=1e-4)
-    cfg = config(files, tmp_path / "mixed", policy=files / "other_policy", rewarder="red", critic_init="policy", steps=1)
+    cfg = config(
+        files, tmp_path / "mixed", policy=files / "other_policy", rewarder="red", critic_init="policy", steps=1
+    )
     assert len(read_jsonl(run(cfg, "ppo") / "log.jsonl")) == 1
     with pytest.raises(ValueError, match="tokenizer .* differs from the policy's"):
         run(config(files, tmp_path / "bad", policy=files / "other_policy", steps=1), "ppo")
@@ -236,7 +260,10 @@ def test_rewarder_on_another_tokenizer_is_aligned_by_offsets(files, tmp_path, ot
 def test_remax_and_rloo_train(files, tmp_path):
     remax = read_jsonl(run(config(files, tmp_path / "remax", ReMaxConfig, steps=1), "remax") / "log.jsonl")
     assert "greedy_reward" in remax[0] and "value_loss" not in remax[0]
-    rloo = read_jsonl(run(config(files, tmp_path / "rloo", RLOOConfig, steps=1, batch_size=2, mini_batch_size=8), "rloo") / "log.jsonl")
+    rloo = read_jsonl(
+        run(config(files, tmp_path / "rloo", RLOOConfig, steps=1, batch_size=2, mini_batch_size=8), "rloo")
+        / "log.jsonl"
+    )
     assert rloo[0]["tokens_generated"] >= 8  # 2 prompts x 4 samples
     with pytest.raises(ValueError, match="at least 2"):
         run(config(files, tmp_path / "k1", RLOOConfig, samples_per_prompt=1), "rloo")
@@ -328,6 +355,8 @@ def test_training_raises_the_reward_on_a_toy_task(files, tmp_path, monkeypatch, 
 
 
 def test_kl_as_a_loss_is_logged_and_kept_out_of_the_reward(files, tmp_path):
-    log = read_jsonl(run(config(files, tmp_path / "k3", kl_in="loss", kl_estimator="k3", steps=2), "ppo") / "log.jsonl")
+    log = read_jsonl(
+        run(config(files, tmp_path / "k3", kl_in="loss", kl_estimator="k3", steps=2), "ppo") / "log.jsonl"
+    )
     assert all(r["kl_loss"] >= 0 for r in log)
     assert all(r["return"] == pytest.approx(r["reward"], abs=1e-5) for r in log)  # no KL penalty in the reward

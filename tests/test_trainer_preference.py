@@ -54,14 +54,21 @@ def setup(tmp_path_factory):
 
 
 def config(setup, out: Path, **overrides) -> PreferenceConfig:
-    values = dict(out=str(out), data=str(setup["data"]), policy=str(setup["policy"]), steps=4, batch_size=2, progress=False)
+    values = dict(
+        out=str(out), data=str(setup["data"]), policy=str(setup["policy"]), steps=4, batch_size=2, progress=False
+    )
     values.update(overrides)
     return PreferenceConfig(**values)
 
 
 def naive_logprob(model, ids: list[int], start: int) -> torch.Tensor:
     """log P(ids[p] | ids[:p]) for p >= start, one forward pass per position (with gradient)."""
-    return torch.stack([model(input_ids=torch.tensor([ids[:p]])).logits[0, -1].log_softmax(-1)[ids[p]] for p in range(start, len(ids))])
+    return torch.stack(
+        [
+            model(input_ids=torch.tensor([ids[:p]])).logits[0, -1].log_softmax(-1)[ids[p]]
+            for p in range(start, len(ids))
+        ]
+    )
 
 
 def test_every_method_is_registered():
@@ -105,9 +112,38 @@ def test_tokenizer_without_pad_token(setup):
 
 
 def test_cli_reports_errors_and_guide_policy_requirement(setup, tmp_path, capsys):
-    assert main(["train", "tgdpo", "--data", str(setup["data"]), "--policy", str(setup["policy"]), "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "tgdpo",
+                "--data",
+                str(setup["data"]),
+                "--policy",
+                str(setup["policy"]),
+                "--out",
+                str(tmp_path / "t"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "--guide-policy" in capsys.readouterr().err
-    assert main(["train", "dpo", "--data", str(tmp_path / "missing.jsonl"), "--policy", str(setup["policy"]), "--out", str(tmp_path / "m")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "dpo",
+                "--data",
+                str(tmp_path / "missing.jsonl"),
+                "--policy",
+                str(setup["policy"]),
+                "--out",
+                str(tmp_path / "m"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -135,7 +171,10 @@ def test_first_dpo_reg_step_matches_independent_computation(setup, tmp_path):
                 text = PAIRS[i][side]
                 logp = naive_logprob(model, enc.input_ids, enc.completion_start)
                 for t, position in enumerate(enc.token_positions):
-                    contexts = [tokenizer(tmpl.format(prompt=prompt, response=text) + text, return_offsets_mapping=True) for tmpl in (better, worse)]
+                    contexts = [
+                        tokenizer(tmpl.format(prompt=prompt, response=text) + text, return_offsets_mapping=True)
+                        for tmpl in (better, worse)
+                    ]
                     lp = []
                     for c, tmpl in zip(contexts, (better, worse)):
                         start = len(tmpl.format(prompt=prompt, response=text))
@@ -176,7 +215,10 @@ def test_training_moves_the_margin_and_saves_a_hugging_face_model(setup, tmp_pat
     assert log[-1]["loss"] < log[0]["loss"] and log[-1]["reward_margin"] > 0 and log[-1]["reward_accuracy"] == 1.0
     model = AutoModelForCausalLM.from_pretrained(out / "final")
     assert AutoTokenizer.from_pretrained(out / "final").pad_token == "<pad>"
-    assert not torch.equal(model.model.embed_tokens.weight, AutoModelForCausalLM.from_pretrained(setup["policy"]).model.embed_tokens.weight)
+    assert not torch.equal(
+        model.model.embed_tokens.weight,
+        AutoModelForCausalLM.from_pretrained(setup["policy"]).model.embed_tokens.weight,
+    )
 
 
 def test_resume_is_exact_and_reuses_the_reference_cache(setup, tmp_path, monkeypatch):
@@ -230,8 +272,10 @@ def test_conversational_rows_and_implicit_prompt(tmp_path):
     tokenizer = train_tokenizer(chat_template=template)
     policy = save_model(tmp_path / "chat-policy", tokenizer, seed=0)
     rows = [
-        {"chosen": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["chosen"]}],
-         "rejected": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["rejected"]}]}
+        {
+            "chosen": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["chosen"]}],
+            "rejected": [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": p["rejected"]}],
+        }
         for p in PAIRS
     ]
     data = prepare_preference_data(rows, tokenizer, "chat")
@@ -239,14 +283,39 @@ def test_conversational_rows_and_implicit_prompt(tmp_path):
     assert data.chosen[0].input_ids[-1] == tokenizer.eos_token_id  # the template's end of turn, not an added one
     assert data.chosen[0].input_ids.count(tokenizer.eos_token_id) == 2
     out = tmp_path / "chat"
-    run(PreferenceConfig(out=str(out), data=str(write_jsonl(tmp_path / "chat.jsonl", rows)), policy=str(policy), steps=2, batch_size=2, progress=False), "dpo")
+    run(
+        PreferenceConfig(
+            out=str(out),
+            data=str(write_jsonl(tmp_path / "chat.jsonl", rows)),
+            policy=str(policy),
+            steps=2,
+            batch_size=2,
+            progress=False,
+        ),
+        "dpo",
+    )
     assert read_jsonl(out / "log.jsonl")[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_cli_contract(setup, tmp_path):
     out = tmp_path / "cli"
-    argv = ["train", "simpo", "--data", str(setup["data"]), "--policy", str(setup["policy"]), "--steps", "2", "--seed", "3",
-            "--out", str(out), "--beta", "2.5", "--no-progress"]
+    argv = [
+        "train",
+        "simpo",
+        "--data",
+        str(setup["data"]),
+        "--policy",
+        str(setup["policy"]),
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--beta",
+        "2.5",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert [set(r) >= {"step", "loss"} for r in read_jsonl(out / "log.jsonl")] == [True, True]
     assert json.loads((out / "config.json").read_text())["beta"] == 2.5

@@ -24,7 +24,9 @@ def toy_pairs(n, seed):
         a, b = rng.randint(1, 99), rng.randint(1, 99)
         prompt = f"What is {a} + {b}?"
         tail = f" The answer is {a + b}."
-        pairs.append({"prompt": prompt, "chosen": " Thank you for asking." + tail, "rejected": " You are stupid." + tail})
+        pairs.append(
+            {"prompt": prompt, "chosen": " Thank you for asking." + tail, "rejected": " You are stupid." + tail}
+        )
     return pairs
 
 
@@ -58,7 +60,9 @@ def test_learns_a_separable_preference(tokenizer, tmp_path):
     model = tiny_reward_model("gpt2", tokenizer)
     held_out = toy_pairs(40, seed=2)
     before = rm.pairwise_accuracy(model, tokenizer, held_out)
-    model = rm.train_reward_model(model, tokenizer, toy_pairs(96, seed=3), tmp_path, epochs=3, batch_size=16, lr=3e-3, progress=False)
+    model = rm.train_reward_model(
+        model, tokenizer, toy_pairs(96, seed=3), tmp_path, epochs=3, batch_size=16, lr=3e-3, progress=False
+    )
     assert rm.pairwise_accuracy(model, tokenizer, held_out) == 1.0
     assert before < 1.0
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -79,12 +83,16 @@ def test_accuracy_against_oracle_scores_skips_ties(reward_model, tokenizer):
 def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, monkeypatch):
     pairs = toy_pairs(48, seed=5)
     settings = dict(epochs=2, batch_size=8, lr=1e-3, save_every=2, seed=0, progress=False)
-    reference = rm.train_reward_model(tiny_reward_model("gpt2", tokenizer), tokenizer, pairs, tmp_path / "a", **settings)
+    reference = rm.train_reward_model(
+        tiny_reward_model("gpt2", tokenizer), tokenizer, pairs, tmp_path / "a", **settings
+    )
 
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(rm, "bradley_terry_loss", crash_on_call(rm.bradley_terry_loss, 8))
         rm.train_reward_model(tiny_reward_model("gpt2", tokenizer), tokenizer, pairs, tmp_path / "b", **settings)
-    resumed = rm.train_reward_model(tiny_reward_model("gpt2", tokenizer, seed=9), tokenizer, pairs, tmp_path / "b", resume=True, **settings)
+    resumed = rm.train_reward_model(
+        tiny_reward_model("gpt2", tokenizer, seed=9), tokenizer, pairs, tmp_path / "b", resume=True, **settings
+    )
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
@@ -97,8 +105,23 @@ def test_cli_trains_saves_and_reports_held_out_accuracy(tokenizer, tmp_path, cap
     tokenizer.save_pretrained(base)
     write_jsonl(tmp_path / "train.jsonl", toy_pairs(32, seed=6))
     write_jsonl(tmp_path / "eval.jsonl", toy_pairs(8, seed=7))
-    args = ["train", "reward-model", "--data", str(tmp_path / "train.jsonl"), "--model", str(base), "--out", str(tmp_path / "out"),
-            "--eval-data", str(tmp_path / "eval.jsonl"), "--lr", "3e-3", "--epochs", "2", "--no-progress"]
+    args = [
+        "train",
+        "reward-model",
+        "--data",
+        str(tmp_path / "train.jsonl"),
+        "--model",
+        str(base),
+        "--out",
+        str(tmp_path / "out"),
+        "--eval-data",
+        str(tmp_path / "eval.jsonl"),
+        "--lr",
+        "3e-3",
+        "--epochs",
+        "2",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert "held-out pairwise accuracy" in capsys.readouterr().out
     from transformers import AutoModelForSequenceClassification

@@ -87,7 +87,11 @@ def test_seed_band_matches_naive_loop(window):
 
 def test_figure_draws_the_seed_means_and_bands(tmp_path):
     rng = random.Random(3)
-    curves = {"ppo-sparse": synthetic_logs(3, 15, 0.0, rng), "ppo-red": synthetic_logs(3, 15, 0.4, rng), "dpo": [[{"step": 1}]]}
+    curves = {
+        "ppo-sparse": synthetic_logs(3, 15, 0.0, rng),
+        "ppo-red": synthetic_logs(3, 15, 0.4, rng),
+        "dpo": [[{"step": 1}]],
+    }
     fig = plot_learning_curves(curves, metrics=("oracle_score", "kl"), references={"oracle_score": 0.25}, window=2)
     oracle_axis, kl_axis = fig.axes
     # method lines first, then the SFT reference line; `dpo` logged no oracle score and is left out
@@ -115,9 +119,20 @@ def test_figure_draws_the_seed_means_and_bands(tmp_path):
 def test_a_runaway_curve_does_not_flatten_the_others():
     rng = random.Random(5)
     steps = 40
-    stable = {f"m{k}": [[{"step": s, "oracle_score": -0.8 + 0.05 * k + 0.004 * s + rng.gauss(0, 0.01)} for s in range(1, steps + 1)]]
-              for k in range(5)}
-    runaway = {"collapse": [[{"step": s, "oracle_score": -0.8 - (0.5 * (s - 20) if s > 20 else 0.0)} for s in range(1, steps + 1)]]}
+    stable = {
+        f"m{k}": [
+            [
+                {"step": s, "oracle_score": -0.8 + 0.05 * k + 0.004 * s + rng.gauss(0, 0.01)}
+                for s in range(1, steps + 1)
+            ]
+        ]
+        for k in range(5)
+    }
+    runaway = {
+        "collapse": [
+            [{"step": s, "oracle_score": -0.8 - (0.5 * (s - 20) if s > 20 else 0.0)} for s in range(1, steps + 1)]
+        ]
+    }
     fig = plot_learning_curves({**stable, **runaway}, metrics=("oracle_score",))
     low, high = fig.axes[0].get_ylim()
     values = [r["oracle_score"] for logs in stable.values() for r in logs[0]]

@@ -24,12 +24,22 @@ def tiny_size(monkeypatch):
 
 
 def digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_small_world_is_complete_and_reports_its_measurements(small_world):
     metrics = small_world.metrics
-    for key in ("label_oracle_agreement", "reward_model_accuracy_labels", "reward_model_accuracy_oracle", "sft_policy_greedy", "sft_policy_sampled"):
+    for key in (
+        "label_oracle_agreement",
+        "reward_model_accuracy_labels",
+        "reward_model_accuracy_oracle",
+        "sft_policy_greedy",
+        "sft_policy_sampled",
+    ):
         assert key in metrics
     assert 0.6 < metrics["label_oracle_agreement"] < 0.9
     readme = (small_world.root / "README.md").read_text()
@@ -62,7 +72,9 @@ def test_policy_pairs_are_the_policys_samples_graded_and_labelled(small_world):
     pairs = small_world.policy_pairs("reward")
     prompts = small_world.prompts("reward")
     per_prompt = world_build.SIZES["small"].policy_pairs_per_prompt
-    assert pairs and len(pairs) + small_world.metrics["policy_pairs_reward_blank_left_out"] == per_prompt * len(prompts)
+    assert pairs and len(pairs) + small_world.metrics["policy_pairs_reward_blank_left_out"] == per_prompt * len(
+        prompts
+    )
     for pair in pairs:
         record = small_world.prompt_record(pair["prompt"])
         for side in ("chosen", "rejected"):
@@ -93,8 +105,10 @@ def test_models_load_with_plain_hugging_face_classes_and_the_policy_stops(small_
     stopped = 0
     for prompt in prompts:
         ids = tokenizer(prompt, return_tensors="pt")
-        out = policy.generate(**ids, max_new_tokens=world_build.MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        stopped += int((out[0, ids["input_ids"].shape[1]:] == tokenizer.eos_token_id).any())
+        out = policy.generate(
+            **ids, max_new_tokens=world_build.MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        stopped += int((out[0, ids["input_ids"].shape[1] :] == tokenizer.eos_token_id).any())
     assert stopped >= len(prompts) // 2
 
 
@@ -131,7 +145,9 @@ def test_killed_build_is_half_built_then_resumes_to_the_same_world(tmp_path, tin
     monkeypatch.setitem(world_build.STAGE_FUNCTIONS, "reward_model", killed)
     with pytest.raises(KeyboardInterrupt):
         world_build.build_world(tmp_path / "resumed", size=tiny_size, seed=3, progress=False)
-    with pytest.raises(FileNotFoundError, match=r"half-built \(finished stages: data, tokenizer, policy, policy_pairs\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"half-built \(finished stages: data, tokenizer, policy, policy_pairs\)"
+    ):
         World(tmp_path / "resumed")
     data_before = digest(tmp_path / "resumed" / "data")
     monkeypatch.setitem(world_build.STAGE_FUNCTIONS, "reward_model", world_build.build_reward_model)
@@ -149,7 +165,9 @@ def test_seed_changes_the_data(tmp_path):
 
 
 def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeypatch):
-    monkeypatch.setitem(world_build.STAGE_FUNCTIONS, "tokenizer", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setitem(
+        world_build.STAGE_FUNCTIONS, "tokenizer", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
     with pytest.raises(KeyboardInterrupt):
         world_build.build_world(tmp_path / "w", size=tiny_size, seed=1, progress=False)
     with pytest.raises(ValueError, match="partial world of size 'tiny' and seed 1"):
@@ -164,8 +182,12 @@ def test_policy_quality_grades_the_policys_own_samples(small_world):
     tokenizer = AutoTokenizer.from_pretrained(str(small_world.tokenizer_dir))
     policy = AutoModelForCausalLM.from_pretrained(str(small_world.policy_dir)).eval()
     prompts = small_world.prompts("test")[:6]
-    texts = world_build.sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=4)
-    one_by_one = world_build.sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=1)
+    texts = world_build.sample_responses(
+        policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=4
+    )
+    one_by_one = world_build.sample_responses(
+        policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=1
+    )
     assert texts == one_by_one  # left padding does not change greedy continuations
     quality = world_build.policy_quality(policy, tokenizer, prompts, greedy=True, seed=0)
     grades = [grade(p, t) for p, t in zip(prompts, texts)]

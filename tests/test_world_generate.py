@@ -57,12 +57,14 @@ def test_fact_answers_come_from_the_table(prompts):
     for p in by_family(prompts, "facts"):
         subject = p["meta"]["subject"]
         assert subject.lower() in p["prompt"].lower()
-        table = {"capital": tables.CAPITALS, "language": tables.LANGUAGES, "dish": tables.DISHES}[p["meta"]["relation"]]
+        table = {"capital": tables.CAPITALS, "language": tables.LANGUAGES, "dish": tables.DISHES}[
+            p["meta"]["relation"]
+        ]
         assert p["meta"]["answer"] == table[subject]
         good = gen.respond(random.Random(0), p, []).text
         assert table[subject] in good
         wrong = gen.respond(random.Random(1), p, ["wrong_entity"])
-        (s, e), = wrong.planted
+        ((s, e),) = wrong.planted
         assert wrong.text[s:e] in table.values() and wrong.text[s:e] != table[subject]
 
 
@@ -93,7 +95,7 @@ def test_hostile_words_have_negative_vader_valence_read_from_the_file(prompts):
     for p in by_family(prompts, "tone"):
         for kind in ("hostile", "hostile_sentence"):
             r = gen.respond(random.Random(3), p, [kind])
-            (s, e), = r.planted
+            ((s, e),) = r.planted
             assert valence[r.text[s:e]] <= oracle.HOSTILE_THRESHOLD
 
 
@@ -124,7 +126,9 @@ def test_oracle_finds_exactly_the_planted_defects(prompts):
     rng = random.Random(1)
     checked = 0
     for p in prompts:
-        kind_sets = [[]] + [[k] for k in all_kinds(p["family"])] + [gen.sample_kinds(rng, p["family"]) for _ in range(2)]
+        kind_sets = (
+            [[]] + [[k] for k in all_kinds(p["family"])] + [gen.sample_kinds(rng, p["family"]) for _ in range(2)]
+        )
         for kinds in kind_sets:
             r = gen.respond(rng, p, kinds)
             g = oracle.grade(p, r.text)

@@ -10,7 +10,12 @@ import torch
 from tokenreward.generation import encode_prompt, generate
 from tokenreward.world.sampling import sample_ids
 
-PROMPTS = ["What is 17 + 25?", "The capital of France is Paris. The capital of", "Hello", "Tell me one fact about owls."]
+PROMPTS = [
+    "What is 17 + 25?",
+    "The capital of France is Paris. The capital of",
+    "Hello",
+    "Tell me one fact about owls.",
+]
 
 
 def strip_eos(rows, eos_id):
@@ -23,8 +28,10 @@ def test_sampled_rows_equal_the_full_batch_generator(causal_lm, tokenizer):
     ours = sample_ids(causal_lm, ids, tokenizer.eos_token_id, tokenizer.pad_token_id, 24, greedy=False, seeds=seeds)
     theirs = generate(causal_lm, tokenizer, PROMPTS, max_new_tokens=24, do_sample=True, generator_seed=seeds)
     assert ours == strip_eos(theirs.response_ids, tokenizer.eos_token_id)
-    one_by_one = [sample_ids(causal_lm, [row], tokenizer.eos_token_id, tokenizer.pad_token_id, 24, False, [seed])[0]
-                  for row, seed in zip(ids, seeds)]
+    one_by_one = [
+        sample_ids(causal_lm, [row], tokenizer.eos_token_id, tokenizer.pad_token_id, 24, False, [seed])[0]
+        for row, seed in zip(ids, seeds)
+    ]
     assert one_by_one == ours
 
 

@@ -18,7 +18,7 @@ RECORDS = [{"prompt": f"What is {a} + {a}?", "completion": f" The answer is {2 *
 
 
 def test_labels_cover_the_completion_and_the_eos_only(tokenizer):
-    (ids, labels), = sft.tokenize_sft(tokenizer, RECORDS[:1], max_length=64)
+    ((ids, labels),) = sft.tokenize_sft(tokenizer, RECORDS[:1], max_length=64)
     prompt_ids = tokenizer(RECORDS[0]["prompt"])["input_ids"]
     full_ids = tokenizer(RECORDS[0]["prompt"] + RECORDS[0]["completion"])["input_ids"]
     assert ids == full_ids + [tokenizer.eos_token_id]
@@ -52,7 +52,13 @@ def test_learns_the_completions_and_to_stop(tokenizer, tmp_path):
     model = tiny_causal_lm("gpt2", tokenizer)
     model = sft.train_sft(model, tokenizer, RECORDS, tmp_path, epochs=60, batch_size=8, lr=5e-3, progress=False)
     ids = tokenizer(RECORDS[2]["prompt"], return_tensors="pt")
-    out = model.generate(**ids, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    out = model.generate(
+        **ids,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     generated = out[0, ids["input_ids"].shape[1] :].tolist()
     assert tokenizer.eos_token_id in generated
     assert tokenizer.decode(generated, skip_special_tokens=True) in {r["completion"] for r in RECORDS}
@@ -66,7 +72,9 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, mo
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(sft, "sft_loss", crash_on_call(sft.sft_loss, 4))
         sft.train_sft(tiny_causal_lm("llama", tokenizer), tokenizer, RECORDS, tmp_path / "b", **settings)
-    resumed = sft.train_sft(tiny_causal_lm("llama", tokenizer, seed=5), tokenizer, RECORDS, tmp_path / "b", resume=True, **settings)
+    resumed = sft.train_sft(
+        tiny_causal_lm("llama", tokenizer, seed=5), tokenizer, RECORDS, tmp_path / "b", resume=True, **settings
+    )
     for (name, a), (_, b) in zip(reference.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
     log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
@@ -78,7 +86,22 @@ def test_cli_writes_a_hugging_face_folder(tokenizer, tmp_path):
     tiny_causal_lm("gpt2", tokenizer).save_pretrained(base)
     tokenizer.save_pretrained(base)
     write_jsonl(tmp_path / "sft.jsonl", RECORDS)
-    assert main(["train", "sft", "--data", str(tmp_path / "sft.jsonl"), "--model", str(base), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "sft",
+                "--data",
+                str(tmp_path / "sft.jsonl"),
+                "--model",
+                str(base),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "out" / "final")).config.vocab_size == len(tokenizer)

@@ -18,10 +18,25 @@ import time
 
 import torch
 
-FULL = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-        "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192, "rope_theta": 500000.0}
-TOY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-       "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 512}
+FULL = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+    "rope_theta": 500000.0,
+}
+TOY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 1000,
+    "max_position_embeddings": 512,
+}
 
 
 def sync(device: torch.device) -> None:
@@ -77,8 +92,14 @@ def check_red(shape: dict, lengths: list[int], device: torch.device) -> None:
         with torch.no_grad():
             red_t, red_m = median_run(device, lambda: prefix_scores(model, ids, mask))
             plain_t, plain_m = median_run(device, lambda: model(input_ids=ids, attention_mask=mask))
-        memory = f", peak memory {red_m / 2**20:.0f} / {plain_m / 2**20:.0f} MiB = {red_m / max(plain_m, 1):.2f}x" if plain_m else ""
-        print(f"RED T={length}: {1000 * red_t:.1f} ms vs plain forward {1000 * plain_t:.1f} ms = {red_t / plain_t:.2f}x{memory}")
+        memory = (
+            f", peak memory {red_m / 2**20:.0f} / {plain_m / 2**20:.0f} MiB = {red_m / max(plain_m, 1):.2f}x"
+            if plain_m
+            else ""
+        )
+        print(
+            f"RED T={length}: {1000 * red_t:.1f} ms vs plain forward {1000 * plain_t:.1f} ms = {red_t / plain_t:.2f}x{memory}"
+        )
     ids, mask = inputs[lengths[0]]
     head = model.score
     store = {}
@@ -90,9 +111,14 @@ def check_red(shape: dict, lengths: list[int], device: torch.device) -> None:
     model = model.float()
     with torch.no_grad():
         reference = prefix_scores(model, ids, mask)[0].double()
-    gap = {name: float((s.diff() - reference.diff()).abs().max()) for name, s in (("float32 head", ours), ("bf16 head", bf16_head))}
-    print(f"RED T={lengths[0]} token rewards vs the float32 model: float32 head on bf16 states {gap['float32 head']:.2e}, "
-          f"bf16 head {gap['bf16 head']:.2e} (scores up to {float(reference.abs().max()):.2f})")
+    gap = {
+        name: float((s.diff() - reference.diff()).abs().max())
+        for name, s in (("float32 head", ours), ("bf16 head", bf16_head))
+    }
+    print(
+        f"RED T={lengths[0]} token rewards vs the float32 model: float32 head on bf16 states {gap['float32 head']:.2e}, "
+        f"bf16 head {gap['bf16 head']:.2e} (scores up to {float(reference.abs().max()):.2f})"
+    )
 
 
 def check_logprobs(vocab: int, hidden: int, tokens: int, device: torch.device) -> None:
@@ -115,8 +141,14 @@ def check_logprobs(vocab: int, hidden: int, tokens: int, device: torch.device) -
         with torch.no_grad():
             t_fwd, m_fwd = median_run(device, fn)
         t_bwd, m_bwd = median_run(device, lambda fn=fn: fn().sum().backward())
-        ratio = f", peak forward {m_fwd / logits_bytes:.3f}x / backward {m_bwd / logits_bytes:.3f}x the bf16 logits" if m_fwd else ""
-        print(f"log-probs {name} V={vocab} T={tokens}: forward {1000 * t_fwd:.1f} ms, forward+backward {1000 * t_bwd:.1f} ms{ratio}")
+        ratio = (
+            f", peak forward {m_fwd / logits_bytes:.3f}x / backward {m_bwd / logits_bytes:.3f}x the bf16 logits"
+            if m_fwd
+            else ""
+        )
+        print(
+            f"log-probs {name} V={vocab} T={tokens}: forward {1000 * t_fwd:.1f} ms, forward+backward {1000 * t_bwd:.1f} ms{ratio}"
+        )
     with torch.no_grad():
         print(f"log-probs chunked vs naive: largest |difference| {float((chunked() - naive()).abs().max()):.2e}")
 
@@ -131,7 +163,9 @@ def main() -> None:
         if not torch.cuda.is_available():
             raise SystemExit("benchmarks/gpu/check.sh: no CUDA device here; use --toy for the CPU smoke test")
         device, shape, lengths, tokens = torch.device("cuda"), FULL, [1024, 4096], 4096
-    print(f"device {device}, model {shape['num_hidden_layers']} layers x {shape['hidden_size']}, V={shape['vocab_size']}")
+    print(
+        f"device {device}, model {shape['num_hidden_layers']} layers x {shape['hidden_size']}, V={shape['vocab_size']}"
+    )
     check_red(shape, lengths, device)
     check_logprobs(shape["vocab_size"] if not args.toy else 32000, shape["hidden_size"], tokens, device)
 

@@ -22,9 +22,13 @@ def check_offsets(offsets: Offsets, text_length: int, what: str) -> None:
     previous_end = 0
     for t, (start, end) in enumerate(offsets):
         if not (0 <= start <= end <= text_length):
-            raise ValueError(f"{what}: token {t} has offsets ({start}, {end}), not a span of the response of length {text_length}")
+            raise ValueError(
+                f"{what}: token {t} has offsets ({start}, {end}), not a span of the response of length {text_length}"
+            )
         if end < previous_end:
-            raise ValueError(f"{what}: token {t} ends at {end}, before the previous token's end {previous_end}; cannot align")
+            raise ValueError(
+                f"{what}: token {t} ends at {end}, before the previous token's end {previous_end}; cannot align"
+            )
         previous_end = end
 
 

@@ -50,7 +50,13 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from tokenreward.revisers.base import ReviserError
 
     errors: list[type[BaseException]] = [
-        ValueError, KeyError, TypeError, OSError, FloatingPointError, FolderBusyError, ReviserError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        FloatingPointError,
+        FolderBusyError,
+        ReviserError,
     ]
     try:
         from safetensors import SafetensorError
@@ -103,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if debug:
             raise
-        print(f"{command_name(args)}: internal error: {type(err).__name__}: {describe(err)} "
-              f"(rerun with {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        print(
+            f"{command_name(args)}: internal error: {type(err).__name__}: {describe(err)} "
+            f"(rerun with {DEBUG_FLAG} for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -39,17 +39,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             continue
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         tp, _ = _resolve(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = f.metadata.get("help", "")
-        bounds = [f">= {f.metadata['min']}" for _ in [0] if "min" in f.metadata] + [f"> {f.metadata['gt']}" for _ in [0] if "gt" in f.metadata]
+        bounds = [f">= {f.metadata['min']}" for _ in [0] if "min" in f.metadata] + [
+            f"> {f.metadata['gt']}" for _ in [0] if "gt" in f.metadata
+        ]
         if bounds:
             help_text = f"{help_text}; {', '.join(bounds)}"
         if default is not None and not required:
             help_text = f"{help_text} (default: {default})".strip()
-        kwargs: dict[str, Any] = {"dest": f.name, "help": escape_help(help_text), "default": default, "required": required}
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "help": escape_help(help_text),
+            "default": default,
+            "required": required,
+        }
         if tp is bool:
             parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             continue

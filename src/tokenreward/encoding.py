@@ -63,7 +63,9 @@ def response_text(response: TextOrMessages, index: int = 0) -> str:
         text = response
     elif isinstance(response, (list, tuple)) and response and isinstance(response[-1], dict):
         if response[-1].get("role", "assistant") != "assistant":
-            raise ValueError(f"response {index}: the last message must be the assistant's, got {response[-1].get('role')!r}")
+            raise ValueError(
+                f"response {index}: the last message must be the assistant's, got {response[-1].get('role')!r}"
+            )
         text = response[-1].get("content", "")
     else:
         raise TypeError(f"response {index}: expected a string or a list of messages, got {type(response).__name__}")
@@ -95,7 +97,9 @@ def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0) -> 
         raise ValueError(f"prompt {index} is conversational but the tokenizer has no chat template")
 
     def apply(content: str) -> str:
-        return tokenizer.apply_chat_template(list(prompt) + [{"role": "assistant", "content": content}], tokenize=False)
+        return tokenizer.apply_chat_template(
+            list(prompt) + [{"role": "assistant", "content": content}], tokenize=False
+        )
 
     framed = apply(PLACEHOLDER)
     if framed.count(PLACEHOLDER) != 1:

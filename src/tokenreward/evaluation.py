@@ -22,7 +22,9 @@ DEFAULT_MAX_NEW_TOKENS = 64
 
 
 @torch.no_grad()
-def response_log_ratios(policy, reference, generations: Generations, pad_token_id: int, batch_size: int = 32) -> torch.Tensor:
+def response_log_ratios(
+    policy, reference, generations: Generations, pad_token_id: int, batch_size: int = 32
+) -> torch.Tensor:
     """`sum_t log pi(y_t|.) - log ref(y_t|.)` over each response's generated tokens."""
     device = next(policy.parameters()).device
     sums = []
@@ -91,7 +93,13 @@ def evaluate_policy(
         policy.train(was_training)
     grades = [grade(r, g.text) for r, g in zip(records, generations)]
     samples = [
-        {"prompt": r["prompt"], "family": r.get("family"), "response": g.text, "oracle_score": gr.score, "defects": gr.defects}
+        {
+            "prompt": r["prompt"],
+            "family": r.get("family"),
+            "response": g.text,
+            "oracle_score": gr.score,
+            "defects": gr.defects,
+        }
         for r, g, gr in zip(records, generations, grades)
     ]
     return {

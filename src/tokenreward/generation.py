@@ -85,7 +85,9 @@ def encode_prompt(tokenizer, prompt: TextOrMessages) -> list[int]:
 SeedKey = int | tuple[int, ...]
 
 
-def row_generators(count: int, generator_seed: int | Sequence[SeedKey] | None, device: torch.device) -> list[torch.Generator]:
+def row_generators(
+    count: int, generator_seed: int | Sequence[SeedKey] | None, device: torch.device
+) -> list[torch.Generator]:
     """One generator per row, seeded from `(generator_seed, row)`, or from one key per row
     (an int or a tuple of ints, e.g. `(seed, step, sample)`)."""
     if generator_seed is None:
@@ -94,7 +96,10 @@ def row_generators(count: int, generator_seed: int | Sequence[SeedKey] | None, d
     if len(keys) != count:
         raise ValueError(f"{len(keys)} generator seeds for {count} prompts")
     entropy = [list(k) if isinstance(k, (tuple, list)) else int(k) for k in keys]
-    return [torch.Generator(device=device).manual_seed(int(np.random.SeedSequence(e).generate_state(1)[0])) for e in entropy]
+    return [
+        torch.Generator(device=device).manual_seed(int(np.random.SeedSequence(e).generate_state(1)[0]))
+        for e in entropy
+    ]
 
 
 def next_tokens(
@@ -216,8 +221,14 @@ def generate(
         stop = min(start + size, len(prompt_ids))
         seeds = None
         if do_sample:
-            seeds = [(generator_seed, i) for i in range(start, stop)] if isinstance(generator_seed, int) else generator_seed[start:stop]
-        part = generate_from_ids(policy, tokenizer, prompt_ids[start:stop], max_new_tokens, do_sample, temperature, top_k, seeds)
+            seeds = (
+                [(generator_seed, i) for i in range(start, stop)]
+                if isinstance(generator_seed, int)
+                else generator_seed[start:stop]
+            )
+        part = generate_from_ids(
+            policy, tokenizer, prompt_ids[start:stop], max_new_tokens, do_sample, temperature, top_k, seeds
+        )
         items.extend(part.items)
     return Generations(items)
 

@@ -224,8 +224,10 @@ def read_jsonl_for_append(path: str | Path, what: str = "records", stream=None) 
                     raise ValueError(f"{path} line {number}: not a JSON object; the file is damaged") from None
                 with path.open("r+b") as handle:
                     handle.truncate(offset)
-                print(f"{path}: dropped a torn last line (line {number}, {len(raw)} bytes); its {what} will be redone",
-                      file=stream if stream is not None else sys.stderr)
+                print(
+                    f"{path}: dropped a torn last line (line {number}, {len(raw)} bytes); its {what} will be redone",
+                    file=stream if stream is not None else sys.stderr,
+                )
                 break
         offset += len(raw) + 1
     if records and not data.endswith(b"\n") and path.stat().st_size == len(data):

@@ -106,7 +106,15 @@ def label_pair(
     return record
 
 
-LABEL_FIELDS = ("prompt", "rejected", "revision", "rejected_offsets", "rejected_labels", "revision_offsets", "revision_labels")
+LABEL_FIELDS = (
+    "prompt",
+    "rejected",
+    "revision",
+    "rejected_offsets",
+    "rejected_labels",
+    "revision_offsets",
+    "revision_labels",
+)
 
 
 def read_labels(path: str | Path) -> list[dict[str, Any]]:

@@ -88,7 +88,12 @@ def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
     inner = unwrap(model)
     store: dict = {}
     with last_position_only(inner.get_output_embeddings(), store):
-        own = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **position_kwargs(model, attention_mask)).logits
+        own = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            use_cache=False,
+            **position_kwargs(model, attention_mask),
+        ).logits
     rows = store.get("rows")
     if rows is None or rows.dim() != 3 or rows.shape[:2] != input_ids.shape or own.shape[1] != 1:
         raise ValueError(
@@ -118,7 +123,9 @@ def check_head(model: nn.Module, last_hidden: torch.Tensor, own_logits: torch.Te
         )
 
 
-def head_logits(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cap: float | None, temperature: float) -> torch.Tensor:
+def head_logits(
+    rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cap: float | None, temperature: float
+) -> torch.Tensor:
     """`z = cap * tanh((W h + b) / cap) / tau` for a block of rows, in float32 (matmul in the weight's dtype)."""
     z = rows.to(weight.dtype) @ weight.t()
     if bias is not None:
@@ -154,10 +161,16 @@ class _ChunkedHead(torch.autograd.Function):
             if want_entropy:
                 entropy[part] = lse[part] - row_dot(torch.softmax(z, -1), z)
             if kl is not None:
-                log_q = head_logits(reference_rows[part], reference_weight, reference_bias, reference_cap, temperature).log_softmax(-1)
+                log_q = head_logits(
+                    reference_rows[part], reference_weight, reference_bias, reference_cap, temperature
+                ).log_softmax(-1)
                 q = log_q.exp()
-                kl[part] = row_dot(q, log_q) - row_dot(q, z) + lse[part]  # KL(q || p) = sum q log q - sum q z + logsumexp z
-        ctx.save_for_backward(rows, weight, bias, targets, reference_rows, reference_weight, reference_bias, lse, entropy)
+                kl[part] = (
+                    row_dot(q, log_q) - row_dot(q, z) + lse[part]
+                )  # KL(q || p) = sum q log q - sum q z + logsumexp z
+        ctx.save_for_backward(
+            rows, weight, bias, targets, reference_rows, reference_weight, reference_bias, lse, entropy
+        )
         ctx.config = config
         return lp, entropy, kl
 
@@ -176,11 +189,20 @@ class _ChunkedHead(torch.autograd.Function):
             part = slice(start, start + chunk)
             z = head_logits(rows[part], weight, bias, cap, temperature)
             capped = z * temperature if cap is not None else None
-            grad_z = block_gradient(z, lse[part], targets[part], g_lp[part], g_ent[part], g_kl[part],
-                                    None if entropy is None else entropy[part])
+            grad_z = block_gradient(
+                z,
+                lse[part],
+                targets[part],
+                g_lp[part],
+                g_ent[part],
+                g_kl[part],
+                None if entropy is None else entropy[part],
+            )
             del z
             if reference_rows is not None and bool(g_kl[part].any()):
-                q = head_logits(reference_rows[part], reference_weight, reference_bias, reference_cap, temperature).softmax(-1)
+                q = head_logits(
+                    reference_rows[part], reference_weight, reference_bias, reference_cap, temperature
+                ).softmax(-1)
                 grad_z.sub_(q.mul_(g_kl[part, None]))
                 del q
             if temperature != 1.0:
@@ -238,7 +260,9 @@ def head_stats(
         ref_rows, ref_weight, ref_bias = ref_rows.detach(), ref_head.weight.detach(), getattr(ref_head, "bias", None)
         ref_bias = None if ref_bias is None else ref_bias.detach()
         if ref_weight.shape[0] != weight.shape[0]:
-            raise ValueError(f"the reference's vocabulary ({ref_weight.shape[0]}) differs from the model's ({weight.shape[0]})")
+            raise ValueError(
+                f"the reference's vocabulary ({ref_weight.shape[0]}) differs from the model's ({weight.shape[0]})"
+            )
     size = chunk or chunk_rows(weight.shape[0])
     lp, ent, kl = _ChunkedHead.apply(
         rows, weight, bias, targets, ref_rows, ref_weight, ref_bias, (cap, ref_cap, temperature, size, entropy)
@@ -276,7 +300,9 @@ def token_stats(
         with torch.no_grad():
             ref = (rows_of(reference), unwrap(reference).get_output_embeddings(), softcap_of(unwrap(reference)))
     inner = unwrap(model)
-    stats = head_stats(rows_of(model), inner.get_output_embeddings(), targets, softcap_of(inner), temperature, entropy, ref, chunk)
+    stats = head_stats(
+        rows_of(model), inner.get_output_embeddings(), targets, softcap_of(inner), temperature, entropy, ref, chunk
+    )
     shape = positions.shape
     return TokenStats(*(None if t is None else t.reshape(shape) for t in (stats.logprobs, stats.entropy, stats.kl)))
 

@@ -77,7 +77,9 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     except RuntimeError as err:
         raise ValueError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu")
+        raise ValueError(
+            f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+        )
     return device
 
 
@@ -108,7 +110,11 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():
         raise FileNotFoundError(f"the {what} folder {text} does not exist")
-    if what != "tokenizer" and Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
+    if (
+        what != "tokenizer"
+        and Path(text).expanduser().is_dir()
+        and not (Path(text).expanduser() / "config.json").is_file()
+    ):
         raise FileNotFoundError(f"the {what} folder {text} has no config.json (is it a Hugging Face model folder?)")
     try:
         return loader.from_pretrained(str(source), **kwargs)
@@ -214,7 +220,9 @@ def load_reward_model(
             f"reward model {type(model).__name__} has no pad_token_id in its config; it cannot find the last "
             "token of a padded batch (set config.pad_token_id to the tokenizer's pad token id)"
         )
-    return _place(model, options, isinstance(source, (str, Path)), move=device is not None or loading is not None).eval()
+    return _place(
+        model, options, isinstance(source, (str, Path)), move=device is not None or loading is not None
+    ).eval()
 
 
 def check_causal(model: nn.Module, probe_length: int = 6) -> None:
@@ -232,9 +240,13 @@ def check_causal(model: nn.Module, probe_length: int = 6) -> None:
     half = probe_length // 2
     with torch.no_grad():
         full = model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state[:, :half].float()
-        short = model.base_model(input_ids=ids[:, :half], attention_mask=torch.ones_like(ids[:, :half])).last_hidden_state.float()
+        short = model.base_model(
+            input_ids=ids[:, :half], attention_mask=torch.ones_like(ids[:, :half])
+        ).last_hidden_state.float()
     if not (torch.isfinite(full).all() and torch.isfinite(short).all()):
-        raise FloatingPointError(f"{type(model).__name__} gives non-finite hidden states (NaN or inf) on a probe input")
+        raise FloatingPointError(
+            f"{type(model).__name__} gives non-finite hidden states (NaN or inf) on a probe input"
+        )
     tolerance = 1e-4 if next(model.parameters()).dtype == torch.float32 else 5e-2
     if (full - short).abs().max() > tolerance * short.abs().max().clamp_min(1e-6):
         raise ValueError(

@@ -98,7 +98,9 @@ class EncodedResponse:
     def on_completion(self, token_values: Sequence[float]) -> torch.Tensor:
         """Per-response-token values placed on the completion positions (0 elsewhere)."""
         out = torch.zeros(self.completion_length)
-        out[torch.tensor(self.token_positions) - self.completion_start] = torch.as_tensor(token_values, dtype=torch.float32)
+        out[torch.tensor(self.token_positions) - self.completion_start] = torch.as_tensor(
+            token_values, dtype=torch.float32
+        )
         return out
 
 
@@ -188,9 +190,14 @@ def prepare_preference_data(
         kept.rows.append(i)
     kept.dropped = dict(problems)
     if problems and strict:
-        summary = "; ".join(f"{len(r)} with {reason} (rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})" for reason, r in problems.items())
-        raise ValueError(f"{source}: {sum(map(len, problems.values()))} of {len(rows)} rows are unusable: {summary}. "
-                         "Fix them, or leave out --strict to drop them (they are counted in OUT/data.json)")
+        summary = "; ".join(
+            f"{len(r)} with {reason} (rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})"
+            for reason, r in problems.items()
+        )
+        raise ValueError(
+            f"{source}: {sum(map(len, problems.values()))} of {len(rows)} rows are unusable: {summary}. "
+            "Fix them, or leave out --strict to drop them (they are counted in OUT/data.json)"
+        )
     if not kept.rows:
         raise ValueError(f"{source}: no usable rows ({len(rows)} read, all dropped: {kept.report()['dropped']})")
     return kept
@@ -217,10 +224,19 @@ def token_rewards_fingerprint(name: str, resources: dict[str, Any], data: Prefer
 
 def unscored_record(name: str, text: str, reason: str) -> dict[str, Any]:
     """A response the rewarder could not score: reward 0 on all of it, with the reason."""
-    return {"rewarder": name, "sequence_reward": 0.0, "tokens": [text], "offsets": [[0, len(text)]], "rewards": [0.0], "unscored": reason}
+    return {
+        "rewarder": name,
+        "sequence_reward": 0.0,
+        "tokens": [text],
+        "offsets": [[0, len(text)]],
+        "rewards": [0.0],
+        "unscored": reason,
+    }
 
 
-def score_or_skip(rewarder: Rewarder, name: str, prompts: list[TextOrMessages], texts: list[str]) -> list[dict[str, Any]]:
+def score_or_skip(
+    rewarder: Rewarder, name: str, prompts: list[TextOrMessages], texts: list[str]
+) -> list[dict[str, Any]]:
     """Records of a chunk; if the chunk fails, each response alone, a failing one unscored."""
     try:
         return rewarder.score(prompts, texts).records()
@@ -256,7 +272,9 @@ def pair_token_rewards(
         with cache_path.open() as handle:
             pairs = [json.loads(line) for line in handle if line.strip()]
         if len(pairs) != len(data):
-            raise ValueError(f"token-reward cache {cache_path} has {len(pairs)} pairs for {len(data)}; delete it to recompute")
+            raise ValueError(
+                f"token-reward cache {cache_path} has {len(pairs)} pairs for {len(data)}; delete it to recompute"
+            )
         chosen = [p["chosen"] for p in pairs]
         rejected = [p["rejected"] for p in pairs]
     else:
@@ -267,7 +285,9 @@ def pair_token_rewards(
                 order = sorted(range(len(data)), key=lambda i: len(side[i].input_ids))  # little padding
                 for start in range(0, len(data), chunk):
                     indices = order[start : start + chunk]
-                    scored = score_or_skip(rewarder, name, [data.prompts[i] for i in indices], [side[i].text for i in indices])
+                    scored = score_or_skip(
+                        rewarder, name, [data.prompts[i] for i in indices], [side[i].text for i in indices]
+                    )
                     for i, record in zip(indices, scored):
                         records[i] = record
                     advance(len(indices))

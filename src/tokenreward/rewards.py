@@ -71,14 +71,18 @@ class TokenRewards:
 
         if len(offsets) != len(self):
             raise ValueError(f"{self.rewarder}: {len(offsets)} offset lists for {len(self)} responses")
-        rows = [project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
-                for i in range(len(self))]
+        rows = [
+            project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
+            for i in range(len(self))
+        ]
         return TokenRewards.from_lists(self.rewarder, self.responses, offsets, rows, self.sequence_rewards)
 
     def padded(self, width: int) -> torch.Tensor:
         """The rewards `[B, width]`, zero past each response's tokens (`width` >= the longest)."""
         if width < self.rewards.shape[1]:
-            raise ValueError(f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)")
+            raise ValueError(
+                f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)"
+            )
         return torch.nn.functional.pad(self.rewards * self.mask, (0, width - self.rewards.shape[1]))
 
     def padded_mask(self, width: int) -> torch.Tensor:
@@ -171,12 +175,18 @@ class Rewarder(ABC):
         """Indices of each mini-batch: consecutive runs of `batch_size`, or, with `max_batch_tokens`,
         pairs sorted by length (longest first) grouped while `size * longest <= max_batch_tokens`."""
         if self.max_batch_tokens is None:
-            return [list(range(s, min(s + self.batch_size, len(prompts)))) for s in range(0, len(prompts), self.batch_size)]
+            return [
+                list(range(s, min(s + self.batch_size, len(prompts)))) for s in range(0, len(prompts), self.batch_size)
+            ]
         lengths = [self.input_length(p, r) for p, r in zip(prompts, responses)]
         groups: list[list[int]] = []
         for i in sorted(range(len(prompts)), key=lambda i: -lengths[i]):
             group = groups[-1] if groups else None
-            if group and len(group) < self.batch_size and (len(group) + 1) * lengths[group[0]] <= self.max_batch_tokens:
+            if (
+                group
+                and len(group) < self.batch_size
+                and (len(group) + 1) * lengths[group[0]] <= self.max_batch_tokens
+            ):
                 group.append(i)
             else:
                 groups.append([i])
@@ -201,7 +211,11 @@ class Rewarder(ABC):
             except (ValueError, FloatingPointError) as err:
                 if len(batches) == 1:
                     raise
-                where = f"{indices[0]}..{indices[-1]}" if indices == list(range(indices[0], indices[-1] + 1)) else ", ".join(map(str, indices))
+                where = (
+                    f"{indices[0]}..{indices[-1]}"
+                    if indices == list(range(indices[0], indices[-1] + 1))
+                    else ", ".join(map(str, indices))
+                )
                 raise type(err)(f"{self.name}, pairs {where} (numbered from 0 below): {err}") from err
             order += indices
         result = TokenRewards.concat(parts) if parts else TokenRewards.from_lists(self.name, [], [], [], [])
@@ -279,7 +293,9 @@ def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: 
     for key, value in given.items():
         if key in options:
             annotation = options[key].annotation
-            kwargs[key] = typed_value(value, annotation, f"rewarder {name!r} option {key}") if isinstance(value, str) else value
+            kwargs[key] = (
+                typed_value(value, annotation, f"rewarder {name!r} option {key}") if isinstance(value, str) else value
+            )
     missing = [r for r in rewarder_requirements(name) if r not in kwargs]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)

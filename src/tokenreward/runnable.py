@@ -29,7 +29,11 @@ def add_runnable_commands(sub, command: str, help: str, registry: Registry[Runna
     for name, spec in registry.items():
         child = names.add_parser(name, help=escape_help(spec.help), description=escape_help(spec.help))
         add_config_arguments(child, spec.config)
-        child.set_defaults(func=lambda args, spec=spec, name=name: run_locked(spec, name, config_from_args(spec.config, args), command))
+        child.set_defaults(
+            func=lambda args, spec=spec, name=name: run_locked(
+                spec, name, config_from_args(spec.config, args), command
+            )
+        )
 
 
 def run_locked(spec: Runnable, name: str, config: Any, command: str) -> Any:

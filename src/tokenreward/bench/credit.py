@@ -49,10 +49,18 @@ BASELINES = ("uniform", "random")
 class CreditConfig(ModelLoading):
     """`tokenreward bench credit`: token rewards against the world's ground-truth credit."""
 
-    world: str | None = field(default=None, metadata={"help": "world folder (default: $TOKENREWARD_WORLD or the cached world)"})
-    rewarders: list[str] = field(default_factory=list, metadata={"help": "rewarders to score (default: every registered one)"})
-    json: str | None = field(default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"})
-    split: str = field(default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"})
+    world: str | None = field(
+        default=None, metadata={"help": "world folder (default: $TOKENREWARD_WORLD or the cached world)"}
+    )
+    rewarders: list[str] = field(
+        default_factory=list, metadata={"help": "rewarders to score (default: every registered one)"}
+    )
+    json: str | None = field(
+        default=None, metadata={"help": "write {rewarder: {auroc, spearman, top1, ms_per_1k}} here"}
+    )
+    split: str = field(
+        default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"}
+    )
     limit: int | None = field(default=None, metadata={"help": "score only the first N responses", "min": 0})
 
     def __post_init__(self) -> None:
@@ -170,8 +178,14 @@ def rewarder_names(requested: Sequence[str]) -> list[str]:
     return names
 
 
-def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | None = None,
-                 loading: ModelLoading | None = None, progress: bool = True) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+def bench_credit(
+    world,
+    names: Sequence[str],
+    split: str = "test",
+    limit: int | None = None,
+    loading: ModelLoading | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
     from tokenreward.progress import progress_bar
 
@@ -192,14 +206,16 @@ def bench_credit(world, names: Sequence[str], split: str = "test", limit: int | 
     with progress_bar(len(prompts), "bench credit", enabled=progress) as advance:
         for k, begin in enumerate(range(0, len(prompts), TIMING_CHUNK)):
             stop = min(begin + TIMING_CHUNK, len(prompts))
-            order = list(rewarders)[k % len(rewarders):] + list(rewarders)[: k % len(rewarders)] if rewarders else []
+            order = list(rewarders)[k % len(rewarders) :] + list(rewarders)[: k % len(rewarders)] if rewarders else []
             for name in order:
                 start, cpu_start = time.perf_counter(), time.process_time()
                 parts[name].append(rewarders[name].score(prompts[begin:stop], responses[begin:stop]))
                 wall[name] += time.perf_counter() - start
                 cpu[name] += time.process_time() - cpu_start
             advance(stop - begin)
-    results = {name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name]) for name in rewarders}
+    results = {
+        name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name]) for name in rewarders
+    }
     return results, skipped
 
 
@@ -211,8 +227,15 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
     for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "CPU ms / 1k", "AUROC within"):
         table.add_column(column, justify="left" if column == "rewarder" else "right")
     for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
-        table.add_row(name, f"{m['auroc']:.3f}", f"{m['spearman']:.3f}", f"{m['top1']:.3f}", f"{m['ms_per_1k']:.1f}",
-                      f"{m['cpu_ms_per_1k']:.1f}", f"{m['auroc_within']:.3f}")
+        table.add_row(
+            name,
+            f"{m['auroc']:.3f}",
+            f"{m['spearman']:.3f}",
+            f"{m['top1']:.3f}",
+            f"{m['ms_per_1k']:.1f}",
+            f"{m['cpu_ms_per_1k']:.1f}",
+            f"{m['auroc_within']:.3f}",
+        )
     console = Console()
     console.print(table)
     for name, reason in skipped.items():

@@ -39,8 +39,16 @@ from tokenreward.losses.preference import PREFERENCE_METHODS
 
 GUIDED = ("tgdpo", "sepo")
 METRICS = (
-    "oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled",
-    "kl", "kl_sampled", "length", "length_sampled", "defect_rate", "defect_rate_sampled",
+    "oracle_score",
+    "oracle_score_sampled",
+    "win_rate",
+    "win_rate_sampled",
+    "kl",
+    "kl_sampled",
+    "length",
+    "length_sampled",
+    "defect_rate",
+    "defect_rate_sampled",
 )
 EVAL = "preference-eval.json"
 CREDIT = "implicit-credit.json"
@@ -52,17 +60,39 @@ class PreferenceBenchConfig:
     """`tokenreward bench preference`: every preference method, every seed, the same budget."""
 
     out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
-    methods: list[str] = field(default_factory=PREFERENCE_METHODS.names, metadata={"help": "preference methods, comma-separated"})
+    methods: list[str] = field(
+        default_factory=PREFERENCE_METHODS.names, metadata={"help": "preference methods, comma-separated"}
+    )
     seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
     steps: int = field(default=200, metadata={"help": "training steps per run", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
-    trainer_options: list[str] = field(default_factory=list, metadata={"help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"})
-    credit: bool = field(default=True, metadata={"help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"})
+    eval_prompts: int | None = field(
+        default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1}
+    )
+    trainer_options: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "key=value settings for every run's trainer config (e.g. learning_rate=1e-4), comma-separated"
+        },
+    )
+    credit: bool = field(
+        default=True,
+        metadata={
+            "help": "score each trained policy's implicit token reward against the world's true credit (as `bench credit` does)"
+        },
+    )
     credit_split: str = field(default="test", metadata={"help": "world split whose responses the credit scores use"})
-    credit_limit: int | None = field(default=None, metadata={"help": "score only the first N responses of that split", "min": 0})
-    examples: int = field(default=6, metadata={"help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)", "min": 0})
+    credit_limit: int | None = field(
+        default=None, metadata={"help": "score only the first N responses of that split", "min": 0}
+    )
+    examples: int = field(
+        default=6,
+        metadata={
+            "help": "defective responses drawn in OUT/token-rewards.html: true credit, contrastive, and each method's implicit reward (seed 0)",
+            "min": 0,
+        },
+    )
 
     def __post_init__(self) -> None:
         validate_ranges(self)
@@ -76,7 +106,11 @@ def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def sample_scores(evaluation: dict[str, Any]) -> tuple[list[str], list[float]]:
@@ -84,8 +118,15 @@ def sample_scores(evaluation: dict[str, Any]) -> tuple[list[str], list[float]]:
     return [s["prompt"] for s in samples], [float(s["oracle_score"]) for s in samples]
 
 
-def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceBenchConfig, seed: int,
-             modes: Sequence[str] = ("greedy", "sampled")) -> dict[str, Any]:
+def evaluate(
+    policy_dir: Path,
+    path: Path,
+    world,
+    reference,
+    config: PreferenceBenchConfig,
+    seed: int,
+    modes: Sequence[str] = ("greedy", "sampled"),
+) -> dict[str, Any]:
     """Held-out evaluation of one policy folder (greedy and / or sampled), cached in `path`."""
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.models import load_causal_lm
@@ -98,13 +139,23 @@ def evaluate(policy_dir: Path, path: Path, world, reference, config: PreferenceB
     policy = load_causal_lm(str(policy_dir)).eval()
     result = {"settings": settings}
     for mode in modes:
-        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference, n=config.eval_prompts, greedy=mode == "greedy", seed=seed)
+        result[mode] = evaluate_policy(
+            policy,
+            world,
+            split=config.eval_split,
+            reference=reference,
+            n=config.eval_prompts,
+            greedy=mode == "greedy",
+            seed=seed,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(result, indent=2))
     return result
 
 
-def credit_scores(rewarder_name: str, resources: dict[str, Any], path: Path, world, config: PreferenceBenchConfig) -> dict[str, float]:
+def credit_scores(
+    rewarder_name: str, resources: dict[str, Any], path: Path, world, config: PreferenceBenchConfig
+) -> dict[str, float]:
     """`bench credit`'s AUROC / Spearman / top-1 of one rewarder on the world's responses, cached."""
     from tokenreward.bench.credit import credit_metrics
     from tokenreward.models import default_device
@@ -132,22 +183,40 @@ def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBe
     from tokenreward.viz.heatmap import html_page
     from tokenreward.world.oracle import token_credit
 
-    records = [r for r in world.responses(config.credit_split) if any(c < 0 for _, _, c in r["credit_spans"])][: config.examples]
+    records = [r for r in world.responses(config.credit_split) if any(c < 0 for _, _, c in r["credit_spans"])][
+        : config.examples
+    ]
     prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
     rows: list[list[dict[str, Any]]] = [[] for _ in records]
     scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", world.resources()))]
-    scorers += [(f"implicit of {m} (seed 0)", build_rewarder("implicit", policy=str(out / m / "seed-0" / "final"),
-                 reference=str(world.policy_dir), tokenizer=str(world.tokenizer_dir))) for m in methods]
+    scorers += [
+        (
+            f"implicit of {m} (seed 0)",
+            build_rewarder(
+                "implicit",
+                policy=str(out / m / "seed-0" / "final"),
+                reference=str(world.policy_dir),
+                tokenizer=str(world.tokenizer_dir),
+            ),
+        )
+        for m in methods
+    ]
     for label, rewarder in scorers:
         for i, record in enumerate(rewarder.score(prompts, responses).records()):
             if label == scorers[0][0]:
                 truth = token_credit(records[i]["credit_spans"], record["offsets"])
-                rows[i].append({**record, "rewarder": "true credit (the world)", "rewards": truth, "sequence_reward": sum(truth)})
+                rows[i].append(
+                    {**record, "rewarder": "true credit (the world)", "rewards": truth, "sequence_reward": sum(truth)}
+                )
             rows[i].append({**record, "rewarder": label})
-    return html_page([r for row in rows for r in row], f"token rewards on {len(records)} defective {config.credit_split} responses")
+    return html_page(
+        [r for row in rows for r in row], f"token rewards on {len(records)} defective {config.credit_split} responses"
+    )
 
 
-def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_sampled: dict[str, Any]) -> dict[str, float]:
+def run_metrics(
+    evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_sampled: dict[str, Any]
+) -> dict[str, float]:
     """The table's numbers for one run: greedy and sampled metrics and win rates vs the SFT."""
     metrics = {}
     for mode, suffix, sft in (("greedy", "", sft_greedy), ("sampled", "_sampled", sft_sampled)):
@@ -161,7 +230,9 @@ def run_metrics(evaluation: dict[str, Any], sft_greedy: dict[str, Any], sft_samp
     return metrics
 
 
-def paired_differences(runs: dict[str, list[dict[str, Any]]], baseline: str, keys: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
+def paired_differences(
+    runs: dict[str, list[dict[str, Any]]], baseline: str, keys: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     """Per method, mean and std over seeds of `metric(method, seed) - metric(baseline, seed)`
     (the same seed gives the same data order, so seeds pair up)."""
     base = {r["seed"]: r for r in runs[baseline]}
@@ -176,31 +247,65 @@ def credit_table(results: dict[str, Any]) -> str:
     lines = ["| token reward | AUROC | Spearman | top-1 |", "|---|---|---|---|"]
     for name, metrics in results["credit"].items():
         label = name if name.startswith("contrastive") else f"implicit of {name}"
-        lines.append(f"| {label} | " + " | ".join(f"{metrics[f'implicit_{k}']['mean']:.3f} ± {metrics[f'implicit_{k}']['std']:.3f}" for k in CREDIT_METRICS) + " |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join(
+                f"{metrics[f'implicit_{k}']['mean']:.3f} ± {metrics[f'implicit_{k}']['std']:.3f}"
+                for k in CREDIT_METRICS
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def difference_table(differences: dict[str, dict[str, dict[str, float]]]) -> str:
-    keys = [k for k in ("oracle_score", "oracle_score_sampled", "win_rate", "win_rate_sampled", "implicit_auroc", "implicit_spearman")
-            if differences and k in next(iter(differences.values()))]
+    keys = [
+        k
+        for k in (
+            "oracle_score",
+            "oracle_score_sampled",
+            "win_rate",
+            "win_rate_sampled",
+            "implicit_auroc",
+            "implicit_spearman",
+        )
+        if differences and k in next(iter(differences.values()))
+    ]
     lines = ["| minus DPO (same seed) | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for method, values in differences.items():
-        lines.append(f"| {method} | " + " | ".join(f"{values[k]['mean']:+.3f} ± {values[k]['std']:.3f}" for k in keys) + " |")
+        lines.append(
+            f"| {method} | " + " | ".join(f"{values[k]['mean']:+.3f} ± {values[k]['std']:.3f}" for k in keys) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    columns = [("oracle_score", "oracle (greedy)"), ("oracle_score_sampled", "oracle (sampled)"), ("win_rate", "win vs SFT (greedy)"),
-               ("win_rate_sampled", "win vs SFT (sampled)"), ("kl", "KL"), ("length", "length"), ("defect_rate", "defect rate")]
+    columns = [
+        ("oracle_score", "oracle (greedy)"),
+        ("oracle_score_sampled", "oracle (sampled)"),
+        ("win_rate", "win vs SFT (greedy)"),
+        ("win_rate_sampled", "win vs SFT (sampled)"),
+        ("kl", "KL"),
+        ("length", "length"),
+        ("defect_rate", "defect rate"),
+    ]
     lines = ["| method | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     sft = results["sft"]
     lines.append("| SFT | " + " | ".join(f"{sft[k]:.3f}" if k in sft else "-" for k, _ in columns) + " |")
     for name, metrics in results["methods"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{metrics[k]['mean']:.3f} ± {metrics[k]['std']:.3f}" for k, _ in columns) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{metrics[k]['mean']:.3f} ± {metrics[k]['std']:.3f}" for k, _ in columns)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
-@register_bench("preference", PreferenceBenchConfig, help="train the preference methods on the world (several seeds) and compare oracle score, win rate vs SFT, KL, length")
+@register_bench(
+    "preference",
+    PreferenceBenchConfig,
+    help="train the preference methods on the world (several seeds) and compare oracle score, win rate vs SFT, KL, length",
+)
 def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     from rich.console import Console
 
@@ -212,7 +317,9 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     console = Console(stderr=True)
     unknown = [m for m in config.methods if m not in PREFERENCE_METHODS]
     if unknown or not config.methods:
-        raise ValueError(f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}")
+        raise ValueError(
+            f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}"
+        )
     if config.seeds < 1 or config.steps < 1:
         raise ValueError(f"bench preference: seeds and steps must be positive (got {config.seeds}, {config.steps})")
     options = parse_options(config.trainer_options)
@@ -223,8 +330,15 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
 
     console.rule("[bold]bench preference: SFT policy")
     sft = {  # greedy decoding does not depend on the seed
-        seed: evaluate(Path(world.policy_dir), out / "sft" / f"seed-{seed}" / EVAL, world, reference, config, seed,
-                       ("greedy", "sampled") if seed == 0 else ("sampled",))
+        seed: evaluate(
+            Path(world.policy_dir),
+            out / "sft" / f"seed-{seed}" / EVAL,
+            world,
+            reference,
+            config,
+            seed,
+            ("greedy", "sampled") if seed == 0 else ("sampled",),
+        )
         for seed in range(config.seeds)
     }
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
@@ -235,32 +349,50 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         if method in GUIDED:
             run_options["guide_policy"] = str((out / "dpo" / f"seed-{seed}" / "final").resolve())
         spec = Method(method, method, None)
-        trainer_config(spec, world_root, config.steps, seed, run_dir, run_options, resume=False)  # fail early on bad options
+        trainer_config(
+            spec, world_root, config.steps, seed, run_dir, run_options, resume=False
+        )  # fail early on bad options
         train_run(spec, run_dir, config, world_root, seed, run_options, console)
         evaluation = evaluate(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
         metrics = run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])
         if config.credit:
-            implicit = {"policy": str(run_dir / "final"), "reference": str(world.policy_dir), "tokenizer": str(world.tokenizer_dir)}
+            implicit = {
+                "policy": str(run_dir / "final"),
+                "reference": str(world.policy_dir),
+                "tokenizer": str(world.tokenizer_dir),
+            }
             credit = credit_scores("implicit", implicit, run_dir / CREDIT, world, config)
             metrics.update({f"implicit_{k}": v for k, v in credit.items()})
         runs[method].append({"seed": seed, **metrics})
 
-    sft_row = {key + suffix: float(sft[0][mode][key]) for mode, suffix in (("greedy", ""), ("sampled", "_sampled"))
-               for key in ("oracle_score", "kl", "length", "defect_rate")}
+    sft_row = {
+        key + suffix: float(sft[0][mode][key])
+        for mode, suffix in (("greedy", ""), ("sampled", "_sampled"))
+        for key in ("oracle_score", "kl", "length", "defect_rate")
+    }
     results = {
-        "world": str(world_root), "steps": config.steps, "seeds": config.seeds, "eval_split": config.eval_split,
-        "eval_prompts": len(sft[0]["greedy"]["samples"]), "trainer_options": options, "sft": sft_row,
+        "world": str(world_root),
+        "steps": config.steps,
+        "seeds": config.seeds,
+        "eval_split": config.eval_split,
+        "eval_prompts": len(sft[0]["greedy"]["samples"]),
+        "trainer_options": options,
+        "sft": sft_row,
         "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
         "runs": runs,
     }
     if "dpo" in runs and len(runs) > 1:
-        results["difference_to_dpo"] = paired_differences(runs, "dpo", [k for k in (*METRICS, *(f"implicit_{c}" for c in CREDIT_METRICS)) if k in runs["dpo"][0]])
+        results["difference_to_dpo"] = paired_differences(
+            runs, "dpo", [k for k in (*METRICS, *(f"implicit_{c}" for c in CREDIT_METRICS)) if k in runs["dpo"][0]]
+        )
     if config.credit:
         keys = [f"implicit_{k}" for k in CREDIT_METRICS]
         results["credit"] = {m: {key: mean_std([r[key] for r in runs[m]]) for key in keys} for m in methods}
         results["credit"]["contrastive (the T-REG target, from the SFT policy)"] = {
             f"implicit_{k}": {"mean": v, "std": 0.0, "n": 1}
-            for k, v in credit_scores("contrastive", dict(world.resources()), out / "sft" / "contrastive-credit.json", world, config).items()
+            for k, v in credit_scores(
+                "contrastive", dict(world.resources()), out / "sft" / "contrastive-credit.json", world, config
+            ).items()
         }
     write_atomic(out / "results.json", json.dumps(results, indent=2))
     if config.examples > 0:

@@ -65,31 +65,50 @@ EVAL = "eval.json"
 class RLBenchConfig:
     """`tokenreward bench rl`: every method, every seed, the same number of steps."""
 
-    out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, curves.png, report.html"})
+    out: Path = field(
+        metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, curves.png, report.html"}
+    )
     methods: list[str] = field(
         default_factory=lambda: list(DEFAULT_METHODS),
         metadata={"help": "methods, TRAINER or TRAINER-REWARDER, comma-separated"},
     )
     seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
-    steps: int = field(default=100, metadata={"help": "training steps per run (the same budget for every method)", "min": 1})
+    steps: int = field(
+        default=100, metadata={"help": "training steps per run (the same budget for every method)", "min": 1}
+    )
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
-    baseline: str = field(default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"})
+    baseline: str = field(
+        default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"}
+    )
     eval_split: str = field(default="test", metadata={"help": "held-out split for the final evaluation"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1})
+    eval_prompts: int | None = field(
+        default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1}
+    )
     eval_seed: int | None = field(
         default=None,
-        metadata={"help": "sampling seed of every held-out evaluation (default: each run's own seed); one fixed seed "
-                          "gives every policy the same random draws, so the seed spread is the training's, not the sampling's",
-                  "min": 0},
+        metadata={
+            "help": "sampling seed of every held-out evaluation (default: each run's own seed); one fixed seed "
+            "gives every policy the same random draws, so the seed spread is the training's, not the sampling's",
+            "min": 0,
+        },
     )
-    window: int = field(default=5, metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline", "min": 1})
-    samples: int = field(default=3, metadata={"help": "sample responses per method shown as heatmaps in the report", "min": 0})
-    heatmap_rewarder: str = field(default="red", metadata={"help": "rewarder that colours the report's sample responses"})
+    window: int = field(
+        default=5,
+        metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline", "min": 1},
+    )
+    samples: int = field(
+        default=3, metadata={"help": "sample responses per method shown as heatmaps in the report", "min": 0}
+    )
+    heatmap_rewarder: str = field(
+        default="red", metadata={"help": "rewarder that colours the report's sample responses"}
+    )
     trainer_options: list[str] = field(
         default_factory=list,
         metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
     )
-    jobs: int = field(default=1, metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)"})
+    jobs: int = field(
+        default=1, metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)"}
+    )
 
     def __post_init__(self) -> None:
         validate_ranges(self)
@@ -132,7 +151,9 @@ class _RaisingParser(argparse.ArgumentParser):
         raise ValueError(f"{self.prog}: {message}")
 
 
-def trainer_config(method: Method, world: Path, steps: int, seed: int, out: Path, options: dict[str, str], resume: bool) -> Any:
+def trainer_config(
+    method: Method, world: Path, steps: int, seed: int, out: Path, options: dict[str, str], resume: bool
+) -> Any:
     """The trainer's config for one run, built through the same flags as `tokenreward train`."""
     spec = TRAINERS.get(method.trainer)
     if not dataclasses.is_dataclass(spec.config):
@@ -183,14 +204,20 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def train_run(method: Method, run_dir: Path, config: RLBenchConfig, world_root: Path, seed: int, options: dict[str, str], console) -> dict[str, Any]:
+def train_run(
+    method: Method, run_dir: Path, config: RLBenchConfig, world_root: Path, seed: int, options: dict[str, str], console
+) -> dict[str, Any]:
     """Train one (method, seed) unless its done marker says it finished with the same config."""
     trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, resume=False)
     wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in ("resume", "progress")}
     done = _read_json(run_dir / DONE)
     if done is not None:
         before = done["config"]
-        changed = [f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(wanted) | set(before)) if wanted.get(k) != before.get(k)]
+        changed = [
+            f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}"
+            for k in sorted(set(wanted) | set(before))
+            if wanted.get(k) != before.get(k)
+        ]
         if changed:
             raise ValueError(
                 f"{run_dir} finished with other settings ({'; '.join(changed)}); use another --out or delete that run folder"
@@ -207,13 +234,22 @@ def train_run(method: Method, run_dir: Path, config: RLBenchConfig, world_root: 
     seconds = time.perf_counter() - start
     if not (run_dir / "final").is_dir():
         raise FileNotFoundError(f"trainer {method.trainer!r} finished without writing {run_dir / 'final'}")
-    done = {"method": method.name, "trainer": method.trainer, "rewarder": method.rewarder, "seed": seed,
-            "train_seconds": seconds, "resumed": resume, "config": wanted}
+    done = {
+        "method": method.name,
+        "trainer": method.trainer,
+        "rewarder": method.rewarder,
+        "seed": seed,
+        "train_seconds": seconds,
+        "resumed": resume,
+        "config": wanted,
+    }
     _write_json(run_dir / DONE, done)
     return done
 
 
-def evaluate_run(policy_dir: Path, eval_path: Path, world, reference, config: RLBenchConfig, seed: int) -> dict[str, Any]:
+def evaluate_run(
+    policy_dir: Path, eval_path: Path, world, reference, config: RLBenchConfig, seed: int
+) -> dict[str, Any]:
     """Held-out evaluation of one policy folder, sampled (seeded by `seed`, as in training, or
     by `config.eval_seed` when set) and greedy, cached in `eval_path` for these settings."""
     from tokenreward.evaluation import evaluate_policy
@@ -227,21 +263,32 @@ def evaluate_run(policy_dir: Path, eval_path: Path, world, reference, config: RL
     policy = load_causal_lm(policy_dir).eval()
     result: dict[str, Any] = {"settings": settings}
     for mode in EVAL_MODES:
-        result[mode] = evaluate_policy(policy, world, split=config.eval_split, reference=reference,
-                                       n=config.eval_prompts, greedy=mode == "greedy", seed=seed)
+        result[mode] = evaluate_policy(
+            policy,
+            world,
+            split=config.eval_split,
+            reference=reference,
+            n=config.eval_prompts,
+            greedy=mode == "greedy",
+            seed=seed,
+        )
     eval_path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(eval_path, result)
     return result
 
 
-def score_samples(world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str) -> dict[str, list[dict[str, Any]]]:
+def score_samples(
+    world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str
+) -> dict[str, list[dict[str, Any]]]:
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
     from tokenreward.rewards import build_rewarder
 
     rewarder = build_rewarder(rewarder_name, world.resources())
     scored = {}
     for method, items in samples.items():
-        records = rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []
+        records = (
+            rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []
+        )
         scored[method] = [{**s, "record": r} for s, r in zip(items, records)]
     return scored
 
@@ -260,8 +307,17 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def train_and_evaluate(method, run_dir: Path, config, world_root: Path, seed: int, options: dict[str, str], console=None,
-                       world=None, reference=None) -> dict[str, Any]:
+def train_and_evaluate(
+    method,
+    run_dir: Path,
+    config,
+    world_root: Path,
+    seed: int,
+    options: dict[str, str],
+    console=None,
+    world=None,
+    reference=None,
+) -> dict[str, Any]:
     """Train one run (unless done) and evaluate its final policy; the world and the reference
     policy are opened here when not given (in a worker process)."""
     from rich.console import Console
@@ -280,7 +336,9 @@ def train_and_evaluate(method, run_dir: Path, config, world_root: Path, seed: in
     return {"seed": seed, "done": done, "eval": evaluation, "log": log, "seconds": time.perf_counter() - started}
 
 
-def run_all(methods, config, world, world_root: Path, reference, options: dict[str, str], console) -> dict[str, list[dict[str, Any]]]:
+def run_all(
+    methods, config, world, world_root: Path, reference, options: dict[str, str], console
+) -> dict[str, list[dict[str, Any]]]:
     """Every (method, seed) run, in `config.jobs` processes at a time; per method its runs in seed order."""
     out = Path(config.out)
     todo = [(m, s) for m in methods for s in range(config.seeds)]
@@ -290,30 +348,44 @@ def run_all(methods, config, world, world_root: Path, reference, options: dict[s
     # finished runs are only read back (no process needed); with one job every run goes here
     in_process = todo if config.jobs <= 1 else [(m, s) for m, s in todo if (runs_dir[m.name, s] / DONE).exists()]
     for k, (method, seed) in enumerate(in_process):
-        console.rule(f"[bold]bench rl [{k + 1}/{len(todo)}]: {method.name}, seed {seed}, {config.steps} steps"
-                     f"{remaining_note(spent, len(todo) - k)}")
-        run = train_and_evaluate(method, runs_dir[method.name, seed], config, world_root, seed, options, console, world, reference)
+        console.rule(
+            f"[bold]bench rl [{k + 1}/{len(todo)}]: {method.name}, seed {seed}, {config.steps} steps"
+            f"{remaining_note(spent, len(todo) - k)}"
+        )
+        run = train_and_evaluate(
+            method, runs_dir[method.name, seed], config, world_root, seed, options, console, world, reference
+        )
         spent.append(run["seconds"])
         results[method.name, seed] = run
     pending = [(m, s) for m, s in todo if (m.name, s) not in results]
     if pending:
         spent, quiet = [], {**options, "progress": "false"}
-        console.rule(f"[bold]bench rl: {len(pending)} runs of {config.steps} steps, {config.jobs} at a time (one process each)")
+        console.rule(
+            f"[bold]bench rl: {len(pending)} runs of {config.steps} steps, {config.jobs} at a time (one process each)"
+        )
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_one_thread) as pool:
-            futures = {pool.submit(train_and_evaluate, m, runs_dir[m.name, s], config, world_root, s, quiet): (m, s)
-                       for m, s in pending}
+            futures = {
+                pool.submit(train_and_evaluate, m, runs_dir[m.name, s], config, world_root, s, quiet): (m, s)
+                for m, s in pending
+            }
             for future in as_completed(futures):
                 method, seed = futures[future]
                 run = future.result()
                 spent.append(run["seconds"])
                 results[method.name, seed] = run
-                console.print(f"  [{len(results)}/{len(todo)}] {method.name} seed {seed}: {run['seconds']:.0f} s"
-                              f"{remaining_note(spent, len(todo) - len(results), config.jobs)}")
+                console.print(
+                    f"  [{len(results)}/{len(todo)}] {method.name} seed {seed}: {run['seconds']:.0f} s"
+                    f"{remaining_note(spent, len(todo) - len(results), config.jobs)}"
+                )
     return {m.name: [results[m.name, s] for s in range(config.seeds)] for m in methods}
 
 
-@register_bench("rl", RLBenchConfig, help="train RL methods on the world (same budget, several seeds) and compare held-out oracle scores")
+@register_bench(
+    "rl",
+    RLBenchConfig,
+    help="train RL methods on the world (same budget, several seeds) and compare held-out oracle scores",
+)
 def run(config: RLBenchConfig, name: str = "rl") -> Path:
     """Run (or resume) the benchmark; returns the path of `results.json`."""
     from rich.console import Console
@@ -325,8 +397,10 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     if min(config.seeds, config.steps, config.window, config.jobs) < 1:
-        raise ValueError(f"bench rl: seeds, steps, window and jobs must be positive (got {config.seeds}, {config.steps}, "
-                         f"{config.window}, {config.jobs})")
+        raise ValueError(
+            f"bench rl: seeds, steps, window and jobs must be positive (got {config.seeds}, {config.steps}, "
+            f"{config.window}, {config.jobs})"
+        )
     if not config.methods or len(set(config.methods)) != len(config.methods):
         raise ValueError(f"bench rl: --methods must name distinct methods, got {config.methods}")
     methods = [resolve_method(m) for m in config.methods]
@@ -337,7 +411,9 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     known = set().union(*({f.name for f in dataclasses.fields(TRAINERS.get(m.trainer).config)} for m in methods))
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}")
+        raise ValueError(
+            f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}"
+        )
 
     if config.baseline not in config.methods:
         console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
@@ -351,7 +427,14 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     sft_runs = []
     for seed in range(config.seeds) if config.eval_seed is None else [config.eval_seed]:
         console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
-        sft_runs.append({"seed": seed, "eval": evaluate_run(Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed)})
+        sft_runs.append(
+            {
+                "seed": seed,
+                "eval": evaluate_run(
+                    Path(world.policy_dir), out / "sft" / f"eval-seed-{seed}.json", world, reference, config, seed
+                ),
+            }
+        )
     runs = run_all(methods, config, world, world_root, reference, options, console)
 
     results = aggregate(methods, runs, sft_runs, config)
@@ -359,10 +442,17 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     results["eval_prompts"] = sft_runs[0]["eval"]["sampled"]["n"]
     _write_json(out / "results.json", results)
     curves = {name: [r["log"] for r in method_runs] for name, method_runs in runs.items()}
-    png = save_learning_curves(out / "curves.png", curves, metrics=("oracle_score", "kl"), window=config.window,
-                               title=f"oracle score and KL of the sampled training batches, mean ± std over {config.seeds} seed(s)")
+    png = save_learning_curves(
+        out / "curves.png",
+        curves,
+        metrics=("oracle_score", "kl"),
+        window=config.window,
+        title=f"oracle score and KL of the sampled training batches, mean ± std over {config.seeds} seed(s)",
+    )
     samples = {"SFT policy": sft_runs[0]["eval"]["sampled"]["samples"][: config.samples]}
-    samples.update({name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()})
+    samples.update(
+        {name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()}
+    )
     scored = score_samples(world, samples, config.heatmap_rewarder)
     _write_json(out / "samples.json", scored)
     write_atomic(out / "report.html", rl_report(results, png, scored))

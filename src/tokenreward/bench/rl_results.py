@@ -42,12 +42,16 @@ def summarize_runs(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[st
     return {key: summarize([r[key] for r in runs if isinstance(r.get(key), (int, float))]) for key in keys}
 
 
-def aggregate(methods: list[Any], runs: dict[str, list[dict[str, Any]]], sft_runs: list[dict[str, Any]], config: Any) -> dict[str, Any]:
+def aggregate(
+    methods: list[Any], runs: dict[str, list[dict[str, Any]]], sft_runs: list[dict[str, Any]], config: Any
+) -> dict[str, Any]:
     """`results.json`: the SFT policy's and each method's mean / std over seeds, and the logged
     steps each method needs to reach the baseline's final oracle score (`methods`: `bench.rl.Method`s; `config`:
     its `RLBenchConfig`)."""
     metric_keys = tuple(run_metrics({"sampled": {}, "greedy": {}}))
-    curves = {name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()}
+    curves = {
+        name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()
+    }
     target = None
     baseline_finals = [values[-1] for _, values in curves.get(config.baseline, []) if values]
     if baseline_finals:
@@ -70,20 +74,24 @@ def aggregate(methods: list[Any], runs: dict[str, list[dict[str, Any]]], sft_run
         method_runs = runs[method.name]
         entry: dict[str, Any] = {"trainer": method.trainer, "rewarder": method.rewarder, "runs": []}
         for run, (steps, values) in zip(method_runs, curves[method.name]):
-            entry["runs"].append({
-                "seed": run["seed"],
-                **run_metrics(run["eval"]),
-                "final_logged_oracle_score": values[-1] if values else None,
-                "steps_to_target": first_step_reaching(steps, values, target) if target is not None else None,
-                "train_seconds": run["done"]["train_seconds"],
-            })
+            entry["runs"].append(
+                {
+                    "seed": run["seed"],
+                    **run_metrics(run["eval"]),
+                    "final_logged_oracle_score": values[-1] if values else None,
+                    "steps_to_target": first_step_reaching(steps, values, target) if target is not None else None,
+                    "train_seconds": run["done"]["train_seconds"],
+                }
+            )
         entry.update(summarize_runs(entry["runs"], metric_keys + ("train_seconds", "final_logged_oracle_score")))
         if target is not None:
             reached = [r["steps_to_target"] for r in entry["runs"] if r["steps_to_target"] is not None]
             stat = summarize(reached) or {"mean": None, "std": None, "values": []}
             entry["steps_to_target"] = {**stat, "reached": len(reached), "of": len(entry["runs"])}
         results["methods"][method.name] = entry
-    results["comparisons"] = {m.name: gap_to_baseline(results, m.name) for m in methods if gap_to_baseline(results, m.name)}
+    results["comparisons"] = {
+        m.name: gap_to_baseline(results, m.name) for m in methods if gap_to_baseline(results, m.name)
+    }
     return results
 
 
@@ -98,11 +106,19 @@ def print_table(results: dict[str, Any], console) -> None:
     for header in ("method", "oracle score", "greedy", "KL", "length", f"steps to {results['baseline']}"):
         table.add_column(header, justify="left" if header == "method" else "right")
     rows = [("SFT policy", results["sft"], "-")]
-    rows += [(name, m, "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target")))
-             for name, m in results["methods"].items()]
+    rows += [
+        (name, m, "baseline" if name == results["baseline"] else format_steps(m.get("steps_to_target")))
+        for name, m in results["methods"].items()
+    ]
     for name, m, steps in rows:
-        table.add_row(name, format_stat(m["oracle_score"]), format_stat(m["greedy_oracle_score"]), format_stat(m["kl"]),
-                      format_stat(m["length"], 1), steps)
+        table.add_row(
+            name,
+            format_stat(m["oracle_score"]),
+            format_stat(m["greedy_oracle_score"]),
+            format_stat(m["kl"]),
+            format_stat(m["length"], 1),
+            steps,
+        )
     console.print(table)
     for comparison in results.get("comparisons", {}).values():
         console.print(gap_sentence(comparison))

@@ -26,29 +26,57 @@ from tokenreward.config import add_config_arguments, config_from_args
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
 #: seconds each stage is expected to take on an idle 2-core machine (estimates from stage timings of the old and the
 #: new recipe measured side by side; the ETA scales them by the speed seen so far)
-EXPECTED_SECONDS = {"data": 3, "tokenizer": 1, "policy": 70, "policy_pairs": 18, "reward_model": 102, "measure": 8,
-                    "heatmaps": 3, "rl": 110}
+EXPECTED_SECONDS = {
+    "data": 3,
+    "tokenizer": 1,
+    "policy": 70,
+    "policy_pairs": 18,
+    "reward_model": 102,
+    "measure": 8,
+    "heatmaps": 3,
+    "rl": 110,
+}
 WORLD_STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
 
 
 @dataclass
 class DemoConfig:
-    out: Path = field(default=Path("tokenreward-demo"), metadata={"help": "output folder (runs, results.json, curves.png, report.html)"})
-    world: Path | None = field(default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"})
+    out: Path = field(
+        default=Path("tokenreward-demo"),
+        metadata={"help": "output folder (runs, results.json, curves.png, report.html)"},
+    )
+    world: Path | None = field(
+        default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"}
+    )
     steps: int = field(default=100, metadata={"help": "PPO steps per run"})
     seeds: int = field(default=2, metadata={"help": "seeds per method (the printed spread is over these)"})
     learning_rate: float = field(default=5e-5, metadata={"help": "policy learning rate"})
     kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy"})
     jobs: int = field(default=2, metadata={"help": "PPO runs trained at once, one process and one thread each"})
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
-    eval_prompts: int | None = field(default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"})
+    eval_prompts: int | None = field(
+        default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"}
+    )
 
     def __post_init__(self):
-        checks = {"steps": self.steps >= 1, "seeds": self.seeds >= 1, "jobs": self.jobs >= 1,
-                  "learning_rate": 0 < self.learning_rate < float("inf"), "kl_coef": 0 <= self.kl_coef < float("inf"),
-                  "heatmaps": self.heatmaps >= 0, "eval_prompts": self.eval_prompts is None or self.eval_prompts >= 1}
-        rules = {"steps": ">= 1", "seeds": ">= 1", "jobs": ">= 1", "learning_rate": "> 0", "kl_coef": ">= 0", "heatmaps": ">= 0",
-                 "eval_prompts": ">= 1"}
+        checks = {
+            "steps": self.steps >= 1,
+            "seeds": self.seeds >= 1,
+            "jobs": self.jobs >= 1,
+            "learning_rate": 0 < self.learning_rate < float("inf"),
+            "kl_coef": 0 <= self.kl_coef < float("inf"),
+            "heatmaps": self.heatmaps >= 0,
+            "eval_prompts": self.eval_prompts is None or self.eval_prompts >= 1,
+        }
+        rules = {
+            "steps": ">= 1",
+            "seeds": ">= 1",
+            "jobs": ">= 1",
+            "learning_rate": "> 0",
+            "kl_coef": ">= 0",
+            "heatmaps": ">= 0",
+            "eval_prompts": ">= 1",
+        }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"--{name.replace('_', '-')} must be {rules[name]}, got {getattr(self, name)}")
@@ -72,8 +100,10 @@ class StageClock:
         done = sum(EXPECTED_SECONDS.get(s, 0) for s in self.seconds)
         pace = sum(self.seconds.values()) / done if done >= 5 else 1.0
         left = pace * sum(EXPECTED_SECONDS.get(s, 0) for s in self.stages[self.stages.index(stage) :])
-        self.console.print(f"[bold cyan][{self.stages.index(stage) + 1}/{len(self.stages)}][/] {what}  "
-                           f"[dim]{now - self.started:.0f} s so far, about {_duration(left)} left[/]")
+        self.console.print(
+            f"[bold cyan][{self.stages.index(stage) + 1}/{len(self.stages)}][/] {what}  "
+            f"[dim]{now - self.started:.0f} s so far, about {_duration(left)} left[/]"
+        )
         self.current = (stage, now)
 
     def finish(self) -> None:
@@ -91,9 +121,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-WORLD_STAGE_WORDS = {"data": "world: prompts, responses and labelled pairs", "tokenizer": "world: tokenizer",
-                     "policy": "world: SFT policy (supervised fine-tuning)", "policy_pairs": "world: pairs of the policy's own samples",
-                     "reward_model": "world: reward model", "measure": "world: measuring the policy and the reward model"}
+WORLD_STAGE_WORDS = {
+    "data": "world: prompts, responses and labelled pairs",
+    "tokenizer": "world: tokenizer",
+    "policy": "world: SFT policy (supervised fine-tuning)",
+    "policy_pairs": "world: pairs of the policy's own samples",
+    "reward_model": "world: reward model",
+    "measure": "world: measuring the policy and the reward model",
+}
 
 
 def open_or_build_world(path: Path | None, clock: StageClock, console):
@@ -134,7 +169,9 @@ def show_heatmaps(world, count: int, console) -> None:
         console.print(f"[bold]{k}.[/] [dim]{response['family']} · oracle score {response['oracle_score']:.2f}[/]")
         console.print(response["prompt"], style="dim", markup=False, highlight=False)
         console.print(terminal_heatmap(record))
-        console.print(terminal_heatmap(credit_record(record, response.get("credit_spans", []), response["oracle_score"])))
+        console.print(
+            terminal_heatmap(credit_record(record, response.get("credit_spans", []), response["oracle_score"]))
+        )
         console.print()
 
 
@@ -143,8 +180,11 @@ def record_timings(results_path: Path, clock: StageClock, world, built: bool) ->
     results = json.loads(results_path.read_text())
     world_seconds = world.config.get("stage_seconds", {})
     results["demo"] = {
-        "stage_seconds": clock.seconds, "total_seconds": clock.total(), "world_built_now": built,
-        "world_stage_seconds": world_seconds, "world_metrics": world.metrics,
+        "stage_seconds": clock.seconds,
+        "total_seconds": clock.total(),
+        "world_built_now": built,
+        "world_stage_seconds": world_seconds,
+        "world_metrics": world.metrics,
     }
     tmp = results_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")
@@ -188,8 +228,11 @@ def run_demo(config: DemoConfig) -> Path:
     results_path = bench_rl(bench, "rl")
     clock.finish()
     results = record_timings(results_path, clock, world, built)
-    seconds = "  ".join(f"{k} {v:.0f} s" for k, v in {**results["demo"]["world_stage_seconds"], **clock.seconds}.items()
-                        if built or k not in WORLD_STAGES)
+    seconds = "  ".join(
+        f"{k} {v:.0f} s"
+        for k, v in {**results["demo"]["world_stage_seconds"], **clock.seconds}.items()
+        if built or k not in WORLD_STAGES
+    )
     report = Path(config.out) / "report.html"
     console.print(f"\n[bold]done in {_duration(clock.total())}[/] ({seconds}). Open the report: {report}")
     return report

@@ -41,24 +41,59 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--reviser", choices=REVISERS.names(), help="who revises the rejected responses")
-    parser.add_argument("--tokenizer", help="tokenizer whose tokens get the labels (default with --world: the world's)")
+    parser.add_argument(
+        "--tokenizer", help="tokenizer whose tokens get the labels (default with --world: the world's)"
+    )
     parser.add_argument("--input", type=Path, help="pairs JSONL with prompt, chosen, rejected")
-    parser.add_argument("--split", default="reward", help="without --input: label this split of the world's pairs (default: reward)")
-    parser.add_argument("--world", help="world folder (--reviser world, or pairs without --input; default: the built world)")
+    parser.add_argument(
+        "--split", default="reward", help="without --input: label this split of the world's pairs (default: reward)"
+    )
+    parser.add_argument(
+        "--world", help="world folder (--reviser world, or pairs without --input; default: the built world)"
+    )
     parser.add_argument("--output", type=Path, required=True, help="labels JSONL (appended; a rerun resumes)")
     parser.add_argument("--limit", type=at_least(0), help="label only the first N pairs, N >= 0")
-    parser.add_argument("--keep-failed", action="store_true", help="a rerun leaves the pairs recorded as failed instead of retrying them")
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="a rerun leaves the pairs recorded as failed instead of retrying them",
+    )
     openai = parser.add_argument_group("openai reviser")
-    openai.add_argument("--base-url", help="OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)")
+    openai.add_argument(
+        "--base-url", help="OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)"
+    )
     openai.add_argument("--model", help="model name (openai; default $OPENAI_MODEL) or model folder (hf)")
-    openai.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key (default: OPENAI_API_KEY)")
-    openai.add_argument("--timeout", type=above(0), default=60.0, help="deadline in seconds for each whole request, > 0 (default: 60)")
-    openai.add_argument("--retries", type=at_least(0), default=4, help="retries on timeouts, 429, 5xx and non-JSON replies, >= 0 (default: 4)")
+    openai.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the API key (default: OPENAI_API_KEY)",
+    )
+    openai.add_argument(
+        "--timeout", type=above(0), default=60.0, help="deadline in seconds for each whole request, > 0 (default: 60)"
+    )
+    openai.add_argument(
+        "--retries",
+        type=at_least(0),
+        default=4,
+        help="retries on timeouts, 429, 5xx and non-JSON replies, >= 0 (default: 4)",
+    )
     openai.add_argument("--concurrency", type=at_least(1), default=4, help="requests in flight, >= 1 (default: 4)")
     openai.add_argument("--cache", type=Path, help="reply cache folder (default: ~/.cache/tokenreward/replies)")
-    parser.add_argument("--max-new-tokens", type=at_least(1), default=512, help="hf reviser: tokens to generate, >= 1 (default: 512)")
-    parser.add_argument("--show", type=at_least(0), default=0, metavar="N", help="print the first N labelled records as a coloured diff")
-    parser.add_argument("--html", type=Path, help="with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)")
+    parser.add_argument(
+        "--max-new-tokens", type=at_least(1), default=512, help="hf reviser: tokens to generate, >= 1 (default: 512)"
+    )
+    parser.add_argument(
+        "--show",
+        type=at_least(0),
+        default=0,
+        metavar="N",
+        help="print the first N labelled records as a coloured diff",
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        help="with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -83,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         if args.html:
             from tokenreward.viz.heatmap import html_page
 
-            write_atomic(args.html, html_page([r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"))
+            write_atomic(
+                args.html,
+                html_page(
+                    [r for record in shown for r in heatmap_records(record)], title=f"TLCR labels: {args.output.name}"
+                ),
+            )
             console.print(f"heatmaps: {args.html}")
     return 0
 
@@ -100,8 +140,14 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"{where}, record {k}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
         prompt = pair["prompt"]
-        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt))):
+        if not (
+            isinstance(prompt, str)
+            or (
+                isinstance(prompt, list)
+                and prompt
+                and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt)
+            )
+        ):
             raise ValueError(f"{where}, record {k}: 'prompt' must be text or a list of {{role, content}} messages")
         for key in ("chosen", "rejected"):
             try:
@@ -124,11 +170,15 @@ def done_records(output: Path, pairs: list[dict[str, Any]]) -> dict[int, dict[st
     for k, record in enumerate(read_jsonl_for_append(output, "pair")):
         index = record.get("pair", k)
         if not isinstance(index, int) or not 0 <= index < len(pairs):
-            raise ValueError(f"{output}, record {k}, is for pair {index!r} but the input has {len(pairs)} pairs; "
-                             "use another --output")
+            raise ValueError(
+                f"{output}, record {k}, is for pair {index!r} but the input has {len(pairs)} pairs; "
+                "use another --output"
+            )
         pair = pairs[index]
         if record.get("prompt") != pair["prompt"] or record.get("rejected") != response_text(pair["rejected"], index):
-            raise ValueError(f"{output}, record {k}, is not the label of input pair {index}; use another --output to start afresh")
+            raise ValueError(
+                f"{output}, record {k}, is not the label of input pair {index}; use another --output to start afresh"
+            )
         done[index] = record
     return done
 
@@ -137,7 +187,12 @@ def pair_record(tokenizer, index: int, request: RevisionRequest, revision) -> di
     if revision.ok:
         record = label_pair(tokenizer, request.prompt, request.rejected, revision.revision, revision.reasoning)
     else:
-        record = {"prompt": request.prompt, "rejected": request.rejected, "failed": revision.failure, "reply": revision.reply}
+        record = {
+            "prompt": request.prompt,
+            "rejected": request.rejected,
+            "failed": revision.failure,
+            "reply": revision.reply,
+        }
     return {"pair": index, **record}
 
 
@@ -180,14 +235,18 @@ def label(args: argparse.Namespace, console) -> int:
         for begin in range(0, len(todo), reviser.batch_size):
             indices = todo[begin : begin + reviser.batch_size]
             requests = [
-                RevisionRequest(pairs[k]["prompt"], response_text(pairs[k]["rejected"], k), response_text(pairs[k]["chosen"], k))
+                RevisionRequest(
+                    pairs[k]["prompt"], response_text(pairs[k]["rejected"], k), response_text(pairs[k]["chosen"], k)
+                )
                 for k in indices
             ]
             try:
                 revisions = reviser.revise_batch(requests)
             except ReviserError as err:
-                raise ReviserError(f"{err}; {sum(k < wanted for k in done)} of {wanted} pairs are in {args.output}; "
-                                   "rerun the same command to resume") from None
+                raise ReviserError(
+                    f"{err}; {sum(k < wanted for k in done)} of {wanted} pairs are in {args.output}; "
+                    "rerun the same command to resume"
+                ) from None
             for k, request, revision in zip(indices, requests, revisions):
                 record = pair_record(tokenizer, k, request, revision)
                 done[k] = record

@@ -48,11 +48,32 @@ def register(sub) -> None:
     add_rewarder_arguments(parser)
     parser.add_argument("--prompt", help="prompt text (with --response)")
     parser.add_argument("--response", help="response text (with --prompt)")
-    parser.add_argument("--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line")
-    parser.add_argument("--format", choices=FORMATS, default="text", help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="write here instead of standard output (replaced only when the run succeeds)")
-    parser.add_argument("--on-error", choices=ON_ERROR, default="fail", help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)")
-    parser.add_argument("--truncate", action="store_true", help="cut prompts longer than the model's context from the left (the response is kept whole)")
+    parser.add_argument(
+        "--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write here instead of standard output (replaced only when the run succeeds)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        default="fail",
+        help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)",
+    )
+    parser.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut prompts longer than the model's context from the left (the response is kept whole)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -60,10 +81,18 @@ def add_rewarder_arguments(parser) -> None:
     """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
     parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
     for name in RESOURCE_FLAGS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id")
-    parser.add_argument("--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5")
-    parser.add_argument("--world", metavar="DIR", help="take the resources of this built world (flags given override them)")
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id"
+        )
+    parser.add_argument(
+        "--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs"
+    )
+    parser.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5"
+    )
+    parser.add_argument(
+        "--world", metavar="DIR", help="take the resources of this built world (flags given override them)"
+    )
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
     add_config_arguments(parser, ModelLoading)
 
@@ -89,11 +118,15 @@ class Row:
 def row_problem(prompt: Any, response: Any) -> str | None:
     """Why a prompt/response pair cannot be scored, judged from the values alone (None if it can)."""
     if isinstance(prompt, list):
-        if not prompt or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt):
+        if not prompt or not all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt
+        ):
             return "a conversational 'prompt' must be a non-empty list of {role, content} messages"
         roles = sorted({m["role"] for m in prompt} - {"system", "user", "assistant", "tool"})
         if roles:
-            return f"the prompt has messages of unknown role {', '.join(map(repr, roles))} (use system, user, assistant)"
+            return (
+                f"the prompt has messages of unknown role {', '.join(map(repr, roles))} (use system, user, assistant)"
+            )
     elif not isinstance(prompt, str):
         return f"'prompt' must be text or a list of messages, got {type(prompt).__name__}"
     try:
@@ -223,7 +256,9 @@ def fit_prompt(tokenizer, limit: int, row: Row) -> None:
         if fits(row.prompt[drop:]):
             row.prompt, row.truncated = row.prompt[drop:], drop
             return
-    raise ValueError(f"{row.where()}: the last message and the response are longer than the model's context of {limit} tokens")
+    raise ValueError(
+        f"{row.where()}: the last message and the response are longer than the model's context of {limit} tokens"
+    )
 
 
 def score_rows(rewarder, rows: list[Row], on_error: str, source: str) -> list[tuple[Row, dict[str, Any]]]:
@@ -337,5 +372,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(args.output) as out:
             write_records(records, args, out)
     if len(scored) < total:
-        print(f"tokenreward score: scored {len(scored)} of {total} rows, skipped {total - len(scored)}", file=sys.stderr)
+        print(
+            f"tokenreward score: scored {len(scored)} of {total} rows, skipped {total - len(scored)}", file=sys.stderr
+        )
     return 0

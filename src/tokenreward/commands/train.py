@@ -5,4 +5,6 @@ from tokenreward.trainers import TRAINERS
 
 
 def register(sub) -> None:
-    add_runnable_commands(sub, "train", "train a model (PPO family, preference optimisation, reward models, ...)", TRAINERS, "method")
+    add_runnable_commands(
+        sub, "train", "train a model (PPO family, preference optimisation, reward models, ...)", TRAINERS, "method"
+    )

@@ -22,7 +22,11 @@ def _build(args) -> int:
     print(json.dumps(world.metrics, indent=1))
     seconds = world.config.get("stage_seconds", {})
     if seconds:
-        print("seconds per stage (this build and the runs it continued): " + json.dumps(seconds) + f", total {sum(seconds.values()):.0f}")
+        print(
+            "seconds per stage (this build and the runs it continued): "
+            + json.dumps(seconds)
+            + f", total {sum(seconds.values()):.0f}"
+        )
     return 0
 
 
@@ -36,12 +40,21 @@ def _info(args) -> int:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("world", help="build or inspect the synthetic world (data, tokenizer, policy, reward model)")
+    parser = sub.add_parser(
+        "world", help="build or inspect the synthetic world (data, tokenizer, policy, reward model)"
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = actions.add_parser("build", help="build the world (continues a killed build where it stopped)")
-    build.add_argument("--size", choices=["small", "full"], default="full", help="small: about 1 min, for tests; full: about 5 min on 2 cores (default: full)")
+    build.add_argument(
+        "--size",
+        choices=["small", "full"],
+        default="full",
+        help="small: about 1 min, for tests; full: about 5 min on 2 cores (default: full)",
+    )
     build.add_argument("--seed", type=at_least(0), default=0, help="random seed, >= 0 (default: 0)")
-    build.add_argument("--out", default=None, help="world folder (default: ~/.cache/tokenreward/world-SIZE, found by other commands)")
+    build.add_argument(
+        "--out", default=None, help="world folder (default: ~/.cache/tokenreward/world-SIZE, found by other commands)"
+    )
     build.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     build.set_defaults(func=_build)
     info = actions.add_parser("info", help="where the default world is and what it measured")

@@ -184,7 +184,9 @@ def select_tokens(scores: torch.Tensor, mask: torch.Tensor, ratio: float, highes
     sentinel = float("-inf") if highest else float("inf")
     ranked = torch.where(mask, scores.detach(), torch.full_like(scores, sentinel, dtype=torch.float))
     order = ranked.argsort(dim=-1, descending=highest, stable=True)
-    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    rank = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    )
     return mask & (rank < keep[:, None])
 
 
@@ -209,7 +211,6 @@ def sepo_loss(
     chosen = masked_sequence_mean(policy_chosen, keep_chosen)
     rejected = masked_sequence_mean(policy_rejected, keep_rejected)
     return logistic_loss(beta * (chosen - rejected))
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,13 +278,15 @@ class PreferenceMethod:
     alpha: float | None  # default alpha; None: the method has none
     loss: Callable[[PairBatch, PreferenceSettings], PreferenceLoss]
 
-    def settings(self, beta: float | None = None, alpha: float | None = None, gamma: float = 1.0,
-                 sepo_ratio: float = 0.3) -> PreferenceSettings:
+    def settings(
+        self, beta: float | None = None, alpha: float | None = None, gamma: float = 1.0, sepo_ratio: float = 0.3
+    ) -> PreferenceSettings:
         """Settings with this method's defaults for what is not given."""
         if alpha is not None and self.alpha is None:
             raise ValueError("this method has no alpha")
-        return PreferenceSettings(self.beta if beta is None else beta, self.alpha if alpha is None else alpha,
-                                  gamma, sepo_ratio)
+        return PreferenceSettings(
+            self.beta if beta is None else beta, self.alpha if alpha is None else alpha, gamma, sepo_ratio
+        )
 
 
 PREFERENCE_METHODS: Registry[PreferenceMethod] = Registry("preference method", "tokenreward.losses")
@@ -337,51 +340,83 @@ def dpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _result(logistic_loss(logits), reward_w, reward_l)
 
 
-@register_preference("simpo", "SimPO: length-normalised, reference-free, margin gamma", beta=2.0, needs=Needs(reference_logps=False))
+@register_preference(
+    "simpo", "SimPO: length-normalised, reference-free, margin gamma", beta=2.0, needs=Needs(reference_logps=False)
+)
 def simpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     logits, reward_w, reward_l = _simpo_parts(batch, s)
     return _result(logistic_loss(logits), reward_w, reward_l)
 
 
-@register_preference("dpo_reg", "T-REG on DPO: DPO + alpha sg(w) (L_REG(y_w) + L_REG(y_l)) with contrastive token rewards",
-                     beta=0.1, alpha=0.25, needs=Needs(token_rewarder="contrastive"))
+@register_preference(
+    "dpo_reg",
+    "T-REG on DPO: DPO + alpha sg(w) (L_REG(y_w) + L_REG(y_l)) with contrastive token rewards",
+    beta=0.1,
+    alpha=0.25,
+    needs=Needs(token_rewarder="contrastive"),
+)
 def dpo_reg_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _treg(_dpo_parts(batch, s), batch, s)
 
 
-@register_preference("simpo_reg", "T-REG on SimPO with SimPO's own sequence weight", beta=2.0, alpha=0.25,
-                     needs=Needs(reference_logps=False, token_rewarder="contrastive"))
+@register_preference(
+    "simpo_reg",
+    "T-REG on SimPO with SimPO's own sequence weight",
+    beta=2.0,
+    alpha=0.25,
+    needs=Needs(reference_logps=False, token_rewarder="contrastive"),
+)
 def simpo_reg_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _treg(_simpo_parts(batch, s), batch, s)
 
 
 def _tdpo(batch: PairBatch, s: PreferenceSettings, with_alpha: bool) -> PreferenceLoss:
     (pw, pl), (rw, rl), (kw, kl) = _sums(batch), _sums(batch, "reference"), _sequence_kls(batch)
-    losses = tdpo2_loss(pw, pl, rw, rl, kw, kl, s.beta, s.alpha) if with_alpha else tdpo1_loss(pw, pl, rw, rl, kw, kl, s.beta)
+    losses = (
+        tdpo2_loss(pw, pl, rw, rl, kw, kl, s.beta, s.alpha)
+        if with_alpha
+        else tdpo1_loss(pw, pl, rw, rl, kw, kl, s.beta)
+    )
     return _result(losses, s.beta * (pw - rw), s.beta * (pl - rl), seqkl_chosen=kw, seqkl_rejected=kl)
 
 
-@register_preference("tdpo1", "TDPO1: DPO margin minus the sequence-KL difference", beta=0.1, needs=Needs(reference_logits=True))
+@register_preference(
+    "tdpo1", "TDPO1: DPO margin minus the sequence-KL difference", beta=0.1, needs=Needs(reference_logits=True)
+)
 def tdpo1_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _tdpo(batch, s, with_alpha=False)
 
 
-@register_preference("tdpo2", "TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))", beta=0.1, alpha=0.5,
-                     needs=Needs(reference_logits=True))
+@register_preference(
+    "tdpo2",
+    "TDPO2: DPO margin minus alpha (SeqKL_l - sg(SeqKL_w))",
+    beta=0.1,
+    alpha=0.5,
+    needs=Needs(reference_logits=True),
+)
 def tdpo2_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _tdpo(batch, s, with_alpha=True)
 
 
-@register_preference("tgdpo", "TGDPO: DPO with per-token weights from a DPO model's implicit token reward",
-                     beta=0.1, alpha=0.5, needs=Needs(token_rewarder="implicit"))
+@register_preference(
+    "tgdpo",
+    "TGDPO: DPO with per-token weights from a DPO model's implicit token reward",
+    beta=0.1,
+    alpha=0.5,
+    needs=Needs(token_rewarder="implicit"),
+)
 def tgdpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     (pw, pl), (rw, rl) = _sums(batch), _sums(batch, "reference")
     losses = tgdpo_loss(*batch.logps, *batch.reference, *batch.mask, *batch.rewards, s.beta, s.alpha)
     return _result(losses, s.beta * (pw - rw), s.beta * (pl - rl))
 
 
-@register_preference("sepo", "SePO: contrast the top / bottom 30% tokens by implicit token reward", beta=1.0,
-                     needs=Needs(reference_logps=False, token_rewarder="implicit"))
+@register_preference(
+    "sepo",
+    "SePO: contrast the top / bottom 30% tokens by implicit token reward",
+    beta=1.0,
+    needs=Needs(reference_logps=False, token_rewarder="implicit"),
+)
 def sepo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     (lw, ll), (tw, tl), (sw, sl) = batch.logps, batch.tokens, batch.rewards
     losses = sepo_loss(lw, ll, tw, tl, sw, sl, s.sepo_ratio, s.beta)

@@ -40,7 +40,9 @@ class HFReviser(Reviser):
         """The Appendix A prompt as one user turn of the chat template, or as plain text."""
         text = reviser_prompt(request.prompt, request.rejected, request.chosen)
         if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True
+            )
             return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
         return self.tokenizer(text)["input_ids"]
 
@@ -52,7 +54,9 @@ class HFReviser(Reviser):
         todo = []
         for k, ids in enumerate(rows):
             if limit is not None and len(ids) + 1 > limit:
-                results[k] = Revision(None, failure=f"reviser prompt is {len(ids)} tokens; the model's context is {limit}")
+                results[k] = Revision(
+                    None, failure=f"reviser prompt is {len(ids)} tokens; the model's context is {limit}"
+                )
             else:
                 todo.append(k)
         if todo:
@@ -60,7 +64,9 @@ class HFReviser(Reviser):
             new_tokens = self.max_new_tokens if limit is None else min(self.max_new_tokens, limit - width)
             pad = self.tokenizer.pad_token_id
             input_ids = torch.tensor([[pad] * (width - len(rows[k])) + rows[k] for k in todo], device=self.device)
-            attention = torch.tensor([[0] * (width - len(rows[k])) + [1] * len(rows[k]) for k in todo], device=self.device)
+            attention = torch.tensor(
+                [[0] * (width - len(rows[k])) + [1] * len(rows[k]) for k in todo], device=self.device
+            )
             out = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,

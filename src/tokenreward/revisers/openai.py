@@ -92,7 +92,9 @@ class OpenAIReviser(Reviser):
             raise ValueError(f"--base-url {base!r}: expected an http:// or https:// URL")
         self.api_key = os.environ.get(api_key_env)
         if timeout <= 0 or retries < 0 or concurrency < 1:
-            raise ValueError(f"need timeout > 0, retries >= 0, concurrency >= 1; got {timeout}, {retries}, {concurrency}")
+            raise ValueError(
+                f"need timeout > 0, retries >= 0, concurrency >= 1; got {timeout}, {retries}, {concurrency}"
+            )
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.concurrency = concurrency
         self.batch_size = 2 * concurrency
@@ -108,7 +110,9 @@ class OpenAIReviser(Reviser):
     def _revise_one(self, request: RevisionRequest) -> Revision:
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": reviser_prompt(request.prompt, request.rejected, request.chosen)}],
+            "messages": [
+                {"role": "user", "content": reviser_prompt(request.prompt, request.rejected, request.chosen)}
+            ],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
@@ -157,7 +161,9 @@ class OpenAIReviser(Reviser):
         shuts the socket down when the deadline passes, which ends any blocked read."""
         parts = self._parts
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout, context=ssl.create_default_context())
+            conn = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
         else:
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
         expired = threading.Event()

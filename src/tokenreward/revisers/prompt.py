@@ -78,4 +78,3 @@ def parse_reply(reply: str, rejected: str) -> Revision:
     lead = rejected[: len(rejected) - len(rejected.lstrip())]
     trail = rejected[len(rejected.rstrip()) :]
     return Revision(lead + body + trail, reasoning=reasoning.strip() if reasoning else None, reply=reply)
-

@@ -27,7 +27,11 @@ class WorldReviser(Reviser):
             try:
                 record = self.world.prompt_record(request.prompt)
             except (KeyError, TypeError):
-                results.append(Revision(None, failure="the prompt is not one of the world's prompts; the oracle cannot revise for it"))
+                results.append(
+                    Revision(
+                        None, failure="the prompt is not one of the world's prompts; the oracle cannot revise for it"
+                    )
+                )
                 continue
             results.append(Revision(revise(record, request.rejected)))
         return results

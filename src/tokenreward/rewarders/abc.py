@@ -22,7 +22,9 @@ def attention_credit(row: torch.Tensor, response_positions: list[int]) -> torch.
     mass = row[response_positions]
     total = mass.sum()
     if not total > 0:
-        raise FloatingPointError(f"the final token gives the response no attention (total {float(total)}); cannot share credit")
+        raise FloatingPointError(
+            f"the final token gives the response no attention (total {float(total)}); cannot share credit"
+        )
     return mass / total
 
 
@@ -51,7 +53,9 @@ class AbcRewarder(RewardModelRewarder):
             output_attentions=True,
         )
         if not out.attentions:
-            raise ValueError(f"{type(self.model).__name__} returned no attentions; ABC needs attn_implementation='eager'")
+            raise ValueError(
+                f"{type(self.model).__name__} returned no attentions; ABC needs attn_implementation='eager'"
+            )
         scores = out.logits.squeeze(-1).float().cpu()
         attention = out.attentions[-1].float().mean(dim=1).cpu()  # [B, L, L]
         rows = []

@@ -30,12 +30,8 @@ from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register
 
 #: the revision instructions (`str.format` templates with `{prompt}` and `{response}`); the
 #: world's SFT policy learns to follow them, so its policy can serve as the reference
-REVISION_BETTER = (
-    "Rewrite the answer below to be better: more helpful, correct, coherent and concise.\n{prompt}{response}\nBetter answer:"
-)
-REVISION_WORSE = (
-    "Rewrite the answer below to be worse: less helpful, correct, coherent and concise.\n{prompt}{response}\nWorse answer:"
-)
+REVISION_BETTER = "Rewrite the answer below to be better: more helpful, correct, coherent and concise.\n{prompt}{response}\nBetter answer:"
+REVISION_WORSE = "Rewrite the answer below to be worse: less helpful, correct, coherent and concise.\n{prompt}{response}\nWorse answer:"
 
 
 def revision_templates() -> tuple[str, str]:

@@ -52,7 +52,9 @@ class RedRewarder(RewardModelRewarder):
         check_causal(self.model)
         self.beta_c, self.keep_sum, self.alpha = beta_c, keep_sum, alpha
         self.cost = (
-            RedRewarder(cost_model, cost_tokenizer, beta_c, keep_sum, device=device, batch_size=batch_size, loading=loading)
+            RedRewarder(
+                cost_model, cost_tokenizer, beta_c, keep_sum, device=device, batch_size=batch_size, loading=loading
+            )
             if cost_model is not None
             else None
         )

@@ -40,9 +40,14 @@ class RtoRewarder(Rewarder):
     ):
         if clip <= 0 or reward_clip <= 0:
             raise ValueError(f"rto: clip bounds must be positive, got clip={clip}, reward_clip={reward_clip}")
-        self.implicit = ImplicitRewarder(policy, reference, tokenizer, device=device, batch_size=batch_size, loading=loading)
+        self.implicit = ImplicitRewarder(
+            policy, reference, tokenizer, device=device, batch_size=batch_size, loading=loading
+        )
         self.sequence = SparseRewarder(
-            reward_model, reward_tokenizer if reward_tokenizer is not None else tokenizer, device=device, batch_size=batch_size,
+            reward_model,
+            reward_tokenizer if reward_tokenizer is not None else tokenizer,
+            device=device,
+            batch_size=batch_size,
             loading=loading,
         )
         self.beta1, self.clip, self.reward_clip = beta1, clip, reward_clip

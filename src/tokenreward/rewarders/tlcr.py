@@ -53,7 +53,9 @@ class TlcrRewarder(Rewarder):
         options = loading_options(loading, device)
         if isinstance(discriminator, (str, Path)):
             if not Path(discriminator).is_dir():
-                raise FileNotFoundError(f"{self.name}: no discriminator folder at {discriminator} (train one with `tokenreward train discriminator`)")
+                raise FileNotFoundError(
+                    f"{self.name}: no discriminator folder at {discriminator} (train one with `tokenreward train discriminator`)"
+                )
             # the discriminator's own tokenizer, saved beside it, wins over a shared one
             if (Path(discriminator) / "tokenizer_config.json").exists():
                 tokenizer = discriminator
@@ -63,7 +65,9 @@ class TlcrRewarder(Rewarder):
         if tokenizer is None:
             raise ValueError(f"{self.name}: the discriminator folder has no tokenizer; pass `tokenizer`")
         if discriminator.config.num_labels != 1:
-            raise ValueError(f"{self.name}: the discriminator needs one logit per token, it has {discriminator.config.num_labels}")
+            raise ValueError(
+                f"{self.name}: the discriminator needs one logit per token, it has {discriminator.config.num_labels}"
+            )
         self.model = discriminator.to(options.torch_device()).eval()
         if options.dtype != "auto":
             self.model = self.model.to(DTYPES[options.dtype])
@@ -79,7 +83,9 @@ class TlcrRewarder(Rewarder):
     @torch.no_grad()
     def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
         enc = encode_pairs(self.tokenizer, prompts, responses, context_length(self.model))
-        logits = self.model(input_ids=enc.input_ids.to(self.device), attention_mask=enc.attention_mask.to(self.device)).logits
+        logits = self.model(
+            input_ids=enc.input_ids.to(self.device), attention_mask=enc.attention_mask.to(self.device)
+        ).logits
         probs = torch.sigmoid(logits[..., 0].float()).cpu()
         rows = [self.token_rewards(probs[i, enc.response_positions[i]]) for i in range(len(enc.responses))]
         return TokenRewards.from_lists(self.name, enc.responses, enc.offsets, rows, [float(r.sum()) for r in rows])

@@ -40,8 +40,14 @@ def train_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 30
     return fast
 
 
-_DECODER = dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=2,
-                max_position_embeddings=128)
+_DECODER = dict(
+    num_hidden_layers=2,
+    hidden_size=32,
+    intermediate_size=64,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+)
 
 #: Hugging Face `model_type` -> config overrides giving a 2-layer, 32-wide model
 TINY_ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -53,10 +59,23 @@ TINY_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "qwen3": dict(_DECODER, head_dim=16),
     "phi3": dict(_DECODER, original_max_position_embeddings=128),
     "gpt_neox": dict(_DECODER),
-    "opt": dict(num_hidden_layers=2, hidden_size=32, ffn_dim=64, num_attention_heads=2, word_embed_proj_dim=32,
-                max_position_embeddings=128),
-    "modernbert-decoder": dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=2,
-                               max_position_embeddings=128, global_attn_every_n_layers=1, local_attention=16),
+    "opt": dict(
+        num_hidden_layers=2,
+        hidden_size=32,
+        ffn_dim=64,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=128,
+    ),
+    "modernbert-decoder": dict(
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        max_position_embeddings=128,
+        global_attn_every_n_layers=1,
+        local_attention=16,
+    ),
 }
 
 
@@ -66,7 +85,9 @@ def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
 
     if arch not in TINY_ARCHITECTURES:
         raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
-    common = dict(vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id)
+    common = dict(
+        vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id
+    )
     cfg = AutoConfig.for_model(arch, **TINY_ARCHITECTURES[arch], **common)
     for key, value in overrides.items():
         setattr(cfg, key, value)

@@ -40,7 +40,11 @@ class JsonlLogger:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step] if resume_step and self.path.exists() else []
+        kept = (
+            [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
+            if resume_step and self.path.exists()
+            else []
+        )
         write_jsonl(self.path, kept)
         if tensorboard:
             try:

@@ -40,19 +40,45 @@ from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, m
 
 @dataclass(kw_only=True)
 class DiscriminatorConfig(RunConfig):
-    out: Path = field(metadata={"help": "output folder: run.json, final/ (HF model + tokenizer), eval.json, log.jsonl, checkpoints/"})
-    labels: Path | None = field(default=None, metadata={"help": "labels JSONL from `tokenreward label` (default: the world's pairs with their oracle revisions)"})
+    out: Path = field(
+        metadata={"help": "output folder: run.json, final/ (HF model + tokenizer), eval.json, log.jsonl, checkpoints/"}
+    )
+    labels: Path | None = field(
+        default=None,
+        metadata={
+            "help": "labels JSONL from `tokenreward label` (default: the world's pairs with their oracle revisions)"
+        },
+    )
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world)"})
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split to label"})
-    backbone: str | None = field(default=None, metadata={"help": "causal LM folder or hub id to start from (default: the world's SFT policy)", "aliases": ["--policy"]})
+    backbone: str | None = field(
+        default=None,
+        metadata={
+            "help": "causal LM folder or hub id to start from (default: the world's SFT policy)",
+            "aliases": ["--policy"],
+        },
+    )
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the backbone's)"})
     epochs: int = field(default=2, metadata={"help": "passes over the training labels (paper: 2)", "min": 1})
-    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)", "gt": 0.0, "aliases": ["--lr"]})
-    batch_size: int = field(default=16, metadata={"help": "responses per step, over all processes (paper: 16)", "min": 1})
+    learning_rate: float = field(
+        default=1e-5,
+        metadata={
+            "help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)",
+            "gt": 0.0,
+            "aliases": ["--lr"],
+        },
+    )
+    batch_size: int = field(
+        default=16, metadata={"help": "responses per step, over all processes (paper: 16)", "min": 1}
+    )
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)", "min": 0.0})
-    eval_fraction: float = field(default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy, in [0, 1)", "min": 0.0})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy, in [0, 1)", "min": 0.0}
+    )
     log_every: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    save_every: int = field(
+        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
     install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
 
     def __post_init__(self):
@@ -105,7 +131,10 @@ def evaluate(model, tokenizer, examples: list[dict[str, Any]], batch_size: int, 
     model.eval()
     probs, labels, losses, count = [], [], 0.0, 0
     for start in range(0, len(examples), batch_size):
-        batch = {k: v.to(device) for k, v in batch_tensors(tokenizer, examples[start : start + batch_size], context_length(model)).items()}
+        batch = {
+            k: v.to(device)
+            for k, v in batch_tensors(tokenizer, examples[start : start + batch_size], context_length(model)).items()
+        }
         logits = token_logits(model, batch)
         n = int(batch["mask"].sum())
         losses += float(soft_label_bce(logits, batch["targets"], batch["mask"])) * n
@@ -128,7 +157,9 @@ def install_in_world(final: Path, world_root: Path) -> Path:
     return target
 
 
-@register_trainer("discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE")
+@register_trainer(
+    "discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE"
+)
 def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     accelerator, folder = make_run(config)
     if folder.finished:
@@ -151,26 +182,37 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
 
     torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
     model = load_discriminator(backbone)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     training = Optimization(accelerator, folder, config, model, optimizer, scheduler, "discriminator")
     logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process)
     max_length = context_length(model)
 
     def loss_fn(indices: list[int]):
-        batch = {key: v.to(accelerator.device) for key, v in batch_tensors(tokenizer, [train[i] for i in indices], max_length).items()}
+        batch = {
+            key: v.to(accelerator.device)
+            for key, v in batch_tensors(tokenizer, [train[i] for i in indices], max_length).items()
+        }
         return soft_label_bce(token_logits(training.model, batch), batch["targets"], batch["mask"]), {}
 
     def labelled_tokens(indices: list[int]) -> float:
         return float(sum(len(train[i]["labels"]) for i in indices))
 
-    with progress_bar(total, "discriminator", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+    with progress_bar(
+        total, "discriminator", start=training.start, enabled=config.progress and accelerator.is_main_process
+    ) as advance:
         for step in range(training.start, total):
             epoch, k = divmod(step, steps_per_epoch)
             order = permutation(len(train), config.seed, "order", epoch)
-            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, labelled_tokens)
+            metrics = training.step(
+                step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, labelled_tokens
+            )
             if (step + 1) % config.log_every == 0 or step + 1 == total:
                 logger.log({"step": step + 1, "epoch": epoch, **metrics})
             training.maybe_checkpoint(step + 1, total)

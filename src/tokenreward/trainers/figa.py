@@ -37,23 +37,43 @@ class FigaConfig(RunConfig):
     -beta on deleted/substituted rejected tokens while their CE is in [ce_low, ce_high]."""
 
     out: Path = field(metadata={"help": "run folder: log.jsonl, checkpoints/, final/ (the trained policy)"})
-    world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world; none needed with --labels and --policy)"})
-    labels: Path | None = field(default=None, metadata={"help": "labels JSONL from `tokenreward label` on the policy's tokenizer (default: the world's pairs with their oracle revisions)"})
+    world: Path | None = field(
+        default=None,
+        metadata={"help": "world folder (default: the built world; none needed with --labels and --policy)"},
+    )
+    labels: Path | None = field(
+        default=None,
+        metadata={
+            "help": "labels JSONL from `tokenreward label` on the policy's tokenizer (default: the world's pairs with their oracle revisions)"
+        },
+    )
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split"})
-    policy: Path | None = field(default=None, metadata={"help": "initial policy folder (default: the world's SFT policy)"})
+    policy: Path | None = field(
+        default=None, metadata={"help": "initial policy folder (default: the world's SFT policy)"}
+    )
     steps: int = field(default=100, metadata={"help": "optimizer steps", "min": 1})
     batch_size: int = field(default=8, metadata={"help": "pairs per step (over all processes)", "min": 1})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant)", "gt": 0.0, "aliases": ["--lr"]})
+    learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate (constant)", "gt": 0.0, "aliases": ["--lr"]}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm", "gt": 0.0})
     alpha: float = field(default=1.0, metadata={"help": "weight of added / substituted revision tokens", "min": 0.0})
     beta: float = field(default=0.5, metadata={"help": "penalty on deleted / substituted rejected tokens", "min": 0.0})
-    ce_low: float = field(default=0.6, metadata={"help": "penalise a rejected token only when its CE is at least this"})
+    ce_low: float = field(
+        default=0.6, metadata={"help": "penalise a rejected token only when its CE is at least this"}
+    )
     ce_high: float = field(default=1.0, metadata={"help": "... and at most this"})
-    prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
-    eval_every: int = field(default=10, metadata={"help": "log the oracle score of sampled responses every N steps", "min": 1})
+    prompt_split: str = field(
+        default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"}
+    )
+    eval_every: int = field(
+        default=10, metadata={"help": "log the oracle score of sampled responses every N steps", "min": 1}
+    )
     eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens", "min": 1})
-    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    save_every: int = field(
+        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -130,20 +150,34 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             revision["mask"] & (revision["targets"] == POSITIVE),
             token_ce(training.model, rejected),
             rejected["mask"] & (rejected["targets"] == NEGATIVE),
-            config.alpha, config.beta, config.ce_low, config.ce_high,
+            config.alpha,
+            config.beta,
+            config.ce_low,
+            config.ce_high,
         )
         stats = {k: float(v) for k, v in stats.items()}
         return loss, {**stats, "units": stats["positive_tokens"] + stats["penalised_tokens"]}
 
-    with progress_bar(config.steps, name, start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+    with progress_bar(
+        config.steps, name, start=training.start, enabled=config.progress and accelerator.is_main_process
+    ) as advance:
         for step in range(training.start, config.steps):
             epoch, k = divmod(step, per_epoch)
             order = permutation(len(records), config.seed, "order", epoch)
-            metrics = training.step(step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, units=None,
-                                    summed=("positive_tokens", "penalised_tokens"))
+            metrics = training.step(
+                step,
+                order[k * config.batch_size : (k + 1) * config.batch_size],
+                loss_fn,
+                units=None,
+                summed=("positive_tokens", "penalised_tokens"),
+            )
             metrics.pop("lr")
             record = {"step": step + 1, **metrics}
-            if eval_records and accelerator.is_main_process and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+            if (
+                eval_records
+                and accelerator.is_main_process
+                and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps)
+            ):
                 record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, eval_records, config)
             logger.log(record)
             training.maybe_checkpoint(step + 1, config.steps)
@@ -162,7 +196,11 @@ def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: 
     from tokenreward.world.oracle import grade
 
     generations = generate(
-        policy, tokenizer, [r["prompt"] for r in prompt_records], config.max_new_tokens, do_sample=True,
+        policy,
+        tokenizer,
+        [r["prompt"] for r in prompt_records],
+        config.max_new_tokens,
+        do_sample=True,
         generator_seed=derive_seed(config.seed, "evaluation"),
     )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)

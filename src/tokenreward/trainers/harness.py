@@ -46,14 +46,24 @@ class RunConfig:
 
     out: Path = field(metadata={"help": "run folder: run.json, log.jsonl, checkpoints/, final/"})
     seed: int = field(default=0, metadata={"help": "seed; every random use draws its own stream from it", "min": 0})
-    resume: bool = field(default=False, metadata={"help": "continue the run in --out (from its newest checkpoint, else from the start)"})
-    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    resume: bool = field(
+        default=False, metadata={"help": "continue the run in --out (from its newest checkpoint, else from the start)"}
+    )
+    save_every: int = field(
+        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate", "gt": 0.0, "aliases": ["--lr"]})
+    learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate", "gt": 0.0, "aliases": ["--lr"]}
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip", "gt": 0.0})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast of the forward passes"})
-    gradient_accumulation: int = field(default=1, metadata={"help": "micro-batches per optimizer step (same update, less memory)", "min": 1})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass (less memory)"})
+    gradient_accumulation: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step (same update, less memory)", "min": 1}
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in the backward pass (less memory)"}
+    )
 
     def __post_init__(self):
         validate_ranges(self)
@@ -87,13 +97,19 @@ def configure_threads() -> int:
 
 
 def settings_of(config: Any) -> dict[str, Any]:
-    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(config), default=str)).items() if k not in IGNORED_ON_RESUME}
+    return {
+        k: v
+        for k, v in json.loads(json.dumps(dataclasses.asdict(config), default=str)).items()
+        if k not in IGNORED_ON_RESUME
+    }
 
 
 class RunFolder:
     """`OUT` of one run: refuse, resume or start (see the module docstring)."""
 
-    def __init__(self, out: Path | str, settings: dict[str, Any], resume: bool, main: bool, may_change: Sequence[str] = ()):
+    def __init__(
+        self, out: Path | str, settings: dict[str, Any], resume: bool, main: bool, may_change: Sequence[str] = ()
+    ):
         self.out = Path(out)
         self.main = main
         if self.out.exists() and not self.out.is_dir():
@@ -102,10 +118,14 @@ class RunFolder:
         refuse_started(self.out, resume)
         if recorded.is_file():
             before = json.loads(recorded.read_text())
-            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k) and k not in may_change)
+            changed = sorted(
+                k for k in set(before) | set(settings) if before.get(k) != settings.get(k) and k not in may_change
+            )
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise ValueError(f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out")
+                raise ValueError(
+                    f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out"
+                )
         self.settings = settings
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +190,9 @@ class Optimization:
     """One model under an optimizer and schedule, prepared for the processes, restored from
     the newest checkpoint of `folder` (`start` is its step), stepped by `step`."""
 
-    def __init__(self, accelerator, folder: RunFolder, config: RunConfig, model, optimizer, scheduler, name: str = "model"):
+    def __init__(
+        self, accelerator, folder: RunFolder, config: RunConfig, model, optimizer, scheduler, name: str = "model"
+    ):
         self.accelerator, self.folder, self.config, self.name = accelerator, folder, config, name
         self.scheduler = scheduler
         folder.begin()
@@ -178,7 +200,9 @@ class Optimization:
             enable_activation_checkpointing(model)
         self.start = 0
         if latest_checkpoint(folder.out) is not None:
-            self.start, self.extra = load_checkpoint(folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler})
+            self.start, self.extra = load_checkpoint(
+                folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler}
+            )
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.model.train()
 
@@ -190,8 +214,14 @@ class Optimization:
         device = self.accelerator.device.type
         return torch.autocast(device, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
 
-    def step(self, step: int, indices: Sequence[int], loss_fn: LossFn, units: Callable[[list[int]], float] | None = len,
-             summed: Sequence[str] = ()) -> dict[str, float]:
+    def step(
+        self,
+        step: int,
+        indices: Sequence[int],
+        loss_fn: LossFn,
+        units: Callable[[list[int]], float] | None = len,
+        summed: Sequence[str] = (),
+    ) -> dict[str, float]:
         """One optimizer step on the batch `indices` (all processes' pairs / sequences).
 
         Each process takes its shard, cut into `gradient_accumulation` micro-batches;
@@ -216,11 +246,15 @@ class Optimization:
             context = self.accelerator.no_sync(self.model) if j < len(micros) - 1 else nullcontext()
             with context:
                 loss, values = forwards[j] if forwards is not None else self._forward(step, micro, loss_fn)
-                self.accelerator.backward(loss * (weights[j] * self.accelerator.num_processes / max(float(total), 1e-12)))
+                self.accelerator.backward(
+                    loss * (weights[j] * self.accelerator.num_processes / max(float(total), 1e-12))
+                )
             metrics.append((weights[j], {"loss": float(loss.detach()), **values}))
         norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(norm)):
-            raise FloatingPointError(f"step {step + 1}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)")
+            raise FloatingPointError(
+                f"step {step + 1}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)"
+            )
         lr = self.scheduler.get_last_lr()[0]
         self.optimizer.step()
         self.scheduler.step()
@@ -231,7 +265,9 @@ class Optimization:
         with self.autocast():
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
         if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)")
+            raise FloatingPointError(
+                f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)"
+            )
         return loss, dict(values)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
@@ -248,14 +284,22 @@ class Optimization:
         keys = sorted({k for _, values in metrics for k in values if k != "units"})
         rows = [[(1.0 if k in summed else w) * values.get(k, 0.0) for k in keys] + [w] for w, values in metrics]
         sums = self._sum(torch.tensor(rows, dtype=torch.float64).sum(0))
-        return {k: float(sums[i]) if k in summed else float(sums[i] / sums[-1]) if float(sums[-1]) else 0.0
-                for i, k in enumerate(keys)}
+        return {
+            k: float(sums[i]) if k in summed else float(sums[i] / sums[-1]) if float(sums[-1]) else 0.0
+            for i, k in enumerate(keys)
+        }
 
     def checkpoint(self, step: int, extra: dict[str, Any] | None = None) -> None:
         """Save the model, optimizer, schedule and RNG states as of `step` (main process only)."""
         if self.accelerator.is_main_process:
-            save_checkpoint(self.folder.out, step, {self.name: self.unwrapped}, {"optimizer": self.optimizer},
-                            {"scheduler": self.scheduler}, extra)
+            save_checkpoint(
+                self.folder.out,
+                step,
+                {self.name: self.unwrapped},
+                {"optimizer": self.optimizer},
+                {"scheduler": self.scheduler},
+                extra,
+            )
         self.accelerator.wait_for_everyone()
 
     def maybe_checkpoint(self, step: int, total: int) -> None:
@@ -263,8 +307,16 @@ class Optimization:
             self.checkpoint(step)
 
 
-def cosine_optimization(accelerator, folder: RunFolder, config: RunConfig, model, warmup_steps: int, total_steps: int,
-                        name: str = "model", weight_decay: float = 0.0) -> Optimization:
+def cosine_optimization(
+    accelerator,
+    folder: RunFolder,
+    config: RunConfig,
+    model,
+    warmup_steps: int,
+    total_steps: int,
+    name: str = "model",
+    weight_decay: float = 0.0,
+) -> Optimization:
     """AdamW and a cosine learning-rate schedule with linear warm-up over `total_steps`."""
     from transformers import get_scheduler
 

@@ -37,11 +37,22 @@ REWARD_MODEL = "synthetic-reward-model"
 class PPOSyntheticConfig(PPOConfig):
     """PPO (sparse rewarder) on a reward model trained on (revision > rejected) pairs."""
 
-    labels: Path | None = field(default=None, metadata={"help": "revisions from a `tokenreward label` output (default: the world's pairs and their oracle revisions)"})
+    labels: Path | None = field(
+        default=None,
+        metadata={
+            "help": "revisions from a `tokenreward label` output (default: the world's pairs and their oracle revisions)"
+        },
+    )
     split: str = field(default="reward", metadata={"help": "without --labels: the world's pair split"})
-    rm_epochs: int | None = field(default=None, metadata={"help": "reward-model epochs (default: the world's recipe)", "min": 1})
-    rm_learning_rate: float | None = field(default=None, metadata={"help": "reward-model learning rate (default: the world's recipe)", "gt": 0.0})
-    rm_batch_size: int | None = field(default=None, metadata={"help": "reward-model pairs per step (default: the world's recipe)", "min": 1})
+    rm_epochs: int | None = field(
+        default=None, metadata={"help": "reward-model epochs (default: the world's recipe)", "min": 1}
+    )
+    rm_learning_rate: float | None = field(
+        default=None, metadata={"help": "reward-model learning rate (default: the world's recipe)", "gt": 0.0}
+    )
+    rm_batch_size: int | None = field(
+        default=None, metadata={"help": "reward-model pairs per step (default: the world's recipe)", "min": 1}
+    )
 
 
 def synthetic_pairs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,8 +100,16 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(world.policy_dir, tokenizer)
     model = train_reward_model(
-        model, tokenizer, pairs, folder, save_every=100, seed=config.seed, resume=True, progress=config.progress,
-        gradient_accumulation=config.gradient_accumulation, **settings
+        model,
+        tokenizer,
+        pairs,
+        folder,
+        save_every=100,
+        seed=config.seed,
+        resume=True,
+        progress=config.progress,
+        gradient_accumulation=config.gradient_accumulation,
+        **settings,
     )
     from accelerate import PartialState
 
@@ -114,12 +133,18 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     return final
 
 
-@register_trainer("ppo_synthetic", PPOSyntheticConfig, help="PPO_synthetic: sparse PPO on a reward model trained on (revision > rejected) pairs")
+@register_trainer(
+    "ppo_synthetic",
+    PPOSyntheticConfig,
+    help="PPO_synthetic: sparse PPO on a reward model trained on (revision > rejected) pairs",
+)
 def run(config: PPOSyntheticConfig, name: str = "ppo_synthetic") -> Path:
     from tokenreward.world import open_world
 
     if config.rewarder != "sparse" or config.reward_model is not None:
-        raise ValueError("ppo_synthetic trains its own reward model and uses the sparse rewarder; drop --rewarder / --reward-model")
+        raise ValueError(
+            "ppo_synthetic trains its own reward model and uses the sparse rewarder; drop --rewarder / --reward-model"
+        )
     refuse_started(Path(config.out), config.resume)
     world = open_world(config.world)
     reward_model = train_synthetic_reward_model(config, world, Path(config.out) / REWARD_MODEL)

@@ -57,28 +57,88 @@ class PreferenceConfig(RunConfig):
     """Preference optimisation on TRL-format pairs (docs/methods.md, "Preference losses")."""
 
     out: Path = field(metadata={"help": "output folder: run.json, log.jsonl, data.json, checkpoints/, final/"})
-    world: str | None = field(default=None, metadata={"help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"})
-    data: str | None = field(default=None, metadata={"help": "preference data instead of the world's: .jsonl/.json rows with prompt/chosen/rejected (plain or conversational)"})
-    policy: str | None = field(default=None, metadata={"help": "policy to train, a Hugging Face folder (default: the world's SFT policy)"})
+    world: str | None = field(
+        default=None,
+        metadata={
+            "help": "world folder (default: the cached world); its reward-split pairs are the data, its SFT policy the start and reference"
+        },
+    )
+    data: str | None = field(
+        default=None,
+        metadata={
+            "help": "preference data instead of the world's: .jsonl/.json rows with prompt/chosen/rejected (plain or conversational)"
+        },
+    )
+    policy: str | None = field(
+        default=None, metadata={"help": "policy to train, a Hugging Face folder (default: the world's SFT policy)"}
+    )
     reference: str | None = field(default=None, metadata={"help": "reference model (default: the starting policy)"})
-    tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the world's, else the policy's folder)"})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "tokenizer (default: the world's, else the policy's folder)"}
+    )
     steps: int = field(default=200, metadata={"help": "optimizer steps", "min": 1})
     batch_size: int = field(default=8, metadata={"help": "pairs per step (over all processes)", "min": 1})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0})
-    beta: float | None = field(default=None, metadata={"help": "the method's beta, > 0 (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)", "gt": 0.0})
-    alpha: float | None = field(default=None, metadata={"help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5); >= 0", "min": 0.0})
+    learning_rate: float = field(
+        default=5e-5,
+        metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]},
+    )
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0}
+    )
+    beta: float | None = field(
+        default=None,
+        metadata={"help": "the method's beta, > 0 (default 0.1; SimPO and SimPO-REG 2.0; SePO 1.0)", "gt": 0.0},
+    )
+    alpha: float | None = field(
+        default=None,
+        metadata={
+            "help": "T-REG's regulariser weight (default 0.25), TDPO2's alpha (0.5), TGDPO's a (0.5); >= 0",
+            "min": 0.0,
+        },
+    )
     gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
-    sepo_ratio: float = field(default=0.3, metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0})
-    token_rewarder: str | None = field(default=None, metadata={"help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"})
-    guide_policy: str | None = field(default=None, metadata={"help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"})
-    reward_model: str | None = field(default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"})
-    prompt_split: str = field(default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"})
-    eval_every: int = field(default=25, metadata={"help": "with a world: log the oracle score of sampled responses every N steps (0: never)", "min": 0})
+    sepo_ratio: float = field(
+        default=0.3,
+        metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0},
+    )
+    token_rewarder: str | None = field(
+        default=None,
+        metadata={
+            "help": "token reward for dpo_reg/simpo_reg (default contrastive) and tgdpo/sepo (default implicit)"
+        },
+    )
+    guide_policy: str | None = field(
+        default=None,
+        metadata={
+            "help": "DPO-trained model whose implicit token reward guides tgdpo/sepo (e.g. OUT/final of `train dpo`)"
+        },
+    )
+    reward_model: str | None = field(
+        default=None, metadata={"help": "reward model, for token rewarders that need one (e.g. red)"}
+    )
+    prompt_split: str = field(
+        default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"}
+    )
+    eval_every: int = field(
+        default=25,
+        metadata={
+            "help": "with a world: log the oracle score of sampled responses every N steps (0: never)",
+            "min": 0,
+        },
+    )
     eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1})
-    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
-    strict: bool = field(default=False, metadata={"help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1}
+    )
+    save_every: int = field(
+        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
+    strict: bool = field(
+        default=False,
+        metadata={
+            "help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"
+        },
+    )
 
 
 def collate(
@@ -145,8 +205,16 @@ def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, d
     return chosen, rejected
 
 
-def cached_reference_logps(reference: str, data: PreferenceData, pad_id: int, batch_size: int, directory: Path, device,
-                           progress: bool, write: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def cached_reference_logps(
+    reference: str,
+    data: PreferenceData,
+    pad_id: int,
+    batch_size: int,
+    directory: Path,
+    device,
+    progress: bool,
+    write: bool,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """`reference_logps`, computed once and kept in `directory`, keyed by the
     tokenized pairs and the reference folder's files: later runs, seeds and methods reuse it."""
     key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
@@ -169,13 +237,21 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
-def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], max_new_tokens: int, config: PreferenceConfig, step: int) -> float:
+def sampled_oracle_score(
+    policy, tokenizer, prompt_records: list[dict], max_new_tokens: int, config: PreferenceConfig, step: int
+) -> float:
     """Mean oracle score of responses sampled at temperature 1, seeded by (seed, step)."""
     from tokenreward.generation import generate
     from tokenreward.world.oracle import grade
 
-    generations = generate(policy, tokenizer, [r["prompt"] for r in prompt_records], max_new_tokens,
-                           do_sample=True, generator_seed=derive_seed(config.seed, "evaluation", step))
+    generations = generate(
+        policy,
+        tokenizer,
+        [r["prompt"] for r in prompt_records],
+        max_new_tokens,
+        do_sample=True,
+        generator_seed=derive_seed(config.seed, "evaluation", step),
+    )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
 
@@ -188,7 +264,9 @@ class Inputs:
     policy: str
     reference: str
     tokenizer: str
-    cache_dir: Path  # where reference log-probs and token rewards of the dataset are stored (the cache folder, or the world)
+    cache_dir: (
+        Path  # where reference log-probs and token rewards of the dataset are stored (the cache folder, or the world)
+    )
     resources: dict[str, Any]  # the world's rewarder resources
     eval_prompts: list[dict[str, Any]]  # prompt records of the oracle curve
     max_new_tokens: int
@@ -213,9 +291,16 @@ def resolve_inputs(config: PreferenceConfig) -> Inputs:
         raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
     tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
     return Inputs(
-        rows, source, str(policy), str(config.reference or policy), str(tokenizer), cache_dir,
+        rows,
+        source,
+        str(policy),
+        str(config.reference or policy),
+        str(tokenizer),
+        cache_dir,
         dict(world.resources()) if world is not None else {},
-        world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None and config.eval_every > 0 else [],
+        world.prompts(config.prompt_split)[: config.eval_prompts]
+        if world is not None and config.eval_every > 0
+        else [],
         config.max_new_tokens or (int(world.config.get("max_new_tokens", 64)) if world is not None else 64),
     )
 
@@ -230,10 +315,17 @@ def cache_directory(inputs: Inputs, out: Path) -> Path:
         return out / "cache"
 
 
-def token_reward_inputs(name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool):
+def token_reward_inputs(
+    name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool
+):
     """Token rewards (chosen, rejected) on the completion positions, cached in the data's cache folder,
     and the responses the rewarder could not score."""
-    resources = {**inputs.resources, "reference": inputs.reference, "tokenizer": inputs.tokenizer, "policy": config.guide_policy}
+    resources = {
+        **inputs.resources,
+        "reference": inputs.reference,
+        "tokenizer": inputs.tokenizer,
+        "policy": config.guide_policy,
+    }
     if config.reward_model is not None:
         resources["reward_model"] = config.reward_model
     resources = {k: str(v) for k, v in resources.items() if v is not None}
@@ -271,9 +363,13 @@ def run(config: PreferenceConfig, name: str) -> None:
     method = PREFERENCE_METHODS.get(name)
     rewarder_name = config.token_rewarder or method.needs.token_rewarder
     if config.alpha is not None and method.alpha is None:
-        raise ValueError(f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}")
+        raise ValueError(
+            f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}"
+        )
     if config.token_rewarder is not None and method.needs.token_rewarder is None:
-        raise ValueError(f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}")
+        raise ValueError(
+            f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}"
+        )
     settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
     beta, alpha = settings.beta, settings.alpha
     accelerator, folder = make_run(config, {"method": method_name})
@@ -290,32 +386,69 @@ def run(config: PreferenceConfig, name: str) -> None:
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))
-        (out / "config.json").write_text(json.dumps({"method": method_name, **asdict(config), "beta": beta, "alpha": alpha, "token_rewarder": rewarder_name}, indent=2, default=str))
+        (out / "config.json").write_text(
+            json.dumps(
+                {
+                    "method": method_name,
+                    **asdict(config),
+                    "beta": beta,
+                    "alpha": alpha,
+                    "token_rewarder": rewarder_name,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         if report["dropped"]:
-            print(f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
-                  f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}", file=sys.stderr)
+            print(
+                f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
+                f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}",
+                file=sys.stderr,
+            )
 
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     if method.needs.reference_logps:
-        per_position["reference"] = cached_reference_logps(inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size, cache_directory(inputs, out), device, show, main)
+        per_position["reference"] = cached_reference_logps(
+            inputs.reference,
+            data,
+            tokenizer.pad_token_id,
+            4 * config.batch_size,
+            cache_directory(inputs, out),
+            device,
+            show,
+            main,
+        )
     reference_model = load_causal_lm(inputs.reference, device).eval() if method.needs.reference_logits else None
     if method.needs.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
         if unscored and main:
-            report["unscored_token_rewards"] = {"rewarder": rewarder_name, "responses": len(unscored), "first": unscored[:20]}
+            report["unscored_token_rewards"] = {
+                "rewarder": rewarder_name,
+                "responses": len(unscored),
+                "first": unscored[:20],
+            }
             (out / "data.json").write_text(json.dumps(report, indent=2))
-            print(f"{name}: the {rewarder_name} rewarder could not score {len(unscored)} of {2 * len(data)} responses "
-                  f"(their token rewards are 0), e.g. row {unscored[0]['row']} ({unscored[0]['side']}): {unscored[0]['reason']}", file=sys.stderr)
+            print(
+                f"{name}: the {rewarder_name} rewarder could not score {len(unscored)} of {2 * len(data)} responses "
+                f"(their token rewards are 0), e.g. row {unscored[0]['row']} ({unscored[0]['side']}): {unscored[0]['reason']}",
+                file=sys.stderr,
+            )
 
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio)
+    )
     training = Optimization(accelerator, folder, config, policy, optimizer, scheduler, "policy")
 
     def loss_fn(indices: list[int]):
         tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-        logps, token_kl = policy_logps(training.model, tensors["input_ids"], tensors["attention_mask"], reference_model)
+        logps, token_kl = policy_logps(
+            training.model, tensors["input_ids"], tensors["attention_mask"], reference_model
+        )
         batch = PairBatch(
-            halves(logps), halves(tensors["mask"]), halves(tensors["tokens"]),
+            halves(logps),
+            halves(tensors["mask"]),
+            halves(tensors["tokens"]),
             reference=halves(tensors["reference"]) if "reference" in tensors else None,
             rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
             kl=halves(token_kl) if token_kl is not None else None,
@@ -323,8 +456,11 @@ def run(config: PreferenceConfig, name: str) -> None:
         result = method.loss(batch, settings)
         w, l = result.reward_chosen, result.reward_rejected
         return result.losses.mean(), {
-            "reward_chosen": float(w.mean()), "reward_rejected": float(l.mean()), "reward_margin": float((w - l).mean()),
-            "reward_accuracy": float((w > l).float().mean()), **{k: float(v.mean()) for k, v in result.metrics.items()},
+            "reward_chosen": float(w.mean()),
+            "reward_rejected": float(l.mean()),
+            "reward_margin": float((w - l).mean()),
+            "reward_accuracy": float((w > l).float().mean()),
+            **{k: float(v.mean()) for k, v in result.metrics.items()},
         }
 
     logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=main)
@@ -333,9 +469,13 @@ def run(config: PreferenceConfig, name: str) -> None:
             metrics = training.step(step, batch_indices(step, len(data), config.batch_size, config.seed), loss_fn)
             record = {"step": step + 1, **metrics}
             if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step)
+                record["oracle_score"] = sampled_oracle_score(
+                    training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step
+                )
             logger.log(record)
-            advance(**{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record})
+            advance(
+                **{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record}
+            )
             training.maybe_checkpoint(step + 1, config.steps)
     logger.close()
     model = training.unwrapped

@@ -33,15 +33,28 @@ class RewardModelConfig(RunConfig):
     """`tokenreward train reward-model`: Bradley-Terry reward model on preference pairs."""
 
     data: str = field(metadata={"help": "JSONL with prompt/chosen/rejected records (TRL format)"})
-    model: str = field(metadata={"help": "causal LM or sequence-classification folder to start from (a scalar head is added)"})
-    out: Path = field(default=Path("runs/reward-model"), metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"})
+    model: str = field(
+        metadata={"help": "causal LM or sequence-classification folder to start from (a scalar head is added)"}
+    )
+    out: Path = field(
+        default=Path("runs/reward-model"),
+        metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"},
+    )
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
-    eval_data: str | None = field(default=None, metadata={"help": "held-out pairs JSONL; pairwise accuracy is printed"})
+    eval_data: str | None = field(
+        default=None, metadata={"help": "held-out pairs JSONL; pairwise accuracy is printed"}
+    )
     epochs: int = field(default=1, metadata={"help": "passes over the pairs", "min": 1})
-    group_by_length: bool = field(default=False, metadata={"help": "batch pairs of similar length together (less padding)"})
+    group_by_length: bool = field(
+        default=False, metadata={"help": "batch pairs of similar length together (less padding)"}
+    )
     batch_size: int = field(default=16, metadata={"help": "pairs per step (over all processes)", "min": 1})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]}
+    )
+    save_every: int = field(
+        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
     max_grad_norm: float = field(default=math.inf, metadata={"help": "gradient-norm clip (default: none)", "gt": 0.0})
 
 
@@ -77,13 +90,17 @@ def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tu
     """`R(x, chosen)` and `R(x, rejected)` for a batch of pairs (with gradients)."""
     prompts = [p["prompt"] for p in pairs]
     context = context_length(getattr(model, "module", model))  # a data-parallel wrapper holds the model
-    enc = encode_pairs(tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context)
+    enc = encode_pairs(
+        tokenizer, prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], context
+    )
     scores = model(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.squeeze(-1)
     return scores[: len(pairs)], scores[len(pairs) :]
 
 
 @torch.no_grad()
-def pairwise_accuracy(model, tokenizer, pairs: Sequence[dict[str, Any]], batch_size: int = 32, against: str = "label") -> float:
+def pairwise_accuracy(
+    model, tokenizer, pairs: Sequence[dict[str, Any]], batch_size: int = 32, against: str = "label"
+) -> float:
     """Share of pairs where the model scores `chosen` above `rejected` (`against="label"`), or
     the response with the higher `chosen_score`/`rejected_score` above the other
     (`against="oracle"`, ties skipped)."""
@@ -106,16 +123,38 @@ def pairwise_accuracy(model, tokenizer, pairs: Sequence[dict[str, Any]], batch_s
     return right / len(pairs)
 
 
-def train_reward_model(model, tokenizer, pairs: Sequence[dict[str, Any]], out: str | Path, epochs: int = 1,
-                       batch_size: int = 16, lr: float = 1e-4, save_every: int = 200, seed: int = 0,
-                       resume: bool = False, progress: bool = True, gradient_accumulation: int = 1,
-                       group_by_length: bool = False):
+def train_reward_model(
+    model,
+    tokenizer,
+    pairs: Sequence[dict[str, Any]],
+    out: str | Path,
+    epochs: int = 1,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    save_every: int = 200,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    gradient_accumulation: int = 1,
+    group_by_length: bool = False,
+):
     """Train `model` (a scalar-head sequence-classification model) in place on `pairs` into the
     run folder `out`. Logs `{"step", "loss", "accuracy", "margin"}`; checkpoints resume exactly.
     `group_by_length` batches pairs of similar length together (less padding, as in SFT)."""
-    config = RewardModelConfig(data="", model="", out=Path(out), epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                               save_every=save_every, seed=seed, resume=resume, progress=progress,
-                               gradient_accumulation=gradient_accumulation, group_by_length=group_by_length)
+    config = RewardModelConfig(
+        data="",
+        model="",
+        out=Path(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        save_every=save_every,
+        seed=seed,
+        resume=resume,
+        progress=progress,
+        gradient_accumulation=gradient_accumulation,
+        group_by_length=group_by_length,
+    )
     return train(config, model, tokenizer, pairs)
 
 
@@ -126,16 +165,24 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
     if accelerator is None:
         accelerator, folder = make_run(config)
     lengths = [len(str(p["prompt"])) + max(len(str(p["chosen"])), len(str(p["rejected"]))) for p in pairs]
-    batches = step_order(len(pairs), config.batch_size, config.epochs, config.seed, lengths if config.group_by_length else None)
+    batches = step_order(
+        len(pairs), config.batch_size, config.epochs, config.seed, lengths if config.group_by_length else None
+    )
     training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
-    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+    logger = JsonlLogger(
+        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
+    )
 
     def loss_fn(indices: list[int]):
         chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in indices], accelerator.device)
-        return bradley_terry_loss(chosen, rejected), {"accuracy": float((chosen > rejected).float().mean()),
-                                                       "margin": float((chosen - rejected).mean().detach())}
+        return bradley_terry_loss(chosen, rejected), {
+            "accuracy": float((chosen > rejected).float().mean()),
+            "margin": float((chosen - rejected).mean().detach()),
+        }
 
-    with progress_bar(len(batches), "reward model", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+    with progress_bar(
+        len(batches), "reward model", start=training.start, enabled=config.progress and accelerator.is_main_process
+    ) as advance:
         for step in range(training.start, len(batches)):
             metrics = training.step(step, batches[step], loss_fn)
             metrics.pop("lr")
@@ -147,7 +194,9 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
     return training.unwrapped.eval()
 
 
-@register_trainer("reward-model", RewardModelConfig, help="Bradley-Terry reward model with a scalar head on preference pairs")
+@register_trainer(
+    "reward-model", RewardModelConfig, help="Bradley-Terry reward model with a scalar head on preference pairs"
+)
 def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     """Train, save model and tokenizer to `OUT/final`, print held-out accuracy if `--eval-data`."""
     for path in (config.data, config.eval_data):

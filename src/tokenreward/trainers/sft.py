@@ -32,16 +32,26 @@ class SFTConfig(RunConfig):
     """`tokenreward train sft`: fine-tune a causal LM on prompt/completion JSONL."""
 
     data: str = field(metadata={"help": "JSONL with prompt/completion (or messages) records"})
-    policy: str = field(metadata={"help": "Hugging Face causal LM folder or hub id to start from", "aliases": ["--model"]})
-    out: Path = field(default=Path("runs/sft"), metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"})
+    policy: str = field(
+        metadata={"help": "Hugging Face causal LM folder or hub id to start from", "aliases": ["--model"]}
+    )
+    out: Path = field(
+        default=Path("runs/sft"), metadata={"help": "output folder (run.json, log.jsonl, checkpoints, final/)"}
+    )
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the policy's)"})
     epochs: int = field(default=1, metadata={"help": "passes over the data", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "sequences per step (over all processes)", "min": 1})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]})
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]}
+    )
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps", "min": 0})
     max_length: int = field(default=256, metadata={"help": "longest prompt+completion in tokens", "min": 2})
-    group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length together (less padding)"})
-    save_every: int = field(default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]})
+    group_by_length: bool = field(
+        default=True, metadata={"help": "batch examples of similar length together (less padding)"}
+    )
+    save_every: int = field(
+        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
     max_grad_norm: float = field(default=math.inf, metadata={"help": "gradient-norm clip (default: none)", "gt": 0.0})
 
 
@@ -98,7 +108,9 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def step_order(n: int, batch_size: int, epochs: int, seed: int, lengths: Sequence[int] | None = None) -> list[list[int]]:
+def step_order(
+    n: int, batch_size: int, epochs: int, seed: int, lengths: Sequence[int] | None = None
+) -> list[list[int]]:
     """Batches of example indices for every step: a fresh seeded shuffle per epoch.
 
     With `lengths`, examples of similar length share a batch (less padding): each window of
@@ -117,15 +129,40 @@ def step_order(n: int, batch_size: int, epochs: int, seed: int, lengths: Sequenc
     return batches
 
 
-def train_sft(model, tokenizer, records: Sequence[dict[str, Any]], out: str | Path, epochs: int = 1, batch_size: int = 16,
-              lr: float = 1e-4, warmup_steps: int = 0, max_length: int = 256, group_by_length: bool = True,
-              save_every: int = 200, seed: int = 0, resume: bool = False, progress: bool = True):
+def train_sft(
+    model,
+    tokenizer,
+    records: Sequence[dict[str, Any]],
+    out: str | Path,
+    epochs: int = 1,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    warmup_steps: int = 0,
+    max_length: int = 256,
+    group_by_length: bool = True,
+    save_every: int = 200,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+):
     """Fine-tune `model` in place on `records` into the run folder `out`; returns the trained
     (unwrapped) model. Logs `{"step", "loss", "lr"}` to `out/log.jsonl`; a resumed run ends
     with the same weights as an uninterrupted one."""
-    config = SFTConfig(data="", policy="", out=Path(out), epochs=epochs, batch_size=batch_size, learning_rate=lr,
-                       warmup_steps=warmup_steps, max_length=max_length, group_by_length=group_by_length,
-                       save_every=save_every, seed=seed, resume=resume, progress=progress)
+    config = SFTConfig(
+        data="",
+        policy="",
+        out=Path(out),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        warmup_steps=warmup_steps,
+        max_length=max_length,
+        group_by_length=group_by_length,
+        save_every=save_every,
+        seed=seed,
+        resume=resume,
+        progress=progress,
+    )
     return train(config, model, tokenizer, records)
 
 
@@ -143,14 +180,21 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
     lengths = [len(ids) for ids, _ in examples] if config.group_by_length else None
     batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
     training = cosine_optimization(accelerator, folder, config, model, config.warmup_steps, len(batches))
-    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False)
+    logger = JsonlLogger(
+        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
+    )
 
     def loss_fn(indices: list[int]):
-        batch = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in indices], tokenizer.pad_token_id).items()}
+        batch = {
+            k: v.to(accelerator.device)
+            for k, v in collate([examples[i] for i in indices], tokenizer.pad_token_id).items()
+        }
         logits = training.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return sft_loss(logits, batch["labels"]), {}
 
-    with progress_bar(len(batches), "sft", start=training.start, enabled=config.progress and accelerator.is_main_process) as advance:
+    with progress_bar(
+        len(batches), "sft", start=training.start, enabled=config.progress and accelerator.is_main_process
+    ) as advance:
         for step in range(training.start, len(batches)):
             metrics = training.step(step, batches[step], loss_fn, label_count(examples))
             logger.log({"step": step + 1, **metrics})

@@ -118,7 +118,8 @@ def html_fragment(record: dict[str, Any], scale: float | None = None) -> str:
         )
         rgb = "rgb({},{},{})".format(*colour(cell.reward, scale))
         spans.append(
-            " " * cell.gap
+            " "
+            * cell.gap
             + f'<span style="background:{rgb};border-radius:2px" title="{html.escape(details, quote=True)}" '
             f'data-reward="{cell.reward:.6g}">{html.escape(cell.text)}</span>'
         )
@@ -134,8 +135,8 @@ def html_page(records: Sequence[dict[str, Any]], title: str = "tokenreward heatm
     body = "\n".join(html_fragment(r) for r in records)
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>\n<body style=\"max-width:60em;margin:2em auto\">"
-        f"<h1 style=\"font-family:sans-serif\">{html.escape(title)}</h1>\n"
+        f'<title>{html.escape(title)}</title></head>\n<body style="max-width:60em;margin:2em auto">'
+        f'<h1 style="font-family:sans-serif">{html.escape(title)}</h1>\n'
         '<p style="font-family:sans-serif">Red: negative reward, green: positive; intensity: magnitude '
         "relative to the response's largest. Hover a token for its reward.</p>\n"
         f"{body}\n</body></html>\n"

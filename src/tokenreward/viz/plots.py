@@ -113,7 +113,9 @@ def plot_learning_curves(
                 continue
             color = colors[k % len(colors)]
             ax.plot(band["step"], band["mean"], color=color, label=f"{method} (n={int(band['count'].max())})")
-            ax.fill_between(band["step"], band["mean"] - band["std"], band["mean"] + band["std"], color=color, alpha=0.2)
+            ax.fill_between(
+                band["step"], band["mean"] - band["std"], band["mean"] + band["std"], color=color, alpha=0.2
+            )
             shown.append(band["mean"])
         if references and metric in references:
             ax.axhline(references[metric], color="0.4", linestyle="--", linewidth=1, label="SFT policy")

@@ -35,7 +35,7 @@ def esc(value: Any) -> str:
 def html_document(title: str, body: str) -> str:
     """A whole page with the report style and no external resources."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
         f"<h1>{esc(title)}</h1>\n{body}\n</body>\n</html>\n"
     )
@@ -84,16 +84,24 @@ def gap_to_baseline(results: Mapping[str, Any], method: str) -> dict[str, Any] |
         return None
     seeds = min(len(a.get("values", ())), len(b.get("values", ())))
     gap, spread = a["mean"] - b["mean"], a.get("std", 0.0) + b.get("std", 0.0)
-    return {"method": method, "baseline": baseline, "gap": gap, "spread": spread, "seeds": seeds,
-            "outside": seeds >= 2 and abs(gap) > spread}
+    return {
+        "method": method,
+        "baseline": baseline,
+        "gap": gap,
+        "spread": spread,
+        "seeds": seeds,
+        "outside": seeds >= 2 and abs(gap) > spread,
+    }
 
 
 def gap_sentence(comparison: Mapping[str, Any]) -> str:
     """The comparison in words, claiming a winner only when the gap is outside the seed spread."""
     method, baseline, gap = comparison["method"], comparison["baseline"], comparison["gap"]
     if comparison["seeds"] < 2:
-        return (f"With one seed there is no spread to weigh the gap of {gap:+.3f} ({method} minus {baseline}) against, "
-                "so these runs do not show which method is better.")
+        return (
+            f"With one seed there is no spread to weigh the gap of {gap:+.3f} ({method} minus {baseline}) against, "
+            "so these runs do not show which method is better."
+        )
     spread = f"the seed spread ({comparison['spread']:.3f}, the two standard deviations added)"
     if not comparison["outside"]:
         return f"The gap ({method} minus {baseline}) is {gap:+.3f}, within {spread}: these runs do not show a winner."
@@ -122,25 +130,33 @@ def results_table(results: Mapping[str, Any]) -> str:
         gain = None
         if name != "SFT policy" and score and sft["oracle_score"]:
             gain = {"mean": score["mean"] - sft["oracle_score"]["mean"], "std": score["std"]}
-        steps = "-" if name == "SFT policy" else (
-            "baseline" if name == results.get("baseline") else format_steps(entry.get("steps_to_target")))
-        rows.append([
-            name,
-            entry.get("trainer", "-"),
-            (entry.get("rewarder") or "(default)") if name != "SFT policy" else "-",
-            format_stat(score),
-            format_stat(gain),
-            format_stat(entry.get("greedy_oracle_score")),
-            format_stat(entry.get("kl")),
-            format_stat(entry.get("length"), 1),
-            format_stat(entry.get("defect_rate")),
-            steps,
-        ])
+        steps = (
+            "-"
+            if name == "SFT policy"
+            else ("baseline" if name == results.get("baseline") else format_steps(entry.get("steps_to_target")))
+        )
+        rows.append(
+            [
+                name,
+                entry.get("trainer", "-"),
+                (entry.get("rewarder") or "(default)") if name != "SFT policy" else "-",
+                format_stat(score),
+                format_stat(gain),
+                format_stat(entry.get("greedy_oracle_score")),
+                format_stat(entry.get("kl")),
+                format_stat(entry.get("length"), 1),
+                format_stat(entry.get("defect_rate")),
+                steps,
+            ]
+        )
     target = results.get("target_oracle_score")
     seeds = len(results.get("seeds", []))
     over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed, so no spread is shown (one run can be noise)"
-    draws = ("as in training, each policy seeded by its run's seed" if results.get("eval_seed") is None else
-             f"as in training, every policy with the same random draws, evaluation seed {results['eval_seed']}")
+    draws = (
+        "as in training, each policy seeded by its run's seed"
+        if results.get("eval_seed") is None
+        else f"as in training, every policy with the same random draws, evaluation seed {results['eval_seed']}"
+    )
     caption = (
         f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, {draws}; "
         f"greedy: the greedy response), {over}, after "
@@ -149,8 +165,18 @@ def results_table(results: Mapping[str, Any]) -> str:
         f"{results.get('window', 1)} steps) first reaches {results.get('baseline')}'s final value"
         + (f" ({target:.3f})." if isinstance(target, (int, float)) else " (no baseline curve).")
     )
-    headers = ["method", "trainer", "rewarder", "oracle score", "gain over SFT", "greedy oracle score", "KL to SFT",
-               "length", "defect rate", f"steps to reach {results.get('baseline')}"]
+    headers = [
+        "method",
+        "trainer",
+        "rewarder",
+        "oracle score",
+        "gain over SFT",
+        "greedy oracle score",
+        "KL to SFT",
+        "length",
+        "defect rate",
+        f"steps to reach {results.get('baseline')}",
+    ]
     return html_table(headers, rows, caption)
 
 
@@ -162,7 +188,7 @@ def sample_block(sample: Mapping[str, Any]) -> str:
     meta = f"oracle score {sample['oracle_score']:.3f}"
     return (
         f'<div class="sample"><div class="prompt">{esc(sample["prompt"])}</div>\n'
-        f"{html_fragment(record)}\n<div class=\"meta\">{esc(meta)}</div></div>"
+        f'{html_fragment(record)}\n<div class="meta">{esc(meta)}</div></div>'
     )
 
 
@@ -181,8 +207,10 @@ def samples_section(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 def report_title(results: Mapping[str, Any]) -> str:
     """What the page is: the methods, the score, the budget and the seeds."""
     seeds = len(results.get("seeds", []))
-    return (f"{' vs '.join(results['methods'])}: held-out oracle score after {results.get('steps')} RL steps, "
-            f"{seeds} seed{'s' if seeds != 1 else ''}")
+    return (
+        f"{' vs '.join(results['methods'])}: held-out oracle score after {results.get('steps')} RL steps, "
+        f"{seeds} seed{'s' if seeds != 1 else ''}"
+    )
 
 
 def summary_paragraph(results: Mapping[str, Any]) -> str:
@@ -190,25 +218,36 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
     spread (the best method against the baseline, see `gap_sentence`)."""
     methods = results["methods"]
     seeds = len(results.get("seeds", []))
-    described = ", ".join(f"{name} (trainer {m.get('trainer')}" + (f", rewarder {m['rewarder']})" if m.get("rewarder") else ")")
-                          for name, m in methods.items())
-    trained = (f"Each method fine-tuned the world's SFT policy with reinforcement learning for {results.get('steps')} steps "
-               f"on the world's training prompts, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): {described}.")
+    described = ", ".join(
+        f"{name} (trainer {m.get('trainer')}" + (f", rewarder {m['rewarder']})" if m.get("rewarder") else ")")
+        for name, m in methods.items()
+    )
+    trained = (
+        f"Each method fine-tuned the world's SFT policy with reinforcement learning for {results.get('steps')} steps "
+        f"on the world's training prompts, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): {described}."
+    )
     sft = (results.get("sft") or {}).get("oracle_score") or {}
     sft_part = f"; the SFT policy before RL scores {format_stat(sft)}" if sft.get("mean") is not None else ""
-    meaning = (f"The numbers are the oracle score of each final policy's sampled responses to "
-               f"{results.get('eval_prompts', 'the')} held-out prompts: the world's ground-truth grade, which no model saw "
-               f"during training (higher is better{sft_part}).")
-    scored = [(name, m["oracle_score"]["mean"]) for name, m in methods.items()
-              if name != results.get("baseline") and (m.get("oracle_score") or {}).get("mean") is not None]
+    meaning = (
+        f"The numbers are the oracle score of each final policy's sampled responses to "
+        f"{results.get('eval_prompts', 'the')} held-out prompts: the world's ground-truth grade, which no model saw "
+        f"during training (higher is better{sft_part})."
+    )
+    scored = [
+        (name, m["oracle_score"]["mean"])
+        for name, m in methods.items()
+        if name != results.get("baseline") and (m.get("oracle_score") or {}).get("mean") is not None
+    ]
     comparison = gap_to_baseline(results, max(scored, key=lambda x: x[1])[0]) if scored else None
     if comparison is None:
         result = "There is no baseline among the methods to compare with; the table has each method's scores."
     else:
         a, b = methods[comparison["method"]]["oracle_score"], methods[comparison["baseline"]]["oracle_score"]
         spread = "mean ± std over seeds" if comparison["seeds"] >= 2 else "one seed"
-        result = (f"{comparison['method']} scores {format_stat(a)} and {comparison['baseline']} {format_stat(b)} ({spread}). "
-                  + gap_sentence(comparison))
+        result = (
+            f"{comparison['method']} scores {format_stat(a)} and {comparison['baseline']} {format_stat(b)} ({spread}). "
+            + gap_sentence(comparison)
+        )
     return f'<p class="summary">{esc(trained)} {esc(meaning)} {esc(result)}</p>'
 
 
@@ -234,8 +273,10 @@ def rl_report(
     heatmap_rewarder = results.get("heatmap_rewarder", "a rewarder")
     body = [
         summary_paragraph(results),
-        "<h2>Settings</h2>", settings,
-        "<h2>Results</h2>", results_table(results),
+        "<h2>Settings</h2>",
+        settings,
+        "<h2>Results</h2>",
+        results_table(results),
         "<h2>Learning curves</h2>",
         png_image(curves_png, "learning curves") if curves_png is not None else '<p class="meta">no curves logged</p>',
         "<h2>Sample responses</h2>",

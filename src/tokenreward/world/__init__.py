@@ -63,11 +63,16 @@ class World:
         try:
             self.config: dict[str, Any] = json.loads(manifest.read_text())
         except ValueError:
-            raise ValueError(f"{manifest} is not valid JSON; the world is damaged: rebuild it with "
-                             f"`{_build_hint(self.root)}` after deleting {self.root}") from None
+            raise ValueError(
+                f"{manifest} is not valid JSON; the world is damaged: rebuild it with "
+                f"`{_build_hint(self.root)}` after deleting {self.root}"
+            ) from None
         self._check_sizes()
         for name in STANDARD_FOLDERS.values():
-            if not (self.root / name / "config.json").is_file() and not (self.root / name / "tokenizer.json").is_file():
+            if (
+                not (self.root / name / "config.json").is_file()
+                and not (self.root / name / "tokenizer.json").is_file()
+            ):
                 raise FileNotFoundError(
                     f"the world at {self.root} lacks its {name}/ folder; rebuild it with "
                     f"`{_build_hint(self.root, self.config.get('size', 'small'))}` after deleting {MANIFEST}"
@@ -76,14 +81,18 @@ class World:
     def _check_sizes(self) -> None:
         """Every file recorded at the build still exists with its size (a cheap check; `world
         build` also compares the SHA-256)."""
-        fix = f"delete {self.root} and build it again with `{_build_hint(self.root, self.config.get('size', 'small'))}`"
+        fix = (
+            f"delete {self.root} and build it again with `{_build_hint(self.root, self.config.get('size', 'small'))}`"
+        )
         for name, expected in self.config.get("files", {}).items():
             path = self.root / name
             if not path.is_file():
                 raise FileNotFoundError(f"the world at {self.root} lacks its file {name}; {fix}")
             if path.stat().st_size != expected["size"]:
-                raise ValueError(f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
-                                 f"built (truncated or changed); {fix}")
+                raise ValueError(
+                    f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
+                    f"built (truncated or changed); {fix}"
+                )
 
     def __repr__(self) -> str:
         return f"World({str(self.root)!r}, size={self.config.get('size')!r}, seed={self.config.get('seed')!r})"

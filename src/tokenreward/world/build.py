@@ -98,7 +98,10 @@ def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[s
             per_prompt = size.reward_pairs_per_prompt if split == "reward" else size.pairs_per_prompt
             for prompt in splits[split]:
                 for _ in range(per_prompt):
-                    first, second = (response_record(prompt, gen.respond(rng, prompt, gen.sample_kinds(rng, prompt["family"]))) for _ in range(2))
+                    first, second = (
+                        response_record(prompt, gen.respond(rng, prompt, gen.sample_kinds(rng, prompt["family"])))
+                        for _ in range(2)
+                    )
                     responses += [first, second]
                     pair = label_pair(rng, prompt, first, second)
                     pairs.append(pair)
@@ -169,9 +172,19 @@ def build_policy(root: Path, size: WorldSize, seed: int, progress: bool) -> dict
     model = AutoModelForCausalLM.from_config(policy_config(size, tokenizer))
     work = root / "work" / "policy"
     model = train_sft(
-        model, tokenizer, read_jsonl(root / "data" / "sft.jsonl"), work, epochs=size.sft_epochs,
-        batch_size=size.batch_size, lr=size.sft_lr, warmup_steps=20, max_length=CONTEXT, save_every=100,
-        seed=seed, resume=True, progress=progress,
+        model,
+        tokenizer,
+        read_jsonl(root / "data" / "sft.jsonl"),
+        work,
+        epochs=size.sft_epochs,
+        batch_size=size.batch_size,
+        lr=size.sft_lr,
+        warmup_steps=20,
+        max_length=CONTEXT,
+        save_every=100,
+        seed=seed,
+        resume=True,
+        progress=progress,
     )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -199,7 +212,15 @@ def build_policy_pairs(root: Path, size: WorldSize, seed: int, progress: bool) -
     stats: dict[str, Any] = {}
     for split, per_prompt in (("reward", size.policy_pairs_per_prompt), ("test", size.pairs_per_prompt)):
         prompts = [p for p in read_jsonl(root / "data" / f"prompts.{split}.jsonl") for _ in range(2 * per_prompt)]
-        texts = sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy=False, seed=seed, progress=progress, label=f"policy samples ({split})")
+        texts = sample_responses(
+            policy,
+            tokenizer,
+            [p["prompt"] for p in prompts],
+            greedy=False,
+            seed=seed,
+            progress=progress,
+            label=f"policy samples ({split})",
+        )
         pairs, blank = [], 0
         for i in range(0, len(prompts), 2):
             if not (texts[i].strip() and texts[i + 1].strip()):
@@ -223,8 +244,18 @@ def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -
     pairs = read_jsonl(root / "data" / "pairs.reward.jsonl") + read_jsonl(root / "data" / "policy_pairs.reward.jsonl")
     random.Random(seed).shuffle(pairs)
     model = train_reward_model(
-        model, tokenizer, pairs, root / "work" / "reward-model", epochs=size.rm_epochs, batch_size=size.batch_size,
-        lr=size.rm_lr, save_every=100, seed=seed, resume=True, progress=progress, group_by_length=True,
+        model,
+        tokenizer,
+        pairs,
+        root / "work" / "reward-model",
+        epochs=size.rm_epochs,
+        batch_size=size.batch_size,
+        lr=size.rm_lr,
+        save_every=100,
+        seed=seed,
+        resume=True,
+        progress=progress,
+        group_by_length=True,
     )
     _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
     return {"reward_model_parameters": sum(p.numel() for p in model.parameters()), "reward_model_pairs": len(pairs)}
@@ -244,7 +275,14 @@ def _save_model(model, tokenizer, folder: Path) -> None:
 
 
 def sample_responses(
-    policy, tokenizer, prompts: list[str], greedy: bool, seed: int, batch_size: int = SAMPLE_BATCH, progress: bool = False, label: str = "policy samples"
+    policy,
+    tokenizer,
+    prompts: list[str],
+    greedy: bool,
+    seed: int,
+    batch_size: int = SAMPLE_BATCH,
+    progress: bool = False,
+    label: str = "policy samples",
 ) -> list[str]:
     """The policy's continuations of `prompts` (up to `MAX_NEW_TOKENS`), decoded in batches
     that drop finished rows (`tokenreward.world.sampling`); sampled responses are seeded per
@@ -254,7 +292,9 @@ def sample_responses(
         for s in range(0, len(prompts), batch_size):
             rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
             seeds = [(seed, i) for i in range(s, s + len(rows))]
-            ids = sample_ids(policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds)
+            ids = sample_ids(
+                policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds
+            )
             texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
             advance(len(rows))
     return texts
@@ -284,7 +324,9 @@ def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str,
     return {
         "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
         "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
-        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(rm, tokenizer, held_out_policy, against="oracle"),
+        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(
+            rm, tokenizer, held_out_policy, against="oracle"
+        ),
         "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
         "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
         "data_responses": {
@@ -305,7 +347,10 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]
 
 
 def build_world(
-    out: str | Path | None = None, size: str = "small", seed: int = 0, progress: bool = True,
+    out: str | Path | None = None,
+    size: str = "small",
+    seed: int = 0,
+    progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
 ) -> World:
     """Build (or finish building) the world of `size` ("small" or "full") under `out`
@@ -343,8 +388,15 @@ def _build(root: Path, size: str, seed: int, progress: bool, on_stage: Callable[
         state.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)
         state["done"].append(stage)
         _save_state(root, state)
-    manifest = {"size": size, "seed": seed, "sizes": asdict(SIZES[size]), "label_temperature": LABEL_TEMPERATURE,
-                "sft_good_share": SFT_GOOD_SHARE, "metrics": state["metrics"], "stage_seconds": state.get("seconds", {})}
+    manifest = {
+        "size": size,
+        "seed": seed,
+        "sizes": asdict(SIZES[size]),
+        "label_temperature": LABEL_TEMPERATURE,
+        "sft_good_share": SFT_GOOD_SHARE,
+        "metrics": state["metrics"],
+        "stage_seconds": state.get("seconds", {}),
+    }
     (root / "README.md").write_text(render_readme(manifest))
     shutil.rmtree(root / "work", ignore_errors=True)
     manifest["files"] = file_digests(root)

@@ -190,7 +190,9 @@ def _wrong_number(rng: random.Random, answer: int, same_length: bool) -> str:
         wrong = str(max(0, answer + rng.choice([-1, 1]) * rng.randint(1, 15)))
         if wrong == digits:
             wrong = str(answer + 1)
-    return "".join(mark(w) if w != d else w for w, d in zip(wrong, digits)) if len(wrong) == len(digits) else mark(wrong)
+    return (
+        "".join(mark(w) if w != d else w for w, d in zip(wrong, digits)) if len(wrong) == len(digits) else mark(wrong)
+    )
 
 
 def _fact_entities(relation: str) -> set[str]:
@@ -220,13 +222,21 @@ def _body(rng: random.Random, record: dict, kinds: set[str], template: int) -> s
             entities = _fact_entities(meta["relation"])
             candidates = (misspell(rng, subject, avoid) for _ in range(100))
             wrong = next(
-                (w for w in candidates if not any(OSA.distance(w.lower(), e) <= max(1, len(e) // 4) for e in entities - {subject.lower()})),
+                (
+                    w
+                    for w in candidates
+                    if not any(OSA.distance(w.lower(), e) <= max(1, len(e) // 4) for e in entities - {subject.lower()})
+                ),
                 None,
             )
             if wrong is None:
                 raise ValueError(f"no misspelling of {subject!r} is unambiguous")
             shown_subject = mark(wrong)
-        capitalised = shown_subject[0] + shown_subject[1:2].upper() + shown_subject[2:] if shown_subject[0] == OPEN else shown_subject.capitalize()
+        capitalised = (
+            shown_subject[0] + shown_subject[1:2].upper() + shown_subject[2:]
+            if shown_subject[0] == OPEN
+            else shown_subject.capitalize()
+        )
         return answers[template % len(answers)].format(subject=shown_subject, Subject=capitalised, answer=answer)
     if family == "enumeration":
         items = [str(v) for v in meta["items"]]
@@ -281,7 +291,9 @@ def _sentences_of(text: str) -> list[str]:
     return re.findall(r" [^.!?]*[.!?]", text)
 
 
-def respond(rng: random.Random, record: dict, kinds: list[str] | tuple[str, ...] = (), template: int | None = None) -> Response:
+def respond(
+    rng: random.Random, record: dict, kinds: list[str] | tuple[str, ...] = (), template: int | None = None
+) -> Response:
     """A response to `record` with the given defect kinds planted (none: a good reply)."""
     family = record["family"]
     allowed = set(COMMON_DEFECTS) | set(FAMILY_DEFECTS[family])
@@ -297,7 +309,9 @@ def respond(rng: random.Random, record: dict, kinds: list[str] | tuple[str, ...]
         text = _body(rng, record, kinds_set, template)
     if family == "tone" and "hostile_sentence" in kinds_set:
         first = _sentences_of(text)[0]
-        insert = rng.choice(tables.HOSTILE_TONE_SENTENCES).format(word=mark(rng.choice(tables.HOSTILE_WORDS)), item=record["meta"]["item"])
+        insert = rng.choice(tables.HOSTILE_TONE_SENTENCES).format(
+            word=mark(rng.choice(tables.HOSTILE_WORDS)), item=record["meta"]["item"]
+        )
         text = text.replace(first, first + insert, 1)
     if family != "tone" and "hostile" in kinds_set:
         insult = rng.choice(tables.HOSTILE_SENTENCES).format(word=mark(rng.choice(tables.HOSTILE_WORDS)))
@@ -305,7 +319,9 @@ def respond(rng: random.Random, record: dict, kinds: list[str] | tuple[str, ...]
     if "loop" in kinds_set:
         sentence = _sentences_of(text)[-1].replace(OPEN, "").replace(CLOSE, "")
         loops = [" " + mark(sentence[1:]) for _ in range(rng.randint(1, 4 if family == "repetition" else 2))]
-        if "verbose" not in kinds_set and rng.random() < 0.5:  # cut off mid-sentence, as when generation runs out of tokens
+        if (
+            "verbose" not in kinds_set and rng.random() < 0.5
+        ):  # cut off mid-sentence, as when generation runs out of tokens
             words = sentence[1:].split()
             loops.append(" " + mark(" ".join(words[: rng.randint(1, max(1, len(words) - 1))])))
         text += "".join(loops)

@@ -47,9 +47,13 @@ def check_finished(root: Path, size: str, seed: int) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"the world at {root} lacks its file {name}; {fix}")
         if path.stat().st_size != expected["size"]:
-            raise ValueError(f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
-                             f"built (truncated or changed); {fix}")
+            raise ValueError(
+                f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
+                f"built (truncated or changed); {fix}"
+            )
     actual = file_digests(root)
     for name, expected in recorded.items():
         if actual[name]["sha256"] != expected["sha256"]:
-            raise ValueError(f"the world file {root / name} changed since the world was built (SHA-256 differs); {fix}")
+            raise ValueError(
+                f"the world file {root / name} changed since the world was built (SHA-256 differs); {fix}"
+            )

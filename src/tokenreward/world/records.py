@@ -40,7 +40,9 @@ def response_record(prompt: dict, response: gen.Response) -> dict[str, Any]:
     }
 
 
-def label_pair(rng: random.Random, prompt: dict, first: dict, second: dict, with_revision: bool = True) -> dict[str, Any]:
+def label_pair(
+    rng: random.Random, prompt: dict, first: dict, second: dict, with_revision: bool = True
+) -> dict[str, Any]:
     """A simulated labeller's choice, `P(first wins) = sigma((s_1 - s_2) / LABEL_TEMPERATURE)`,
     and (`with_revision`) the oracle's minimal revision of the rejected response."""
     margin = (first["oracle_score"] - second["oracle_score"]) / LABEL_TEMPERATURE
@@ -77,9 +79,18 @@ def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> li
         template = rng.randrange(12)
         good = gen.respond(rng, prompt, [], template).text
         bad = gen.respond(rng, prompt, _defective_kinds(rng, family), template).text
-        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=bad), "completion": revise(prompt, bad)})
-        records.append({"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=good), "completion": good})
-        records.append({"prompt": gen.REVISION_WORSE.format(prompt=prompt["prompt"], response=good), "completion": bad})
+        records.append(
+            {
+                "prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=bad),
+                "completion": revise(prompt, bad),
+            }
+        )
+        records.append(
+            {"prompt": gen.REVISION_BETTER.format(prompt=prompt["prompt"], response=good), "completion": good}
+        )
+        records.append(
+            {"prompt": gen.REVISION_WORSE.format(prompt=prompt["prompt"], response=good), "completion": bad}
+        )
     rng.shuffle(records)
     return records
 

@@ -19,7 +19,12 @@ from tokenreward.generation import cache_argument, next_tokens, row_generators
 
 @torch.no_grad()
 def sample_ids(
-    policy, prompt_ids: Sequence[Sequence[int]], eos_id: int, pad_id: int, max_new_tokens: int, greedy: bool,
+    policy,
+    prompt_ids: Sequence[Sequence[int]],
+    eos_id: int,
+    pad_id: int,
+    max_new_tokens: int,
+    greedy: bool,
     seeds: Sequence[tuple[int, int]] | None = None,
 ) -> list[list[int]]:
     """Response token ids (EOS excluded) per prompt: greedy, or sampled at temperature 1 with
@@ -53,6 +58,12 @@ def sample_ids(
             active, token, mask, last = active[keep.cpu()], token[keep], mask[keep], last[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         last = last + 1
-        out = policy(input_ids=token[:, None], attention_mask=mask, position_ids=last[:, None], use_cache=True, **{cache_name: cache})
+        out = policy(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=last[:, None],
+            use_cache=True,
+            **{cache_name: cache},
+        )
         cache, logits = getattr(out, cache_name), out.logits[:, -1]
     return responses

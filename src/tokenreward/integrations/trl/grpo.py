@@ -148,7 +148,10 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         policy_rewards = self.token_reward_function.last
         device, width = output["completion_ids"].device, output["completion_ids"].shape[1]
-        local_rewards, local_mask = policy_rewards.padded(width).to(device), policy_rewards.padded_mask(width).to(device)
+        local_rewards, local_mask = (
+            policy_rewards.padded(width).to(device),
+            policy_rewards.padded_mask(width).to(device),
+        )
         sequence_rewards = policy_rewards.sequence_rewards
 
         token_rewards, mask = self.gather_rows(local_rewards, local_mask)

@@ -13,6 +13,14 @@ from tokenreward.trainers.ppo.rollout import (
 from tokenreward.trainers.ppo.trainer import PPOTrainer, run
 
 __all__ = [
-    "Experience", "PPOConfig", "PPOTrainer", "ReMaxConfig", "RLOOConfig", "policy_token_rewards", "prepare_prompts",
-    "read_prompt_file", "run", "step_prompt_indices",
+    "Experience",
+    "PPOConfig",
+    "PPOTrainer",
+    "ReMaxConfig",
+    "RLOOConfig",
+    "policy_token_rewards",
+    "prepare_prompts",
+    "read_prompt_file",
+    "run",
+    "step_prompt_indices",
 ]

@@ -23,32 +23,57 @@ class PPOConfig(RunConfig):
 
     out: Path = field(metadata={"help": "run folder: log.jsonl, checkpoints/, final/ (the trained policy)"})
     rewarder: str = field(default="sparse", metadata={"help": "registered rewarder giving the per-token rewards"})
-    world: Path | None = field(default=None, metadata={"help": "world folder (policy, reward model, prompts, oracle); default: the built world"})
-    policy: Path | None = field(default=None, metadata={"help": "initial policy folder (default: the world's SFT policy)"})
-    reference: Path | None = field(default=None, metadata={"help": "reference model for the KL (default: the initial policy)"})
-    reward_model: Path | None = field(default=None, metadata={"help": "sequence reward model folder (default: the world's)"})
-    prompts: Path | None = field(default=None, metadata={"help": "JSONL of {\"prompt\": ...} records (default: the world's prompts)"})
+    world: Path | None = field(
+        default=None,
+        metadata={"help": "world folder (policy, reward model, prompts, oracle); default: the built world"},
+    )
+    policy: Path | None = field(
+        default=None, metadata={"help": "initial policy folder (default: the world's SFT policy)"}
+    )
+    reference: Path | None = field(
+        default=None, metadata={"help": "reference model for the KL (default: the initial policy)"}
+    )
+    reward_model: Path | None = field(
+        default=None, metadata={"help": "sequence reward model folder (default: the world's)"}
+    )
+    prompts: Path | None = field(
+        default=None, metadata={"help": 'JSONL of {"prompt": ...} records (default: the world\'s prompts)'}
+    )
     prompt_split: str = field(default="rl", metadata={"help": "world split to take prompts from"})
     rewarder_options: list[str] = field(
         default_factory=list,
-        metadata={"help": "rewarder options and extra resources NAME=VALUE, typed from the rewarder's constructor, e.g. keep_sum=true,discriminator=DIR",
-                  "aliases": ["--rewarder-args"]},
+        metadata={
+            "help": "rewarder options and extra resources NAME=VALUE, typed from the rewarder's constructor, e.g. keep_sum=true,discriminator=DIR",
+            "aliases": ["--rewarder-args"],
+        },
     )
     steps: int = field(default=100, metadata={"help": "PPO steps (one rollout batch each)", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "prompts per step (over all processes)", "min": 1})
     samples_per_prompt: int = field(default=1, metadata={"help": "responses sampled per prompt (RLOO's K)", "min": 1})
-    mini_batch_size: int = field(default=8, metadata={"help": "responses per optimizer step (over all processes)", "min": 1})
+    mini_batch_size: int = field(
+        default=8, metadata={"help": "responses per optimizer step (over all processes)", "min": 1}
+    )
     ppo_epochs: int = field(default=2, metadata={"help": "passes over each rollout batch", "min": 1})
     max_new_tokens: int = field(default=64, metadata={"help": "longest response in tokens", "min": 1})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (the log-probs use the same)", "gt": 0.0})
+    temperature: float = field(
+        default=1.0, metadata={"help": "sampling temperature (the log-probs use the same)", "gt": 0.0}
+    )
     top_k: int = field(default=0, metadata={"help": "sample among the top-k tokens (0: all)", "min": 0})
-    learning_rate: float = field(default=5e-5, metadata={"help": "policy learning rate (AdamW)", "gt": 0.0, "aliases": ["--lr"]})
-    critic_learning_rate: float = field(default=1e-4, metadata={"help": "value model learning rate (AdamW)", "gt": 0.0})
+    learning_rate: float = field(
+        default=5e-5, metadata={"help": "policy learning rate (AdamW)", "gt": 0.0, "aliases": ["--lr"]}
+    )
+    critic_learning_rate: float = field(
+        default=1e-4, metadata={"help": "value model learning rate (AdamW)", "gt": 0.0}
+    )
     warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warm-up, in steps", "min": 0})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm", "gt": 0.0})
-    kl_coef: float = field(default=0.02, metadata={"help": "beta of the KL to the reference (RED: 0.02, TLCR: 0.1)", "min": 0.0})
+    kl_coef: float = field(
+        default=0.02, metadata={"help": "beta of the KL to the reference (RED: 0.02, TLCR: 0.1)", "min": 0.0}
+    )
     kl_estimator: Literal["k1", "k2", "k3"] = field(default="k1", metadata={"help": "per-token KL estimator"})
-    kl_in: Literal["reward", "loss"] = field(default="reward", metadata={"help": "subtract the KL from the reward or add it to the loss"})
+    kl_in: Literal["reward", "loss"] = field(
+        default="reward", metadata={"help": "subtract the KL from the reward or add it to the loss"}
+    )
     gamma: float = field(default=1.0, metadata={"help": "GAE discount", "min": 0.0})
     lam: float = field(default=0.95, metadata={"help": "GAE lambda", "min": 0.0})
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip", "gt": 0.0})
@@ -58,10 +83,16 @@ class PPOConfig(RunConfig):
         default="reward_model", metadata={"help": "initialise the value model from the reward model or the policy"}
     )
     estimator: str = field(
-        default="gae", metadata={"help": "registered advantage estimator (gae needs a critic; see tokenreward.losses.advantages)"}
+        default="gae",
+        metadata={"help": "registered advantage estimator (gae needs a critic; see tokenreward.losses.advantages)"},
     )
-    truncate_prompts: bool = field(default=False, metadata={"help": "keep the end of prompts too long for the context instead of refusing"})
-    save_every: int = field(default=50, metadata={"help": "checkpoint every N steps (and at the end)", "min": 1, "aliases": ["--checkpoint-every"]})
+    truncate_prompts: bool = field(
+        default=False, metadata={"help": "keep the end of prompts too long for the context instead of refusing"}
+    )
+    save_every: int = field(
+        default=50,
+        metadata={"help": "checkpoint every N steps (and at the end)", "min": 1, "aliases": ["--checkpoint-every"]},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,7 +103,9 @@ class PPOConfig(RunConfig):
 class ReMaxConfig(PPOConfig):
     """ReMax: one sample per prompt, the greedy response's return as baseline, no critic."""
 
-    estimator: str = field(default="remax_token", metadata={"help": "registered advantage estimator (remax_token, remax_sequence)"})
+    estimator: str = field(
+        default="remax_token", metadata={"help": "registered advantage estimator (remax_token, remax_sequence)"}
+    )
     whiten_advantages: bool = field(default=False, metadata={"help": "whiten advantages over the batch"})
 
 
@@ -83,7 +116,10 @@ class RLOOConfig(PPOConfig):
 
     batch_size: int = field(default=4, metadata={"help": "prompts per step (over all processes)", "min": 1})
     samples_per_prompt: int = field(default=4, metadata={"help": "responses sampled per prompt (RLOO's K)", "min": 1})
-    estimator: str = field(default="rloo_token", metadata={"help": "registered advantage estimator (rloo_token, rloo_return, grpo_return, rloo_sequence)"})
+    estimator: str = field(
+        default="rloo_token",
+        metadata={"help": "registered advantage estimator (rloo_token, rloo_return, grpo_return, rloo_sequence)"},
+    )
     whiten_advantages: bool = field(default=False, metadata={"help": "whiten advantages over the batch"})
 
 
@@ -97,6 +133,8 @@ def check_config(c: PPOConfig) -> None:
     if c.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
     if "group" in ESTIMATORS.get(c.estimator).needs and c.samples_per_prompt < 2:
-        raise ValueError(f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}")
+        raise ValueError(
+            f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}"
+        )
     if c.kl_in == "loss" and c.kl_estimator == "k1":
         raise ValueError("--kl-in loss with --kl-estimator k1 has zero expected gradient; use k2 or k3 as a loss")

@@ -34,7 +34,9 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
 
     if c.critic_init == "reward_model":
         if reward_model_dir is None:
-            raise ValueError("--critic-init reward_model needs --reward-model (or a world); or use --critic-init policy")
+            raise ValueError(
+                "--critic-init reward_model needs --reward-model (or a world); or use --critic-init policy"
+            )
         vocab = load_tokenizer(str(reward_model_dir)).get_vocab() if has_tokenizer(reward_model_dir) else None
         if vocab is not None and vocab != tokenizer.get_vocab():
             raise ValueError(

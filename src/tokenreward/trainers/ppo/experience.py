@@ -27,11 +27,18 @@ class Experience:
 
     def rows(self, index: torch.Tensor) -> Experience:
         """The responses `index` (a `[b]` index tensor) of every field."""
-        return Experience(**{
-            f.name: (getattr(self, f.name).rows(index) if f.name == "batch" else
-                     None if getattr(self, f.name) is None else getattr(self, f.name)[index])
-            for f in dataclasses.fields(self)
-        })
+        return Experience(
+            **{
+                f.name: (
+                    getattr(self, f.name).rows(index)
+                    if f.name == "batch"
+                    else None
+                    if getattr(self, f.name) is None
+                    else getattr(self, f.name)[index]
+                )
+                for f in dataclasses.fields(self)
+            }
+        )
 
 
 @dataclass
@@ -49,7 +56,9 @@ def score_rollout(policy, reference, critic, batch: Batch, temperature: float, c
     """Policy and reference log-probs, entropy and critic values, `chunk` responses at a time."""
     parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "entropy": [], "values": []}
     for start in range(0, batch.input_ids.shape[0], chunk):
-        rows = batch.rows(torch.arange(start, min(start + chunk, batch.input_ids.shape[0]), device=batch.input_ids.device))
+        rows = batch.rows(
+            torch.arange(start, min(start + chunk, batch.input_ids.shape[0]), device=batch.input_ids.device)
+        )
         stats = response_token_stats(policy, rows, temperature, entropy=True)
         parts["logprobs"].append(stats.logprobs)
         parts["entropy"].append(stats.entropy)

@@ -43,7 +43,7 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
     for number, record in enumerate(records, start=1):
         prompt = record.get("prompt") if isinstance(record, dict) else None
         if not (isinstance(prompt, str) and prompt.strip()) and not (isinstance(prompt, list) and prompt):
-            raise ValueError(f"--prompts: record {number} of {path} has no \"prompt\" (a string or a list of messages)")
+            raise ValueError(f'--prompts: record {number} of {path} has no "prompt" (a string or a list of messages)')
     if not records:
         raise ValueError(f"--prompts: {path} holds no prompts")
     return records
@@ -56,7 +56,9 @@ def prepare_prompts(
     for `max_new_tokens` in the context is refused, or with `truncate` cut to its end."""
     room = None if context is None else context - max_new_tokens
     if room is not None and room < 1:
-        raise ValueError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's context of {context}")
+        raise ValueError(
+            f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's context of {context}"
+        )
     ids, prompts, too_long = [], [], []
     for i, record in enumerate(records):
         prompt_ids = encode_prompt(tokenizer, record["prompt"])
@@ -91,7 +93,9 @@ def step_prompt_indices(n_prompts: int, batch_size: int, step: int, seed: int) -
     return indices
 
 
-def policy_token_rewards(rewarder: Rewarder, prompts: Sequence[TextOrMessages], generations: Generations) -> TokenRewards:
+def policy_token_rewards(
+    rewarder: Rewarder, prompts: Sequence[TextOrMessages], generations: Generations
+) -> TokenRewards:
     """The rewards on the generated tokens (one per response id, offsets of the generations),
     in the layout described in the module docstring; `.padded(width)` gives the `[B, width]`
     tensor, `.sequence_rewards` the scores."""
@@ -100,7 +104,9 @@ def policy_token_rewards(rewarder: Rewarder, prompts: Sequence[TextOrMessages], 
     sequence = [0.0] * len(generations)
     if scored:
         result = rewarder.score(
-            [prompts[i] for i in scored], [generations[i].text for i in scored], align_to=[generations[i].offsets for i in scored]
+            [prompts[i] for i in scored],
+            [generations[i].text for i in scored],
+            align_to=[generations[i].offsets for i in scored],
         )
         for k, i in enumerate(scored):
             rows[i] = terminal_layout(result.token_rewards(k), generations[i].offsets, len(generations[i].text))

@@ -81,7 +81,11 @@ class PPOTrainer:
         self.prompt_ids, self.prompts = prepare_prompts(
             self.tokenizer, self.records, config.max_new_tokens, context_length(self.policy), config.truncate_prompts
         )
-        self.rewarder = build_rewarder(config.rewarder, self.rewarder_resources(), **parse_assignments(config.rewarder_options, "--rewarder-options"))
+        self.rewarder = build_rewarder(
+            config.rewarder,
+            self.rewarder_resources(),
+            **parse_assignments(config.rewarder_options, "--rewarder-options"),
+        )
         self.make_optimizers()
 
     # ---- set-up
@@ -103,7 +107,11 @@ class PPOTrainer:
     def load_models(self) -> None:
         c, world = self.config, self.world
         policy_dir = Path(c.policy or world.policy_dir)
-        for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
+        for flag, folder in (
+            ("--policy", policy_dir),
+            ("--reference", c.reference),
+            ("--reward-model", c.reward_model),
+        ):
             if folder is not None and not Path(folder).is_dir():
                 raise FileNotFoundError(f"{flag}: no model folder {folder}")
         if has_tokenizer(policy_dir):
@@ -125,7 +133,11 @@ class PPOTrainer:
                 f"({self.policy.config.vocab_size}); they must share a tokenizer"
             )
         self.reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
-        self.critic = None if self.critic_free else ValueModel(load_critic(c, self.world, self.reward_model_dir, self.tokenizer, self.policy)).eval()
+        self.critic = (
+            None
+            if self.critic_free
+            else ValueModel(load_critic(c, self.world, self.reward_model_dir, self.tokenizer, self.policy)).eval()
+        )
 
     def load_prompt_records(self) -> list[dict]:
         if self.config.prompts is not None:
@@ -151,7 +163,9 @@ class PPOTrainer:
         schedule = lambda step: min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0  # noqa: E731
         self.optimizers = {"policy": torch.optim.AdamW(self.policy.parameters(), lr=c.learning_rate, weight_decay=0.0)}
         if self.critic is not None:
-            self.optimizers["critic"] = torch.optim.AdamW(self.critic.parameters(), lr=c.critic_learning_rate, weight_decay=0.0)
+            self.optimizers["critic"] = torch.optim.AdamW(
+                self.critic.parameters(), lr=c.critic_learning_rate, weight_decay=0.0
+            )
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, schedule) for k, o in self.optimizers.items()}
         if self.critic is not None:
             self.policy, self.critic, self.optimizers["policy"], self.optimizers["critic"] = self.accelerator.prepare(
@@ -185,7 +199,9 @@ class PPOTrainer:
         """Rollout-time log-probs (policy, reference), entropy and values, in mini-batch chunks."""
         chunk = max(1, self.config.mini_batch_size // self.accelerator.num_processes)
         critic = self.accelerator.unwrap_model(self.critic) if self.critic is not None else None
-        return score_rollout(self.accelerator.unwrap_model(self.policy), self.reference, critic, batch, self.config.temperature, chunk)
+        return score_rollout(
+            self.accelerator.unwrap_model(self.policy), self.reference, critic, batch, self.config.temperature, chunk
+        )
 
     def generate(self, rows: list[int], seeds: list[tuple[int, ...]] | None) -> Generations:
         c = self.config
@@ -211,7 +227,9 @@ class PPOTrainer:
                 f"{sorted(set(rows))} ({err}); the step was refused and nothing was updated"
             ) from err
         except ValueError as err:
-            raise ValueError(f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}") from err
+            raise ValueError(
+                f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}"
+            ) from err
         width = max(len(g.response_ids) for g in generations)
         return policy_rewards.padded(width).to(self.device), policy_rewards.sequence_rewards.to(self.device)
 
@@ -245,7 +263,9 @@ class PPOTrainer:
         greedy_batch = make_batch(greedy, self.tokenizer.pad_token_id, self.device)
         scores = self.score_batch(greedy_batch)
         kl = kl_estimate(scores.logprobs, scores.ref_logprobs, c.kl_estimator)
-        batch.baseline_rewards = ppo_rewards(greedy_token_rewards, kl, greedy_batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
+        batch.baseline_rewards = ppo_rewards(
+            greedy_token_rewards, kl, greedy_batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0
+        )
         batch.baseline_mask = greedy_batch.mask
         return greedy_sequence
 
@@ -277,7 +297,9 @@ class PPOTrainer:
             greedy_reward = self.greedy_baseline(step, rows, estimator_batch)
             timings["time_baseline"] = time.perf_counter() - started
         advantages, returns = self.advantages(estimator_batch)
-        experience = Experience(batch, scores.logprobs, scores.ref_logprobs, scores.entropy, rewards, advantages, scores.values, returns)
+        experience = Experience(
+            batch, scores.logprobs, scores.ref_logprobs, scores.entropy, rewards, advantages, scores.values, returns
+        )
 
         started = time.perf_counter()
         stats = update(c, self.learners, step, experience)
@@ -321,7 +343,9 @@ class PPOTrainer:
             return None
         from tokenreward.world.oracle import grade
 
-        return torch.tensor([grade(r, g.text).score for r, g in zip(records, generations)], dtype=torch.float32, device=self.device)
+        return torch.tensor(
+            [grade(r, g.text).score for r, g in zip(records, generations)], dtype=torch.float32, device=self.device
+        )
 
     # ---- the loop
 
@@ -336,7 +360,9 @@ class PPOTrainer:
         start = self.restore()
         logger = JsonlLogger(self.folder.out / "log.jsonl", resume_step=start, enabled=acc.is_main_process)
         try:
-            with progress_bar(c.steps, f"{self.method}-{c.rewarder}", start=start, enabled=c.progress and acc.is_main_process) as advance:
+            with progress_bar(
+                c.steps, f"{self.method}-{c.rewarder}", start=start, enabled=c.progress and acc.is_main_process
+            ) as advance:
                 for step in range(start, c.steps):
                     record = self.step(step)
                     logger.log(record)
@@ -365,8 +391,12 @@ class PPOTrainer:
         return step
 
 
-@register_trainer("rloo", RLOOConfig, help="RLOO: K samples per prompt, leave-one-out baseline, token-level with dense rewards")
-@register_trainer("remax", ReMaxConfig, help="ReMax: REINFORCE with the greedy response's return as baseline, no critic")
+@register_trainer(
+    "rloo", RLOOConfig, help="RLOO: K samples per prompt, leave-one-out baseline, token-level with dense rewards"
+)
+@register_trainer(
+    "remax", ReMaxConfig, help="ReMax: REINFORCE with the greedy response's return as baseline, no critic"
+)
 @register_trainer("ppo", PPOConfig, help="PPO with per-token rewards from any rewarder (value-head critic, GAE)")
 def run(config: PPOConfig, name: str = "ppo") -> Path:
     """Train `name` (ppo, remax or rloo) and return the run folder (`OUT/final` holds the policy)."""

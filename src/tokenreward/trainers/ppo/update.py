@@ -32,7 +32,9 @@ class Learners:
     schedulers: dict[str, Any]
 
 
-def minibatch_losses(c: PPOConfig, learners: Learners, mini: Experience, count: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def minibatch_losses(
+    c: PPOConfig, learners: Learners, mini: Experience, count: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The summed loss of a (micro-)batch and its statistics; `count` is the mini-batch's token count."""
     rows = mini.batch
     logprobs = response_logprobs(learners.policy, rows, c.temperature)
@@ -43,7 +45,9 @@ def minibatch_losses(c: PPOConfig, learners: Learners, mini: Experience, count: 
         stats["kl_loss"] = kl_loss.detach()
         loss = loss + c.kl_coef * kl_loss
     if learners.critic is not None:
-        v_loss, v_stats = value_loss(learners.critic(rows), mini.values, mini.returns, rows.mask, c.cliprange_value, count)
+        v_loss, v_stats = value_loss(
+            learners.critic(rows), mini.values, mini.returns, rows.mask, c.cliprange_value, count
+        )
         stats.update(v_stats, value_loss=v_loss.detach())
         loss = loss + v_loss
     return loss, stats
@@ -56,7 +60,9 @@ def apply(c: PPOConfig, learners: Learners, where: str) -> None:
         model = learners.policy if name == "policy" else learners.critic
         norm = acc.clip_grad_norm_(model.parameters(), c.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(norm)):
-            raise FloatingPointError(f"{where}: the {name} gradient is not finite; stopped before applying it (resume from the last checkpoint)")
+            raise FloatingPointError(
+                f"{where}: the {name} gradient is not finite; stopped before applying it (resume from the last checkpoint)"
+            )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -71,7 +77,9 @@ def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) 
     totals: dict[str, float] = {}
     updates = 0
     for epoch in range(c.ppo_epochs):
-        order = torch.randperm(local, generator=torch.Generator().manual_seed(derive_seed(c.seed, "minibatches", step, epoch)))
+        order = torch.randperm(
+            local, generator=torch.Generator().manual_seed(derive_seed(c.seed, "minibatches", step, epoch))
+        )
         for start in range(0, local, size):
             index = order[start : start + size].to(device)
             where = f"step {step + 1}, epoch {epoch + 1}, mini-batch {start // size + 1}"
@@ -84,7 +92,9 @@ def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) 
                     with autocast():
                         loss, stats = minibatch_losses(c, learners, experience.rows(micro), count)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{where}: the loss is not finite; stopped before applying it (resume from the last checkpoint)")
+                        raise FloatingPointError(
+                            f"{where}: the loss is not finite; stopped before applying it (resume from the last checkpoint)"
+                        )
                     acc.backward(loss)
                 for key, value in stats.items():
                     summed[key] = summed.get(key, 0.0) + value.float()
