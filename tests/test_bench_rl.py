@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tokenreward.bench.rl import RLBenchConfig, aggregate, parse_options, resolve_method, run, trainer_config
+from tokenreward.bench.rl import RLBenchConfig, aggregate, run
+from tokenreward.bench.rl_methods import parse_options, resolve_method, trainer_config
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
 

@@ -8,8 +8,6 @@ import pytest
 import torch
 
 from tokenreward.losses.preference import (
-    PREFERENCE_METHODS,
-    PairBatch,
     dpo_logits,
     dpo_loss,
     select_tokens,
@@ -23,6 +21,7 @@ from tokenreward.losses.preference import (
     token_regulariser,
     treg_loss,
 )
+from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
 
 
 def softplus(x: float) -> float:
@@ -263,7 +262,7 @@ PAIRS = [
 def our_logps(model, tokenizer, rows):
     """Shifted per-token log-probs and masks of the pairs through the preference trainer's path."""
     from tokenreward.preference_data import prepare_preference_data
-    from tokenreward.trainers.preference import collate, halves, policy_logps
+    from tokenreward.trainers.preference_batches import collate, halves, policy_logps
 
     data = prepare_preference_data(rows, tokenizer, "pairs")
     batch = collate(data, list(range(len(data))), tokenizer.pad_token_id)

@@ -243,7 +243,9 @@ def test_resume_is_exact_and_reuses_the_reference_cache(setup, tmp_path, monkeyp
         run(config(setup, broken, steps=6, save_every=3, learning_rate=1e-3), "tdpo2")
 
     monkeypatch.setattr(trainer, "batch_indices", real)
-    monkeypatch.setattr(trainer, "reference_logps", lambda *a, **k: pytest.fail("reference log-probs recomputed"))
+    import tokenreward.trainers.preference_batches as batches
+
+    monkeypatch.setattr(batches, "reference_logps", lambda *a, **k: pytest.fail("reference log-probs recomputed"))
     run(config(setup, broken, steps=6, save_every=3, learning_rate=1e-3, resume=True), "tdpo2")
     assert read_jsonl(broken / "log.jsonl") == read_jsonl(whole / "log.jsonl")
     from safetensors.torch import load_file

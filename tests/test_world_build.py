@@ -11,6 +11,7 @@ from rapidfuzz.distance import Levenshtein
 
 from tokenreward.world import SPLITS, World, open_world
 from tokenreward.world import build as world_build
+from tokenreward.world import measure as world_measure
 from tokenreward.world.generate import REVISION_BETTER
 from tokenreward.world.oracle import grade
 
@@ -106,7 +107,7 @@ def test_models_load_with_plain_hugging_face_classes_and_the_policy_stops(small_
     for prompt in prompts:
         ids = tokenizer(prompt, return_tensors="pt")
         out = policy.generate(
-            **ids, max_new_tokens=world_build.MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **ids, max_new_tokens=world_measure.MAX_NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
         stopped += int((out[0, ids["input_ids"].shape[1] :] == tokenizer.eos_token_id).any())
     assert stopped >= len(prompts) // 2
@@ -182,14 +183,14 @@ def test_policy_quality_grades_the_policys_own_samples(small_world):
     tokenizer = AutoTokenizer.from_pretrained(str(small_world.tokenizer_dir))
     policy = AutoModelForCausalLM.from_pretrained(str(small_world.policy_dir)).eval()
     prompts = small_world.prompts("test")[:6]
-    texts = world_build.sample_responses(
+    texts = world_measure.sample_responses(
         policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=4
     )
-    one_by_one = world_build.sample_responses(
+    one_by_one = world_measure.sample_responses(
         policy, tokenizer, [p["prompt"] for p in prompts], greedy=True, seed=0, batch_size=1
     )
     assert texts == one_by_one  # left padding does not change greedy continuations
-    quality = world_build.policy_quality(policy, tokenizer, prompts, greedy=True, seed=0)
+    quality = world_measure.policy_quality(policy, tokenizer, prompts, greedy=True, seed=0)
     grades = [grade(p, t) for p, t in zip(prompts, texts)]
     assert quality["oracle_score"] == pytest.approx(sum(g.score for g in grades) / len(grades))
     assert quality["defect_rate"] == pytest.approx(sum(g.defects > 0 for g in grades) / len(grades))

@@ -323,3 +323,11 @@ def cosine_optimization(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=weight_decay)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
     return Optimization(accelerator, folder, config, model, optimizer, scheduler, name)
+
+
+def masked_moments(accelerator, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of the masked entries of `values` over all processes."""
+    stats = torch.stack([values[mask].sum(), (values[mask] ** 2).sum(), mask.sum().to(values.dtype)])
+    total, squares, count = accelerator.reduce(stats, reduction="sum")
+    mean = total / count.clamp_min(1)
+    return mean, (squares / count.clamp_min(1) - mean**2).clamp_min(0.0)

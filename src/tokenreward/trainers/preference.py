@@ -23,10 +23,8 @@ stop the run with `--strict`), `OUT/checkpoints/` (exact resume with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,13 +32,11 @@ from typing import Any
 
 import torch
 
-from tokenreward.logprobs import token_stats
-from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch
+from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import (
     PreferenceData,
     pair_token_rewards,
-    path_fingerprint,
     prepare_preference_data,
     read_rows,
     token_rewards_fingerprint,
@@ -50,6 +46,7 @@ from tokenreward.rewards import rewarder_requirements
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.preference_batches import cached_reference_logps, collate, halves, policy_logps
 
 
 @dataclass(kw_only=True)
@@ -139,95 +136,6 @@ class PreferenceConfig(RunConfig):
             "help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"
         },
     )
-
-
-def collate(
-    data: PreferenceData,
-    indices: list[int],
-    pad_id: int,
-    per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Right-padded `[2B, L]` inputs (chosen rows, then rejected), the shifted-frame loss and
-    response-token masks `[2B, L-1]`, and each per-completion-position vector of
-    `per_position` (name -> (chosen list, rejected list)) placed in the shifted frame."""
-    seqs = [data.chosen[i] for i in indices] + [data.rejected[i] for i in indices]
-    width = max(len(s.input_ids) for s in seqs)
-    out = {
-        "input_ids": torch.full((len(seqs), width), pad_id, dtype=torch.long),
-        "attention_mask": torch.zeros((len(seqs), width), dtype=torch.long),
-        "mask": torch.zeros((len(seqs), width - 1)),
-        "tokens": torch.zeros((len(seqs), width - 1), dtype=torch.bool),
-    }
-    for name in per_position or {}:
-        out[name] = torch.zeros((len(seqs), width - 1))
-    for row, seq in enumerate(seqs):
-        n, start = len(seq.input_ids), seq.completion_start
-        out["input_ids"][row, :n] = torch.tensor(seq.input_ids)
-        out["attention_mask"][row, :n] = 1
-        out["mask"][row, start - 1 : n - 1] = 1.0
-        out["tokens"][row, torch.tensor(seq.token_positions) - 1] = True
-        side, i = (0, indices[row]) if row < len(indices) else (1, indices[row - len(indices)])
-        for name, values in (per_position or {}).items():
-            out[name][row, start - 1 : n - 1] = values[side][i]
-    return out
-
-
-def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    half = tensor.shape[0] // 2
-    return tensor[:half], tensor[half:]
-
-
-def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference=None):
-    """Shifted-frame per-token log-probs `[B, L-1]` and, given a `reference` model, the per-token
-    `KL(ref || model)` over the vocabulary (else None), chunked (`tokenreward.logprobs`)."""
-    stats = token_stats(model, input_ids, attention_mask, reference=reference)
-    return stats.logprobs, stats.kl
-
-
-@torch.no_grad()
-def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
-    """Per completion position, `log ref(token | prefix)` for every chosen and rejected response
-    (pairs batched in order of length, so little is spent on padding)."""
-    chosen: list[torch.Tensor | None] = [None] * len(data)
-    rejected: list[torch.Tensor | None] = [None] * len(data)
-    order = sorted(range(len(data)), key=lambda i: max(len(data.chosen[i].input_ids), len(data.rejected[i].input_ids)))
-    with progress_bar(len(data), "reference log-probs", enabled=progress) as advance:
-        for start in range(0, len(data), batch_size):
-            indices = order[start : start + batch_size]
-            batch = collate(data, indices, pad_id)
-            lp, _ = policy_logps(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            lp = lp.cpu()
-            for row, i in enumerate(indices):
-                for values, side, shift in ((chosen, data.chosen, 0), (rejected, data.rejected, len(indices))):
-                    seq = side[i]
-                    values[i] = lp[row + shift, seq.completion_start - 1 : len(seq.input_ids) - 1].clone()
-            advance(len(indices))
-    return chosen, rejected
-
-
-def cached_reference_logps(
-    reference: str,
-    data: PreferenceData,
-    pad_id: int,
-    batch_size: int,
-    directory: Path,
-    device,
-    progress: bool,
-    write: bool,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`reference_logps`, computed once and kept in `directory`, keyed by the
-    tokenized pairs and the reference folder's files: later runs, seeds and methods reuse it."""
-    key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
-    cache = directory / f"reference-logps-{key}.pt"
-    if cache.is_file():
-        return torch.load(cache)
-    values = reference_logps(load_causal_lm(reference, device).eval(), data, pad_id, batch_size, device, progress)
-    if write:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(values, tmp)
-        os.replace(tmp, cache)
-    return values
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

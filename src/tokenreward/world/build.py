@@ -14,7 +14,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
 from tokenreward.world.integrity import check_finished, file_digests
-from tokenreward.world.oracle import grade
+from tokenreward.world.measure import measure, sample_responses, world_tokenizer
 from tokenreward.world.readme import render_readme
 from tokenreward.world.records import (
     LABEL_TEMPERATURE,
@@ -35,38 +35,10 @@ from tokenreward.world.records import (
     sft_examples,
     split_prompts,
 )
-from tokenreward.world.sampling import sample_ids
+from tokenreward.world.sizes import SIZES, WorldSize
 
 CONTEXT = 256
-MAX_NEW_TOKENS = 64
-#: prompts decoded together when the world's policy samples (rows leave the batch as they finish)
-SAMPLE_BATCH = 256
 
-
-@dataclass(frozen=True)
-class WorldSize:
-    per_family: int  # distinct prompts per family (fewer where a family has fewer)
-    test_share: float  # held-out test prompts; the rest split 20 / 40 / 40 (SFT / reward / RL)
-    sft_responses: int  # responses per SFT prompt (plus three revision examples)
-    pairs_per_prompt: int  # data pairs per prompt in the sft / rl / test splits
-    reward_pairs_per_prompt: int  # data pairs per prompt in the reward split (the reward model's data)
-    vocab_size: int
-    n_layer: int
-    n_embd: int
-    n_head: int
-    sft_epochs: int
-    sft_lr: float
-    rm_epochs: int
-    rm_lr: float
-    batch_size: int
-    eval_prompts: int  # test prompts the SFT policy answers for the report
-    policy_pairs_per_prompt: int  # pairs of the SFT policy's own samples per reward prompt (test: pairs_per_prompt)
-
-
-SIZES = {
-    "small": WorldSize(100, 0.15, 4, 2, 4, 600, 2, 64, 2, 8, 3e-3, 3, 1e-3, 16, 60, 4),
-    "full": WorldSize(700, 0.12, 6, 4, 12, 1500, 2, 128, 4, 14, 2e-3, 2, 3e-4, 32, 400, 12),
-}
 
 STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
 
@@ -137,12 +109,6 @@ def build_tokenizer(root: Path, size: WorldSize, seed: int, progress: bool) -> d
     return {"vocab_size": len(tokenizer)}
 
 
-def _tokenizer(root: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(root / STANDARD_FOLDERS["tokenizer"]))
-
-
 def policy_config(size: WorldSize, tokenizer):
     from transformers import GPT2Config
 
@@ -167,7 +133,7 @@ def build_policy(root: Path, size: WorldSize, seed: int, progress: bool) -> dict
 
     from tokenreward.trainers.sft import train_sft
 
-    tokenizer = _tokenizer(root)
+    tokenizer = world_tokenizer(root)
     seed_everything(seed)
     model = AutoModelForCausalLM.from_config(policy_config(size, tokenizer))
     work = root / "work" / "policy"
@@ -206,7 +172,7 @@ def build_policy_pairs(root: Path, size: WorldSize, seed: int, progress: bool) -
     scores and credit spans (no revision)."""
     from tokenreward.models import load_causal_lm
 
-    tokenizer = _tokenizer(root)
+    tokenizer = world_tokenizer(root)
     policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
     rng = random.Random(seed + 1)
     stats: dict[str, Any] = {}
@@ -238,7 +204,7 @@ def build_policy_pairs(root: Path, size: WorldSize, seed: int, progress: bool) -
 def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
     from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
 
-    tokenizer = _tokenizer(root)
+    tokenizer = world_tokenizer(root)
     seed_everything(seed)
     model = reward_model_from(root / STANDARD_FOLDERS["policy"], tokenizer)
     pairs = read_jsonl(root / "data" / "pairs.reward.jsonl") + read_jsonl(root / "data" / "policy_pairs.reward.jsonl")
@@ -269,71 +235,6 @@ def _save_model(model, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
-
-
-# ---------------------------------------------------------------- measurements
-
-
-def sample_responses(
-    policy,
-    tokenizer,
-    prompts: list[str],
-    greedy: bool,
-    seed: int,
-    batch_size: int = SAMPLE_BATCH,
-    progress: bool = False,
-    label: str = "policy samples",
-) -> list[str]:
-    """The policy's continuations of `prompts` (up to `MAX_NEW_TOKENS`), decoded in batches
-    that drop finished rows (`tokenreward.world.sampling`); sampled responses are seeded per
-    prompt by `(seed, index)`, so they do not depend on `batch_size`."""
-    texts: list[str] = []
-    with progress_bar(len(prompts), label, enabled=progress) as advance:
-        for s in range(0, len(prompts), batch_size):
-            rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
-            seeds = [(seed, i) for i in range(s, s + len(rows))]
-            ids = sample_ids(
-                policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds
-            )
-            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
-            advance(len(rows))
-    return texts
-
-
-def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: int) -> dict[str, float]:
-    """Mean oracle score and defect rate (share of responses with at least one issue)."""
-    texts = sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy, seed)
-    grades = [grade(p, t) for p, t in zip(prompts, texts)]
-    return {
-        "oracle_score": sum(g.score for g in grades) / len(grades),
-        "defect_rate": sum(g.defects > 0 for g in grades) / len(grades),
-    }
-
-
-def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
-    from tokenreward.models import load_causal_lm, load_reward_model
-    from tokenreward.trainers.reward_model import pairwise_accuracy
-
-    tokenizer = _tokenizer(root)
-    rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
-    held_out = read_jsonl(root / "data" / "pairs.test.jsonl")
-    held_out_policy = read_jsonl(root / "data" / "policy_pairs.test.jsonl")
-    policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
-    prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
-    data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
-    return {
-        "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
-        "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
-        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(
-            rm, tokenizer, held_out_policy, against="oracle"
-        ),
-        "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
-        "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
-        "data_responses": {
-            "oracle_score": sum(r["oracle_score"] for r in data_responses) / len(data_responses),
-            "defect_rate": sum(r["defects"] > 0 for r in data_responses) / len(data_responses),
-        },
-    }
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Path, WorldSize, int, bool], dict[str, Any]]] = {

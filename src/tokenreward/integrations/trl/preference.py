@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 import torch
 from trl import DPOConfig, DPOTrainer
 
-from tokenreward.losses.preference import PREFERENCE_METHODS, PairBatch, PreferenceSettings
+from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
 from tokenreward.rewards import Rewarder, rewarder_requirements
-from tokenreward.trainers.preference import halves, policy_logps
+from tokenreward.trainers.preference_batches import halves, policy_logps
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
-from tokenreward.trainers.harness import make_run
+from tokenreward.trainers.harness import make_run, masked_moments
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
@@ -233,13 +233,6 @@ class PPOTrainer:
         width = max(len(g.response_ids) for g in generations)
         return policy_rewards.padded(width).to(self.device), policy_rewards.sequence_rewards.to(self.device)
 
-    def gather_moments(self, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of the masked entries over all processes."""
-        stats = torch.stack([values[mask].sum(), (values[mask] ** 2).sum(), mask.sum().to(values.dtype)])
-        total, squares, count = self.accelerator.reduce(stats, reduction="sum")
-        mean = total / count.clamp_min(1)
-        return mean, (squares / count.clamp_min(1) - mean**2).clamp_min(0.0)
-
     @property
     def estimator(self) -> EstimatorEntry:
         return ESTIMATORS.get(self.config.estimator)
@@ -250,7 +243,7 @@ class PPOTrainer:
         c = self.config
         advantages, returns = estimate_advantages(c.estimator, batch, AdvantageSettings(gamma=c.gamma, lam=c.lam))
         if c.whiten_advantages:
-            mean, var = self.gather_moments(advantages, batch.mask)
+            mean, var = masked_moments(self.accelerator, advantages, batch.mask)
             advantages = masked_whiten(advantages, batch.mask, mean=mean, var=var)
         return advantages, returns
 
@@ -324,7 +317,7 @@ class PPOTrainer:
         record: dict[str, Any] = {"step": step + 1}
         for key, values in per_response.items():
             record[key] = acc.gather(values.float()).mean().item()
-        entropy_mean, _ = self.gather_moments(scores.entropy, batch.mask)
+        entropy_mean, _ = masked_moments(self.accelerator, scores.entropy, batch.mask)
         record["entropy"] = entropy_mean.item()
         record.update(stats)
         record["lr"] = self.schedulers["policy"].get_last_lr()[0]

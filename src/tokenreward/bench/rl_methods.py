@@ -1,0 +1,94 @@
+"""Methods of `bench rl` (`TRAINER` or `TRAINER-REWARDER`, resolved through the trainer and
+rewarder registries) and the trainer config of one run, built through the same flags as
+`tokenreward train` (so `--trainer-options` are checked and typed as the command line's)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.options import parse_assignments, parse_bool
+from tokenreward.trainers import TRAINERS
+
+CONTRACT_FIELDS = ("world", "steps", "seed", "out")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    trainer: str
+    rewarder: str | None
+
+
+def resolve_method(name: str) -> Method:
+    """`TRAINER` or `TRAINER-REWARDER`, both looked up in their registries."""
+    from tokenreward.rewards import REWARDERS
+
+    if name in TRAINERS:
+        return Method(name, name, None)
+    matches = [
+        Method(name, name[:k], name[k + 1 :])
+        for k, char in enumerate(name)
+        if char == "-" and name[:k] in TRAINERS and name[k + 1 :] in REWARDERS
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ValueError(f"method {name!r} is ambiguous: " + ", ".join(f"{m.trainer} + {m.rewarder}" for m in matches))
+    raise ValueError(
+        f"unknown method {name!r}: expected TRAINER or TRAINER-REWARDER; trainers: {', '.join(TRAINERS.names())}; "
+        f"rewarders: {', '.join(REWARDERS.names())}"
+    )
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    return parse_assignments(items, "--trainer-options")
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ValueError(f"{self.prog}: {message}")
+
+
+def trainer_config(
+    method: Method, world: Path, steps: int, seed: int, out: Path, options: dict[str, str], resume: bool
+) -> Any:
+    """The trainer's config for one run, built through the same flags as `tokenreward train`."""
+    spec = TRAINERS.get(method.trainer)
+    if not dataclasses.is_dataclass(spec.config):
+        raise ValueError(f"trainer {method.trainer!r}: its config {spec.config.__name__} is not a dataclass")
+    fields = {f.name: f for f in dataclasses.fields(spec.config)}
+    hints = typing.get_type_hints(spec.config)
+    missing = [name for name in CONTRACT_FIELDS if name not in fields]
+    if method.rewarder is not None and "rewarder" not in fields:
+        missing.append("rewarder")
+    if missing:
+        raise ValueError(
+            f"method {method.name!r}: trainer {method.trainer!r} cannot be driven by bench rl: its config "
+            f"{spec.config.__name__} lacks the field(s) {', '.join(missing)}"
+        )
+    flags = {"world": str(world), "steps": str(steps), "seed": str(seed), "out": str(out)}
+    if method.rewarder is not None:
+        flags["rewarder"] = method.rewarder
+    flags.update({k: v for k, v in options.items() if k in fields})
+    if resume and "resume" in fields:
+        flags["resume"] = "true"
+    argv = []
+    for key, value in flags.items():
+        flag = "--" + key.replace("_", "-")
+        if hints[key] is bool:
+            argv.append(flag if parse_bool(value, f"--trainer-options {key}") else "--no-" + key.replace("_", "-"))
+        else:
+            argv += [flag, value]
+    parser = _RaisingParser(prog=f"tokenreward train {method.trainer}", exit_on_error=False)
+    add_config_arguments(parser, spec.config)
+    try:
+        args = parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        raise ValueError(f"method {method.name!r}: {err}") from None
+    return config_from_args(spec.config, args)

@@ -1,0 +1,86 @@
+"""The world's measurements: the SFT policy's own samples (batched decoding, seeded per
+prompt), their oracle grade, and the reward model's pairwise accuracy on held-out pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tokenreward.jsonl import read_jsonl
+from tokenreward.progress import progress_bar
+from tokenreward.world import SPLITS, STANDARD_FOLDERS
+from tokenreward.world.oracle import grade
+from tokenreward.world.sampling import sample_ids
+from tokenreward.world.sizes import WorldSize
+
+MAX_NEW_TOKENS = 64
+#: prompts decoded together when the world's policy samples (rows leave the batch as they finish)
+SAMPLE_BATCH = 256
+
+
+def world_tokenizer(root: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(root / STANDARD_FOLDERS["tokenizer"]))
+
+
+def sample_responses(
+    policy,
+    tokenizer,
+    prompts: list[str],
+    greedy: bool,
+    seed: int,
+    batch_size: int = SAMPLE_BATCH,
+    progress: bool = False,
+    label: str = "policy samples",
+) -> list[str]:
+    """The policy's continuations of `prompts` (up to `MAX_NEW_TOKENS`), decoded in batches
+    that drop finished rows (`tokenreward.world.sampling`); sampled responses are seeded per
+    prompt by `(seed, index)`, so they do not depend on `batch_size`."""
+    texts: list[str] = []
+    with progress_bar(len(prompts), label, enabled=progress) as advance:
+        for s in range(0, len(prompts), batch_size):
+            rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
+            seeds = [(seed, i) for i in range(s, s + len(rows))]
+            ids = sample_ids(
+                policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds
+            )
+            texts += tokenizer.batch_decode(ids, skip_special_tokens=True)
+            advance(len(rows))
+    return texts
+
+
+def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: int) -> dict[str, float]:
+    """Mean oracle score and defect rate (share of responses with at least one issue)."""
+    texts = sample_responses(policy, tokenizer, [p["prompt"] for p in prompts], greedy, seed)
+    grades = [grade(p, t) for p, t in zip(prompts, texts)]
+    return {
+        "oracle_score": sum(g.score for g in grades) / len(grades),
+        "defect_rate": sum(g.defects > 0 for g in grades) / len(grades),
+    }
+
+
+def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    from tokenreward.models import load_causal_lm, load_reward_model
+    from tokenreward.trainers.reward_model import pairwise_accuracy
+
+    tokenizer = world_tokenizer(root)
+    rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
+    held_out = read_jsonl(root / "data" / "pairs.test.jsonl")
+    held_out_policy = read_jsonl(root / "data" / "policy_pairs.test.jsonl")
+    policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
+    prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
+    data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
+    return {
+        "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
+        "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
+        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(
+            rm, tokenizer, held_out_policy, against="oracle"
+        ),
+        "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
+        "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
+        "data_responses": {
+            "oracle_score": sum(r["oracle_score"] for r in data_responses) / len(data_responses),
+            "defect_rate": sum(r["defects"] > 0 for r in data_responses) / len(data_responses),
+        },
+    }
