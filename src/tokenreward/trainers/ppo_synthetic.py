@@ -66,7 +66,7 @@ def synthetic_pairs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def world_recipe(world) -> dict[str, Any]:
     """Epochs, learning rate and batch size the world trained its own reward model with."""
-    from tokenreward.world.build import SIZES
+    from tokenreward.world.sizes import SIZES
 
     size = world.config.get("size")
     if size not in SIZES:
