@@ -110,8 +110,9 @@ def check_head(model: nn.Module, last_hidden: torch.Tensor, own_logits: torch.Te
     largest logit; float32: 1e-4)."""
     head = model.get_output_embeddings()
     with torch.no_grad():
-        ours = head_logits(last_hidden.detach(), head.weight, getattr(head, "bias", None), softcap_of(model), 1.0)
-        theirs = own_logits.detach().float()
+        last_hidden = last_hidden.detach().to(head.weight.device)  # a device map may put the head on another GPU
+        ours = head_logits(last_hidden, head.weight, getattr(head, "bias", None), softcap_of(model), 1.0)
+        theirs = own_logits.detach().float().to(ours.device)
     finite = theirs[theirs.isfinite()]
     half = any(torch.equal(finite, finite.to(dtype).float()) for dtype in (torch.bfloat16, torch.float16))
     tolerance = 2e-2 if half or head.weight.dtype != torch.float32 else 1e-4
@@ -254,11 +255,14 @@ def head_stats(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     weight, bias = head.weight, getattr(head, "bias", None)
+    device = weight.device  # under a device map the rows may come from another GPU than the head's
+    rows, targets = rows.to(device), targets.to(device)
     ref_rows, ref_weight, ref_bias, ref_cap = None, None, None, None
     if reference is not None:
         ref_rows, ref_head, ref_cap = reference
-        ref_rows, ref_weight, ref_bias = ref_rows.detach(), ref_head.weight.detach(), getattr(ref_head, "bias", None)
-        ref_bias = None if ref_bias is None else ref_bias.detach()
+        ref_bias = getattr(ref_head, "bias", None)
+        ref_rows, ref_weight = ref_rows.detach().to(device), ref_head.weight.detach().to(device)
+        ref_bias = None if ref_bias is None else ref_bias.detach().to(device)
         if ref_weight.shape[0] != weight.shape[0]:
             raise ValueError(
                 f"the reference's vocabulary ({ref_weight.shape[0]}) differs from the model's ({weight.shape[0]})"
@@ -292,7 +296,7 @@ def token_stats(
     targets = input_ids.gather(1, positions).reshape(-1)
 
     def rows_of(lm: nn.Module) -> torch.Tensor:
-        hidden = hidden_states(lm, input_ids, attention_mask)
+        hidden = hidden_states(lm, input_ids, attention_mask).to(input_ids.device)
         return hidden[batch, positions - 1].reshape(-1, hidden.shape[-1])
 
     ref = None
@@ -304,7 +308,8 @@ def token_stats(
         rows_of(model), inner.get_output_embeddings(), targets, softcap_of(inner), temperature, entropy, ref, chunk
     )
     shape = positions.shape
-    return TokenStats(*(None if t is None else t.reshape(shape) for t in (stats.logprobs, stats.entropy, stats.kl)))
+    values = (stats.logprobs, stats.entropy, stats.kl)
+    return TokenStats(*(None if t is None else t.reshape(shape).to(input_ids.device) for t in values))
 
 
 def token_logprobs(

@@ -179,18 +179,7 @@ class Rewarder(ABC):
                 list(range(s, min(s + self.batch_size, len(prompts)))) for s in range(0, len(prompts), self.batch_size)
             ]
         lengths = [self.input_length(p, r) for p, r in zip(prompts, responses)]
-        groups: list[list[int]] = []
-        for i in sorted(range(len(prompts)), key=lambda i: -lengths[i]):
-            group = groups[-1] if groups else None
-            if (
-                group
-                and len(group) < self.batch_size
-                and (len(group) + 1) * lengths[group[0]] <= self.max_batch_tokens
-            ):
-                group.append(i)
-            else:
-                groups.append([i])
-        return groups
+        return token_budget_batches(lengths, self.batch_size, self.max_batch_tokens)
 
     def score(
         self,
@@ -231,6 +220,19 @@ class Rewarder(ABC):
     @abstractmethod
     def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
         """Score one mini-batch (at most `batch_size` pairs)."""
+
+
+def token_budget_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length (longest first), grouped while `size <= batch_size` and
+    `size * longest <= max_tokens` (an item longer than the budget is a batch of its own)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        group = groups[-1] if groups else None
+        if group and len(group) < batch_size and (len(group) + 1) * lengths[group[0]] <= max_tokens:
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 REWARDERS: Registry[type[Rewarder]] = Registry("rewarder", "tokenreward.rewarders")

@@ -34,9 +34,11 @@ from typing import Any
 
 from tokenreward.bench import register_bench
 from tokenreward.bench.preference_tables import CREDIT_METRICS, credit_table, difference_table, markdown_table
+from tokenreward.bench.rl_methods import dtype_setting
 from tokenreward.config import validate_ranges
 from tokenreward.io import check_writable, write_atomic
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS
+from tokenreward.models import ModelLoading
 
 GUIDED = ("tgdpo", "sepo")
 METRICS = (
@@ -55,9 +57,10 @@ EVAL = "preference-eval.json"
 CREDIT = "implicit-credit.json"
 
 
-@dataclass
-class PreferenceBenchConfig:
-    """`tokenreward bench preference`: every preference method, every seed, the same budget."""
+@dataclass(kw_only=True)
+class PreferenceBenchConfig(ModelLoading):
+    """`tokenreward bench preference`: every preference method, every seed, the same budget; the
+    loading flags (`--dtype`, ...) go to every run's trainer, the evaluation and the credit scores."""
 
     out: Path = field(metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, results.md"})
     methods: list[str] = field(
@@ -95,6 +98,7 @@ class PreferenceBenchConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate_ranges(self)
 
 
@@ -132,11 +136,12 @@ def evaluate(
     from tokenreward.models import load_causal_lm
 
     settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, "modes": list(modes)}
+    settings.update(dtype_setting(config))
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("settings") == settings:
             return cached
-    policy = load_causal_lm(str(policy_dir)).eval()
+    policy = load_causal_lm(str(policy_dir), loading=ModelLoading.of(config)).eval()
     result = {"settings": settings}
     for mode in modes:
         result[mode] = evaluate_policy(
@@ -158,16 +163,16 @@ def credit_scores(
 ) -> dict[str, float]:
     """`bench credit`'s AUROC / Spearman / top-1 of one rewarder on the world's responses, cached."""
     from tokenreward.bench.credit import credit_metrics
-    from tokenreward.models import default_device
     from tokenreward.rewards import build_rewarder
 
     settings = {"rewarder": rewarder_name, "split": config.credit_split, "limit": config.credit_limit}
+    settings.update(dtype_setting(config))
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("settings") == settings:
             return cached["metrics"]
     records = world.responses(config.credit_split)[: config.credit_limit]
-    rewarder = build_rewarder(rewarder_name, {**resources, "device": str(default_device())})
+    rewarder = build_rewarder(rewarder_name, {**resources, "loading": ModelLoading.of(config)})
     result = rewarder.score([r["prompt"] for r in records], [r["response"] for r in records])
     metrics = credit_metrics(result, [r["credit_spans"] for r in records], 0.0)
     metrics = {k: metrics[k] for k in CREDIT_METRICS}
@@ -188,7 +193,10 @@ def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBe
     ]
     prompts, responses = [r["prompt"] for r in records], [r["response"] for r in records]
     rows: list[list[dict[str, Any]]] = [[] for _ in records]
-    scorers = [("contrastive (T-REG's target)", build_rewarder("contrastive", world.resources()))]
+    loading = ModelLoading.of(config)
+    scorers = [
+        ("contrastive (T-REG's target)", build_rewarder("contrastive", {**world.resources(), "loading": loading}))
+    ]
     scorers += [
         (
             f"implicit of {m} (seed 0)",
@@ -197,6 +205,7 @@ def examples_page(world, out: Path, methods: Sequence[str], config: PreferenceBe
                 policy=str(out / m / "seed-0" / "final"),
                 reference=str(world.policy_dir),
                 tokenizer=str(world.tokenizer_dir),
+                loading=loading,
             ),
         )
         for m in methods
@@ -269,7 +278,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     methods = list(dict.fromkeys((["dpo"] if any(m in GUIDED for m in config.methods) else []) + list(config.methods)))
     world = open_world(str(config.world) if config.world else None)
     world_root, out = Path(world.root).resolve(), Path(config.out)
-    reference = load_causal_lm(str(world.policy_dir)).eval()
+    loading = ModelLoading.of(config)
+    reference = load_causal_lm(str(world.policy_dir), loading=loading).eval()
 
     console.rule("[bold]bench preference: SFT policy")
     sft = {  # greedy decoding does not depend on the seed
@@ -293,8 +303,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
             run_options["guide_policy"] = str((out / "dpo" / f"seed-{seed}" / "final").resolve())
         spec = Method(method, method, None)
         trainer_config(
-            spec, world_root, config.steps, seed, run_dir, run_options, resume=False
-        )  # fail early on bad options
+            spec, world_root, config.steps, seed, run_dir, run_options, False, loading
+        )  # bad options fail early
         train_run(spec, run_dir, config, world_root, seed, run_options, console)
         evaluation = evaluate(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
         metrics = run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])

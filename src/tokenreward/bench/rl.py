@@ -44,12 +44,21 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import register_bench
-from tokenreward.bench.rl_methods import CONTRACT_FIELDS, Method, parse_options, resolve_method, trainer_config
+from tokenreward.bench.rl_methods import (
+    CONTRACT_FIELDS,
+    Method,
+    dtype_setting,
+    parse_options,
+    resolve_method,
+    trainer_config,
+)
 from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import validate_ranges
 from tokenreward.io import check_writable, write_atomic
+from tokenreward.models import ModelLoading
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.checkpoints import latest_checkpoint
+from tokenreward.trainers.harness import fields_at_default
 from tokenreward.viz.plots import save_learning_curves
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
@@ -58,9 +67,10 @@ DONE = "done.json"
 EVAL = "eval.json"
 
 
-@dataclass
-class RLBenchConfig:
-    """`tokenreward bench rl`: every method, every seed, the same number of steps."""
+@dataclass(kw_only=True)
+class RLBenchConfig(ModelLoading):
+    """`tokenreward bench rl`: every method, every seed, the same number of steps; the loading
+    flags (`--dtype`, ...) go to every run's trainer and to the evaluation."""
 
     out: Path = field(
         metadata={"help": "output folder: OUT/<method>/seed-<s>/, results.json, curves.png, report.html"}
@@ -108,6 +118,7 @@ class RLBenchConfig:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         validate_ranges(self)
 
 
@@ -128,16 +139,18 @@ def _write_json(path: Path, data: Any) -> None:
 def train_run(
     method: Method, run_dir: Path, config: RLBenchConfig, world_root: Path, seed: int, options: dict[str, str], console
 ) -> dict[str, Any]:
-    """Train one (method, seed) unless its done marker says it finished with the same config."""
-    trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, resume=False)
+    """Train one (method, seed) unless its done marker says it finished with the same config (a
+    setting it does not record, at its default, counts as the same: a run of an older release)."""
+    loading = ModelLoading.of(config)
+    trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, False, loading)
     wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in ("resume", "progress")}
     done = _read_json(run_dir / DONE)
     if done is not None:
-        before = done["config"]
+        before, at_default = done["config"], fields_at_default(trainer_cfg)
         changed = [
             f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}"
             for k in sorted(set(wanted) | set(before))
-            if wanted.get(k) != before.get(k)
+            if wanted.get(k) != before.get(k) and not (k not in before and k in at_default)
         ]
         if changed:
             raise ValueError(
@@ -147,7 +160,7 @@ def train_run(
         return done
     resume = latest_checkpoint(run_dir) is not None
     if resume:
-        trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, resume=True)
+        trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, True, loading)
         console.print(f"  {method.name} seed {seed}: resuming from {latest_checkpoint(run_dir)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -177,11 +190,11 @@ def evaluate_run(
     from tokenreward.models import load_causal_lm
 
     seed = seed if config.eval_seed is None else config.eval_seed
-    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed}
+    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, **dtype_setting(config)}
     cached = _read_json(eval_path)
     if cached is not None and cached.get("settings") == settings:
         return cached
-    policy = load_causal_lm(policy_dir).eval()
+    policy = load_causal_lm(policy_dir, loading=ModelLoading.of(config)).eval()
     result: dict[str, Any] = {"settings": settings}
     for mode in EVAL_MODES:
         result[mode] = evaluate_policy(
@@ -199,12 +212,12 @@ def evaluate_run(
 
 
 def score_samples(
-    world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str
+    world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str, loading: ModelLoading | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
     from tokenreward.rewards import build_rewarder
 
-    rewarder = build_rewarder(rewarder_name, world.resources())
+    rewarder = build_rewarder(rewarder_name, {**world.resources(), "loading": loading})
     scored = {}
     for method, items in samples.items():
         records = (
@@ -247,9 +260,9 @@ def train_and_evaluate(
     from tokenreward.models import load_causal_lm
     from tokenreward.world import open_world
 
-    console = console or Console(stderr=True)
+    console, loading = console or Console(stderr=True), ModelLoading.of(config)
     world = world or open_world(world_root)
-    reference = reference if reference is not None else load_causal_lm(world.policy_dir).eval()
+    reference = reference if reference is not None else load_causal_lm(world.policy_dir, loading=loading).eval()
     started = time.perf_counter()
     done = train_run(method, run_dir, config, world_root, seed, options, console)
     evaluation = evaluate_run(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
@@ -341,10 +354,11 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     world = open_world(config.world)
     world_root = Path(world.root).resolve()
     out = Path(config.out)
+    loading = ModelLoading.of(config)
     for method in methods:  # validate every trainer config before the first long run
-        trainer_config(method, world_root, config.steps, 0, out / method.name / "seed-0", options, resume=False)
+        trainer_config(method, world_root, config.steps, 0, out / method.name / "seed-0", options, False, loading)
 
-    reference = load_causal_lm(world.policy_dir).eval()
+    reference = load_causal_lm(world.policy_dir, loading=loading).eval()
     sft_runs = []
     for seed in range(config.seeds) if config.eval_seed is None else [config.eval_seed]:
         console.rule(f"[bold]bench rl: SFT policy, evaluation seed {seed}")
@@ -374,7 +388,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     samples.update(
         {name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()}
     )
-    scored = score_samples(world, samples, config.heatmap_rewarder)
+    scored = score_samples(world, samples, config.heatmap_rewarder, loading)
     _write_json(out / "samples.json", scored)
     write_atomic(out / "report.html", rl_report(results, png, scored))
     print_table(results, console)

@@ -1,6 +1,7 @@
 """Methods of `bench rl` (`TRAINER` or `TRAINER-REWARDER`, resolved through the trainer and
 rewarder registries) and the trainer config of one run, built through the same flags as
-`tokenreward train` (so `--trainer-options` are checked and typed as the command line's)."""
+`tokenreward train` (so `--trainer-options` are checked and typed as the command line's), with
+the benchmark's `--dtype`, `--device`, `--device-map` and `--max-batch-tokens`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
 
@@ -55,10 +57,36 @@ class _RaisingParser(argparse.ArgumentParser):
         raise ValueError(f"{self.prog}: {message}")
 
 
+def loading_flags(loading: ModelLoading | None, config_class: type) -> dict[str, str]:
+    """The benchmark's loading flags other than their defaults, for a trainer config: `--device`
+    always, the flags for frozen models when the trainer loads some (`frozen_models`)."""
+    if loading is None:
+        return {}
+    frozen = bool(getattr(config_class, "frozen_models", ()))
+    return {
+        f.name: str(getattr(loading, f.name))
+        for f in dataclasses.fields(ModelLoading)
+        if getattr(loading, f.name) != f.default and (f.name == "device" or frozen)
+    }
+
+
+def dtype_setting(loading: ModelLoading) -> dict[str, str]:
+    """`{"dtype": ...}` for a cached evaluation's settings, when not auto (so caches written before stay valid)."""
+    return {} if loading.dtype == "auto" else {"dtype": loading.dtype}
+
+
 def trainer_config(
-    method: Method, world: Path, steps: int, seed: int, out: Path, options: dict[str, str], resume: bool
+    method: Method,
+    world: Path,
+    steps: int,
+    seed: int,
+    out: Path,
+    options: dict[str, str],
+    resume: bool,
+    loading: ModelLoading | None = None,
 ) -> Any:
-    """The trainer's config for one run, built through the same flags as `tokenreward train`."""
+    """The trainer's config for one run, built through the same flags as `tokenreward train`
+    (with the benchmark's `loading` flags, which `options` may override)."""
     spec = TRAINERS.get(method.trainer)
     if not dataclasses.is_dataclass(spec.config):
         raise ValueError(f"trainer {method.trainer!r}: its config {spec.config.__name__} is not a dataclass")
@@ -75,6 +103,7 @@ def trainer_config(
     flags = {"world": str(world), "steps": str(steps), "seed": str(seed), "out": str(out)}
     if method.rewarder is not None:
         flags["rewarder"] = method.rewarder
+    flags.update({k: v for k, v in loading_flags(loading, spec.config).items() if k in fields})
     flags.update({k: v for k, v in options.items() if k in fields})
     if resume and "resume" in fields:
         flags["resume"] = "true"

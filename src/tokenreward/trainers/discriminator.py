@@ -181,7 +181,7 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
         raise ValueError(f"{source}: no labelled pairs left for training")
 
     torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
-    model = load_discriminator(backbone)
+    model = load_discriminator(backbone).float()  # trained weights stay float32
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )

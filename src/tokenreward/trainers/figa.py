@@ -29,6 +29,7 @@ from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
 from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.loading import trained_loading
 
 
 @dataclass(kw_only=True)
@@ -131,7 +132,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = load_causal_lm(str(policy_dir))
+    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")

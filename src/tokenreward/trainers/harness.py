@@ -2,7 +2,9 @@
 optimizer step, checkpoints and the final model.
 
 - `RunConfig`: the settings every trainer has (one spelling each), validated in
-  `__post_init__` against the ranges stated in each field's help (`min`, `gt`).
+  `__post_init__` against the ranges stated in each field's help (`min`, `gt`); among them the
+  loading flags `--dtype`, `--device`, `--device-map`, `--max-batch-tokens`
+  (`tokenreward.trainers.loading`: what they mean for frozen and trained models).
 - `RunFolder`: `OUT/run.json` records the settings when a run starts. Without `--resume` a
   folder holding a started or finished run is refused; with `--resume` the settings must match
   the recorded ones, and a run killed before its first checkpoint starts again from step 0.
@@ -23,7 +25,7 @@ import json
 import os
 import shutil
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +38,13 @@ from tokenreward.config import validate_ranges
 from tokenreward.io import write_atomic
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
+from tokenreward.trainers.loading import LoadingFlags, check_loading, run_device
 
 IGNORED_ON_RESUME = ("resume", "progress")
 
 
 @dataclass(kw_only=True)
-class RunConfig:
+class RunConfig(LoadingFlags):
     """Settings every trainer has. Subclasses may redeclare a field to change its default."""
 
     out: Path = field(metadata={"help": "run folder: run.json, log.jsonl, checkpoints/, final/"})
@@ -67,6 +70,7 @@ class RunConfig:
 
     def __post_init__(self):
         validate_ranges(self)
+        check_loading(self)
 
 
 def derive_seed(seed: int, *purpose: str | int) -> int:
@@ -108,7 +112,13 @@ class RunFolder:
     """`OUT` of one run: refuse, resume or start (see the module docstring)."""
 
     def __init__(
-        self, out: Path | str, settings: dict[str, Any], resume: bool, main: bool, may_change: Sequence[str] = ()
+        self,
+        out: Path | str,
+        settings: dict[str, Any],
+        resume: bool,
+        main: bool,
+        may_change: Sequence[str] = (),
+        at_default: Collection[str] = (),
     ):
         self.out = Path(out)
         self.main = main
@@ -119,7 +129,11 @@ class RunFolder:
         if recorded.is_file():
             before = json.loads(recorded.read_text())
             changed = sorted(
-                k for k in set(before) | set(settings) if before.get(k) != settings.get(k) and k not in may_change
+                k
+                for k in set(before) | set(settings)
+                if before.get(k) != settings.get(k)
+                and k not in may_change
+                and not (k not in before and k in at_default)
             )
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
@@ -161,6 +175,16 @@ class RunFolder:
             write_atomic(self.out / "done", "")
 
 
+def fields_at_default(config: Any) -> set[str]:
+    """The fields of a config dataclass at their default: on resume, one that the recorded run
+    lacks (recorded by an older release) counts as unchanged."""
+    return {
+        f.name
+        for f in dataclasses.fields(config)
+        if f.default is not dataclasses.MISSING and getattr(config, f.name) == f.default
+    }
+
+
 def refuse_started(out: Path, resume: bool) -> None:
     """Without `resume`, a folder holding a started or finished run is an error."""
     started = (out / "run.json").is_file() or (out / "final").exists() or latest_checkpoint(out) is not None
@@ -175,10 +199,12 @@ def make_run(config: RunConfig, extra_settings: dict[str, Any] | None = None, ma
     from accelerate import Accelerator
 
     configure_threads()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # several CPU processes: gloo
+    accelerator = run_device(config, Accelerator)  # --device checked against accelerate's
     seed_everything(derive_seed(config.seed, "global"))  # the same on every process: checkpoints hold the main one's
     settings = {**settings_of(config), **(extra_settings or {})}
-    folder = RunFolder(config.out, settings, config.resume, accelerator.is_main_process, may_change)
+    folder = RunFolder(
+        config.out, settings, config.resume, accelerator.is_main_process, may_change, fields_at_default(config)
+    )
     accelerator.wait_for_everyone()
     return accelerator, folder
 

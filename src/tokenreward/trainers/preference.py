@@ -28,31 +28,27 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
-from tokenreward.preference_data import (
-    PreferenceData,
-    pair_token_rewards,
-    prepare_preference_data,
-    read_rows,
-    token_rewards_fingerprint,
-)
+from tokenreward.preference_data import prepare_preference_data
 from tokenreward.progress import progress_bar
-from tokenreward.rewards import rewarder_requirements
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.preference_batches import cached_reference_logps, collate, halves, policy_logps
+from tokenreward.trainers.preference_inputs import cache_directory, resolve_inputs, token_reward_inputs
 
 
 @dataclass(kw_only=True)
 class PreferenceConfig(RunConfig):
     """Preference optimisation on TRL-format pairs (docs/methods.md, "Preference losses")."""
 
+    frozen_models: ClassVar[tuple[str, ...]] = ("reference", "token rewarder models", "guide policy")
     out: Path = field(metadata={"help": "output folder: run.json, log.jsonl, data.json, checkpoints/, final/"})
     world: str | None = field(
         default=None,
@@ -163,93 +159,6 @@ def sampled_oracle_score(
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
 
-@dataclass
-class Inputs:
-    """Where a run's data, models and evaluation prompts come from (the world's by default)."""
-
-    rows: list[dict[str, Any]]
-    source: str
-    policy: str
-    reference: str
-    tokenizer: str
-    cache_dir: (
-        Path  # where reference log-probs and token rewards of the dataset are stored (the cache folder, or the world)
-    )
-    resources: dict[str, Any]  # the world's rewarder resources
-    eval_prompts: list[dict[str, Any]]  # prompt records of the oracle curve
-    max_new_tokens: int
-
-
-def resolve_inputs(config: PreferenceConfig) -> Inputs:
-    world = None
-    if config.data is None or config.world is not None:
-        from tokenreward.world import open_world
-
-        world = open_world(config.world)
-    if config.data is not None:
-        rows, source = read_rows(config.data), str(config.data)
-        from tokenreward.world import cache_dir as cache_root
-
-        cache_dir = cache_root() / "preference"  # never inside the user's data folder; entries are keyed by the data
-    else:
-        rows, source = world.pairs("reward"), f"world {world.root} (reward pairs)"
-        cache_dir = Path(world.root) / "preference_cache"
-    policy = config.policy or (world.policy_dir if world is not None else None)
-    if policy is None:
-        raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
-    tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
-    return Inputs(
-        rows,
-        source,
-        str(policy),
-        str(config.reference or policy),
-        str(tokenizer),
-        cache_dir,
-        dict(world.resources()) if world is not None else {},
-        world.prompts(config.prompt_split)[: config.eval_prompts]
-        if world is not None and config.eval_every > 0
-        else [],
-        config.max_new_tokens or (int(world.config.get("max_new_tokens", 64)) if world is not None else 64),
-    )
-
-
-def cache_directory(inputs: Inputs, out: Path) -> Path:
-    """The data's cache folder when writable, else `OUT/cache`."""
-    from tokenreward.io import OutputError, check_writable
-
-    try:
-        return check_writable(inputs.cache_dir, "cache", folder=True)
-    except OutputError:
-        return out / "cache"
-
-
-def token_reward_inputs(
-    name: str, config: PreferenceConfig, data: PreferenceData, inputs: Inputs, out: Path, progress: bool
-):
-    """Token rewards (chosen, rejected) on the completion positions, cached in the data's cache folder,
-    and the responses the rewarder could not score."""
-    resources = {
-        **inputs.resources,
-        "reference": inputs.reference,
-        "tokenizer": inputs.tokenizer,
-        "policy": config.guide_policy,
-    }
-    if config.reward_model is not None:
-        resources["reward_model"] = config.reward_model
-    resources = {k: str(v) for k, v in resources.items() if v is not None}
-    if "policy" in rewarder_requirements(name) and config.guide_policy is None:
-        raise ValueError(
-            f"token rewarder {name!r} reads a preference-trained model: pass --guide-policy DIR "
-            "(e.g. OUT/final of `tokenreward train dpo`)"
-        )
-    needed = set(rewarder_requirements(name))
-    resources = {k: v for k, v in resources.items() if k in needed or k in ("tokenizer", "reward_tokenizer")}
-    stem = f"{Path(config.data).name if config.data else 'pairs-reward'}.{name}-{token_rewards_fingerprint(name, resources, data)}.jsonl"
-    directory = cache_directory(inputs, out)
-    chosen, rejected, unscored = pair_token_rewards(name, resources, data, directory / stem, progress=progress)
-    return (chosen, rejected), unscored
-
-
 def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     warmup = max(1, math.ceil(warmup_ratio * steps))
     if step < warmup:
@@ -284,11 +193,11 @@ def run(config: PreferenceConfig, name: str) -> None:
     if folder.finished:
         return
     out, device, main = folder.out, accelerator.device, accelerator.is_main_process
-    show = config.progress and main
+    show, frozen = config.progress and main, frozen_loading(config, accelerator)
 
     inputs = resolve_inputs(config)
     tokenizer = load_tokenizer(inputs.tokenizer)
-    policy = load_causal_lm(inputs.policy)
+    policy = load_causal_lm(inputs.policy, loading=trained_loading(accelerator))
     disable_dropout(policy)
     data = prepare_preference_data(inputs.rows, tokenizer, inputs.source, context_length(policy), config.strict)
     report = data.report()
@@ -322,13 +231,15 @@ def run(config: PreferenceConfig, name: str) -> None:
             tokenizer.pad_token_id,
             4 * config.batch_size,
             cache_directory(inputs, out),
-            device,
+            frozen,
             show,
             main,
         )
-    reference_model = load_causal_lm(inputs.reference, device).eval() if method.needs.reference_logits else None
+    reference_model = (
+        load_causal_lm(inputs.reference, loading=frozen).eval() if method.needs.reference_logits else None
+    )
     if method.needs.token_rewarder is not None:
-        per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show)
+        per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show, frozen)
         if unscored and main:
             report["unscored_token_rewards"] = {
                 "rewarder": rewarder_name,

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from tokenreward.logprobs import token_stats
-from tokenreward.models import load_causal_lm
+from tokenreward.models import ModelLoading, input_device, load_causal_lm
 from tokenreward.preference_data import PreferenceData, path_fingerprint
 from tokenreward.progress import progress_bar
+from tokenreward.rewards import token_budget_batches
 
 
 def collate(
@@ -59,16 +60,27 @@ def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, r
     return stats.logprobs, stats.kl
 
 
+def pair_batches(data: PreferenceData, batch_size: int, max_tokens: int | None) -> list[list[int]]:
+    """Pairs in order of length, `batch_size` at a time, or, with a budget, grouped while the
+    padded `[2B, L]` batch holds at most `max_tokens` tokens (so little is spent on padding)."""
+    lengths = [2 * max(len(data.chosen[i].input_ids), len(data.rejected[i].input_ids)) for i in range(len(data))]
+    if max_tokens is not None:
+        return token_budget_batches(lengths, batch_size, max_tokens)
+    order = sorted(range(len(data)), key=lambda i: lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(data), batch_size)]
+
+
 @torch.no_grad()
-def reference_logps(model, data: PreferenceData, pad_id: int, batch_size: int, device, progress: bool):
+def reference_logps(
+    model, data: PreferenceData, pad_id: int, batch_size: int, progress: bool, max_tokens: int | None = None
+):
     """Per completion position, `log ref(token | prefix)` for every chosen and rejected response
-    (pairs batched in order of length, so little is spent on padding)."""
+    (batched by `pair_batches`), computed where the model takes its inputs."""
     chosen: list[torch.Tensor | None] = [None] * len(data)
     rejected: list[torch.Tensor | None] = [None] * len(data)
-    order = sorted(range(len(data)), key=lambda i: max(len(data.chosen[i].input_ids), len(data.rejected[i].input_ids)))
+    device = input_device(model)
     with progress_bar(len(data), "reference log-probs", enabled=progress) as advance:
-        for start in range(0, len(data), batch_size):
-            indices = order[start : start + batch_size]
+        for indices in pair_batches(data, batch_size, max_tokens):
             batch = collate(data, indices, pad_id)
             lp, _ = policy_logps(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
             lp = lp.cpu()
@@ -86,17 +98,20 @@ def cached_reference_logps(
     pad_id: int,
     batch_size: int,
     directory: Path,
-    device,
+    loading: ModelLoading,
     progress: bool,
     write: bool,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`reference_logps`, computed once and kept in `directory`, keyed by the
-    tokenized pairs and the reference folder's files: later runs, seeds and methods reuse it."""
-    key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference)).encode()).hexdigest()[:16]
+    """`reference_logps` of the reference loaded as `loading` says, computed once and kept in
+    `directory`, keyed by the tokenized pairs, the reference folder's files and a `--dtype` other
+    than auto: later runs, seeds and methods reuse it."""
+    dtype = "" if loading.dtype == "auto" else loading.dtype
+    key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference) + dtype).encode()).hexdigest()[:16]
     cache = directory / f"reference-logps-{key}.pt"
     if cache.is_file():
         return torch.load(cache)
-    values = reference_logps(load_causal_lm(reference, device).eval(), data, pad_id, batch_size, device, progress)
+    model = load_causal_lm(reference, loading=loading).eval()
+    values = reference_logps(model, data, pad_id, batch_size, progress, loading.max_batch_tokens)
     if write:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")

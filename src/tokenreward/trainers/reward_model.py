@@ -64,12 +64,13 @@ def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Te
 
 
 def reward_model_from(source, tokenizer):
-    """A scalar-head sequence-classification model from a causal LM or reward model folder
-    (or loaded causal LM), with `pad_token_id` set so the last real token can be found."""
+    """A scalar-head sequence-classification model (float32 weights, to be trained) from a causal
+    LM or reward model folder (or loaded causal LM), with `pad_token_id` set so the last real
+    token can be found."""
     from transformers import AutoModelForSequenceClassification
 
     if isinstance(source, (str, Path)):
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1, dtype=torch.float32)
     else:
         config = source.config
         config.num_labels = 1

@@ -23,6 +23,7 @@ from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import RunConfig, cosine_optimization, make_run, permutation
+from tokenreward.trainers.loading import trained_loading
 
 LENGTH_WINDOW = 16
 
@@ -214,7 +215,7 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
     if folder.finished:
         return folder.out / "final"
     tokenizer = load_tokenizer(config.tokenizer or config.policy)
-    model = load_causal_lm(config.policy)
+    model = load_causal_lm(config.policy, loading=trained_loading(accelerator))
     model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
     final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     folder.mark_done()

@@ -1,6 +1,7 @@
 """PPO, ReMax and RLOO along the rollout lifecycle: `config` (settings), `rollout` (prompts,
 samples, per-token rewards), `experience` (the typed tensors of one rollout), `update`
-(clipped losses over mini-batches), `critic` (the value model), `trainer` (the loop)."""
+(clipped losses over mini-batches), `critic` (the value model), `models` (the run's models and
+how they load), `trainer` (the loop)."""
 
 from tokenreward.trainers.ppo.config import PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.experience import Experience

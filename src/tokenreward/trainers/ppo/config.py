@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from tokenreward.losses.advantages import ESTIMATORS
 from tokenreward.trainers.harness import RunConfig
@@ -21,6 +21,7 @@ class PPOConfig(RunConfig):
     lambda 0.95, clip 0.2, value clip 0.2); learning rates and batch sizes are small-model
     choices (see docs/ppo.md)."""
 
+    frozen_models: ClassVar[tuple[str, ...]] = ("reference", "reward model", "rewarder models")
     out: Path = field(metadata={"help": "run folder: log.jsonl, checkpoints/, final/ (the trained policy)"})
     rewarder: str = field(default="sparse", metadata={"help": "registered rewarder giving the per-token rewards"})
     world: Path | None = field(

@@ -29,7 +29,8 @@ class ValueModel(nn.Module):
 
 
 def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
-    """The value model's transformer and head: the reward model's, or the policy's with a zero head."""
+    """The value model's transformer and head (float32 weights, as every trained model): the reward
+    model's, or the policy's with a zero head."""
     from transformers import AutoModelForSequenceClassification
 
     if c.critic_init == "reward_model":
@@ -43,9 +44,11 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
                 f"--critic-init reward_model: the reward model's tokenizer ({reward_model_dir}) differs from the "
                 "policy's, so the critic cannot read the policy's tokens; use --critic-init policy"
             )
-        model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir))
+        model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir), dtype=torch.float32)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(str(c.policy or world.policy_dir), num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(c.policy or world.policy_dir), num_labels=1, dtype=torch.float32
+        )
         with torch.no_grad():
             score_head(model).weight.zero_()
     if model.config.vocab_size != policy.config.vocab_size:

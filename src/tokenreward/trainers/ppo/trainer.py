@@ -40,16 +40,17 @@ from tokenreward.losses.advantages import (
     estimate_advantages,
 )
 from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
-from tokenreward.models import context_length, enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from tokenreward.models import context_length
 from tokenreward.options import parse_assignments
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
 from tokenreward.trainers.harness import make_run, masked_moments
+from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
-from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
+from tokenreward.trainers.ppo.models import load_models, rewarder_resources
 from tokenreward.trainers.ppo.rollout import (
     policy_token_rewards,
     prepare_prompts,
@@ -83,7 +84,7 @@ class PPOTrainer:
         )
         self.rewarder = build_rewarder(
             config.rewarder,
-            self.rewarder_resources(),
+            rewarder_resources(config, self.world, frozen_loading(config, self.accelerator)),
             **parse_assignments(config.rewarder_options, "--rewarder-options"),
         )
         self.make_optimizers()
@@ -105,39 +106,10 @@ class PPOTrainer:
         return not self.estimator.critic
 
     def load_models(self) -> None:
-        c, world = self.config, self.world
-        policy_dir = Path(c.policy or world.policy_dir)
-        for flag, folder in (
-            ("--policy", policy_dir),
-            ("--reference", c.reference),
-            ("--reward-model", c.reward_model),
-        ):
-            if folder is not None and not Path(folder).is_dir():
-                raise FileNotFoundError(f"{flag}: no model folder {folder}")
-        if has_tokenizer(policy_dir):
-            tokenizer_source = policy_dir
-        elif world is not None:
-            tokenizer_source = Path(world.tokenizer_dir)
-        else:
-            raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
-        self.tokenizer = load_tokenizer(str(tokenizer_source))
-        if self.tokenizer.pad_token_id is None or self.tokenizer.eos_token_id is None:
-            raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
-        self.policy = load_causal_lm(str(policy_dir), self.device).eval()
-        if c.gradient_checkpointing:
-            enable_activation_checkpointing(self.policy)
-        self.reference = load_causal_lm(str(c.reference or policy_dir), self.device).eval().requires_grad_(False)
-        if self.reference.config.vocab_size != self.policy.config.vocab_size:
-            raise ValueError(
-                f"the reference model's vocabulary ({self.reference.config.vocab_size}) differs from the policy's "
-                f"({self.policy.config.vocab_size}); they must share a tokenizer"
-            )
-        self.reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
-        self.critic = (
-            None
-            if self.critic_free
-            else ValueModel(load_critic(c, self.world, self.reward_model_dir, self.tokenizer, self.policy)).eval()
-        )
+        trained, frozen = trained_loading(self.accelerator), frozen_loading(self.config, self.accelerator)
+        models = load_models(self.config, self.world, trained, frozen, critic=not self.critic_free)
+        self.tokenizer, self.policy, self.reference = models.tokenizer, models.policy, models.reference
+        self.critic, self.reward_model_dir = models.critic, models.reward_model_dir
 
     def load_prompt_records(self) -> list[dict]:
         if self.config.prompts is not None:
@@ -146,17 +118,6 @@ class PPOTrainer:
         if not records:
             raise ValueError(f"the world has no prompts in split {self.config.prompt_split!r}")
         return records
-
-    def rewarder_resources(self) -> dict[str, Any]:
-        c = self.config
-        if self.world is not None:
-            resources = dict(self.world.resources())
-        else:
-            resources = {"policy": str(c.policy), "reference": str(c.reference or c.policy)}
-        if c.reward_model is not None:
-            resources["reward_model"] = str(c.reward_model)
-        resources["device"] = str(self.device)
-        return resources
 
     def make_optimizers(self) -> None:
         c = self.config

@@ -1,0 +1,65 @@
+"""The models of a PPO / ReMax / RLOO run: the trained policy (float32 weights) and critic, the
+frozen reference (and the rewarder's models) loaded as the run's `--dtype`, `--device-map` and
+`--max-batch-tokens` say (`tokenreward.trainers.loading`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
+
+
+@dataclass
+class RunModels:
+    tokenizer: Any
+    policy: nn.Module
+    reference: nn.Module
+    critic: ValueModel | None
+    reward_model_dir: Path | None
+
+
+def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: bool) -> RunModels:
+    """Tokenizer, policy and (with `critic`) value model to train, frozen reference; every folder checked first."""
+    policy_dir = Path(c.policy or world.policy_dir)
+    for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
+        if folder is not None and not Path(folder).is_dir():
+            raise FileNotFoundError(f"{flag}: no model folder {folder}")
+    if has_tokenizer(policy_dir):
+        tokenizer_source = policy_dir
+    elif world is not None:
+        tokenizer_source = Path(world.tokenizer_dir)
+    else:
+        raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
+    tokenizer = load_tokenizer(str(tokenizer_source))
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
+    policy = load_causal_lm(str(policy_dir), loading=trained).eval()
+    if c.gradient_checkpointing:
+        enable_activation_checkpointing(policy)
+    reference = load_causal_lm(str(c.reference or policy_dir), loading=frozen).eval().requires_grad_(False)
+    if reference.config.vocab_size != policy.config.vocab_size:
+        raise ValueError(
+            f"the reference model's vocabulary ({reference.config.vocab_size}) differs from the policy's "
+            f"({policy.config.vocab_size}); they must share a tokenizer"
+        )
+    reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
+    value = ValueModel(load_critic(c, world, reward_model_dir, tokenizer, policy)).eval() if critic else None
+    return RunModels(tokenizer, policy, reference, value, reward_model_dir)
+
+
+def rewarder_resources(c, world, frozen: ModelLoading) -> dict[str, Any]:
+    """What the rewarder is built from: the world's models (or the run's folders) and the frozen models' loading."""
+    if world is not None:
+        resources = dict(world.resources())
+    else:
+        resources = {"policy": str(c.policy), "reference": str(c.reference or c.policy)}
+    if c.reward_model is not None:
+        resources["reward_model"] = str(c.reward_model)
+    resources["device"] = frozen.device
+    resources["loading"] = frozen
+    return resources
