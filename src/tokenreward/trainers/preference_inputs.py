@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tokenreward.models import ModelLoading
 from tokenreward.preference_data import PreferenceData, pair_token_rewards, read_rows, token_rewards_fingerprint
 from tokenreward.rewards import rewarder_requirements
-
-if TYPE_CHECKING:
-    from tokenreward.trainers.preference import PreferenceConfig
 
 
 @dataclass
@@ -33,7 +30,8 @@ class Inputs:
     max_new_tokens: int
 
 
-def resolve_inputs(config: PreferenceConfig) -> Inputs:
+def resolve_inputs(config: Any) -> Inputs:
+    """The inputs of a `PreferenceConfig` run."""
     world = None
     if config.data is None or config.world is not None:
         from tokenreward.world import open_world
@@ -78,7 +76,7 @@ def cache_directory(inputs: Inputs, out: Path) -> Path:
 
 def token_reward_inputs(
     name: str,
-    config: PreferenceConfig,
+    config: Any,
     data: PreferenceData,
     inputs: Inputs,
     out: Path,
