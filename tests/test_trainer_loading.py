@@ -209,13 +209,14 @@ def test_the_run_device_must_be_accelerates(files, tmp_path):
 
 
 def test_bench_rl_passes_the_loading_flags_to_each_trainer(small_world, tmp_path):
+    world = Path(small_world.root)
     loading = ModelLoading(dtype="bfloat16", device="cpu", max_batch_tokens=128)
-    ppo = trainer_config(resolve_method("ppo-red"), small_world, 3, 1, tmp_path / "p", {}, False, loading)
+    ppo = trainer_config(resolve_method("ppo-red"), world, 3, 1, tmp_path / "p", {}, False, loading)
     assert (ppo.dtype, ppo.device, ppo.max_batch_tokens, ppo.rewarder) == ("bfloat16", "cpu", 128, "red")
-    figa = trainer_config(resolve_method("figa"), small_world, 3, 1, tmp_path / "f", {}, False, loading)
+    figa = trainer_config(resolve_method("figa"), world, 3, 1, tmp_path / "f", {}, False, loading)
     assert (figa.dtype, figa.device, figa.max_batch_tokens) == ("auto", "cpu", None)  # figa loads nothing frozen
     override = trainer_config(
-        resolve_method("rloo"), small_world, 3, 1, tmp_path / "r", {"dtype": "float16"}, False, loading
+        resolve_method("rloo"), world, 3, 1, tmp_path / "r", {"dtype": "float16"}, False, loading
     )
     assert override.dtype == "float16"  # --trainer-options win
 
@@ -226,7 +227,7 @@ def test_bench_rl_dtype_reaches_the_runs_and_the_evaluation(small_world, tmp_pat
 
     options = ["batch_size=2", "mini_batch_size=2", "max_new_tokens=4", "ppo_epochs=1"]
     config = RLBenchConfig(
-        out=tmp_path / "bench", methods=["rloo"], seeds=1, steps=1, world=small_world, baseline="rloo",
+        out=tmp_path / "bench", methods=["rloo"], seeds=1, steps=1, world=Path(small_world.root), baseline="rloo",
         eval_prompts=2, samples=0, trainer_options=options + ["samples_per_prompt=2"], dtype="bfloat16",
     )  # fmt: skip
     bench_rl(config)
