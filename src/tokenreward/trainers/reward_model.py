@@ -138,10 +138,12 @@ def train_reward_model(
     progress: bool = True,
     gradient_accumulation: int = 1,
     group_by_length: bool = False,
+    max_grad_norm: float = math.inf,
 ):
     """Train `model` (a scalar-head sequence-classification model) in place on `pairs` into the
     run folder `out`. Logs `{"step", "loss", "accuracy", "margin"}`; checkpoints resume exactly.
-    `group_by_length` batches pairs of similar length together (less padding, as in SFT)."""
+    `group_by_length` batches pairs of similar length together (less padding, as in SFT);
+    `max_grad_norm` clips the gradient norm (default: no clip)."""
     config = RewardModelConfig(
         data="",
         model="",
@@ -155,6 +157,7 @@ def train_reward_model(
         progress=progress,
         gradient_accumulation=gradient_accumulation,
         group_by_length=group_by_length,
+        max_grad_norm=max_grad_norm,
     )
     return train(config, model, tokenizer, pairs)
 

@@ -145,10 +145,12 @@ def train_sft(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    max_grad_norm: float = math.inf,
 ):
     """Fine-tune `model` in place on `records` into the run folder `out`; returns the trained
     (unwrapped) model. Logs `{"step", "loss", "lr"}` to `out/log.jsonl`; a resumed run ends
-    with the same weights as an uninterrupted one."""
+    with the same weights as an uninterrupted one. `max_grad_norm` clips the gradient norm
+    (default: no clip)."""
     config = SFTConfig(
         data="",
         policy="",
@@ -163,6 +165,7 @@ def train_sft(
         seed=seed,
         resume=resume,
         progress=progress,
+        max_grad_norm=max_grad_norm,
     )
     return train(config, model, tokenizer, records)
 

@@ -151,6 +151,7 @@ def build_policy(root: Path, size: WorldSize, seed: int, progress: bool) -> dict
         seed=seed,
         resume=True,
         progress=progress,
+        max_grad_norm=size.max_grad_norm,
     )
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -222,6 +223,7 @@ def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -
         resume=True,
         progress=progress,
         group_by_length=True,
+        max_grad_norm=size.max_grad_norm,
     )
     _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
     return {"reward_model_parameters": sum(p.numel() for p in model.parameters()), "reward_model_pairs": len(pairs)}

@@ -23,6 +23,7 @@ class WorldSize:
     batch_size: int
     eval_prompts: int  # test prompts the SFT policy answers for the report
     policy_pairs_per_prompt: int  # pairs of the SFT policy's own samples per reward prompt (test: pairs_per_prompt)
+    max_grad_norm: float = 1.0  # gradient-norm clip of both training stages (SFT at lr 2e-3 is unstable without)
 
 
 SIZES = {
