@@ -67,6 +67,7 @@ def aggregate(
         "window": config.window,
         "target_oracle_score": target,
         "heatmap_rewarder": config.heatmap_rewarder,
+        "trainer_options": list(config.trainer_options),
         "sft": {"runs": sft_entries, **summarize_runs(sft_entries, metric_keys)},
         "methods": {},
     }

@@ -1,6 +1,6 @@
 """`tokenreward demo`: the first command to run.
 
-1. Opens the full world from the cache, building it on first use (about 5 minutes on two
+1. Opens the full world from the cache, building it on first use (about 2 minutes on two
    cores; later runs reuse it).
 2. Shows RED's per-token rewards on a few held-out responses in the terminal, next to the
    world's ground-truth credit for the same tokens.
@@ -19,22 +19,22 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokenreward.config import add_config_arguments, config_from_args
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
-#: seconds each stage is expected to take on an idle 2-core machine (estimates from stage timings of the old and the
-#: new recipe measured side by side; the ETA scales them by the speed seen so far)
+#: seconds each stage took on an idle 2-core machine (`tokenreward demo` on a fresh cache, docs/world.md); the ETA
+#: scales them by the speed seen so far
 EXPECTED_SECONDS = {
     "data": 3,
     "tokenizer": 1,
-    "policy": 70,
-    "policy_pairs": 18,
-    "reward_model": 102,
-    "measure": 8,
-    "heatmaps": 3,
-    "rl": 110,
+    "policy": 63,
+    "policy_pairs": 19,
+    "reward_model": 40,
+    "measure": 4,
+    "heatmaps": 1,
+    "rl": 95,
 }
 WORLD_STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measure")
 
@@ -48,10 +48,17 @@ class DemoConfig:
     world: Path | None = field(
         default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"}
     )
-    steps: int = field(default=100, metadata={"help": "PPO steps per run"})
-    seeds: int = field(default=2, metadata={"help": "seeds per method (the printed spread is over these)"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "policy learning rate"})
+    steps: int = field(default=80, metadata={"help": "PPO steps per run"})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (the printed spread is over these)"})
+    learning_rate: float = field(default=2e-5, metadata={"help": "policy learning rate"})
     kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy"})
+    critic_init: Literal["policy", "reward_model"] = field(
+        default="policy",
+        metadata={
+            "help": "the value model's start: the SFT policy with a fresh value head (verl's default), or the reward "
+            "model (whose prefix scores then already hand GAE RED-like differences; the two methods end closer)"
+        },
+    )
     jobs: int = field(default=2, metadata={"help": "PPO runs trained at once, one process and one thread each"})
     heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
     eval_prompts: int | None = field(
@@ -218,7 +225,11 @@ def run_demo(config: DemoConfig) -> Path:
         methods=list(DEMO_METHODS),
         seeds=config.seeds,
         steps=config.steps,
-        trainer_options=[f"learning_rate={config.learning_rate}", f"kl_coef={config.kl_coef}"],
+        trainer_options=[
+            f"learning_rate={config.learning_rate}",
+            f"kl_coef={config.kl_coef}",
+            f"critic_init={config.critic_init}",
+        ],
         world=Path(world.root),
         eval_prompts=config.eval_prompts,
         eval_seed=0,  # the same random draws for every policy: the printed spread is the training's

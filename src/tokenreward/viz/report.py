@@ -222,9 +222,11 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
         f"{name} (trainer {m.get('trainer')}" + (f", rewarder {m['rewarder']})" if m.get("rewarder") else ")")
         for name, m in methods.items()
     )
+    options = f" ({', '.join(results['trainer_options'])})" if results.get("trainer_options") else ""
     trained = (
         f"Each method fine-tuned the world's SFT policy with reinforcement learning for {results.get('steps')} steps "
-        f"on the world's training prompts, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): {described}."
+        f"on the world's training prompts{options}, once per seed ({seeds} seed{'s' if seeds != 1 else ''}): "
+        f"{described}."
     )
     sft = (results.get("sft") or {}).get("oracle_score") or {}
     sft_part = f"; the SFT policy before RL scores {format_stat(sft)}" if sft.get("mean") is not None else ""
@@ -268,6 +270,7 @@ def rl_report(
             ["steps per run", results.get("steps", "-")],
             ["held-out prompts", results.get("eval_prompts", "-")],
             ["baseline", results.get("baseline", "-")],
+            ["trainer options", ", ".join(results.get("trainer_options") or []) or "the trainers' defaults"],
         ],
     )
     heatmap_rewarder = results.get("heatmap_rewarder", "a rewarder")

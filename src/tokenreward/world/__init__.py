@@ -196,7 +196,7 @@ def open_world(path: str | Path | None = None) -> World:
             return World(candidate)
     raise FileNotFoundError(
         f"no world found (looked at $TOKENREWARD_WORLD, {default_world_path('full')} and {default_world_path('small')}); "
-        "build one with `tokenreward world build --size full` (about 5 min on 2 cores) or `--size small` (about 1 min)"
+        "build one with `tokenreward world build --size full` (about 2 min on 2 cores) or `--size small` (about 1 min)"
     )
 
 
