@@ -327,3 +327,23 @@ def test_a_fixed_eval_seed_gives_every_policy_the_same_draws(small_world, tmp_pa
         )
         assert results["methods"]["fakerl-red"]["runs"][seed]["oracle_score"] == pytest.approx(direct["oracle_score"])
         assert json.loads((out / "fakerl-red" / f"seed-{seed}" / "eval.json").read_text())["settings"]["seed"] == 5
+
+
+def test_parallel_workers_keep_one_thread_through_the_trainers_thread_setting(monkeypatch):
+    """The trainer's `configure_threads` reads OMP_NUM_THREADS; a bench worker sets it to 1, so
+    two workers on two cores do not run two threads each."""
+    import torch
+
+    from tokenreward.bench.rl import _worker_setup
+    from tokenreward.trainers.harness import configure_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    try:
+        assert configure_threads() == 8  # unset: every core to the one process
+        monkeypatch.setenv("OMP_NUM_THREADS", "")  # restored by monkeypatch after the worker sets it
+        _worker_setup()
+        assert configure_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -348,3 +348,19 @@ def enable_activation_checkpointing(model) -> None:
     checkpointing; older releases gradient checkpointing)."""
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
     enable()
+
+
+def scalar_head_from_lm(source: str | Path, **kwargs: Any) -> nn.Module:
+    """`AutoModelForSequenceClassification` (one label, float32) from a causal LM folder. Its
+    score head is new by design, so Hugging Face's missing-weights report is not printed."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            str(source), num_labels=1, dtype=torch.float32, **kwargs
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)

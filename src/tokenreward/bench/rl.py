@@ -132,9 +132,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def train_run(
@@ -236,13 +234,15 @@ def remaining_note(spent: list[float], left: int, jobs: int = 1) -> str:
     return f", about {round(sum(spent) / len(spent) * left / jobs)} s left"
 
 
-def _one_thread() -> None:
-    """A worker's torch threads: one, also for the trainer's own `configure_threads` (which reads
-    `OMP_NUM_THREADS`); two workers on two cores each running two threads ran 1.6x slower."""
+def _worker_setup() -> None:
+    """One torch thread per worker, for the trainer's `configure_threads` too (it reads
+    `OMP_NUM_THREADS`; two workers on 2 cores at two threads each ran 6x slower), no HF bars."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+    hf_logging.disable_progress_bar()  # parallel runs' loading bars would interleave
 
 
 def train_and_evaluate(
@@ -302,7 +302,7 @@ def run_all(
             f"[bold]bench rl: {len(pending)} runs of {config.steps} steps, {config.jobs} at a time (one process each)"
         )
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(max_workers=config.jobs, mp_context=context, initializer=_worker_setup) as pool:
             futures = {
                 pool.submit(train_and_evaluate, m, runs_dir[m.name, s], config, world_root, s, quiet): (m, s)
                 for m, s in pending

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs
 from tokenreward.jsonl import read_jsonl
-from tokenreward.models import context_length, load_tokenizer
+from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
@@ -70,7 +70,7 @@ def reward_model_from(source, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     if isinstance(source, (str, Path)):
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=1, dtype=torch.float32)
+        model = scalar_head_from_lm(source)
     else:
         config = source.config
         config.num_labels = 1

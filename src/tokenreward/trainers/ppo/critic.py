@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from tokenreward.generation import Batch
-from tokenreward.models import load_tokenizer, prefix_scores, score_head
+from tokenreward.models import load_tokenizer, prefix_scores, scalar_head_from_lm, score_head
 
 
 def has_tokenizer(folder: Path | str) -> bool:
@@ -46,9 +46,7 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
             )
         model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir), dtype=torch.float32)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(c.policy or world.policy_dir), num_labels=1, dtype=torch.float32
-        )
+        model = scalar_head_from_lm(c.policy or world.policy_dir)
         with torch.no_grad():
             score_head(model).weight.zero_()
     if model.config.vocab_size != policy.config.vocab_size:
