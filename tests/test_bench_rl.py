@@ -347,3 +347,6 @@ def test_parallel_workers_keep_one_thread_through_the_trainers_thread_setting(mo
         assert configure_threads() == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.enable_progress_bar()
