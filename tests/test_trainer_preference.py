@@ -254,7 +254,8 @@ def test_resume_is_exact_and_reuses_the_reference_cache(setup, tmp_path, monkeyp
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_guided_methods_use_the_implicit_reward_of_the_guide(setup, tmp_path):
+def test_guided_methods_use_the_implicit_reward_of_the_guide(setup, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # this test's caches only, counted below
     for method in ("tgdpo", "sepo"):
         out = tmp_path / method
         run(config(setup, out, steps=2, guide_policy=str(setup["guide"])), method)
