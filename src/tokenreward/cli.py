@@ -86,6 +86,7 @@ def command_name(args: argparse.Namespace | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_process = argv is None  # the `tokenreward` executable, not a call from Python
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     debug = DEBUG_FLAG in argv[:cut] or os.environ.get("TOKENREWARD_DEBUG", "") not in ("", "0")
@@ -94,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error argparse has already printed
         return done.code if isinstance(done.code, int) else 2
-    # The imported modules' objects live until exit: move them out of the cyclic collector's
-    # reach, whose full passes over them otherwise land inside whatever allocates most (RED's
-    # scoring ran 1.24x uniform's in `bench credit` because of it; 1.03x frozen).
-    gc.freeze()
+    if as_process:
+        # The imported modules' objects live until exit: move them out of the cyclic collector's
+        # reach, whose full passes over them otherwise land inside whatever allocates most (RED's
+        # scoring ran 1.24x uniform's in `bench credit` because of it; 1.03x frozen).
+        gc.freeze()
     try:
         result = args.func(args)  # trainers return their run folder; only an int is an exit status
         return result if isinstance(result, int) else 0
