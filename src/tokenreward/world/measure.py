@@ -19,9 +19,9 @@ SAMPLE_BATCH = 256
 
 
 def world_tokenizer(root: Path):
-    from transformers import AutoTokenizer
+    from tokenreward.models import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(str(root / STANDARD_FOLDERS["tokenizer"]))
+    return load_tokenizer(root / STANDARD_FOLDERS["tokenizer"])
 
 
 def sample_responses(
