@@ -18,6 +18,9 @@ adjacent.
 | `grpo_return` | `(G_it - mean_{j in g(i)} R_j) / (std R + eps)`, std per group or batch; or not divided | group |
 | `rloo_sequence` | `R_i - mean_{j != i in g(i)} R_j` on every token | group |
 | `remax_sequence` | `R_i - R^greedy_i` on every token | baseline rewards |
+| `gtpo` | entropy-shaped token rewards of correct / wrong responses, normalised per side (`entropy_credit`) | group, entropy |
+| `grpo_s` | entropy-shaped sequence rewards, GRPO-normalised (`entropy_credit`) | group, entropy |
+| `ktae` | GRPO's `(R_i - mean) / std` plus each token's key-token importance (`key_tokens`) | group, token ids |
 
 With a sparse reward (`r_it = R_i [t = T_i]`) every reward-to-go form equals its sequence form.
 
@@ -55,6 +58,8 @@ class AdvantageBatch:
     values: torch.Tensor | None = None  # [B, T] critic values (gae)
     baseline_rewards: torch.Tensor | None = None  # [B, T'] rewards of each row's greedy response (remax)
     baseline_mask: torch.Tensor | None = None  # [B, T'] bool
+    entropy: torch.Tensor | None = None  # [B, T] policy entropy at each response position (gtpo, grpo_s)
+    token_ids: torch.Tensor | None = None  # [B, T] long, the response tokens (ktae)
 
 
 @dataclass
@@ -63,8 +68,20 @@ class AdvantageSettings:
     lam: float = 0.95
     #: how `grpo_return` divides: by the group's std of returns, the whole batch's, or not at all
     scale: Literal["group", "batch", "none"] = "group"
-    #: added to the std in `grpo_return` (verl: 1e-6; TRL: 1e-4)
+    #: added to the std in `grpo_return` (verl: 1e-6; TRL: 1e-4), and the guard of gtpo / grpo_s / ktae
     eps: float = 1e-6
+    #: gtpo, grpo_s, ktae: a response is correct when its return `R_i` exceeds this (1/0 or +-1 rewards)
+    success_threshold: float = 0.5
+    #: gtpo's base and entropy weights (alpha_1, alpha_2); grpo_s's (beta_1, beta_2)
+    gtpo_alpha: tuple[float, float] = (1.0, 0.1)
+    grpo_s_beta: tuple[float, float] = (1.0, 0.1)
+    #: ktae: weights of the Fisher-test and information-gain evidence, the BM25 term-frequency
+    #: contrast on or off, the bound of the importance, and a token id whose importance is 0
+    ktae_fisher_weight: float = 1.0
+    ktae_ig_weight: float = 1.0
+    ktae_term_frequency: bool = True
+    ktae_scale: float = 1.0
+    ktae_ignored_token: int | None = None
 
 
 Estimator = Callable[[AdvantageBatch, AdvantageSettings], tuple[torch.Tensor, torch.Tensor | None]]
@@ -125,6 +142,17 @@ def leave_one_out_mean(values: torch.Tensor, group: torch.Tensor) -> torch.Tenso
     sizes = sizes.reshape(-1, *([1] * (values.dim() - 1)))
     others = (totals - values) / (sizes - 1).clamp_min(1)
     return torch.where(sizes > 1, others, torch.zeros_like(others))
+
+
+def require_pairs(name: str, group: torch.Tensor) -> None:
+    """Refuse a group of one: `name` compares the samples of a prompt with each other."""
+    ids, sizes = torch.unique(group, return_counts=True)
+    single = ids[sizes < 2].tolist()
+    if single:
+        raise ValueError(
+            f"advantage estimator {name!r} compares the samples of a prompt: group(s) {single[:5]} have a single "
+            "sample; sample at least 2 responses per prompt"
+        )
 
 
 def group_mean_std(values: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
