@@ -269,6 +269,28 @@ def test_remax_and_rloo_train(files, tmp_path):
         run(config(files, tmp_path / "k1", RLOOConfig, samples_per_prompt=1), "rloo")
 
 
+@pytest.mark.parametrize("estimator", ["gtpo", "grpo_s", "ktae"])
+def test_rloo_with_the_verifiable_reward_estimators(files, tmp_path, tokenizer, estimator, monkeypatch):
+    """One step with each: the estimator gets the rollout's entropies, token ids and the EOS id."""
+    seen = {}
+    original = ppo_module.estimate_advantages
+
+    def spy(name, batch, settings):
+        seen.update(name=name, batch=batch, settings=settings)
+        return original(name, batch, settings)
+
+    monkeypatch.setattr(ppo_module, "estimate_advantages", spy)
+    cfg = config(
+        files, tmp_path / estimator, RLOOConfig, steps=1, batch_size=2, mini_batch_size=8, estimator=estimator
+    )
+    log = read_jsonl(run(cfg, "rloo") / "log.jsonl")
+    assert len(log) == 1 and "value_loss" not in log[0]
+    batch = seen["batch"]
+    assert seen["name"] == estimator and seen["settings"].ktae_ignored_token == tokenizer.eos_token_id
+    assert batch.entropy.shape == batch.mask.shape and torch.all(batch.entropy[batch.mask] >= 0)
+    assert batch.token_ids.shape == batch.mask.shape and batch.token_ids.dtype == torch.long
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -119,7 +119,10 @@ class RLOOConfig(PPOConfig):
     samples_per_prompt: int = field(default=4, metadata={"help": "responses sampled per prompt (RLOO's K)", "min": 1})
     estimator: str = field(
         default="rloo_token",
-        metadata={"help": "registered advantage estimator (rloo_token, rloo_return, grpo_return, rloo_sequence)"},
+        metadata={
+            "help": "registered advantage estimator (rloo_token, rloo_return, grpo_return, rloo_sequence; "
+            "gtpo, grpo_s, ktae for 1/0 verifiable rewards)"
+        },
     )
     whiten_advantages: bool = field(default=False, metadata={"help": "whiten advantages over the batch"})
 

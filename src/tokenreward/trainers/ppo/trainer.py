@@ -202,7 +202,8 @@ class PPOTrainer:
         """The registered estimator's advantages, whitened with statistics over all processes
         when `whiten_advantages`."""
         c = self.config
-        advantages, returns = estimate_advantages(c.estimator, batch, AdvantageSettings(gamma=c.gamma, lam=c.lam))
+        settings = AdvantageSettings(gamma=c.gamma, lam=c.lam, ktae_ignored_token=self.tokenizer.eos_token_id)
+        advantages, returns = estimate_advantages(c.estimator, batch, settings)
         if c.whiten_advantages:
             mean, var = masked_moments(self.accelerator, advantages, batch.mask)
             advantages = masked_whiten(advantages, batch.mask, mean=mean, var=var)
@@ -244,7 +245,9 @@ class PPOTrainer:
         timings["time_score"] = time.perf_counter() - started
         # samples of one prompt are adjacent in the local share: row b belongs to group b // K
         group = torch.arange(len(rows), device=self.device) // c.samples_per_prompt
-        estimator_batch = AdvantageBatch(rewards, batch.mask, group=group, values=scores.values)
+        estimator_batch = AdvantageBatch(
+            rewards, batch.mask, group=group, values=scores.values, entropy=scores.entropy, token_ids=batch.tokens
+        )
         greedy_reward = None
         if "baseline_rewards" in self.estimator.needs:
             started = time.perf_counter()
