@@ -13,6 +13,7 @@ import statistics
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -241,3 +242,42 @@ def test_the_batcher_scores_concurrent_calls_together_and_fails_them_together():
 
     errors = asyncio.run(gather_failing())
     assert [str(e) for e in errors] == ["cannot score 3"] * 3
+
+
+@pytest.mark.parametrize(
+    ("verl_name", "name", "key"),
+    [
+        ("tokenreward_gtpo", "gtpo", "entropys"),
+        ("tokenreward_grpo_s", "grpo_s", "entropys"),
+        ("tokenreward_ktae", "ktae", "responses"),
+    ],
+)
+def test_verifiable_reward_estimators_are_registered_and_need_their_extra_input(verl_name, name, key):
+    """verl's registry returns our functions; given the entropies / token ids they equal the registered
+    estimators; verl's compute_advantage, which does not pass them, stops with an error naming them."""
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    from tokenreward.losses.advantages import AdvantageBatch, estimate_advantages
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.tensor([3, 5, 2, 4, 5, 1])
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+    rewards = torch.zeros(6, 5, dtype=torch.float64)
+    rewards[torch.arange(6), lengths - 1] = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    uid = np.array(["a", "b", "a", "b", "a", "b"], dtype=object)
+    extra = torch.rand(6, 5, generator=g, dtype=torch.float64) if key == "entropys" else torch.randint(0, 5, (6, 5))
+    got, returns = get_adv_estimator_fn(verl_name)(
+        rewards, mask.long(), index=uid, config=AlgoConfig(), **{key: extra}
+    )
+    field = "entropy" if key == "entropys" else "token_ids"
+    want, _ = estimate_advantages(
+        name, AdvantageBatch(rewards, mask, group=torch.tensor([0, 1, 0, 1, 0, 1]), **{field: extra})
+    )
+    torch.testing.assert_close(got, want)
+    assert returns is got
+    data = DataProto(
+        batch=TensorDict({"token_level_rewards": rewards, "response_mask": mask.long(), key: extra}, batch_size=6),
+        non_tensor_batch={"uid": uid},
+    )
+    with pytest.raises(ValueError, match=rf"{verl_name} needs data.batch\['{key}'\]"):
+        compute_advantage(data, adv_estimator=verl_name, config=AlgoConfig())

@@ -1,6 +1,5 @@
 """verl's plugin hook (entry point group `verl.plugins`): `import verl` imports this module in
-every process, which registers the `tokenreward` reward manager and the `tokenreward_rloo` /
-`tokenreward_grpo` advantage estimators. verl logs a failing plugin only at DEBUG; this module
+every process, which registers the `tokenreward` reward manager and the `tokenreward_*` advantage estimators. verl logs a failing plugin only at DEBUG; this module
 says why at WARNING first, so a broken install is visible in the training log."""
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Importing this package (verl does it through the `verl.plugins` entry point) registers:
 - the reward-loop manager `tokenreward` (`reward.reward_manager.name=tokenreward`,
   configured under `reward.tokenreward.*`), `manager.TokenRewardManager`;
-- the advantage estimators `tokenreward_rloo` and `tokenreward_grpo`
-  (`algorithm.adv_estimator=...`), `estimators`.
+- the advantage estimators `tokenreward_rloo`, `tokenreward_grpo`, `tokenreward_gtpo`,
+  `tokenreward_grpo_s` and `tokenreward_ktae` (`algorithm.adv_estimator=...`), `estimators`.
 
 See docs/verl.md for the command lines. Needs verl (`pip install 'tokenreward[verl]'`).
 """
