@@ -33,6 +33,7 @@ from tokenreward.integrations.trl import (
     TRegDPOTrainer,
 )
 from tokenreward.jsonl import read_jsonl
+from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
 from tokenreward.rewards import build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_config, tiny_reward_model, train_tokenizer
 from tokenreward.trainers.preference import PreferenceConfig, run
@@ -307,13 +308,56 @@ def test_two_processes_split_a_group_as_trl_does(tmp_path):
     assert abs(sum(group)) < 1e-4 and abs(sum(ranks[0]["trl_advantages"])) > 1e-2  # one group, across the ranks
 
 
+@pytest.mark.parametrize("baseline", ["gtpo", "grpo_s", "ktae"])
+def test_verifiable_reward_estimators_get_the_policys_entropies_and_the_completion_ids(
+    tmp_path, tok, reward_model, baseline
+):
+    """A 1/0 verifier as the only weighted reward: the advantages equal the registered estimator on the
+    verifier's rewards, the completion ids and the entropies of the policy's own Hugging Face forward."""
+
+    def verifier(prompts, completions, completion_ids, **kwargs):  # "correct": an even number of tokens
+        return [float(len(ids) % 2 == 0) for ids in completion_ids]
+
+    trainer = TokenRewardGRPOTrainer(
+        eos_prone_policy(tok),
+        "sparse",
+        rewarder_resources={"reward_model": reward_model, "tokenizer": tok, "device": "cpu"},
+        baseline=baseline,
+        reward_funcs=[verifier],
+        args=grpo_args(tmp_path, reward_weights=[0.0, 1.0]),
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tok,
+    )
+    out = generate(trainer)
+    mask, lengths = out["completion_mask"].bool(), completion_lengths(out)
+    rewards = torch.zeros(mask.shape)
+    rewards[torch.arange(len(lengths)), torch.tensor(lengths) - 1] = torch.tensor([float(n % 2 == 0) for n in lengths])
+    assert 0 < rewards.sum() < len(lengths)
+    prompt_width = out["prompt_ids"].shape[1]
+    with torch.no_grad():
+        logits = (
+            trainer.model(
+                input_ids=torch.cat([out["prompt_ids"], out["completion_ids"]], 1),
+                attention_mask=torch.cat([out["prompt_mask"], out["completion_mask"]], 1),
+            ).logits[:, prompt_width - 1 : -1]
+            / trainer.temperature
+        )
+    entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+    batch = AdvantageBatch(
+        rewards, mask, group=torch.arange(len(lengths)) // GROUP, entropy=entropy, token_ids=out["completion_ids"]
+    )
+    want, _ = estimate_advantages(baseline, batch, AdvantageSettings(ktae_ignored_token=tok.eos_token_id))
+    torch.testing.assert_close(out["advantages"], want, atol=1e-5, rtol=0)
+    assert out["advantages"][mask].abs().max() > 0.1
+
+
 def test_grpo_bad_arguments_are_named(tmp_path, tok, reward_model):
     kwargs = {
         "args": grpo_args(tmp_path),
         "train_dataset": Dataset.from_list([{"prompt": p} for p in PROMPTS]),
         "processing_class": tok,
     }
-    with pytest.raises(ValueError, match="baseline must be one of group_mean, leave_one_out"):
+    with pytest.raises(ValueError, match="baseline must be one of group_mean, leave_one_out, gtpo, grpo_s, ktae"):
         TokenRewardGRPOTrainer(tiny_causal_lm("llama", tok), "sparse", baseline="mean", **kwargs)
     with pytest.raises(ValueError, match="pass `rewarder`"):
         TokenRewardGRPOTrainer(tiny_causal_lm("llama", tok), **kwargs)

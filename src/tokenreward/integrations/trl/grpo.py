@@ -15,6 +15,10 @@ replaced by `(B, T)` ones from a registered estimator (`tokenreward.losses.advan
 - `baseline="group_mean"` (`grpo_return`): `A_it = (G_it - mean_g R) / (std R + eps)`, the std
   and eps as TRL's `scale_rewards` says (`trl_advantage_settings`);
 - `baseline="leave_one_out"` (`rloo_return`): `A_it = G_it - mean_{j != i in g} R_j`.
+- `baseline="gtpo" | "grpo_s" | "ktae"`: the estimators of the same names for 1/0 verifiable
+  rewards (docs/methods.md), with the policy's entropies / the completion ids
+  (`estimator_inputs`); pass the verifier as a reward function and `reward_weights` that zero
+  the rewarder's (e.g. `[0.0, 1.0]`) so that `R_i` is the verifier's 1/0.
 
 With a sparse reward `G_it = R_i` on every token, so `grpo_return` gives TRL's advantages back.
 The loss (`_compute_loss`) already takes `(B, T)` advantages. Logged besides TRL's metrics:
@@ -31,12 +35,13 @@ from trl import GRPOTrainer
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.generation import Generation, Generations
+from tokenreward.integrations.trl.estimator_inputs import VERIFIABLE, estimator_inputs, verifiable_settings
 from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
 from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
 from tokenreward.trainers.ppo import policy_token_rewards
 
-#: baseline name -> registered advantage estimator
-BASELINES = {"group_mean": "grpo_return", "leave_one_out": "rloo_return"}
+#: baseline name -> registered advantage estimator (the last three for 1/0 verifiable rewards)
+BASELINES = {"group_mean": "grpo_return", "leave_one_out": "rloo_return", **{name: name for name in VERIFIABLE}}
 
 #: TRL's `scale_rewards` -> how `grpo_return` divides (TRL adds 1e-4 to the std; "none" divides by nothing)
 TRL_SCALE_REWARDS = {
@@ -103,8 +108,8 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
 
     `rewarder`: a tokenreward `Rewarder`, or a registered name built with `rewarder_resources`
     (e.g. `{"reward_model": "path", "tokenizer": "path"}` and the rewarder's options).
-    `baseline`: "group_mean" (GRPO's, scaled by TRL's `scale_rewards`) or "leave_one_out"
-    (RLOO's; `scale_rewards` does not apply). `reward_funcs` (optional) are TRL's; with
+    `baseline`: "group_mean" (GRPO's, scaled by TRL's `scale_rewards`), "leave_one_out"
+    (RLOO's; `scale_rewards` does not apply), or "gtpo", "grpo_s", "ktae" (verifiable rewards). `reward_funcs` (optional) are TRL's; with
     `reward_weights` in the config, the rewarder's weight comes first. Everything else is
     `GRPOTrainer`'s."""
 
@@ -134,7 +139,11 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
                 "TokenRewardGRPOTrainer needs multi_objective_aggregation='sum_then_normalize': token rewards and the "
                 "other reward functions add up to one return per completion"
             )
-        self.advantage_settings = trl_advantage_settings(self.scale_rewards)
+        self.advantage_settings = (
+            verifiable_settings(self._tokenizer)
+            if baseline in VERIFIABLE
+            else trl_advantage_settings(self.scale_rewards)
+        )
         self.token_reward_function.tokenizer = self._tokenizer
         self._rewards_per_func: torch.Tensor | None = None
 
@@ -159,8 +168,9 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         others = (self._rewards_per_func[:, 1:] * weights[1:]).nansum(dim=1)
         rewards = add_on_last_token(token_rewards * weights[0], mask, others)
         group = torch.arange(len(rewards), device=device) // group_size
+        extra = estimator_inputs(self, output, BASELINES[self.baseline])
         advantages, _ = estimate_advantages(
-            BASELINES[self.baseline], AdvantageBatch(rewards, mask, group=group), self.advantage_settings
+            BASELINES[self.baseline], AdvantageBatch(rewards, mask, group=group, **extra), self.advantage_settings
         )
 
         start = self.accelerator.process_index * len(policy_rewards)
