@@ -57,11 +57,12 @@ SEQUENCE_SUMMING = frozenset(
 #: rewarders whose rewards are one number on the last token (nothing to lose by summing)
 SEQUENCE_REWARDERS = frozenset({"sparse"})
 TOKEN_ESTIMATORS = ("tokenreward_rloo", "tokenreward_grpo", "gae")
-#: verl name -> (registered estimator, AdvantageBatch field, the verl batch key it comes from)
+#: verl name -> (registered estimator, AdvantageBatch field, the verl batch keys it may come from: the
+#: legacy trainer's old-log-prob pass names the entropies `entropys`, the v1 trainer `entropy`)
 VERIFIABLE_ESTIMATORS = {
-    "tokenreward_gtpo": ("gtpo", "entropy", "entropys"),
-    "tokenreward_grpo_s": ("grpo_s", "entropy", "entropys"),
-    "tokenreward_ktae": ("ktae", "token_ids", "responses"),
+    "tokenreward_gtpo": ("gtpo", "entropy", ("entropys", "entropy")),
+    "tokenreward_grpo_s": ("grpo_s", "entropy", ("entropys", "entropy")),
+    "tokenreward_ktae": ("ktae", "token_ids", ("responses",)),
 }
 
 
@@ -110,15 +111,16 @@ def advantage_settings(config) -> AdvantageSettings:
 
 
 def _verifiable(verl_name: str, token_level_rewards, response_mask, index, config, kwargs):
-    name, field, key = VERIFIABLE_ESTIMATORS[verl_name]
-    extra = kwargs.get(key)
-    if extra is None and kwargs.get("batch") is not None and key in kwargs["batch"].keys():
-        extra = kwargs["batch"][key]
-    if extra is None:
+    name, field, keys = VERIFIABLE_ESTIMATORS[verl_name]
+    given = kwargs.get("batch")
+    found = [kwargs[k] for k in keys if kwargs.get(k) is not None]
+    found += [given[k] for k in keys if given is not None and k in given.keys()]
+    if not found:
         raise ValueError(
-            f"algorithm.adv_estimator={verl_name} needs data.batch[{key!r}] passed as {key}=..., which verl's "
-            "compute_advantage does not pass to registered estimators (see tokenreward.integrations.verl.estimators)"
+            f"algorithm.adv_estimator={verl_name} needs data.batch[{keys[0]!r}] passed as {keys[0]}=..., which "
+            "verl's compute_advantage does not pass to registered estimators (see tokenreward.integrations.verl.estimators)"
         )
+    extra = found[0]
     batch = AdvantageBatch(
         token_level_rewards, response_mask.bool(), group=group_ids(index, token_level_rewards.shape[0])
     )
