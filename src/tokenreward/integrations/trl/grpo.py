@@ -109,8 +109,9 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
     `rewarder`: a tokenreward `Rewarder`, or a registered name built with `rewarder_resources`
     (e.g. `{"reward_model": "path", "tokenizer": "path"}` and the rewarder's options).
     `baseline`: "group_mean" (GRPO's, scaled by TRL's `scale_rewards`), "leave_one_out"
-    (RLOO's; `scale_rewards` does not apply), or "gtpo", "grpo_s", "ktae" (verifiable rewards). `reward_funcs` (optional) are TRL's; with
-    `reward_weights` in the config, the rewarder's weight comes first. Everything else is
+    (RLOO's; `scale_rewards` does not apply), or "gtpo", "grpo_s", "ktae" (verifiable rewards).
+    `reward_funcs` (optional) are TRL's; with `reward_weights` in the config, the rewarder's
+    weight comes first. Everything else is
     `GRPOTrainer`'s."""
 
     def __init__(
