@@ -123,6 +123,65 @@ class FakeChatServer:
         self.httpd.server_close()
 
 
+class FakeRewardServer:
+    """A loopback stand-in for `tokenreward serve` that answers what a client cannot use; the
+    first path segment picks the answer (`url(kind)` is the base URL of one kind):
+    `html` a 200 HTML page, `html-502` a 502 HTML page (a proxy in front of a dead server),
+    `no-results` a JSON object without `results` / `rewards`, `array` a JSON array,
+    `short` no records, `nan` a NaN reward, `ok` a well-formed answer for one sample.
+    `calls` counts the requests of each kind."""
+
+    RECORD = {"rewarder": "red", "sequence_reward": 0.5, "tokens": [" a"], "offsets": [[0, 2]], "rewards": [0.5]}
+    ANSWERS = {
+        "html": (200, "text/html", b"<html><body><h1>Welcome to nginx!</h1>\n</body></html>"),
+        "html-502": (502, "text/html", b"<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>"),
+        "no-results": (200, "application/json", b'{"status": "ok"}'),
+        "array": (200, "application/json", b"[1, 2]"),
+        "short": (200, "application/json", b'{"results": [], "rewards": []}'),
+        "nan": (200, "application/json", b'{"results": [{"sequence_reward": NaN}], "rewards": [NaN]}'),
+        "ok": (
+            200,
+            "application/json",
+            json.dumps({"results": [{**RECORD, "row": 0}], "rewards": [0.5], "scores": [0.5]}).encode(),
+        ),
+    }
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                kind = self.path.strip("/").split("/")[0]
+                server.calls[kind] = server.calls.get(kind, 0) + 1
+                status, kind_type, data = server.ANSWERS.get(kind, (404, "text/plain", b"no such kind"))
+                self.send_response(status)
+                self.send_header("Content-Type", kind_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, kind: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{kind}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def save_model(model, tokenizer, folder: Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
