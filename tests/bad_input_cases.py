@@ -123,6 +123,101 @@ class FakeChatServer:
         self.httpd.server_close()
 
 
+class FakeRewardServer:
+    """A loopback stand-in for `tokenreward serve` that answers what a client cannot use; the
+    first path segment picks the answer (`url(kind)` is the base URL of one kind):
+    `html` a 200 HTML page, `html-502` a 502 HTML page (a proxy in front of a dead server),
+    `no-results` a JSON object without `results` / `rewards`, `array` a JSON array,
+    `short` no records, `nan` a NaN reward, `ok` a well-formed answer for one sample.
+    `calls` counts the requests of each kind."""
+
+    RECORD = {"rewarder": "red", "sequence_reward": 0.5, "tokens": [" a"], "offsets": [[0, 2]], "rewards": [0.5]}
+    ANSWERS = {
+        "html": (200, "text/html", b"<html><body><h1>Welcome to nginx!</h1>\n</body></html>"),
+        "html-502": (502, "text/html", b"<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>"),
+        "no-results": (200, "application/json", b'{"status": "ok"}'),
+        "array": (200, "application/json", b"[1, 2]"),
+        "short": (200, "application/json", b'{"results": [], "rewards": []}'),
+        "nan": (200, "application/json", b'{"results": [{"sequence_reward": NaN}], "rewards": [NaN]}'),
+        "ok": (
+            200,
+            "application/json",
+            json.dumps({"results": [{**RECORD, "row": 0}], "rewards": [0.5], "scores": [0.5]}).encode(),
+        ),
+    }
+
+    def __init__(self):
+        self.calls: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                kind = self.path.strip("/").split("/")[0]
+                server.calls[kind] = server.calls.get(kind, 0) + 1
+                status, kind_type, data = server.ANSWERS.get(kind, (404, "text/plain", b"no such kind"))
+                self.send_response(status)
+                self.send_header("Content-Type", kind_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, kind: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{kind}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ServedApp:
+    """`tokenreward serve`'s application (RED on the fixture reward model, `keep_sum=true`, the
+    fixture tokenizer as the policy tokenizer) behind Starlette's test client, started on first
+    use. `post(path, body)` raises ValueError("HTTP 4xx: message") for a refusal, RuntimeError
+    for a 5xx (a server fault, not a clear refusal), and returns the JSON of a 2xx."""
+
+    def __init__(self, fx: dict[str, Any]):
+        self.fx = fx
+        self.client = None
+
+    def post(self, path: str, body: Any) -> Any:
+        if self.client is None:
+            from starlette.testclient import TestClient
+
+            from tokenreward.models import load_tokenizer
+            from tokenreward.rewards import build_rewarder
+            from tokenreward.serve import build_state, create_app
+
+            resources = {"reward_model": str(self.fx["rm"]), "device": "cpu"}
+            rewarder = build_rewarder("red", resources, keep_sum=True)
+            policy = load_tokenizer(str(self.fx["tok"]))
+            state = build_state(rewarder, resources, policy, options={"keep_sum": True})
+            self.client = TestClient(create_app(state)).__enter__()
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = self.client.post(path, content=raw, headers={"content-type": "application/json"})
+        if 400 <= answer.status_code < 500:
+            raise ValueError(f"HTTP {answer.status_code}: {answer.json()['error']}")
+        if answer.status_code >= 500:
+            raise RuntimeError(f"HTTP {answer.status_code}: {answer.text[:300]}")
+        return answer.json()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.__exit__(None, None, None)
+
+
 def save_model(model, tokenizer, folder: Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -287,17 +382,23 @@ def fixtures(root: Path):
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     server = FakeChatServer()
+    rewards_api = FakeRewardServer()
+    served = ServedApp(fx)
     try:
         assert holder.stdout.readline().strip() == "held"
         fx["holder_pid"] = holder.pid
         fx["api"] = server.url
         fx["server"] = server
+        fx["rewards_api"] = rewards_api
+        fx["served"] = served
         fx["cache"] = root / SCRATCH / "cache"
         yield fx
     finally:
         holder.kill()
         holder.wait()
         server.close()
+        rewards_api.close()
+        served.close()
         fx["ro_dir"].chmod(0o755)
         fx["ro_file"].chmod(0o644)
 
@@ -1197,4 +1298,163 @@ API_CASES = [
     ),
 ]
 
-CASES = SCORE_CASES + LABEL_CASES + WORLD_CASES + OTHER_CASES + API_CASES
+
+def _serve(id: str, path: str, body: Any, *expect: str) -> Case:
+    """A request to the served application that must be refused 4xx with `expect` in its message."""
+    return _api(f"serve-{id}", lambda fx: fx["served"].post(path, body), *expect)
+
+
+def _client(kind: str = "ok", **settings):
+    from tokenreward.client import TokenRewardClient
+
+    def make(fx):
+        return TokenRewardClient(fx["rewards_api"].url(kind), **{"retries": 1, "backoff": 0.01, **settings})
+
+    return make
+
+
+def _client_case(id: str, kind: str, call, *expect: str) -> Case:
+    from tokenreward.client import TokenRewardError
+
+    return _api(f"client-{id}", lambda fx: call(_client(kind)(fx)), *expect, raises=(TokenRewardError,))
+
+
+ONE_REWARD = {"query": ["Hi Hello!"], "prompts": ["Hi"], "labels": [None]}
+ONE_PAIR = {"prompts": ["Hi"], "responses": [" Hello!"]}
+
+SERVE_CASES = [
+    _serve(
+        "option-bool-as-number",
+        "/get_reward",
+        {**ONE_REWARD, "options": {"keep_sum": 2}},
+        "HTTP 400",
+        "options.keep_sum: expected a boolean, got 2",
+    ),
+    _serve(
+        "option-bool-as-text",
+        "/v1/token_rewards",
+        {**ONE_PAIR, "options": {"keep_sum": "maybe"}},
+        "HTTP 400",
+        "options.keep_sum: expected a boolean, got 'maybe'",
+    ),
+    _serve(
+        "option-float-infinite",
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" Hello!"], "options": {"beta_c": 1e999}}',
+        "HTTP 400",
+        "options.beta_c: expected a finite number, got inf",
+    ),
+    _serve(
+        "option-float-as-bool",
+        "/get_reward",
+        {**ONE_REWARD, "options": {"beta_c": True}},
+        "HTTP 400",
+        "options.beta_c: expected a number, got a boolean",
+    ),
+    _serve(
+        "option-names-unknown",
+        "/get_reward",
+        {**ONE_REWARD, "options": {"beta": 0.5, "gama": 1}},
+        "HTTP 400",
+        "options.beta, options.gama: not options of this rewarder (options: alpha, beta_c, keep_sum)",
+    ),
+    _serve(
+        "nan-literal",
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" Hello!"], "options": {"alpha": NaN}}',
+        "HTTP 400",
+        "body: not valid JSON (NaN is not a JSON number)",
+    ),
+    _serve(
+        "id-outside-vocabulary",
+        "/get_reward",
+        {"query": ["x", "y"], "prompts": ["Hi", "Hi"], "response_ids": [[5, 6], [5, 6, 7, 50000]]},
+        "HTTP 400",
+        "response_ids[1][3]: id 50000 is outside the policy tokenizer's vocabulary (0..",
+    ),
+    _serve(
+        "id-negative",
+        "/get_reward",
+        {"query": ["x"], "prompts": ["Hi"], "response_ids": [[5, -1]]},
+        "HTTP 400",
+        "response_ids[0][1]: id -1 is outside the policy tokenizer's vocabulary",
+    ),
+    _serve(
+        "id-bool",
+        "/get_reward",
+        {"query": ["x"], "prompts": ["Hi"], "response_ids": [[True]]},
+        "HTTP 400",
+        "response_ids[0][0]: expected an integer token id, got a boolean",
+    ),
+    _serve(
+        "id-fraction",
+        "/get_reward",
+        {"query": ["x"], "prompts": ["Hi"], "response_ids": [[5, 6.5]]},
+        "HTTP 400",
+        "response_ids[0][1]: expected an integer token id, got 6.5",
+    ),
+    _serve(
+        "nested-100000-deep",
+        "/get_reward",
+        b"[" * 100_000 + b"]" * 100_000,
+        "HTTP 400",
+        "body: arrays or objects nested too deeply to read",
+    ),
+    _serve(
+        "lone-surrogate-response",
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" He\\ud800llo"]}',
+        "HTTP 400",
+        "responses[0]: not valid Unicode (lone surrogate \\ud800 at character 3)",
+    ),
+    _serve(
+        "lone-surrogate-query",
+        "/get_reward",
+        b'{"query": ["Hi \\udc00"], "prompts": ["Hi"]}',
+        "HTTP 400",
+        "query[0]: not valid Unicode (lone surrogate \\udc00 at character 3)",
+    ),
+]
+
+CLIENT_CASES = [
+    _client_case(
+        "html-answer",
+        "html",
+        lambda c: c.get_reward(["p a"], ["p"]),
+        "/html/get_reward: HTTP 200 answer is not JSON (text/html)",
+    ),
+    _client_case(
+        "json-without-results",
+        "no-results",
+        lambda c: c.token_rewards(["p"], [" a"]),
+        "/no-results/v1/token_rewards: unusable answer: no 'results' list",
+    ),
+    _client_case(
+        "too-few-records", "short", lambda c: c.token_rewards(["p"], [" a"]), "unusable answer: 0 results for 1 pairs"
+    ),
+    _client_case(
+        "nan-reward",
+        "nan",
+        lambda c: c.get_reward(["p a"], ["p"]),
+        "unusable answer: 'rewards' holds something other than finite numbers",
+    ),
+    _client_case(
+        "proxy-502-page", "html-502", lambda c: c.health(), "gave up after 2 attempt(s)", "HTTP 502: <html><body> <h1>"
+    ),
+    _api("client-timeout-nan", lambda fx: _client(timeout=float("nan"))(fx), "timeout must be a finite number > 0"),
+    _api(
+        "client-retries-fraction", lambda fx: _client(retries=2.5)(fx), "retries must be a whole number >= 0, got 2.5"
+    ),
+    _api(
+        "client-url-bad-port",
+        lambda fx: __import__("tokenreward.client").client.TokenRewardClient("http://127.0.0.1:99999"),
+        "server URL 'http://127.0.0.1:99999' is malformed",
+    ),
+    _api(
+        "client-float-tensor-ids",
+        lambda fx: _client()(fx).get_reward(["p a"], ["p"], response_ids=[torch.tensor([1.0, 2.5])]),
+        "response_ids[0][0]: expected an integer token id, got float",
+    ),
+]
+
+CASES = SCORE_CASES + LABEL_CASES + WORLD_CASES + OTHER_CASES + API_CASES + SERVE_CASES + CLIENT_CASES

@@ -26,7 +26,7 @@ import pytest
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.cli import main
-from tokenreward.client import TokenRewardClient
+from tokenreward.client import TokenRewardClient, TokenRewardError
 from tokenreward.rewards import build_rewarder
 from tokenreward.serve import bind, build_state, create_app
 from tokenreward.serve.metrics import parse_histogram
@@ -111,8 +111,8 @@ def assert_same_record(got: dict, expected: dict) -> None:
     assert list(got) == list(expected)
     assert got["rewarder"] == expected["rewarder"]
     assert got["tokens"] == expected["tokens"] and got["offsets"] == expected["offsets"]
-    assert got["sequence_reward"] == pytest.approx(expected["sequence_reward"], abs=1e-6)
-    assert got["rewards"] == pytest.approx(expected["rewards"], abs=1e-6)
+    assert got["sequence_reward"] == pytest.approx(expected["sequence_reward"], rel=1e-6, abs=1e-6)
+    assert got["rewards"] == pytest.approx(expected["rewards"], rel=1e-6, abs=1e-6)  # float32 padding rounding
 
 
 def post(server, path: str, body) -> httpx.Response:
@@ -227,14 +227,77 @@ BAD_REQUESTS = [
     ),
     ("/v1/token_rewards", good(options={"beta_c": 2}), 400, "options: beta_c must lie in [0, 1], got 2"),
     ("/get_reward", {"query": ["x y"], "prompts": ["Q"]}, 400, "query[0]: does not start with prompts[0]"),
-    ("/get_reward", {"query": ["Q"], "prompts": ["Q"]}, 400, "query[0]: empty response"),
     ("/get_reward", {"query": ["Q a"], "prompts": ["Q"], "labels": [1, 2]}, 400, "labels: 2 entries, but 1 queries"),
     ("/get_reward", {"query": "Q a", "prompts": ["Q"]}, 400, "query: expected an array, got a string"),
     (
         "/get_reward",
         {"query": ["Q a"], "prompts": ["Q"], "response_ids": [["x"]]},
         400,
+        "response_ids[0][0]: expected an integer token id, got a string",
+    ),
+    (
+        "/get_reward",
+        {"query": ["Q a"], "prompts": ["Q"], "response_ids": [[]]},
+        400,
         "response_ids[0]: expected a non-",
+    ),
+    # option types: a boolean option takes a JSON boolean, a float option a finite number
+    ("/v1/token_rewards", good(options={"keep_sum": 2}), 400, "options.keep_sum: expected a boolean, got 2"),
+    (
+        "/v1/token_rewards",
+        good(options={"keep_sum": "maybe"}),
+        400,
+        "options.keep_sum: expected a boolean, got 'maybe'",
+    ),
+    ("/v1/token_rewards", good(options={"keep_sum": "true"}), 400, "options.keep_sum: expected a boolean, got 'true'"),
+    ("/v1/token_rewards", good(options={"beta_c": True}), 400, "options.beta_c: expected a number, got a boolean"),
+    ("/v1/token_rewards", good(options={"beta_c": "0.5"}), 400, "options.beta_c: expected a number, got '0.5'"),
+    ("/v1/token_rewards", good(options={"beta_c": [0.5]}), 400, "options.beta_c: expected a number, got an array"),
+    (
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" Hello!"], "options": {"beta_c": 1e999}}',
+        400,
+        "options.beta_c: expected a finite number, got inf",
+    ),
+    (
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" Hello!"], "options": {"beta_c": NaN}}',
+        400,
+        "body: not valid JSON (NaN is not a JSON number)",
+    ),
+    (
+        "/get_reward",
+        {"query": ["Q a"], "prompts": ["Q"], "options": {"beta": 0.5, "gamma": 1}},
+        400,
+        "options.beta, options.gamma: not options of this rewarder (options: alpha, beta_c, keep_sum)",
+    ),
+    # nesting deeper than the parser's recursion: a 400, not a 500 the client would retry
+    ("/get_reward", b"[" * 100_000 + b"]" * 100_000, 400, "body: arrays or objects nested too deeply to read"),
+    ("/v1/token_rewards", b'{"prompts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "body: arrays or objects"),
+    # lone surrogates (valid JSON escapes, not valid Unicode)
+    (
+        "/v1/token_rewards",
+        b'{"prompts": ["Hi"], "responses": [" He\\ud800llo"]}',
+        400,
+        "responses[0]: not valid Unicode (lone surrogate \\ud800 at character 3)",
+    ),
+    (
+        "/v1/token_rewards",
+        b'{"prompts": [[{"role": "user", "content": "\\udfff"}]], "responses": [" a"]}',
+        400,
+        "prompts[0][0].content: not valid Unicode (lone surrogate \\udfff at character 0)",
+    ),
+    (
+        "/get_reward",
+        b'{"query": ["Q a", "Q \\ud83d"], "prompts": ["Q", "Q"]}',
+        400,
+        "query[1]: not valid Unicode (lone surrogate \\ud83d at character 2)",
+    ),
+    (
+        "/get_reward",
+        b'{"query": ["Q a"], "prompts": ["Q"], "options": {"\\ud800": 1}}',
+        400,
+        "options.\\ud800: not an option of this rewarder",
     ),
 ]
 
@@ -248,7 +311,7 @@ def test_a_body_over_the_limit_is_413(server, monkeypatch):
     assert post(server, "/v1/token_rewards", good()).status_code == 200
 
 
-@pytest.mark.parametrize("path, body, status, message", BAD_REQUESTS)
+@pytest.mark.parametrize("path, body, status, message", BAD_REQUESTS, ids=[m for *_, m in BAD_REQUESTS])
 def test_bad_requests_are_4xx_naming_the_field(server, path, body, status, message):
     answer = post(server, path, body)
     assert answer.status_code == status
@@ -335,6 +398,117 @@ def test_client_fails_over_to_a_live_replica(server, cli_records):
         dead.close()
 
 
+EMPTY_REWARD = -2.5
+
+
+@pytest.fixture(scope="module")
+def cli_server(model_dir, policy_tokenizer, tmp_path_factory):
+    """A server built as `tokenreward serve --option keep_sum=true --empty-reward -2.5
+    --policy-tokenizer DIR` builds it (its flags parsed by the CLI's own parser)."""
+    from tokenreward.cli import build_parser
+    from tokenreward.commands.serve import server_state
+
+    policy_dir = tmp_path_factory.mktemp("policy-tokenizer")
+    policy_tokenizer.save_pretrained(policy_dir)
+    flags = f"--reward-model {model_dir} --option keep_sum=true --empty-reward {EMPTY_REWARD} --max-wait-ms 20"
+    args = build_parser().parse_args(
+        ["serve", "--rewarder", "red", *flags.split(), "--policy-tokenizer", str(policy_dir)]
+    )
+    running = ThreadServer(server_state(args, "http://unused"))
+    yield running
+    running.stop()
+
+
+def sums_match(body: dict) -> None:
+    for reward, rewards in zip(body["rewards"], body["token_rewards"]):
+        assert sum(rewards) == pytest.approx(reward, rel=1e-6, abs=1e-6)
+
+
+def test_request_options_apply_on_top_of_the_servers(cli_server, model_dir):
+    assert httpx.get(cli_server.url + "/info").json()["options"] == {"keep_sum": True}
+    prompts, responses = [p for p, _ in PAIRS[:3]], [r for _, r in PAIRS[:3]]
+    query = {"query": [p + r for p, r in zip(prompts, responses)], "prompts": prompts, "labels": [None] * 3}
+    for options, expected in [
+        ({}, {"keep_sum": True}),
+        ({"beta_c": 1.0}, {"keep_sum": True, "beta_c": 1.0}),
+        ({"beta_c": 0.5}, {"keep_sum": True, "beta_c": 0.5}),
+        ({"keep_sum": False, "beta_c": 0.5}, {"keep_sum": False, "beta_c": 0.5}),
+    ]:
+        own = build_rewarder("red", reward_model=str(model_dir), **expected).score(prompts, responses)
+        body = post(cli_server, "/get_reward", {**query, "options": options}).json()
+        assert body["rewards"] == pytest.approx(own.sequence_rewards.tolist(), rel=1e-6, abs=1e-6)
+        for i in range(3):
+            assert body["token_rewards"][i] == pytest.approx(list(own.token_rewards(i)), rel=1e-6, abs=1e-6)
+        if expected["keep_sum"]:
+            sums_match(body)
+        else:  # the request's keep_sum=false took effect: the sums part from the rewards
+            assert all(abs(sum(t) - r) > 1e-3 for t, r in zip(body["token_rewards"], body["rewards"]))
+        records = post(
+            cli_server, "/v1/token_rewards", {"prompts": prompts, "responses": responses, "options": options}
+        ).json()["results"]
+        for i, record in enumerate(records):
+            assert record["rewards"] == pytest.approx(list(own.token_rewards(i)), rel=1e-6, abs=1e-6)
+
+
+def test_out_of_vocabulary_ids_are_refused_naming_row_and_position(cli_server, policy_tokenizer):
+    top = len(policy_tokenizer) - 1
+    ok = policy_tokenizer(" Hello!", add_special_tokens=False)["input_ids"]
+    for bad, problem in [
+        (top + 1, f"id {top + 1} is outside the policy tokenizer's vocabulary (0..{top})"),
+        (50_000, f"id 50000 is outside the policy tokenizer's vocabulary (0..{top})"),
+        (-1, f"id -1 is outside the policy tokenizer's vocabulary (0..{top})"),
+        (2.5, "expected an integer token id, got 2.5"),
+        (True, "expected an integer token id, got a boolean"),
+        (None, "expected an integer token id, got null"),
+    ]:
+        body = {"query": ["Hi a", "Hi b"], "prompts": ["Hi", "Hi"], "response_ids": [ok, [*ok, bad]]}
+        answer = post(cli_server, "/get_reward", body)
+        assert answer.status_code == 400
+        assert answer.json() == {"error": f"response_ids[1][{len(ok)}]: {problem}"}
+    edge = post(cli_server, "/get_reward", {"query": ["Hi a"], "prompts": ["Hi"], "response_ids": [[*ok, top]]})
+    assert edge.status_code == 200 and len(edge.json()["token_rewards"][0]) == len(ok) + 1
+
+
+def test_blank_rollouts_get_the_empty_reward_and_the_batch_is_answered(cli_server, cli_records, policy_tokenizer):
+    """OpenRLHF sends the whole rollout batch; a blank response must not make it a 4xx."""
+    (p0, r0), (p1, _), (p2, r2) = PAIRS[:3]
+    payload = {"query": [p0 + r0 + "<eos>", p1 + "<eos>", p2 + r2, p1 + "  \n"], "prompts": [p0, p1, p2, p1]}
+    answer = post(cli_server, "/get_reward", {**payload, "labels": [None] * 4})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["rewards"][1] == body["rewards"][3] == EMPTY_REWARD and body["scores"] == body["rewards"]
+    assert body["token_rewards"][1] == body["token_offsets"][1] == body["token_rewards"][3] == []
+    assert body["extra_logs"]["num_tokens"][1] == 0 and "errors" not in body
+    for i, k in ((0, 0), (2, 2)):  # the others exactly as scored alone
+        assert body["rewards"][i] == pytest.approx(cli_records[k]["sequence_reward"], rel=1e-6, abs=1e-6)
+        assert body["token_rewards"][i] == pytest.approx(cli_records[k]["rewards"], rel=1e-6, abs=1e-6)
+    only_blank = post(cli_server, "/get_reward", {"query": [p1], "prompts": [p1], "labels": [None]})
+    assert only_blank.status_code == 200 and only_blank.json()["rewards"] == [EMPTY_REWARD]
+    eos = policy_tokenizer.eos_token_id
+    ids = [policy_tokenizer(r0, add_special_tokens=False)["input_ids"], [eos], [eos, eos]]
+    by_ids = post(cli_server, "/get_reward", {"query": ["x"] * 3, "prompts": [p0, p1, p2], "response_ids": ids})
+    assert by_ids.status_code == 200
+    body = by_ids.json()
+    assert body["rewards"][1:] == [EMPTY_REWARD, EMPTY_REWARD]
+    assert body["token_rewards"][1:] == [[EMPTY_REWARD], [0.0, EMPTY_REWARD]]  # one per id, the last holds it
+    sums_match(body)
+    assert httpx.get(cli_server.url + "/info").json()["empty_reward"] == EMPTY_REWARD
+    # /v1/token_rewards is not a rollout batch: a blank response there stays a 400 naming it
+    assert post(cli_server, "/v1/token_rewards", good(responses=[""])).status_code == 400
+
+
+def test_the_client_does_not_retry_a_4xx_from_a_real_server(cli_server):
+    def refused() -> int:
+        line = 'tokenreward_requests_total{endpoint="/get_reward",status="400"} '
+        return next((int(x.split()[-1]) for x in cli_server.metrics().splitlines() if x.startswith(line)), 0)
+
+    before = refused()
+    with TokenRewardClient(cli_server.url, retries=3, backoff=0.01) as client:
+        with pytest.raises(TokenRewardError, match=r"HTTP 400: options\.keep_sum: expected a boolean, got 2") as err:
+            client.get_reward(["Hi a"], ["Hi"], options={"keep_sum": 2})
+    assert err.value.status == 400 and refused() - before == 1
+
+
 def test_cli_refuses_bad_settings(model_dir, capsys):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -347,6 +521,7 @@ def test_cli_refuses_bad_settings(model_dir, capsys):
         (["--max-wait-ms", "nan"], "--max-wait-ms must be a finite number of at least 0, got nan"),
         (["--port", str(taken.getsockname()[1])], f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}"),
         (["--option", "beta_c=2", "--port", "0"], "beta_c must lie in [0, 1], got 2"),
+        (["--empty-reward", "nan", "--port", "0"], "--empty-reward must be a finite number, got nan"),
     ]
     try:
         for extra, message in cases:

@@ -12,8 +12,10 @@ micro-batched (`--max-batch` samples or `--max-wait-ms`, whichever comes first).
 from __future__ import annotations
 
 import argparse
+import math
 
 from tokenreward.commands.score import add_rewarder_arguments, gather_resources, load_rewarder
+from tokenreward.options import parse_assignments
 
 
 def register(sub) -> None:
@@ -39,6 +41,13 @@ def register(sub) -> None:
         "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)"
     )
     parser.add_argument(
+        "--empty-reward",
+        type=float,
+        default=0.0,
+        help="sequence reward of a blank /get_reward response (nothing after the prompt), "
+        "answered unscored so a rollout batch is never refused for one (default: 0)",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -62,31 +71,47 @@ def check_settings(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
     if not 0 < args.drain_timeout < float("inf"):
         raise ValueError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
+    if not math.isfinite(args.empty_reward):
+        raise ValueError(f"--empty-reward must be a finite number, got {args.empty_reward}")
 
 
-def run(args: argparse.Namespace) -> int:
-    check_settings(args)
-    try:
-        from tokenreward.serve import bind, build_state, create_app, serve_forever
-    except ImportError as err:
-        raise ValueError(
-            f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
-        ) from err
+def server_state(args: argparse.Namespace, url: str):
+    """The server around the rewarder the flags describe, with the `--option`s it was built
+    with as the server's options (requests' options apply on top of them)."""
     from tokenreward.models import load_tokenizer
+    from tokenreward.serve import build_state, typed_options
 
-    sock = bind(args.host, args.port)  # before loading, so a taken port fails fast
     resources = gather_resources(args)
     rewarder = load_rewarder(args)
     policy_tokenizer = load_tokenizer(args.policy_tokenizer) if args.policy_tokenizer else None
-    host, port = sock.getsockname()[:2]
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    state = build_state(
+    return build_state(
         rewarder,
         resources,
         policy_tokenizer,
         args.max_batch,
         args.max_wait_ms,
         ready_message=f"tokenreward serve: {rewarder.name} ready on {url}",
+        options=typed_options(args.rewarder, parse_assignments(args.option, "--option")),
+        empty_reward=args.empty_reward,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    check_settings(args)
+    try:
+        from tokenreward.serve import bind, create_app, serve_forever
+    except ImportError as err:
+        raise ValueError(
+            f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
+        ) from err
+
+    sock = bind(args.host, args.port)  # before loading, so a taken port fails fast
+    host, port = sock.getsockname()[:2]
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    try:
+        state = server_state(args, url)
+    except BaseException:
+        sock.close()
+        raise
     serve_forever(create_app(state), state, sock, args.drain_timeout, args.log_level)
     return 0

@@ -1,7 +1,7 @@
 """Token rewards over HTTP: OpenRLHF's remote reward protocol plus per-token fields.
 
     from tokenreward.serve import build_state, create_app, serve_forever, bind
-    state = build_state(rewarder, resources, max_batch=32, max_wait_ms=5)
+    state = build_state(rewarder, resources, options={"keep_sum": True}, max_batch=32, max_wait_ms=5)
     serve_forever(create_app(state), state, bind("127.0.0.1", 5000))
 
 `tokenreward serve` does exactly this from the command line (see docs/serve.md). Needs the
@@ -16,9 +16,11 @@ import socket
 import threading
 from typing import Any
 
-from tokenreward.rewards import Rewarder, build_rewarder
+from tokenreward.options import typed_value
+from tokenreward.rewards import Rewarder, build_rewarder, rewarder_options
 from tokenreward.serve.app import ServerState, create_app
-from tokenreward.serve.batching import MicroBatcher, Scorer
+from tokenreward.serve.batching import MicroBatcher, Scorer, tunable_options
+from tokenreward.serve.inputs import PolicyTokenizer
 from tokenreward.serve.metrics import Metrics
 
 
@@ -28,16 +30,25 @@ def special_strings(*tokenizers: Any) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda t: (-len(t), t)))
 
 
+def typed_options(rewarder: str, raw: dict[str, str]) -> dict[str, Any]:
+    """`--option NAME=VALUE` texts typed from the rewarder's constructor (`"true"` -> True)."""
+    declared = rewarder_options(rewarder)
+    return {
+        name: typed_value(value, declared[name].annotation, f"--option {name}") if name in declared else value
+        for name, value in raw.items()
+    }
+
+
 def describe(
     rewarder: Rewarder, resources: dict[str, Any], policy_tokenizer: Any, batcher: MicroBatcher
 ) -> dict[str, Any]:
-    """What `/info` shows: rewarder, its options, model folders, tokenizer, dtype, device, batching."""
+    """What `/info` shows: rewarder, the server's options, model folders, tokenizer, dtype, device, batching."""
     model = getattr(rewarder, "model", None)
     tokenizer = getattr(rewarder, "tokenizer", None)
     options = sorted(batcher.scorer.options)
     return {
         "rewarder": rewarder.name,
-        "options": {k: v for k, v in resources.items() if k in options},
+        "options": dict(batcher.scorer.server_options),
         "request_options": options,
         "resources": {k: v for k, v in resources.items() if isinstance(v, str) and k not in options},
         "tokenizer": getattr(tokenizer, "name_or_path", None),
@@ -51,6 +62,7 @@ def describe(
         "batch_size": rewarder.batch_size,
         "max_batch": batcher.max_batch,
         "max_wait_ms": batcher.max_wait * 1000.0,
+        "empty_reward": batcher.scorer.empty_reward,
     }
 
 
@@ -61,19 +73,34 @@ def build_state(
     max_batch: int = 32,
     max_wait_ms: float = 5.0,
     ready_message: str | None = None,
+    options: dict[str, Any] | None = None,
+    empty_reward: float = 0.0,
 ) -> ServerState:
-    """Everything the app needs around a loaded rewarder; `resources` (what built it) also
-    build its per-request option variants."""
+    """Everything the app needs around a loaded rewarder. `resources` and `options` are what
+    built it (option names among the resources count as options too); a request's options
+    apply on top of them, and its variants are built from both. `empty_reward`: the sequence
+    reward of a blank `/get_reward` response."""
     from tokenreward.align import offsets_from_ids
 
-    scorer = Scorer(rewarder, lambda options: build_rewarder(rewarder.name, **{**resources, **options}))
+    known = tunable_options(type(rewarder))
+    server_options = {**{k: v for k, v in resources.items() if k in known}, **(options or {})}
+    scorer = Scorer(
+        rewarder,
+        lambda effective: build_rewarder(rewarder.name, resources, **effective),
+        server_options=server_options,
+        empty_reward=empty_reward,
+    )
     batcher = MicroBatcher(scorer, Metrics(), max_batch, max_wait_ms)
-    decode = (lambda ids: offsets_from_ids(policy_tokenizer, ids)) if policy_tokenizer is not None else None
+    policy = (
+        PolicyTokenizer(lambda ids: offsets_from_ids(policy_tokenizer, ids), len(policy_tokenizer))
+        if policy_tokenizer is not None
+        else None
+    )
     return ServerState(
         batcher,
         describe(rewarder, resources, policy_tokenizer, batcher),
         special_strings(getattr(rewarder, "tokenizer", None), policy_tokenizer),
-        decode,
+        policy,
         ready_message,
     )
 
@@ -116,4 +143,4 @@ def serve_forever(
             signal.signal(sig, handler)
 
 
-__all__ = ["ServerState", "bind", "build_state", "create_app", "serve_forever", "special_strings"]
+__all__ = ["ServerState", "bind", "build_state", "create_app", "serve_forever", "special_strings", "typed_options"]

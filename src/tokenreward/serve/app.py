@@ -27,20 +27,27 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
-from tokenreward.rewards import Offsets
 from tokenreward.serve.batching import MicroBatcher, Scored
-from tokenreward.serve.inputs import BadRequest, Sample, get_reward_samples, read_options, token_reward_samples
+from tokenreward.serve.inputs import (
+    BadRequest,
+    PolicyTokenizer,
+    Sample,
+    get_reward_samples,
+    read_options,
+    token_reward_samples,
+)
 from tokenreward.serve.metrics import Metrics
 
 
 @dataclass
 class ServerState:
-    """What the endpoints share: the batcher, how to read `/get_reward` bodies, and `/info`."""
+    """What the endpoints share: the batcher, how to read `/get_reward` bodies (special-token
+    strings, the policy tokenizer), and `/info`."""
 
     batcher: MicroBatcher
     info: dict[str, Any]
     specials: tuple[str, ...] = ()
-    decode_ids: Callable[[list[int]], tuple[str, Offsets]] | None = None
+    policy: PolicyTokenizer | None = None
     ready_message: str | None = None
     draining: bool = False
 
@@ -50,7 +57,14 @@ class ServerState:
 
 
 def error_response(message: str, status: int, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    """`{"error": message, ...}`; characters that UTF-8 cannot hold (a lone surrogate the client
+    sent, quoted back) are shown as escapes."""
+    safe = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return JSONResponse({"error": safe, **extra}, status_code=status)
+
+
+def refuse_constant(name: str) -> Any:
+    raise BadRequest(f"body: not valid JSON ({name} is not a JSON number)")
 
 
 #: the largest request body read (a bigger one is refused with 413 before it is read whole)
@@ -67,9 +81,11 @@ async def read_json(request: Request) -> Any:
         if len(raw) > MAX_BODY_BYTES:
             raise BadRequest(f"body: more than the {MAX_BODY_BYTES} bytes the server reads", 413)
     try:
-        return json.loads(bytes(raw))
+        return json.loads(bytes(raw), parse_constant=refuse_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"body: not valid JSON ({getattr(err, 'msg', err)})") from err
+    except RecursionError:
+        raise BadRequest("body: arrays or objects nested too deeply to read") from None
 
 
 def failure(outcomes: list[Scored]) -> JSONResponse | None:
@@ -156,7 +172,7 @@ def create_app(state: ServerState) -> FastAPI:
         return await scored(
             "/get_reward",
             request,
-            lambda body: get_reward_samples(body, state.specials, state.decode_ids),
+            lambda body: get_reward_samples(body, state.specials, state.policy),
             get_reward_payload,
         )
 

@@ -6,7 +6,8 @@ since that first sample arrived, whichever comes first (samples already queued a
 without waiting), and hands the micro-batch to one scoring thread. While the thread scores,
 the next micro-batch gathers. A micro-batch whose scoring raises is scored again in halves,
 until each failing sample stands alone, so a sample that cannot be scored gets its own error
-and the others their rewards.
+and the others their rewards. A blank sample is not queued: it is answered at once with the
+server's empty reward (`blank_record`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from tokenreward.align import project_rewards
 from tokenreward.rewards import Rewarder, TokenRewards
-from tokenreward.serve.inputs import BadRequest, Sample
+from tokenreward.serve.inputs import BadRequest, Sample, option_kinds
 from tokenreward.serve.metrics import Metrics
 
 #: errors that mean "this input cannot be scored" (answered 422); anything else is the server's (500)
@@ -41,11 +42,29 @@ class Scored:
     status: int = 200
 
 
-def tunable_options(rewarder_class: type) -> set[str]:
+def tunable_options(rewarder_class: type) -> dict[str, set[type]]:
     """Constructor arguments of the rewarder with a number, boolean or string default (its
-    method options, e.g. `beta_c`, `keep_sum`); model folders and devices are not among them."""
+    method options, e.g. `beta_c`, `keep_sum`), each with the types it takes (from its
+    annotation); model folders and devices are not among them."""
     params = list(inspect.signature(rewarder_class.__init__).parameters.values())[1:]
-    return {p.name for p in params if isinstance(p.default, (bool, int, float, str)) and p.name not in NOT_OPTIONS}
+    return {
+        p.name: option_kinds(p.annotation, p.default)
+        for p in params
+        if isinstance(p.default, (bool, int, float, str)) and p.name not in NOT_OPTIONS
+    }
+
+
+def blank_record(rewarder: str, sample: Sample, reward: float) -> dict[str, Any]:
+    """The record of a blank response: sequence reward `reward`; no tokens, or, when the
+    request gave ids, one reward per id, all 0 but the last, which holds `reward` (the layout
+    tokenreward's PPO gives a blank rollout), so the token rewards sum to the sequence reward."""
+    offsets = [[int(s), int(e)] for s, e in sample.align_to or []]
+    rewards = [0.0] * len(offsets)
+    if rewards:
+        rewards[-1] = reward
+    text = sample.response if isinstance(sample.response, str) else ""
+    tokens = [text[s:e] for s, e in offsets]
+    return {"rewarder": rewarder, "sequence_reward": reward, "tokens": tokens, "offsets": offsets, "rewards": rewards}
 
 
 def error_text(err: BaseException) -> str:
@@ -68,19 +87,35 @@ def sample_record(result: TokenRewards, i: int, sample: Sample, combine: str) ->
 class Scorer:
     """The loaded rewarder, its per-request option variants, and failure-isolating scoring.
 
-    `build_variant(options)` builds the rewarder with extra options (through its own
-    constructor, so its checks run); up to `max_variants` are kept, least recently used first out.
+    `server_options` are the options the rewarder was built with; a request's options apply on
+    top of them (`effective_options`). `build_variant(options)` builds the rewarder with those
+    effective options (through its own constructor, so its checks run); up to `max_variants`
+    are kept, least recently used first out. `empty_reward` is a blank response's reward.
     """
 
-    def __init__(self, rewarder: Rewarder, build_variant: Callable[[dict[str, Any]], Rewarder], max_variants: int = 4):
+    def __init__(
+        self,
+        rewarder: Rewarder,
+        build_variant: Callable[[dict[str, Any]], Rewarder],
+        max_variants: int = 4,
+        server_options: dict[str, Any] | None = None,
+        empty_reward: float = 0.0,
+    ):
         self.rewarder = rewarder
         self.options = tunable_options(type(rewarder))
+        self.server_options = dict(server_options or {})
         self.build_variant = build_variant
         self.max_variants = max_variants
+        self.empty_reward = empty_reward
         self.variants: OrderedDict[tuple, Rewarder] = OrderedDict()
 
-    def variant(self, options: dict[str, Any]) -> Rewarder:
-        if not options:
+    def effective_options(self, request_options: dict[str, Any]) -> dict[str, Any]:
+        """The server's options with the request's on top (a request sets only its own keys)."""
+        return {**self.server_options, **request_options}
+
+    def variant(self, request_options: dict[str, Any]) -> Rewarder:
+        options = self.effective_options(request_options)
+        if options == self.server_options:
             return self.rewarder
         key = tuple(sorted((k, repr(v)) for k, v in options.items()))
         if key not in self.variants:
@@ -140,17 +175,21 @@ class MicroBatcher:
         self.executor.shutdown(wait=True)
 
     async def rewarder_for(self, options: dict[str, Any]) -> Rewarder:
-        """The rewarder for these request options (built on the scoring thread when new)."""
-        if not options:
+        """The rewarder for these request options, on top of the server's (built on the scoring thread when new)."""
+        if self.scorer.effective_options(options) == self.scorer.server_options:
             return self.scorer.rewarder
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.scorer.variant, options)
 
     async def submit(self, rewarder: Rewarder, samples: list[Sample]) -> list[Scored]:
+        """The outcomes of `samples`, in order; blank ones answered at once with the empty reward."""
         loop = asyncio.get_running_loop()
         futures = []
         for sample in samples:
             future = loop.create_future()
-            self.queue.put_nowait(Pending(rewarder, sample, future, time.monotonic()))
+            if sample.blank:
+                future.set_result(Scored(blank_record(rewarder.name, sample, self.scorer.empty_reward)))
+            else:
+                self.queue.put_nowait(Pending(rewarder, sample, future, time.monotonic()))
             futures.append(future)
         self.metrics.queue_depth = self.queue.qsize()
         if self.queue.qsize() >= self.max_batch - 1:
