@@ -100,7 +100,9 @@ def check_gguf(path: Path) -> None:
         GGUFReader(str(path))  # maps every tensor: a header or tensor data cut short does not fit
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"{path} ({size} bytes): not a complete GGUF file ({reason}); it is truncated or damaged")
+        raise ValueError(
+            f"{path} ({size} bytes): not a complete GGUF file ({reason}); it is truncated or damaged"
+        ) from err
 
 
 def converted_folder(file: Path) -> Path:
