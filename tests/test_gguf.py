@@ -194,3 +194,16 @@ def test_cli_trains_a_reward_model_from_a_gguf(source, tmp_path, capsys):
     assert [row["step"] for row in log if "loss" in row] == [1, 2]
     final = load_tokenizer(tmp_path / "out" / "final")
     assert final(TEXTS[0])["input_ids"] == tokenizer(TEXTS[0])["input_ids"]
+
+
+def test_the_trainers_path_checks_and_the_tlcr_rewarder_take_a_gguf(source):
+    from tokenreward.rewarders.tlcr import TlcrRewarder
+    from tokenreward.trainers.ppo.critic import has_tokenizer
+
+    path, model, tokenizer = source
+    assert has_tokenizer(path) and has_tokenizer(str(path))
+    rewarder = TlcrRewarder(str(path), device="cpu")  # a causal LM backbone gets a new one-logit head
+    assert rewarder.tokenizer(TEXTS[1])["input_ids"] == tokenizer(TEXTS[1])["input_ids"]
+    torch.testing.assert_close(
+        rewarder.model.model.embed_tokens.weight, model.model.embed_tokens.weight, rtol=0, atol=1e-6
+    )
