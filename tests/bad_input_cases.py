@@ -249,6 +249,29 @@ def tiny_world(root: Path) -> Path:
     return root
 
 
+def gguf_fixtures(root: Path, tok) -> dict[str, Path]:
+    """Damaged GGUF files (cut in half, garbage, empty), one of an architecture transformers cannot
+    read, and a folder holding two GGUF files and no config.json."""
+    from tokenreward.testing import tiny_causal_lm
+    from tokenreward.testing.gguf_files import write_tiny_gguf
+
+    good = write_tiny_gguf(root / "tiny.gguf", tiny_causal_lm("llama", tok), tok)
+    data = good.read_bytes()
+    fx = {"gguf_unsupported": write_tiny_gguf(root / "rwkv.gguf", tiny_causal_lm("llama", tok), tok, "rwkv6")}
+    for key, content in (
+        ("gguf_trunc", data[: len(data) // 2]),
+        ("gguf_garbage", b"garbage!" * 64),
+        ("gguf_zero", b""),
+    ):
+        fx[key] = root / f"{key}.gguf"
+        fx[key].write_bytes(content)
+    fx["gguf_two"] = root / "two-ggufs"
+    fx["gguf_two"].mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        (fx["gguf_two"] / name).write_bytes(data)
+    return fx
+
+
 LOCK_HOLDER = (  # holds the folder lock as `tokenreward.io.FolderLock` does: an flock on the file, the holder in it
     "import fcntl, json, os, sys, time\nos.makedirs(sys.argv[1], exist_ok=True)\n"
     "fd = os.open(os.path.join(sys.argv[1], '.tokenreward.lock'), os.O_RDWR | os.O_CREAT)\n"
@@ -276,6 +299,7 @@ def fixtures(root: Path):
     tok.save_pretrained(fx["tok"])
     fx["rm"] = save_model(tiny_reward_model("llama", tok), tok, root / "rm")
     fx["lm"] = save_model(tiny_causal_lm("gpt2", tok), tok, root / "lm")
+    fx.update(gguf_fixtures(root, tok))
     fx["rm_trunc"] = damaged_copy(fx["rm"], root / "rm-truncated", lambda b: b[: len(b) // 2])
     fx["rm_garbage"] = damaged_copy(fx["rm"], root / "rm-garbage", lambda b: b"\x13\x37garbage" * 64)
     fx["rm_zero"] = damaged_copy(fx["rm"], root / "rm-zero", lambda b: b"")
@@ -1024,6 +1048,26 @@ OTHER_CASES = [
     ),
     Case("bench-unknown", ["bench", "speed"], expect=("invalid choice: 'speed'",)),
     Case("train-unknown-method", ["train", "magic"], expect=("invalid choice: 'magic'",)),
+    *(
+        Case(
+            f"train-reward-model-gguf-{kind}",
+            ["train", "reward-model", "--policy", path, "--data", "{lpairs}", "--out", "{scratch}/{case}/out"],
+            expect=(path, reason),
+        )
+        for kind, path, reason in (
+            ("truncated", "{gguf_trunc}", "not a complete GGUF file"),
+            ("garbage", "{gguf_garbage}", "not a GGUF file (it starts with b'garb'"),
+            ("empty", "{gguf_zero}", "empty file (0 bytes), not a GGUF model"),
+            ("unsupported", "{gguf_unsupported}", "GGUF architecture 'rwkv6' is not supported by transformers"),
+            ("two-in-a-folder", "{gguf_two}", "holds 2 GGUF files and no config.json (a.gguf, b.gguf)"),
+            ("missing", "{root}/no-such.gguf", "no such GGUF file"),
+        )
+    ),
+    Case(
+        "train-ppo-gguf-truncated",
+        ["train", "ppo", "--world", "{world}", "--policy", "{gguf_trunc}", "--out", "{scratch}/{case}/out"],
+        expect=("{gguf_trunc}", "not a complete GGUF file"),
+    ),
     Case(
         "train-unknown-option",
         ["train", "sft", "--model", "{lm}", "--data", "{pairs}", "--bogus"],
@@ -1140,6 +1184,9 @@ def _from_lists(rewards, sequence=(1.0,), responses=("ab",), offsets=(((0, 1), (
 
 
 API_CASES = [
+    _api(
+        "load-tokenizer-gguf-garbage", lambda fx: _tokenizer(fx, "gguf_garbage"), "{gguf_garbage}", "not a GGUF file"
+    ),
     _api(
         "build-rewarder-unknown",
         lambda fx: __import__("tokenreward.rewards").rewards.build_rewarder("nope"),

@@ -13,6 +13,7 @@ CORE = (
     "types",
     "align",
     "encoding",
+    "gguf",
     "models",
     "rewards",
     "rewarders",

@@ -27,6 +27,12 @@ from typing import IO
 LOCK_NAME = ".tokenreward.lock"
 
 
+def cache_root() -> Path:
+    """The project's cache folder (worlds, preference caches, converted GGUF models):
+    `$XDG_CACHE_HOME/tokenreward`, else `~/.cache/tokenreward`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenreward"
+
+
 class OutputError(ValueError):
     """An output path that cannot be written (named with its flag)."""
 

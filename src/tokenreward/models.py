@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from tokenreward.gguf import resolve_model_source
 from tokenreward.logprobs import position_kwargs, unwrap
 from tokenreward.logprobs import token_logprobs as shifted_logprobs
 
@@ -105,7 +106,9 @@ def _place(model: nn.Module, loading: ModelLoading, loaded_here: bool, move: boo
 
 
 def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
-    """`loader.from_pretrained`, with a missing local folder reported as FileNotFoundError."""
+    """`loader.from_pretrained`, with a missing local folder reported as FileNotFoundError; a GGUF
+    file (or a folder holding one) loads from its converted folder (`tokenreward.gguf`)."""
+    source = resolve_model_source(source)
     text = str(source)
     looks_local = Path(text).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
     if looks_local and not Path(text).expanduser().exists():
@@ -351,8 +354,8 @@ def enable_activation_checkpointing(model) -> None:
 
 
 def scalar_head_from_lm(source: str | Path, **kwargs: Any) -> nn.Module:
-    """`AutoModelForSequenceClassification` (one label, float32) from a causal LM folder. Its
-    score head is new by design, so Hugging Face's missing-weights report is not printed."""
+    """`AutoModelForSequenceClassification` (one label, float32) from a causal LM folder or GGUF
+    file. Its score head is new by design, so Hugging Face's missing-weights report is not printed."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -360,7 +363,7 @@ def scalar_head_from_lm(source: str | Path, **kwargs: Any) -> nn.Module:
     hf_logging.set_verbosity_error()
     try:
         return AutoModelForSequenceClassification.from_pretrained(
-            str(source), num_labels=1, dtype=torch.float32, **kwargs
+            str(resolve_model_source(source)), num_labels=1, dtype=torch.float32, **kwargs
         )
     finally:
         hf_logging.set_verbosity(verbosity)

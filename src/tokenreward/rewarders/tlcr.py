@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.gguf import resolve_model_source
 from tokenreward.models import (
     DTYPES,
     ModelLoading,
@@ -30,10 +31,10 @@ from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register
 
 
 def load_discriminator(source: PathOrModel, num_labels: int = 1):
-    """A token-classification model from a folder (a causal LM folder gets a new head)."""
+    """A token-classification model from a folder or GGUF file (a causal LM gets a new head)."""
     from transformers import AutoModelForTokenClassification
 
-    model = AutoModelForTokenClassification.from_pretrained(str(source), num_labels=num_labels)
+    model = AutoModelForTokenClassification.from_pretrained(str(resolve_model_source(source)), num_labels=num_labels)
     model.config.id2label, model.config.label2id = {0: "positive"}, {"positive": 0}
     return model
 
@@ -52,6 +53,7 @@ class TlcrRewarder(Rewarder):
     ):
         options = loading_options(loading, device)
         if isinstance(discriminator, (str, Path)):
+            discriminator = resolve_model_source(discriminator)
             if not Path(discriminator).is_dir():
                 raise FileNotFoundError(
                     f"{self.name}: no discriminator folder at {discriminator} (train one with `tokenreward train discriminator`)"

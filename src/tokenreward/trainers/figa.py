@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
@@ -118,7 +119,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         from tokenreward.world import open_world
 
         world = open_world(config.world)  # own pairs and policy need no world (and get no oracle evaluation)
-    policy_dir = Path(config.policy or world.policy_dir)
+    policy_dir = Path(resolve_model_source(config.policy or world.policy_dir))
     if not policy_dir.is_dir():
         raise FileNotFoundError(f"--policy: no model folder {policy_dir}")
     has_tokenizer = (policy_dir / "tokenizer_config.json").exists()

@@ -34,7 +34,10 @@ class RewardModelConfig(RunConfig):
 
     data: str = field(metadata={"help": "JSONL with prompt/chosen/rejected records (TRL format)"})
     model: str = field(
-        metadata={"help": "causal LM or sequence-classification folder to start from (a scalar head is added)"}
+        metadata={
+            "help": "causal LM or sequence-classification folder (or GGUF file) to start from (a scalar head is added)",
+            "aliases": ["--policy"],
+        }
     )
     out: Path = field(
         default=Path("runs/reward-model"),

@@ -27,7 +27,9 @@ STANDARD_FOLDERS = {"tokenizer": "tokenizer", "policy": "policy", "reward_model"
 def cache_dir() -> Path:
     """Where `tokenreward world build` puts worlds by default: `$XDG_CACHE_HOME/tokenreward`
     (`~/.cache/tokenreward`)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenreward"
+    from tokenreward.io import cache_root
+
+    return cache_root()
 
 
 def default_world_path(size: str) -> Path:

@@ -35,6 +35,7 @@ from trl import GRPOTrainer
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.generation import Generation, Generations
+from tokenreward.gguf import resolve_model_source
 from tokenreward.integrations.trl.estimator_inputs import VERIFIABLE, estimator_inputs, verifiable_settings
 from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
 from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
@@ -134,6 +135,7 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         classes = kwargs.get("reward_processing_classes")
         if classes is not None:  # TRL's list follows reward_funcs: the rewarder, first, needs none
             kwargs["reward_processing_classes"] = [None, *(classes if isinstance(classes, list) else [classes])]
+        model = resolve_model_source(model)  # TRL loads a model folder or hub id itself, not a GGUF file
         super().__init__(model, reward_funcs=[self.token_reward_function, *others], **kwargs)
         if self.args.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(

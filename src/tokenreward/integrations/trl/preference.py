@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import torch
 from trl import DPOConfig, DPOTrainer
 
+from tokenreward.gguf import resolve_model_source
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
 from tokenreward.rewards import Rewarder, rewarder_requirements
@@ -202,6 +203,10 @@ class TokenLevelDPOTrainer(DPOTrainer):
             raise ValueError(
                 f"{name}: the {rewarder_name} token rewarder reads a DPO-trained model: set guide_policy in the config"
             )
+        model, ref_model = (
+            resolve_model_source(model),
+            resolve_model_source(ref_model),
+        )  # TRL loads a folder, not a GGUF
         self._token_rewarder = token_rewarder
         self._reference_source = ref_model if ref_model is not None else model
         super().__init__(model, ref_model, args, **kwargs)

@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from tokenreward.generation import Batch
+from tokenreward.gguf import resolve_model_source
 from tokenreward.models import load_tokenizer, prefix_scores, scalar_head_from_lm, score_head
 
 
 def has_tokenizer(folder: Path | str) -> bool:
-    return (Path(folder) / "tokenizer_config.json").exists()
+    """Whether a model folder (or a GGUF file, whose converted folder always has one) holds a tokenizer."""
+    return (Path(resolve_model_source(folder)) / "tokenizer_config.json").exists()
 
 
 class ValueModel(nn.Module):
@@ -44,7 +46,9 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
                 f"--critic-init reward_model: the reward model's tokenizer ({reward_model_dir}) differs from the "
                 "policy's, so the critic cannot read the policy's tokens; use --critic-init policy"
             )
-        model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir), dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(resolve_model_source(reward_model_dir)), dtype=torch.float32
+        )
     else:
         model = scalar_head_from_lm(c.policy or world.policy_dir)
         with torch.no_grad():

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from tokenreward.gguf import resolve_model_source
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
 
@@ -25,9 +26,9 @@ class RunModels:
 
 def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: bool) -> RunModels:
     """Tokenizer, policy and (with `critic`) value model to train, frozen reference; every folder checked first."""
-    policy_dir = Path(c.policy or world.policy_dir)
+    policy_dir = Path(resolve_model_source(c.policy or world.policy_dir))
     for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
-        if folder is not None and not Path(folder).is_dir():
+        if folder is not None and not Path(resolve_model_source(folder)).is_dir():
             raise FileNotFoundError(f"{flag}: no model folder {folder}")
     if has_tokenizer(policy_dir):
         tokenizer_source = policy_dir
