@@ -49,6 +49,14 @@ def as_user_message(prompt: TextOrMessages) -> TextOrMessages:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
 
 
+def prompts_as_chat(records: Sequence[dict], chat_template: bool) -> list[dict]:
+    """`records` with each plain-string `prompt` made one user message when `chat_template` is
+    set (the `--chat-template` flag of a command that reads prompt records); unchanged otherwise."""
+    if not chat_template:
+        return list(records)
+    return [{**r, "prompt": as_user_message(r["prompt"])} if isinstance(r.get("prompt"), str) else r for r in records]
+
+
 def plain_prompt_notice(tokenizer) -> None:
     """Say once per process, on one stderr line, that a tokenizer's chat template goes unused."""
     global _plain_prompt_notice_given

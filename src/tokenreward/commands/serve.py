@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         args.max_batch,
         args.max_wait_ms,
         ready_message=f"tokenreward serve: {rewarder.name} ready on {url}",
+        chat_template=args.chat_template,
     )
     serve_forever(create_app(state), state, sock, args.drain_timeout, args.log_level)
     return 0

@@ -61,9 +61,11 @@ def build_state(
     max_batch: int = 32,
     max_wait_ms: float = 5.0,
     ready_message: str | None = None,
+    chat_template: bool = False,
 ) -> ServerState:
     """Everything the app needs around a loaded rewarder; `resources` (what built it) also
-    build its per-request option variants."""
+    build its per-request option variants. `chat_template`: plain-string prompts are scored
+    as one user message of the tokenizer's chat template."""
     from tokenreward.align import offsets_from_ids
 
     scorer = Scorer(rewarder, lambda options: build_rewarder(rewarder.name, **{**resources, **options}))
@@ -75,6 +77,7 @@ def build_state(
         special_strings(getattr(rewarder, "tokenizer", None), policy_tokenizer),
         decode,
         ready_message,
+        chat_template=chat_template,
     )
 
 
