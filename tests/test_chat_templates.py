@@ -108,3 +108,109 @@ def test_smollm2_chat_prompt_uses_its_im_start_template(fresh_notice):
     text = tokenizer.decode(ids)
     assert text.endswith("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"), text
     assert encode_prompt(tokenizer, "What is the capital of France?", chat_template=True) == ids
+
+
+# --- the flag in the commands and trainers -----------------------------------------------
+
+ROWS = [{"prompt": p, "response": r} for p, r in zip(PROMPTS, RESPONSES)] * 4
+
+
+@pytest.fixture(scope="module")
+def instruct_rm(tmp_path_factory, instruct) -> Path:
+    from tokenreward.testing import tiny_reward_model
+
+    path = tmp_path_factory.mktemp("instruct-rm") / "rm"
+    tiny_reward_model("llama", instruct, seed=1).save_pretrained(path)
+    instruct.save_pretrained(path)
+    return path
+
+
+def hf_score(model_dir: Path, ids: list[int]) -> float:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
+
+
+def score_rows(model_dir: Path, tmp_path: Path, *flags: str) -> list[dict]:
+    import json
+
+    from tokenreward.cli import main
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    out = tmp_path / "scored.jsonl"
+    argv = ["score", "--rewarder", "sparse", "--reward-model", str(model_dir), "--input", str(rows)]
+    assert main([*argv, "--format", "json", "--output", str(out), *flags]) == 0
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_score_plain_rows_with_an_instruct_tokenizer(instruct, instruct_rm, tmp_path, fresh_notice, capsys):
+    """Plain prompts are scored as they are, and the notice is one line for the whole file."""
+    records = score_rows(instruct_rm, tmp_path)
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if NOTICE in line]) == 1, err
+    for record, row in zip(records, ROWS):
+        expected = hf_score(instruct_rm, instruct(row["prompt"] + row["response"])["input_ids"])
+        assert record["sequence_reward"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_score_with_the_flag_applies_the_template(instruct, instruct_rm, tmp_path, fresh_notice, capsys):
+    records = score_rows(instruct_rm, tmp_path, "--chat-template")
+    assert NOTICE not in capsys.readouterr().err
+    for record, row in zip(records[:3], ROWS):
+        messages = user(row["prompt"]) + [{"role": "assistant", "content": row["response"]}]
+        expected = hf_score(instruct_rm, hf_ids(instruct, messages, add_generation_prompt=False))
+        assert record["sequence_reward"] == pytest.approx(expected, abs=1e-5)
+        assert "".join(record["tokens"]) == row["response"]
+
+
+def test_ppo_prompts_and_sft_records_follow_the_flag(instruct, fresh_notice):
+    from tokenreward.encoding import prompts_as_chat
+    from tokenreward.trainers.ppo import prepare_prompts
+    from tokenreward.trainers.sft import tokenize_sft
+
+    records = [{"prompt": p} for p in PROMPTS]
+    ids, rewarder_prompts = prepare_prompts(instruct, records, 4, None, False, chat_template=True)
+    assert ids == [hf_ids(instruct, user(p), add_generation_prompt=True) for p in PROMPTS]
+    assert rewarder_prompts == PROMPTS
+    sft = [{"prompt": p, "completion": r} for p, r in zip(PROMPTS, RESPONSES)]
+    examples = tokenize_sft(instruct, prompts_as_chat(sft, True), max_length=256)
+    for (example_ids, labels), p, r in zip(examples, PROMPTS, RESPONSES):
+        assert example_ids == hf_ids(instruct, user(p) + [{"role": "assistant", "content": r}], False)
+        assert instruct.decode([t for t in labels if t != -100]).startswith(r)
+
+
+def prompt_commands() -> list[list[str]]:
+    from tokenreward.trainers import TRAINERS
+
+    return [["score"], ["serve"], ["label"]] + [["train", name] for name in TRAINERS.names()]
+
+
+@pytest.mark.parametrize("command", prompt_commands(), ids=" ".join)
+def test_the_flag_is_on_every_prompt_taking_command(command, capsys):
+    from tokenreward.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    assert "--chat-template" in capsys.readouterr().out
+
+
+def test_serve_with_the_flag_applies_the_template(instruct, instruct_rm, fresh_notice):
+    from fastapi.testclient import TestClient
+
+    from tokenreward.rewards import build_rewarder
+    from tokenreward.serve import build_state, create_app
+
+    resources = {"reward_model": str(instruct_rm), "device": "cpu"}
+    state = build_state(build_rewarder("sparse", **resources), resources, chat_template=True)
+    with TestClient(create_app(state)) as client:
+        answer = client.post("/v1/token_rewards", json={"prompts": PROMPTS, "responses": RESPONSES})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == len(PROMPTS)
+    for record, prompt, response in zip(answer.json()["results"], PROMPTS, RESPONSES):
+        messages = user(prompt) + [{"role": "assistant", "content": response}]
+        expected = hf_score(instruct_rm, hf_ids(instruct, messages, add_generation_prompt=False))
+        assert record["sequence_reward"] == pytest.approx(expected, abs=1e-5)
