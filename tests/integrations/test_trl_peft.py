@@ -187,6 +187,30 @@ def test_token_rewards_read_the_base_with_adapters_disabled(tmp_path, tok, model
     assert_only_adapters_moved(with_lora.model, base_weights(models["policy"]), before)
 
 
+def test_tdpo_with_lora_reads_the_given_reference(tmp_path, tok, models):
+    """TDPO's KL needs the reference's logits: with a `ref_model` beside the LoRA policy its first
+    loss is the full-model trainer's on the same policy (the adapters start at zero) and reference."""
+    losses = []
+    for adapters in (lora(random_adapters=False), None):
+        torch.manual_seed(0)
+        trainer = TDPOTrainer(
+            model=models["policy"],
+            ref_model=AutoModelForCausalLM.from_pretrained(models["guide"]),
+            args=dpo_args(TDPOConfig, tmp_path / str(adapters is None)),
+            train_dataset=Dataset.from_list(PAIRS),
+            processing_class=tok,
+            **({"peft_config": adapters} if adapters else {}),
+        )
+        with torch.no_grad():
+            losses.append(float(trainer.compute_loss(trainer.model, next(iter(trainer.get_train_dataloader())))))
+        if adapters is not None:
+            before = trainable(trainer.model)
+            trainer.train()
+            assert_only_adapters_moved(trainer.model, base_weights(models["policy"]), before)
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    assert abs(losses[0] - 0.6931471805599453) > 1e-3
+
+
 def test_tdpo_with_lora_and_no_reference_is_refused(tmp_path, tok, models):
     with pytest.raises(ValueError, match="TDPOTrainer with PEFT adapters needs a ref_model"):
         TDPOTrainer(
