@@ -1,6 +1,11 @@
 """Prompts and responses -> model inputs, with each response token's character offsets.
 
 Choices (documented here because every rewarder relies on them):
+- Which prompts go through the chat template is decided in one place, `template_prompt`:
+  a conversational prompt always (a tokenizer without a template is an error naming the row);
+  a plain-string prompt is used as it is, unless `chat_template=True` (the `--chat-template`
+  flag) makes it one user message. A tokenizer that has a template but receives plain prompts
+  says so once per process on stderr (`plain_prompt_notice`).
 - A plain-text prompt is followed immediately by the response text and the two are
   tokenized together (the tokenizer's own special tokens, e.g. a BOS, are added).
 - A conversational prompt (TRL style: a list of `{"role", "content"}` messages) is rendered
@@ -19,6 +24,7 @@ Choices (documented here because every rewarder relies on them):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +34,63 @@ from tokenreward.align import check_offsets
 from tokenreward.types import Offsets, TextOrMessages
 
 PLACEHOLDER = "\u2063RESPONSE\u2063"
+
+#: whether this process has said that plain prompts skip a tokenizer's chat template
+_plain_prompt_notice_given = False
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def as_user_message(prompt: TextOrMessages) -> TextOrMessages:
+    """A plain-string prompt as a one-message conversation `[{"role": "user", "content": prompt}]`;
+    a conversation unchanged."""
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+def prompts_as_chat(records: Sequence[dict], chat_template: bool) -> list[dict]:
+    """`records` with each plain-string `prompt` made one user message when `chat_template` is
+    set (the `--chat-template` flag of a command that reads prompt records); unchanged otherwise."""
+    if not chat_template:
+        return list(records)
+    return [{**r, "prompt": as_user_message(r["prompt"])} if isinstance(r.get("prompt"), str) else r for r in records]
+
+
+def plain_prompt_notice(tokenizer) -> None:
+    """Say once per process, on one stderr line, that a tokenizer's chat template goes unused."""
+    global _plain_prompt_notice_given
+    if _plain_prompt_notice_given:
+        return
+    _plain_prompt_notice_given = True
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    print(
+        f"tokenreward: the tokenizer of {name} has a chat template; plain-string prompts are used as they are "
+        "(pass --chat-template to apply it)",
+        file=sys.stderr,
+    )
+
+
+def template_prompt(tokenizer, prompt: TextOrMessages, chat_template: bool = False, index: int = 0) -> TextOrMessages:
+    """The prompt as it is encoded: a conversation (a list of `{role, content}` messages, to be
+    rendered with the tokenizer's chat template) or a plain string (used as it is).
+
+    A plain string becomes one user message when `chat_template` is set; otherwise, if the
+    tokenizer has a template, `plain_prompt_notice` says once that it goes unused. A
+    conversation needs a tokenizer with a template."""
+    if isinstance(prompt, str):
+        if chat_template:
+            prompt = as_user_message(prompt)
+        else:
+            if has_chat_template(tokenizer):
+                plain_prompt_notice(tokenizer)
+            return prompt
+    if not (isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt)):
+        raise TypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
+    if not has_chat_template(tokenizer):
+        what = "was given --chat-template" if chat_template else "is conversational"
+        raise ValueError(f"prompt {index} {what} but the tokenizer has no chat template")
+    return list(prompt)
 
 
 @dataclass
@@ -87,14 +150,12 @@ class Rendered:
     add_special_tokens: bool
 
 
-def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0) -> Rendered:
-    """Place the response after the prompt (plain concatenation or the chat template)."""
+def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0, chat_template: bool = False) -> Rendered:
+    """Place the response after the prompt (plain concatenation or the chat template, as
+    `template_prompt` decides)."""
+    prompt = template_prompt(tokenizer, prompt, chat_template, index)
     if isinstance(prompt, str):
         return Rendered(prompt + response, len(prompt), 0, len(response), True)
-    if not (isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt)):
-        raise TypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"prompt {index} is conversational but the tokenizer has no chat template")
 
     def apply(content: str) -> str:
         return tokenizer.apply_chat_template(
@@ -128,8 +189,10 @@ def encode_pairs(
     responses: Sequence[TextOrMessages],
     max_length: int | None = None,
     pad_token_id: int | None = None,
+    chat_template: bool = False,
 ) -> EncodedPairs:
-    """Tokenize prompt+response pairs (see the module docstring for the rules).
+    """Tokenize prompt+response pairs (see the module docstring for the rules; `chat_template`
+    applies the tokenizer's template to plain-string prompts as one user message).
 
     `pad_token_id` (default: the tokenizer's) pads the batch and marks the tokens a
     sequence-classification model skips when it reads its score; pass the model's
@@ -142,7 +205,7 @@ def encode_pairs(
     rows, positions, offsets, lasts, texts = [], [], [], [], []
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         resp = response_text(response, i)
-        r = render(tokenizer, prompt, resp, i)
+        r = render(tokenizer, prompt, resp, i, chat_template)
         start, end = r.start, r.start + r.length
         enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=r.add_special_tokens)
         ids, spans = enc["input_ids"], enc["offset_mapping"]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from tokenreward.align import offsets_from_ids
+from tokenreward.encoding import template_prompt
 from tokenreward.logprobs import TokenStats, token_stats
 from tokenreward.models import context_length
 from tokenreward.types import Offsets, TextOrMessages
@@ -70,15 +71,14 @@ class Generations:
         return [g.offsets for g in self.items]
 
 
-def encode_prompt(tokenizer, prompt: TextOrMessages) -> list[int]:
+def encode_prompt(tokenizer, prompt: TextOrMessages, chat_template: bool = False, index: int = 0) -> list[int]:
     """Token ids the policy continues: a plain prompt with the tokenizer's special tokens (as
     `tokenreward.encoding` does), a conversation through the chat template with the
-    generation prompt."""
+    generation prompt (which prompts are conversations: `tokenreward.encoding.template_prompt`)."""
+    prompt = template_prompt(tokenizer, prompt, chat_template, index)
     if isinstance(prompt, str):
         return list(tokenizer(prompt)["input_ids"])
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("a conversational prompt needs a tokenizer with a chat template")
-    text = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -209,10 +209,12 @@ def generate(
     top_k: int = 0,
     generator_seed: int | Sequence[SeedKey] | None = None,
     batch_size: int | None = None,
+    chat_template: bool = False,
 ) -> Generations:
-    """Responses to `prompts` (strings the policy continues, or conversations), in mini-batches
-    of `batch_size` (all at once by default); row seeds follow the prompt's index."""
-    prompt_ids = [encode_prompt(tokenizer, p) for p in prompts]
+    """Responses to `prompts` (strings the policy continues, or conversations; `chat_template`
+    makes each plain string one user message), in mini-batches of `batch_size` (all at once by
+    default); row seeds follow the prompt's index."""
+    prompt_ids = [encode_prompt(tokenizer, p, chat_template, i) for i, p in enumerate(prompts)]
     size = batch_size or max(len(prompt_ids), 1)
     if generator_seed is None and do_sample:
         generator_seed = int(torch.randint(0, 2**31 - 1, ()).item())

@@ -87,12 +87,13 @@ def label_pair(
     rejected: str,
     revision: str,
     reasoning: str | None = None,
+    chat_template: bool = False,
 ) -> dict[str, Any]:
     """The `tokenreward label` output record for one revised pair.
 
     Both responses are tokenized after the prompt (as a discriminator or policy sees them,
-    see `tokenreward.encoding`), their response token ids aligned and labelled."""
-    enc = encode_pairs(tokenizer, [prompt, prompt], [rejected, revision])
+    see `tokenreward.encoding`; `chat_template` as there), their response token ids aligned and labelled."""
+    enc = encode_pairs(tokenizer, [prompt, prompt], [rejected, revision], chat_template=chat_template)
     ids = [enc.input_ids[k, enc.response_positions[k]].tolist() for k in range(2)]
     rejected_labels, revision_labels = token_labels(ids[0], ids[1])
     record: dict[str, Any] = {"prompt": prompt, "rejected": rejected, "revision": revision}

@@ -83,6 +83,11 @@ def register(sub) -> None:
         "--max-new-tokens", type=at_least(1), default=512, help="hf reviser: tokens to generate, >= 1 (default: 512)"
     )
     parser.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="tokenize plain-string prompts through the tokenizer's chat template (each as one user message)",
+    )
+    parser.add_argument(
         "--show",
         type=at_least(0),
         default=0,
@@ -183,9 +188,13 @@ def done_records(output: Path, pairs: list[dict[str, Any]]) -> dict[int, dict[st
     return done
 
 
-def pair_record(tokenizer, index: int, request: RevisionRequest, revision) -> dict[str, Any]:
+def pair_record(
+    tokenizer, index: int, request: RevisionRequest, revision, chat_template: bool = False
+) -> dict[str, Any]:
     if revision.ok:
-        record = label_pair(tokenizer, request.prompt, request.rejected, revision.revision, revision.reasoning)
+        record = label_pair(
+            tokenizer, request.prompt, request.rejected, revision.revision, revision.reasoning, chat_template
+        )
     else:
         record = {
             "prompt": request.prompt,
@@ -248,7 +257,7 @@ def label(args: argparse.Namespace, console) -> int:
                     "rerun the same command to resume"
                 ) from None
             for k, request, revision in zip(indices, requests, revisions):
-                record = pair_record(tokenizer, k, request, revision)
+                record = pair_record(tokenizer, k, request, revision, args.chat_template)
                 done[k] = record
                 if not revision.ok:
                     failures[k] = revision.failure

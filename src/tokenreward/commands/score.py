@@ -29,7 +29,7 @@ from typing import Any
 
 from tokenreward.commands._args import at_least
 from tokenreward.config import add_config_arguments, config_from_args
-from tokenreward.encoding import response_text
+from tokenreward.encoding import as_user_message, response_text
 from tokenreward.io import atomic_write, check_writable
 from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments
@@ -94,6 +94,11 @@ def add_rewarder_arguments(parser) -> None:
         "--world", metavar="DIR", help="take the resources of this built world (flags given override them)"
     )
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
+    parser.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="apply the tokenizer's chat template to plain-string prompts (each as one user message)",
+    )
     add_config_arguments(parser, ModelLoading)
 
 
@@ -234,12 +239,15 @@ def score_limits(rewarder) -> tuple[Any, int]:
     return tokenizer, limit
 
 
-def fit_prompt(tokenizer, limit: int, row: Row) -> None:
-    """Drop the fewest leading prompt characters (or oldest messages) so that prompt+response fits."""
+def fit_prompt(tokenizer, limit: int, row: Row, chat_template: bool = False) -> None:
+    """Drop the fewest leading prompt characters (or oldest messages) so that prompt+response fits
+    (`chat_template`: a plain prompt measured as one user message)."""
     from tokenreward.encoding import encode_pairs
 
     def fits(prompt) -> bool:
-        return encode_pairs(tokenizer, [prompt], [row.response]).input_ids.shape[1] <= limit
+        return (
+            encode_pairs(tokenizer, [prompt], [row.response], chat_template=chat_template).input_ids.shape[1] <= limit
+        )
 
     if fits(row.prompt):
         return
@@ -353,10 +361,13 @@ def run(args: argparse.Namespace) -> int:
         tokenizer, limit = score_limits(rewarder)
         for row in rows:
             try:
-                fit_prompt(tokenizer, limit, row)
+                fit_prompt(tokenizer, limit, row, args.chat_template)
             except ValueError as err:
                 row.problem = str(err).removeprefix(row.where() + ": ")
         rows = settle(rows, args.on_error, source)
+    if args.chat_template:
+        for row in rows:
+            row.prompt = as_user_message(row.prompt)
     scored = score_rows(rewarder, rows, args.on_error, source)
     if not scored:
         raise ValueError(f"{source}: no row could be scored")

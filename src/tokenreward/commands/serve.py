@@ -93,6 +93,7 @@ def server_state(args: argparse.Namespace, url: str):
         ready_message=f"tokenreward serve: {rewarder.name} ready on {url}",
         options=typed_options(args.rewarder, parse_assignments(args.option, "--option")),
         empty_reward=args.empty_reward,
+        chat_template=args.chat_template,
     )
 
 

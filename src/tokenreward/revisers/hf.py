@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from tokenreward.encoding import has_chat_template
+from tokenreward.generation import encode_prompt
 from tokenreward.models import PathOrModel, context_length, default_device, load_causal_lm, load_tokenizer
 from tokenreward.revisers.base import Reviser, Revision, RevisionRequest, register_reviser
 from tokenreward.revisers.prompt import parse_reply, reviser_prompt
@@ -39,12 +41,7 @@ class HFReviser(Reviser):
     def prompt_ids(self, request: RevisionRequest) -> list[int]:
         """The Appendix A prompt as one user turn of the chat template, or as plain text."""
         text = reviser_prompt(request.prompt, request.rejected, request.chosen)
-        if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True
-            )
-            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-        return self.tokenizer(text)["input_ids"]
+        return encode_prompt(self.tokenizer, text, chat_template=has_chat_template(self.tokenizer))
 
     @torch.no_grad()
     def revise_batch(self, requests: Sequence[RevisionRequest]) -> list[Revision]:

@@ -31,10 +31,22 @@ from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register
 
 
 def load_discriminator(source: PathOrModel, num_labels: int = 1):
-    """A token-classification model from a folder or GGUF file (a causal LM gets a new head)."""
-    from transformers import AutoModelForTokenClassification
+    """A token-classification model from a folder or GGUF file. A causal LM gets a new head by
+    design, so Hugging Face's missing-weights report is not printed for it (it is for a
+    discriminator folder that lost its head)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
 
-    model = AutoModelForTokenClassification.from_pretrained(str(resolve_model_source(source)), num_labels=num_labels)
+    source = resolve_model_source(source)
+    architectures = AutoConfig.from_pretrained(str(source)).architectures or []
+    new_head = not any(name.endswith("ForTokenClassification") for name in architectures)
+    verbosity = hf_logging.get_verbosity()
+    if new_head:
+        hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(str(source), num_labels=num_labels)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     model.config.id2label, model.config.label2id = {0: "positive"}, {"positive": 0}
     return model
 

@@ -75,11 +75,13 @@ def build_state(
     ready_message: str | None = None,
     options: dict[str, Any] | None = None,
     empty_reward: float = 0.0,
+    chat_template: bool = False,
 ) -> ServerState:
     """Everything the app needs around a loaded rewarder. `resources` and `options` are what
     built it (option names among the resources count as options too); a request's options
     apply on top of them, and its variants are built from both. `empty_reward`: the sequence
-    reward of a blank `/get_reward` response."""
+    reward of a blank `/get_reward` response. `chat_template`: plain-string prompts are scored
+    as one user message of the tokenizer's chat template."""
     from tokenreward.align import offsets_from_ids
 
     known = tunable_options(type(rewarder))
@@ -102,6 +104,7 @@ def build_state(
         special_strings(getattr(rewarder, "tokenizer", None), policy_tokenizer),
         policy,
         ready_message,
+        chat_template=chat_template,
     )
 
 

@@ -20,13 +20,14 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
+from tokenreward.encoding import as_user_message
 from tokenreward.serve.batching import MicroBatcher, Scored
 from tokenreward.serve.inputs import (
     BadRequest,
@@ -50,6 +51,7 @@ class ServerState:
     policy: PolicyTokenizer | None = None
     ready_message: str | None = None
     draining: bool = False
+    chat_template: bool = False  # plain-string prompts become one user message (`--chat-template`)
 
     @property
     def metrics(self) -> Metrics:
@@ -157,6 +159,8 @@ def create_app(state: ServerState) -> FastAPI:
             else:
                 body = await read_json(request)
                 samples = read_samples(body)
+                if state.chat_template:
+                    samples = [replace(s, prompt=as_user_message(s.prompt)) for s in samples]
                 rewarder = await state.batcher.rewarder_for(read_options(body, state.batcher.scorer.options))
                 outcomes = await state.batcher.submit(rewarder, samples)
                 response = failure(outcomes) or JSONResponse(answer(outcomes))

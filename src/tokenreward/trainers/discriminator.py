@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from tokenreward.encoding import encode_pairs
+from tokenreward.encoding import encode_pairs, prompts_as_chat
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
 from tokenreward.models import context_length, load_tokenizer
@@ -176,7 +176,9 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     train_records, eval_records = split_by_prompt(records, config.eval_fraction, config.seed)
-    train, held_out = examples_of(train_records, source), examples_of(eval_records, source)
+    train, held_out = (
+        examples_of(prompts_as_chat(part, config.chat_template), source) for part in (train_records, eval_records)
+    )
     if not train:
         raise ValueError(f"{source}: no labelled pairs left for training")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.encoding import prompts_as_chat
 from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.losses.figa import figa_loss
@@ -132,6 +133,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         records, source = read_labels(config.labels), str(config.labels)
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
+    records = prompts_as_chat(records, config.chat_template)
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
     policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -204,5 +206,6 @@ def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: 
         config.max_new_tokens,
         do_sample=True,
         generator_seed=derive_seed(config.seed, "evaluation"),
+        chat_template=config.chat_template,
     )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)

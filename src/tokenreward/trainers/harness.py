@@ -67,6 +67,10 @@ class RunConfig(LoadingFlags):
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "recompute activations in the backward pass (less memory)"}
     )
+    chat_template: bool = field(
+        default=False,
+        metadata={"help": "apply the policy tokenizer's chat template to plain-string prompts (as one user message)"},
+    )
 
     def __post_init__(self):
         validate_ranges(self)

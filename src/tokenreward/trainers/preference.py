@@ -32,6 +32,7 @@ from typing import ClassVar
 
 import torch
 
+from tokenreward.encoding import prompts_as_chat
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import prepare_preference_data
@@ -155,6 +156,7 @@ def sampled_oracle_score(
         max_new_tokens,
         do_sample=True,
         generator_seed=derive_seed(config.seed, "evaluation", step),
+        chat_template=config.chat_template,
     )
     return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
 
@@ -199,7 +201,8 @@ def run(config: PreferenceConfig, name: str) -> None:
     tokenizer = load_tokenizer(inputs.tokenizer)
     policy = load_causal_lm(inputs.policy, loading=trained_loading(accelerator))
     disable_dropout(policy)
-    data = prepare_preference_data(inputs.rows, tokenizer, inputs.source, context_length(policy), config.strict)
+    rows = prompts_as_chat(inputs.rows, config.chat_template)
+    data = prepare_preference_data(rows, tokenizer, inputs.source, context_length(policy), config.strict)
     report = data.report()
     if main:
         (out / "data.json").write_text(json.dumps(report, indent=2))

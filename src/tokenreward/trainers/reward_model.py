@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tokenreward.encoding import encode_pairs
+from tokenreward.encoding import encode_pairs, prompts_as_chat
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
 from tokenreward.progress import progress_bar
@@ -215,10 +215,13 @@ def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(config.model, tokenizer)
-    model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
+    pairs = prompts_as_chat(read_jsonl(config.data), config.chat_template)
+    model = train(config, model, tokenizer, pairs, accelerator, folder)
     final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
     folder.mark_done()
     if config.eval_data and accelerator.is_main_process:
-        accuracy = pairwise_accuracy(model, tokenizer, read_jsonl(config.eval_data))
+        accuracy = pairwise_accuracy(
+            model, tokenizer, prompts_as_chat(read_jsonl(config.eval_data), config.chat_template)
+        )
         print(f"held-out pairwise accuracy: {accuracy:.3f}")
     return final

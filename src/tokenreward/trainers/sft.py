@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from tokenreward.encoding import encode_pairs
+from tokenreward.encoding import encode_pairs, prompts_as_chat
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import load_causal_lm, load_tokenizer
 from tokenreward.progress import progress_bar
@@ -180,7 +180,7 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
         raise ValueError("no SFT records to train on")
     if accelerator is None:
         accelerator, folder = make_run(config)
-    examples = tokenize_sft(tokenizer, records, config.max_length)
+    examples = tokenize_sft(tokenizer, prompts_as_chat(records, config.chat_template), config.max_length)
     lengths = [len(ids) for ids, _ in examples] if config.group_by_length else None
     batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
     training = cosine_optimization(accelerator, folder, config, model, config.warmup_steps, len(batches))

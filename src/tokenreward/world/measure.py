@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokenreward.generation import encode_prompt
 from tokenreward.jsonl import read_jsonl
 from tokenreward.progress import progress_bar
 from tokenreward.world import SPLITS, STANDARD_FOLDERS
@@ -40,7 +41,7 @@ def sample_responses(
     texts: list[str] = []
     with progress_bar(len(prompts), label, enabled=progress) as advance:
         for s in range(0, len(prompts), batch_size):
-            rows = [tokenizer(p)["input_ids"] for p in prompts[s : s + batch_size]]
+            rows = [encode_prompt(tokenizer, p, index=s + k) for k, p in enumerate(prompts[s : s + batch_size])]
             seeds = [(seed, i) for i in range(s, s + len(rows))]
             ids = sample_ids(
                 policy, rows, tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_NEW_TOKENS, greedy, seeds

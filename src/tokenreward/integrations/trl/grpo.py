@@ -24,6 +24,9 @@ With a sparse reward `G_it = R_i` on every token, so `grpo_return` gives TRL's a
 The loss (`_compute_loss`) already takes `(B, T)` advantages. Logged besides TRL's metrics:
 `tokenreward/sequence_reward/mean` (the rewarder's holistic score) and
 `tokenreward/token_reward/{mean,std,min,max}` over the generated tokens.
+
+`peft_config` is taken as `GRPOTrainer` takes it (TRL wraps the policy; its KL reference is the
+base with the adapters disabled): the rewarder scores text and reads no policy weights.
 """
 
 from __future__ import annotations

@@ -16,16 +16,25 @@ is the registered one (`PREFERENCE_METHODS`) that tokenreward's own preference t
 log-probs (and TDPO's per-token KL) of the policy and of TRL's reference model
 (`tokenreward.logprobs`); TRL's metrics `rewards/*` and `logps/*`
 are logged, with the method's own terms under `<method>/...`.
+
+A `peft_config` is taken as `DPOTrainer` takes it: TRL wraps the policy, only the adapters (and
+`modules_to_save`) train, and without a `ref_model` the reference is the policy with its adapters
+disabled (`disable_adapter()`), both in the loss and for the token rewarder's `reference`; the
+token columns are therefore computed once the trainer holds its models. TDPO's KL reads the
+reference's logits and so needs a `ref_model` with adapters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from accelerate.utils import is_peft_model
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.utils import use_adapter
 
 from tokenreward.gguf import resolve_model_source
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
@@ -189,10 +198,13 @@ class TokenLevelDPOTrainer(DPOTrainer):
         if not isinstance(args, self.config_class):
             raise TypeError(f"{name} needs a {self.config_class.__name__}, got {type(args).__name__}")
         check_supported(args, name)
-        if kwargs.get("peft_config") is not None:
-            raise ValueError(f"{name} does not support PEFT adapters yet: pass a full model and a reference model")
         self.method = self.method_name(args)
         self.preference = PREFERENCE_METHODS.get(self.method)
+        adapters = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
+        if adapters and ref_model is None and self.preference.needs.reference_logits:
+            raise ValueError(
+                f"{name} with PEFT adapters needs a ref_model: {self.method}'s KL reads the reference's logits"
+            )
         self.settings = method_settings(self.preference, args)
         self.uses_token_rewards = self.preference.needs.token_rewarder is not None
         rewarder_name = getattr(args, "token_rewarder", None)
@@ -208,9 +220,28 @@ class TokenLevelDPOTrainer(DPOTrainer):
             resolve_model_source(ref_model),
         )  # TRL loads a folder, not a GGUF
         self._token_rewarder = token_rewarder
-        self._reference_source = ref_model if ref_model is not None else model
+        self._holds_models = False
         super().__init__(model, ref_model, args, **kwargs)
+        self._holds_models = True
         self.data_collator = TokenColumnsCollator(self.data_collator)
+        if self.train_dataset is not None:
+            self.train_dataset = self.add_token_columns(self.train_dataset, self.processing_class, args, "train")
+        if isinstance(self.eval_dataset, dict):
+            self.eval_dataset = {
+                key: self.add_token_columns(data, self.processing_class, args, key)
+                for key, data in self.eval_dataset.items()
+            }
+        elif self.eval_dataset is not None:
+            self.eval_dataset = self.add_token_columns(self.eval_dataset, self.processing_class, args, "eval")
+
+    def reference(self):
+        """TRL's reference model and the context to call it in: `ref_model`, else (a PEFT policy) the
+        policy itself with its adapters disabled (`disable_adapter()`), or its frozen "ref" adapter
+        when TRL made one for a PeftModel given without `peft_config`."""
+        if self.ref_model is not None or not is_peft_model(self.model):
+            return self.ref_model, contextlib.nullcontext()
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        return self.model, use_adapter(unwrapped, "ref" if "ref" in unwrapped.peft_config else None)
 
     # --- data -------------------------------------------------------------------------
 
@@ -225,6 +256,12 @@ class TokenLevelDPOTrainer(DPOTrainer):
             raise ValueError(
                 f"{type(self).__name__} needs a map-style Dataset (its rows gain token columns), not an IterableDataset"
             )
+        if not self._holds_models:  # TRL prepares datasets before it holds the (PEFT-wrapped) models
+            return dataset
+        return self.add_token_columns(dataset, processing_class, args, dataset_name)
+
+    def add_token_columns(self, dataset, processing_class, args, dataset_name):
+        """The dataset with the per-completion-token columns (computed with TRL's reference model)."""
         if "chosen_token_rewards" in dataset.column_names:  # prepared before (evaluate() re-prepares its dataset)
             return dataset
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
@@ -275,15 +312,17 @@ class TokenLevelDPOTrainer(DPOTrainer):
                 side: [torch.zeros(enc.completion_length) for enc in encoded]
                 for side, encoded in (("chosen", data.chosen), ("rejected", data.rejected))
             }
+        reference, reference_context = self.reference()
         resources = {
-            "reference": self._reference_source,
+            "reference": reference,
             "tokenizer": tokenizer,
             "policy": getattr(args, "guide_policy", None),
             **(args.rewarder_options or {}),
         }
-        chosen, rejected, unscored = pair_token_rewards(
-            args.token_rewarder, resources, data, progress=False, rewarder=self._token_rewarder
-        )
+        with reference_context:
+            chosen, rejected, unscored = pair_token_rewards(
+                args.token_rewarder, resources, data, progress=False, rewarder=self._token_rewarder
+            )
         if unscored:
             logger.warning(
                 "%s dataset: the %s rewarder could not score %d responses (their token rewards are 0), e.g. row %s (%s): %s",
@@ -308,8 +347,9 @@ class TokenLevelDPOTrainer(DPOTrainer):
         mask = halves(inputs["completion_mask"][:, 1:].float())
         reference = None
         if needs.reference_logps:
-            with torch.no_grad():
-                reference = halves(policy_logps(self.ref_model, input_ids, attention_mask)[0])
+            reference_model, reference_context = self.reference()
+            with torch.no_grad(), reference_context:
+                reference = halves(policy_logps(reference_model, input_ids, attention_mask)[0])
         batch = PairBatch(
             halves(logps), mask, halves(inputs["response_tokens"][:, 1:].bool()), reference=reference,
             rewards=halves(inputs["token_rewards"][:, 1:]) if needs.token_rewarder is not None else None,

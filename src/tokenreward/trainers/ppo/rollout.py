@@ -50,10 +50,17 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
 
 
 def prepare_prompts(
-    tokenizer, records: Sequence[dict], max_new_tokens: int, context: int | None, truncate: bool
+    tokenizer,
+    records: Sequence[dict],
+    max_new_tokens: int,
+    context: int | None,
+    truncate: bool,
+    chat_template: bool = False,
 ) -> tuple[list[list[int]], list[TextOrMessages]]:
     """Token ids for the policy and the prompt the rewarder sees. A prompt that leaves no room
-    for `max_new_tokens` in the context is refused, or with `truncate` cut to its end."""
+    for `max_new_tokens` in the context is refused, or with `truncate` cut to its end.
+    `chat_template`: the policy reads a plain prompt as one user message of its chat template
+    (the rewarder still gets the prompt as written)."""
     room = None if context is None else context - max_new_tokens
     if room is not None and room < 1:
         raise ValueError(
@@ -61,12 +68,12 @@ def prepare_prompts(
         )
     ids, prompts, too_long = [], [], []
     for i, record in enumerate(records):
-        prompt_ids = encode_prompt(tokenizer, record["prompt"])
+        prompt_ids = encode_prompt(tokenizer, record["prompt"], chat_template, i)
         prompt = record["prompt"]
         if room is not None and len(prompt_ids) > room:
             too_long.append((i, len(prompt_ids)))
             if truncate:
-                if not isinstance(prompt, str):
+                if not isinstance(prompt, str) or chat_template:
                     raise ValueError(f"prompt {i} is a conversation too long for the context; it cannot be truncated")
                 prompt_ids = prompt_ids[-room:]
                 prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)

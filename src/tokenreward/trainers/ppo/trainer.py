@@ -80,7 +80,12 @@ class PPOTrainer:
         self.load_models()
         self.records = self.load_prompt_records()
         self.prompt_ids, self.prompts = prepare_prompts(
-            self.tokenizer, self.records, config.max_new_tokens, context_length(self.policy), config.truncate_prompts
+            self.tokenizer,
+            self.records,
+            config.max_new_tokens,
+            context_length(self.policy),
+            config.truncate_prompts,
+            config.chat_template,
         )
         self.rewarder = build_rewarder(
             config.rewarder,
