@@ -22,13 +22,22 @@ from typing import Any
 import torch
 
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
+from tokenreward.lora import trainable_parameters
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.harness import (
+    Optimization,
+    RunConfig,
+    derive_seed,
+    make_run,
+    permutation,
+    save_final_model,
+    with_adapters,
+)
 from tokenreward.trainers.loading import trained_loading
 
 
@@ -132,8 +141,8 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    policy = with_adapters(load_causal_lm(str(policy_dir), loading=trained_loading(accelerator)), config, "CAUSAL_LM")
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
     training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
@@ -184,8 +193,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             training.maybe_checkpoint(step + 1, config.steps)
             advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
     logger.close()
-    model = training.unwrapped
-    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    save_final_model(folder, config, training.unwrapped, tokenizer)
     folder.mark_done()
     return folder.out
 
