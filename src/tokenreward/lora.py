@@ -29,6 +29,7 @@ from torch import nn
 
 ADAPTER_CONFIG = "adapter_config.json"
 TASKS = ("CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS")
+CLASSIFICATION_HEADS = ("classifier", "score")  # PEFT's modules_to_save of SEQ_CLS / TOKEN_CLS
 
 
 @dataclass(kw_only=True)
@@ -75,6 +76,22 @@ def target_modules(flags: Any) -> str | list[str]:
     return text if text == "all-linear" else [name.strip() for name in text.split(",") if name.strip()]
 
 
+def targets_in(model: nn.Module, flags: Any, task: str) -> str | list[str]:
+    """`target_modules(flags)`; for a token-classification model, "all-linear" spelled out as
+    its linear layers but the head (PEFT's "all-linear" leaves out a sequence-classification
+    head and the LM head, not a token-classification head, which trains in full instead)."""
+    targets = target_modules(flags)
+    if targets != "all-linear" or task != "TOKEN_CLS":
+        return targets
+    from transformers.pytorch_utils import Conv1D
+
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Linear, Conv1D)) and name.rsplit(".", 1)[-1] not in CLASSIFICATION_HEADS
+    ]
+
+
 def lora_enabled(flags: Any) -> bool:
     return getattr(flags, "lora_r", 0) > 0
 
@@ -104,7 +121,7 @@ def add_adapters(model: nn.Module, flags: Any, task: str, seed: int = 0) -> nn.M
         r=flags.lora_r,
         lora_alpha=flags.lora_alpha,
         lora_dropout=flags.lora_dropout,
-        target_modules=target_modules(flags),
+        target_modules=targets_in(model, flags, task),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
