@@ -87,6 +87,21 @@ def test_adapters_are_peft_lora_with_the_given_settings(folders):
     assert add_adapters(plain, full, "CAUSAL_LM") is plain
 
 
+def test_a_token_classification_head_trains_in_full_beside_the_adapters(folders):
+    """PEFT's all-linear would put an adapter on a token-classification head; it trains in full instead."""
+    from peft.tuners.lora import LoraLayer
+
+    from tokenreward.lora import add_adapters
+    from tokenreward.rewarders.tlcr import load_discriminator
+    from tokenreward.trainers.sft import SFTConfig
+
+    model = add_adapters(load_discriminator(folders / "policy"), SFTConfig(data="", policy="", lora_r=2), "TOKEN_CLS")
+    adapted = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+    assert {"q_proj", "v_proj", "down_proj"} <= adapted and not adapted & {"score", "classifier"}
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert trained and all(".modules_to_save.default." in n for n in trained), trained
+
+
 def test_reference_through_disabled_adapters_equals_the_base_model(folders):
     """After training moved the adapters, the policy's base (adapters off) gives the log-probs
     of a separately loaded base model; with adapters on it does not."""
@@ -189,3 +204,15 @@ def test_ppo_lora_with_a_bf16_reference_and_kept_checkpoints(folders, tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["kl"])) for r in rows)
     assert (out / "final" / "adapter_config.json").is_file()
+
+
+def test_gradient_checkpointing_keeps_the_lora_losses(folders, tmp_path):
+    """Activations recomputed in the backward pass still reach the adapters (frozen embeddings
+    give the checkpointed blocks inputs without gradients): the same losses, step after step."""
+    losses = []
+    for flags in ([], ["--gradient-checkpointing"]):
+        out = tmp_path / ("gc" if flags else "plain")
+        assert main(sft(folders, out, *LORA, "--learning-rate", "1e-2", *flags)) == 0
+        losses.append([json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()])
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    assert losses[0][-1] < losses[0][0]
