@@ -159,6 +159,14 @@ def test_final_adapter_loads_merged_and_is_small(folders, tmp_path):
         base = load_causal_lm(str(folders / "policy")).eval()
         assert not torch.allclose(base(input_ids=ids).logits, expected, atol=1e-3)  # the adapter learned something
 
+    again = tmp_path / "again"  # LoRA on top of the first adapter: its base is that adapter folder
+    assert main(sft(folders, again, *LORA, "--learning-rate", "1e-2", "--policy", str(final))) == 0
+    assert json.loads((again / "final" / "adapter_config.json").read_text())["base_model_name_or_path"] == str(final)
+    with torch.no_grad():
+        stacked = PeftModel.from_pretrained(load_causal_lm(str(final)), str(again / "final")).eval()
+        expected_stacked = stacked(input_ids=ids).logits
+        assert torch.allclose(load_causal_lm(str(again / "final"))(input_ids=ids).logits, expected_stacked, atol=1e-5)
+
     merged_out = tmp_path / "merged"
     assert main(sft(folders, merged_out, *LORA, "--learning-rate", "1e-2", "--merge")) == 0
     assert (merged_out / "final" / "config.json").is_file()

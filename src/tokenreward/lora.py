@@ -220,7 +220,11 @@ def adapter_base(folder: str | Path) -> str:
 
 
 def merged_adapter(base: nn.Module, folder: str | Path) -> nn.Module:
-    """`base` with the adapter of `folder` loaded and merged into its weights (a plain model)."""
+    """`base` with the adapter of `folder` loaded and merged into its weights (a plain model),
+    named after `folder`: an adapter trained on top of it names `folder` as its base, which
+    tokenreward's loaders resolve in turn."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+    model.name_or_path = model.config._name_or_path = str(folder)
+    return model
