@@ -224,3 +224,17 @@ def test_gradient_checkpointing_keeps_the_lora_losses(folders, tmp_path):
         losses.append([json.loads(line)["loss"] for line in (out / "log.jsonl").read_text().splitlines()])
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
     assert losses[0][-1] < losses[0][0]
+
+
+def test_tdpo_reads_its_reference_distributions_through_disabled_adapters(folders, tmp_path, monkeypatch):
+    """At step 1 the adapters are zero, so the policy is its base: the implicit rewards are 0 and
+    the sequence KL to the reference (the same model with adapters off) is 0 up to rounding."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "tdpo"
+    args = ["train", "tdpo1", "--data", str(folders / "pairs.jsonl"), "--policy", str(folders / "policy"),
+            "--steps", "2", "--batch-size", "2", "--learning-rate", "1e-2", "--out", str(out), "--no-progress", *LORA]  # fmt: skip
+    assert main(args) == 0
+    first, second = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert first["reward_chosen"] == first["reward_rejected"] == 0.0
+    assert abs(first["seqkl_chosen"]) < 1e-4 and abs(first["seqkl_rejected"]) < 1e-4
+    assert second["seqkl_chosen"] > 1e-3  # the adapters moved the policy away from its base
