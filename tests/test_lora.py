@@ -61,6 +61,14 @@ def test_bad_lora_flags_are_one_line_errors(folders, tmp_path, capsys, flags, me
     assert message in err.splitlines()[-1] and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("trainer", ["ppo", "rloo", "figa"])
+def test_lora_dropout_is_refused_where_models_stay_in_eval_mode(trainer, folders, tmp_path, capsys):
+    args = ["train", trainer, "--policy", str(folders / "policy"), "--out", str(tmp_path / "run"), "--lora-r", "4",
+            "--lora-dropout", "0.1"]  # fmt: skip
+    assert main(args) == 2
+    assert "--lora-dropout 0.1: " in capsys.readouterr().err.splitlines()[-1]
+
+
 def test_adapters_are_peft_lora_with_the_given_settings(folders):
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer

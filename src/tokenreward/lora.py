@@ -70,6 +70,13 @@ def check_lora_flags(flags: Any) -> None:
             raise ValueError(f"{', '.join(given)} apply to LoRA only; pass --lora-r (> 0) or drop them")
 
 
+def refuse_lora_dropout(flags: Any, trainer: str) -> None:
+    """For trainers whose models stay in eval mode (no dropout, so that rollouts, gates and losses
+    see one deterministic model): `--lora-dropout` would do nothing, so it is an error."""
+    if flags.lora_dropout > 0:
+        raise ValueError(f"--lora-dropout {flags.lora_dropout}: {trainer} keeps its models in eval mode (no dropout)")
+
+
 def target_modules(flags: Any) -> str | list[str]:
     """PEFT's `target_modules`: "all-linear", or the comma-separated names."""
     text = flags.lora_target_modules.strip()

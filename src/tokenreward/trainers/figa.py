@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
-from tokenreward.lora import trainable_parameters
+from tokenreward.lora import refuse_lora_dropout, trainable_parameters
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
 from tokenreward.progress import progress_bar
@@ -84,6 +84,10 @@ class FigaConfig(RunConfig):
     save_every: int = field(
         default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        refuse_lora_dropout(self, "figa")
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:
