@@ -45,8 +45,8 @@ def sft(folders: Path, out: Path, *flags: str) -> list[str]:
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--lora-alpha", "8"], "--lora-alpha apply to LoRA only; pass --lora-r"),
-        (["--merge"], "--merge apply to LoRA only"),
+        (["--lora-alpha", "8"], "--lora-alpha: LoRA options without --lora-r (0: full fine-tuning); pass --lora-r"),
+        (["--merge", "--lora-dropout", "0.1"], "--lora-dropout, --merge: LoRA options without --lora-r"),
         (["--lora-r", "-1"], "--lora-r must be at least 0, got -1"),
         (["--lora-r", "4", "--lora-alpha", "0"], "--lora-alpha must be greater than 0"),
         (["--lora-r", "4", "--lora-dropout", "1"], "--lora-dropout must be in [0, 1), got 1.0"),

@@ -67,7 +67,9 @@ def check_lora_flags(flags: Any) -> None:
             if f.name != "lora_r" and getattr(flags, f.name) != f.default
         ]
         if given:
-            raise ValueError(f"{', '.join(given)} apply to LoRA only; pass --lora-r (> 0) or drop them")
+            raise ValueError(
+                f"{', '.join(given)}: LoRA options without --lora-r (0: full fine-tuning); pass --lora-r R > 0 or drop them"
+            )
 
 
 def refuse_lora_dropout(flags: Any, trainer: str) -> None:
