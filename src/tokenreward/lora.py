@@ -180,9 +180,6 @@ class BaseModelView(nn.Module):
     def get_base_model(self) -> nn.Module:
         return self.adapted.get_base_model()
 
-    def parameters(self, recurse: bool = True):
-        return self.adapted.parameters(recurse)
-
 
 def reference_of(policy: nn.Module, flags: Any, reference: str | Path | None) -> BaseModelView | None:
     """The policy's base as its reference (`BaseModelView`) when LoRA is on and no separate
