@@ -99,7 +99,10 @@ PPO = [
 
 
 def arguments(name: str, root: Path, request) -> list[str]:
-    """`tokenreward train NAME ...` for 2 steps, checkpointing after each."""
+    """`tokenreward train NAME ...` for 2 steps, checkpointing after each (`NAME+lora`: with LoRA
+    adapters of rank 4, the reference, where one is needed, the policy with adapters off)."""
+    if name.endswith(LORA_SUFFIX):
+        return [*arguments(name.removesuffix(LORA_SUFFIX), root, request), "--lora-r", "4", "--lora-alpha", "8"]
     tiny_ppo = [
         "--policy",
         str(root / "policy"),
@@ -198,10 +201,13 @@ def arguments(name: str, root: Path, request) -> list[str]:
 
 
 TRAINERS = ["ppo", "remax", "rloo", "ppo_synthetic", "dpo", "dpo_reg", "figa", "discriminator", "sft", "reward-model"]
+LORA_SUFFIX = "+lora"
+LORA_TRAINERS = [f"{name}{LORA_SUFFIX}" for name in ("ppo", "dpo", "figa", "discriminator", "sft", "reward-model")]
 
 
 def command(name: str, root: Path, request, out: Path, *extra: str) -> list[str]:
-    return ["train", name, *arguments(name, root, request), "--out", str(out), "--no-progress", *extra]
+    trainer = name.removesuffix(LORA_SUFFIX)
+    return ["train", trainer, *arguments(name, root, request), "--out", str(out), "--no-progress", *extra]
 
 
 def final_weights(out: Path, final: str = "final") -> dict[str, torch.Tensor]:
@@ -319,10 +325,20 @@ def fresh_accelerate_state() -> None:
 def two_process_runs(inputs, request, two_processes, tmp_path_factory):
     """Every trainer's run under one `accelerate launch --num_processes 2` (one start-up for all),
     with the files each rank wrote; (exit status, launcher output, run folders, write probe folder)."""
+    return launch_plan(TRAINERS, inputs, request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def two_process_lora_runs(inputs, request, two_processes, tmp_path_factory):
+    """`two_process_runs` of the LoRA trainers."""
+    return launch_plan(LORA_TRAINERS, inputs, request, tmp_path_factory)
+
+
+def launch_plan(names: list[str], inputs: Path, request, tmp_path_factory):
     root = tmp_path_factory.mktemp("two")
-    outs = {name: root / name for name in TRAINERS}
+    outs = {name: root / name for name in names}
     plan = root / "plan.json"
-    plan.write_text(json.dumps([command(name, inputs, request, outs[name]) for name in TRAINERS]))
+    plan.write_text(json.dumps([command(name, inputs, request, outs[name]) for name in names]))
     probe = root / "writes"
     probe.mkdir()
     done = launch([str(HERE / "write_probe.py"), str(plan)], {**ENV, "WRITE_PROBE_DIR": str(probe)})
@@ -330,9 +346,10 @@ def two_process_runs(inputs, request, two_processes, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRAINERS)
-def test_two_processes_equal_one_and_only_the_main_process_writes(name, unbroken, two_process_runs):
-    done, outs, probe = two_process_runs
+@pytest.mark.parametrize("name", TRAINERS + LORA_TRAINERS)
+def test_two_processes_equal_one_and_only_the_main_process_writes(name, unbroken, request):
+    lora = name in LORA_TRAINERS
+    done, outs, probe = request.getfixturevalue("two_process_lora_runs" if lora else "two_process_runs")
     out = outs[name]
     finished = (out / "done").exists()
     causes = [line for line in done.stderr.splitlines() if re.search(r"Error|error:|Exception|File \"", line)]
@@ -348,11 +365,14 @@ def test_two_processes_equal_one_and_only_the_main_process_writes(name, unbroken
     # the same two halves of each batch (micro-batches = the processes' shards)
     # (ppo_synthetic: its reward model so; its PPO stage takes contiguous shares, like ppo, whose weights are compared)
     same_halves = (
-        unbroken(name) if name in ("ppo", "remax", "rloo") else unbroken(name, "--gradient-accumulation", "2")
+        unbroken(name)
+        if name.removesuffix(LORA_SUFFIX) in ("ppo", "remax", "rloo")
+        else unbroken(name, "--gradient-accumulation", "2")
     )
     final = "synthetic-reward-model/final" if name == "ppo_synthetic" else "final"
     a, b = final_weights(same_halves, final), final_weights(out, final)
     assert a.keys() == b.keys()
+    assert (out / final / "adapter_config.json").is_file() == lora  # a LoRA run's final holds its adapter
     for key in a:
         assert torch.allclose(a[key].float(), b[key].float(), atol=1e-5, rtol=0), key
     inside = {
@@ -409,7 +429,7 @@ def kill_at_random_point(args: list[str], out: Path, after_first_checkpoint: boo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("name", TRAINERS + LORA_TRAINERS)
 def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(
     name, inputs, unbroken, request, tmp_path, capsys
 ):

@@ -17,7 +17,6 @@ aligned to the policy's tokens.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from torch import nn
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.encoding import template_prompt
-from tokenreward.logprobs import TokenStats, token_stats
+from tokenreward.logprobs import TokenStats, forward_parameters, token_stats
 from tokenreward.models import context_length
 from tokenreward.types import Offsets, TextOrMessages
 
@@ -121,7 +120,7 @@ def next_tokens(
 def cache_argument(model: nn.Module) -> str:
     """The name under which the model's forward takes and returns its key/value cache: `cache`
     (current transformers), else `past_key_values` (releases before the rename)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
 
 
 @torch.no_grad()

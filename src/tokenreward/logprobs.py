@@ -22,7 +22,7 @@ something else is refused with its name.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -49,10 +49,19 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def forward_parameters(model: nn.Module) -> Collection[str]:
+    """The parameter names of the Hugging Face model's own forward, also through wrappers that
+    take `**kwargs` and pass them on (a PEFT model, `tokenreward.lora.BaseModelView`)."""
+    inner = unwrap(model)
+    while hasattr(inner, "get_base_model") and inner.get_base_model() is not inner:
+        inner = inner.get_base_model()
+    return inspect.signature(inner.forward).parameters
+
+
 def position_kwargs(model: nn.Module, attention_mask: torch.Tensor) -> dict:
     """`position_ids` counted from each row's first real token (so a left-padded row is read as
     if unpadded), for models whose forward takes them."""
-    if "position_ids" not in inspect.signature(unwrap(model).forward).parameters:
+    if "position_ids" not in forward_parameters(model):
         return {}
     return {"position_ids": (attention_mask.long().cumsum(-1) - 1).clamp_min(0)}
 

@@ -16,6 +16,7 @@ from torch import nn
 from tokenreward.gguf import resolve_model_source
 from tokenreward.logprobs import position_kwargs, unwrap
 from tokenreward.logprobs import token_logprobs as shifted_logprobs
+from tokenreward.lora import adapter_base, is_adapter_folder, merged_adapter
 
 PathOrModel = Any  # str | Path | a loaded transformers object
 
@@ -194,10 +195,14 @@ def load_reward_model(
     would silently give a random head), a head with more than one output, and a config
     without `pad_token_id` (the model could not find the last token of a padded batch).
     `loading` sets dtype / device map (`device`, when given, wins over its device); without
-    either the model stays where it was loaded.
+    either the model stays where it was loaded. A LoRA adapter folder (`adapter_config.json`,
+    e.g. `OUT/final` of `train reward-model --lora-r R`) loads its base with the adapter and
+    the trained head merged in.
     """
     options = loading_options(loading, device)
-    if isinstance(source, (str, Path)):
+    if is_adapter_folder(source):
+        model = adapted_reward_model(source, options)
+    elif isinstance(source, (str, Path)):
         from transformers import AutoModelForSequenceClassification
 
         kwargs = _pretrained_kwargs(options)
@@ -226,6 +231,25 @@ def load_reward_model(
     return _place(
         model, options, isinstance(source, (str, Path)), move=device is not None or loading is not None
     ).eval()
+
+
+def adapted_reward_model(folder: str | Path, options: ModelLoading) -> nn.Module:
+    """The reward model of a LoRA adapter folder: its base with a scalar head, the adapter and
+    the trained head merged in, `pad_token_id` from the folder's tokenizer when the base has none."""
+    import json
+
+    from tokenreward.lora import ADAPTER_CONFIG
+
+    saved = json.loads((Path(folder).expanduser() / ADAPTER_CONFIG).read_text()).get("modules_to_save") or []
+    if not set(saved) & set(SCORE_HEAD_NAMES):
+        raise ValueError(f"{folder} holds a LoRA adapter without a trained score head; it is not a reward model")
+    device_map = {"device_map": options.device_map} if options.device_map else {}
+    model = merged_adapter(scalar_head_from_lm(adapter_base(folder), **device_map), folder)
+    if options.dtype != "auto":
+        model = model.to(DTYPES[options.dtype])
+    if model.config.pad_token_id is None and (Path(folder).expanduser() / "tokenizer_config.json").is_file():
+        model.config.pad_token_id = load_tokenizer(str(folder)).pad_token_id
+    return model
 
 
 def check_causal(model: nn.Module, probe_length: int = 6) -> None:
@@ -260,7 +284,10 @@ def check_causal(model: nn.Module, probe_length: int = 6) -> None:
 
 def load_causal_lm(source: PathOrModel, device: torch.device | str | None = None, loading: ModelLoading | None = None):
     """A causal language model (policy, reference, discriminator backbone). Without `device`
-    and `loading`, a loaded object stays where it is."""
+    and `loading`, a loaded object stays where it is. A LoRA adapter folder
+    (`adapter_config.json`) loads its base with the adapter merged in."""
+    if is_adapter_folder(source):
+        return merged_adapter(load_causal_lm(adapter_base(source), device, loading), source)
     if isinstance(source, (str, Path)):
         from transformers import AutoModelForCausalLM
 

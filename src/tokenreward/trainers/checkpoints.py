@@ -1,6 +1,7 @@
 """Checkpoints that resume exactly, and the per-step JSONL log.
 
-A checkpoint is a folder `OUT/checkpoints/step-N/` holding each model (Hugging Face format),
+A checkpoint is a folder `OUT/checkpoints/step-N/` holding each model (Hugging Face format; a
+LoRA model as its adapter and trained heads only, `tokenreward.lora`),
 each optimizer / scheduler state, the RNG states (python, numpy, torch, cuda) and the step,
 written to a temporary folder and renamed, so a run killed while saving keeps its previous
 checkpoint. The log is cut back to the restored step so re-run steps are not logged twice.
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from tokenreward.jsonl import read_jsonl, write_jsonl
+from tokenreward.lora import is_adapted, load_trainable_state
 
 CHECKPOINTS = "checkpoints"
 
@@ -141,7 +143,9 @@ def load_checkpoint(
     if path is None:
         raise FileNotFoundError(f"--resume: no checkpoint under {Path(out) / CHECKPOINTS}")
     for name, model in models.items():
-        if (path / name).is_dir():
+        if is_adapted(model):
+            load_trainable_state(model, path / name)
+        elif (path / name).is_dir():
             from safetensors.torch import load_file
 
             files = sorted((path / name).glob("*.safetensors"))

@@ -29,13 +29,22 @@ import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
+from tokenreward.lora import trainable_parameters
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
 from tokenreward.models import context_length, load_tokenizer
 from tokenreward.progress import progress_bar
 from tokenreward.rewarders.tlcr import load_discriminator
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.harness import (
+    Optimization,
+    RunConfig,
+    derive_seed,
+    make_run,
+    permutation,
+    save_final_model,
+    with_adapters,
+)
 
 
 @dataclass(kw_only=True)
@@ -183,9 +192,9 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
         raise ValueError(f"{source}: no labelled pairs left for training")
 
     torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
-    model = load_discriminator(backbone).float()  # trained weights stay float32
+    model = with_adapters(load_discriminator(backbone).float(), config, "TOKEN_CLS")  # trained weights stay float32
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+        trainable_parameters(model), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
@@ -226,7 +235,7 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
             metrics.update(evaluate(model, tokenizer, held_out, config.batch_size, accelerator.device))
         logger.log({"step": total, **{f"eval_{k}": v for k, v in metrics.items()}})
         (folder.out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    final = save_final_model(folder, config, model, tokenizer)
     if config.install and accelerator.is_main_process:
         print(f"discriminator installed in {install_in_world(final, world.root)}")
     folder.mark_done()

@@ -24,13 +24,22 @@ import torch
 from tokenreward.encoding import prompts_as_chat
 from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
+from tokenreward.lora import refuse_lora_dropout, trainable_parameters
 from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.harness import (
+    Optimization,
+    RunConfig,
+    derive_seed,
+    make_run,
+    permutation,
+    save_final_model,
+    with_adapters,
+)
 from tokenreward.trainers.loading import trained_loading
 
 
@@ -77,6 +86,10 @@ class FigaConfig(RunConfig):
     save_every: int = field(
         default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        refuse_lora_dropout(self, "figa")
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -135,8 +148,8 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     records = prompts_as_chat(records, config.chat_template)
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    policy = with_adapters(load_causal_lm(str(policy_dir), loading=trained_loading(accelerator)), config, "CAUSAL_LM")
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
     training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
@@ -187,8 +200,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             training.maybe_checkpoint(step + 1, config.steps)
             advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
     logger.close()
-    model = training.unwrapped
-    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    save_final_model(folder, config, training.unwrapped, tokenizer)
     folder.mark_done()
     return folder.out
 

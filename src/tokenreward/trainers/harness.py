@@ -10,12 +10,15 @@ optimizer step, checkpoints and the final model.
   the recorded ones, and a run killed before its first checkpoint starts again from step 0.
   The final model is written to a temporary folder and renamed to `OUT/final`; `OUT/done`
   marks a finished run.
+- LoRA (`--lora-r`, `tokenreward.lora`): `with_adapters` adds the adapters to the trained
+  model, `save_final_model` writes the adapter (or with `--merge` the merged model).
 - Seeds: `derive_seed(seed, *purpose)` (numpy `SeedSequence`), one independent stream per use.
 - Data: `shard(indices, accelerator)`, every process its slice of the step's batch;
   `Optimization.step` weighs each process's loss by its share of the step's loss units (pairs,
   tokens), so N processes give the same update as one.
-- Checkpoints (`OUT/checkpoints/step-N/`): written by the main process only, atomically;
-  restored on every process (each needs the weights), RNG states included.
+- Checkpoints (`OUT/checkpoints/step-N/`): written by the main process only, atomically,
+  the newest `--keep-checkpoints` kept; restored on every process (each needs the weights),
+  RNG states included.
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ import torch
 
 from tokenreward.config import validate_ranges
 from tokenreward.io import write_atomic
+from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from tokenreward.trainers.loading import LoadingFlags, check_loading, run_device
 
-IGNORED_ON_RESUME = ("resume", "progress")
+IGNORED_ON_RESUME = ("resume", "progress", "keep_checkpoints")
 
 
 @dataclass(kw_only=True)
-class RunConfig(LoadingFlags):
-    """Settings every trainer has. Subclasses may redeclare a field to change its default."""
+class RunConfig(LoraFlags, LoadingFlags):
+    """Settings every trainer has. Subclasses may redeclare a field to change its default.
+    The LoRA flags (`tokenreward.lora.LoraFlags`) apply to the model the trainer trains."""
 
     out: Path = field(metadata={"help": "run folder: run.json, log.jsonl, checkpoints/, final/"})
     seed: int = field(default=0, metadata={"help": "seed; every random use draws its own stream from it", "min": 0})
@@ -54,6 +59,9 @@ class RunConfig(LoadingFlags):
     )
     save_every: int = field(
         default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+    )
+    keep_checkpoints: int = field(
+        default=2, metadata={"help": "keep the newest N checkpoints (older ones are deleted)", "min": 1}
     )
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     learning_rate: float = field(
@@ -75,6 +83,7 @@ class RunConfig(LoadingFlags):
     def __post_init__(self):
         validate_ranges(self)
         check_loading(self)
+        check_lora_flags(self)
 
 
 def derive_seed(seed: int, *purpose: str | int) -> int:
@@ -195,6 +204,17 @@ def refuse_started(out: Path, resume: bool) -> None:
     if started and not resume:
         state = "finished" if (out / "done").is_file() else "started"
         raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
+
+
+def with_adapters(model, config: RunConfig, task: str):
+    """`model` with LoRA adapters when `--lora-r` > 0 (`tokenreward.lora.add_adapters`, task
+    CAUSAL_LM, SEQ_CLS or TOKEN_CLS), drawn from the run's seed; else `model` itself."""
+    return add_adapters(model, config, task, derive_seed(config.seed, "lora", task))
+
+
+def save_final_model(folder: RunFolder, config: RunConfig, model, tokenizer) -> Path:
+    """`OUT/final`: the model (a LoRA model: its adapter, or merged with `--merge`) and the tokenizer."""
+    return folder.save_final(lambda tmp: write_final(model, tokenizer, tmp, config.merge))
 
 
 def make_run(config: RunConfig, extra_settings: dict[str, Any] | None = None, may_change: Sequence[str] = ()):
@@ -329,6 +349,7 @@ class Optimization:
                 {"optimizer": self.optimizer},
                 {"scheduler": self.scheduler},
                 extra,
+                keep=self.config.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
 
@@ -350,7 +371,7 @@ def cosine_optimization(
     """AdamW and a cosine learning-rate schedule with linear warm-up over `total_steps`."""
     from transformers import get_scheduler
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=config.learning_rate, weight_decay=weight_decay)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
     return Optimization(accelerator, folder, config, model, optimizer, scheduler, name)
 

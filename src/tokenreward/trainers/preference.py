@@ -18,7 +18,9 @@ reward-split pairs. Output: `OUT/log.jsonl` (per step: `step`, `loss`, `reward_c
 a world every `eval_every` steps `oracle_score`, the mean oracle score of sampled responses),
 `OUT/data.json` (rows read, kept, dropped by reason; unusable rows are dropped and reported, or
 stop the run with `--strict`), `OUT/checkpoints/` (exact resume with
-`--resume`), `OUT/final/` (Hugging Face model + tokenizer).
+`--resume`), `OUT/final/` (Hugging Face model, or with `--lora-r` its adapter, + tokenizer).
+With `--lora-r` and no `--reference`, the reference is the policy's base model with the
+adapters disabled (`tokenreward.lora`).
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ from typing import ClassVar
 import torch
 
 from tokenreward.encoding import prompts_as_chat
+from tokenreward.lora import reference_of, trainable_parameters
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation
+from tokenreward.trainers.harness import (
+    Optimization,
+    RunConfig,
+    derive_seed,
+    make_run,
+    permutation,
+    save_final_model,
+    with_adapters,
+)
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.preference_batches import cached_reference_logps, collate, halves, policy_logps
 from tokenreward.trainers.preference_inputs import cache_directory, resolve_inputs, token_reward_inputs
@@ -201,6 +212,8 @@ def run(config: PreferenceConfig, name: str) -> None:
     tokenizer = load_tokenizer(inputs.tokenizer)
     policy = load_causal_lm(inputs.policy, loading=trained_loading(accelerator))
     disable_dropout(policy)
+    policy = with_adapters(policy, config, "CAUSAL_LM")
+    base_reference = reference_of(policy, config, config.reference)  # LoRA: the policy's base, no second copy
     rows = prompts_as_chat(inputs.rows, config.chat_template)
     data = prepare_preference_data(rows, tokenizer, inputs.source, context_length(policy), config.strict)
     report = data.report()
@@ -237,9 +250,12 @@ def run(config: PreferenceConfig, name: str) -> None:
             frozen,
             show,
             main,
+            base_reference,
         )
     reference_model = (
-        load_causal_lm(inputs.reference, loading=frozen).eval() if method.needs.reference_logits else None
+        (base_reference or load_causal_lm(inputs.reference, loading=frozen).eval())
+        if method.needs.reference_logits
+        else None
     )
     if method.needs.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show, frozen)
@@ -256,7 +272,7 @@ def run(config: PreferenceConfig, name: str) -> None:
                 file=sys.stderr,
             )
 
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio)
     )
@@ -300,8 +316,7 @@ def run(config: PreferenceConfig, name: str) -> None:
             )
             training.maybe_checkpoint(step + 1, config.steps)
     logger.close()
-    model = training.unwrapped
-    folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    save_final_model(folder, config, training.unwrapped, tokenizer)
     folder.mark_done()
 
 

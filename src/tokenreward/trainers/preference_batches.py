@@ -101,16 +101,18 @@ def cached_reference_logps(
     loading: ModelLoading,
     progress: bool,
     write: bool,
+    model=None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """`reference_logps` of the reference loaded as `loading` says, computed once and kept in
-    `directory`, keyed by the tokenized pairs, the reference folder's files and a `--dtype` other
-    than auto: later runs, seeds and methods reuse it."""
-    dtype = "" if loading.dtype == "auto" else loading.dtype
+    """`reference_logps` of the reference loaded as `loading` says (or of `model`, the reference
+    already in memory, float32: a LoRA policy's base), computed once and kept in `directory`,
+    keyed by the tokenized pairs, the reference folder's files and a `--dtype` other than auto:
+    later runs, seeds and methods reuse it."""
+    dtype = "float32" if model is not None else "" if loading.dtype == "auto" else loading.dtype
     key = hashlib.sha256((data.fingerprint() + path_fingerprint(reference) + dtype).encode()).hexdigest()[:16]
     cache = directory / f"reference-logps-{key}.pt"
     if cache.is_file():
         return torch.load(cache)
-    model = load_causal_lm(reference, loading=loading).eval()
+    model = model if model is not None else load_causal_lm(reference, loading=loading).eval()
     values = reference_logps(model, data, pad_id, batch_size, progress, loading.max_batch_tokens)
     if write:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,14 @@ from tokenreward.models import context_length, load_tokenizer, scalar_head_from_
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import RunConfig, cosine_optimization, derive_seed, make_run
+from tokenreward.trainers.harness import (
+    RunConfig,
+    cosine_optimization,
+    derive_seed,
+    make_run,
+    save_final_model,
+    with_adapters,
+)
 from tokenreward.trainers.sft import step_order
 
 
@@ -175,6 +182,7 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
     batches = step_order(
         len(pairs), config.batch_size, config.epochs, config.seed, lengths if config.group_by_length else None
     )
+    model = with_adapters(model, config, "SEQ_CLS")
     training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
     logger = JsonlLogger(
         folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
@@ -217,7 +225,7 @@ def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     model = reward_model_from(config.model, tokenizer)
     pairs = prompts_as_chat(read_jsonl(config.data), config.chat_template)
     model = train(config, model, tokenizer, pairs, accelerator, folder)
-    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    final = save_final_model(folder, config, model, tokenizer)
     folder.mark_done()
     if config.eval_data and accelerator.is_main_process:
         accuracy = pairwise_accuracy(

@@ -22,7 +22,14 @@ from tokenreward.models import load_causal_lm, load_tokenizer
 from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import RunConfig, cosine_optimization, make_run, permutation
+from tokenreward.trainers.harness import (
+    RunConfig,
+    cosine_optimization,
+    make_run,
+    permutation,
+    save_final_model,
+    with_adapters,
+)
 from tokenreward.trainers.loading import trained_loading
 
 LENGTH_WINDOW = 16
@@ -183,6 +190,7 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
     examples = tokenize_sft(tokenizer, prompts_as_chat(records, config.chat_template), config.max_length)
     lengths = [len(ids) for ids, _ in examples] if config.group_by_length else None
     batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
+    model = with_adapters(model, config, "CAUSAL_LM")
     training = cosine_optimization(accelerator, folder, config, model, config.warmup_steps, len(batches))
     logger = JsonlLogger(
         folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
@@ -211,7 +219,7 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
 
 @register_trainer("sft", SFTConfig, help="supervised fine-tuning on prompt/completion JSONL")
 def run(config: SFTConfig, name: str = "sft") -> Path:
-    """Train, then save the model and tokenizer to `OUT/final` (a Hugging Face folder)."""
+    """Train, then save the model (with LoRA: its adapter) and tokenizer to `OUT/final`."""
     if not Path(config.data).is_file():
         raise FileNotFoundError(f"--data {config.data} does not exist")
     accelerator, folder = make_run(config)
@@ -220,6 +228,6 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
     tokenizer = load_tokenizer(config.tokenizer or config.policy)
     model = load_causal_lm(config.policy, loading=trained_loading(accelerator))
     model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
-    final = folder.save_final(lambda tmp: (model.save_pretrained(tmp), tokenizer.save_pretrained(tmp)))
+    final = save_final_model(folder, config, model, tokenizer)
     folder.mark_done()
     return final

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from tokenreward.lora import refuse_lora_dropout
 from tokenreward.losses.advantages import ESTIMATORS
 from tokenreward.trainers.harness import RunConfig
 
@@ -129,6 +130,7 @@ class RLOOConfig(PPOConfig):
 
 def check_config(c: PPOConfig) -> None:
     """Cross-field checks (the single-field ranges are checked by `RunConfig`)."""
+    refuse_lora_dropout(c, "ppo / remax / rloo")
     if (c.batch_size * c.samples_per_prompt) % c.mini_batch_size:
         raise ValueError(
             f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "

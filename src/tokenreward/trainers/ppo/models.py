@@ -11,7 +11,9 @@ from typing import Any
 from torch import nn
 
 from tokenreward.gguf import resolve_model_source
+from tokenreward.lora import reference_of
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from tokenreward.trainers.harness import with_adapters
 from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
 
 
@@ -25,7 +27,10 @@ class RunModels:
 
 
 def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: bool) -> RunModels:
-    """Tokenizer, policy and (with `critic`) value model to train, frozen reference; every folder checked first."""
+    """Tokenizer, policy and (with `critic`) value model to train, frozen reference; every folder
+    checked first. With `--lora-r` the policy and the critic get their own adapters, and without
+    a separate `--reference` the reference is the policy's base with its adapters disabled
+    (`tokenreward.lora.BaseModelView`, no second copy)."""
     policy_dir = Path(resolve_model_source(c.policy or world.policy_dir))
     for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
         if folder is not None and not Path(resolve_model_source(folder)).is_dir():
@@ -42,14 +47,21 @@ def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: b
     policy = load_causal_lm(str(policy_dir), loading=trained).eval()
     if c.gradient_checkpointing:
         enable_activation_checkpointing(policy)
-    reference = load_causal_lm(str(c.reference or policy_dir), loading=frozen).eval().requires_grad_(False)
+    policy = with_adapters(policy, c, "CAUSAL_LM")
+    reference = reference_of(policy, c, c.reference) or (
+        load_causal_lm(str(c.reference or policy_dir), loading=frozen).eval().requires_grad_(False)
+    )
     if reference.config.vocab_size != policy.config.vocab_size:
         raise ValueError(
             f"the reference model's vocabulary ({reference.config.vocab_size}) differs from the policy's "
             f"({policy.config.vocab_size}); they must share a tokenizer"
         )
     reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
-    value = ValueModel(load_critic(c, world, reward_model_dir, tokenizer, policy)).eval() if critic else None
+    value = (
+        ValueModel(with_adapters(load_critic(c, world, reward_model_dir, tokenizer, policy), c, "SEQ_CLS")).eval()
+        if critic
+        else None
+    )
     return RunModels(tokenizer, policy, reference, value, reward_model_dir)
 
 

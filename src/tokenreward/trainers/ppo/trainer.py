@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from tokenreward.generation import Batch, Generations, generate_from_ids, make_batch
+from tokenreward.lora import trainable_parameters
 from tokenreward.losses.advantages import (
     ESTIMATORS,
     AdvantageBatch,
@@ -46,7 +47,7 @@ from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
-from tokenreward.trainers.harness import make_run, masked_moments
+from tokenreward.trainers.harness import make_run, masked_moments, save_final_model
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
@@ -127,10 +128,12 @@ class PPOTrainer:
     def make_optimizers(self) -> None:
         c = self.config
         schedule = lambda step: min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0  # noqa: E731
-        self.optimizers = {"policy": torch.optim.AdamW(self.policy.parameters(), lr=c.learning_rate, weight_decay=0.0)}
+        self.optimizers = {
+            "policy": torch.optim.AdamW(trainable_parameters(self.policy), lr=c.learning_rate, weight_decay=0.0)
+        }
         if self.critic is not None:
             self.optimizers["critic"] = torch.optim.AdamW(
-                self.critic.parameters(), lr=c.critic_learning_rate, weight_decay=0.0
+                trainable_parameters(self.critic), lr=c.critic_learning_rate, weight_decay=0.0
             )
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, schedule) for k, o in self.optimizers.items()}
         if self.critic is not None:
@@ -333,15 +336,21 @@ class PPOTrainer:
                     advance(**{k: record[k] for k in ("reward", "oracle_score", "kl", "length") if k in record})
         finally:
             logger.close()
-        policy = self.accelerator.unwrap_model(self.policy)
-        self.folder.save_final(lambda tmp: (policy.save_pretrained(tmp), self.tokenizer.save_pretrained(tmp)))
+        save_final_model(self.folder, c, self.accelerator.unwrap_model(self.policy), self.tokenizer)
         self.folder.mark_done()
         acc.wait_for_everyone()
         return self.folder.out
 
     def save(self, step: int) -> None:
         if self.accelerator.is_main_process:
-            save_checkpoint(self.folder.out, step, self.checkpoint_models(), self.optimizers, self.schedulers)
+            save_checkpoint(
+                self.folder.out,
+                step,
+                self.checkpoint_models(),
+                self.optimizers,
+                self.schedulers,
+                keep=self.config.keep_checkpoints,
+            )
         self.accelerator.wait_for_everyone()
 
     def restore(self) -> int:
