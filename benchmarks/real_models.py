@@ -6,7 +6,7 @@ hand; prints ratios measured side by side in one run.
 2. RED against one plain forward: RED's token rewards for a batch of responses on a
    SmolLM2-backbone reward model (encoding and alignment included) against the model's
    ordinary forward on the same encoded batch (the pooled score).
-3. PPO-RED with LoRA against full fine-tuning: `tokenreward train ppo` on the same prompts and
+3. PPO-RED with LoRA (ranks 8 and 4, every linear layer) against full fine-tuning: `tokenreward train ppo` on the same prompts and
    reward model, each in its own process; the median step time (steps after the first), the
    process's peak resident memory, and the sizes of a checkpoint and of `final/`.
 
@@ -156,7 +156,7 @@ def write_prompts(out: Path) -> Path:
     return path
 
 
-def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, lora: bool, args) -> dict:
+def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, rank: int, args) -> dict:
     """One `train ppo` in its own process; its median step time, peak RSS and folder sizes."""
     argv = [
         "train", "ppo", "--policy", str(gguf), "--reward-model", str(rm_dir), "--prompts", str(prompts),
@@ -165,8 +165,8 @@ def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, lora: bool, args
         "--max-new-tokens", str(args.max_new_tokens), "--save-every", str(args.steps), "--no-progress",
         "--device", args.device, "--seed", "0",
     ]  # fmt: skip
-    if lora:
-        argv += ["--lora-r", "16", "--lora-alpha", "32", "--learning-rate", "1e-4"]
+    if rank:
+        argv += ["--lora-r", str(rank), "--lora-alpha", str(2 * rank), "--learning-rate", "1e-4"]
     code = (
         "import json, resource, sys\nfrom tokenreward.cli import main\nstatus = main(sys.argv[1:])\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
@@ -176,7 +176,9 @@ def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, lora: bool, args
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     peak_line = [line for line in done.stdout.splitlines() if line.startswith("PEAK ")]
     if done.returncode != 0 or not peak_line or json.loads(peak_line[-1][5:])["status"] not in (0, None):
-        sys.exit(f"train ppo ({'LoRA' if lora else 'full'}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        sys.exit(
+            f"train ppo ({f'LoRA r={rank}' if rank else 'full'}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        )
     peak = json.loads(peak_line[-1][5:])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     step_times = [sum(v for k, v in r.items() if k.startswith("time_") and k != "time_oracle") for r in log]
@@ -195,20 +197,21 @@ def folder_bytes(folder: Path) -> int:
 
 def ppo_comparison(gguf: Path, rm_dir: Path, out: Path, args) -> None:
     prompts = write_prompts(out)
-    lora = ppo_run(gguf, rm_dir, prompts, out / "ppo-lora", True, args)
-    full = ppo_run(gguf, rm_dir, prompts, out / "ppo-full", False, args)
+    loras = {f"LoRA r={r}": ppo_run(gguf, rm_dir, prompts, out / f"ppo-lora-{r}", r, args) for r in args.lora_ranks}
+    full = ppo_run(gguf, rm_dir, prompts, out / "ppo-full", 0, args)
     memory = "peak GPU memory" if args.device.startswith("cuda") else "peak RSS"
     print(
         f"\n3. PPO-RED, batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.steps} steps "
         f"(median step after the first; {memory})"
     )
-    print(f"   {'':6} {'step s':>8} {'peak GB':>8} {'checkpoint MB':>14} {'final MB':>9}")
-    for name, r in (("LoRA", lora), ("full", full)):
-        print(f"   {name:6} {r['step_s']:8.2f} {r['peak_gb']:8.2f} {r['checkpoint_mb']:14.1f} {r['final_mb']:9.1f}")
-    print(
-        f"   LoRA / full: step time {lora['step_s'] / full['step_s']:.2f}x, peak memory "
-        f"{lora['peak_gb'] / full['peak_gb']:.2f}x, checkpoint {lora['checkpoint_mb'] / full['checkpoint_mb']:.3f}x"
-    )
+    print(f"   {'':10} {'step s':>8} {'peak GB':>8} {'checkpoint MB':>14} {'final MB':>9}")
+    for name, r in (*loras.items(), ("full", full)):
+        print(f"   {name:10} {r['step_s']:8.2f} {r['peak_gb']:8.2f} {r['checkpoint_mb']:14.1f} {r['final_mb']:9.1f}")
+    for name, lora in loras.items():
+        print(
+            f"   {name} / full: step time {lora['step_s'] / full['step_s']:.2f}x, peak memory "
+            f"{lora['peak_gb'] / full['peak_gb']:.2f}x, checkpoint {lora['checkpoint_mb'] / full['checkpoint_mb']:.3f}x"
+        )
 
 
 def main() -> None:
@@ -219,6 +222,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--lora-ranks", type=lambda text: [int(r) for r in text.split(",")], default=[8, 4], help="LoRA ranks to run"
+    )
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: generate,red,ppo")
     args = parser.parse_args()
