@@ -5,9 +5,15 @@ tiny Llama policy (also the critic's start) and a tiny Llama reward model with o
 trained on the spot, writes a prompt dataset as parquet, then runs
 `python -m verl.trainer.main_ppo` for each variant for a few steps:
 
-- `dense-gae`: PPO with a critic (GAE), rewarder `red` with `keep_sum`;
-- `sparse-gae`: the same with rewarder `sparse` (the reward model's score on the last token);
-- `dense-rloo`: critic-free `tokenreward_rloo`, 4 samples per prompt (with `--variants`).
+- `dense-rloo`: critic-free `tokenreward_rloo`, 4 samples per prompt, rewarder `red` with `keep_sum`;
+- `sparse-rloo`: the same with rewarder `sparse` (the reward model's score on the last token);
+- `dense-gae`, `sparse-gae`: PPO with a critic (GAE), with `--variants` (they need flash-attn, below).
+
+The actor and reference use PyTorch's SDPA attention
+(`+actor_rollout_ref.model.override_config.attn_implementation=sdpa`; verl 0.9.1 defaults them to
+`flash_attention_2`), so the critic-free variants run without flash-attn. verl 0.9.1 loads the critic with
+`attn_implementation="flash_attention_2"` written into `verl.utils.model.load_valuehead_model`, whatever
+`critic.model.override_config` says, so the GAE variants are refused when `flash_attn` does not import.
 
 A probe module (`verl_probe.py`, imported by verl in every process through
 `VERL_USE_EXTERNAL_MODULES`) records the first rows of `token_level_rewards` each time
@@ -15,13 +21,14 @@ advantages are computed, so the output shows the per-token rewards that reached 
 (how many non-zero tokens per response, and their sum) beside the mean step time
 (`timing_s/step`, first step left out). Each run's full log is kept under `--out`.
 
-    bash benchmarks/gpu/verl_ppo.sh                      # dense-gae and sparse-gae, 4 steps
+    bash benchmarks/gpu/verl_ppo.sh                      # dense-rloo and sparse-rloo, 4 steps
     python benchmarks/gpu/verl_ppo.py --dry-run          # compose and check the configs (CPU)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -48,9 +55,10 @@ PROMPTS = [
     "Add 2 and 3.",
 ]
 VARIANTS = {
+    "dense-rloo": {"rewarder": "red", "estimator": "tokenreward_rloo", "n": 4},
+    "sparse-rloo": {"rewarder": "sparse", "estimator": "tokenreward_rloo", "n": 4},
     "dense-gae": {"rewarder": "red", "estimator": "gae", "n": 1},
     "sparse-gae": {"rewarder": "sparse", "estimator": "gae", "n": 1},
-    "dense-rloo": {"rewarder": "red", "estimator": "tokenreward_rloo", "n": 4},
 }
 STEP_TIME = re.compile(r"timing_s/step:([0-9.eE+-]+)")
 
@@ -110,6 +118,7 @@ def overrides(variant: str, models: dict[str, str], data: dict[str, str], steps:
         "data.max_response_length=32",
         "data.return_raw_chat=True",
         f"actor_rollout_ref.model.path={models['policy']}",
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         "actor_rollout_ref.actor.optim.lr=1e-5",
         "actor_rollout_ref.actor.ppo_mini_batch_size=16",
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
@@ -222,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("verl_bench"))
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--variants", nargs="+", default=["dense-gae", "sparse-gae"], choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["dense-rloo", "sparse-rloo"], choices=sorted(VARIANTS))
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per variant")
     parser.add_argument("--dry-run", action="store_true", help="compose and check the configs only (no GPU)")
     opts = parser.parse_args(argv)
+    critics = [v for v in opts.variants if VARIANTS[v]["estimator"] == "gae"]
+    if critics and not opts.dry_run and importlib.util.find_spec("flash_attn") is None:
+        reason = "verl 0.9.1 loads the critic with flash_attention_2 and flash_attn does not import"
+        print(f"verl_ppo: --variants {' '.join(critics)}: {reason}; use dense-rloo / sparse-rloo", file=sys.stderr)
+        return 2
     opts.out.mkdir(parents=True, exist_ok=True)
     out = opts.out.resolve()
     models, data = build_models(out / "models"), write_data(out)

@@ -84,7 +84,8 @@ def test_the_documented_commands_compose_validate_and_build_the_manager(models, 
     """docs/verl.md's two main_ppo command lines, with its $POLICY / $RM / $DATA filled in, are a valid
     verl config (verl's own validate_config) from which a reward worker builds our manager."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
+    from verl.workers.config import HFModelConfig
 
     from tokenreward.integrations.verl import TokenRewardManager
 
@@ -98,6 +99,9 @@ def test_the_documented_commands_compose_validate_and_build_the_manager(models, 
     config = compose_verl(words[3:])
     validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     assert config.algorithm.adv_estimator == estimator and need_critic(config) == (estimator == "gae")
+    # the actor and reference load with SDPA, not verl's default flash_attention_2 (docs: "Without flash-attn")
+    actor_model = omega_conf_to_dataclass(config.actor_rollout_ref.model, HFModelConfig)
+    assert actor_model.hf_config._attn_implementation == "sdpa"
     worker = RewardLoopWorker(config)
     assert isinstance(worker.reward_manager, TokenRewardManager)
     assert worker.reward_manager.settings.rewarder == "red"
@@ -119,3 +123,23 @@ def test_the_gpu_benchmark_configs_compose_validate_and_build_the_manager(tmp_pa
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["variant"] for r in results] == ["dense-gae", "dense-rloo"]
     assert all(r["config"] == "composes, validates, builds the manager" for r in results)
+
+
+def test_the_gpu_benchmark_refuses_critic_variants_without_flash_attn(tmp_path, monkeypatch, capsys):
+    """verl 0.9.1 loads the critic with flash_attention_2 whatever the config says: the GAE variants stop
+    before anything is built, with one line naming them, when flash_attn does not import."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("verl_ppo_bench", ROOT / "benchmarks" / "gpu" / "verl_ppo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else find_spec(name, *a)
+    )
+    out = tmp_path / "bench"
+    assert bench.main(["--out", str(out), "--variants", "dense-rloo", "sparse-gae"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.splitlines() == [message]
+    assert message.startswith("verl_ppo: --variants sparse-gae: verl 0.9.1 loads the critic with flash_attention_2")
+    assert not out.exists()
