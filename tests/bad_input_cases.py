@@ -1075,17 +1075,19 @@ OTHER_CASES = [
     ),
     Case("train-integer-flag-text", ["train", "sft", "--seed", "one"], expect=("--seed: invalid int value: 'one'",)),
     Case(
-        "demo-steps-zero", ["demo", "--steps", "0", "--out", "{scratch}/demo"], expect=("--steps must be >= 1, got 0",)
+        "demo-steps-zero",
+        ["demo", "--steps", "0", "--out", "{scratch}/demo"],
+        expect=("--steps must be at least 1, got 0",),
     ),
     Case(
         "demo-heatmaps-negative",
         ["demo", "--heatmaps", "-1", "--out", "{scratch}/demo"],
-        expect=("--heatmaps must be >= 0, got -1",),
+        expect=("--heatmaps must be at least 0, got -1",),
     ),
     Case(
         "demo-learning-rate-zero",
         ["demo", "--learning-rate", "0", "--out", "{scratch}/demo"],
-        expect=("--learning-rate must be > 0",),
+        expect=("--learning-rate must be greater than 0",),
     ),
     Case("demo-out-is-a-file", ["demo", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
     Case(

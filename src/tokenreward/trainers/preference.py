@@ -88,7 +88,8 @@ class PreferenceConfig(RunConfig):
         metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]},
     )
     warmup_ratio: float = field(
-        default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0}
+        default=0.1,
+        metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0, "max": 1.0},
     )
     beta: float | None = field(
         default=None,
@@ -104,7 +105,7 @@ class PreferenceConfig(RunConfig):
     gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
     sepo_ratio: float = field(
         default=0.3,
-        metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0},
+        metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected)", "gt": 0.0, "max": 1.0},
     )
     token_rewarder: str | None = field(
         default=None,

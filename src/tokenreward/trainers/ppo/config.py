@@ -76,8 +76,8 @@ class PPOConfig(RunConfig):
     kl_in: Literal["reward", "loss"] = field(
         default="reward", metadata={"help": "subtract the KL from the reward or add it to the loss"}
     )
-    gamma: float = field(default=1.0, metadata={"help": "GAE discount", "min": 0.0})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda", "min": 0.0})
+    gamma: float = field(default=1.0, metadata={"help": "GAE discount", "min": 0.0, "max": 1.0})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda", "min": 0.0, "max": 1.0})
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip", "gt": 0.0})
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout values", "gt": 0.0})
     whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the batch"})
