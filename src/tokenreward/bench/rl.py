@@ -112,7 +112,9 @@ class RLBenchConfig(ModelLoading):
     )
     trainer_options: list[str] = field(
         default_factory=list,
-        metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
+        metadata={
+            "help": "key=value settings passed to every trainer config that has and uses the field, comma-separated"
+        },
     )
     jobs: int = field(
         default=1,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,7 +36,7 @@ import torch
 
 from tokenreward.encoding import prompts_as_chat
 from tokenreward.lora import reference_of, trainable_parameters
-from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
+from tokenreward.losses.preference_methods import METHOD_SPECIFIC_SETTINGS, PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.progress import progress_bar
@@ -147,6 +147,18 @@ class PreferenceConfig(RunConfig):
     )
 
 
+def refuse_unused_settings(config: PreferenceConfig, name: str) -> None:
+    """A method-specific setting (`METHOD_SPECIFIC_SETTINGS`) away from its default for a method
+    that does not read it is an error naming the flag, the method and the methods that use it."""
+    method = PREFERENCE_METHODS.get(name)
+    defaults = {f.name: f.default for f in fields(config)}
+    for setting in METHOD_SPECIFIC_SETTINGS:
+        if setting not in method.uses and getattr(config, setting) != defaults[setting]:
+            users = ", ".join(n for n, m in PREFERENCE_METHODS.items() if setting in m.uses)
+            flag = "--" + setting.replace("_", "-")
+            raise ValueError(f"{flag}: {name} does not use it (used by: {users})")
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -193,14 +205,7 @@ def run(config: PreferenceConfig, name: str) -> None:
     method_name = PREFERENCE_METHODS.canonical(name)
     method = PREFERENCE_METHODS.get(name)
     rewarder_name = config.token_rewarder or method.needs.token_rewarder
-    if config.alpha is not None and method.alpha is None:
-        raise ValueError(
-            f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}"
-        )
-    if config.token_rewarder is not None and method.needs.token_rewarder is None:
-        raise ValueError(
-            f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}"
-        )
+    refuse_unused_settings(config, name)
     settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
     beta, alpha = settings.beta, settings.alpha
     accelerator, folder = make_run(config, {"method": method_name})

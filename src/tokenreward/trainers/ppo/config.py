@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -14,6 +14,8 @@ from tokenreward.trainers.harness import RunConfig
 
 #: config fields that may change when a run is resumed
 RESUMABLE_CHANGES = ("steps", "save_every")
+#: settings only an estimator with a critic (value model) reads: GAE's discount and lambda, the critic's own
+CRITIC_SETTINGS = ("critic_learning_rate", "critic_init", "cliprange_value", "gamma", "lam")
 
 
 @dataclass(kw_only=True)
@@ -100,6 +102,13 @@ class PPOConfig(RunConfig):
         super().__post_init__()
         check_config(self)
 
+    @classmethod
+    def unused_settings(cls, estimator: str | None = None) -> tuple[str, ...]:
+        """The fields that `estimator` (default: this config's) does not read: the critic's
+        settings for a critic-free estimator (an unknown estimator: none)."""
+        name = estimator or next(f.default for f in fields(cls) if f.name == "estimator")
+        return () if name not in ESTIMATORS or ESTIMATORS.get(name).critic else CRITIC_SETTINGS
+
 
 @dataclass(kw_only=True)
 class ReMaxConfig(PPOConfig):
@@ -138,6 +147,12 @@ def check_config(c: PPOConfig) -> None:
         )
     if c.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
+    defaults = {f.name: f.default for f in fields(c)}
+    for name in c.unused_settings(c.estimator):
+        if getattr(c, name) != defaults[name]:
+            users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}: --estimator {c.estimator} has no critic and does not use it (used by: {users})")
     if "group" in ESTIMATORS.get(c.estimator).needs and c.samples_per_prompt < 2:
         raise ValueError(
             f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}"
