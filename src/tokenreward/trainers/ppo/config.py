@@ -10,6 +10,8 @@ from typing import ClassVar, Literal
 
 from tokenreward.lora import refuse_lora_dropout
 from tokenreward.losses.advantages import ESTIMATORS
+from tokenreward.options import parse_assignments
+from tokenreward.rewards import REWARDERS, check_rewarder_arguments
 from tokenreward.trainers.harness import RunConfig
 
 #: config fields that may change when a run is resumed
@@ -145,6 +147,11 @@ def check_config(c: PPOConfig) -> None:
             f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "
             "of a step (--batch-size x --samples-per-prompt)"
         )
+    if c.rewarder not in REWARDERS:
+        raise ValueError(f"--rewarder {c.rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}")
+    check_rewarder_arguments(
+        c.rewarder, parse_assignments(c.rewarder_options, "--rewarder-options"), lambda k: f"--rewarder-options {k}"
+    )
     if c.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
     defaults = {f.name: f.default for f in fields(c)}
