@@ -70,7 +70,7 @@ def files(tmp_path_factory, tokenizer, other_tokenizer):
 def config(files, out, cls=PPOConfig, **overrides):
     values = dict(FAST, policy=files / "policy", reward_model=files / "rm", prompts=files / "prompts.jsonl", out=out)
     values.update(overrides)
-    for name in cls.unused_settings(values.get("estimator")):  # critic-free: no critic settings
+    for name in cls.unused_settings("ppo", values):  # critic-free: no critic settings
         if name not in overrides:
             values.pop(name, None)
     return cls(**values)

@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -146,14 +147,19 @@ class PreferenceConfig(RunConfig):
         },
     )
 
+    @staticmethod
+    def unused_settings(trainer: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The method-specific settings (`METHOD_SPECIFIC_SETTINGS`) that method `trainer` does not
+        read (`settings` are the others given; a benchmark leaves these out of the method's run)."""
+        return tuple(s for s in METHOD_SPECIFIC_SETTINGS if s not in PREFERENCE_METHODS.get(trainer).uses)
+
 
 def refuse_unused_settings(config: PreferenceConfig, name: str) -> None:
     """A method-specific setting (`METHOD_SPECIFIC_SETTINGS`) away from its default for a method
     that does not read it is an error naming the flag, the method and the methods that use it."""
-    method = PREFERENCE_METHODS.get(name)
     defaults = {f.name: f.default for f in fields(config)}
-    for setting in METHOD_SPECIFIC_SETTINGS:
-        if setting not in method.uses and getattr(config, setting) != defaults[setting]:
+    for setting in config.unused_settings(name, {}):
+        if getattr(config, setting) != defaults[setting]:
             users = ", ".join(n for n, m in PREFERENCE_METHODS.items() if setting in m.uses)
             flag = "--" + setting.replace("_", "-")
             raise ValueError(f"{flag}: {name} does not use it (used by: {users})")

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from tokenreward.lora import refuse_lora_dropout
 from tokenreward.losses.advantages import ESTIMATORS
@@ -105,10 +106,10 @@ class PPOConfig(RunConfig):
         check_config(self)
 
     @classmethod
-    def unused_settings(cls, estimator: str | None = None) -> tuple[str, ...]:
-        """The fields that `estimator` (default: this config's) does not read: the critic's
-        settings for a critic-free estimator (an unknown estimator: none)."""
-        name = estimator or next(f.default for f in fields(cls) if f.name == "estimator")
+    def unused_settings(cls, trainer: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The fields that the estimator of `settings` (default: this config's) does not read:
+        the critic's settings for a critic-free estimator (an unknown estimator: none)."""
+        name = settings.get("estimator") or next(f.default for f in fields(cls) if f.name == "estimator")
         return () if name not in ESTIMATORS or ESTIMATORS.get(name).critic else CRITIC_SETTINGS
 
 
@@ -155,7 +156,7 @@ def check_config(c: PPOConfig) -> None:
     if c.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
     defaults = {f.name: f.default for f in fields(c)}
-    for name in c.unused_settings(c.estimator):
+    for name in c.unused_settings("ppo", {"estimator": c.estimator}):
         if getattr(c, name) != defaults[name]:
             users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
             flag = "--" + name.replace("_", "-")
