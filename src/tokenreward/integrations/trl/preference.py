@@ -79,8 +79,6 @@ class TDPOConfig(DPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.tdpo_variant not in ("tdpo1", "tdpo2"):
-            raise ValueError(f"tdpo_variant: must be 'tdpo1' or 'tdpo2', got {self.tdpo_variant!r}")
         if self.tdpo_variant == "tdpo1" and self.alpha != 0.5:
             raise ValueError(f"alpha: tdpo1 does not use it (used by: tdpo2), got {self.alpha}")
 
