@@ -61,7 +61,7 @@ class SFTConfig(RunConfig):
         default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
     max_grad_norm: float = field(
-        default=math.inf, metadata={"help": "gradient-norm clip (default: none, inf)", "gt": 0.0, "allow_inf": True}
+        default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}
     )
 
 
