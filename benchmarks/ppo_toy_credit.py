@@ -68,8 +68,8 @@ def main() -> None:
                     config = cls(
                         out=Path(tmp) / f"{label}-{dense}-{seed}", steps=args.steps, seed=seed, batch_size=batch,
                         mini_batch_size=8, max_new_tokens=args.max_new_tokens, learning_rate=args.learning_rate,
-                        critic_learning_rate=args.learning_rate, estimator=estimator, progress=False,
-                        save_every=args.steps, **sources,
+                        estimator=estimator, progress=False, save_every=args.steps, **sources,
+                        **({"critic_learning_rate": args.learning_rate} if estimator == "gae" else {}),
                     )  # fmt: skip
                     log = [json.loads(line) for line in (run(config, method) / "log.jsonl").read_text().splitlines()]
                     rewards = [r["reward"] for r in log]

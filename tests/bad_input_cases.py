@@ -1075,17 +1075,19 @@ OTHER_CASES = [
     ),
     Case("train-integer-flag-text", ["train", "sft", "--seed", "one"], expect=("--seed: invalid int value: 'one'",)),
     Case(
-        "demo-steps-zero", ["demo", "--steps", "0", "--out", "{scratch}/demo"], expect=("--steps must be >= 1, got 0",)
+        "demo-steps-zero",
+        ["demo", "--steps", "0", "--out", "{scratch}/demo"],
+        expect=("--steps must be at least 1, got 0",),
     ),
     Case(
         "demo-heatmaps-negative",
         ["demo", "--heatmaps", "-1", "--out", "{scratch}/demo"],
-        expect=("--heatmaps must be >= 0, got -1",),
+        expect=("--heatmaps must be at least 0, got -1",),
     ),
     Case(
         "demo-learning-rate-zero",
         ["demo", "--learning-rate", "0", "--out", "{scratch}/demo"],
-        expect=("--learning-rate must be > 0",),
+        expect=("--learning-rate must be greater than 0",),
     ),
     Case("demo-out-is-a-file", ["demo", "--out", "{a_file}"], expect=("--out {a_file}: is a file, not a folder",)),
     Case(
@@ -1504,4 +1506,127 @@ CLIENT_CASES = [
     ),
 ]
 
-CASES = SCORE_CASES + LABEL_CASES + WORLD_CASES + OTHER_CASES + API_CASES + SERVE_CASES + CLIENT_CASES
+# ---------------------------------------------------------------- numbers and method-specific settings
+
+RUN = ["--out", "{root}/runs/{case}"]  # outside the scratch folder: a refused run must write nothing there
+
+
+def train_case(id: str, method: str, args: list[str], *expect: str) -> Case:
+    return Case(f"train-{method}-{id}", argv=["train", method, *args, *RUN], expect=expect)
+
+
+def _trl_config(name: str, **values):
+    from tokenreward.integrations.trl import preference
+
+    return getattr(preference, name)(output_dir="unused", bf16=False, use_cpu=True, **values)
+
+
+def _ppo_config(**values):
+    from tokenreward.trainers.ppo.config import PPOConfig
+
+    return PPOConfig(out="unused", **values)
+
+
+def _preference_config(**values):
+    from tokenreward.trainers.preference import PreferenceConfig
+
+    return PreferenceConfig(out="unused", **values)
+
+
+VALIDATION_CASES = [
+    # every number finite (inf, -inf, nan), whole numbers for int fields
+    train_case(
+        "learning-rate-inf", "dpo", ["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"
+    ),
+    train_case(
+        "warmup-ratio-inf", "dpo", ["--warmup-ratio", "inf"], "--warmup-ratio must be a finite number, got inf"
+    ),
+    train_case("gamma-nan", "simpo", ["--gamma", "nan"], "--gamma must be a finite number, got nan"),
+    train_case(
+        "learning-rate-inf", "ppo", ["--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"
+    ),
+    train_case("kl-coef-inf", "rloo", ["--kl-coef", "inf"], "--kl-coef must be a finite number, got inf"),
+    train_case("alpha-minus-inf", "figa", ["--alpha=-inf"], "--alpha must be a finite number, got -inf"),
+    train_case(
+        "max-grad-norm-nan",
+        "sft",
+        ["--model", "{lm}", "--data", "{pairs}", "--max-grad-norm", "nan"],
+        "--max-grad-norm must be a finite number, got nan",
+    ),
+    # upper bounds and cross-field ranges
+    train_case("gamma-above-1", "ppo", ["--gamma", "5"], "--gamma must be at most 1.0, got 5.0"),
+    train_case("lam-above-1", "ppo", ["--lam", "2"], "--lam must be at most 1.0, got 2.0"),
+    train_case(
+        "warmup-ratio-above-1", "dpo", ["--warmup-ratio", "1.5"], "--warmup-ratio must be at most 1.0, got 1.5"
+    ),
+    train_case("sepo-ratio-above-1", "sepo", ["--sepo-ratio", "2"], "--sepo-ratio must be at most 1.0, got 2.0"),
+    train_case(
+        "ce-low-above-ce-high", "figa", ["--ce-low", "2", "--ce-high", "1"], "--ce-low must be below --ce-high"
+    ),
+    train_case("ce-low-negative", "figa", ["--ce-low=-1"], "--ce-low must be at least 0.0, got -1.0"),
+    train_case(
+        "eval-fraction-1", "discriminator", ["--eval-fraction", "1"], "--eval-fraction must be less than 1.0, got 1.0"
+    ),
+    Case("bench-rl-jobs-zero", ["bench", "rl", "--jobs", "0", *RUN], expect=("--jobs must be at least 1, got 0",)),
+    # a method-specific flag the method does not read
+    train_case("gamma-unused", "dpo", ["--gamma", "3"], "--gamma: dpo does not use it (used by: simpo, simpo_reg)"),
+    train_case(
+        "guide-policy-unused", "dpo", ["--guide-policy", "{lm}"], "--guide-policy: dpo does not use it (used by:"
+    ),
+    train_case("alpha-unused", "tdpo1", ["--alpha", "0.3"], "--alpha: tdpo1 does not use it (used by: dpo_reg"),
+    train_case(
+        "sepo-ratio-unused", "simpo", ["--sepo-ratio", "0.5"], "--sepo-ratio: simpo does not use it (used by: sepo)"
+    ),
+    train_case("reward-model-unused", "simpo", ["--reward-model", "{rm}"], "--reward-model: simpo does not use it"),
+    train_case(
+        "critic-learning-rate-unused",
+        "rloo",
+        ["--critic-learning-rate", "1e-3"],
+        "--critic-learning-rate: --estimator rloo_token has no critic and does not use it (used by: gae)",
+    ),
+    train_case("gamma-unused", "remax", ["--gamma", "0.9"], "--gamma: --estimator remax_token has no critic"),
+    # rewarder options checked against the rewarder's constructor
+    train_case(
+        "rewarder-option-unknown",
+        "ppo",
+        ["--rewarder", "red", "--rewarder-options", "kep_sum=true"],
+        "--rewarder-options kep_sum: rewarder 'red' does not take it (it takes reward_model,",
+    ),
+    train_case(
+        "rewarder-option-infinite",
+        "ppo",
+        ["--rewarder", "red", "--rewarder-options", "beta_c=inf"],
+        "--rewarder-options beta_c takes a finite number, got 'inf'",
+    ),
+    train_case("rewarder-unknown", "ppo", ["--rewarder", "nosuch"], "--rewarder 'nosuch' is not registered"),
+    # the Python API: a bool is not a number; the TRL configs check what the CLI checks
+    _api(
+        "config-int-given-bool", lambda fx: _preference_config(steps=True), "--steps must be a whole number, got True"
+    ),
+    _api("config-float-given-bool", lambda fx: _ppo_config(gamma=True), "--gamma must be a number, got True"),
+    _api(
+        "config-int-given-float",
+        lambda fx: _ppo_config(batch_size=2.5),
+        "--batch-size must be a whole number, got 2.5",
+    ),
+    _api(
+        "trl-rewarder-option-unknown",
+        lambda fx: _trl_config("TRegDPOConfig", rewarder_options={"kep": 1}),
+        "rewarder_options.kep: rewarder 'contrastive' does not take it",
+    ),
+    _api(
+        "trl-rewarder-option-bool-for-number",
+        lambda fx: _trl_config("SePOConfig", token_rewarder="red", rewarder_options={"beta_c": True}),
+        "rewarder_options.beta_c: expected a number, got a boolean",
+    ),
+    _api(
+        "trl-tdpo1-alpha-unused",
+        lambda fx: _trl_config("TDPOConfig", tdpo_variant="tdpo1", alpha=0.9),
+        "alpha: tdpo1 does not use it (used by: tdpo2)",
+    ),
+]
+
+
+CASES = (
+    SCORE_CASES + LABEL_CASES + WORLD_CASES + OTHER_CASES + VALIDATION_CASES + API_CASES + SERVE_CASES + CLIENT_CASES
+)

@@ -132,6 +132,19 @@ def synthetic_run(seed: int, curve: list[float], oracle: float) -> dict:
     }
 
 
+def test_options_go_only_to_the_trainers_that_use_them(tmp_path):
+    """One option list for every run: the critic's settings reach ppo (gae) but not rloo, `gamma`
+    reaches simpo but not dpo, and a run refused for them would otherwise stop the benchmark."""
+    options = {"critic_learning_rate": "0.003", "gamma": "0.5"}
+    ppo = trainer_config(resolve_method("ppo-red"), tmp_path, 1, 0, tmp_path / "p", options, resume=False)
+    rloo = trainer_config(resolve_method("rloo-red"), tmp_path, 1, 0, tmp_path / "r", options, resume=False)
+    assert (ppo.critic_learning_rate, ppo.gamma) == (0.003, 0.5)
+    assert (rloo.critic_learning_rate, rloo.gamma) == (1e-4, 1.0)  # the defaults: nothing was given
+    simpo = trainer_config(resolve_method("simpo"), tmp_path, 1, 0, tmp_path / "s", options, resume=False)
+    dpo = trainer_config(resolve_method("dpo"), tmp_path, 1, 0, tmp_path / "d", options, resume=False)
+    assert (simpo.gamma, dpo.gamma) == (0.5, 1.0)
+
+
 def test_aggregate_matches_a_naive_computation(tmp_path):
     rng = random.Random(5)
     curves = {

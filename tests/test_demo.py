@@ -95,8 +95,8 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
 
 def test_demo_refuses_bad_input(tmp_path, capsys):
     assert main(["demo", "--steps", "0", "--out", str(tmp_path)]) == 2
-    assert "--steps must be >= 1, got 0" in capsys.readouterr().err
+    assert "--steps must be at least 1, got 0" in capsys.readouterr().err
     assert main(["demo", "--seeds", "0", "--out", str(tmp_path)]) == 2
-    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+    assert "--seeds must be at least 1, got 0" in capsys.readouterr().err
     assert main(["demo", "--world", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     assert "no world at" in capsys.readouterr().err

@@ -49,7 +49,7 @@ def sft(folders: Path, out: Path, *flags: str) -> list[str]:
         (["--merge", "--lora-dropout", "0.1"], "--lora-dropout, --merge: LoRA options without --lora-r"),
         (["--lora-r", "-1"], "--lora-r must be at least 0, got -1"),
         (["--lora-r", "4", "--lora-alpha", "0"], "--lora-alpha must be greater than 0"),
-        (["--lora-r", "4", "--lora-dropout", "1"], "--lora-dropout must be in [0, 1), got 1.0"),
+        (["--lora-r", "4", "--lora-dropout", "1"], "--lora-dropout must be less than 1.0, got 1.0"),
         (["--lora-r", "4", "--lora-target-modules", ","], "--lora-target-modules ',' names no module"),
         (["--lora-r", "4", "--lora-target-modules", "no_such_proj"], "--lora-target-modules no_such_proj:"),
         (["--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1, got 0"),

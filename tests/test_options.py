@@ -108,3 +108,36 @@ def test_score_cli_option_false_is_off_and_misspelling_exits_2(rm_dir, capsys):
     assert off["rewards"] != on["rewards"]
     assert main([*args, "--option", "keep_summ=true"]) == 2
     assert "keep_summ" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"kep_sum": True}, "opt kep_sum: rewarder 'red' does not take it (it takes reward_model, tokenizer, beta_c,"),
+        ({"a": 1, "b": 2}, "opt a, opt b: rewarder 'red' does not take them"),
+        ({"keep_sum": 1}, "opt keep_sum: expected a boolean, got 1"),
+        ({"beta_c": True}, "opt beta_c: expected a number, got a boolean"),
+        ({"beta_c": float("inf")}, "opt beta_c: expected a finite number, got inf"),
+        ({"beta_c": float("nan")}, "opt beta_c: expected a finite number, got nan"),
+        ({"beta_c": "-inf"}, "opt beta_c takes a finite number, got '-inf'"),
+        ({"keep_sum": "maybe"}, "opt keep_sum takes true/false (yes/no, 1/0), got 'maybe'"),
+    ],
+)
+def test_rewarder_arguments_are_checked_against_the_constructor(given, message):
+    from tokenreward.rewards import check_rewarder_arguments
+
+    with pytest.raises(ValueError) as err:
+        check_rewarder_arguments("red", given, lambda key: f"opt {key}")
+    assert str(err.value).startswith(message)
+
+
+def test_rewarder_arguments_are_typed_and_resources_pass_through():
+    from tokenreward.rewards import check_rewarder_arguments
+
+    given = {"beta_c": "0.5", "keep_sum": "yes", "alpha": 2, "reward_model": "folder"}
+    assert check_rewarder_arguments("red", given, str) == {
+        "beta_c": 0.5,
+        "keep_sum": True,
+        "alpha": 2,
+        "reward_model": "folder",
+    }

@@ -70,6 +70,9 @@ def files(tmp_path_factory, tokenizer, other_tokenizer):
 def config(files, out, cls=PPOConfig, **overrides):
     values = dict(FAST, policy=files / "policy", reward_model=files / "rm", prompts=files / "prompts.jsonl", out=out)
     values.update(overrides)
+    for name in cls.unused_settings("ppo", values):  # critic-free: no critic settings
+        if name not in overrides:
+            values.pop(name, None)
     return cls(**values)
 
 
@@ -369,8 +372,9 @@ class LetterRewarder(Rewarder):
 @pytest.mark.parametrize("method, cls", [("ppo", PPOConfig), ("rloo", RLOOConfig)])
 def test_training_raises_the_reward_on_a_toy_task(files, tmp_path, monkeypatch, method, cls):
     monkeypatch.setattr(ppo_module, "build_rewarder", lambda *a, **k: LetterRewarder())
+    critic = {"critic_learning_rate": 3e-2} if method == "ppo" else {}  # rloo has no critic
     cfg = config(files, tmp_path / method, cls, steps=25, batch_size=8 if method == "ppo" else 2, mini_batch_size=8,
-                 max_new_tokens=8, learning_rate=3e-2, critic_learning_rate=3e-2)  # fmt: skip
+                 max_new_tokens=8, learning_rate=3e-2, **critic)  # fmt: skip
     rewards = [r["reward"] for r in read_jsonl(run(cfg, method) / "log.jsonl")]
     assert max(rewards[:3]) < 1.0  # a random policy writes few e's in 8 tokens
     assert sum(rewards[-5:]) / 5 > 4.0, rewards

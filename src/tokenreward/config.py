@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
+BOUND_SIGNS = (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<"))
 
 
 def _resolve(tp: Any) -> tuple[Any, bool]:
@@ -46,9 +47,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         )
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         help_text = f.metadata.get("help", "")
-        bounds = [f">= {f.metadata['min']}" for _ in [0] if "min" in f.metadata] + [
-            f"> {f.metadata['gt']}" for _ in [0] if "gt" in f.metadata
-        ]
+        bounds = [f"{sign} {f.metadata[key]}" for key, sign in BOUND_SIGNS if key in f.metadata]
         if bounds:
             help_text = f"{help_text}; {', '.join(bounds)}"
         if default is not None and not required:
@@ -81,16 +80,46 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -
     return cls(**values)
 
 
+def _number_kinds(tp: Any) -> set[type]:
+    """`{int}`, `{float}`, `{int, float}` for a numeric field (`int | None`, ...), else empty."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
+    return {a for a in args if a in (int, float)}
+
+
+def range_problem(value: Any, metadata: Any, kinds: set[type]) -> str | None:
+    """Why `value` does not fit a numeric field of these kinds and bounds (None if it does): a
+    bool is not a number, an int field takes a whole number, a float field a finite number (an
+    infinite one only with `allow_inf` in the metadata), within `min` (>=), `gt` (>), `max`
+    (<=), `lt` (<)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        wanted = "a whole number" if kinds == {int} else "a number"
+        return f"must be {wanted}, got {value!r}"
+    if isinstance(value, float) and float not in kinds:
+        return f"must be a whole number, got {value!r}"
+    if math.isnan(value) or (math.isinf(value) and not metadata.get("allow_inf")):
+        return f"must be a finite number, got {value}"
+    for key, fails, words in (
+        ("min", lambda v, b: v < b, "at least"),
+        ("gt", lambda v, b: v <= b, "greater than"),
+        ("max", lambda v, b: v > b, "at most"),
+        ("lt", lambda v, b: v >= b, "less than"),
+    ):
+        if key in metadata and fails(value, metadata[key]):
+            return f"must be {words} {metadata[key]}, got {value}"
+    return None
+
+
 def validate_ranges(config: Any) -> None:
-    """Check every field with a `min` (>=) or `gt` (>) bound in its metadata; None passes."""
+    """Check every numeric (int / float) field: a number of its type, finite, within the bounds
+    of its metadata (`min` >=, `gt` >, `max` <=, `lt` <); None passes where the field allows it.
+    The error names the field's flag."""
+    hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
+        kinds = _number_kinds(hints.get(f.name))
         value = getattr(config, f.name)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not kinds or value is None:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, float) and math.isnan(value):
-            raise ValueError(f"{flag} must be a number, got {value}")
-        if "min" in f.metadata and value < f.metadata["min"]:
-            raise ValueError(f"{flag} must be at least {f.metadata['min']}, got {value}")
-        if "gt" in f.metadata and value <= f.metadata["gt"]:
-            raise ValueError(f"{flag} must be greater than {f.metadata['gt']}, got {value}")
+        problem = range_problem(value, f.metadata, kinds)
+        if problem:
+            raise ValueError(f"--{f.name.replace('_', '-')} {problem}")

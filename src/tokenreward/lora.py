@@ -40,7 +40,7 @@ class LoraFlags:
     lora_alpha: float = field(
         default=16.0, metadata={"help": "LoRA scale numerator: the update is (alpha / r) B A x", "gt": 0.0}
     )
-    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input, in [0, 1)", "min": 0.0})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input", "min": 0.0, "lt": 1.0})
     lora_target_modules: str = field(
         default="all-linear",
         metadata={"help": "modules LoRA adapts: all-linear (every linear layer but the output head) or NAME,NAME,..."},

@@ -68,3 +68,37 @@ def typed_value(text: str, annotation: Any, name: str) -> Any:
         return text
     wanted = " or ".join(sorted(k.__name__ for k in kinds if k is not type(None)))
     raise ValueError(f"{name} takes {wanted}, got {text!r}")
+
+
+def json_type(value: Any) -> str:
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def option_problem(value: Any, kinds: set[type]) -> str | None:
+    """Why `value` (from JSON) does not fit an option of these types (None if it does): a
+    boolean option takes a JSON boolean, an integer one an integer, a float one a finite number."""
+    if value is None and type(None) in kinds:
+        return None
+    if isinstance(value, bool):
+        return None if bool in kinds else f"expected {type_names(kinds)}, got a boolean"
+    if isinstance(value, int) and (int in kinds or float in kinds):
+        return None
+    if isinstance(value, float) and float in kinds:
+        return None if math.isfinite(value) else f"expected a finite number, got {value}"
+    if isinstance(value, str) and str in kinds:
+        return None
+    shown = f"{value!r}" if isinstance(value, (int, float, str)) else json_type(value)
+    return f"expected {type_names(kinds)}, got {shown}"
+
+
+def type_names(kinds: set[type]) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return " or ".join(names[k] for k in names if k in kinds) or "nothing"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from tokenreward.options import annotation_kinds, option_problem, typed_value
 from tokenreward.registry import Registry
 from tokenreward.types import Conversation, Message, Offsets, TextOrMessages  # noqa: F401  (re-exported)
 
@@ -265,6 +266,35 @@ def rewarder_requirements(name: str) -> list[str]:
 def rewarder_options(name: str) -> dict[str, inspect.Parameter]:
     """The method options of rewarder `name` (constructor parameters that are not resources)."""
     return {p.name: p for p in _parameters(name) if not _is_resource(p)}
+
+
+def check_rewarder_arguments(name: str, given: Mapping[str, Any], label: Callable[[str], str]) -> dict[str, Any]:
+    """`given` (options and resources a user wrote for rewarder `name`) checked against its
+    constructor: every name one of its arguments (unless it takes `**kwargs`), every option value
+    of the annotated type (text typed by `typed_value`; otherwise a boolean only for a boolean
+    option, a finite number for a number: `option_problem`). `label(key)` is how the user wrote
+    the key (a flag, a config key), named in the one-line error. Returns the typed values."""
+    params = list(inspect.signature(REWARDERS.get(name).__init__).parameters.values())[1:]
+    accepted = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    unknown = [key for key in given if key not in accepted]
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params):
+        raise ValueError(
+            f"{', '.join(label(k) for k in unknown)}: rewarder {name!r} does not take "
+            f"{'it' if len(unknown) == 1 else 'them'} (it takes {', '.join(accepted) or 'nothing'})"
+        )
+    options, typed = rewarder_options(name), dict(given)
+    for key, value in given.items():
+        if key not in options:
+            continue
+        annotation = options[key].annotation
+        if isinstance(value, str):
+            typed[key] = typed_value(value, annotation, label(key))
+            continue
+        kinds = annotation_kinds(annotation) - {object}
+        problem = option_problem(value, kinds) if kinds else None
+        if problem:
+            raise ValueError(f"{label(key)}: {problem}")
+    return typed
 
 
 def resource_names() -> set[str]:

@@ -112,10 +112,13 @@ class RLBenchConfig(ModelLoading):
     )
     trainer_options: list[str] = field(
         default_factory=list,
-        metadata={"help": "key=value settings passed to every trainer config that has the field, comma-separated"},
+        metadata={
+            "help": "key=value settings passed to every trainer config that has and uses the field, comma-separated"
+        },
     )
     jobs: int = field(
-        default=1, metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)"}
+        default=1,
+        metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)", "min": 1},
     )
 
     def __post_init__(self) -> None:

@@ -86,7 +86,9 @@ def trainer_config(
     loading: ModelLoading | None = None,
 ) -> Any:
     """The trainer's config for one run, built through the same flags as `tokenreward train`
-    (with the benchmark's `loading` flags, which `options` may override)."""
+    (with the benchmark's `loading` flags, which `options` may override); an option goes to the
+    trainers whose config has the field and uses it (the config's `unused_settings(trainer,
+    options)`: e.g. no critic settings for a critic-free estimator, no `gamma` for dpo)."""
     spec = TRAINERS.get(method.trainer)
     if not dataclasses.is_dataclass(spec.config):
         raise ValueError(f"trainer {method.trainer!r}: its config {spec.config.__name__} is not a dataclass")
@@ -104,7 +106,8 @@ def trainer_config(
     if method.rewarder is not None:
         flags["rewarder"] = method.rewarder
     flags.update({k: v for k, v in loading_flags(loading, spec.config).items() if k in fields})
-    flags.update({k: v for k, v in options.items() if k in fields})
+    unused = getattr(spec.config, "unused_settings", lambda trainer, settings: ())(method.trainer, options)
+    flags.update({k: v for k, v in options.items() if k in fields and k not in unused})
     if resume and "resume" in fields:
         flags["resume"] = "true"
     argv = []

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
 #: seconds each stage took on an idle 2-core machine (`tokenreward demo` on a fresh cache, docs/world.md); the ETA
@@ -48,10 +48,10 @@ class DemoConfig:
     world: Path | None = field(
         default=None, metadata={"help": "world folder (default: the full world in the cache, built on first use)"}
     )
-    steps: int = field(default=80, metadata={"help": "PPO steps per run"})
-    seeds: int = field(default=3, metadata={"help": "seeds per method (the printed spread is over these)"})
-    learning_rate: float = field(default=2e-5, metadata={"help": "policy learning rate"})
-    kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy"})
+    steps: int = field(default=80, metadata={"help": "PPO steps per run", "min": 1})
+    seeds: int = field(default=3, metadata={"help": "seeds per method (the printed spread is over these)", "min": 1})
+    learning_rate: float = field(default=2e-5, metadata={"help": "policy learning rate", "gt": 0.0})
+    kl_coef: float = field(default=0.1, metadata={"help": "KL coefficient to the SFT policy", "min": 0.0})
     critic_init: Literal["policy", "reward_model"] = field(
         default="policy",
         metadata={
@@ -59,34 +59,16 @@ class DemoConfig:
             "model (whose prefix scores then already hand GAE RED-like differences; the two methods end closer)"
         },
     )
-    jobs: int = field(default=2, metadata={"help": "PPO runs trained at once, one process and one thread each"})
-    heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards"})
+    jobs: int = field(
+        default=2, metadata={"help": "PPO runs trained at once, one process and one thread each", "min": 1}
+    )
+    heatmaps: int = field(default=3, metadata={"help": "held-out responses shown with RED's token rewards", "min": 0})
     eval_prompts: int | None = field(
-        default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)"}
+        default=None, metadata={"help": "held-out prompts for the final evaluation (default: all)", "min": 1}
     )
 
     def __post_init__(self):
-        checks = {
-            "steps": self.steps >= 1,
-            "seeds": self.seeds >= 1,
-            "jobs": self.jobs >= 1,
-            "learning_rate": 0 < self.learning_rate < float("inf"),
-            "kl_coef": 0 <= self.kl_coef < float("inf"),
-            "heatmaps": self.heatmaps >= 0,
-            "eval_prompts": self.eval_prompts is None or self.eval_prompts >= 1,
-        }
-        rules = {
-            "steps": ">= 1",
-            "seeds": ">= 1",
-            "jobs": ">= 1",
-            "learning_rate": "> 0",
-            "kl_coef": ">= 0",
-            "heatmaps": ">= 0",
-            "eval_prompts": ">= 1",
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"--{name.replace('_', '-')} must be {rules[name]}, got {getattr(self, name)}")
+        validate_ranges(self)
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ValueError(f"--out {self.out}: is a file, not a folder")
 

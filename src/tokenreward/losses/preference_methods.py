@@ -80,6 +80,11 @@ class Needs:
     token_rewarder: str | None = None  # default token rewarder, None when the method uses none
 
 
+#: settings only some methods read (the trainer's flags): giving one to a method that does not read it is an error
+TOKEN_REWARD_SETTINGS = ("token_rewarder", "guide_policy", "reward_model")
+METHOD_SPECIFIC_SETTINGS = ("alpha", "gamma", "sepo_ratio", *TOKEN_REWARD_SETTINGS)
+
+
 @dataclass(frozen=True)
 class PreferenceMethod:
     help: str
@@ -87,6 +92,14 @@ class PreferenceMethod:
     beta: float  # default beta
     alpha: float | None  # default alpha; None: the method has none
     loss: Callable[[PairBatch, PreferenceSettings], PreferenceLoss]
+    reads: tuple[str, ...] = ()  # PreferenceSettings fields besides beta and alpha the loss reads (gamma, sepo_ratio)
+
+    @property
+    def uses(self) -> frozenset[str]:
+        """The method-specific settings (`METHOD_SPECIFIC_SETTINGS`) this method reads: `alpha`
+        when it has one, its `reads`, and the token-reward inputs when it uses token rewards."""
+        token_inputs = TOKEN_REWARD_SETTINGS if self.needs.token_rewarder else ()
+        return frozenset((*(("alpha",) if self.alpha is not None else ()), *self.reads, *token_inputs))
 
     def settings(
         self, beta: float | None = None, alpha: float | None = None, gamma: float = 1.0, sepo_ratio: float = 0.3
@@ -102,9 +115,16 @@ class PreferenceMethod:
 PREFERENCE_METHODS: Registry[PreferenceMethod] = Registry("preference method", "tokenreward.losses")
 
 
-def register_preference(name: str, help: str, beta: float, alpha: float | None = None, needs: Needs = Needs()):
+def register_preference(
+    name: str,
+    help: str,
+    beta: float,
+    alpha: float | None = None,
+    needs: Needs = Needs(),
+    reads: tuple[str, ...] = (),
+):
     def decorator(fn: Callable[[PairBatch, PreferenceSettings], PreferenceLoss]):
-        PREFERENCE_METHODS.register(name)(PreferenceMethod(help, needs, beta, alpha, fn))
+        PREFERENCE_METHODS.register(name)(PreferenceMethod(help, needs, beta, alpha, fn, reads))
         return fn
 
     return decorator
@@ -151,7 +171,11 @@ def dpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
 
 
 @register_preference(
-    "simpo", "SimPO: length-normalised, reference-free, margin gamma", beta=2.0, needs=Needs(reference_logps=False)
+    "simpo",
+    "SimPO: length-normalised, reference-free, margin gamma",
+    beta=2.0,
+    needs=Needs(reference_logps=False),
+    reads=("gamma",),
 )
 def simpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     logits, reward_w, reward_l = _simpo_parts(batch, s)
@@ -175,6 +199,7 @@ def dpo_reg_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     beta=2.0,
     alpha=0.25,
     needs=Needs(reference_logps=False, token_rewarder="contrastive"),
+    reads=("gamma",),
 )
 def simpo_reg_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     return _treg(_simpo_parts(batch, s), batch, s)
@@ -226,6 +251,7 @@ def tgdpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     "SePO: contrast the top / bottom 30% tokens by implicit token reward",
     beta=1.0,
     needs=Needs(reference_logps=False, token_rewarder="implicit"),
+    reads=("sepo_ratio",),
 )
 def sepo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     (lw, ll), (tw, tl), (sw, sl) = batch.logps, batch.tokens, batch.rewards

@@ -21,12 +21,11 @@ decode to it) is a `Sample` with `blank` set: it gets the server's `--empty-rewa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tokenreward.options import annotation_kinds
+from tokenreward.options import annotation_kinds, json_type, option_problem
 from tokenreward.rewards import Offsets, TextOrMessages
 
 
@@ -62,18 +61,6 @@ def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"body: expected a JSON object, got {json_type(body)}")
     return body
-
-
-def json_type(value: Any) -> str:
-    names = {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def require_list(body: dict[str, Any], name: str, length: int | None = None) -> list[Any]:
@@ -135,28 +122,6 @@ def check_response(value: Any, where: str) -> None:
         raise BadRequest(f"{where}: expected a string or a list of messages, got {json_type(value)}")
     if not text:
         raise BadRequest(f"{where}: empty response")
-
-
-def option_problem(value: Any, kinds: set[type]) -> str | None:
-    """Why `value` (from JSON) does not fit an option of these types (None if it does): a
-    boolean option takes a JSON boolean, an integer one an integer, a float one a finite number."""
-    if value is None and type(None) in kinds:
-        return None
-    if isinstance(value, bool):
-        return None if bool in kinds else f"expected {type_names(kinds)}, got a boolean"
-    if isinstance(value, int) and (int in kinds or float in kinds):
-        return None
-    if isinstance(value, float) and float in kinds:
-        return None if math.isfinite(value) else f"expected a finite number, got {value}"
-    if isinstance(value, str) and str in kinds:
-        return None
-    shown = f"{value!r}" if isinstance(value, (int, float, str)) else json_type(value)
-    return f"expected {type_names(kinds)}, got {shown}"
-
-
-def type_names(kinds: set[type]) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-    return " or ".join(names[k] for k in names if k in kinds) or "nothing"
 
 
 def read_options(body: dict[str, Any], known: dict[str, set[type]]) -> dict[str, Any]:

@@ -82,18 +82,13 @@ class DiscriminatorConfig(RunConfig):
     )
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay (paper: 0.1)", "min": 0.0})
     eval_fraction: float = field(
-        default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy, in [0, 1)", "min": 0.0}
+        default=0.1, metadata={"help": "fraction of prompts held out for the token accuracy", "min": 0.0, "lt": 1.0}
     )
     log_every: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
     save_every: int = field(
         default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
     install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.eval_fraction >= 1.0:
-            raise ValueError(f"--eval-fraction must be < 1, got {self.eval_fraction}")
 
 
 def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | None) -> dict[str, torch.Tensor]:

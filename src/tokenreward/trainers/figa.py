@@ -72,9 +72,10 @@ class FigaConfig(RunConfig):
     alpha: float = field(default=1.0, metadata={"help": "weight of added / substituted revision tokens", "min": 0.0})
     beta: float = field(default=0.5, metadata={"help": "penalty on deleted / substituted rejected tokens", "min": 0.0})
     ce_low: float = field(
-        default=0.6, metadata={"help": "penalise a rejected token only when its CE is at least this"}
+        default=0.6,
+        metadata={"help": "penalise a rejected token only when its CE is at least this (< --ce-high)", "min": 0.0},
     )
-    ce_high: float = field(default=1.0, metadata={"help": "... and at most this"})
+    ce_high: float = field(default=1.0, metadata={"help": "... and at most this", "gt": 0.0})
     prompt_split: str = field(
         default="rl", metadata={"help": "world split whose prompts the oracle evaluation samples"}
     )
@@ -90,6 +91,8 @@ class FigaConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         refuse_lora_dropout(self, "figa")
+        if self.ce_low >= self.ce_high:
+            raise ValueError(f"--ce-low must be below --ce-high, got {self.ce_low} >= {self.ce_high}")
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:

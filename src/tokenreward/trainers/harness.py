@@ -212,8 +212,20 @@ def with_adapters(model, config: RunConfig, task: str):
     return add_adapters(model, config, task, derive_seed(config.seed, "lora", task))
 
 
+def check_finite_parameters(model, out: Path) -> None:
+    """Refuse to finish a run whose trained parameters hold inf or NaN (no `final/`, no `done`)."""
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise FloatingPointError(
+            f"run {out}: {len(bad)} trained parameter tensors hold inf or NaN (first: {bad[0]}); "
+            "no final model written (lower --learning-rate or check the data)"
+        )
+
+
 def save_final_model(folder: RunFolder, config: RunConfig, model, tokenizer) -> Path:
-    """`OUT/final`: the model (a LoRA model: its adapter, or merged with `--merge`) and the tokenizer."""
+    """`OUT/final`: the model (a LoRA model: its adapter, or merged with `--merge`) and the
+    tokenizer, once its trained parameters are checked finite."""
+    check_finite_parameters(model, folder.out)
     return folder.save_final(lambda tmp: write_final(model, tokenizer, tmp, config.merge))
 
 

@@ -28,15 +28,16 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from tokenreward.encoding import prompts_as_chat
 from tokenreward.lora import reference_of, trainable_parameters
-from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch
+from tokenreward.losses.preference_methods import METHOD_SPECIFIC_SETTINGS, PREFERENCE_METHODS, PairBatch
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.progress import progress_bar
@@ -88,7 +89,8 @@ class PreferenceConfig(RunConfig):
         metadata={"help": "AdamW learning rate (linear warm-up, then linear decay)", "gt": 0.0, "aliases": ["--lr"]},
     )
     warmup_ratio: float = field(
-        default=0.1, metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0}
+        default=0.1,
+        metadata={"help": "fraction of the steps spent warming up the learning rate", "min": 0.0, "max": 1.0},
     )
     beta: float | None = field(
         default=None,
@@ -104,7 +106,7 @@ class PreferenceConfig(RunConfig):
     gamma: float = field(default=1.0, metadata={"help": "SimPO's target reward margin"})
     sepo_ratio: float = field(
         default=0.3,
-        metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected), in (0, 1]", "gt": 0.0},
+        metadata={"help": "SePO: fraction of tokens kept (top of chosen, bottom of rejected)", "gt": 0.0, "max": 1.0},
     )
     token_rewarder: str | None = field(
         default=None,
@@ -144,6 +146,23 @@ class PreferenceConfig(RunConfig):
             "help": "stop on unusable rows (empty response, chosen identical to rejected, too long) instead of dropping and counting them"
         },
     )
+
+    @staticmethod
+    def unused_settings(trainer: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The method-specific settings (`METHOD_SPECIFIC_SETTINGS`) that method `trainer` does not
+        read (`settings` are the others given; a benchmark leaves these out of the method's run)."""
+        return tuple(s for s in METHOD_SPECIFIC_SETTINGS if s not in PREFERENCE_METHODS.get(trainer).uses)
+
+
+def refuse_unused_settings(config: PreferenceConfig, name: str) -> None:
+    """A method-specific setting (`METHOD_SPECIFIC_SETTINGS`) away from its default for a method
+    that does not read it is an error naming the flag, the method and the methods that use it."""
+    defaults = {f.name: f.default for f in fields(config)}
+    for setting in config.unused_settings(name, {}):
+        if getattr(config, setting) != defaults[setting]:
+            users = ", ".join(n for n, m in PREFERENCE_METHODS.items() if setting in m.uses)
+            flag = "--" + setting.replace("_", "-")
+            raise ValueError(f"{flag}: {name} does not use it (used by: {users})")
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -192,14 +211,7 @@ def run(config: PreferenceConfig, name: str) -> None:
     method_name = PREFERENCE_METHODS.canonical(name)
     method = PREFERENCE_METHODS.get(name)
     rewarder_name = config.token_rewarder or method.needs.token_rewarder
-    if config.alpha is not None and method.alpha is None:
-        raise ValueError(
-            f"{name} has no alpha; --alpha applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.alpha is not None)}"
-        )
-    if config.token_rewarder is not None and method.needs.token_rewarder is None:
-        raise ValueError(
-            f"{name} uses no token rewards; --token-rewarder applies to {', '.join(n for n, m in PREFERENCE_METHODS.items() if m.needs.token_rewarder)}"
-        )
+    refuse_unused_settings(config, name)
     settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
     beta, alpha = settings.beta, settings.alpha
     accelerator, folder = make_run(config, {"method": method_name})

@@ -65,7 +65,9 @@ class RewardModelConfig(RunConfig):
     save_every: int = field(
         default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
-    max_grad_norm: float = field(default=math.inf, metadata={"help": "gradient-norm clip (default: none)", "gt": 0.0})
+    max_grad_norm: float = field(
+        default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}
+    )
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:

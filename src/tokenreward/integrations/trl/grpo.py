@@ -41,7 +41,7 @@ from tokenreward.generation import Generation, Generations
 from tokenreward.gguf import resolve_model_source
 from tokenreward.integrations.trl.estimator_inputs import VERIFIABLE, estimator_inputs, verifiable_settings
 from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
-from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder
+from tokenreward.rewards import Rewarder, TokenRewards, build_rewarder, check_rewarder_arguments
 from tokenreward.trainers.ppo import policy_token_rewards
 
 #: baseline name -> registered advantage estimator (the last three for 1/0 verifiable rewards)
@@ -68,7 +68,8 @@ def resolve_rewarder(rewarder: Rewarder | str | None, resources: dict[str, Any] 
     if rewarder is None:
         raise ValueError("pass `rewarder`: a tokenreward Rewarder, or a rewarder name with `rewarder_resources`")
     if isinstance(rewarder, str):
-        return build_rewarder(rewarder, **(resources or {}))
+        checked = check_rewarder_arguments(rewarder, resources or {}, lambda key: f"rewarder_resources[{key!r}]")
+        return build_rewarder(rewarder, **checked)
     if resources:
         raise ValueError("`rewarder_resources` builds a rewarder by name; the rewarder given is already built")
     if not isinstance(rewarder, Rewarder):

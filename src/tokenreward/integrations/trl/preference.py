@@ -39,7 +39,7 @@ from trl.trainer.utils import use_adapter
 from tokenreward.gguf import resolve_model_source
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
-from tokenreward.rewards import Rewarder, rewarder_requirements
+from tokenreward.rewards import REWARDERS, Rewarder, check_rewarder_arguments, rewarder_requirements
 from tokenreward.trainers.preference_batches import halves, policy_logps
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,10 @@ class TRegDPOConfig(DPOConfig):
         metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_rewarder_options(self)
+
 
 @dataclass
 class TDPOConfig(DPOConfig):
@@ -72,6 +76,11 @@ class TDPOConfig(DPOConfig):
 
     tdpo_variant: str = field(default="tdpo2", metadata={"help": "tdpo1 or tdpo2"})
     alpha: float = field(default=0.5, metadata={"help": "TDPO2's weight of the rejected sequence KL"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.tdpo_variant == "tdpo1" and self.alpha != 0.5:
+            raise ValueError(f"alpha: tdpo1 does not use it (used by: tdpo2), got {self.alpha}")
 
 
 @dataclass
@@ -92,6 +101,10 @@ class TGDPOConfig(DPOConfig):
         default=None,
         metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_rewarder_options(self)
 
 
 @dataclass
@@ -114,6 +127,26 @@ class SePOConfig(DPOConfig):
     rewarder_options: dict | str | None = field(
         default=None,
         metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_rewarder_options(self)
+
+
+def check_rewarder_options(args) -> None:
+    """`token_rewarder` registered and `rewarder_options` (a dict once TRL has read its JSON)
+    arguments of its constructor, of the annotated types (`check_rewarder_arguments`)."""
+    if args.token_rewarder not in REWARDERS:
+        raise ValueError(
+            f"token_rewarder: {args.token_rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}"
+        )
+    if args.rewarder_options is None:
+        return
+    if not isinstance(args.rewarder_options, dict):
+        raise ValueError(f"rewarder_options: expected a dict (or its JSON), got {args.rewarder_options!r}")
+    args.rewarder_options = check_rewarder_arguments(
+        args.token_rewarder, args.rewarder_options, lambda key: f"rewarder_options.{key}"
     )
 
 

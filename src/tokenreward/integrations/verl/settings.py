@@ -14,11 +14,12 @@ A key that neither way knows is an error that names it.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenreward.rewards import REWARDERS
+from tokenreward.rewards import REWARDERS, check_rewarder_arguments, rewarder_requirements
 
 PREFIX = "reward.tokenreward"
 #: keys of the server way
@@ -75,25 +76,40 @@ def read_settings(block: Any, default_reward_model: str | None = None) -> TokenR
     for key in values:
         if key not in accepted:
             raise ValueError(f"{PREFIX}.{key}: unknown key for rewarder {name!r}; it accepts {', '.join(accepted)}")
-    if isinstance(values.get("loading"), Mapping):
+    if "loading" in values:
         values["loading"] = model_loading(values["loading"])
     if "reward_model" in accepted and values.get("reward_model") is None and default_reward_model:
         values["reward_model"] = default_reward_model
     batch_size = _positive_int(values.get("batch_size", 8), "batch_size")
+    missing = [r for r in rewarder_requirements(name) if values.get(r) is None]
+    if missing:
+        raise ValueError(f"{', '.join(f'{PREFIX}.{m}' for m in missing)}: required by rewarder {name!r}")
+    values = check_rewarder_arguments(name, values, lambda key: f"{PREFIX}.{key}")
     return TokenRewardSettings(rewarder=name, resources=values, batch_size=batch_size)
 
 
-def model_loading(block: Mapping[str, Any]):
-    """`reward.tokenreward.loading.*` (dtype, device, device_map, max_batch_tokens) as a `ModelLoading`."""
+def model_loading(block: Any):
+    """`reward.tokenreward.loading.*` (dtype, device, device_map, max_batch_tokens) as a
+    `ModelLoading`; a bad value is an error naming its key (not the CLI flag of the same setting)."""
     from dataclasses import fields
 
+    from tokenreward.config import validate_ranges
     from tokenreward.models import ModelLoading
 
     known = [f.name for f in fields(ModelLoading)]
+    if not isinstance(block, Mapping):
+        raise ValueError(f"{PREFIX}.loading: expected a mapping of {', '.join(known)}, got {block!r}")
     for key in block:
         if key not in known:
             raise ValueError(f"{PREFIX}.loading.{key}: unknown key; it accepts {', '.join(known)}")
-    return ModelLoading(**block)
+    try:
+        loading = ModelLoading(**block)
+        validate_ranges(loading)
+    except ValueError as err:  # ModelLoading names its CLI flags (--dtype); name the verl key instead
+        raise ValueError(
+            re.sub(r"--([a-z-]+)", lambda m: f"{PREFIX}.loading.{m[1].replace('-', '_')}", str(err))
+        ) from None
+    return loading
 
 
 def _server_settings(values: dict[str, Any]) -> TokenRewardSettings:

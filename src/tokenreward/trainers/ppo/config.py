@@ -4,16 +4,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from tokenreward.lora import refuse_lora_dropout
 from tokenreward.losses.advantages import ESTIMATORS
+from tokenreward.options import parse_assignments
+from tokenreward.rewards import REWARDERS, check_rewarder_arguments
 from tokenreward.trainers.harness import RunConfig
 
 #: config fields that may change when a run is resumed
 RESUMABLE_CHANGES = ("steps", "save_every")
+#: settings only an estimator with a critic (value model) reads: GAE's discount and lambda, the critic's own
+CRITIC_SETTINGS = ("critic_learning_rate", "critic_init", "cliprange_value", "gamma", "lam")
 
 
 @dataclass(kw_only=True)
@@ -76,8 +81,8 @@ class PPOConfig(RunConfig):
     kl_in: Literal["reward", "loss"] = field(
         default="reward", metadata={"help": "subtract the KL from the reward or add it to the loss"}
     )
-    gamma: float = field(default=1.0, metadata={"help": "GAE discount", "min": 0.0})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda", "min": 0.0})
+    gamma: float = field(default=1.0, metadata={"help": "GAE discount", "min": 0.0, "max": 1.0})
+    lam: float = field(default=0.95, metadata={"help": "GAE lambda", "min": 0.0, "max": 1.0})
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip", "gt": 0.0})
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout values", "gt": 0.0})
     whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the batch"})
@@ -99,6 +104,13 @@ class PPOConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         check_config(self)
+
+    @classmethod
+    def unused_settings(cls, trainer: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The fields that the estimator of `settings` (default: this config's) does not read:
+        the critic's settings for a critic-free estimator (an unknown estimator: none)."""
+        name = settings.get("estimator") or next(f.default for f in fields(cls) if f.name == "estimator")
+        return () if name not in ESTIMATORS or ESTIMATORS.get(name).critic else CRITIC_SETTINGS
 
 
 @dataclass(kw_only=True)
@@ -136,8 +148,19 @@ def check_config(c: PPOConfig) -> None:
             f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "
             "of a step (--batch-size x --samples-per-prompt)"
         )
+    if c.rewarder not in REWARDERS:
+        raise ValueError(f"--rewarder {c.rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}")
+    check_rewarder_arguments(
+        c.rewarder, parse_assignments(c.rewarder_options, "--rewarder-options"), lambda k: f"--rewarder-options {k}"
+    )
     if c.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
+    defaults = {f.name: f.default for f in fields(c)}
+    for name in c.unused_settings("ppo", {"estimator": c.estimator}):
+        if getattr(c, name) != defaults[name]:
+            users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag}: --estimator {c.estimator} has no critic and does not use it (used by: {users})")
     if "group" in ESTIMATORS.get(c.estimator).needs and c.samples_per_prompt < 2:
         raise ValueError(
             f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}"
