@@ -125,7 +125,7 @@ def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_leng
 
 @register_trainer("figa", FigaConfig, help="FIGA: fine-grained weighted imitation of (rejected, revision) pairs")
 def run(config: FigaConfig, name: str = "figa") -> Path:
-    accelerator, folder = make_run(config)
+    accelerator, folder = make_run(config, extendable=True)  # a constant learning rate
     if folder.finished:
         return folder.out
     world = None
@@ -197,7 +197,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             ):
                 record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, eval_records, config)
             logger.log(record)
-            training.maybe_checkpoint(step + 1, config.steps)
+            training.maybe_checkpoint(step + 1, config.steps, at_end=True)  # a finished run can go on
             advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
     logger.close()
     save_final_model(folder, config, training.unwrapped, tokenizer)
