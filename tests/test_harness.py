@@ -542,7 +542,11 @@ def test_a_constant_rate_run_goes_on_to_more_steps_exactly_and_refuses_fewer(
     name, inputs, unbroken, request, tmp_path, capsys
 ):
     longer = unbroken(name, "--steps", "4")
-    out = copy_run(unbroken(name), tmp_path / "run")  # finished after 2 steps
+    out = tmp_path / "run"  # a run finished after 2 steps
+    if name == "ppo_synthetic":  # it records the path of the reward model it trains inside the folder: not moved
+        assert resumed(name, inputs, request, out) == 0
+    else:
+        copy_run(unbroken(name), out)
     assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2
     assert (
         capsys.readouterr()

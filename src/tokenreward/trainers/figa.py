@@ -41,6 +41,7 @@ from tokenreward.trainers.harness import (
     with_adapters,
 )
 from tokenreward.trainers.loading import trained_loading
+from tokenreward.trainers.vocabulary import check_shared_vocabulary
 
 
 @dataclass(kw_only=True)
@@ -148,7 +149,9 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     records = prompts_as_chat(records, config.chat_template)
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = with_adapters(load_causal_lm(str(policy_dir), loading=trained_loading(accelerator)), config, "CAUSAL_LM")
+    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
+    check_shared_vocabulary(tokenizer, ("--policy", policy), {})
+    policy = with_adapters(policy, config, "CAUSAL_LM")
     optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
