@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from tokenreward.config import validate_ranges
-from tokenreward.io import write_atomic
+from tokenreward.io import read_json_file, write_atomic
 from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
@@ -153,7 +153,7 @@ class RunFolder:
         recorded = self.out / "run.json"
         refuse_started(self.out, resume)
         if recorded.is_file():
-            before = json.loads(recorded.read_text())
+            before = read_json_file(recorded, "restore it or start a new run")
             refuse_changed_inputs(before.get("inputs", {}), settings.get("inputs", {}))
             if length is not None and length in before and before[length] != settings.get(length):
                 self._check_new_length(length, before[length], settings[length], extendable)
@@ -205,7 +205,7 @@ class RunFolder:
         if not recorded.is_file():
             write_atomic(recorded, json.dumps(self.settings, indent=2) + "\n")
             return
-        before = json.loads(recorded.read_text())
+        before = read_json_file(recorded, "restore it or start a new run")
         if self.extending:
             (self.out / "done").unlink(missing_ok=True)
         lengths = {k: self.settings[k] for k in ("steps", "epochs") if k in self.settings and k in before}
