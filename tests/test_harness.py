@@ -547,21 +547,20 @@ def test_a_constant_rate_run_goes_on_to_more_steps_exactly_and_refuses_fewer(
         assert resumed(name, inputs, request, out) == 0
     else:
         copy_run(unbroken(name), out)
-    assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .splitlines()[-1]
-        .endswith(
-            "--resume with --steps 1: the run has already trained 2 steps; give at least that many or start a new run"
-        )
+    refused = (
+        "--resume with --steps 1: the run has already trained 2 steps; give at least that many or start a new run"
     )
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2  # finished after 2 steps
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(refused)
+    shutil.rmtree(out / "final")  # now as if killed after its step-2 checkpoint
+    (out / "done").unlink()
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(refused)
     assert resumed(name, inputs, request, out, "--resume", "--steps", "3") == 0
     assert [r["step"] for r in log_lines(out)] == [1, 2, 3]
     assert json.loads((out / "run.json").read_text())["steps"] == 3 and (out / "done").is_file()
-    assert resumed(name, inputs, request, out, "--resume", "--steps", "4") == 0
-    final = "final"
-    a, b = final_weights(longer, final), final_weights(out, final)
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "4") == 0  # a finished run goes on
+    a, b = final_weights(longer), final_weights(out)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     losses = [r.get("loss") for r in log_lines(longer)]
     assert [r.get("loss") for r in log_lines(out)] == losses
