@@ -771,6 +771,11 @@ SCORE_CASES = [
 ]
 
 LABEL_CASES = [
+    label_case(
+        "input-empty",
+        ["--input", "{zero_jsonl}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {zero_jsonl}: no pairs",
+    ),
     label_case("no-reviser", ["--output", "{scratch}/{case}/l.jsonl"], "give --reviser", base=["label"]),
     label_case(
         "input-missing",
