@@ -320,6 +320,10 @@ def fixtures(root: Path):
     fx["rm_smallvocab"] = save_model(small_vocab, tok, root / "rm-smallvocab")
     small_lm = AutoModelForCausalLM.from_config(tiny_config("gpt2", 40, 0))
     fx["lm_smallvocab"] = save_model(small_lm, tok, root / "lm-smallvocab")
+    other_tok = train_tokenizer(vocab_size=270)
+    fx["lm_othervocab"] = save_model(tiny_causal_lm("gpt2", other_tok), other_tok, root / "lm-othervocab")
+    two_way = tiny_config("llama", len(tok), tok.pad_token_id, num_labels=2)
+    fx["rm_twolabels"] = save_model(AutoModelForSequenceClassification.from_config(two_way), tok, root / "rm-two")
 
     pairs = [{"prompt": "What is 17 + 25?", "response": " The answer is 42."}, {"prompt": "Hi", "response": " Hello!"}]
     long_prompt = "The capital of France is Paris. " * 60
@@ -365,6 +369,21 @@ def fixtures(root: Path):
         {"prompt": "Hi", "chosen": " Hello!", "rejected": " Go away."},
     ]
     fx["lpairs"] = write_lines(root / "label-pairs.jsonl", lpairs)
+    from tokenreward.labels import label_pair
+
+    fx["labels"] = write_lines(
+        root / "labels.jsonl", [label_pair(tok, p["prompt"], p["rejected"], p["chosen"]) for p in lpairs]
+    )
+    fx["l_equal"] = write_lines(root / "label-equal.jsonl", [{**p, "rejected": p["chosen"]} for p in lpairs])
+    sft_rows = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in lpairs + lpairs[:1]]
+    for line in (1, 2, 3):  # one bad row at the first, second and last line
+        fx[f"sft_bad{line}"] = write_lines(
+            root / f"sft-bad{line}.jsonl", [{"prompt": "x"} if k + 1 == line else r for k, r in enumerate(sft_rows)]
+        )
+        fx[f"l_bad{line}"] = write_lines(
+            root / f"pairs-bad{line}.jsonl",
+            [{"prompt": "x", "chosen": " y"} if k + 1 == line else r for k, r in enumerate(lpairs + lpairs[:1])],
+        )
     fx["l_missing"] = write_lines(root / "label-missing.jsonl", [lpairs[0], {"prompt": "Hi", "chosen": " Hello!"}])
     fx["l_empty_chosen"] = write_lines(root / "label-empty.jsonl", [{"prompt": "Hi", "chosen": "", "rejected": " no"}])
     fx["l_number_prompt"] = write_lines(
@@ -397,6 +416,12 @@ def fixtures(root: Path):
     (root / "world-missing" / "data" / "pairs.test.jsonl").unlink()
     fx["world_missing"] = root / "world-missing"
     fx["world_badjson"] = damaged_copy(fx["world"], root / "world-badjson", lambda b: b[:20], "world.json")
+    fx["world_badline"] = damaged_copy(  # line 2 of the reward pairs starts "[" (the size is kept)
+        fx["world"], root / "world-badline", lambda b: b.replace(b"\n{", b"\n[", 1), "data/pairs.reward.jsonl"
+    )
+    (root / "world-badstate").mkdir()
+    (root / "world-badstate" / "build-state.json").write_text('{"done": ["data"')
+    fx["world_badstate"] = root / "world-badstate"
 
     fx["locked"] = root / "locked-world"
     holder = subprocess.Popen(
@@ -746,6 +771,11 @@ SCORE_CASES = [
 ]
 
 LABEL_CASES = [
+    label_case(
+        "input-empty",
+        ["--input", "{zero_jsonl}", "--output", "{scratch}/{case}/l.jsonl"],
+        "--input {zero_jsonl}: no pairs",
+    ),
     label_case("no-reviser", ["--output", "{scratch}/{case}/l.jsonl"], "give --reviser", base=["label"]),
     label_case(
         "input-missing",
@@ -770,18 +800,18 @@ LABEL_CASES = [
     label_case(
         "input-missing-field",
         ["--input", "{l_missing}", "--output", "{scratch}/{case}/l.jsonl"],
-        "{l_missing}, record 1: missing rejected",
+        "{l_missing} line 2: missing rejected",
     ),
     label_case(
         "input-empty-chosen",
         ["--input", "{l_empty_chosen}", "--output", "{scratch}/{case}/l.jsonl"],
-        "{l_empty_chosen}, record 0, 'chosen'",
+        "{l_empty_chosen} line 1, 'chosen'",
         "is empty",
     ),
     label_case(
         "input-number-prompt",
         ["--input", "{l_number_prompt}", "--output", "{scratch}/{case}/l.jsonl"],
-        "{l_number_prompt}, record 0: 'prompt' must be text",
+        "{l_number_prompt} line 1: 'prompt' must be text",
     ),
     label_case("limit-negative", LOUT + ["--limit", "-1"], "--limit: must be at least 0, got -1"),
     label_case("timeout-zero", LOUT + ["--timeout", "0"], "--timeout: must be greater than 0, got 0"),
@@ -1004,6 +1034,11 @@ WORLD_CASES = [
         expect=("lacks its file data/pairs.test.jsonl",),
     ),
     Case(
+        "world-info-build-state-damaged",
+        ["world", "info", "--world", "{world_badstate}"],
+        expect=("{world_badstate}/build-state.json is not valid JSON",),
+    ),
+    Case(
         "world-info-manifest-damaged",
         ["world", "info", "--world", "{world_badjson}"],
         expect=("{world_badjson}/world.json is not valid JSON",),
@@ -1074,6 +1109,88 @@ OTHER_CASES = [
         expect=("unrecognized arguments: --bogus",),
     ),
     Case("train-integer-flag-text", ["train", "sft", "--seed", "one"], expect=("--seed: invalid int value: 'one'",)),
+    Case(
+        "train-dpo-reference-vocabulary",
+        [
+            "train",
+            "dpo",
+            "--data",
+            "{lpairs}",
+            "--policy",
+            "{lm}",
+            "--reference",
+            "{lm_othervocab}",
+            "--out",
+            "{scratch}/{case}/out",
+        ],
+        expect=("--reference has a vocabulary of 270 tokens and --policy one of 300",),
+    ),
+    Case(
+        "train-dpo-tokenizer-larger-than-model",
+        ["train", "dpo", "--data", "{lpairs}", "--policy", "{lm_smallvocab}", "--out", "{scratch}/{case}/out"],
+        expect=("the tokenizer has 300 tokens but the --policy model's embeddings hold 40",),
+    ),
+    Case(
+        "train-figa-tokenizer-larger-than-model",
+        ["train", "figa", "--labels", "{labels}", "--policy", "{lm_smallvocab}", "--out", "{scratch}/{case}/out"],
+        expect=("the tokenizer has 300 tokens but the --policy model's embeddings hold 40",),
+    ),
+    Case(
+        "train-reward-model-two-way-head",
+        ["train", "reward-model", "--data", "{lpairs}", "--model", "{rm_twolabels}", "--out", "{scratch}/{case}/out"],
+        expect=("{rm_twolabels} holds a model with a 2-way head",),
+    ),
+    Case(
+        "train-reward-model-pairs-all-equal",
+        ["train", "reward-model", "--data", "{l_equal}", "--model", "{lm}", "--out", "{scratch}/{case}/out"],
+        expect=("{l_equal}: in every pair chosen equals rejected",),
+    ),
+    Case(
+        "train-reward-model-empty-data",
+        ["train", "reward-model", "--data", "{zero_jsonl}", "--model", "{lm}", "--out", "{scratch}/{case}/out"],
+        expect=("{zero_jsonl}: no preference pairs to train on",),
+    ),
+    Case(
+        "train-sft-empty-data",
+        ["train", "sft", "--data", "{zero_jsonl}", "--policy", "{lm}", "--out", "{scratch}/{case}/out"],
+        expect=("{zero_jsonl}: no records to train on",),
+    ),
+    Case(
+        "train-dpo-empty-data",
+        ["train", "dpo", "--data", "{zero_jsonl}", "--policy", "{lm}", "--out", "{scratch}/{case}/out"],
+        expect=("{zero_jsonl} has no rows",),
+    ),
+    Case(
+        "train-dpo-pairs-all-equal",
+        ["train", "dpo", "--data", "{l_equal}", "--policy", "{lm}", "--out", "{scratch}/{case}/out"],
+        expect=("{l_equal}: no usable rows", "chosen identical to rejected"),
+    ),
+    *(
+        Case(
+            f"train-{name}-bad-row-line-{line}",
+            ["train", name, "--data", f"{{{data}{line}}}", model, "{lm}", "--out", "{scratch}/{case}/out"],
+            expect=(f"{{{data}{line}}} line {line}: {reason}",),
+        )
+        for line in (1, 2, 3)
+        for name, data, model, reason in (
+            ("sft", "sft_bad", "--policy", "neither prompt/completion nor messages"),
+            ("reward-model", "l_bad", "--model", "lacks rejected"),
+            ("dpo", "l_bad", "--policy", "no 'rejected' column"),
+        )
+    ),
+    *(
+        Case(
+            f"train-{name}-malformed-line",
+            ["train", name, "--data", "{l_bad_json}", model, "{lm}", "--out", "{scratch}/{case}/out"],
+            expect=("{l_bad_json} line 2: not valid JSON",),
+        )
+        for name, model in (("sft", "--policy"), ("reward-model", "--model"), ("dpo", "--policy"))
+    ),
+    Case(
+        "train-dpo-world-pairs-malformed-line",
+        ["train", "dpo", "--world", "{world_badline}", "--out", "{scratch}/{case}/out"],
+        expect=("{world_badline}/data/pairs.reward.jsonl line 2: not valid JSON",),
+    ),
     Case(
         "demo-steps-zero",
         ["demo", "--steps", "0", "--out", "{scratch}/demo"],
@@ -1186,6 +1303,12 @@ def _from_lists(rewards, sequence=(1.0,), responses=("ab",), offsets=(((0, 1), (
 
 
 API_CASES = [
+    _api(
+        "score-two-strings",
+        lambda fx: _rewarder(fx).score("What is 17 + 25?", " 42 exactly, yes."),
+        "prompts is a single string; pass a list",
+        raises=(TypeError,),
+    ),
     _api(
         "load-tokenizer-gguf-garbage", lambda fx: _tokenizer(fx, "gguf_garbage"), "{gguf_garbage}", "not a GGUF file"
     ),

@@ -161,7 +161,7 @@ def test_labels_file_errors(labelled, tmp_path):
         run(config(labelled, tmp_path / "run", labels=tmp_path / "missing.jsonl"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "rejected": " r"}) + "\n")
-    with pytest.raises(ValueError, match="record 0: missing revision"):
+    with pytest.raises(ValueError, match="bad.jsonl line 1: missing revision"):
         run(config(labelled, tmp_path / "run", labels=bad))
 
 

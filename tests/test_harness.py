@@ -1,6 +1,9 @@
 """Every trainer on the run harness: two processes give one process's weights and only the main
 one writes; a run killed with SIGKILL anywhere resumes to bit-identical weights and log lines;
-a started or finished run is never overwritten without --resume.
+a started or finished run is never overwritten without --resume. On resume a run's length
+(`--steps` / `--epochs`) changes only where the learning rate does not depend on it (the run then
+goes on exactly as an unbroken run of the new length), `--resume` alone takes the recorded
+settings, and an input file changed since the run started is refused.
 
 Each trainer runs 2 steps on tiny models built here (ppo_synthetic on the small world)."""
 
@@ -518,3 +521,136 @@ def test_torch_threads_respect_omp_num_threads(env, expected, monkeypatch):
         assert configure_threads() == expected == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+EXTENDABLE = ["ppo", "remax", "rloo", "figa", "ppo_synthetic"]  # a constant learning rate after warm-up
+FIXED_LENGTH = {"sft": "--epochs", "reward-model": "--epochs", "discriminator": "--epochs", "dpo": "--steps"}
+
+
+def copy_run(source: Path, out: Path) -> Path:
+    shutil.copytree(source, out)
+    return out
+
+
+def resumed(name, inputs, request, out, *extra) -> int:
+    fresh_accelerate_state()
+    return main(command(name, inputs, request, out, *extra))
+
+
+@pytest.mark.parametrize("name", EXTENDABLE)
+def test_a_constant_rate_run_goes_on_to_more_steps_exactly_and_refuses_fewer(
+    name, inputs, unbroken, request, tmp_path, capsys
+):
+    longer = unbroken(name, "--steps", "4")
+    out = tmp_path / "run"  # a run finished after 2 steps
+    if name == "ppo_synthetic":  # it records the path of the reward model it trains inside the folder: not moved
+        assert resumed(name, inputs, request, out) == 0
+    else:
+        copy_run(unbroken(name), out)
+    refused = (
+        "--resume with --steps 1: the run has already trained 2 steps; give at least that many or start a new run"
+    )
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2  # finished after 2 steps
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(refused)
+    shutil.rmtree(out / "final")  # now as if killed after its step-2 checkpoint
+    (out / "done").unlink()
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "1") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(refused)
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "3") == 0
+    assert [r["step"] for r in log_lines(out)] == [1, 2, 3]
+    assert json.loads((out / "run.json").read_text())["steps"] == 3 and (out / "done").is_file()
+    assert resumed(name, inputs, request, out, "--resume", "--steps", "4") == 0  # a finished run goes on
+    a, b = final_weights(longer), final_weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    losses = [r.get("loss") for r in log_lines(longer)]
+    assert [r.get("loss") for r in log_lines(out)] == losses
+
+
+@pytest.mark.parametrize("name", list(FIXED_LENGTH))
+def test_a_run_whose_schedule_depends_on_its_length_refuses_another(name, inputs, unbroken, request, tmp_path, capsys):
+    flag = FIXED_LENGTH[name]
+    out = copy_run(unbroken(name), tmp_path / "run")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    started = json.loads((out / "run.json").read_text())[flag.removeprefix("--")]
+    for length in [started + 2] + ([started - 1] if started > 1 else []):
+        assert resumed(name, inputs, request, out, "--resume", flag, str(length)) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.endswith(
+            f"--resume with {flag} {length}: the run was started with {flag} {started} and its learning-rate "
+            "schedule depends on it; start a new run"
+        ), last
+    assert before == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def test_every_preference_method_shares_the_trainer_and_its_rule():
+    from tokenreward.losses.preference_methods import PREFERENCE_METHODS
+    from tokenreward.trainers import TRAINERS, preference
+
+    names = [name for name, _ in PREFERENCE_METHODS.items()]
+    assert "dpo" in names and all(TRAINERS.get(name).run is preference.run for name in names)
+
+
+def unfinished_copy(source: Path, out: Path) -> Path:
+    """A copy of a finished run as it stood at its first checkpoint (killed there)."""
+    copy_run(source, out)
+    shutil.rmtree(out / "final")
+    (out / "done").unlink()
+    for later in (out / "checkpoints").glob("step-*"):
+        if later.name != "step-1":
+            shutil.rmtree(later)
+    return out
+
+
+@pytest.mark.parametrize("name", ["sft", "dpo"])
+def test_resume_alone_continues_with_the_recorded_settings(name, inputs, unbroken, request, tmp_path, capsys):
+    whole = unbroken(name)
+    out = unfinished_copy(whole, tmp_path / "run")
+    settings = json.loads((out / "run.json").read_text())
+    del settings["inputs"]  # a run.json of an older release: its inputs count as unchanged
+    (out / "run.json").write_text(json.dumps(settings))
+    fresh_accelerate_state()
+    assert main(["train", name, "--out", str(out), "--resume", "--learning-rate", "0.5"]) == 2
+    assert (
+        f"settings differ from the run's (learning_rate: {settings['learning_rate']} -> 0.5)"
+        in capsys.readouterr().err
+    )
+    fresh_accelerate_state()
+    assert main(["train", name, "--out", str(out), "--resume", "--no-progress"]) == 0
+    a, b = final_weights(whole), final_weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert log_lines(out) == log_lines(whole)
+
+
+def test_resume_alone_without_a_recorded_run_asks_for_the_required_flags(tmp_path, capsys):
+    assert main(["train", "sft", "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "the following arguments are required: --data, --policy" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_input_changed_since_the_start_is_refused_naming_it(inputs, request, tmp_path, capsys):
+    pairs = [json.loads(line) for line in (inputs / "pairs.jsonl").read_text().splitlines()]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    args = command("dpo", inputs, request, tmp_path / "run")
+    args[args.index("--data") + 1] = str(data)
+    fresh_accelerate_state()
+    assert main(args) == 0
+    out = unfinished_copy(tmp_path / "run", tmp_path / "killed")
+    args[args.index("--out") + 1] = str(out)
+    swapped = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in pairs]
+    data.write_text("".join(json.dumps(p) + "\n" for p in swapped))
+    assert main([*args, "--resume"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"--resume: --data {data} changed since the run started (size/sha256 differ); restore it or start a new run"
+        )
+    )
+    assert not (out / "final").exists()
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    fresh_accelerate_state()
+    assert main([*args, "--resume"]) == 0
+    a, b = final_weights(tmp_path / "run"), final_weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)

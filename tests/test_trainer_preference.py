@@ -81,7 +81,7 @@ def test_every_method_is_registered():
 
 def test_missing_column_is_named(setup, tmp_path):
     data = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Hi", "chosen": " Hello."}])
-    with pytest.raises(ValueError, match="row 0 has no 'rejected' column"):
+    with pytest.raises(ValueError, match="bad.jsonl line 1: no 'rejected' column"):
         run(config(setup, tmp_path / "out", data=str(data)), "dpo")
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 LOCK_NAME = ".tokenreward.lock"
 
@@ -267,3 +267,25 @@ def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
             raise ValueError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
     return records
+
+
+def row_location(source: str | Path, index: int) -> str:
+    """Where record `index` (0-based, blank lines skipped) of a data source is, for an error:
+    `FILE line N` for a JSONL file, else `SOURCE, row N` (1-based)."""
+    path = Path(str(source))
+    if path.suffix == ".jsonl" and path.is_file():
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            lines = (number for number, line in enumerate(handle, start=1) if line.strip())
+            number = next((n for k, n in enumerate(lines) if k == index), None)
+        if number is not None:
+            return f"{path} line {number}"
+    return f"{source}, row {index + 1}"
+
+
+def read_json_file(path: str | Path, fix: str = "") -> Any:
+    """The JSON value in `path`; a file that does not parse is an error naming it (and `fix`)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}") from None

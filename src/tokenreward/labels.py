@@ -120,6 +120,7 @@ LABEL_FIELDS = (
 
 def read_labels(path: str | Path) -> list[dict[str, Any]]:
     """The labelled records of a `tokenreward label` output (failed revisions left out)."""
+    from tokenreward.io import row_location
     from tokenreward.jsonl import read_jsonl
 
     path = Path(path)
@@ -131,7 +132,9 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
             continue
         missing = [f for f in LABEL_FIELDS if f not in record]
         if missing:
-            raise ValueError(f"{path}, record {k}: missing {', '.join(missing)}; is it a `tokenreward label` output?")
+            raise ValueError(
+                f"{row_location(path, k)}: missing {', '.join(missing)}; is it a `tokenreward label` output?"
+            )
         records.append(record)
     if not records:
         raise ValueError(f"{path} holds no labelled record")

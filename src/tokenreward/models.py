@@ -392,5 +392,15 @@ def scalar_head_from_lm(source: str | Path, **kwargs: Any) -> nn.Module:
         return AutoModelForSequenceClassification.from_pretrained(
             str(resolve_model_source(source)), num_labels=1, dtype=torch.float32, **kwargs
         )
+    except RuntimeError as err:
+        if "mismatched" not in str(err):
+            raise
+        from transformers import AutoConfig
+
+        labels = AutoConfig.from_pretrained(str(resolve_model_source(source))).num_labels
+        raise ValueError(
+            f"{source} holds a model with a {labels}-way head; a reward model needs a scalar head (num_labels=1): "
+            "start from a causal LM or a reward model"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, response_text
-from tokenreward.io import atomic_write
+from tokenreward.io import atomic_write, read_jsonl, row_location
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, TokenRewards, build_rewarder
 
@@ -42,10 +42,12 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"preference data {path} does not exist")
     if path.suffix == ".jsonl":
-        with path.open() as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
+        rows = read_jsonl(path)
     elif path.suffix == ".json":
-        rows = json.loads(path.read_text())
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError(f"preference data {path}: not valid JSON ({err})") from None
         if isinstance(rows, dict) and isinstance(rows.get("train"), list):
             rows = rows["train"]
     else:
@@ -62,7 +64,7 @@ def split_row(row: dict[str, Any], index: int, source: str) -> tuple[TextOrMessa
     missing = [c for c in ("chosen", "rejected") if c not in row]
     if missing:
         raise ValueError(
-            f"{source}: row {index} has no {' or '.join(repr(c) for c in missing)} column; TRL's preference format "
+            f"{row_location(source, index)}: no {' or '.join(repr(c) for c in missing)} column; TRL's preference format "
             f"needs {', '.join(repr(c) for c in COLUMNS)}; the row has {sorted(row)}"
         )
     chosen, rejected = row["chosen"], row["rejected"]
@@ -75,7 +77,7 @@ def split_row(row: dict[str, Any], index: int, source: str) -> tuple[TextOrMessa
         if shared:
             return chosen[:shared], chosen[shared:], rejected[shared:]
     raise ValueError(
-        f"{source}: row {index} has no 'prompt' column (and its chosen / rejected are not conversations sharing "
+        f"{row_location(source, index)}: no 'prompt' column (and its chosen / rejected are not conversations sharing "
         f"their first messages); the row has {sorted(row)}"
     )
 
@@ -175,7 +177,7 @@ def prepare_preference_data(
             pair = encode_response(tokenizer, prompt, chosen), encode_response(tokenizer, prompt, rejected)
         except ValueError as err:
             if "no tokens" not in str(err):
-                raise ValueError(f"{source}: row {i}: {err}") from err
+                raise ValueError(f"{row_location(source, i)}: {err}") from err
             problems["response has no tokens"].append(i)
             continue
         if min(p.completion_start for p in pair) == 0:

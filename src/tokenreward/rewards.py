@@ -190,6 +190,12 @@ class Rewarder(ABC):
     ) -> TokenRewards:
         from tokenreward.encoding import response_text
 
+        for name, given in (("prompts", prompts), ("responses", responses)):
+            if isinstance(given, (str, bytes)):
+                raise TypeError(
+                    f"{self.name}.score: {name} is a single string; pass a list (one entry per pair), "
+                    f"e.g. score([prompt], [response])"
+                )
         if len(prompts) != len(responses):
             raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
         texts = [response_text(r, index=i) for i, r in enumerate(responses)]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tokenreward.registry import Registry
+
+GIVEN = "_given_flags"  # the namespace attribute naming the config fields given on the command line
+RUN_SETTINGS = "run.json"
 
 
 @dataclass(frozen=True)
@@ -26,14 +30,86 @@ def add_runnable_commands(sub, command: str, help: str, registry: Registry[Runna
 
     parser = sub.add_parser(command, help=help)
     names = parser.add_subparsers(dest=dest, required=True, metavar=dest.upper())
+    if command == "train":
+        names._parser_class = resumable_parser(names._parser_class)
     for name, spec in registry.items():
         child = names.add_parser(name, help=escape_help(spec.help), description=escape_help(spec.help))
         add_config_arguments(child, spec.config)
+        if command == "train":
+            child.defer_required()
         child.set_defaults(
             func=lambda args, spec=spec, name=name: run_locked(
-                spec, name, config_from_args(spec.config, args), command
+                spec, name, config_from_args(spec.config, args, **recorded_settings(spec.config, args)), command
             )
         )
+
+
+def resumable_parser(base: type) -> type:
+    """A parser class for the trainers: it records which flags were given (`GIVEN` in the
+    namespace), and with `--resume` on a run folder holding `run.json` it does not ask for the
+    required flags (the recorded settings supply them)."""
+
+    class ResumableParser(base):
+        def defer_required(self) -> None:
+            self.deferred = [a for a in self._actions if a.required and a.dest != "out"]
+            for action in self.deferred:
+                action.required = False
+
+        def parse_known_args(self, args=None, namespace=None):
+            parsed, rest = super().parse_known_args(args, namespace)
+            given = {a.split("=", 1)[0] for a in (args or []) if a.startswith("--")}
+            setattr(
+                parsed,
+                GIVEN,
+                {self._option_string_actions[a].dest for a in given & self._option_string_actions.keys()},
+            )
+            recorded = getattr(parsed, "resume", False) and (Path(str(parsed.out)) / RUN_SETTINGS).is_file()
+            missing = [a for a in getattr(self, "deferred", ()) if a.dest not in getattr(parsed, GIVEN)]
+            if missing and not recorded:
+                self.error("the following arguments are required: " + ", ".join(a.option_strings[0] for a in missing))
+            return parsed, rest
+
+    return ResumableParser
+
+
+def recorded_settings(cls: type, args) -> dict[str, Any]:
+    """With `--resume`: the settings recorded in `OUT/run.json` for every flag not given (a flag
+    given must match the recorded value, as `RunFolder` checks, unless it may change)."""
+    import dataclasses
+    import json
+    import typing
+
+    out = getattr(args, "out", None)
+    if not getattr(args, "resume", False) or out is None or not (Path(str(out)) / RUN_SETTINGS).is_file():
+        return {}
+    try:
+        recorded = json.loads((Path(str(out)) / RUN_SETTINGS).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"--resume: {Path(str(out)) / RUN_SETTINGS} cannot be read ({err}); start a new run"
+        ) from None
+    hints = typing.get_type_hints(cls)
+    given = getattr(args, GIVEN, set())
+    return {
+        f.name: as_field_type(recorded[f.name], hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and f.name in recorded and f.name not in given
+    }
+
+
+def as_field_type(value: Any, annotation: Any) -> Any:
+    """A value read back from run.json (paths as strings, tuples as lists) in the field's type."""
+    import typing
+
+    if value is None:
+        return None
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    kind = typing.get_origin(kinds[0]) or kinds[0]
+    if kind is Path:
+        return Path(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
 
 
 def run_locked(spec: Runnable, name: str, config: Any, command: str) -> Any:

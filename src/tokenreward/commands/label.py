@@ -27,7 +27,14 @@ from typing import Any
 
 from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
-from tokenreward.io import atomic_write, check_writable, read_jsonl, read_jsonl_for_append, write_atomic
+from tokenreward.io import (
+    atomic_write,
+    check_writable,
+    read_jsonl,
+    read_jsonl_for_append,
+    row_location,
+    write_atomic,
+)
 from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.progress import progress_bar
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
@@ -140,10 +147,13 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
     else:
         pairs = open_world(args).pairs(args.split)
         where = f"the world's {args.split!r} pairs"
+    if not pairs:
+        raise ValueError(f"{where}: no pairs to label")
     for k, pair in enumerate(pairs):
+        row = row_location(args.input, k) if args.input is not None else f"{where}, row {k + 1}"
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in pair]
         if missing:
-            raise ValueError(f"{where}, record {k}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
+            raise ValueError(f"{row}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
         prompt = pair["prompt"]
         if not (
             isinstance(prompt, str)
@@ -153,12 +163,12 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt)
             )
         ):
-            raise ValueError(f"{where}, record {k}: 'prompt' must be text or a list of {{role, content}} messages")
+            raise ValueError(f"{row}: 'prompt' must be text or a list of {{role, content}} messages")
         for key in ("chosen", "rejected"):
             try:
                 response_text(pair[key], k)
             except (ValueError, TypeError) as err:
-                raise ValueError(f"{where}, record {k}, {key!r}: {err}") from None
+                raise ValueError(f"{row}, {key!r}: {err}") from None
     return pairs
 
 

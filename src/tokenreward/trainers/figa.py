@@ -41,6 +41,7 @@ from tokenreward.trainers.harness import (
     with_adapters,
 )
 from tokenreward.trainers.loading import trained_loading
+from tokenreward.trainers.vocabulary import check_shared_vocabulary
 
 
 @dataclass(kw_only=True)
@@ -128,7 +129,7 @@ def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_leng
 
 @register_trainer("figa", FigaConfig, help="FIGA: fine-grained weighted imitation of (rejected, revision) pairs")
 def run(config: FigaConfig, name: str = "figa") -> Path:
-    accelerator, folder = make_run(config)
+    accelerator, folder = make_run(config, extendable=True)  # a constant learning rate
     if folder.finished:
         return folder.out
     world = None
@@ -151,7 +152,9 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
     records = prompts_as_chat(records, config.chat_template)
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = with_adapters(load_causal_lm(str(policy_dir), loading=trained_loading(accelerator)), config, "CAUSAL_LM")
+    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
+    check_shared_vocabulary(tokenizer, ("--policy", policy), {})
+    policy = with_adapters(policy, config, "CAUSAL_LM")
     optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
     constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
@@ -200,7 +203,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
             ):
                 record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, eval_records, config)
             logger.log(record)
-            training.maybe_checkpoint(step + 1, config.steps)
+            training.maybe_checkpoint(step + 1, config.steps, at_end=True)  # a finished run can go on
             advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
     logger.close()
     save_final_model(folder, config, training.unwrapped, tokenizer)

@@ -5,9 +5,15 @@ optimizer step, checkpoints and the final model.
   `__post_init__` against the ranges stated in each field's help (`min`, `gt`); among them the
   loading flags `--dtype`, `--device`, `--device-map`, `--max-batch-tokens`
   (`tokenreward.trainers.loading`: what they mean for frozen and trained models).
-- `RunFolder`: `OUT/run.json` records the settings when a run starts. Without `--resume` a
-  folder holding a started or finished run is refused; with `--resume` the settings must match
-  the recorded ones, and a run killed before its first checkpoint starts again from step 0.
+- `RunFolder`: `OUT/run.json` records the settings when a run starts, and the size and SHA-256
+  of its input files (`input_digests`). Without `--resume` a folder holding a started or
+  finished run is refused; with `--resume` the settings must match the recorded ones (those in
+  `may_change` aside), an input file changed since the start is refused, and a run killed
+  before its first checkpoint starts again from step 0. The run length (`--steps` /
+  `--epochs`): a trainer whose learning-rate schedule depends on it refuses a change; a
+  constant-rate trainer (`extendable`) continues to the new length, a finished run included,
+  exactly as an unbroken run of that length would have gone; fewer steps than already trained
+  are refused.
   The final model is written to a temporary folder and renamed to `OUT/final`; `OUT/done`
   marks a finished run.
 - LoRA (`--lora-r`, `tokenreward.lora`): `with_adapters` adds the adapters to the trained
@@ -38,13 +44,15 @@ import numpy as np
 import torch
 
 from tokenreward.config import validate_ranges
-from tokenreward.io import write_atomic
+from tokenreward.io import read_json_file, write_atomic
 from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from tokenreward.trainers.loading import LoadingFlags, check_loading, run_device
+from tokenreward.trainers.run_inputs import input_digests, refuse_changed_inputs
 
 IGNORED_ON_RESUME = ("resume", "progress", "keep_checkpoints")
+MAY_CHANGE_ON_RESUME = ("save_every",)
 
 
 @dataclass(kw_only=True)
@@ -122,7 +130,9 @@ def settings_of(config: Any) -> dict[str, Any]:
 
 
 class RunFolder:
-    """`OUT` of one run: refuse, resume or start (see the module docstring)."""
+    """`OUT` of one run: refuse, resume or start (see the module docstring). `length` names the
+    setting that fixes the run's length (`steps`, `epochs`); `extendable`: the run may continue
+    to another length (a trainer whose learning rate does not depend on it)."""
 
     def __init__(
         self,
@@ -132,21 +142,26 @@ class RunFolder:
         main: bool,
         may_change: Sequence[str] = (),
         at_default: Collection[str] = (),
+        length: str | None = None,
+        extendable: bool = False,
     ):
         self.out = Path(out)
         self.main = main
+        self.extending = False
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"--out {self.out} is a file, not a folder")
         recorded = self.out / "run.json"
         refuse_started(self.out, resume)
         if recorded.is_file():
-            before = json.loads(recorded.read_text())
+            before = read_json_file(recorded, "restore it or start a new run")
+            refuse_changed_inputs(before.get("inputs", {}), settings.get("inputs", {}))
+            if length is not None and length in before and before[length] != settings.get(length):
+                self._check_new_length(length, before[length], settings[length], extendable)
+            ignored = {*may_change, *MAY_CHANGE_ON_RESUME, "inputs", "out", length}  # a run folder may move
             changed = sorted(
                 k
                 for k in set(before) | set(settings)
-                if before.get(k) != settings.get(k)
-                and k not in may_change
-                and not (k not in before and k in at_default)
+                if before.get(k) != settings.get(k) and k not in ignored and not (k not in before and k in at_default)
             )
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
@@ -157,15 +172,49 @@ class RunFolder:
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
 
+    def _check_new_length(self, length: str, before: int, now: int, extendable: bool) -> None:
+        """`--resume` with another run length: refused unless the run can go on exactly (see
+        the module docstring); a finished run continued to more steps is no longer finished."""
+        flag = "--" + length.replace("_", "-")
+        if not extendable:
+            raise ValueError(
+                f"--resume with {flag} {now}: the run was started with {flag} {before} and its learning-rate "
+                "schedule depends on it; start a new run"
+            )
+        trained = self.start_step()
+        done = (self.out / "done").is_file()
+        if now < trained or (done and now < before):
+            raise ValueError(
+                f"--resume with {flag} {now}: the run has already trained {max(trained, before if done else 0)} "
+                "steps; give at least that many or start a new run"
+            )
+        if done and trained != before:
+            raise ValueError(
+                f"--resume with {flag} {now}: the finished run kept no checkpoint of its last step {before}, "
+                "so it cannot go on; start a new run"
+            )
+        self.extending = done
+
     def begin(self) -> None:
         """Record the settings: from here on the folder holds a started run (called once the
-        inputs are read and checked, so a run that fails on bad input leaves nothing to refuse)."""
-        if self.main and not (self.out / "run.json").is_file():
-            write_atomic(self.out / "run.json", json.dumps(self.settings, indent=2) + "\n")
+        inputs are read and checked, so a run that fails on bad input leaves nothing to refuse).
+        A resumed run records its new length; a finished run going on is marked unfinished."""
+        if not self.main:
+            return
+        recorded = self.out / "run.json"
+        if not recorded.is_file():
+            write_atomic(recorded, json.dumps(self.settings, indent=2) + "\n")
+            return
+        before = read_json_file(recorded, "restore it or start a new run")
+        if self.extending:
+            (self.out / "done").unlink(missing_ok=True)
+        lengths = {k: self.settings[k] for k in ("steps", "epochs") if k in self.settings and k in before}
+        if any(before[k] != v for k, v in lengths.items()):
+            write_atomic(recorded, json.dumps({**before, **lengths}, indent=2) + "\n")
 
     @property
     def finished(self) -> bool:
-        return (self.out / "done").is_file() and (self.out / "final").is_dir()
+        return not self.extending and (self.out / "done").is_file() and (self.out / "final").is_dir()
 
     def start_step(self) -> int:
         """The newest checkpoint's step, or 0."""
@@ -229,17 +278,30 @@ def save_final_model(folder: RunFolder, config: RunConfig, model, tokenizer) -> 
     return folder.save_final(lambda tmp: write_final(model, tokenizer, tmp, config.merge))
 
 
-def make_run(config: RunConfig, extra_settings: dict[str, Any] | None = None, may_change: Sequence[str] = ()):
+def make_run(
+    config: RunConfig,
+    extra_settings: dict[str, Any] | None = None,
+    may_change: Sequence[str] = (),
+    extendable: bool = False,
+):
     """(accelerator, run folder) of a trainer's run: threads set, every RNG seeded; settings in
-    `may_change` may differ on resume."""
+    `may_change` may differ on resume; the run's length is its `steps` (else `epochs`), which
+    an `extendable` run may change on resume (see `RunFolder`)."""
     from accelerate import Accelerator
 
     configure_threads()
     accelerator = run_device(config, Accelerator)  # --device checked against accelerate's
     seed_everything(derive_seed(config.seed, "global"))  # the same on every process: checkpoints hold the main one's
-    settings = {**settings_of(config), **(extra_settings or {})}
+    settings = {**settings_of(config), **(extra_settings or {}), "inputs": input_digests(config)}
     folder = RunFolder(
-        config.out, settings, config.resume, accelerator.is_main_process, may_change, fields_at_default(config)
+        config.out,
+        settings,
+        config.resume,
+        accelerator.is_main_process,
+        may_change,
+        fields_at_default(config),
+        next((name for name in ("steps", "epochs") if hasattr(config, name)), None),
+        extendable,
     )
     accelerator.wait_for_everyone()
     return accelerator, folder
@@ -365,8 +427,9 @@ class Optimization:
             )
         self.accelerator.wait_for_everyone()
 
-    def maybe_checkpoint(self, step: int, total: int) -> None:
-        if step % self.config.save_every == 0 and step < total:
+    def maybe_checkpoint(self, step: int, total: int, at_end: bool = False) -> None:
+        """A checkpoint every `--save-every` steps (and after the last, `at_end`)."""
+        if (step % self.config.save_every == 0 and step < total) or (at_end and step == total):
             self.checkpoint(step)
 
 

@@ -141,7 +141,8 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
 def run(config: PPOSyntheticConfig, name: str = "ppo_synthetic") -> Path:
     from tokenreward.world import open_world
 
-    if config.rewarder != "sparse" or config.reward_model is not None:
+    own = Path(config.out) / REWARD_MODEL / "final"  # what its run records (`--resume` alone reads it back)
+    if config.rewarder != "sparse" or config.reward_model not in (None, own):
         raise ValueError(
             "ppo_synthetic trains its own reward model and uses the sparse rewarder; drop --rewarder / --reward-model"
         )

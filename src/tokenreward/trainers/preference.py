@@ -55,6 +55,7 @@ from tokenreward.trainers.harness import (
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.preference_batches import cached_reference_logps, collate, halves, policy_logps
 from tokenreward.trainers.preference_inputs import cache_directory, resolve_inputs, token_reward_inputs
+from tokenreward.trainers.vocabulary import check_shared_vocabulary
 
 
 @dataclass(kw_only=True)
@@ -223,6 +224,9 @@ def run(config: PreferenceConfig, name: str) -> None:
     inputs = resolve_inputs(config)
     tokenizer = load_tokenizer(inputs.tokenizer)
     policy = load_causal_lm(inputs.policy, loading=trained_loading(accelerator))
+    check_shared_vocabulary(
+        tokenizer, ("--policy", policy), {"--reference": config.reference, "--guide-policy": config.guide_policy}
+    )
     disable_dropout(policy)
     policy = with_adapters(policy, config, "CAUSAL_LM")
     base_reference = reference_of(policy, config, config.reference)  # LoRA: the policy's base, no second copy

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
 from tokenreward.progress import progress_bar
@@ -92,11 +93,23 @@ def reward_model_from(source, tokenizer):
     return model
 
 
-def _check_pairs(pairs: Sequence[dict[str, Any]]) -> None:
+def _check_pairs(pairs: Sequence[dict[str, Any]], source: str = "the preference pairs") -> None:
     for i, pair in enumerate(pairs):
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
         if missing:
-            raise ValueError(f"pair {i} lacks {', '.join(missing)} (TRL format: prompt/chosen/rejected)")
+            raise ValueError(
+                f"{row_location(source, i)}: lacks {', '.join(missing)} (TRL format: prompt/chosen/rejected)"
+            )
+
+
+def _check_trainable(pairs: Sequence[dict[str, Any]], source: str) -> None:
+    """Well-formed pairs, at least one, and not every chosen equal to its rejected (a
+    Bradley-Terry model learns nothing from equal responses)."""
+    if not pairs:
+        raise ValueError(f"{source}: no preference pairs to train on")
+    _check_pairs(pairs, source)
+    if all(pair["chosen"] == pair["rejected"] for pair in pairs):
+        raise ValueError(f"{source}: in every pair chosen equals rejected; there is no preference to learn")
 
 
 def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,9 +188,7 @@ def train_reward_model(
 
 
 def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str, Any]], accelerator=None, folder=None):
-    _check_pairs(pairs)
-    if not pairs:
-        raise ValueError("no preference pairs to train on")
+    _check_trainable(pairs, str(config.data or "the preference pairs"))
     if accelerator is None:
         accelerator, folder = make_run(config)
     lengths = [len(str(p["prompt"])) + max(len(str(p["chosen"])), len(str(p["rejected"]))) for p in pairs]
@@ -225,7 +236,7 @@ def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(config.model, tokenizer)
-    pairs = prompts_as_chat(read_jsonl(config.data), config.chat_template)
+    pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
     model = train(config, model, tokenizer, pairs, accelerator, folder)
     final = save_final_model(folder, config, model, tokenizer)
     folder.mark_done()

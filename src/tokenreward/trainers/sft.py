@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import load_causal_lm, load_tokenizer
 from tokenreward.progress import progress_bar
@@ -65,25 +66,27 @@ class SFTConfig(RunConfig):
     )
 
 
-def _split_record(record: dict[str, Any], index: int) -> tuple[Any, Any]:
+def _split_record(record: dict[str, Any], index: int, source: str = "SFT data") -> tuple[Any, Any]:
     if "messages" in record:
         messages = record["messages"]
         if not messages or messages[-1].get("role") != "assistant":
-            raise ValueError(f"SFT record {index}: `messages` must end with an assistant message")
+            raise ValueError(f"{row_location(source, index)}: `messages` must end with an assistant message")
         return messages[:-1], messages
     if "prompt" in record and "completion" in record:
         completion = record["completion"]
         return record["prompt"], completion if isinstance(completion, str) else record["prompt"] + completion
-    raise ValueError(f"SFT record {index} has neither prompt/completion nor messages (keys: {sorted(record)})")
+    raise ValueError(f"{row_location(source, index)}: neither prompt/completion nor messages (keys: {sorted(record)})")
 
 
-def tokenize_sft(tokenizer, records: Sequence[dict[str, Any]], max_length: int) -> list[tuple[list[int], list[int]]]:
+def tokenize_sft(
+    tokenizer, records: Sequence[dict[str, Any]], max_length: int, source: str = "SFT data"
+) -> list[tuple[list[int], list[int]]]:
     """Per record `(input_ids, labels)`, labels `-100` on prompt tokens. A plain-text
     completion is followed by the EOS token, which is learned too."""
     examples = []
     for start in range(0, len(records), 256):
         chunk = records[start : start + 256]
-        prompts, completions = zip(*(_split_record(r, start + i) for i, r in enumerate(chunk)))
+        prompts, completions = zip(*(_split_record(r, start + i, source) for i, r in enumerate(chunk)))
         enc = encode_pairs(tokenizer, list(prompts), list(completions))
         for i, prompt in enumerate(prompts):
             length = enc.last_positions[i] + 1
@@ -94,7 +97,9 @@ def tokenize_sft(tokenizer, records: Sequence[dict[str, Any]], max_length: int) 
                     raise ValueError("the tokenizer has no EOS token; the policy could never learn to stop")
                 ids.append(tokenizer.eos_token_id)
             if len(ids) > max_length:
-                raise ValueError(f"SFT record {start + i} is {len(ids)} tokens, longer than --max-length {max_length}")
+                raise ValueError(
+                    f"{row_location(source, start + i)}: {len(ids)} tokens, longer than --max-length {max_length}"
+                )
             examples.append((ids, [-100] * first + ids[first:]))
     return examples
 
@@ -186,10 +191,12 @@ def label_count(examples: Sequence[tuple[list[int], list[int]]]) -> Callable[[li
 
 def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]], accelerator=None, folder=None):
     if not records:
-        raise ValueError("no SFT records to train on")
+        raise ValueError(f"{config.data or 'the SFT data'}: no records to train on")
     if accelerator is None:
         accelerator, folder = make_run(config)
-    examples = tokenize_sft(tokenizer, prompts_as_chat(records, config.chat_template), config.max_length)
+    examples = tokenize_sft(
+        tokenizer, prompts_as_chat(records, config.chat_template), config.max_length, str(config.data or "SFT data")
+    )
     lengths = [len(ids) for ids, _ in examples] if config.group_by_length else None
     batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
     model = with_adapters(model, config, "CAUSAL_LM")
@@ -229,7 +236,7 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
         return folder.out / "final"
     tokenizer = load_tokenizer(config.tokenizer or config.policy)
     model = load_causal_lm(config.policy, loading=trained_loading(accelerator))
-    model = train(config, model, tokenizer, read_jsonl(config.data), accelerator, folder)
+    model = train(config, model, tokenizer, read_jsonl(config.data, "--data"), accelerator, folder)
     final = save_final_model(folder, config, model, tokenizer)
     folder.mark_done()
     return final

@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tokenreward.io import read_json_file
+
 SPLITS = ("sft", "reward", "rl", "test")
 MANIFEST = "world.json"
 BUILD_STATE = "build-state.json"
@@ -55,9 +57,8 @@ class World:
         if not manifest.is_file():
             done = []
             state = self.root / BUILD_STATE
-            if state.is_file():
-                done = json.loads(state.read_text()).get("done", [])
-            size = json.loads(state.read_text()).get("size", "small") if state.is_file() else "small"
+            recorded = read_json_file(state, f"delete {self.root} and build it again") if state.is_file() else {}
+            done, size = recorded.get("done", []), recorded.get("size", "small")
             raise FileNotFoundError(
                 f"the world at {self.root} is half-built (finished stages: {', '.join(done) or 'none'}); "
                 f"finish it with `{_build_hint(self.root, size)}`"
@@ -181,7 +182,15 @@ def _read_cached(path: str, mtime: float) -> tuple[str, ...]:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"missing world file {path}")
-    return [json.loads(line) for line in _read_cached(str(path), path.stat().st_mtime)]
+    with open(path) as handle:
+        numbers = [n for n, line in enumerate(handle, start=1) if line.strip()]
+    rows = []
+    for number, line in zip(numbers, _read_cached(str(path), path.stat().st_mtime)):
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            raise ValueError(f"{path} line {number}: not valid JSON ({err}); the world is damaged") from None
+    return rows
 
 
 def open_world(path: str | Path | None = None) -> World:

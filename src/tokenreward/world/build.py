@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tokenreward.io import FolderLock, atomic_write
+from tokenreward.io import FolderLock, atomic_write, read_json_file
 from tokenreward.jsonl import read_jsonl, write_jsonl
 from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import seed_everything
@@ -45,7 +45,7 @@ STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "measur
 
 def _state(root: Path) -> dict[str, Any]:
     path = root / BUILD_STATE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_file(path, f"delete {root} and build it again") if path.is_file() else {}
 
 
 def _save_state(root: Path, state: dict[str, Any]) -> None:

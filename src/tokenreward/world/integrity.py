@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from tokenreward.io import read_json_file
 from tokenreward.world import BUILD_STATE, MANIFEST
 
 UNRECORDED = {MANIFEST, BUILD_STATE, ".tokenreward.lock"}
@@ -31,8 +31,8 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
 
 def check_finished(root: Path, size: str, seed: int) -> None:
     """Refuse a finished world of another size or seed, or one whose files changed since its build."""
-    manifest = json.loads((root / MANIFEST).read_text())
     fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed} --out {root}` again"
+    manifest = read_json_file(root / MANIFEST, fix)
     if (manifest.get("size"), manifest.get("seed")) != (size, seed):
         raise ValueError(
             f"{root} holds a finished world of size {manifest.get('size')!r} and seed {manifest.get('seed')!r}, "

@@ -15,6 +15,7 @@ from tokenreward.lora import reference_of
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
 from tokenreward.trainers.harness import with_adapters
 from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
+from tokenreward.trainers.vocabulary import check_shared_vocabulary
 
 
 @dataclass
@@ -51,11 +52,7 @@ def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: b
     reference = reference_of(policy, c, c.reference) or (
         load_causal_lm(str(c.reference or policy_dir), loading=frozen).eval().requires_grad_(False)
     )
-    if reference.config.vocab_size != policy.config.vocab_size:
-        raise ValueError(
-            f"the reference model's vocabulary ({reference.config.vocab_size}) differs from the policy's "
-            f"({policy.config.vocab_size}); they must share a tokenizer"
-        )
+    check_shared_vocabulary(tokenizer, ("--policy", policy), {"--reference": c.reference})
     reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
     value = (
         ValueModel(with_adapters(load_critic(c, world, reward_model_dir, tokenizer, policy), c, "SEQ_CLS")).eval()

@@ -69,7 +69,9 @@ class PPOTrainer:
 
         hf_logging.disable_progress_bar()  # our own bar shows the progress; HF's would print at every checkpoint
         self.config, self.method = config, method
-        self.accelerator, self.folder = make_run(config, {"method": method}, may_change=RESUMABLE_CHANGES)
+        self.accelerator, self.folder = make_run(
+            config, {"method": method}, may_change=RESUMABLE_CHANGES, extendable=True
+        )
         self.device = self.accelerator.device
         processes = self.accelerator.num_processes
         if config.batch_size % processes or config.mini_batch_size % processes:

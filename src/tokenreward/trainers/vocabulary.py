@@ -1,0 +1,56 @@
+"""Models that must share a vocabulary are checked before a run trains: the policy, its
+reference and any guide model read the same token ids, and the tokenizer fits the policy's
+embeddings. A mismatch is a one-line error naming both flags and sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def vocabulary_size(source: Any, flag: str) -> int:
+    """The vocabulary of a model (a loaded one, or the `config.json` of its folder / GGUF file)."""
+    config = getattr(source, "config", None)
+    if config is None:
+        from transformers import AutoConfig
+
+        from tokenreward.models import _from_pretrained
+
+        config = _from_pretrained(AutoConfig, str(source), flag.removeprefix("--"))
+    size = getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", None)
+    if size is None:
+        raise ValueError(f"{flag} {source}: its config.json states no vocab_size")
+    return int(size)
+
+
+def check_shared_vocabulary(tokenizer, policy: tuple[str, Any], others: dict[str, Any]) -> None:
+    """`policy` = (flag, model or folder); `others`: {flag: model or folder} that must read the
+    policy's token ids. Checks: the tokenizer's ids fit the policy's embeddings; every other
+    model's vocabulary size equals the policy's; a folder holding a tokenizer holds the same
+    token -> id table as the run's tokenizer."""
+    flag, model = policy
+    size = vocabulary_size(model, flag)
+    if len(tokenizer) > size:
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the {flag} model's embeddings hold {size}; "
+            "use the tokenizer the model was trained with"
+        )
+    vocab = None
+    for other, source in others.items():
+        if source is None or source is model:
+            continue
+        if vocabulary_size(source, other) != size:
+            raise ValueError(
+                f"{other} has a vocabulary of {vocabulary_size(source, other)} tokens and {flag} one of {size}; "
+                "they must share a tokenizer"
+            )
+        folder = Path(str(source)) if isinstance(source, (str, Path)) else None
+        if folder is not None and folder.is_dir() and (folder / "tokenizer_config.json").is_file():
+            from tokenreward.models import load_tokenizer
+
+            vocab = vocab if vocab is not None else tokenizer.get_vocab()
+            if load_tokenizer(str(folder)).get_vocab() != vocab:
+                raise ValueError(
+                    f"{other} {folder} holds a tokenizer whose token ids differ from the run's ({flag}); "
+                    "they must share a tokenizer"
+                )
