@@ -163,7 +163,7 @@ def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, rank: int, args)
         "--rewarder", "red", "--critic-init", "policy", "--out", str(out), "--steps", str(args.steps),
         "--batch-size", str(args.batch_size), "--mini-batch-size", str(args.batch_size),
         "--max-new-tokens", str(args.max_new_tokens), "--save-every", str(args.steps), "--no-progress",
-        "--device", args.device, "--seed", "0",
+        "--device", args.device, "--seed", "0", "--gradient-accumulation", str(args.gradient_accumulation),
     ]  # fmt: skip
     if rank:
         argv += ["--lora-r", str(rank), "--lora-alpha", str(2 * rank), "--learning-rate", "1e-4"]
@@ -201,7 +201,8 @@ def ppo_comparison(gguf: Path, rm_dir: Path, out: Path, args) -> None:
     full = ppo_run(gguf, rm_dir, prompts, out / "ppo-full", 0, args)
     memory = "peak GPU memory" if args.device.startswith("cuda") else "peak RSS"
     print(
-        f"\n3. PPO-RED, batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.steps} steps "
+        f"\n3. PPO-RED, batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.steps} steps, "
+        f"{args.gradient_accumulation} micro-batch(es) per mini-batch "
         f"(median step after the first; {memory})"
     )
     print(f"   {'':10} {'step s':>8} {'peak GB':>8} {'checkpoint MB':>14} {'final MB':>9}")
@@ -221,6 +222,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="PPO steps per run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument(
+        "--gradient-accumulation", type=int, default=1, help="PPO micro-batches per mini-batch (both runs alike)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--lora-ranks", type=lambda text: [int(r) for r in text.split(",")], default=[8, 4], help="LoRA ranks to run"
