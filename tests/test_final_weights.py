@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from tokenreward.testing import tiny_causal_lm, train_tokenizer
-from tokenreward.trainers.harness import RunFolder, save_final_model
+from tokenreward.trainers.harness import save_final_model
+from tokenreward.trainers.run_folder import RunFolder
 
 
 @pytest.fixture(scope="module")

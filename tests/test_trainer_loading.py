@@ -19,12 +19,12 @@ from tokenreward.models import ModelLoading
 from tokenreward.preference_data import prepare_preference_data
 from tokenreward.rewards import build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_reward_model
-from tokenreward.trainers.harness import RunFolder, fields_at_default
 from tokenreward.trainers.loading import run_device
 from tokenreward.trainers.ppo import PPOConfig, PPOTrainer
 from tokenreward.trainers.preference import PreferenceConfig
 from tokenreward.trainers.preference import run as run_preference
 from tokenreward.trainers.preference_batches import reference_logps
+from tokenreward.trainers.run_folder import RunFolder, fields_at_default
 from tokenreward.trainers.sft import SFTConfig
 
 PROMPTS = ["What is 17 + 25?", "The capital of France is", "Hello world!", "You are"]

@@ -289,3 +289,28 @@ def read_json_file(path: str | Path, fix: str = "") -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}") from None
+
+
+def damaged_file(folder: Path) -> str | None:
+    """`FILE: why` for the first JSON or safetensors file of a model folder that does not
+    parse (truncated, zero bytes, garbage), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            return f"{path} is not valid JSON ({err}); the file is damaged"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception as err:
+            size = path.stat().st_size
+            return f"{path} ({size} bytes) is not a complete safetensors file ({err}); it is truncated or damaged"
+    return None

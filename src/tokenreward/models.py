@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tokenreward.gguf import resolve_model_source
+from tokenreward.io import damaged_file
 from tokenreward.logprobs import position_kwargs, unwrap
 from tokenreward.logprobs import token_logprobs as shifted_logprobs
 from tokenreward.lora import adapter_base, is_adapter_folder, merged_adapter
@@ -129,31 +130,6 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
         if damaged is None:
             raise
         raise ValueError(f"cannot load the {what} from {text}: {damaged}") from err
-
-
-def damaged_file(folder: Path) -> str | None:
-    """`FILE: why` for the first JSON or safetensors file of a model folder that does not
-    parse (truncated, zero bytes, garbage), or None."""
-    import json
-
-    from safetensors import safe_open
-
-    if not folder.is_dir():
-        return None
-    for path in sorted(folder.glob("*.json")):
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
-            return f"{path} is not valid JSON ({err}); the file is damaged"
-    for path in sorted(folder.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
-                    handle.get_slice(key)
-        except Exception as err:
-            size = path.stat().st_size
-            return f"{path} ({size} bytes) is not a complete safetensors file ({err}); it is truncated or damaged"
-    return None
 
 
 def load_tokenizer(source: PathOrModel):

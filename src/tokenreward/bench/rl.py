@@ -55,11 +55,11 @@ from tokenreward.bench.rl_methods import (
 )
 from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import validate_ranges
-from tokenreward.io import check_writable, write_atomic
+from tokenreward.io import check_writable, read_json_file, write_atomic
 from tokenreward.models import ModelLoading
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.checkpoints import latest_checkpoint
-from tokenreward.trainers.harness import fields_at_default
+from tokenreward.trainers.run_folder import fields_at_default
 from tokenreward.viz.plots import save_learning_curves
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
@@ -130,10 +130,6 @@ def _jsonable(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
 
@@ -146,7 +142,7 @@ def train_run(
     loading = ModelLoading.of(config)
     trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, False, loading)
     wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in ("resume", "progress")}
-    done = _read_json(run_dir / DONE)
+    done = read_json_file(run_dir / DONE) if (run_dir / DONE).exists() else None
     if done is not None:
         before, at_default = done["config"], fields_at_default(trainer_cfg)
         changed = [
@@ -193,7 +189,7 @@ def evaluate_run(
 
     seed = seed if config.eval_seed is None else config.eval_seed
     settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, **dtype_setting(config)}
-    cached = _read_json(eval_path)
+    cached = read_json_file(eval_path) if eval_path.exists() else None
     if cached is not None and cached.get("settings") == settings:
         return cached
     policy = load_causal_lm(policy_dir, loading=ModelLoading.of(config)).eval()

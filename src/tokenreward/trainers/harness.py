@@ -5,17 +5,8 @@ optimizer step, checkpoints and the final model.
   `__post_init__` against the ranges stated in each field's help (`min`, `gt`); among them the
   loading flags `--dtype`, `--device`, `--device-map`, `--max-batch-tokens`
   (`tokenreward.trainers.loading`: what they mean for frozen and trained models).
-- `RunFolder`: `OUT/run.json` records the settings when a run starts, and the size and SHA-256
-  of its input files (`input_digests`). Without `--resume` a folder holding a started or
-  finished run is refused; with `--resume` the settings must match the recorded ones (those in
-  `may_change` aside), an input file changed since the start is refused, and a run killed
-  before its first checkpoint starts again from step 0. The run length (`--steps` /
-  `--epochs`): a trainer whose learning-rate schedule depends on it refuses a change; a
-  constant-rate trainer (`extendable`) continues to the new length, a finished run included,
-  exactly as an unbroken run of that length would have gone; fewer steps than already trained
-  are refused.
-  The final model is written to a temporary folder and renamed to `OUT/final`; `OUT/done`
-  marks a finished run.
+- `RunFolder` (`tokenreward.trainers.run_folder`): `OUT/run.json`, refuse / resume / start, the
+  final model written atomically, `OUT/done`.
 - LoRA (`--lora-r`, `tokenreward.lora`): `with_adapters` adds the adapters to the trained
   model, `save_final_model` writes the adapter (or with `--merge` the merged model).
 - Seeds: `derive_seed(seed, *purpose)` (numpy `SeedSequence`), one independent stream per use.
@@ -29,12 +20,9 @@ optimizer step, checkpoints and the final model.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import shutil
 import zlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +32,12 @@ import numpy as np
 import torch
 
 from tokenreward.config import validate_ranges
-from tokenreward.io import read_json_file, write_atomic
 from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from tokenreward.trainers.loading import LoadingFlags, check_loading, run_device
-from tokenreward.trainers.run_inputs import input_digests, refuse_changed_inputs
-
-IGNORED_ON_RESUME = ("resume", "progress", "keep_checkpoints")
-MAY_CHANGE_ON_RESUME = ("save_every",)
+from tokenreward.trainers.run_folder import RunFolder, fields_at_default, settings_of
+from tokenreward.trainers.run_inputs import input_digests
 
 
 @dataclass(kw_only=True)
@@ -119,140 +104,6 @@ def configure_threads() -> int:
     threads = max(1, threads)
     torch.set_num_threads(threads)
     return threads
-
-
-def settings_of(config: Any) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in json.loads(json.dumps(dataclasses.asdict(config), default=str)).items()
-        if k not in IGNORED_ON_RESUME
-    }
-
-
-class RunFolder:
-    """`OUT` of one run: refuse, resume or start (see the module docstring). `length` names the
-    setting that fixes the run's length (`steps`, `epochs`); `extendable`: the run may continue
-    to another length (a trainer whose learning rate does not depend on it)."""
-
-    def __init__(
-        self,
-        out: Path | str,
-        settings: dict[str, Any],
-        resume: bool,
-        main: bool,
-        may_change: Sequence[str] = (),
-        at_default: Collection[str] = (),
-        length: str | None = None,
-        extendable: bool = False,
-    ):
-        self.out = Path(out)
-        self.main = main
-        self.extending = False
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file, not a folder")
-        recorded = self.out / "run.json"
-        refuse_started(self.out, resume)
-        if recorded.is_file():
-            before = read_json_file(recorded, "restore it or start a new run")
-            refuse_changed_inputs(before.get("inputs", {}), settings.get("inputs", {}))
-            if length is not None and length in before and before[length] != settings.get(length):
-                self._check_new_length(length, before[length], settings[length], extendable)
-            ignored = {*may_change, *MAY_CHANGE_ON_RESUME, "inputs", "out", length}  # a run folder may move
-            changed = sorted(
-                k
-                for k in set(before) | set(settings)
-                if before.get(k) != settings.get(k) and k not in ignored and not (k not in before and k in at_default)
-            )
-            if changed:
-                shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise ValueError(
-                    f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out"
-                )
-        self.settings = settings
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-
-    def _check_new_length(self, length: str, before: int, now: int, extendable: bool) -> None:
-        """`--resume` with another run length: refused unless the run can go on exactly (see
-        the module docstring); a finished run continued to more steps is no longer finished."""
-        flag = "--" + length.replace("_", "-")
-        if not extendable:
-            raise ValueError(
-                f"--resume with {flag} {now}: the run was started with {flag} {before} and its learning-rate "
-                "schedule depends on it; start a new run"
-            )
-        trained = self.start_step()
-        done = (self.out / "done").is_file()
-        if now < trained or (done and now < before):
-            raise ValueError(
-                f"--resume with {flag} {now}: the run has already trained {max(trained, before if done else 0)} "
-                "steps; give at least that many or start a new run"
-            )
-        if done and trained != before:
-            raise ValueError(
-                f"--resume with {flag} {now}: the finished run kept no checkpoint of its last step {before}, "
-                "so it cannot go on; start a new run"
-            )
-        self.extending = done
-
-    def begin(self) -> None:
-        """Record the settings: from here on the folder holds a started run (called once the
-        inputs are read and checked, so a run that fails on bad input leaves nothing to refuse).
-        A resumed run records its new length; a finished run going on is marked unfinished."""
-        if not self.main:
-            return
-        recorded = self.out / "run.json"
-        if not recorded.is_file():
-            write_atomic(recorded, json.dumps(self.settings, indent=2) + "\n")
-            return
-        before = read_json_file(recorded, "restore it or start a new run")
-        if self.extending:
-            (self.out / "done").unlink(missing_ok=True)
-        lengths = {k: self.settings[k] for k in ("steps", "epochs") if k in self.settings and k in before}
-        if any(before[k] != v for k, v in lengths.items()):
-            write_atomic(recorded, json.dumps({**before, **lengths}, indent=2) + "\n")
-
-    @property
-    def finished(self) -> bool:
-        return not self.extending and (self.out / "done").is_file() and (self.out / "final").is_dir()
-
-    def start_step(self) -> int:
-        """The newest checkpoint's step, or 0."""
-        path = latest_checkpoint(self.out)
-        return int(path.name.split("-")[1]) if path is not None else 0
-
-    def save_final(self, save: Callable[[Path], None], name: str = "final") -> Path:
-        """`save(tmp)` fills a temporary folder, renamed to `OUT/name` (main process only)."""
-        final = self.out / name
-        if self.main:
-            tmp = self.out / f".{name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        return final
-
-    def mark_done(self) -> None:
-        if self.main:
-            write_atomic(self.out / "done", "")
-
-
-def fields_at_default(config: Any) -> set[str]:
-    """The fields of a config dataclass at their default: on resume, one that the recorded run
-    lacks (recorded by an older release) counts as unchanged."""
-    return {
-        f.name
-        for f in dataclasses.fields(config)
-        if f.default is not dataclasses.MISSING and getattr(config, f.name) == f.default
-    }
-
-
-def refuse_started(out: Path, resume: bool) -> None:
-    """Without `resume`, a folder holding a started or finished run is an error."""
-    started = (out / "run.json").is_file() or (out / "final").exists() or latest_checkpoint(out) is not None
-    if started and not resume:
-        state = "finished" if (out / "done").is_file() else "started"
-        raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
 
 
 def with_adapters(model, config: RunConfig, task: str):

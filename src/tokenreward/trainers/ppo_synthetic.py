@@ -26,9 +26,10 @@ import torch
 from tokenreward.labels import read_labels
 from tokenreward.models import load_tokenizer
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.harness import derive_seed, refuse_started
+from tokenreward.trainers.harness import derive_seed
 from tokenreward.trainers.ppo import PPOConfig
 from tokenreward.trainers.ppo import run as run_ppo
+from tokenreward.trainers.run_folder import refuse_started
 
 REWARD_MODEL = "synthetic-reward-model"
 

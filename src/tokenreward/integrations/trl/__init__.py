@@ -21,16 +21,8 @@ from tokenreward.integrations.trl.grpo import (
     TokenRewardGRPOTrainer,
     trl_advantage_settings,
 )
-from tokenreward.integrations.trl.preference import (
-    SePOConfig,
-    SePOTrainer,
-    TDPOConfig,
-    TDPOTrainer,
-    TGDPOConfig,
-    TGDPOTrainer,
-    TRegDPOConfig,
-    TRegDPOTrainer,
-)
+from tokenreward.integrations.trl.preference import SePOTrainer, TDPOTrainer, TGDPOTrainer, TRegDPOTrainer
+from tokenreward.integrations.trl.preference_configs import SePOConfig, TDPOConfig, TGDPOConfig, TRegDPOConfig
 
 __all__ = [
     "BASELINES",

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
@@ -37,117 +37,15 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import use_adapter
 
 from tokenreward.gguf import resolve_model_source
+from tokenreward.integrations.trl.preference_configs import SePOConfig, TDPOConfig, TGDPOConfig, TRegDPOConfig
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
-from tokenreward.rewards import REWARDERS, Rewarder, check_rewarder_arguments, rewarder_requirements
+from tokenreward.rewards import Rewarder, rewarder_requirements
 from tokenreward.trainers.preference_batches import halves, policy_logps
 
 logger = logging.getLogger(__name__)
 
 TOKEN_COLUMNS = ("token_rewards", "response_tokens")
-
-
-@dataclass
-class TRegDPOConfig(DPOConfig):
-    """`DPOConfig` for T-REG (DPO-REG)."""
-
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
-        *DPOConfig._VALID_DICT_FIELDS,
-        "rewarder_options",
-    ]  # parsed from JSON like TRL's dicts
-
-    alpha: float = field(default=0.25, metadata={"help": "weight of the token regulariser (paper: 0.1, 0.25 or 0.5)"})
-    token_rewarder: str = field(
-        default="contrastive", metadata={"help": "registered token rewarder (default contrastive)"}
-    )
-    rewarder_options: dict | str | None = field(
-        default=None,
-        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rewarder_options(self)
-
-
-@dataclass
-class TDPOConfig(DPOConfig):
-    """`DPOConfig` for TDPO1 / TDPO2."""
-
-    tdpo_variant: str = field(default="tdpo2", metadata={"help": "tdpo1 or tdpo2"})
-    alpha: float = field(default=0.5, metadata={"help": "TDPO2's weight of the rejected sequence KL"})
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.tdpo_variant == "tdpo1" and self.alpha != 0.5:
-            raise ValueError(f"alpha: tdpo1 does not use it (used by: tdpo2), got {self.alpha}")
-
-
-@dataclass
-class TGDPOConfig(DPOConfig):
-    """`DPOConfig` for TGDPO."""
-
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
-        *DPOConfig._VALID_DICT_FIELDS,
-        "rewarder_options",
-    ]  # parsed from JSON like TRL's dicts
-
-    alpha: float = field(default=0.5, metadata={"help": "the paper's a in the token weights beta (1 +- a beta rho_t)"})
-    guide_policy: str | None = field(
-        default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
-    )
-    token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict | str | None = field(
-        default=None,
-        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rewarder_options(self)
-
-
-@dataclass
-class SePOConfig(DPOConfig):
-    """`DPOConfig` for SePO."""
-
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
-        *DPOConfig._VALID_DICT_FIELDS,
-        "rewarder_options",
-    ]  # parsed from JSON like TRL's dicts
-
-    beta: float = field(default=1.0, metadata={"help": "scale of the kept tokens' mean log-prob difference"})
-    sepo_ratio: float = field(
-        default=0.3, metadata={"help": "fraction of tokens kept (top of chosen, bottom of rejected)"}
-    )
-    guide_policy: str | None = field(
-        default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
-    )
-    token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict | str | None = field(
-        default=None,
-        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rewarder_options(self)
-
-
-def check_rewarder_options(args) -> None:
-    """`token_rewarder` registered and `rewarder_options` (a dict once TRL has read its JSON)
-    arguments of its constructor, of the annotated types (`check_rewarder_arguments`)."""
-    if args.token_rewarder not in REWARDERS:
-        raise ValueError(
-            f"token_rewarder: {args.token_rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}"
-        )
-    if args.rewarder_options is None:
-        return
-    if not isinstance(args.rewarder_options, dict):
-        raise ValueError(f"rewarder_options: expected a dict (or its JSON), got {args.rewarder_options!r}")
-    args.rewarder_options = check_rewarder_arguments(
-        args.token_rewarder, args.rewarder_options, lambda key: f"rewarder_options.{key}"
-    )
 
 
 def check_supported(args: DPOConfig, trainer: str) -> None:
