@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from tokenizers import processors
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
 from tokenreward.align import offsets_from_ids
@@ -40,16 +39,6 @@ from tokenreward.trainers.preference import PreferenceConfig, run
 
 PROMPTS = ["What is 17 + 25?", "The capital of France is", "Say hello.", "Thank you for asking,"]
 GROUP = 4
-
-
-@pytest.fixture(scope="module")
-def tok():
-    """A tokenizer that adds a BOS like Llama's (so TRL's DPO tokenization and ours agree)."""
-    tokenizer = train_tokenizer()
-    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
-    )
-    return tokenizer
 
 
 @pytest.fixture(scope="module")

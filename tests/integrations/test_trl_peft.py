@@ -10,7 +10,6 @@ import pytest
 import torch
 from datasets import Dataset
 from peft import LoraConfig
-from tokenizers import processors
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
@@ -24,7 +23,7 @@ from tokenreward.integrations.trl import (
     TRegDPOTrainer,
 )
 from tokenreward.rewards import build_rewarder
-from tokenreward.testing import tiny_config, tiny_reward_model, train_tokenizer
+from tokenreward.testing import tiny_config, tiny_reward_model
 
 PAIRS = [
     {"prompt": "What is 17 + 25?", "chosen": " It is 42.", "rejected": " I do not know."},
@@ -46,15 +45,6 @@ def lora(random_adapters: bool = True) -> LoraConfig:
         init_lora_weights=not random_adapters,
         task_type="CAUSAL_LM",
     )
-
-
-@pytest.fixture(scope="module")
-def tok():
-    tokenizer = train_tokenizer()
-    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", tokenizer.bos_token_id)]
-    )
-    return tokenizer
 
 
 @pytest.fixture(scope="module")
