@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.config import validate_ranges
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
@@ -46,7 +46,7 @@ BASELINES = ("uniform", "random")
 
 
 @dataclass
-class CreditConfig(ModelLoading):
+class CreditConfig(ModelLoading, Recording):
     """`tokenreward bench credit`: token rewards against the world's ground-truth credit."""
 
     world: str | None = field(

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.preference_tables import CREDIT_METRICS, credit_table, difference_table, markdown_table
 from tokenreward.bench.rl_methods import dtype_setting
 from tokenreward.config import validate_ranges
@@ -58,7 +58,7 @@ CREDIT = "implicit-credit.json"
 
 
 @dataclass(kw_only=True)
-class PreferenceBenchConfig(ModelLoading):
+class PreferenceBenchConfig(ModelLoading, Recording):
     """`tokenreward bench preference`: every preference method, every seed, the same budget; the
     loading flags (`--dtype`, ...) go to every run's trainer, the evaluation and the credit scores."""
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.rl_methods import (
     CONTRACT_FIELDS,
     Method,
@@ -69,7 +69,7 @@ EVAL = "eval.json"
 
 
 @dataclass(kw_only=True)
-class RLBenchConfig(ModelLoading):
+class RLBenchConfig(ModelLoading, Recording):
     """`tokenreward bench rl`: every method, every seed, the same number of steps; the loading
     flags (`--dtype`, ...) go to every run's trainer and to the evaluation."""
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenreward.bench.results_file import Recording, command_line, rl_table, write_section
 from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
@@ -40,7 +41,7 @@ WORLD_STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Recording):
     out: Path = field(
         default=Path("tokenreward-demo"),
         metadata={"help": "output folder (runs, results.json, curves.png, report.html)"},
@@ -188,8 +189,11 @@ def run_demo(config: DemoConfig) -> Path:
 
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
+    from tokenreward.io import check_writable
 
     console = Console(stderr=True)
+    if config.record is not None:
+        check_writable(config.record, "--record")
     hf_logging.disable_progress_bar()  # the stage lines and our own bars show the progress; HF's would print at every save
     clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
     console.rule("[bold]tokenreward demo 1/3: the world")
@@ -227,6 +231,9 @@ def run_demo(config: DemoConfig) -> Path:
         if built or k not in WORLD_STAGES
     )
     report = Path(config.out) / "report.html"
+    if config.record is not None:
+        table = f"{rl_table(results)}\n\nThe whole demo: {_duration(clock.total())} ({seconds})."
+        write_section(config.record, command_line("tokenreward demo", config), world, table, clock.total())
     console.print(f"\n[bold]done in {_duration(clock.total())}[/] ({seconds}). Open the report: {report}")
     return report
 
