@@ -210,7 +210,9 @@ def test_page_blocks_run_and_print_what_the_page_quotes(page, page_folder):
             assert status == 0, f"{block.where}: the block failed (exit {status}):\n{printed[-3000:]}"
             if block.output is not None:
                 missing = first_line_missing(block.output.source, printed)
-                assert missing is None, f"{block.output.where}: the page quotes {missing!r}; the block printed:\n{printed}"
+                assert missing is None, (
+                    f"{block.output.where}: the page quotes {missing!r}; the block printed:\n{printed}"
+                )
     finally:
         server.stop()
 

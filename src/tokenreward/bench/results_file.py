@@ -130,7 +130,10 @@ def write_section(path: str | Path, key: str, world: Any, table: str, seconds: f
 
 def credit_table(results: dict[str, dict[str, float]]) -> str:
     """`bench credit`'s results as a markdown table, best AUROC first."""
-    rows = ["| rewarder | AUROC | Spearman | top1 | AUROC within a response | ms / 1k tokens |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| rewarder | AUROC | Spearman | top1 | AUROC within a response | ms / 1k tokens |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, m in sorted(results.items(), key=lambda kv: -kv[1]["auroc"] if kv[1]["auroc"] == kv[1]["auroc"] else 1):
         rows.append(
             f"| {name} | {m['auroc']:.3f} | {m['spearman']:.3f} | {m['top1']:.3f} | {m['auroc_within']:.3f} "
@@ -196,7 +199,9 @@ def recording(name: str, run):
         result = run(config, bench)
         table = bench_table(bench, config, result)
         world = open_world(getattr(config, "world", None))
-        write_section(target, command_line(f"tokenreward bench {bench}", config), world, table, time.perf_counter() - began)
+        write_section(
+            target, command_line(f"tokenreward bench {bench}", config), world, table, time.perf_counter() - began
+        )
         return result
 
     return recorded
