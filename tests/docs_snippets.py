@@ -62,7 +62,7 @@ def pages() -> list[Path]:
 
 def parse(path: Path) -> list[Block]:
     """Every fenced block of one page; an unknown or missing language raises ValueError."""
-    page = str(path.relative_to(ROOT))
+    page = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     lines = path.read_text().splitlines()
     blocks: list[Block] = []
     k = 0

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from docs_snippets import ROOT, Block, code_blocks, counts, pages
+from docs_snippets import ROOT, Block, code_blocks, counts, pages, parse
 
 SHELL_FUNCTION = r"""
 tokenreward() {
@@ -218,17 +218,41 @@ def test_page_blocks_run_and_print_what_the_page_quotes(page, page_folder):
 
 
 def test_every_code_block_is_run_or_marked_illustrative():
-    """Parsing refuses an untagged or unknown fence; every code block is either run above (its
-    page is among the run pages) or marked illustrative; the counts are printed (`-rA`)."""
-    for page in pages():
-        for block in code_blocks(page):
-            assert block.illustrative or page in RUN_PAGES, block.where
+    """Every page parses (an untagged or unknown fence is refused), each code block is either run
+    by the test above or marked illustrative, and the counts are printed (`-rA`)."""
+    blocks = [b for page in pages() for b in code_blocks(page)]
     found = counts()
-    assert found["run"] + found["illustrative"] == sum(len(code_blocks(p)) for p in pages())
+    run = [b for b in blocks if not b.illustrative]
+    assert found["run"] == len(run) > 0 and found["run"] + found["illustrative"] == len(blocks)
+    assert {Path(ROOT / b.page) for b in run} == set(RUN_PAGES)
     print(
         f"docs: {found['run']} code blocks run ({found['checked']} with quoted output checked), "
         f"{found['illustrative']} illustrative"
     )
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("```\nls\n```\n", "must name its language"),
+        ("```ruby\nputs 1\n```\n", "must name its language"),
+        ("text\n```output\n1\n```\n", "must follow a bash or python block"),
+        ("```bash\nls\n", "never closed"),
+    ],
+)
+def test_an_unmarked_fence_or_a_stray_output_is_refused(tmp_path, text, problem):
+    page = tmp_path / "page.md"
+    page.write_text(text)
+    with pytest.raises(ValueError, match=problem):
+        parse(page)
+
+
+def test_illustrative_marks_and_quoted_outputs_are_read(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```bash illustrative\nx\n```\n```output\ny\n```\n```python\n1  # -> 1\n```\n```text\nz\n```\n")
+    first, second = code_blocks(page)
+    assert (first.illustrative, first.output.source, first.output.illustrative) == (True, "y\n", True)
+    assert (second.language, second.illustrative, second.output, second.line) == ("python", False, None, 7)
 
 
 def test_output_check_and_repr_check_catch_a_difference():
