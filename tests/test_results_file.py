@@ -130,3 +130,19 @@ def test_bench_credit_records_its_table_and_an_unwritable_record_stops_before_an
     assert main([*argv, "--record", str(blocker / "results.md")]) == 2
     err = capsys.readouterr()
     assert "--record" in err.err and "bench credit" not in err.out  # no table: nothing was scored
+
+
+def test_the_projects_results_file_is_well_formed_and_every_cited_section_exists():
+    """docs/results.md: each recorded section has its heading, its marker and its end line, and
+    every `tokenreward ...` command line a page cites as a section of results.md is one."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "results.md").read_text()
+    keys = re.findall(r"^<!-- recorded: (.+) -->$", text, re.M)
+    assert keys and len(keys) == len(set(keys)) and text.count(SECTION_END) == len(keys)
+    bounds = [text.index(f"## `{key}`\n<!-- recorded: {key} -->") for key in keys] + [text.index(SECTIONS_END)]
+    assert bounds == sorted(bounds)
+    assert all(text[begin:end].count(SECTION_END) == 1 for begin, end in zip(bounds, bounds[1:]))
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for page in pages:
+        for cited in re.findall(r"section `(tokenreward [^`]+)`", page.read_text().replace("\n", " ")):
+            assert " ".join(cited.split()) in keys, f"{page.name} cites a section {cited!r} that results.md lacks"
