@@ -7,7 +7,9 @@ The fence convention (the first word of a fence's info string is its language):
 - ```` ```bash illustrative ```` / ```` ```python illustrative ```` blocks are not run: they need
   the full world, a GPU, a verl or OpenRLHF cluster, a network service, or minutes of training.
   A figure such a block produces is quoted from docs/results.md (written by the command's
-  `--record docs/results.md`), not typed into the page;
+  `--record docs/results.md`), not typed into the page. Not run is not unchecked: each
+  `tokenreward` command of an illustrative bash block must parse with today's flags, and an
+  illustrative python block must compile;
 - ```` ```output ```` right after a run block is that block's quoted output, checked: each of
   its non-blank lines must appear, in order, among the lines the block printed (`...` in a line
   matches any text). After an illustrative block it is illustrative too;
