@@ -10,10 +10,10 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from tokenreward.world import SPLITS, World, open_world
-from tokenreward.world import build as world_build
-from tokenreward.world import measure as world_measure
 from tokenreward.world.generate import REVISION_BETTER
 from tokenreward.world.oracle import grade
+from tokenreward.worldbuild import build as world_build
+from tokenreward.worldbuild import measure as world_measure
 
 TINY = world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1)
 

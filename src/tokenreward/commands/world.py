@@ -11,7 +11,7 @@ def _build(args) -> int:
     from transformers.utils import logging
 
     from tokenreward.io import check_writable
-    from tokenreward.world.build import build_world
+    from tokenreward.worldbuild.build import build_world
 
     if args.out is not None:
         check_writable(args.out, "--out", folder=True)

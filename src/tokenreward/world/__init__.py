@@ -7,7 +7,7 @@
     build_rewarder("red", world.resources())
 
 Build one with `tokenreward world build [--size small|full]` or
-`tokenreward.world.build.build_world(out, size, seed)`.
+`tokenreward.worldbuild.build.build_world(out, size, seed)`.
 """
 
 from __future__ import annotations
