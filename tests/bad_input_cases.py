@@ -1000,6 +1000,11 @@ WORLD_CASES = [
     ),
     Case("world-build-size-unknown", ["world", "build", "--size", "huge"], expect=("--size: invalid choice: 'huge'",)),
     Case(
+        "world-build-family-unknown",
+        ["world", "build", "--families", "arithmetic", "poetry", "--out", "{scratch}/w"],
+        expect=("families: unknown family 'poetry'", "multistep"),
+    ),
+    Case(
         "world-build-other-size",
         ["world", "build", "--out", "{world}", "--size", "small", "--seed", "3"],
         expect=("{world} holds a finished world of size 'tiny' and seed 3, not size 'small' seed 3",),

@@ -5,11 +5,14 @@ errors for missing or half-built worlds."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 from rapidfuzz.distance import Levenshtein
 
+from tokenreward.jsonl import read_jsonl
 from tokenreward.world import SPLITS, World, open_world
+from tokenreward.world.families import DEFAULT_FAMILIES
 from tokenreward.world.generate import REVISION_BETTER
 from tokenreward.world.oracle import grade
 from tokenreward.worldbuild import build as world_build
@@ -165,6 +168,23 @@ def test_seed_changes_the_data(tmp_path):
     assert digest(tmp_path / "1" / "data") != digest(tmp_path / "2" / "data")
 
 
+def test_an_opt_in_family_brings_its_prompts_and_revisions(tmp_path):
+    families = DEFAULT_FAMILIES + ("multistep",)
+    world_build.build_data(tmp_path / "default", TINY, 4, progress=False)
+    world_build.build_data(tmp_path / "with", replace(TINY, families=families), 4, progress=False)
+
+    def records(folder, kind):
+        return [r for split in SPLITS for r in read_jsonl(tmp_path / folder / "data" / f"{kind}.{split}.jsonl")]
+
+    assert {p["family"] for p in records("default", "prompts")} == set(DEFAULT_FAMILIES)
+    prompts = {p["prompt"]: p for p in records("with", "prompts")}
+    assert {p["family"] for p in prompts.values()} == set(families)
+    pairs = [pair for pair in records("with", "pairs") if pair["family"] == "multistep"]
+    assert pairs
+    for pair in pairs:
+        assert grade(prompts[pair["prompt"]], pair["revision"]).defects == 0, pair["revision"]
+
+
 def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeypatch):
     monkeypatch.setitem(
         world_build.STAGE_FUNCTIONS, "tokenizer", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
@@ -173,6 +193,10 @@ def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeyp
         world_build.build_world(tmp_path / "w", size=tiny_size, seed=1, progress=False)
     with pytest.raises(ValueError, match="partial world of size 'tiny' and seed 1"):
         world_build.build_world(tmp_path / "w", size=tiny_size, seed=2, progress=False)
+    with pytest.raises(ValueError, match="to build size 'tiny' seed 1 \\(families arithmetic, multistep\\)"):
+        world_build.build_world(tmp_path / "w", size=tiny_size, seed=1, families=("arithmetic", "multistep"))
+    with pytest.raises(ValueError, match="families: unknown family 'poetry'"):
+        world_build.build_world(tmp_path / "x", size=tiny_size, families=("poetry",))
     with pytest.raises(ValueError, match="unknown world size"):
         world_build.build_world(tmp_path / "x", size="huge")
 

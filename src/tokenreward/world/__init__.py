@@ -114,6 +114,13 @@ class World:
         return self.root / STANDARD_FOLDERS["reward_model"]
 
     @property
+    def families(self) -> tuple[str, ...]:
+        """The world's task families, in the order their prompts were drawn."""
+        from tokenreward.world.families import DEFAULT_FAMILIES
+
+        return tuple(self.config.get("sizes", {}).get("families", DEFAULT_FAMILIES))
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
 

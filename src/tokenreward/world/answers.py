@@ -107,3 +107,18 @@ class Answer:
     spans: list[tuple[int, int, float]] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     attempted: bool = False
+
+
+@dataclass(frozen=True)
+class StepTruth:
+    """One step of a reply whose family writes steps (`oracle.step_truth`): its characters
+    `response[start:end]`, whether it is `correct` (what the true chain says at this step),
+    whether it is `valid` (it follows from the step before it as written, right or wrong), and
+    its `kind`: "step", or "answer" for the final answer line. A step that is valid but not
+    correct carries an earlier error."""
+
+    start: int
+    end: int
+    correct: bool
+    valid: bool
+    kind: str = "step"

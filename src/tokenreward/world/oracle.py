@@ -35,18 +35,20 @@ from tokenreward.world.answers import (
     WRONG_CREDIT,
     Grade,
     Issue,
+    StepTruth,
     known_words,
     normalise,
     sentence_spans,
     vader_lexicon,
 )
-from tokenreward.world.families import family
+from tokenreward.world.families import FAMILIES, family
 
 #: item 3 of the docstring, which `documented_rules` replaces by the families' rules
 _FAMILY_RULES = "   (each family's `rule`; its check and rule live in its module in `tokenreward.world.families`)"
 
 __all__ = [
     "LIST_ERROR_CREDIT",
+    "ORACLE_REWARDS",
     "NO_ANSWER_PENALTY",
     "REPEAT_CREDIT",
     "RESTATEMENT_CREDIT",
@@ -54,14 +56,19 @@ __all__ = [
     "WRONG_CREDIT",
     "Grade",
     "Issue",
+    "StepTruth",
     "canonical_answer",
+    "correct",
     "defect_tokens",
     "documented_rules",
     "grade",
     "known_words",
+    "oracle_reward",
     "revise",
+    "step_truth",
     "token_credit",
     "vader_lexicon",
+    "verifiable_families",
 ]
 
 
@@ -150,8 +157,7 @@ def _verbosity(limit: int, text: str, issues: list[Issue], answer_spans: list) -
 def grade(prompt_record: dict, response: str) -> Grade:
     """Credit spans, holistic score and issues of `response` to `prompt_record` (module docstring)."""
     task = family(prompt_record["family"])
-    loops = find_loops(response)
-    masked = _mask(response, [i.fix[:2] for i in loops])
+    loops, masked = _without_loops(response)
     issues = loops + find_hostile(masked)
     answer = task.check(prompt_record["meta"], masked)
     issues += answer.issues
@@ -170,6 +176,61 @@ def grade(prompt_record: dict, response: str) -> Grade:
     spans = sorted([list(s) for s in answer.spans] + [list(s) for i in issues for s in i.spans])
     score = sum(c for _, _, c in spans) - sum(i.penalty for i in issues)
     return Grade(float(score), spans, len(issues), issues)
+
+
+def _without_loops(response: str) -> tuple[list[Issue], str]:
+    """The loops of `response`, and the response with them blanked out (what later checks read)."""
+    loops = find_loops(response)
+    return loops, _mask(response, [i.fix[:2] for i in loops])
+
+
+def verifiable_families() -> list[str]:
+    """The registered families whose replies are right or wrong (`correct`)."""
+    return [name for name in FAMILIES.names() if family(name).verifiable]
+
+
+def correct(prompt_record: dict, response: str) -> float:
+    """The verifiable reward: 1.0 when the answer of `response` is right, else 0.0, by the
+    family's `correct` on the response with its loops blanked out (as `grade` reads it); loops,
+    hostility and verbosity do not count. A family without a right answer raises ValueError."""
+    task = family(prompt_record["family"])
+    if not task.verifiable:
+        raise ValueError(
+            f"the {task.name} family has no verifiable answer; the verifiable reward covers the families "
+            f"{', '.join(verifiable_families())}"
+        )
+    return float(task.correct(prompt_record["meta"], _without_loops(response)[1]))
+
+
+def holistic_score(prompt_record: dict, response: str) -> float:
+    """The holistic reward: `grade(prompt_record, response).score`."""
+    return grade(prompt_record, response).score
+
+
+#: the oracle's rewards of a whole response, by name (`oracle_reward`)
+ORACLE_REWARDS = {"score": holistic_score, "verifiable": correct}
+
+
+def oracle_reward(prompt_record: dict, response: str, mode: str = "score") -> float:
+    """The oracle's reward of `response` in `mode`: "score" (the holistic score, `grade`) or
+    "verifiable" (1.0 right / 0.0 wrong, `correct`)."""
+    if mode not in ORACLE_REWARDS:
+        raise ValueError(f"unknown oracle reward {mode!r}; choose one of {', '.join(ORACLE_REWARDS)}")
+    return ORACLE_REWARDS[mode](prompt_record, response)
+
+
+def step_truth(prompt_record: dict, response: str) -> list[StepTruth]:
+    """Each step of `response` in order (the final answer line last), with its characters and
+    whether it is correct (on the true chain) and valid (follows from the step before it), for
+    families that write steps (`multistep`); the response is read as it is (loops included).
+    Other families raise ValueError."""
+    task = family(prompt_record["family"])
+    if not task.has_steps:
+        steps = [name for name in FAMILIES.names() if family(name).has_steps]
+        raise ValueError(
+            f"the {task.name} family has no steps; step ground truth covers the families {', '.join(steps)}"
+        )
+    return task.steps(prompt_record["meta"], response)
 
 
 def revise(prompt_record: dict, response: str) -> str:

@@ -19,7 +19,7 @@ from functools import cache
 
 from tokenreward.registry import Registry
 from tokenreward.world import tables
-from tokenreward.world.answers import Answer
+from tokenreward.world.answers import Answer, StepTruth
 
 #: the families of a world built without `--families`, in the order their prompts are drawn
 DEFAULT_FAMILIES = ("arithmetic", "facts", "enumeration", "repetition", "tone")
@@ -48,6 +48,10 @@ class Family:
     summary: str
     #: the oracle's rule for the family's answer (item 3 of `tokenreward.world.oracle`'s docstring)
     rule: str
+    #: whether a reply is right or wrong (`correct`; the oracle's verifiable reward)
+    verifiable: bool = False
+    #: whether replies are written in steps whose correctness is known (`steps`)
+    has_steps: bool = False
 
     def prompt(self, rng: random.Random) -> dict:
         """A prompt record `{"family", "prompt", "meta"}` drawn with `rng`."""
@@ -67,6 +71,16 @@ class Family:
 
     def canonical(self, meta: dict) -> str:
         """The reference reply (leading space, as responses follow the prompt directly)."""
+        raise NotImplementedError
+
+    def correct(self, meta: dict, text: str) -> bool:
+        """Whether the reply's answer is right (for `verifiable` families): the check credits
+        the whole answer (credits summing to 1) and finds no answer issue."""
+        answer = self.check(meta, text)
+        return answer.attempted and not answer.issues and abs(sum(c for _, _, c in answer.spans) - 1.0) < 1e-9
+
+    def steps(self, meta: dict, text: str) -> list[StepTruth]:
+        """Each step's span and ground truth (for families that `has_steps`)."""
         raise NotImplementedError
 
     def record(self, question: str, meta: dict) -> dict:

@@ -15,6 +15,7 @@ from tokenreward.world.marks import mark
 class Arithmetic(Family):
     name = "arithmetic"
     defects = ("wrong_digit", "wrong_number")
+    verifiable = True
     word_limit = 20
     summary = "arithmetic (`What is 17 + 25?`): wrong digits;"
     rule = (

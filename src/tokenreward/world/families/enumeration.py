@@ -18,6 +18,7 @@ from tokenreward.world.marks import CLOSE, OPEN, mark
 class Enumeration(Family):
     name = "enumeration"
     defects = ("missing", "extra", "wrong_item")
+    verifiable = True
     word_limit = 30
     summary = "enumeration (first k primes, counting, multiples): missing, extra or wrong items;"
     rule = (

@@ -18,6 +18,7 @@ from tokenreward.world.marks import OPEN, mark, misspell
 class Facts(Family):
     name = "facts"
     defects = ("wrong_entity", "misspelled", "misspelled_subject")
+    verifiable = True
     word_limit = 20
     summary = (
         "facts (capitals, languages, dishes; real and made-up entities): a wrong entity (right for\n"
