@@ -46,6 +46,8 @@ def test_small_world_is_complete_and_reports_its_measurements(small_world):
     ):
         assert key in metrics
     assert 0.6 < metrics["label_oracle_agreement"] < 0.9
+    assert small_world.families == DEFAULT_FAMILIES
+    assert {p["family"] for split in SPLITS for p in small_world.prompts(split)} == set(DEFAULT_FAMILIES)
     readme = (small_world.root / "README.md").read_text()
     assert REVISION_BETTER.splitlines()[0] in readme and "label_oracle_agreement" in readme
 

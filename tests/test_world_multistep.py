@@ -140,3 +140,25 @@ def test_the_verifiable_reward_is_refused_without_a_right_answer():
         oracle.oracle_reward(record, " Thank you.", "verifiable")
     with pytest.raises(ValueError, match="unknown oracle reward 'exact'"):
         oracle.oracle_reward(record, " Thank you.", "exact")
+
+
+CHAIN = {
+    "family": "multistep",
+    "meta": {"start": 7, "operations": [["+", 5], ["*", 3], ["-", 4]], "values": [12, 36, 32], "answer": 32},
+}
+CANONICAL = " Step 1: 7 + 5 = 12.\nStep 2: 12 * 3 = 36.\nStep 3: 36 - 4 = 32.\nThe answer is 32."
+
+
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        (CANONICAL, 1.0),
+        (" Step 1: 7 + 5 = 12.", 0.25),  # the rest of the chain and the answer are missing
+        (" The answer is 32.", 0.25),  # the steps are missing
+        (" Step 1: 7 + 5 = 13.\nStep 2: 13 * 3 = 39.", -1.0),  # a slip, carried, then nothing
+        (CANONICAL.replace("The answer is 32.", "Step 4: 32 + 1 = 33.\nThe answer is 33."), 0.75 - 1.0),
+    ],
+)
+def test_odd_replies_are_graded_by_the_rule_and_revised_to_the_chain(reply, score):
+    assert oracle.grade(CHAIN, reply).score == pytest.approx(score)
+    assert oracle.revise(CHAIN, reply) == CANONICAL

@@ -109,8 +109,10 @@ def check_families(names: tuple[str, ...] | list[str], where: str = "families") 
     if not names:
         raise ValueError(f"{where}: name at least one world family ({', '.join(FAMILIES.names())})")
     for name in names:
-        if name not in FAMILIES.names():
-            raise ValueError(f"{where}: unknown family {name!r}; the world's families: {', '.join(FAMILIES.names())}")
+        try:
+            family(name)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
     if len(set(names)) != len(names):
         raise ValueError(f"{where}: a family is named twice in {', '.join(names)}")
     return tuple(names)

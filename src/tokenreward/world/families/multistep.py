@@ -109,13 +109,9 @@ class Multistep(Family):
         result = Answer(attempted=bool(steps) or final is not None)
         for step in steps:
             _credit_step(result, step, share, text)
-        result.issues += _missing_steps(meta, steps, final)
+        result.issues += _completion(meta, steps, final)
         if final is not None:
             _credit_final(result, meta, steps, final, share)
-        elif steps:
-            last = steps[-1].match.end()
-            fix = (last, last, "\n" + ANSWER_LINES[0].format(answer=meta["answer"]))
-            result.issues.append(Issue("missing_answer", [], fix))
         return result
 
     def canonical(self, meta: dict) -> str:
@@ -208,18 +204,22 @@ def _blame(m: re.Match, step: _Step) -> list[tuple[int, int, float]]:
     return [(m.start(g), m.end(g), WRONG_CREDIT / len(wrong)) for g in wrong]
 
 
-def _missing_steps(meta: dict, steps: list[_Step], final: re.Match | None) -> list[Issue]:
-    """The steps of the chain past the last written one, inserted after it (or before the
+def _completion(meta: dict, steps: list[_Step], final: re.Match | None) -> list[Issue]:
+    """The missing end of a reply that has begun: the steps of the chain past the last written
+    one and, without an answer line, the answer line; inserted after the last step (before the
     answer line when no step is written)."""
     written = sum(step.truth is not None for step in steps)
     values = [meta["start"]] + meta["values"]
     lines = [_line(k, values[k], *meta["operations"][k], values[k + 1]) for k in range(written, len(values) - 1)]
+    if final is None:
+        lines.append(ANSWER_LINES[0].format(answer=meta["answer"]))
     if not lines or (not steps and final is None):
         return []
+    kind = "missing_step" if written < len(meta["operations"]) else "missing_answer"
     if steps:
         at = steps[-1].match.end()
-        return [Issue("missing_step", [], (at, at, "".join("\n" + line for line in lines)))]
-    return [Issue("missing_step", [], (final.start(), final.start(), "".join(line + "\n" for line in lines)))]
+        return [Issue(kind, [], (at, at, "".join("\n" + line for line in lines)))]
+    return [Issue(kind, [], (final.start(), final.start(), "".join(line + "\n" for line in lines)))]
 
 
 def _credit_final(result: Answer, meta: dict, steps: list[_Step], final: re.Match, share: float) -> None:
