@@ -87,11 +87,15 @@ def test_a_planted_error_is_blamed_where_it_is_made_and_carried_after(records):
         assert truth[first].start <= response.planted[0][0] < response.planted[0][1] <= truth[first].end
 
 
-def test_revisions_fix_every_step(records):
+def test_the_oracle_blames_exactly_the_planted_errors_and_the_revision_fixes_every_step(records):
     rng = random.Random(2)
     for record in records:
-        for kinds in KIND_SETS[1:4]:
-            revision = oracle.revise(record, gen.respond(rng, record, kinds).text)
+        for kinds in KIND_SETS[1:] + [gen.sample_kinds(rng, "multistep")]:
+            response = gen.respond(rng, record, kinds)
+            assert sorted((s, e) for s, e, c in oracle.grade(record, response.text).credit_spans if c < 0) == (
+                response.planted
+            )
+            revision = oracle.revise(record, response.text)
             assert oracle.grade(record, revision).defects == 0, revision
             assert all(t.correct for t in oracle.step_truth(record, revision))
 
