@@ -144,6 +144,8 @@ def test_open_world_follows_the_environment(small_world, monkeypatch):
 
 def test_killed_build_is_half_built_then_resumes_to_the_same_world(tmp_path, tiny_size, monkeypatch):
     reference = world_build.build_world(tmp_path / "fresh", size=tiny_size, seed=3, progress=False)
+    with pytest.raises(ValueError, match="of the families arithmetic, facts, .*--families tone multistep --out"):
+        world_build.build_world(reference.root, size=tiny_size, seed=3, families=("tone", "multistep"))
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed during the reward model")

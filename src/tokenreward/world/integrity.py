@@ -32,7 +32,8 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
 
 def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] = DEFAULT_FAMILIES) -> None:
     """Refuse a finished world of another size, seed or families, or one whose files changed since its build."""
-    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed} --out {root}` again"
+    chosen = "" if tuple(families) == DEFAULT_FAMILIES else f" --families {' '.join(families)}"
+    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed}{chosen} --out {root}` again"
     manifest = read_json_file(root / MANIFEST, fix)
     if (manifest.get("size"), manifest.get("seed")) != (size, seed):
         raise ValueError(
