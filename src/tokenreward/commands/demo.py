@@ -124,7 +124,7 @@ WORLD_STAGE_WORDS = {
 def open_or_build_world(path: Path | None, clock: StageClock, console):
     """The world at `path`, else the cached full world, built there on first use."""
     from tokenreward.world import default_world_path, open_world
-    from tokenreward.world.build import build_world
+    from tokenreward.worldbuild.build import build_world
 
     if path is not None:
         return open_world(path), False

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+from tokenreward import bpe
 
 DEFAULT_CORPUS = [
     "What is 17 + 25? The answer is 42.",
@@ -20,24 +20,8 @@ DEFAULT_CORPUS = [
 
 
 def train_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 300, chat_template: str | None = None):
-    """A byte-level BPE `PreTrainedTokenizerFast` trained on `corpus`, with pad/eos/bos/unk."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(corpus), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
-    if chat_template:
-        fast.chat_template = chat_template
-    return fast
+    """`tokenreward.bpe.train_tokenizer` with small defaults: a BPE tokenizer of `DEFAULT_CORPUS`."""
+    return bpe.train_tokenizer(corpus, vocab_size, chat_template)
 
 
 _DECODER = dict(

@@ -7,7 +7,7 @@
     build_rewarder("red", world.resources())
 
 Build one with `tokenreward world build [--size small|full]` or
-`tokenreward.world.build.build_world(out, size, seed)`.
+`tokenreward.worldbuild.build.build_world(out, size, seed)`.
 """
 
 from __future__ import annotations
@@ -112,6 +112,13 @@ class World:
     @property
     def reward_model_dir(self) -> Path:
         return self.root / STANDARD_FOLDERS["reward_model"]
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The world's task families, in the order their prompts were drawn."""
+        from tokenreward.world.families import DEFAULT_FAMILIES
+
+        return tuple(self.config.get("sizes", {}).get("families", DEFAULT_FAMILIES))
 
     @property
     def metrics(self) -> dict[str, Any]:

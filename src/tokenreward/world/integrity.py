@@ -10,6 +10,7 @@ from typing import Any
 
 from tokenreward.io import read_json_file
 from tokenreward.world import BUILD_STATE, MANIFEST
+from tokenreward.world.families import DEFAULT_FAMILIES
 
 UNRECORDED = {MANIFEST, BUILD_STATE, ".tokenreward.lock"}
 
@@ -29,14 +30,21 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     return digests
 
 
-def check_finished(root: Path, size: str, seed: int) -> None:
-    """Refuse a finished world of another size or seed, or one whose files changed since its build."""
-    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed} --out {root}` again"
+def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] = DEFAULT_FAMILIES) -> None:
+    """Refuse a finished world of another size, seed or families, or one whose files changed since its build."""
+    chosen = "" if tuple(families) == DEFAULT_FAMILIES else f" --families {' '.join(families)}"
+    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed}{chosen} --out {root}` again"
     manifest = read_json_file(root / MANIFEST, fix)
     if (manifest.get("size"), manifest.get("seed")) != (size, seed):
         raise ValueError(
             f"{root} holds a finished world of size {manifest.get('size')!r} and seed {manifest.get('seed')!r}, "
             f"not size {size!r} seed {seed}; use another --out, or {fix}"
+        )
+    built = tuple(manifest.get("sizes", {}).get("families", DEFAULT_FAMILIES))
+    if built != tuple(families):
+        raise ValueError(
+            f"{root} holds a finished world of the families {', '.join(built)}, not {', '.join(families)}; "
+            f"use another --out, or {fix}"
         )
     recorded = manifest.get("files")
     if recorded is None:
