@@ -10,12 +10,15 @@
   kernel frees it when the holder dies (even by `kill -9`), and the next writer takes it
   over, saying whose stale lock it was. A second writer while the holder lives gets
   `FolderBusyError` naming the holder.
+- `replace_folder(source, target)`: install a copy of a folder in place of another one, by
+  renames: a kill at any moment leaves the old folder or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -70,6 +73,25 @@ def write_atomic(path: str | Path, text: str) -> None:
     """`Path(path).write_text(text)`, atomically (see `atomic_write`)."""
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def replace_folder(source: str | Path, target: str | Path) -> Path:
+    """Make `target` a copy of the folder `source`: copy into the sibling `.NAME.new`, rename
+    `target` away to `.NAME.old`, rename `.NAME.new` onto `target`, delete `.NAME.old`. A kill
+    leaves `target` old or new whole (between the two renames only `.NAME.old`, which the next
+    call first renames back)."""
+    target = Path(target)
+    staging, retired = (target.with_name(f".{target.name}.{tag}") for tag in ("new", "old"))
+    if retired.is_dir() and not target.exists():
+        os.replace(retired, target)  # a swap killed between its renames: the old folder comes back
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    shutil.copytree(source, staging)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+    return target
 
 
 def _existing_ancestor(path: Path) -> Path:
