@@ -20,11 +20,19 @@ DEBUG_FLAG = "--debug"
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser that takes no abbreviated options (`--out` is not `--output`)."""
+    """An argument parser that takes no abbreviated options (`--out` is not `--output`) and
+    refuses an unknown argument itself: a subcommand's error names the subcommand and shows its
+    usage (`tokenreward train sft: error: unrecognized arguments: --lr-typo 1`)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, rest = super().parse_known_args(args, namespace)
+        if rest:
+            self.error(f"unrecognized arguments: {' '.join(rest)}")
+        return parsed, rest
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         bounds = [f"{sign} {f.metadata[key]}" for key, sign in BOUND_SIGNS if key in f.metadata]
         if bounds:
             help_text = f"{help_text}; {', '.join(bounds)}"
-        if default is not None and not required:
+        if default is not None and not required and "(default:" not in help_text:
             help_text = f"{help_text} (default: {default})".strip()
         kwargs: dict[str, Any] = {
             "dest": f.name,
