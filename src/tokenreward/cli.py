@@ -54,19 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that describe a problem of the user's input, files or services."""
+    """The project's error types for failures the user can fix (`tokenreward.errors`, a busy
+    folder, a reviser that cannot be reached), an OS error (a missing or unreadable file, a full
+    disk) and a damaged safetensors file. A `ValueError`, `KeyError` or `TypeError` of anything
+    else is a bug: an internal error."""
+    from tokenreward.errors import REPORTED
     from tokenreward.io import FolderBusyError
     from tokenreward.revisers.base import ReviserError
 
-    errors: list[type[BaseException]] = [
-        ValueError,
-        KeyError,
-        TypeError,
-        OSError,
-        FloatingPointError,
-        FolderBusyError,
-        ReviserError,
-    ]
+    errors: list[type[BaseException]] = [*REPORTED, OSError, FolderBusyError, ReviserError]
     try:
         from safetensors import SafetensorError
 

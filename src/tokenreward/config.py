@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tokenreward.errors import UserInputError
+
 C = TypeVar("C")
 BOUND_SIGNS = (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<"))
 
@@ -122,4 +124,4 @@ def validate_ranges(config: Any) -> None:
             continue
         problem = range_problem(value, f.metadata, kinds)
         if problem:
-            raise ValueError(f"--{f.name.replace('_', '-')} {problem}")
+            raise UserInputError(f"--{f.name.replace('_', '-')} {problem}")

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from tokenreward.errors import UserInputError
+
 LOCK_NAME = ".tokenreward.lock"
 
 
@@ -36,7 +38,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenreward"
 
 
-class OutputError(ValueError):
+class OutputError(UserInputError):
     """An output path that cannot be written (named with its flag)."""
 
 
@@ -249,7 +251,7 @@ def read_jsonl_for_append(path: str | Path, what: str = "records", stream=None) 
                 records.append(record)
             else:
                 if not last:
-                    raise ValueError(f"{path} line {number}: not a JSON object; the file is damaged") from None
+                    raise UserInputError(f"{path} line {number}: not a JSON object; the file is damaged") from None
                 with path.open("r+b") as handle:
                     handle.truncate(offset)
                 print(
@@ -270,13 +272,13 @@ def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
     path = Path(path)
     name = f"{flag} {path}".strip()
     if path.is_dir():
-        raise ValueError(f"{name}: is a folder, not a JSONL file")
+        raise UserInputError(f"{name}: is a folder, not a JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no such file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
-        raise ValueError(f"{name}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
+        raise UserInputError(f"{name}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -284,9 +286,9 @@ def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{name} line {number}: not valid JSON ({err.msg})") from None
+            raise UserInputError(f"{name} line {number}: not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+            raise UserInputError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
     return records
 
@@ -310,7 +312,9 @@ def read_json_file(path: str | Path, fix: str = "") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}") from None
+        raise UserInputError(
+            f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}"
+        ) from None
 
 
 def damaged_file(folder: Path) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from tokenreward.commands._args import above, at_least
 from tokenreward.encoding import response_text
+from tokenreward.errors import UserInputError
 from tokenreward.io import (
     atomic_write,
     check_writable,
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.reviser is None:
         if not args.show:
-            raise ValueError("give --reviser (world, openai, hf) to label, or --show N to view --output")
+            raise UserInputError("give --reviser (world, openai, hf) to label, or --show N to view --output")
     else:
         code = label(args, console)
         if code:
@@ -148,12 +149,12 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         pairs = open_world(args).pairs(args.split)
         where = f"the world's {args.split!r} pairs"
     if not pairs:
-        raise ValueError(f"{where}: no pairs to label")
+        raise UserInputError(f"{where}: no pairs to label")
     for k, pair in enumerate(pairs):
         row = row_location(args.input, k) if args.input is not None else f"{where}, row {k + 1}"
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in pair]
         if missing:
-            raise ValueError(f"{row}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
+            raise UserInputError(f"{row}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
         prompt = pair["prompt"]
         if not (
             isinstance(prompt, str)
@@ -163,12 +164,12 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt)
             )
         ):
-            raise ValueError(f"{row}: 'prompt' must be text or a list of {{role, content}} messages")
+            raise UserInputError(f"{row}: 'prompt' must be text or a list of {{role, content}} messages")
         for key in ("chosen", "rejected"):
             try:
                 response_text(pair[key], k)
             except (ValueError, TypeError) as err:
-                raise ValueError(f"{row}, {key!r}: {err}") from None
+                raise UserInputError(f"{row}, {key!r}: {err}") from None
     return pairs
 
 
@@ -185,13 +186,13 @@ def done_records(output: Path, pairs: list[dict[str, Any]]) -> dict[int, dict[st
     for k, record in enumerate(read_jsonl_for_append(output, "pair")):
         index = record.get("pair", k)
         if not isinstance(index, int) or not 0 <= index < len(pairs):
-            raise ValueError(
+            raise UserInputError(
                 f"{output}, record {k}, is for pair {index!r} but the input has {len(pairs)} pairs; "
                 "use another --output"
             )
         pair = pairs[index]
         if record.get("prompt") != pair["prompt"] or record.get("rejected") != response_text(pair["rejected"], index):
-            raise ValueError(
+            raise UserInputError(
                 f"{output}, record {k}, is not the label of input pair {index}; use another --output to start afresh"
             )
         done[index] = record
@@ -225,7 +226,7 @@ def label(args: argparse.Namespace, console) -> int:
         check_writable(args.html, "--html")
     tokenizer_source = args.tokenizer or (open_world(args).tokenizer_dir if args.world or args.input is None else None)
     if tokenizer_source is None:
-        raise ValueError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
+        raise UserInputError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
     tokenizer = load_tokenizer(tokenizer_source)
     done = done_records(args.output, pairs)
     wanted = len(pairs) if args.limit is None else min(args.limit, len(pairs))

@@ -15,6 +15,7 @@ import argparse
 import math
 
 from tokenreward.commands.score import add_rewarder_arguments, gather_resources, load_rewarder
+from tokenreward.errors import UserInputError
 from tokenreward.options import parse_assignments
 
 
@@ -64,15 +65,15 @@ def register(sub) -> None:
 
 def check_settings(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must lie in [0, 65535], got {args.port}")
+        raise UserInputError(f"--port must lie in [0, 65535], got {args.port}")
     if args.max_batch < 1:
-        raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
+        raise UserInputError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not 0 <= args.max_wait_ms < float("inf"):
-        raise ValueError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
+        raise UserInputError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
     if not 0 < args.drain_timeout < float("inf"):
-        raise ValueError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
+        raise UserInputError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
     if not math.isfinite(args.empty_reward):
-        raise ValueError(f"--empty-reward must be a finite number, got {args.empty_reward}")
+        raise UserInputError(f"--empty-reward must be a finite number, got {args.empty_reward}")
 
 
 def server_state(args: argparse.Namespace, url: str):
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tokenreward.serve import bind, create_app, serve_forever
     except ImportError as err:
-        raise ValueError(
+        raise UserInputError(
             f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
         ) from err
 

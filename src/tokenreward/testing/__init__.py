@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import UserInputError
+
 SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
 
 DEFAULT_CORPUS = [
@@ -84,7 +86,7 @@ def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
     from transformers import AutoConfig
 
     if arch not in TINY_ARCHITECTURES:
-        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
+        raise UserInputError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
     common = dict(
         vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id
     )

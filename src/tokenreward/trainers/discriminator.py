@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.io import replace_folder
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.lora import trainable_parameters
@@ -104,7 +105,7 @@ def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | N
     mask = torch.zeros(enc.input_ids.shape, dtype=torch.bool)
     for i, example in enumerate(examples):
         if [list(o) for o in enc.offsets[i]] != [list(o) for o in example["offsets"]]:
-            raise ValueError(
+            raise UserInputError(
                 f"{example['where']}: this tokenizer splits the response into other tokens than the labels; "
                 "relabel with `tokenreward label --tokenizer` set to the discriminator's tokenizer"
             )
@@ -181,7 +182,7 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
         examples_of(prompts_as_chat(part, config.chat_template), source) for part in (train_records, eval_records)
     )
     if not train:
-        raise ValueError(f"{source}: no labelled pairs left for training")
+        raise UserInputError(f"{source}: no labelled pairs left for training")
 
     torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
     model = with_adapters(load_discriminator(backbone).float(), config, "TOKEN_CLS")  # trained weights stay float32

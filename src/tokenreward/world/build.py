@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import FolderLock, atomic_write, read_json_file
 from tokenreward.jsonl import read_jsonl, write_jsonl
 from tokenreward.progress import progress_bar
@@ -263,7 +264,7 @@ def build_world(
     The folder is locked for the build (a second build into it is refused, naming the
     first); a finished world is checked against `size`, `seed` and its recorded files."""
     if size not in SIZES:
-        raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UserInputError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
     root = Path(out) if out is not None else default_world_path(size)
     with FolderLock(root, "tokenreward world build"):
         if (root / MANIFEST).is_file():
@@ -275,7 +276,7 @@ def build_world(
 def _build(root: Path, size: str, seed: int, progress: bool, on_stage: Callable[[str], None] | None = None) -> World:
     state = _state(root)
     if state and (state.get("size"), state.get("seed")) != (size, seed):
-        raise ValueError(
+        raise UserInputError(
             f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r}; "
             f"finish that one, or delete the folder to build size {size!r} seed {seed}"
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import OSA
 
+from tokenreward.errors import UserInputError
 from tokenreward.rewarders.contrastive import REVISION_BETTER, REVISION_WORSE  # noqa: F401  (the world's policy learns them)
 from tokenreward.world import tables
 from tokenreward.world.oracle import WORD_LIMITS, known_words
@@ -177,7 +178,7 @@ def misspell(rng: random.Random, word: str, avoid: set[str]) -> str:
             continue
         if out.lower() not in avoid and out != word:
             return out
-    raise ValueError(f"could not misspell {word!r}")
+    raise UserInputError(f"could not misspell {word!r}")
 
 
 def _wrong_number(rng: random.Random, answer: int, same_length: bool) -> str:
@@ -230,7 +231,7 @@ def _body(rng: random.Random, record: dict, kinds: set[str], template: int) -> s
                 None,
             )
             if wrong is None:
-                raise ValueError(f"no misspelling of {subject!r} is unambiguous")
+                raise UserInputError(f"no misspelling of {subject!r} is unambiguous")
             shown_subject = mark(wrong)
         capitalised = (
             shown_subject[0] + shown_subject[1:2].upper() + shown_subject[2:]
@@ -277,7 +278,7 @@ def _body(rng: random.Random, record: dict, kinds: set[str], template: int) -> s
         if "wrong_item" in kinds:
             item = mark(rng.choice(sorted(set(tables.COMPLAINT_ITEMS) - {item})))
         return reply.format(item=item)
-    raise ValueError(f"unknown family {family!r}")
+    raise UserInputError(f"unknown family {family!r}")
 
 
 def _absent(rng: random.Random, items: list[int]) -> str:
@@ -299,7 +300,7 @@ def respond(
     allowed = set(COMMON_DEFECTS) | set(FAMILY_DEFECTS[family])
     unknown = set(kinds) - allowed
     if unknown:
-        raise ValueError(f"{family}: unknown defect kinds {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise UserInputError(f"{family}: unknown defect kinds {sorted(unknown)}; allowed: {sorted(allowed)}")
     kinds_set = set(kinds)
     template = rng.randrange(12) if template is None else template
     if "no_answer" in kinds_set:

@@ -38,6 +38,7 @@ A token's true credit is the sum of the credits of the spans it overlaps.
 
 from __future__ import annotations
 
+from tokenreward.errors import UserInputError
 from tokenreward.world import tables
 from tokenreward.world.answers import (
     CHECKS,
@@ -138,7 +139,7 @@ def canonical_answer(prompt_record: dict) -> str:
         return " " + tables.ANIMALS[meta["animal"]][1]
     if family == "tone":
         return tables.TONE_REPLIES[0].format(item=meta["item"])
-    raise ValueError(f"unknown family {family!r}")
+    raise UserInputError(f"unknown family {family!r}")
 
 
 def apply_fixes(text: str, fixes: list[tuple[int, int, str]]) -> str:
@@ -172,7 +173,7 @@ def grade(prompt_record: dict, response: str) -> Grade:
     """Credit spans, holistic score and issues of `response` to `prompt_record` (module docstring)."""
     family = prompt_record["family"]
     if family not in CHECKS:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(CHECKS)}")
+        raise UserInputError(f"unknown family {family!r}; expected one of {', '.join(CHECKS)}")
     loops = find_loops(response)
     masked = _mask(response, [i.fix[:2] for i in loops])
     issues = loops + find_hostile(masked)
