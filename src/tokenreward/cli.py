@@ -15,8 +15,12 @@ import importlib
 import os
 import pkgutil
 import sys
+from collections.abc import Iterable
+
+from tokenreward.errors import as_flag, flag_spelling
 
 DEBUG_FLAG = "--debug"
+COMMAND_KEYS = ("command", "action", "method", "bench")  # the namespace keys naming the subcommand, in order
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,20 +76,31 @@ def known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def describe(err: BaseException) -> str:
-    """One line for the user: an OS error as `FILE: reason`, a KeyError without quotes."""
+def describe(err: BaseException, flags: Iterable[str] = ()) -> str:
+    """One line for the user: an OS error as `FILE: reason`, a KeyError without quotes, the
+    library's arguments `NAME=VALUE` that are `flags` of the command as `--name VALUE`."""
     if isinstance(err, OSError) and err.strerror and err.filename is not None:
         return f"{err.filename}: {err.strerror}"
     if isinstance(err, KeyError) and err.args:
-        return str(err.args[0])
+        return flag_spelling(str(err.args[0]), flags)
     text = str(err).strip() or type(err).__name__
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flag_spelling(" ".join(line.strip() for line in text.splitlines() if line.strip()), flags)
+
+
+def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> set[str]:
+    """The argument names of the command that ran whose flag is `--name` (`reward_model` for
+    `--reward-model`): the names its library errors use for them."""
+    for name in (getattr(args, key, None) for key in COMMAND_KEYS):
+        choices = next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+        if name in choices:
+            parser = choices[name]
+    return {a.dest for a in parser._actions if as_flag(a.dest) in a.option_strings}
 
 
 def command_name(args: argparse.Namespace | None) -> str:
     if args is None:
         return "tokenreward"
-    parts = [getattr(args, key, None) for key in ("command", "action", "method", "bench")]
+    parts = [getattr(args, key, None) for key in COMMAND_KEYS]
     return "tokenreward " + " ".join(str(p) for p in parts if isinstance(p, str))
 
 
@@ -95,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     debug = DEBUG_FLAG in argv[:cut] or os.environ.get("TOKENREWARD_DEBUG", "") not in ("", "0")
     argv = [a for k, a in enumerate(argv) if not (k < cut and a == DEBUG_FLAG)]
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as done:  # --help, or a usage error argparse has already printed
         return done.code if isinstance(done.code, int) else 2
     if as_process:
@@ -115,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     except known_errors() as err:
         if debug:
             raise
-        print(f"{command_name(args)}: error: {describe(err)}", file=sys.stderr)
+        print(f"{command_name(args)}: error: {describe(err, command_flags(parser, args))}", file=sys.stderr)
         return 2
     except Exception as err:
         if debug:

@@ -89,7 +89,7 @@ def template_prompt(tokenizer, prompt: TextOrMessages, chat_template: bool = Fal
     if not (isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt)):
         raise InputTypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
     if not has_chat_template(tokenizer):
-        what = "was given --chat-template" if chat_template else "is conversational"
+        what = "was given chat_template=True" if chat_template else "is conversational"
         raise UserInputError(f"prompt {index} {what} but the tokenizer has no chat template")
     return list(prompt)
 

@@ -17,7 +17,7 @@ Each subclasses the built-in error its callers used to catch (`except ValueError
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 class UserInputError(ValueError):
@@ -42,11 +42,16 @@ class NonFiniteError(FloatingPointError):
 REPORTED = (UserInputError, NonFiniteError)
 
 
-def flag_spelling(message: str, names: Iterable[str]) -> str:
-    """`message` with each argument `NAME=` of `names` at a word start written as its flag
-    `--name-with-dashes ` (`reward_model=/rm: not found` -> `--reward-model /rm: not found`)."""
+def as_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def flag_spelling(message: str, names: Iterable[str], spell: Callable[[str], str] = as_flag) -> str:
+    """`message` with each argument `NAME=VALUE` of `names` (at a word start) written as
+    `spell(NAME) VALUE`, by default its flag (`reward_model=/rm: not found` -> `--reward-model
+    /rm: not found`); a switch `NAME=True` becomes the flag alone (`--chat-template`)."""
     wanted = sorted(set(names), key=len, reverse=True)
     if not wanted:
         return message
-    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, wanted)) + r")=")
-    return pattern.sub(lambda m: "--" + m[1].replace("_", "-") + " ", message)
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, wanted)) + r")=(True\b)?")
+    return pattern.sub(lambda m: spell(m[1]) + ("" if m[2] else " "), message)

@@ -55,22 +55,22 @@ class LoraFlags:
 def check_lora_flags(flags: Any) -> None:
     """One-line errors for LoRA settings out of range, or given while `--lora-r` is 0."""
     if flags.lora_r < 0:
-        raise UserInputError(f"--lora-r must be at least 0, got {flags.lora_r}")
+        raise UserInputError(f"lora_r={flags.lora_r}: must be at least 0")
     if not flags.lora_alpha > 0:
-        raise UserInputError(f"--lora-alpha must be greater than 0, got {flags.lora_alpha}")
+        raise UserInputError(f"lora_alpha={flags.lora_alpha}: must be greater than 0")
     if not 0 <= flags.lora_dropout < 1:
-        raise UserInputError(f"--lora-dropout must be in [0, 1), got {flags.lora_dropout}")
+        raise UserInputError(f"lora_dropout={flags.lora_dropout}: must be in [0, 1)")
     if not target_modules(flags):
-        raise UserInputError(f"--lora-target-modules {flags.lora_target_modules!r} names no module")
+        raise UserInputError(f"lora_target_modules={flags.lora_target_modules!r}: names no module")
     if flags.lora_r == 0:
         given = [
-            "--" + f.name.replace("_", "-")
+            f"{f.name}={getattr(flags, f.name)}"
             for f in fields(LoraFlags)
             if f.name != "lora_r" and getattr(flags, f.name) != f.default
         ]
         if given:
             raise UserInputError(
-                f"{', '.join(given)}: LoRA options without --lora-r (0: full fine-tuning); pass --lora-r R > 0 or drop them"
+                f"{', '.join(given)}: LoRA options with lora_r=0 (full fine-tuning); pass lora_r=R > 0 or drop them"
             )
 
 
@@ -79,7 +79,7 @@ def refuse_lora_dropout(flags: Any, trainer: str) -> None:
     see one deterministic model): `--lora-dropout` would do nothing, so it is an error."""
     if flags.lora_dropout > 0:
         raise UserInputError(
-            f"--lora-dropout {flags.lora_dropout}: {trainer} keeps its models in eval mode (no dropout)"
+            f"lora_dropout={flags.lora_dropout}: {trainer} keeps its models in eval mode (no dropout)"
         )
 
 
@@ -141,7 +141,7 @@ def add_adapters(model: nn.Module, flags: Any, task: str, seed: int = 0) -> nn.M
         try:
             return get_peft_model(model, config)
         except ValueError as err:
-            raise UserInputError(f"--lora-target-modules {flags.lora_target_modules}: {err}") from err
+            raise UserInputError(f"lora_target_modules={flags.lora_target_modules}: {err}") from err
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -35,7 +35,8 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 @dataclass
 class ModelLoading:
     """How every command and API loads its models; the fields are the `--dtype`, `--device`,
-    `--device-map` and `--max-batch-tokens` flags (commands inherit or embed this dataclass)."""
+    `--device-map` and `--max-batch-tokens` flags (commands inherit or embed this dataclass).
+    Errors name the fields as `NAME=VALUE` (the CLI shows them as the flags)."""
 
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
         default="auto", metadata={"help": "weights dtype; auto: as saved in the checkpoint"}
@@ -50,11 +51,11 @@ class ModelLoading:
 
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise UserInputError(f"--dtype {self.dtype}: choose auto, {', '.join(DTYPES)}")
+            raise UserInputError(f"dtype={self.dtype}: choose auto, {', '.join(DTYPES)}")
         if self.device_map not in (None, "auto"):
-            raise UserInputError(f"--device-map {self.device_map}: only 'auto' is supported")
+            raise UserInputError(f"device_map={self.device_map}: only 'auto' is supported")
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise UserInputError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+            raise UserInputError(f"max_batch_tokens={self.max_batch_tokens}: must be at least 1")
         resolve_device(self.device)
 
     def torch_device(self) -> torch.device:
@@ -79,10 +80,10 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise UserInputError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
+        raise UserInputError(f"device={name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserInputError(
-            f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+            f"device={name}: CUDA is not available on this machine (torch {torch.__version__}); use device=cpu"
         )
     return device
 

@@ -85,12 +85,12 @@ class OpenAIReviser(Reviser):
     ):
         self.model = model or os.environ.get("OPENAI_MODEL")
         if not self.model:
-            raise UserInputError("the openai reviser needs a model name (--model NAME or $OPENAI_MODEL)")
+            raise UserInputError("the openai reviser needs a model name (model=NAME or $OPENAI_MODEL)")
         base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.url = base.rstrip("/") + "/chat/completions"
         self._parts = urllib.parse.urlsplit(self.url)
         if self._parts.scheme not in ("http", "https") or not self._parts.hostname:
-            raise UserInputError(f"--base-url {base!r}: expected an http:// or https:// URL")
+            raise UserInputError(f"base_url={base!r}: expected an http:// or https:// URL")
         self.api_key = os.environ.get(api_key_env)
         if timeout <= 0 or retries < 0 or concurrency < 1:
             raise UserInputError(

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenreward.errors import InputTypeError, UserInputError
+from tokenreward.errors import InputTypeError, UserInputError, flag_spelling
 from tokenreward.rewards import REWARDERS, check_rewarder_arguments, rewarder_requirements
 
 PREFIX = "reward.tokenreward"
@@ -108,9 +108,10 @@ def model_loading(block: Any):
     try:
         loading = ModelLoading(**block)
         validate_ranges(loading)
-    except ValueError as err:  # ModelLoading names its CLI flags (--dtype); name the verl key instead
+    except ValueError as err:  # name the verl key (ModelLoading: `dtype=`, validate_ranges: `--dtype`)
+        text = flag_spelling(str(err), known, lambda name: f"{PREFIX}.loading.{name}")
         raise UserInputError(
-            re.sub(r"--([a-z-]+)", lambda m: f"{PREFIX}.loading.{m[1].replace('-', '_')}", str(err))
+            re.sub(r"--([a-z-]+)", lambda m: f"{PREFIX}.loading.{m[1].replace('-', '_')}", text)
         ) from None
     return loading
 
