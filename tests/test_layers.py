@@ -27,6 +27,7 @@ CORE = (
     "registry",
     "config",
     "runnable",
+    "errors",
 )
 UPPER = ("trainers", "world", "bench", "viz", "commands", "cli", "serve", "integrations")
 

@@ -1,9 +1,10 @@
 """`tokenreward` command line: every module in `tokenreward.commands` adds its subcommands.
 
-One error boundary: a known failure (bad input, a missing or damaged file, an unwritable
-output, a busy folder, a reviser that cannot be reached) is printed as one line
-`tokenreward COMMAND: error: ...` with exit status 2; anything else as one line saying it is
-an internal error, with exit status 1. `--debug` (anywhere on the line) or
+One error boundary: a known failure (the project's errors, `tokenreward.errors`: bad input, a
+damaged file, an unwritable output; a missing file; a busy folder; a reviser that cannot be
+reached) is printed as one line `tokenreward COMMAND: error: ...` with exit status 2, the
+library's `NAME=VALUE` arguments written as the command's flags; anything else (a bug) as one
+line saying it is an internal error, with exit status 1. `--debug` (anywhere on the line) or
 `TOKENREWARD_DEBUG=1` shows the traceback instead. Options must be spelled in full.
 """
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenreward.commands._args import at_least
+from tokenreward.commands._options import RewarderOptions, ScoreOptions
 from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.encoding import as_user_message, response_text
 from tokenreward.errors import UserInputError
@@ -37,7 +37,6 @@ from tokenreward.options import parse_assignments
 from tokenreward.rewards import build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
-FORMATS = ("text", "json", "html")
 
 
 def register(sub) -> None:
@@ -47,63 +46,14 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_rewarder_arguments(parser)
-    parser.add_argument("--prompt", help="prompt text (with --response)")
-    parser.add_argument("--response", help="response text (with --prompt)")
-    parser.add_argument(
-        "--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line"
-    )
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="text",
-        help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="write here instead of standard output (replaced only when the run succeeds)",
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=ON_ERROR,
-        default="fail",
-        help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)",
-    )
-    parser.add_argument(
-        "--truncate",
-        action="store_true",
-        help="cut prompts longer than the model's context from the left (the response is kept whole)",
-    )
+    add_config_arguments(parser, ScoreOptions)
     parser.set_defaults(func=run)
 
 
 def add_rewarder_arguments(parser) -> None:
     """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
-    parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
-    for name in RESOURCE_FLAGS:
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id"
-        )
-    parser.add_argument(
-        "--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs"
-    )
-    parser.add_argument(
-        "--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5"
-    )
-    parser.add_argument(
-        "--world", metavar="DIR", help="take the resources of this built world (flags given override them)"
-    )
-    parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
-    parser.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="apply the tokenizer's chat template to plain-string prompts (each as one user message)",
-    )
+    add_config_arguments(parser, RewarderOptions)
     add_config_arguments(parser, ModelLoading)
-
-
-ON_ERROR = ("fail", "skip")
 
 
 @dataclass

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from tokenreward.commands._options import ServeOptions
 from tokenreward.commands.score import add_rewarder_arguments, gather_resources, load_rewarder
+from tokenreward.config import add_config_arguments
 from tokenreward.errors import UserInputError
 from tokenreward.options import parse_assignments
 
@@ -26,40 +28,7 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_rewarder_arguments(parser)
-    parser.add_argument(
-        "--policy-tokenizer",
-        metavar="DIR",
-        help="the policy's tokenizer: decodes `response_ids` and aligns rewards to its tokens",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, the loopback only)"
-    )
-    parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 picks a free one)")
-    parser.add_argument(
-        "--max-batch", type=int, default=32, help="most samples scored together across requests (default: 32)"
-    )
-    parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)"
-    )
-    parser.add_argument(
-        "--empty-reward",
-        type=float,
-        default=0.0,
-        help="sequence reward of a blank /get_reward response (nothing after the prompt), "
-        "answered unscored so a rollout batch is never refused for one (default: 0)",
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=30.0,
-        help="on SIGTERM, seconds to finish requests in flight (default: 30)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (default: warning)",
-    )
+    add_config_arguments(parser, ServeOptions)
     parser.set_defaults(func=run)
 
 
