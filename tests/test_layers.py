@@ -30,6 +30,7 @@ CORE = (
     "config",
     "runnable",
     "bpe",
+    "errors",
 )
 UPPER = ("trainers", "world", "worldbuild", "bench", "viz", "commands", "cli", "serve", "integrations")
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from tokenreward.bench.results_file import Recording, command_line, rl_table, write_section
 from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
+from tokenreward.errors import UserInputError
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
 #: seconds each stage took on an idle 2-core machine (`tokenreward demo` on a fresh cache, docs/world.md); the ETA
@@ -71,7 +72,7 @@ class DemoConfig(Recording):
     def __post_init__(self):
         validate_ranges(self)
         if Path(self.out).exists() and not Path(self.out).is_dir():
-            raise ValueError(f"--out {self.out}: is a file, not a folder")
+            raise UserInputError(f"--out {self.out}: is a file, not a folder")
 
 
 class StageClock:
@@ -152,7 +153,7 @@ def show_heatmaps(world, count: int, console) -> None:
 
     records = world.responses("test")[:count]
     if not records:
-        raise ValueError(f"the world at {world.root} has no held-out (test) responses")
+        raise UserInputError(f"the world at {world.root} has no held-out (test) responses")
     red = build_rewarder("red", world.resources())
     scored = red.score([r["prompt"] for r in records], [r["response"] for r in records]).records()
     for k, (response, record) in enumerate(zip(records, scored), start=1):

@@ -53,7 +53,7 @@ def register(sub) -> None:
         "--size",
         choices=["small", "full"],
         default="full",
-        help="small: about 1 min, for tests; full: about 2 min on 2 cores (default: full)",
+        help="small: about 20 s on 2 cores, for tests; full: about 2 min on 2 cores (default: full)",
     )
     build.add_argument("--seed", type=at_least(0), default=0, help="random seed, >= 0 (default: 0)")
     build.add_argument(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tokenreward.errors import UserInputError
+
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`sum_t mask_t * values_t` over the last dimension."""
@@ -199,7 +201,7 @@ def sepo_loss(
     `-log sigma(beta * (mean_{S_w} log pi - mean_{S_l} log pi))`, `ratio = 0.3`. docs/methods.md has
     no `beta`; the default 1 is its equation."""
     if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
+        raise UserInputError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
     keep_chosen = select_tokens(score_chosen, mask_chosen, ratio, highest=True).float()
     keep_rejected = select_tokens(score_rejected, mask_rejected, ratio, highest=False).float()
     chosen = masked_sequence_mean(policy_chosen, keep_chosen)

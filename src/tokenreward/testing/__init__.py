@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from tokenreward import bpe
+from tokenreward.errors import UserInputError
 
 DEFAULT_CORPUS = [
     "What is 17 + 25? The answer is 42.",
@@ -68,7 +69,7 @@ def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
     from transformers import AutoConfig
 
     if arch not in TINY_ARCHITECTURES:
-        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
+        raise UserInputError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
     common = dict(
         vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id
     )

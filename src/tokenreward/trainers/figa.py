@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.lora import refuse_lora_dropout, trainable_parameters
@@ -93,7 +94,7 @@ class FigaConfig(RunConfig):
         super().__post_init__()
         refuse_lora_dropout(self, "figa")
         if self.ce_low >= self.ce_high:
-            raise ValueError(f"--ce-low must be below --ce-high, got {self.ce_low} >= {self.ce_high}")
+            raise UserInputError(f"--ce-low must be below --ce-high, got {self.ce_low} >= {self.ce_high}")
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -145,7 +146,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
     tokenizer = load_tokenizer(str(policy_dir if has_tokenizer else world.tokenizer_dir))
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise ValueError("figa: the policy's tokenizer needs an EOS and a pad token")
+        raise UserInputError("figa: the policy's tokenizer needs an EOS and a pad token")
     if config.labels is not None:
         records, source = read_labels(config.labels), str(config.labels)
     else:

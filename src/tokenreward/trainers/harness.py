@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from tokenreward.config import validate_ranges
+from tokenreward.errors import NonFiniteError
 from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
@@ -116,7 +117,7 @@ def check_finite_parameters(model, out: Path) -> None:
     """Refuse to finish a run whose trained parameters hold inf or NaN (no `final/`, no `done`)."""
     bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
     if bad:
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"run {out}: {len(bad)} trained parameter tensors hold inf or NaN (first: {bad[0]}); "
             "no final model written (lower --learning-rate or check the data)"
         )
@@ -227,7 +228,7 @@ class Optimization:
             metrics.append((weights[j], {"loss": float(loss.detach()), **values}))
         norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(norm)):
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"step {step + 1}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)"
             )
         lr = self.scheduler.get_last_lr()[0]
@@ -240,7 +241,7 @@ class Optimization:
         with self.autocast():
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
         if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)"
             )
         return loss, dict(values)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import read_json_file, write_atomic
 from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.trainers.run_inputs import refuse_changed_inputs
@@ -59,7 +60,7 @@ class RunFolder:
         self.main = main
         self.extending = False
         if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file, not a folder")
+            raise UserInputError(f"--out {self.out} is a file, not a folder")
         recorded = self.out / "run.json"
         refuse_started(self.out, resume)
         if recorded.is_file():
@@ -75,7 +76,7 @@ class RunFolder:
             )
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise ValueError(
+                raise UserInputError(
                     f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out"
                 )
         self.settings = settings
@@ -87,19 +88,19 @@ class RunFolder:
         the module docstring); a finished run continued to more steps is no longer finished."""
         flag = "--" + length.replace("_", "-")
         if not extendable:
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the run was started with {flag} {before} and its learning-rate "
                 "schedule depends on it; start a new run"
             )
         trained = self.start_step()
         done = (self.out / "done").is_file()
         if now < trained or (done and now < before):
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the run has already trained {max(trained, before if done else 0)} "
                 "steps; give at least that many or start a new run"
             )
         if done and trained != before:
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the finished run kept no checkpoint of its last step {before}, "
                 "so it cannot go on; start a new run"
             )
@@ -162,4 +163,4 @@ def refuse_started(out: Path, resume: bool) -> None:
     started = (out / "run.json").is_file() or (out / "final").exists() or latest_checkpoint(out) is not None
     if started and not resume:
         state = "finished" if (out / "done").is_file() else "started"
-        raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
+        raise UserInputError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from tokenreward.errors import UserInputError
 from tokenreward.rewarders.contrastive import REVISION_BETTER, REVISION_WORSE  # noqa: F401  (the world's policy learns them)
 from tokenreward.world import tables
 from tokenreward.world.families import DEFAULT_FAMILIES, Family, family
@@ -72,7 +73,7 @@ def respond(
     task = family(record["family"])
     unknown = set(kinds) - set(defect_kinds(task.name))
     if unknown:
-        raise ValueError(
+        raise UserInputError(
             f"{task.name}: unknown defect kinds {sorted(unknown)}; allowed: {sorted(defect_kinds(task.name))}"
         )
     kinds_set = set(kinds)

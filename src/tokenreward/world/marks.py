@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 import re
 
+from tokenreward.errors import UserInputError
+
 OPEN, CLOSE = "\x02", "\x03"  # marks around planted defect spans while a response is built
 
 
@@ -48,7 +50,7 @@ def misspell(rng: random.Random, word: str, avoid: set[str]) -> str:
             continue
         if out.lower() not in avoid and out != word:
             return out
-    raise ValueError(f"could not misspell {word!r}")
+    raise UserInputError(f"could not misspell {word!r}")
 
 
 def written_sentences(text: str) -> list[str]:

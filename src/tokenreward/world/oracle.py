@@ -22,6 +22,7 @@ A token's true credit is the sum of the credits of the spans it overlaps.
 
 from __future__ import annotations
 
+from tokenreward.errors import UserInputError
 from tokenreward.world.answers import (
     HOSTILE_SCALE,
     HOSTILE_THRESHOLD,
@@ -195,7 +196,7 @@ def correct(prompt_record: dict, response: str) -> float:
     hostility and verbosity do not count. A family without a right answer raises ValueError."""
     task = family(prompt_record["family"])
     if not task.verifiable:
-        raise ValueError(
+        raise UserInputError(
             f"the {task.name} family has no verifiable answer; the verifiable reward covers the families "
             f"{', '.join(verifiable_families())}"
         )
@@ -215,7 +216,7 @@ def oracle_reward(prompt_record: dict, response: str, mode: str = "score") -> fl
     """The oracle's reward of `response` in `mode`: "score" (the holistic score, `grade`) or
     "verifiable" (1.0 right / 0.0 wrong, `correct`)."""
     if mode not in ORACLE_REWARDS:
-        raise ValueError(f"unknown oracle reward {mode!r}; choose one of {', '.join(ORACLE_REWARDS)}")
+        raise UserInputError(f"unknown oracle reward {mode!r}; choose one of {', '.join(ORACLE_REWARDS)}")
     return ORACLE_REWARDS[mode](prompt_record, response)
 
 
@@ -227,7 +228,7 @@ def step_truth(prompt_record: dict, response: str) -> list[StepTruth]:
     task = family(prompt_record["family"])
     if not task.has_steps:
         steps = [name for name in FAMILIES.names() if family(name).has_steps]
-        raise ValueError(
+        raise UserInputError(
             f"the {task.name} family has no steps; step ground truth covers the families {', '.join(steps)}"
         )
     return task.steps(prompt_record["meta"], response)

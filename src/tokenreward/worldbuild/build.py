@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import FolderLock, atomic_write, read_json_file
 from tokenreward.jsonl import read_jsonl, write_jsonl
 from tokenreward.progress import progress_bar
@@ -266,7 +267,7 @@ def build_world(
     The folder is locked for the build (a second build into it is refused, naming the
     first); a finished world is checked against `size`, `seed`, `families` and its recorded files."""
     if size not in SIZES:
-        raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UserInputError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
     world_size = replace(SIZES[size], families=check_families(families))
     root = Path(out) if out is not None else default_world_path(size)
     with FolderLock(root, "tokenreward world build"):
@@ -291,7 +292,7 @@ def _build(
         seed,
         families,
     ):
-        raise ValueError(
+        raise UserInputError(
             f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r} (families "
             f"{', '.join(state.get('families', DEFAULT_FAMILIES))}); finish that one, or delete the folder to build "
             f"size {size!r} seed {seed} (families {', '.join(families)})"

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from tokenreward.errors import UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.lora import reference_of
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
@@ -44,7 +45,7 @@ def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: b
         raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
     tokenizer = load_tokenizer(str(tokenizer_source))
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-        raise ValueError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
+        raise UserInputError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
     policy = load_causal_lm(str(policy_dir), loading=trained).eval()
     if c.gradient_checkpointing:
         enable_activation_checkpointing(policy)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import NonFiniteError
 from tokenreward.generation import response_logprobs
 from tokenreward.losses.ppo import kl_estimate, masked_mean, policy_loss, value_loss
 from tokenreward.trainers.harness import derive_seed
@@ -60,7 +61,7 @@ def apply(c: PPOConfig, learners: Learners, where: str) -> None:
         model = learners.policy if name == "policy" else learners.critic
         norm = acc.clip_grad_norm_(model.parameters(), c.max_grad_norm)
         if not torch.isfinite(torch.as_tensor(norm)):
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"{where}: the {name} gradient is not finite; stopped before applying it (resume from the last checkpoint)"
             )
         optimizer.step()
@@ -92,7 +93,7 @@ def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) 
                     with autocast():
                         loss, stats = minibatch_losses(c, learners, experience.rows(micro), count)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(
+                        raise NonFiniteError(
                             f"{where}: the loss is not finite; stopped before applying it (resume from the last checkpoint)"
                         )
                     acc.backward(loss)

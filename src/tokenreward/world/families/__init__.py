@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from functools import cache
 
+from tokenreward.errors import UserInputError
 from tokenreward.registry import Registry
 from tokenreward.world import tables
 from tokenreward.world.answers import Answer, StepTruth
@@ -100,19 +101,19 @@ def register_family(cls: type[Family]) -> type[Family]:
 def family(name: str) -> Family:
     """The registered family `name`; an unknown name raises ValueError listing the known ones."""
     if name not in FAMILIES.names():
-        raise ValueError(f"unknown family {name!r}; the world's families: {', '.join(FAMILIES.names())}")
+        raise UserInputError(f"unknown family {name!r}; the world's families: {', '.join(FAMILIES.names())}")
     return FAMILIES.get(name)()
 
 
 def check_families(names: tuple[str, ...] | list[str], where: str = "families") -> tuple[str, ...]:
     """`names` as a tuple, after checking that each is a registered family and none repeats."""
     if not names:
-        raise ValueError(f"{where}: name at least one world family ({', '.join(FAMILIES.names())})")
+        raise UserInputError(f"{where}: name at least one world family ({', '.join(FAMILIES.names())})")
     for name in names:
         try:
             family(name)
         except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+            raise UserInputError(f"{where}: {err}") from None
     if len(set(names)) != len(names):
-        raise ValueError(f"{where}: a family is named twice in {', '.join(names)}")
+        raise UserInputError(f"{where}: a family is named twice in {', '.join(names)}")
     return tuple(names)

@@ -8,6 +8,7 @@ import random
 
 from rapidfuzz.distance import OSA
 
+from tokenreward.errors import UserInputError
 from tokenreward.world import tables
 from tokenreward.world.answers import WORD, WRONG_CREDIT, Answer, Issue, known_words
 from tokenreward.world.families import Family, register_family
@@ -105,7 +106,7 @@ def _unambiguous_misspelling(rng: random.Random, relation: str, subject: str, av
         None,
     )
     if wrong is None:
-        raise ValueError(f"no misspelling of {subject!r} is unambiguous")
+        raise UserInputError(f"no misspelling of {subject!r} is unambiguous")
     return wrong
 
 
