@@ -83,9 +83,15 @@ def test_normaliser_closed_form_and_positive_std():
     ]
     assert normaliser(values).tolist() == pytest.approx(expected, abs=1e-6)
     assert LocationNormaliser()(values).tolist() == values.tolist()
-    normaliser.check(1000)  # 0.568 ln(1/1000) + 4.1667 > 0
-    with pytest.raises(ValueError, match="must stay positive"):
-        normaliser.check(10**5)  # the std line crosses zero near p = exp(-4.1667 / 0.568)
+    floored = LocationNormaliser(1.0, 0.0, 0.5, 2.0, min_position=0.5)  # p = 1/4 is read at 1/2
+    expected = [
+        (v - math.log(max(k / 4, 0.5))) / (0.5 * math.log(max(k / 4, 0.5)) + 2.0)
+        for k, v in enumerate(values.tolist(), 1)
+    ]
+    assert floored(values).tolist() == pytest.approx(expected, abs=1e-6)
+    normaliser(torch.zeros(1000))  # 0.568 ln(1/1000) + 4.1667 > 0
+    with pytest.raises(ValueError, match="is -0.*at p = 1/2000; it must be positive"):
+        normaliser(torch.zeros(2000))  # the std line crosses zero near p = exp(-4.1667 / 0.568) = 1/1535
 
 
 def test_huber_fit_recovers_a_line_through_an_outlier():
@@ -112,7 +118,8 @@ def test_position_moments_and_fit_against_closed_forms():
         mean, std = truth.moments(torch.arange(1, count + 1, dtype=torch.float64) / count)
         rewards += [(mean + std).tolist(), (mean - std).tolist()]
     fitted = fit_location_normaliser(rewards)
-    assert list(fitted.to_json().values()) == pytest.approx(list(truth.to_json().values()), abs=1e-3)
+    assert fitted.min_position == 0.05
+    assert list(fitted.to_json().values())[:4] == pytest.approx(list(truth.to_json().values())[:4], abs=1e-3)
     with pytest.raises(ValueError, match="single segment"):
         fit_location_normaliser([[1.0], [2.0]])
 

@@ -4,7 +4,8 @@ Segment `k` of `K` sits at relative position `p_k = k / K`. Its reward is normal
 mean and a standard deviation that are functions of that position,
 `mu(p) = a_mu ln p + b_mu` and `sigma(p) = a_sigma ln p + b_sigma`:
 `r^_k = (r_k - mu(p_k)) / sigma(p_k)`. The identity (`mu = 0`, `sigma = 1`) is the normaliser of
-a model that was never fitted.
+a model that was never fitted. A fitted normaliser also keeps the smallest position it saw,
+`p_min`, and reads `mu` and `sigma` at `max(p, p_min)` rather than extrapolating the log lines.
 
 The fit follows the authors' procedure: every segment reward of a set of responses is grouped by
 its position `p_k` rounded to three decimals; each group gives a mean and a (population)
@@ -29,34 +30,32 @@ POSITION_DECIMALS = 3
 
 @dataclass(frozen=True)
 class LocationNormaliser:
-    """`mu(p) = mean_slope ln p + mean_intercept`, `sigma(p) = std_slope ln p + std_intercept`."""
+    """`mu(p) = mean_slope ln p + mean_intercept`, `sigma(p) = std_slope ln p + std_intercept`, `p`
+    floored at `min_position`."""
 
     mean_slope: float = 0.0
     mean_intercept: float = 0.0
     std_slope: float = 0.0
     std_intercept: float = 1.0
+    min_position: float = 0.0
 
     def moments(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(mu(p), sigma(p))` at relative positions `p` in (0, 1]."""
-        log = torch.log(positions.double())
+        log = torch.log(positions.double().clamp_min(self.min_position))
         return self.mean_slope * log + self.mean_intercept, self.std_slope * log + self.std_intercept
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
-        """`r^_k = (r_k - mu(k/K)) / sigma(k/K)` for the `K` segment rewards of one response, in order."""
+        """`r^_k = (r_k - mu(k/K)) / sigma(k/K)` for the `K` segment rewards of one response, in order;
+        an error if `sigma` is not positive there."""
         positions = torch.arange(1, len(values) + 1, dtype=torch.float64) / max(len(values), 1)
         mean, std = self.moments(positions)
-        return ((values.double() - mean.to(values.device)) / std.to(values.device)).to(values.dtype)
-
-    def check(self, max_segments: int) -> None:
-        """`sigma` must be positive at every position a response of up to `max_segments` segments has
-        (it is monotone in `ln p`, so its two ends decide)."""
-        ends = torch.tensor([1.0 / max(max_segments, 1), 1.0], dtype=torch.float64)
-        low = float(self.moments(ends)[1].min())
-        if not low > 0:
+        if not bool((std > 0).all()):
+            k = int((std <= 0).nonzero()[0]) + 1
             raise ValueError(
-                f"the location normaliser's std {self.std_slope} ln p + {self.std_intercept} reaches {low:.4g} "
-                f"for p in [1/{max_segments}, 1]; it must stay positive (refit it or pass other std parameters)"
+                f"the location normaliser's std {self.std_slope} ln p + {self.std_intercept} is {float(std[k - 1]):.4g} "
+                f"at p = {k}/{len(values)}; it must be positive (refit it or pass other std parameters)"
             )
+        return ((values.double() - mean.to(values.device)) / std.to(values.device)).to(values.dtype)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,9 +65,13 @@ class LocationNormaliser:
         names = [f for f in cls.__dataclass_fields__]
         if not isinstance(value, dict) or sorted(value) != sorted(names):
             raise ValueError(f"{where}: the normaliser must be an object with {', '.join(names)}")
-        bad = [k for k in names if isinstance(value[k], bool) or not isinstance(value[k], (int, float))]
-        if bad or not all(math.isfinite(value[k]) for k in names):
-            raise ValueError(f"{where}: normaliser field {(bad or names)[0]} is not a finite number")
+        bad = [
+            k
+            for k in names
+            if isinstance(value[k], bool) or not isinstance(value[k], (int, float)) or not math.isfinite(value[k])
+        ]
+        if bad:
+            raise ValueError(f"{where}: normaliser field {bad[0]} is not a finite number")
         return cls(**{k: float(value[k]) for k in names})
 
 
@@ -124,4 +127,11 @@ def fit_location_normaliser(segment_rewards: Sequence[Sequence[float]]) -> Locat
     log = np.log(positions)
     mean_slope, mean_intercept = huber_fit(log, means)
     std_slope, std_intercept = huber_fit(log, stds)
-    return LocationNormaliser(mean_slope, mean_intercept, std_slope, std_intercept)
+    fitted = LocationNormaliser(mean_slope, mean_intercept, std_slope, std_intercept, float(positions[0]))
+    low = float(fitted.moments(torch.tensor([positions[0], 1.0]))[1].min())
+    if not low > 0:
+        raise ValueError(
+            f"the fitted std {std_slope:.4g} ln p + {std_intercept:.4g} reaches {low:.4g} within the positions it "
+            f"was fitted on ({positions[0]:.3g} to 1); fit on more responses"
+        )
+    return fitted

@@ -29,7 +29,6 @@ from tokenreward.models import (
     ModelLoading,
     PathOrModel,
     check_causal,
-    context_length,
     input_device,
     load_causal_lm,
     loading_options,
@@ -160,20 +159,20 @@ class SegmentRewarder(RewardModelRewarder):
         self.reference = load_causal_lm(reference, loading=loading_options(loading, device)).eval()
         settings = saved_settings(reward_model)
         trained = settings.get("entropy_threshold")
-        self.threshold = float(entropy_threshold if entropy_threshold is not None else trained or DEFAULT_THRESHOLD)
+        fallback = trained if trained is not None else DEFAULT_THRESHOLD
+        self.threshold = float(entropy_threshold if entropy_threshold is not None else fallback)
         if self.threshold < 0:
             raise ValueError(f"entropy_threshold must be at least 0, got {self.threshold}")
         self.interpolation = interpolation
         self.combine = "mean" if interpolation == "repeat" else "sum"
         given = (mean_slope, mean_intercept, std_slope, std_intercept)
         self.normaliser = self._normaliser(given, settings, normalise)
-        self.normaliser.check(context_length(self.model) or 1_000_000)
 
     def _normaliser(self, given: tuple, settings: dict, normalise: bool) -> LocationNormaliser:
         if any(v is not None for v in given):
             if any(v is None for v in given):
                 raise ValueError("segment: give all four of mean_slope, mean_intercept, std_slope, std_intercept")
-            return LocationNormaliser(*map(float, given))
+            return LocationNormaliser(*map(float, given))  # no floor: the lines as given
         if not normalise or settings.get("normaliser") is None:
             return LocationNormaliser()
         if float(settings.get("entropy_threshold", DEFAULT_THRESHOLD)) != self.threshold:
