@@ -196,11 +196,12 @@ def run(config: SegmentRewardModelConfig, name: str = "segment-reward-model") ->
     accelerator, folder = make_run(config)
     if folder.finished:
         return folder.out / "final"
+    pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
+    _check_trainable(pairs, str(config.data))  # before any model is loaded
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))
     model = reward_model_from(config.model, tokenizer)
     reference = load_causal_lm(config.reference or config.model)
-    pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
     model = train(config, model, reference, tokenizer, pairs, accelerator, folder)
     normaliser = None
     if config.normaliser_pairs and accelerator.is_main_process:
