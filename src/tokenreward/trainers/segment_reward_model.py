@@ -156,12 +156,10 @@ def train(config: SegmentRewardModelConfig, model, reference, tokenizer, pairs, 
     enabled = config.progress and accelerator.is_main_process
     with progress_bar(len(batches), "segment reward model", start=training.start, enabled=enabled) as advance:
         for step in range(training.start, len(batches)):
-            metrics = training.step(step, batches[step], loss_fn)
-            metrics.pop("lr")
+            metrics = {k: v for k, v in training.step(step, batches[step], loss_fn).items() if k != "lr"}
             logger.log({"step": step + 1, **metrics})
-            advance(loss=metrics["loss"], acc=metrics["accuracy"])
-            if (step + 1) % config.save_every == 0 or step + 1 == len(batches):
-                training.checkpoint(step + 1)
+            advance(loss=metrics["loss"], segments=metrics["segments"])
+            training.maybe_checkpoint(step + 1, len(batches), at_end=True)
     logger.close()
     return training.unwrapped.eval()
 
@@ -190,14 +188,17 @@ def save_final(folder, config: SegmentRewardModelConfig, model, tokenizer, norma
 )
 def run(config: SegmentRewardModelConfig, name: str = "segment-reward-model") -> Path:
     """Train, fit the normaliser, save to `OUT/final`; print held-out accuracy if `--eval-data`."""
-    for path in (config.data, config.eval_data):
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"pairs file {path} does not exist")
+    pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
+    _check_trainable(pairs, str(config.data))
+    held_out = None
+    if config.eval_data is not None:  # read and checked before anything is trained
+        held_out = prompts_as_chat(read_jsonl(config.eval_data, "--eval-data"), config.chat_template)
+        _check_pairs(held_out, config.eval_data)
+        if not held_out:
+            raise ValueError(f"--eval-data {config.eval_data}: no preference pairs")
     accelerator, folder = make_run(config)
     if folder.finished:
         return folder.out / "final"
-    pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
-    _check_trainable(pairs, str(config.data))  # before any model is loaded
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))
     model = reward_model_from(config.model, tokenizer)
@@ -213,8 +214,7 @@ def run(config: SegmentRewardModelConfig, name: str = "segment-reward-model") ->
             print(f"tokenreward: no location normaliser fitted: {err}", file=sys.stderr)
     final = save_final(folder, config, model, tokenizer, normaliser)
     folder.mark_done()
-    if config.eval_data and accelerator.is_main_process:
-        held_out = prompts_as_chat(read_jsonl(config.eval_data), config.chat_template)
+    if held_out is not None and accelerator.is_main_process:
         accuracy = segment_accuracy(model, reference, tokenizer, held_out, config.entropy_threshold)
         print(f"held-out pairwise accuracy: {accuracy:.3f}")
     return final
