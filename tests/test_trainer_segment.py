@@ -65,7 +65,7 @@ def test_pair_scores_are_the_rewarders_sequence_scores(tokenizer):
     assert any(1 < c < len(scored.tokens(i)) for i, c in enumerate(counts))
 
 
-def test_learns_and_writes_a_normaliser_the_rewarder_reads(tokenizer, tmp_path):
+def test_learns_a_separable_preference_in_few_steps(tokenizer, tmp_path):
     pairs = toy_pairs(16)
     reference = tiny_causal_lm("llama", tokenizer)
     before = srm.segment_accuracy(tiny_reward_model("llama", tokenizer), reference, tokenizer, pairs, THRESHOLD)
@@ -99,9 +99,18 @@ def test_cli_writes_the_normaliser_the_rewarder_reads(tokenizer, tmp_path, capsy
     assert rewarder.threshold == threshold and rewarder.normaliser == LocationNormaliser(**saved["normaliser"])
     assert rewarder.normaliser != LocationNormaliser()
     # a threshold above every entropy leaves one segment per response: nothing to fit, said on stderr
-    assert main([*args, "--entropy-threshold", "100", "--no-progress", "--out", str(tmp_path / "one")]) == 0
+    # (and a LoRA run: its adapter folder is a reward model the rewarder loads)
+    one = ["--entropy-threshold", "100", "--lora-r", "4", "--no-progress", "--out", str(tmp_path / "one")]
+    assert main([*args, *one]) == 0
     assert "no location normaliser fitted" in capsys.readouterr().err
-    assert json.loads((tmp_path / "one" / "final" / SEGMENT_FILE).read_text())["normaliser"] is None
+    final = tmp_path / "one" / "final"
+    assert json.loads((final / SEGMENT_FILE).read_text())["normaliser"] is None
+    assert (final / "adapter_config.json").is_file()
+    rewarder = build_rewarder("segment", reward_model=str(final), reference=str(base))
+    assert rewarder.normaliser == LocationNormaliser() and rewarder.threshold == 100.0
+    scored = rewarder.score([pairs[0]["prompt"]], [pairs[0]["chosen"]])
+    row = scored.token_rewards(0)  # one segment spread evenly: R / T on each token
+    assert row == pytest.approx([float(scored.sequence_rewards[0]) / len(row)] * len(row), abs=1e-6)
 
 
 def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, monkeypatch):
