@@ -229,6 +229,9 @@ def test_saved_threshold_and_normaliser_are_read_and_checked(tokenizer, tmp_path
     (tmp_path / SEGMENT_FILE).write_text(json.dumps({"entropy_threshold": 1.5, "normaliser": {"mean_slope": 1}}))
     with pytest.raises(ValueError, match="segment_rewards.json: the normaliser must be an object with"):
         build_rewarder("segment", reward_model=str(tmp_path), reference=reference)
+    (tmp_path / SEGMENT_FILE).write_text(json.dumps({"normaliser": None}))
+    with pytest.raises(ValueError, match="segment_rewards.json: expected an object with a numeric entropy_threshold"):
+        build_rewarder("segment", reward_model=str(tmp_path), reference=reference)
     with pytest.raises(ValueError, match="outside the reference model's vocabulary"):
         small = tiny_causal_lm("llama", tokenizer)
         small.resize_token_embeddings(10)

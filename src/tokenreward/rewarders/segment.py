@@ -124,7 +124,13 @@ def saved_settings(reward_model: PathOrModel) -> dict:
     if not isinstance(reward_model, (str, Path)):
         return {}
     path = Path(reward_model).expanduser() / SEGMENT_FILE
-    return read_json_file(path, "retrain or delete it") if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    settings = read_json_file(path, "retrain or delete it")
+    threshold = settings.get("entropy_threshold") if isinstance(settings, dict) else None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"{path}: expected an object with a numeric entropy_threshold; retrain or delete it")
+    return settings
 
 
 @register_rewarder("segment")
@@ -175,7 +181,7 @@ class SegmentRewarder(RewardModelRewarder):
             return LocationNormaliser(*map(float, given))  # no floor: the lines as given
         if not normalise or settings.get("normaliser") is None:
             return LocationNormaliser()
-        if float(settings.get("entropy_threshold", DEFAULT_THRESHOLD)) != self.threshold:
+        if float(settings["entropy_threshold"]) != self.threshold:
             raise ValueError(
                 f"segment: the saved normaliser was fitted at entropy_threshold {settings['entropy_threshold']}, "
                 f"not {self.threshold}; pass normalise=False or the four normaliser parameters"
