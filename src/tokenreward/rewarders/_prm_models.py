@@ -7,7 +7,8 @@
   not Hugging Face's pooled one), or a model whose forward returns `[B, T, 2]` logits
   (Qwen2.5-Math-PRM's shape); `P = softmax(z)[1]`.
 - `math-shepherd`: a causal LM; `P = softmax(l[+], l[-])[0]`, the LM's logits of the good and
-  bad tokens at the step tag's position (Wang et al., 2024).
+  bad tokens at the step tag's position (Wang et al., 2024; the tokens are those of "+ -", as
+  their code takes them).
 """
 
 from __future__ import annotations
@@ -85,15 +86,14 @@ def load_prm(source, kind: str, loading: ModelLoading) -> nn.Module:
 
 
 def good_token_ids(tokenizer, good: str, bad: str) -> list[int]:
-    """The ids of the good and bad tokens (each must be one token of the PRM's tokenizer)."""
-    ids = []
-    for name, text in (("good_token", good), ("bad_token", bad)):
-        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(encoded) != 1:
-            raise ValueError(f"prm: {name} {text!r} is {len(encoded)} tokens of the PRM's tokenizer; it must be one")
-        ids.append(encoded[0])
-    if ids[0] == ids[1]:
-        raise ValueError(f"prm: good_token {good!r} and bad_token {bad!r} are the same token")
+    """The ids of the good and bad tokens as Math-Shepherd's code takes them: the two tokens of
+    `f"{good} {bad}"` (without special tokens); anything else is an error naming the options."""
+    ids = tokenizer(f"{good} {bad}", add_special_tokens=False)["input_ids"]
+    if len(ids) != 2 or ids[0] == ids[1]:
+        raise ValueError(
+            f"prm: good_token {good!r} and bad_token {bad!r} must be two different tokens of the PRM's tokenizer "
+            f"({f'{good} {bad}'!r} is {len(ids)} tokens)"
+        )
     return ids
 
 
