@@ -138,7 +138,10 @@ def test_cli_with_lora_saves_an_adapter_the_rewarder_loads(tokenizer, tmp_path):
             "line 2: field completions, step 0 contains the step",
         ),
         ({"prompt": "p", "completions": ["a"], "labels": [1]}, "line 2: field labels must be a list of true/false"),
-        ({"prompt": "p", "completions": ["a", "b"], "labels": [True]}, "field labels has 1 entries for 2 steps"),
+        (
+            {"prompt": "p", "completions": ["a", "b"], "labels": [True]},
+            "line 2: field labels has 1 entries for 2 steps",
+        ),
     ],
 )
 def test_bad_rows_are_one_line_errors_naming_file_line_and_field(tmp_path, capsys, row, message):
