@@ -78,6 +78,16 @@ def test_steps_and_markers_by_hand():
     assert marked_response("x ки\ny", [(0, 4), (5, 6)], " ки") == ("x ки\ny ки", [3, 8])
 
 
+def scores_at_separators(tokenizer, response: str, probabilities) -> list[float]:
+    """By hand: `probabilities(input_ids)` (P(good) at every position of one input) read at the
+    token holding each step's closing separator."""
+    text, closing = separator_positions(PROMPT, response)
+    encoded = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+    probs = probabilities(encoded["input_ids"])
+    spans = encoded["offset_mapping"][0].tolist()
+    return [float(probs[token_at(spans, c)]) for c in closing]
+
+
 @pytest.mark.parametrize("num_labels", [2, 1])
 @torch.no_grad()
 def test_token_classification_scores_are_the_models_own_at_each_separator(tokenizer, num_labels):
@@ -85,13 +95,13 @@ def test_token_classification_scores_are_the_models_own_at_each_separator(tokeni
     rewarder = build_rewarder("prm", reward_model=model, tokenizer=tokenizer, device="cpu")
     assert rewarder.kind == "token-classification"
     result = rewarder.score([PROMPT] * len(RESPONSES), RESPONSES)
+
+    def probabilities(input_ids):
+        logits = model(input_ids=input_ids).logits[0]
+        return logits.softmax(-1)[:, 1] if num_labels == 2 else torch.sigmoid(logits[:, 0])
+
     for i, response in enumerate(RESPONSES):
-        text, closing = separator_positions(PROMPT, response)
-        encoded = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
-        logits = model(input_ids=encoded["input_ids"]).logits[0]
-        spans = encoded["offset_mapping"][0].tolist()
-        probs = logits.softmax(-1)[:, 1] if num_labels == 2 else torch.sigmoid(logits[:, 0])
-        expected = [float(probs[token_at(spans, c)]) for c in closing]
+        expected = scores_at_separators(tokenizer, response, probabilities)
         assert result.step_scores[i] == pytest.approx(expected, abs=1e-6)
     assert [len(s) for s in result.step_scores] == [2, 2, 1]
 
@@ -102,13 +112,14 @@ def test_two_class_scores_are_the_head_on_each_separators_hidden_state(tokenizer
     rewarder = build_rewarder("prm", reward_model=model, tokenizer=tokenizer, device="cpu")
     assert rewarder.kind == "two-class"
     result = rewarder.score([PROMPT] * len(RESPONSES), RESPONSES)
+
+    def probabilities(input_ids):
+        hidden = model(input_ids=input_ids, output_hidden_states=True).hidden_states[-1][0]
+        return model.score(hidden).softmax(-1)[:, 1]
+
     for i, response in enumerate(RESPONSES):
-        text, closing = separator_positions(PROMPT, response)
-        encoded = tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
-        hidden = model(input_ids=encoded["input_ids"], output_hidden_states=True).hidden_states[-1][0]
-        probs = model.score(hidden).softmax(-1)[:, 1]
-        spans = encoded["offset_mapping"][0].tolist()
-        assert result.step_scores[i] == pytest.approx([float(probs[token_at(spans, c)]) for c in closing], abs=1e-6)
+        expected = scores_at_separators(tokenizer, response, probabilities)
+        assert result.step_scores[i] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.fixture(scope="module")

@@ -148,3 +148,28 @@ def test_verl_gives_the_token_rewards_of_trl_and_serve(trained, tmp_path, placem
     served, _ = served_rows(paths, policy, placement)
     assert largest_gap(verl, trl) <= 1e-6 and largest_gap(verl, served) <= 1e-6
     assert [o["reward_extra_info"]["tokenreward_rewarder"] for o in outputs] == ["prm"] * len(ROWS)
+
+
+def test_serve_answers_step_scores_in_both_endpoints_and_an_empty_list_for_a_blank_response(trained):
+    import httpx
+
+    from tokenreward.serve import build_state
+    from tokenreward.testing.serving import ThreadServer
+
+    paths, policy = trained
+    rewarder = build_rewarder("prm", reward_model=paths["prm"], device="cpu")
+    expected = rewarder.score(PROMPTS, RESPONSES[:2]).step_scores
+    server = ThreadServer(build_state(rewarder, {"reward_model": paths["prm"]}, policy))
+    try:
+        records = httpx.post(
+            server.url + "/v1/token_rewards", json={"prompts": PROMPTS, "responses": RESPONSES[:2]}, timeout=60
+        ).json()["results"]
+        ids = [policy(RESPONSES[0])["input_ids"], [policy.eos_token_id]]
+        body = {"query": ["unused"] * 2, "prompts": PROMPTS, "response_ids": ids}
+        answer = httpx.post(server.url + "/get_reward", json=body, timeout=60).json()
+    finally:
+        server.stop()
+    for record, scores in zip(records, expected):
+        assert record["step_scores"] == pytest.approx(scores, abs=1e-6)
+    assert answer["step_scores"][0] == pytest.approx(expected[0], abs=1e-6)
+    assert answer["step_scores"][1] == [] and answer["token_rewards"][1] == [0.0]  # blank: the empty reward
