@@ -127,24 +127,23 @@ class PrmRewarder(Rewarder):
                 raise ValueError(f"{self.name}: {name} must be one of {', '.join(known)}, got {value!r}")
         if not step_separator:
             raise ValueError(f"{self.name}: step_separator must not be empty")
+        if batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be at least 1, got {batch_size}")
         if tokenizer is None and not isinstance(reward_model, (str, Path)):
             raise ValueError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
         options = loading_options(loading, device)
         self.kind = detect_kind(reward_model, model_kind)
         self.model = load_prm(reward_model, self.kind, options)
         self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else reward_model)
-        self.device, self.max_batch_tokens, self.batch_size = (
-            input_device(self.model),
-            options.max_batch_tokens,
-            batch_size,
-        )
+        self.device = input_device(self.model)
+        self.max_batch_tokens, self.batch_size = options.max_batch_tokens, batch_size
         self.separator, self.placement, self.aggregate = step_separator, placement, aggregate
         self.marker = step_tag if self.kind == "math-shepherd" else step_separator
         if not self.marker:
             raise ValueError(f"{self.name}: step_tag must not be empty")
         self.good_bad = good_token_ids(self.tokenizer, good_token, bad_token) if self.kind == "math-shepherd" else []
 
-    def step_scores(
+    def score_steps(
         self, prompts: list[TextOrMessages], texts: list[str], steps: list[list[Span]]
     ) -> list[list[float]]:
         """`s_k` of every step of every response, from one forward pass over the marked responses."""
@@ -168,7 +167,7 @@ class PrmRewarder(Rewarder):
         for i, spans in enumerate(steps):
             if not spans:
                 raise ValueError(f"{self.name}: response {i} has no step (it is blank)")
-        scores = self.step_scores(prompts, own.responses, steps)
+        scores = self.score_steps(prompts, own.responses, steps)
         rows = []
         for offsets, spans, step_scores in zip(own.offsets, steps, scores):
             last_tokens = covering_tokens(offsets, [end - 1 for _, end in spans])
