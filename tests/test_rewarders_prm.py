@@ -11,7 +11,7 @@ import pytest
 import torch
 from tokenizers import processors
 
-from tokenreward.rewarders.prm import marked_response, split_steps
+from tokenreward.rewarders.prm import marked_response, split_steps, unescaped
 from tokenreward.rewards import build_rewarder
 from tokenreward.testing import tiny_causal_lm, tiny_config, train_tokenizer
 
@@ -76,6 +76,7 @@ def test_steps_and_markers_by_hand():
     assert marked_response("a\nb\n", [(0, 1), (2, 3)], "\n") == ("a\nb\n", [1, 3])
     assert marked_response("x\ny", [(0, 1), (2, 3)], " ки") == ("x ки\ny ки", [3, 8])
     assert marked_response("x ки\ny", [(0, 4), (5, 6)], " ки") == ("x ки\ny ки", [3, 8])
+    assert [unescaped(text) for text in ("\\n\\n", "\n", " ки", "<extra_0>")] == ["\n\n", "\n", " ки", "<extra_0>"]
 
 
 def scores_at_separators(tokenizer, response: str, probabilities) -> list[float]:

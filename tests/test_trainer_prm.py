@@ -118,7 +118,9 @@ def test_cli_with_lora_saves_an_adapter_the_rewarder_loads(tokenizer, tmp_path):
     tiny_causal_lm("gpt2", tokenizer).save_pretrained(tmp_path / "base")
     tokenizer.save_pretrained(tmp_path / "base")
     write_jsonl(tmp_path / "train.jsonl", stepwise(16, seed=6))
-    assert cli(tmp_path, tmp_path / "train.jsonl", "--lora-r", "4", "--lr", "1e-2", "--batch-size", "8") == 0
+    flags = ["--lora-r", "4", "--lr", "1e-2", "--batch-size", "8", "--step-separator", "\\n"]  # as a shell passes '\n'
+    assert cli(tmp_path, tmp_path / "train.jsonl", *flags) == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["step_separator"] == "\n"
     final = tmp_path / "out" / "final"
     assert (final / "adapter_config.json").is_file()
     rewarder = build_rewarder("prm", reward_model=str(final), device="cpu")

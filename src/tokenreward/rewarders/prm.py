@@ -1,6 +1,7 @@
 """PRM: token rewards from a process reward model's step scores.
 
-A response is split into steps at `step_separator` (default "\\n", TRL's PRM trainer's): the
+A response is split into steps at `step_separator` (default "\\n", TRL's PRM trainer's; backslash
+escapes in it and in `step_tag` are read as Python reads them, so a command line's `\\n` works): the
 steps are the pieces between separators that hold a non-blank character (`split_steps`). The
 PRM reads the response with a marker after every step (`marked_response`): the separator
 itself for a `token-classification` or `two-class` PRM (appended after the last step, where the
@@ -32,6 +33,11 @@ from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register
 from tokenreward.types import Offsets
 
 Span = tuple[int, int]
+
+
+def unescaped(text: str) -> str:
+    """`text` with backslash escapes read as Python reads them (`\\n` from a command line is a newline)."""
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def split_steps(text: str, separator: str) -> list[Span]:
@@ -137,8 +143,8 @@ class PrmRewarder(Rewarder):
         self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else reward_model)
         self.device = input_device(self.model)
         self.max_batch_tokens, self.batch_size = options.max_batch_tokens, batch_size
-        self.separator, self.placement, self.aggregate = step_separator, placement, aggregate
-        self.marker = step_tag if self.kind == "math-shepherd" else step_separator
+        self.separator, self.placement, self.aggregate = unescaped(step_separator), placement, aggregate
+        self.marker = unescaped(step_tag) if self.kind == "math-shepherd" else self.separator
         if not self.marker:
             raise ValueError(f"{self.name}: step_tag must not be empty")
         self.good_bad = good_token_ids(self.tokenizer, good_token, bad_token) if self.kind == "math-shepherd" else []

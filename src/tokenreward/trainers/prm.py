@@ -27,7 +27,7 @@ from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer
 from tokenreward.progress import progress_bar
-from tokenreward.rewarders.prm import covering_tokens, marked_response, split_steps
+from tokenreward.rewarders.prm import covering_tokens, marked_response, split_steps, unescaped
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import (
@@ -58,7 +58,8 @@ class PrmConfig(RunConfig):
     )
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (default: the model's)"})
     step_separator: str = field(
-        default="\n", metadata={"help": "text between steps, also read after the last step (the prm rewarder's)"}
+        default="\n",
+        metadata={"help": "text between steps, also read after the last step (backslash escapes such as \\n read)"},
     )
     epochs: int = field(default=1, metadata={"help": "passes over the records", "min": 1})
     batch_size: int = field(default=16, metadata={"help": "records per step (over all processes)", "min": 1})
@@ -68,6 +69,12 @@ class PrmConfig(RunConfig):
     save_every: int = field(
         default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.step_separator = unescaped(self.step_separator)
+        if not self.step_separator:
+            raise ValueError("--step-separator must not be empty")
 
 
 def check_record(record: Any, where: str, separator: str) -> None:
