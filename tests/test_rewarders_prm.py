@@ -227,7 +227,7 @@ def test_step_scores_survive_batching_and_only_prm_records_carry_them(tokenizer)
     assert "step_scores" not in sparse.score([PROMPT], [RESPONSES[0]]).records()[0]
 
 
-def test_bad_options_and_inputs_are_one_line_errors(tokenizer, shepherd):
+def test_bad_options_and_inputs_are_one_line_errors(tokenizer, shepherd, tmp_path):
     model = token_classifier(tokenizer)
     for options, message in [
         ({"placement": "first"}, "placement must be one of last, spread, difference"),
@@ -244,6 +244,10 @@ def test_bad_options_and_inputs_are_one_line_errors(tokenizer, shepherd):
     lm, shepherd_tokenizer = shepherd
     with pytest.raises(ValueError, match="good_token '17' and bad_token '-' must be two different tokens"):
         build_rewarder("prm", reward_model=lm, tokenizer=shepherd_tokenizer, good_token="17")
+    tiny_causal_lm("llama", tokenizer).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    with pytest.raises(ValueError, match="has no trained token-classification head"):
+        build_rewarder("prm", reward_model=str(tmp_path / "lm"), model_kind="token-classification")
     rewarder = build_rewarder("prm", reward_model=model, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="response 0 has no step"):
         rewarder.score([PROMPT], ["\n\n"])

@@ -74,7 +74,13 @@ def load_prm(source, kind: str, loading: ModelLoading) -> nn.Module:
         if is_adapter_folder(source):
             model = merged_adapter(loader.from_pretrained(adapter_base(source), num_labels=2), source)
         else:
-            model = loader.from_pretrained(str(source))
+            model, info = loader.from_pretrained(str(source), output_loading_info=True)
+            missing = sorted(k for k in info["missing_keys"] if k.split(".")[0] in SCORE_HEAD_NAMES)
+            if missing:
+                raise ValueError(
+                    f"prm: {source} has no trained {kind} head ({', '.join(missing)} missing); "
+                    "train one with `tokenreward train prm` or set model_kind"
+                )
     else:
         model = source
     options = loading_options(loading)
