@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,9 +27,10 @@ from tokenreward.align import offsets_from_ids
 from tokenreward.cli import main
 from tokenreward.client import TokenRewardClient, TokenRewardError
 from tokenreward.rewards import build_rewarder
-from tokenreward.serve import bind, build_state, create_app
+from tokenreward.serve import build_state
 from tokenreward.serve.metrics import parse_histogram
 from tokenreward.testing import tiny_reward_model, train_tokenizer
+from tokenreward.testing.serving import ThreadServer
 
 CHAT = "{% for m in messages %}<bos>{{ m['role'] }}: {{ m['content'] }}<eos>{% endfor %}"
 OPTIONS = {"keep_sum": True}
@@ -56,31 +56,6 @@ def model_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def policy_tokenizer():
     return train_tokenizer(vocab_size=270)
-
-
-class ThreadServer:
-    """uvicorn serving `create_app(state)` on a free loopback port, in a thread."""
-
-    def __init__(self, state):
-        import uvicorn
-
-        self.state = state
-        sock = bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(state), log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.02)
-
-    def metrics(self) -> str:
-        return httpx.get(self.url + "/metrics").text
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def start(model_dir, policy_tokenizer=None, **batching) -> ThreadServer:

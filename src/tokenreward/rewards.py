@@ -29,7 +29,8 @@ class TokenRewards:
 
     `rewards[i, t]` is the reward of token `t` of response `i` (zero where `mask` is False);
     `offsets[i][t] = (start, end)` indexes into `responses[i]`; `tokens[i][t]` is
-    `responses[i][start:end]`; `sequence_rewards[i]` is the holistic score the tokens share.
+    `responses[i][start:end]`; `sequence_rewards[i]` is the holistic score the tokens share;
+    `step_scores[i]` (None for rewarders without steps) the scores of response `i`'s steps.
     """
 
     rewarder: str
@@ -38,6 +39,7 @@ class TokenRewards:
     rewards: torch.Tensor
     mask: torch.Tensor
     sequence_rewards: torch.Tensor
+    step_scores: list[list[float]] | None = None
 
     @classmethod
     def from_lists(
@@ -47,10 +49,13 @@ class TokenRewards:
         offsets: Sequence[Offsets],
         rewards: Sequence[Sequence[float] | torch.Tensor],
         sequence_rewards: Sequence[float] | torch.Tensor,
+        step_scores: Sequence[Sequence[float]] | None = None,
     ) -> TokenRewards:
         """Pad per-response lists into the batch tensors; refuse NaN/inf and ragged input."""
         if not (len(responses) == len(offsets) == len(rewards) == len(sequence_rewards)):
             raise UserInputError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
+        if step_scores is not None and len(step_scores) != len(responses):
+            raise UserInputError(f"{rewarder}: {len(step_scores)} step-score lists for {len(responses)} responses")
         width = max((len(r) for r in rewards), default=0)
         padded = torch.zeros(len(rewards), width, dtype=torch.float32)
         mask = torch.zeros(len(rewards), width, dtype=torch.bool)
@@ -61,7 +66,8 @@ class TokenRewards:
             padded[i, : row.numel()] = row
             mask[i, : row.numel()] = True
         seq = torch.as_tensor(sequence_rewards, dtype=torch.float32).detach().cpu().reshape(-1)
-        result = cls(rewarder, list(responses), [list(map(tuple, o)) for o in offsets], padded, mask, seq)
+        steps = None if step_scores is None else [[float(v) for v in row] for row in step_scores]
+        result = cls(rewarder, list(responses), [list(map(tuple, o)) for o in offsets], padded, mask, seq, steps)
         result.check_finite()
         return result
 
@@ -77,7 +83,9 @@ class TokenRewards:
             project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
             for i in range(len(self))
         ]
-        return TokenRewards.from_lists(self.rewarder, self.responses, offsets, rows, self.sequence_rewards)
+        return TokenRewards.from_lists(
+            self.rewarder, self.responses, offsets, rows, self.sequence_rewards, self.step_scores
+        )
 
     def padded(self, width: int) -> torch.Tensor:
         """The rewards `[B, width]`, zero past each response's tokens (`width` >= the longest)."""
@@ -117,14 +125,17 @@ class TokenRewards:
             )
 
     def record(self, i: int) -> dict[str, Any]:
-        """The JSON contract of `tokenreward score` for response `i`."""
-        return {
+        """The JSON contract of `tokenreward score` for response `i` (`step_scores` only from a rewarder with steps)."""
+        record = {
             "rewarder": self.rewarder,
             "sequence_reward": float(self.sequence_rewards[i]),
             "tokens": self.tokens(i),
             "offsets": [[int(s), int(e)] for s, e in self.offsets[i]],
             "rewards": [float(v) for v in self.token_rewards(i)],
         }
+        if self.step_scores is not None:
+            record["step_scores"] = list(self.step_scores[i])
+        return record
 
     def records(self) -> list[dict[str, Any]]:
         return [self.record(i) for i in range(len(self))]
@@ -137,6 +148,7 @@ class TokenRewards:
             [self.offsets[i] for i in index],
             [self.rewards[i, self.mask[i]] for i in index],
             self.sequence_rewards[list(index)],
+            None if self.step_scores is None else [self.step_scores[i] for i in index],
         )
 
     @classmethod
@@ -150,6 +162,7 @@ class TokenRewards:
             [o for p in parts for o in p.offsets],
             [p.rewards[i, p.mask[i]] for p in parts for i in range(len(p))],
             torch.cat([p.sequence_rewards for p in parts]),
+            None if any(p.step_scores is None for p in parts) else [row for p in parts for row in p.step_scores],
         )
 
 

@@ -62,11 +62,13 @@ def models(tmp_path_factory):
     return policy, paths
 
 
-def batch_of_rows(tok, prompt_side: str = "left") -> DataProto:
+def batch_of_rows(tok, prompt_side: str = "left", cases=(PROMPTS, RESPONSES, ROWS)) -> DataProto:
     """Prompts padded on `prompt_side` (verl's v0 trainer pads them left, its v1 trainer right),
-    right-padded responses of mixed lengths, uids in shuffled order."""
-    prompts = [tok(PROMPTS[p])["input_ids"] for p, _, _, _ in ROWS]
-    responses = [tok(RESPONSES[r])["input_ids"] + ([tok.eos_token_id] if eos else []) for _, r, eos, _ in ROWS]
+    right-padded responses of mixed lengths, uids in shuffled order; `cases` are the prompts,
+    responses and (prompt, response, EOS, uid) rows."""
+    texts, replies, rows = cases
+    prompts = [tok(texts[p])["input_ids"] for p, _, _, _ in rows]
+    responses = [tok(replies[r])["input_ids"] + ([tok.eos_token_id] if eos else []) for _, r, eos, _ in rows]
     width_p, width_r = max(map(len, prompts)), max(map(len, responses)) + 2
     pad = tok.pad_token_id
 
@@ -86,9 +88,9 @@ def batch_of_rows(tok, prompt_side: str = "left") -> DataProto:
             "attention_mask": torch.cat([prompt_mask, response_mask], 1),
             "response_mask": response_mask,
         },
-        batch_size=len(ROWS),
+        batch_size=len(rows),
     )
-    return DataProto(batch=batch, non_tensor_batch={"uid": np.array([u for *_, u in ROWS], dtype=object)})
+    return DataProto(batch=batch, non_tensor_batch={"uid": np.array([u for *_, u in rows], dtype=object)})
 
 
 def compose_verl(overrides: list[str]):

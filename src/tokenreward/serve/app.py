@@ -4,7 +4,9 @@
   "extra_logs", "token_rewards", "token_offsets"}`: `rewards[i] = scores[i]` is the sequence
   reward of sample `i`, `token_rewards[i]` its per-token rewards and `token_offsets[i]` their
   `[start, end]` character spans in the response (`query[i][len(prompts[i]):]`, or the decoded
-  `response_ids[i]`); `extra_logs` holds per-sample `token_reward_sum` and `num_tokens`.
+  `response_ids[i]`); `extra_logs` holds per-sample `token_reward_sum` and `num_tokens`. With a
+  rewarder that scores steps (`prm`), `step_scores[i]` lists sample `i`'s step scores (empty
+  for a blank response), and each `/v1/token_rewards` record has its `step_scores`.
 - `POST /v1/token_rewards` answers `{"results": [record, ...]}`, each record the JSON line of
   `tokenreward score --format json` (its `row` the pair's index in the request).
 - A sample that cannot be scored gets `null` in those lists (or `{"error": ...}` as its
@@ -110,6 +112,11 @@ def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
         return [read(r) if r is not None else None for r in records]
 
     rewards = each(lambda r: r["sequence_reward"])
+    steps = (
+        {"step_scores": each(lambda r: r.get("step_scores", []))}
+        if any("step_scores" in r for r in records if r)
+        else {}
+    )
     return with_errors(
         {
             "rewards": rewards,
@@ -120,6 +127,7 @@ def get_reward_payload(outcomes: list[Scored]) -> dict[str, Any]:
             },
             "token_rewards": each(lambda r: r["rewards"]),
             "token_offsets": each(lambda r: r["offsets"]),
+            **steps,
         },
         outcomes,
     )

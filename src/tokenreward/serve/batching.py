@@ -80,8 +80,9 @@ def sample_record(result: TokenRewards, i: int, sample: Sample, combine: str) ->
         return result.record(i)
     text = result.responses[i]
     moved = project_rewards(result.offsets[i], result.token_rewards(i), sample.align_to, len(text), combine)
+    steps = None if result.step_scores is None else [result.step_scores[i]]
     return TokenRewards.from_lists(
-        result.rewarder, [text], [sample.align_to], [moved], result.sequence_rewards[i : i + 1]
+        result.rewarder, [text], [sample.align_to], [moved], result.sequence_rewards[i : i + 1], steps
     ).record(0)
 
 
