@@ -33,6 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
+
 SECTION_START = "<!-- recorded: {key} -->"
 SECTION_END = "<!-- end of recorded section -->"
 SECTIONS_END = "<!-- recorded sections end here -->"
@@ -110,7 +112,7 @@ def replace_section(text: str, key: str, new: str) -> str:
         begin = starts[0] - 1 if starts[0] > 0 and lines[starts[0] - 1].startswith("## ") else starts[0]
         end = next((k for k in range(starts[0], len(lines)) if lines[k].rstrip("\n") == SECTION_END), None)
         if end is None:
-            raise ValueError(f"--record: the section {key!r} has no end line {SECTION_END!r}; repair the file")
+            raise UserInputError(f"--record: the section {key!r} has no end line {SECTION_END!r}; repair the file")
         return "".join(lines[:begin]) + new + "".join(lines[end + 1 :])
     ends = [k for k, line in enumerate(lines) if line.rstrip("\n") == SECTIONS_END]
     if ends:
@@ -178,7 +180,7 @@ def bench_table(name: str, config: Any, result: Any) -> str:
         return rl_table(json.loads(Path(result).read_text()))
     if name == "preference":
         return (Path(config.out) / "results.md").read_text()
-    raise ValueError(f"--record: bench {name} has no results table to record")
+    raise UserInputError(f"--record: bench {name} has no results table to record")
 
 
 def recording(name: str, run):

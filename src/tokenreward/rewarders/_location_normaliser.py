@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tokenreward.errors import UserInputError
+
 #: relative positions are grouped at this many decimals when the normaliser is fitted
 POSITION_DECIMALS = 3
 
@@ -51,7 +53,7 @@ class LocationNormaliser:
         mean, std = self.moments(positions)
         if not bool((std > 0).all()):
             k = int((std <= 0).nonzero()[0]) + 1
-            raise ValueError(
+            raise UserInputError(
                 f"the location normaliser's std {self.std_slope} ln p + {self.std_intercept} is {float(std[k - 1]):.4g} "
                 f"at p = {k}/{len(values)}; it must be positive (refit it or pass other std parameters)"
             )
@@ -64,14 +66,14 @@ class LocationNormaliser:
     def from_json(cls, value: Any, where: str) -> LocationNormaliser:
         names = [f for f in cls.__dataclass_fields__]
         if not isinstance(value, dict) or sorted(value) != sorted(names):
-            raise ValueError(f"{where}: the normaliser must be an object with {', '.join(names)}")
+            raise UserInputError(f"{where}: the normaliser must be an object with {', '.join(names)}")
         bad = [
             k
             for k in names
             if isinstance(value[k], bool) or not isinstance(value[k], (int, float)) or not math.isfinite(value[k])
         ]
         if bad:
-            raise ValueError(f"{where}: normaliser field {bad[0]} is not a finite number")
+            raise UserInputError(f"{where}: normaliser field {bad[0]} is not a finite number")
         return cls(**{k: float(value[k]) for k in names})
 
 
@@ -118,10 +120,10 @@ def position_moments(segment_rewards: Sequence[Sequence[float]]) -> tuple[np.nda
 def fit_location_normaliser(segment_rewards: Sequence[Sequence[float]]) -> LocationNormaliser:
     """The normaliser fitted to the segment rewards of a set of responses (module docstring)."""
     if not any(len(r) for r in segment_rewards):
-        raise ValueError("no segment rewards to fit the location normaliser on")
+        raise UserInputError("no segment rewards to fit the location normaliser on")
     positions, means, stds = position_moments(segment_rewards)
     if len(positions) < 2:
-        raise ValueError(
+        raise UserInputError(
             "every response has a single segment; the location normaliser needs segments at two or more positions"
         )
     log = np.log(positions)
@@ -130,7 +132,7 @@ def fit_location_normaliser(segment_rewards: Sequence[Sequence[float]]) -> Locat
     fitted = LocationNormaliser(mean_slope, mean_intercept, std_slope, std_intercept, float(positions[0]))
     low = float(fitted.moments(torch.tensor([positions[0], 1.0]))[1].min())
     if not low > 0:
-        raise ValueError(
+        raise UserInputError(
             f"the fitted std {std_slope:.4g} ln p + {std_intercept:.4g} reaches {low:.4g} within the positions it "
             f"was fitted on ({positions[0]:.3g} to 1); fit on more responses"
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tokenreward.errors import UserInputError
 from tokenreward.lora import adapter_base, is_adapter_folder, merged_adapter
 from tokenreward.models import SCORE_HEAD_NAMES, ModelLoading, load_causal_lm, loading_options
 
@@ -39,7 +40,7 @@ def detect_kind(source, model_kind: str) -> str:
     """`model_kind`, or with "auto" the kind the model's architecture stands for (an error naming it when none)."""
     if model_kind != "auto":
         if model_kind not in MODEL_KINDS:
-            raise ValueError(f"model_kind must be auto, {', '.join(MODEL_KINDS)}; got {model_kind!r}")
+            raise UserInputError(f"model_kind must be auto, {', '.join(MODEL_KINDS)}; got {model_kind!r}")
         return model_kind
     if isinstance(source, nn.Module):
         names, labels = [type(source).__name__], getattr(source.config, "num_labels", 0)
@@ -53,7 +54,7 @@ def detect_kind(source, model_kind: str) -> str:
             names = ["ForTokenClassification"]  # `train prm --lora-r` saves a token-classification adapter
     found = {kind_of_architecture(name, labels) for name in names} - {None}
     if len(found) != 1:
-        raise ValueError(
+        raise UserInputError(
             f"prm: cannot tell the PRM kind of {', '.join(names) or 'this model'} ({labels} labels); "
             f"set model_kind to one of {', '.join(MODEL_KINDS)}"
         )
@@ -77,7 +78,7 @@ def load_prm(source, kind: str, loading: ModelLoading) -> nn.Module:
             model, info = loader.from_pretrained(str(source), output_loading_info=True)
             missing = sorted(k for k in info["missing_keys"] if k.split(".")[0] in SCORE_HEAD_NAMES)
             if missing:
-                raise ValueError(
+                raise UserInputError(
                     f"prm: {source} has no trained {kind} head ({', '.join(missing)} missing); "
                     "train one with `tokenreward train prm` or set model_kind"
                 )
@@ -96,7 +97,7 @@ def good_token_ids(tokenizer, good: str, bad: str) -> list[int]:
     `f"{good} {bad}"` (without special tokens); anything else is an error naming the options."""
     ids = tokenizer(f"{good} {bad}", add_special_tokens=False)["input_ids"]
     if len(ids) != 2 or ids[0] == ids[1]:
-        raise ValueError(
+        raise UserInputError(
             f"prm: good_token {good!r} and bad_token {bad!r} must be two different tokens of the PRM's tokenizer "
             f"({f'{good} {bad}'!r} is {len(ids)} tokens)"
         )
@@ -118,7 +119,9 @@ def per_position_logits(model: nn.Module, input_ids: torch.Tensor, attention_mas
         return logits.float()
     captured = store.get("out")
     if captured is None or captured.dim() != 3 or captured.shape[:2] != input_ids.shape:
-        raise ValueError(f"prm: {type(model).__name__} gives no logits at every position; it is not a two-class PRM")
+        raise UserInputError(
+            f"prm: {type(model).__name__} gives no logits at every position; it is not a two-class PRM"
+        )
     return captured.float()
 
 
@@ -133,5 +136,5 @@ def good_probabilities(
     if kind == "token-classification" and classes == 1:
         return torch.sigmoid(logits[..., 0])
     if classes != 2:
-        raise ValueError(f"prm: a {kind} PRM needs 2 classes per token, {type(model).__name__} has {classes}")
+        raise UserInputError(f"prm: a {kind} PRM needs 2 classes per token, {type(model).__name__} has {classes}")
     return logits.softmax(-1)[..., 1]

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel, context_length, input_device, load_tokenizer, loading_options
 from tokenreward.rewarders._prm_models import detect_kind, good_probabilities, good_token_ids, load_prm
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
@@ -43,7 +44,7 @@ def unescaped(text: str) -> str:
 def split_steps(text: str, separator: str) -> list[Span]:
     """`[start, end)` of each step of `text`: the pieces between `separator`s with a non-blank character."""
     if not separator:
-        raise ValueError("prm: step_separator must not be empty")
+        raise UserInputError("prm: step_separator must not be empty")
     steps, start = [], 0
     for piece in text.split(separator):
         if piece.strip():
@@ -76,7 +77,7 @@ def covering_tokens(offsets: Offsets, characters: list[int]) -> list[int]:
         while t < len(offsets) and offsets[t][1] <= char:
             t += 1
         if t == len(offsets):
-            raise ValueError(
+            raise UserInputError(
                 f"prm: no token covers character {char} of the response (its tokens end at {offsets[-1][1]})"
             )
         tokens.append(t)
@@ -130,13 +131,13 @@ class PrmRewarder(Rewarder):
     ):
         for name, value, known in (("placement", placement, PLACEMENTS), ("aggregate", aggregate, AGGREGATES)):
             if value not in known:
-                raise ValueError(f"{self.name}: {name} must be one of {', '.join(known)}, got {value!r}")
+                raise UserInputError(f"{self.name}: {name} must be one of {', '.join(known)}, got {value!r}")
         if not step_separator:
-            raise ValueError(f"{self.name}: step_separator must not be empty")
+            raise UserInputError(f"{self.name}: step_separator must not be empty")
         if batch_size < 1:
-            raise ValueError(f"{self.name}: batch_size must be at least 1, got {batch_size}")
+            raise UserInputError(f"{self.name}: batch_size must be at least 1, got {batch_size}")
         if tokenizer is None and not isinstance(reward_model, (str, Path)):
-            raise ValueError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
+            raise UserInputError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
         options = loading_options(loading, device)
         self.kind = detect_kind(reward_model, model_kind)
         self.model = load_prm(reward_model, self.kind, options)
@@ -146,7 +147,7 @@ class PrmRewarder(Rewarder):
         self.separator, self.placement, self.aggregate = unescaped(step_separator), placement, aggregate
         self.marker = unescaped(step_tag) if self.kind == "math-shepherd" else self.separator
         if not self.marker:
-            raise ValueError(f"{self.name}: step_tag must not be empty")
+            raise UserInputError(f"{self.name}: step_tag must not be empty")
         self.good_bad = good_token_ids(self.tokenizer, good_token, bad_token) if self.kind == "math-shepherd" else []
 
     def score_steps(
@@ -172,7 +173,7 @@ class PrmRewarder(Rewarder):
         steps = [split_steps(text, self.separator) for text in own.responses]
         for i, spans in enumerate(steps):
             if not spans:
-                raise ValueError(f"{self.name}: response {i} has no step (it is blank)")
+                raise UserInputError(f"{self.name}: response {i} has no step (it is blank)")
         scores = self.score_steps(prompts, own.responses, steps)
         rows = []
         for offsets, spans, step_scores in zip(own.offsets, steps, scores):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs
+from tokenreward.errors import UserInputError
 from tokenreward.io import read_json_file
 from tokenreward.logprobs import token_stats, unwrap
 from tokenreward.models import (
@@ -54,7 +55,7 @@ def segment_ends(entropies: Sequence[float], threshold: float) -> list[int]:
 def interpolate(rewards: torch.Tensor, ends: Sequence[int], how: str = "even") -> torch.Tensor:
     """Token rewards of a response from its segment rewards `rewards[k]` and segment ends (module docstring)."""
     if how not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {how!r}")
+        raise UserInputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {how!r}")
     row = torch.zeros(ends[-1] + 1, dtype=rewards.dtype)
     start = 0
     for reward, end in zip(rewards, ends):
@@ -69,7 +70,7 @@ def interpolate(rewards: torch.Tensor, ends: Sequence[int], how: str = "even") -
 def check_vocabulary(model: torch.nn.Module, enc: EncodedPairs, what: str) -> None:
     vocab = model.get_input_embeddings().num_embeddings
     if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
-        raise ValueError(
+        raise UserInputError(
             f"token id {int(enc.input_ids.max())} is outside the {what}'s vocabulary of {vocab}; the {what} must "
             "share the reward model's tokenizer"
         )
@@ -129,7 +130,7 @@ def saved_settings(reward_model: PathOrModel) -> dict:
     settings = read_json_file(path, "retrain or delete it")
     threshold = settings.get("entropy_threshold") if isinstance(settings, dict) else None
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ValueError(f"{path}: expected an object with a numeric entropy_threshold; retrain or delete it")
+        raise UserInputError(f"{path}: expected an object with a numeric entropy_threshold; retrain or delete it")
     return settings
 
 
@@ -159,7 +160,7 @@ class SegmentRewarder(RewardModelRewarder):
         loading: ModelLoading | None = None,
     ):
         if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+            raise UserInputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
         super().__init__(reward_model, tokenizer, device, batch_size, loading)
         check_causal(self.model)
         self.reference = load_causal_lm(reference, loading=loading_options(loading, device)).eval()
@@ -168,7 +169,7 @@ class SegmentRewarder(RewardModelRewarder):
         fallback = trained if trained is not None else DEFAULT_THRESHOLD
         self.threshold = float(entropy_threshold if entropy_threshold is not None else fallback)
         if self.threshold < 0:
-            raise ValueError(f"entropy_threshold must be at least 0, got {self.threshold}")
+            raise UserInputError(f"entropy_threshold must be at least 0, got {self.threshold}")
         self.interpolation = interpolation
         self.combine = "mean" if interpolation == "repeat" else "sum"
         given = (mean_slope, mean_intercept, std_slope, std_intercept)
@@ -177,12 +178,12 @@ class SegmentRewarder(RewardModelRewarder):
     def _normaliser(self, given: tuple, settings: dict, normalise: bool) -> LocationNormaliser:
         if any(v is not None for v in given):
             if any(v is None for v in given):
-                raise ValueError("segment: give all four of mean_slope, mean_intercept, std_slope, std_intercept")
+                raise UserInputError("segment: give all four of mean_slope, mean_intercept, std_slope, std_intercept")
             return LocationNormaliser(*map(float, given))  # no floor: the lines as given
         if not normalise or settings.get("normaliser") is None:
             return LocationNormaliser()
         if float(settings["entropy_threshold"]) != self.threshold:
-            raise ValueError(
+            raise UserInputError(
                 f"segment: the saved normaliser was fitted at entropy_threshold {settings['entropy_threshold']}, "
                 f"not {self.threshold}; pass normalise=False or the four normaliser parameters"
             )

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer
@@ -74,28 +75,28 @@ class PrmConfig(RunConfig):
         super().__post_init__()
         self.step_separator = unescaped(self.step_separator)
         if not self.step_separator:
-            raise ValueError("--step-separator must not be empty")
+            raise UserInputError("--step-separator must not be empty")
 
 
 def check_record(record: Any, where: str, separator: str) -> None:
     """One stepwise record: a prompt, non-blank steps without the separator, one boolean label per step."""
     if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object with prompt, completions and labels")
+        raise UserInputError(f"{where}: expected a JSON object with prompt, completions and labels")
     missing = [k for k in ("prompt", "completions", "labels") if k not in record]
     if missing:
-        raise ValueError(f"{where}: lacks {', '.join(missing)} (stepwise format: prompt, completions, labels)")
+        raise UserInputError(f"{where}: lacks {', '.join(missing)} (stepwise format: prompt, completions, labels)")
     steps, labels = record["completions"], record["labels"]
     if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
-        raise ValueError(f"{where}: field completions must be a non-empty list of step strings")
+        raise UserInputError(f"{where}: field completions must be a non-empty list of step strings")
     for k, step in enumerate(steps):
         if not step.strip():
-            raise ValueError(f"{where}: field completions, step {k} is blank")
+            raise UserInputError(f"{where}: field completions, step {k} is blank")
         if separator in step:
-            raise ValueError(f"{where}: field completions, step {k} contains the step separator {separator!r}")
+            raise UserInputError(f"{where}: field completions, step {k} contains the step separator {separator!r}")
     if not isinstance(labels, list) or not all(isinstance(v, bool) for v in labels):
-        raise ValueError(f"{where}: field labels must be a list of true/false, one per step")
+        raise UserInputError(f"{where}: field labels must be a list of true/false, one per step")
     if len(labels) != len(steps):
-        raise ValueError(f"{where}: field labels has {len(labels)} entries for {len(steps)} steps")
+        raise UserInputError(f"{where}: field labels has {len(labels)} entries for {len(steps)} steps")
 
 
 def read_stepwise(path: str | Path, separator: str, chat_template: bool = False) -> list[dict[str, Any]]:
@@ -104,7 +105,7 @@ def read_stepwise(path: str | Path, separator: str, chat_template: bool = False)
         raise FileNotFoundError(f"--data {path}: no such file")
     records = read_jsonl(path, "--data")
     if not records:
-        raise ValueError(f"--data {path}: no records")
+        raise UserInputError(f"--data {path}: no records")
     for i, record in enumerate(records):
         check_record(record, row_location(path, i), separator)
     return prompts_as_chat(records, chat_template)

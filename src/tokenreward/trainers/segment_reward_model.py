@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.io import write_atomic
 from tokenreward.jsonl import read_jsonl
 from tokenreward.logprobs import unwrap
@@ -105,7 +106,7 @@ def segment_accuracy(model, reference, tokenizer, pairs, threshold: float, batch
     """Share of pairs whose chosen response the segment score `R` ranks above the rejected one."""
     _check_pairs(pairs)
     if not pairs:
-        raise ValueError("no pairs to measure accuracy on")
+        raise UserInputError("no pairs to measure accuracy on")
     right = 0
     for s in range(0, len(pairs), batch_size):
         chosen, rejected, _ = segment_pair_scores(model, reference, tokenizer, pairs[s : s + batch_size], threshold)
@@ -195,7 +196,7 @@ def run(config: SegmentRewardModelConfig, name: str = "segment-reward-model") ->
         held_out = prompts_as_chat(read_jsonl(config.eval_data, "--eval-data"), config.chat_template)
         _check_pairs(held_out, config.eval_data)
         if not held_out:
-            raise ValueError(f"--eval-data {config.eval_data}: no preference pairs")
+            raise UserInputError(f"--eval-data {config.eval_data}: no preference pairs")
     accelerator, folder = make_run(config)
     if folder.finished:
         return folder.out / "final"
