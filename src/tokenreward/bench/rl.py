@@ -21,10 +21,13 @@ benchmark resumes where it stopped, in a later invocation too) and `eval.json` a
 evaluating `OUT/final` with `tokenreward.evaluation.evaluate_policy` on the held-out split:
 one sampled response per prompt (temperature 1, as in training, seeded by the run's seed;
 the headline numbers) and the greedy response. The SFT policy is evaluated the same way with
-each seed. Then: `results.json` (per method mean and std over seeds of the oracle score, KL to
-the SFT policy, length, defect rate, greedy oracle score, and the steps each method needs to
-reach the baseline's final oracle score), `curves.png`, `samples.json` and a self-contained
-`report.html`.
+each seed. With `--eval-every N` the policies saved every N steps are evaluated too (sampled,
+`bench.rl_evaluation`), and each method is read at the baseline's final KL
+(`bench.rl_frontier`, docs/bench-rl.md "How methods are compared"). Then: `results.json` (per
+method mean and std over seeds of the oracle score at matched KL and after the full budget, KL
+to the SFT policy, length, defect rate, greedy oracle score, and the steps each method needs to
+reach the baseline's final oracle score with the KL there), `curves.png`, `frontier.png` (score
+against KL), `samples.json` and a self-contained `report.html`.
 
 Steps to the baseline: each run's logged `oracle_score` curve (the training batches' oracle
 grade) is smoothed by a trailing mean of `window` logged points, read from the first full
