@@ -12,6 +12,7 @@ import torch
 from tokenreward.bench.credit import (
     auroc,
     auroc_within,
+    auroc_within_by_kind,
     average_ranks,
     build_rewarders,
     credit_metrics,
@@ -21,7 +22,7 @@ from tokenreward.bench.credit import (
     spearman,
     top1,
 )
-from tokenreward.bench.credit_kinds import auroc_within_by_kind, defect_kinds
+from tokenreward.bench.credit_kinds import defect_kinds
 from tokenreward.cli import main
 from tokenreward.rewards import TokenRewards
 
@@ -162,7 +163,8 @@ def test_baselines_always_included_and_unknown_names_refused():
         rewarder_names(["no-such-rewarder"])
 
 
-def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys):
+def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # rich's width: the tables unwrapped
     out = tmp_path / "credit.json"
     code = main(
         [
@@ -197,6 +199,9 @@ def test_bench_credit_on_the_small_world(small_world, tmp_path, capsys):
     assert results["uniform"]["auroc_within"] == pytest.approx(0.5)
     shown = capsys.readouterr().out
     assert "AUROC" in shown and "per defect kind" in shown and "red [copy]" in shown
+    kinds = sorted(results["red"]["auroc_within_by_kind"])
+    header = next(line for line in shown.splitlines() if "rewarder" in line and kinds[0] in line)
+    assert all(kind in header for kind in kinds)
 
 
 def test_random_rewarder_is_seeded_standard_normal_per_token(small_world):

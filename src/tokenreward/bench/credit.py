@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tokenreward.bench import register_bench
+from tokenreward.bench.credit_kinds import defect_kinds, kind_labels
 from tokenreward.config import validate_ranges
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
@@ -130,6 +131,24 @@ def auroc_within(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[
     return float(np.mean(values)) if values else math.nan
 
 
+def auroc_within_by_kind(
+    rewards: Sequence[Sequence[float]],
+    offsets: Sequence[Sequence[tuple[int, int]]],
+    kinds: Sequence[Sequence[tuple[str, int, int]]],
+    credit_spans: Sequence[list],
+) -> dict[str, dict[str, float]]:
+    """`{kind: {"auroc", "responses"}}`: per defect kind, the mean over responses with a token of
+    that kind and a clean token of the AUROC of those tokens (lower reward = defect; `credit_kinds`)."""
+    per_kind: dict[str, list[float]] = {}
+    for row, token_spans, defects, spans in zip(rewards, offsets, kinds, credit_spans):
+        hits, clean = kind_labels(token_spans, defects, spans)
+        for kind, hit in hits.items():
+            kept = [i for i, (h, c) in enumerate(zip(hit, clean)) if h or c]
+            if any(hit) and any(clean):
+                per_kind.setdefault(kind, []).append(auroc([-row[i] for i in kept], [hit[i] for i in kept]))
+    return {kind: {"auroc": float(np.mean(v)), "responses": len(v)} for kind, v in sorted(per_kind.items())}
+
+
 def credit_metrics(
     result: TokenRewards,
     credit_spans: Sequence[list],
@@ -139,8 +158,6 @@ def credit_metrics(
 ) -> dict[str, Any]:
     """The benchmark's numbers for one rewarder's output on responses with the given true spans
     (and, given each response's defect `kinds`, `auroc_within_by_kind`)."""
-    from tokenreward.bench.credit_kinds import auroc_within_by_kind
-
     rewards, credits, flags = [], [], []
     for i in range(len(result)):
         offsets = result.offsets[i]
@@ -271,7 +288,6 @@ def bench_credit(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Score `names` (and each rewarder built on a reward model once more per `reward_models`
     entry) on the world's `split` responses; returns (results, skipped reasons)."""
-    from tokenreward.bench.credit_kinds import defect_kinds
     from tokenreward.progress import progress_bar
 
     records = world.responses(split)[:limit]

@@ -6,7 +6,7 @@ oracle's grade of each response (`tokenreward.world.oracle.grade`, the same span
 with spans of negative credit is a defect of its kind (sequence terms such as `verbose` and
 `no_answer` have no tokens and are left out).
 
-`auroc_within_by_kind`, for a kind K: inside each response with a token of a K defect and a
+`bench.credit.auroc_within_by_kind`, for a kind K: inside each response with a token of a K defect and a
 clean token (a token overlapping no span of negative credit), the AUROC of telling the K tokens
 from the clean ones by their reward (lower reward = defect); tokens of other defects only are
 left out. The mean over those responses, and their number. `uniform` scores exactly 0.5.
@@ -14,13 +14,9 @@ left out. The mean over those responses, and their number. `uniform` scores exac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from tokenreward.bench.credit import auroc
 from tokenreward.world.oracle import defect_tokens, grade
 
 KindSpan = tuple[str, int, int]  # (kind, start, end) of one span of negative credit
@@ -41,23 +37,14 @@ def defect_kinds(world, split: str, records: Sequence[dict[str, Any]]) -> list[l
     return kinds
 
 
-def auroc_within_by_kind(
-    rewards: Sequence[Sequence[float]],
-    offsets: Sequence[Sequence[tuple[int, int]]],
-    kinds: Sequence[Sequence[KindSpan]],
-    credit_spans: Sequence[list],
-) -> dict[str, dict[str, float]]:
-    """`{kind: {"auroc": mean within-response AUROC, "responses": how many}}` (module docstring)."""
-    per_kind: dict[str, list[float]] = {}
-    for row, token_spans, defects, spans in zip(rewards, offsets, kinds, credit_spans):
-        clean = [not flag for flag in defect_tokens(spans, token_spans)]
-        for kind in sorted({k for k, _, _ in defects}):
-            hit = [any(k == kind and s < te and ts < e for k, s, e in defects) for ts, te in token_spans]
-            kept = [i for i, (h, c) in enumerate(zip(hit, clean)) if h or c]
-            if any(hit) and any(clean):
-                value = auroc([-row[i] for i in kept], [hit[i] for i in kept])
-                per_kind.setdefault(kind, []).append(value)
-    return {
-        kind: {"auroc": float(np.mean(values)) if values else math.nan, "responses": len(values)}
-        for kind, values in sorted(per_kind.items())
+def kind_labels(
+    token_spans: Sequence[tuple[int, int]], defects: Sequence[KindSpan], credit_spans: list
+) -> tuple[dict[str, list[bool]], list[bool]]:
+    """For one response: per defect kind in it, which tokens overlap a span of that kind; and
+    which tokens are clean (overlap no span of negative credit)."""
+    clean = [not flag for flag in defect_tokens(credit_spans, token_spans)]
+    hits = {
+        kind: [any(k == kind and s < te and ts < e for k, s, e in defects) for ts, te in token_spans]
+        for kind in sorted({k for k, _, _ in defects})
     }
+    return hits, clean
