@@ -57,8 +57,9 @@ def test_frontier_matches_a_naive_loop():
         for name in ("a", "b")
     }
     result = frontier(curves, points=11)
-    top = max(kl for runs in curves.values() for curve in runs for _, kl, _ in curve)
-    assert result["kl"] == pytest.approx([top * i / 10 for i in range(11)])
+    evaluated = {kl for runs in curves.values() for curve in runs for _, kl, _ in curve}
+    even = {max(evaluated) * i / 10 for i in range(11)}
+    assert result["kl"] == pytest.approx(sorted(even | evaluated))
     for name, runs in curves.items():
         line = result["methods"][name]
         for i, kl in enumerate(result["kl"]):
@@ -70,7 +71,7 @@ def test_frontier_matches_a_naive_loop():
                 assert (line["min"][i], line["max"][i]) == (min(values), max(values))
             else:
                 assert line["mean"][i] is line["min"][i] is line["max"][i] is None
-        assert line["finals"] == [[c[-1][1], c[-1][2]] for c in runs]
+        assert line["seeds"] == [[[kl, score] for _, kl, score in c] for c in runs]
 
 
 def test_method_curves_start_at_the_sft_evaluation_of_each_seed():
@@ -97,11 +98,18 @@ def test_frontier_plot_draws_one_line_per_method_and_the_references(tmp_path):
     }
     data, headline = frontier(curves), matched_kl(curves, "a")
     figure = plot_frontier(data, headline, 0.05)
-    axes = figure.axes[0]
-    labels = [line.get_label() for line in axes.lines]
-    assert labels == ["a (n=2)", "b (n=1)", "a's final KL", "SFT policy"]
+    lines = {line.get_label(): line for line in figure.axes[0].lines}
+    assert [label for label in lines if not label.startswith("_")] == [
+        "a (n=2)",
+        "b (n=1)",
+        "a's final KL",
+        "SFT policy",
+    ]
     # a's mean line stops where its second seed stops (KL 0.3): beyond it not every seed has a value
-    xs = axes.lines[0].get_xdata()
-    assert max(xs) <= 0.3 + 1e-12 and max(axes.lines[1].get_xdata()) == pytest.approx(0.6)
+    assert max(lines["a (n=2)"].get_xdata()) == pytest.approx(0.3)
+    assert max(lines["b (n=1)"].get_xdata()) == pytest.approx(0.6)
+    # the seeds' own curves: one thin line per seed, through its points
+    thin = [tuple(line.get_xdata()) for line in figure.axes[0].lines if line.get_label().startswith("_")]
+    assert sorted(thin) == [(0.0, 0.3), (0.0, 0.4), (0.0, 0.6)]
     path = save_frontier(tmp_path / "f.png", data, headline, 0.05)
     assert path.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob(".*"))

@@ -83,7 +83,7 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and (out / "frontier.png").read_bytes()[
         :4
     ] == b"\x89PNG"
-    assert len(results["frontier"]["methods"]["ppo-red"]["finals"]) == 1
+    assert len(results["frontier"]["methods"]["ppo-red"]["seeds"]) == 1
     # the runs trained and were evaluated in worker processes (two at a time): the same numbers in this one
     from tokenreward.evaluation import evaluate_policy
 

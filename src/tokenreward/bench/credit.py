@@ -324,14 +324,15 @@ def bench_credit(
 
 def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "CPU ms / 1k", "AUROC within"):
         table.add_column(column, justify="left" if column == "rewarder" else "right")
     for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
         table.add_row(
-            name,
+            escape(name),
             f"{m['auroc']:.3f}",
             f"{m['spearman']:.3f}",
             f"{m['top1']:.3f}",
@@ -343,17 +344,17 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
     console.print(table)
     kinds = sorted({kind for m in results.values() for kind in m.get("auroc_within_by_kind", {})})
     if kinds:
-        by_kind = Table(title="AUROC within a response per defect kind: its tokens vs the clean ones (n: responses)")
+        by_kind = Table(title="per defect kind: AUROC within a response, its tokens vs the clean ones (n: responses)")
         by_kind.add_column("rewarder")
         for kind in kinds:
             counts = [m["auroc_within_by_kind"].get(kind, {}).get("responses", 0) for m in results.values()]
             by_kind.add_column(f"{kind} (n={max(counts)})", justify="right")
         for name, m in sorted(results.items()):
             cells = [m["auroc_within_by_kind"].get(kind, {}).get("auroc") for kind in kinds]
-            by_kind.add_row(name, *("-" if v is None or math.isnan(v) else f"{v:.3f}" for v in cells))
+            by_kind.add_row(escape(name), *("-" if v is None or math.isnan(v) else f"{v:.3f}" for v in cells))
         console.print(by_kind)
     for name, reason in skipped.items():
-        console.print(f"skipped {name}: {reason}")
+        console.print(escape(f"skipped {name}: {reason}"))
 
 
 @register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")

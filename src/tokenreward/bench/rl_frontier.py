@@ -71,22 +71,22 @@ def matched_kl(curves: dict[str, list[list[Point]]], baseline: str) -> dict[str,
 
 
 def frontier(curves: dict[str, list[list[Point]]], points: int = GRID_POINTS) -> dict[str, Any]:
-    """Per method the reading's mean, min, max and `reached` on a grid of KL values from 0 to the largest KL of any run."""
-    top = max((kl for runs in curves.values() for curve in runs for _, kl, _ in curve), default=0.0)
-    grid = np.linspace(0.0, max(top, 0.0), points).tolist()
+    """Per method the reading's mean, min, max and `reached` on a grid of KL values: `points`
+    evenly from 0 to the largest KL of any run, and every evaluated KL (so the lines bend where
+    the runs do); and each seed's own points as `[kl, score]` (`seeds`)."""
+    evaluated = [kl for runs in curves.values() for curve in runs for _, kl, _ in curve if kl >= 0]
+    top = max(evaluated, default=0.0)
+    grid = sorted(set(np.linspace(0.0, top, points).tolist()) | set(evaluated))
     methods = {}
     for name, runs in curves.items():
-        rows = [[score_at_kl(c, k) for c in runs] for k in grid]
+        rows = [[v for v in (score_at_kl(c, k) for c in runs) if v is not None] for k in grid]
         methods[name] = {
-            "mean": [
-                float(np.mean([v for v in row if v is not None])) if any(v is not None for v in row) else None
-                for row in rows
-            ],
-            "min": [min((v for v in row if v is not None), default=None) for row in rows],
-            "max": [max((v for v in row if v is not None), default=None) for row in rows],
-            "reached": [sum(v is not None for v in row) for row in rows],
+            "mean": [float(np.mean(row)) if row else None for row in rows],
+            "min": [min(row, default=None) for row in rows],
+            "max": [max(row, default=None) for row in rows],
+            "reached": [len(row) for row in rows],
             "of": len(runs),
-            "finals": [[curve[-1][1], curve[-1][2]] for curve in runs],
+            "seeds": [[[kl, score] for _, kl, score in curve] for curve in runs],
         }
     return {"kl": grid, "methods": methods}
 
