@@ -67,6 +67,39 @@ def fake_rl(config: FakeRLConfig, name: str) -> Path:
 
 
 @dataclass
+class FakeCheckpointedConfig:
+    out: Path
+    world: Path | None = None
+    steps: int = 4
+    seed: int = 0
+    rewarder: str = "sparse"
+    save_every: int = 50
+    keep_checkpoints: int = 2
+
+
+@register_trainer("fakeckpt", FakeCheckpointedConfig, help="test trainer: the SFT policy drifting each step")
+def fake_checkpointed(config: FakeCheckpointedConfig, name: str) -> Path:
+    """Adds `0.02 * noise(seed, rewarder)` to the SFT policy's weights every step (so its KL
+    grows along training), checkpointing the policy every `save_every` steps and at the end."""
+    from tokenreward.models import load_causal_lm
+    from tokenreward.world import open_world
+
+    policy = load_causal_lm(open_world(config.world).policy_dir)
+    generator = torch.Generator().manual_seed(config.seed + (100 if config.rewarder == "red" else 0))
+    noise = [torch.randn(p.shape, generator=generator) for p in policy.parameters()]
+    logger = JsonlLogger(config.out / "log.jsonl", tensorboard=False)
+    for step in range(1, config.steps + 1):
+        with torch.no_grad():
+            for p, n in zip(policy.parameters(), noise):
+                p.add_(0.02 * n)
+        logger.log({"step": step, "kl": 0.01 * step, "oracle_score": 0.1 * step})
+        if step % config.save_every == 0 or step == config.steps:
+            save_checkpoint(config.out, step, {"policy": policy}, keep=config.keep_checkpoints)
+    policy.save_pretrained(config.out / "final")
+    return config.out / "final"
+
+
+@dataclass
 class NoSeedConfig:
     out: Path
     world: Path | None = None
@@ -297,6 +330,58 @@ def test_killed_run_resumes_from_its_checkpoint(small_world, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def naive_reading(curve: list[tuple[int, float, float]], kl: float) -> float | None:
+    """The score where the KL first reaches `kl`, linear in KL from the point before."""
+    for (_, kl_a, score_a), (_, kl_b, score_b) in zip(curve, curve[1:]):
+        if kl_b >= kl:
+            return score_a + (score_b - score_a) * (kl - kl_a) / (kl_b - kl_a)
+    return None
+
+
+def test_policies_saved_along_training_are_compared_at_the_baselines_final_kl(small_world, tmp_path):
+    from tokenreward.evaluation import evaluate_policy
+    from tokenreward.models import load_causal_lm
+
+    out = tmp_path / "bench"
+    methods = ["fakeckpt-sparse", "fakeckpt-red"]
+    config = bench_config(out, small_world, methods=methods, baseline=methods[0], steps=4, eval_every=2, seeds=1)
+    results = json.loads(run(config).read_text())
+    reference = load_causal_lm(small_world.policy_dir).eval()
+    curves: dict[str, list] = {}
+    for method in methods:
+        for seed in (0,):
+            run_dir = out / method / f"seed-{seed}"
+            assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-2", "step-4"]
+            middle = evaluate_policy(
+                load_causal_lm(run_dir / "checkpoints" / "step-2" / "policy").eval(),
+                small_world,
+                split="test",
+                reference=reference,
+                n=EVAL_PROMPTS,
+                greedy=False,
+                seed=seed,
+            )
+            final = results["methods"][method]["runs"][seed]
+            sft = results["sft"]["runs"][seed]["oracle_score"]
+            curve = [(0, 0.0, sft), (2, middle["kl"], middle["oracle_score"]), (4, final["kl"], final["oracle_score"])]
+            assert 0 < curve[1][1] < curve[2][1]  # the drift moves the policy away step by step
+            curves.setdefault(method, []).append(curve)
+    kl = min(curve[-1][1] for curve in curves[methods[0]])
+    assert results["matched_kl"]["kl"] == pytest.approx(kl)
+    for method in methods:
+        expected = [v for v in (naive_reading(c, kl) for c in curves[method]) if v is not None]
+        got = results["matched_kl"]["methods"][method]
+        assert got["values"] == pytest.approx(expected) and got["reached"] == len(expected) and got["of"] == 1
+    red_reaches = naive_reading(curves["fakeckpt-red"][0], kl) is not None
+    assert set(results["comparisons_matched_kl"]) == ({"fakeckpt-red"} if red_reaches else set())
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Score against KL" in (out / "report.html").read_text()
+    # the logged KL (trailing mean of 2 steps) where the red run first reaches the sparse runs' final logged score
+    red = results["methods"]["fakeckpt-red"]
+    assert [r["steps_to_target"] for r in red["runs"]] == [4]
+    assert red["steps_to_target"]["kl"]["values"] == pytest.approx([0.035])
+
+
 def test_bad_benchmark_input_is_refused_before_training(small_world, tmp_path):
     CALLS.clear()
     with pytest.raises(ValueError, match="unknown method 'ppo-nothing'"):
@@ -305,6 +390,8 @@ def test_bad_benchmark_input_is_refused_before_training(small_world, tmp_path):
         run(bench_config(tmp_path, small_world, trainer_options=["learning_rat=1"]))
     with pytest.raises(ValueError, match="cannot set steps"):
         run(bench_config(tmp_path, small_world, trainer_options=["steps=3"]))
+    with pytest.raises(ValueError, match="cannot set save_every: bench rl keeps a policy every --eval-every"):
+        run(bench_config(tmp_path, small_world, trainer_options=["save_every=3"]))
     with pytest.raises(ValueError, match="distinct"):
         run(bench_config(tmp_path, small_world, methods=["fakerl-red", "fakerl-red"]))
     with pytest.raises(FileNotFoundError):

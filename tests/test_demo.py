@@ -51,6 +51,10 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
     # a progress line per stage with the time left, and the one-seed verdict
     assert "[8/8] 2 PPO runs and their held-out evaluation" in shown and "left" in shown
     assert "With one seed there is no spread" in shown
+    # the result at matched KL (ppo-sparse's final KL) first, then after equal steps with both KLs
+    matched = json.loads((out / "results.json").read_text())["matched_kl"]
+    assert f"At KL {matched['kl']:.3f} (ppo-sparse's final KL)" in shown and "steps (KL " in shown
+    assert shown.index(f"At KL {matched['kl']:.3f}") < shown.index("not matched")
     # the terminal heatmaps: RED's and the ground truth's, on the first held-out responses
     for response in small_world.responses("test")[:2]:
         assert response["response"].split()[0] in shown
@@ -76,7 +80,10 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(small_world, tmp_path, ca
     assert report.count('class="tokenreward-heatmap"') == 3 * 3  # SFT + 2 methods, 3 samples each
     assert "<title>ppo-sparse vs ppo-red: held-out oracle score after 2 RL steps, 1 seed</title>" in report
     assert "do not show which method is better" in report
-    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and (out / "frontier.png").read_bytes()[
+        :4
+    ] == b"\x89PNG"
+    assert len(results["frontier"]["methods"]["ppo-red"]["seeds"]) == 1
     # the runs trained and were evaluated in worker processes (two at a time): the same numbers in this one
     from tokenreward.evaluation import evaluate_policy
 

@@ -1,7 +1,11 @@
 """`tokenreward bench credit`: how well each rewarder's token rewards match the world's true credit.
 
 On the world's held-out responses, for every registered rewarder (those whose resources the
-world lacks are skipped with the reason) plus the `uniform` and `random` baselines:
+world lacks are skipped with the reason; so, in the default set, are those the world's
+resources make degenerate: `implicit` and `rto` with the SFT policy as both policy and
+reference, whose `log pi - log ref` is 0 on every token) plus the `uniform` and `random`
+baselines; with `--reward-model [LABEL=]PATH,...` every rewarder built on a reward model runs
+once more per model, named `REWARDER [LABEL]`, beside the world's:
 - `auroc`: area under the ROC curve of telling defect tokens (tokens overlapping a span with
   negative credit) from the rest, lower reward = more defective; pooled over all tokens;
 - `spearman`: rank correlation between token rewards and true token credit (the sum of the
@@ -18,13 +22,16 @@ world lacks are skipped with the reason) plus the `uniform` and `random` baselin
 - `auroc_within` (a diagnostic): the AUROC computed inside each response that has both defect
   and clean tokens, averaged over those responses. Pooled AUROC also rewards telling bad
   responses from good ones (`uniform` scores above 0.5 that way); within a response
-  `uniform` is exactly 0.5, so this isolates where the reward lands.
+  `uniform` is exactly 0.5, so this isolates where the reward lands;
+- `auroc_within_by_kind`: the same per kind of defect, each kind's tokens against the clean
+  tokens of the response (`tokenreward.bench.credit_kinds`).
 Tokens are each rewarder's own tokens (character offsets), so rewarders with different
 tokenizers are compared on the same characters.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -36,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tokenreward.bench import Recording, register_bench
+from tokenreward.bench.credit_kinds import defect_kinds, kind_labels
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
@@ -63,6 +71,14 @@ class CreditConfig(ModelLoading, Recording):
         default="test", metadata={"help": f"world split whose responses are scored ({', '.join(SPLITS)})"}
     )
     limit: int | None = field(default=None, metadata={"help": "score only the first N responses", "min": 0})
+    reward_model: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "more reward models, [LABEL=]PATH (a folder or GGUF file the loaders accept; label: its name): "
+            "each runs the rewarders built on a reward model, named REWARDER [LABEL]",
+            "aliases": ["--reward-models"],
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,10 +132,33 @@ def auroc_within(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[
     return float(np.mean(values)) if values else math.nan
 
 
+def auroc_within_by_kind(
+    rewards: Sequence[Sequence[float]],
+    offsets: Sequence[Sequence[tuple[int, int]]],
+    kinds: Sequence[Sequence[tuple[str, int, int]]],
+    credit_spans: Sequence[list],
+) -> dict[str, dict[str, float]]:
+    """`{kind: {"auroc", "responses"}}`: per defect kind, the mean over responses with a token of
+    that kind and a clean token of the AUROC of those tokens (lower reward = defect; `credit_kinds`)."""
+    per_kind: dict[str, list[float]] = {}
+    for row, token_spans, defects, spans in zip(rewards, offsets, kinds, credit_spans):
+        hits, clean = kind_labels(token_spans, defects, spans)
+        for kind, hit in hits.items():
+            kept = [i for i, (h, c) in enumerate(zip(hit, clean)) if h or c]
+            if any(hit) and any(clean):
+                per_kind.setdefault(kind, []).append(auroc([-row[i] for i in kept], [hit[i] for i in kept]))
+    return {kind: {"auroc": float(np.mean(v)), "responses": len(v)} for kind, v in sorted(per_kind.items())}
+
+
 def credit_metrics(
-    result: TokenRewards, credit_spans: Sequence[list], seconds: float, cpu_seconds: float = math.nan
-) -> dict[str, float]:
-    """The benchmark's numbers for one rewarder's output on responses with the given true spans."""
+    result: TokenRewards,
+    credit_spans: Sequence[list],
+    seconds: float,
+    cpu_seconds: float = math.nan,
+    kinds: Sequence[Sequence[tuple[str, int, int]]] | None = None,
+) -> dict[str, Any]:
+    """The benchmark's numbers for one rewarder's output on responses with the given true spans
+    (and, given each response's defect `kinds`, `auroc_within_by_kind`)."""
     rewards, credits, flags = [], [], []
     for i in range(len(result)):
         offsets = result.offsets[i]
@@ -128,6 +167,11 @@ def credit_metrics(
         flags.append(defect_tokens(credit_spans[i], offsets))
     flat_rewards = [r for row in rewards for r in row]
     n_tokens = len(flat_rewards)
+    by_kind = (
+        {}
+        if kinds is None
+        else {"auroc_within_by_kind": auroc_within_by_kind(rewards, result.offsets, kinds, credit_spans)}
+    )
     return {
         "auroc": auroc([-r for r in flat_rewards], [f for row in flags for f in row]),
         "spearman": spearman(flat_rewards, [c for row in credits for c in row]),
@@ -136,6 +180,7 @@ def credit_metrics(
         "ms_per_1k": 1000.0 * seconds / n_tokens * 1000.0 if n_tokens else math.nan,
         "cpu_ms_per_1k": 1000.0 * cpu_seconds / n_tokens * 1000.0 if n_tokens else math.nan,
         "tokens": n_tokens,
+        **by_kind,
     }
 
 
@@ -145,19 +190,72 @@ WARM_UP_BATCHES = 8
 TIMING_CHUNK = 64
 
 
-def build_rewarders(names: Sequence[str], resources: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The rewarders the resources can build, and the reason for each one skipped."""
+def parse_reward_models(items: Sequence[str]) -> dict[str, str]:
+    """`{label: path}` of `--reward-model` items `LABEL=PATH` or `PATH` (label: the file or folder name)."""
+    models: dict[str, str] = {}
+    for item in items:
+        label, _, path = item.partition("=") if "=" in item else ("", "", item)
+        label = label or Path(path).name
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--reward-model {item}: no file or folder {path}")
+        if label in models:
+            raise UserInputError(f"--reward-model: the label {label!r} is given twice; name them LABEL=PATH")
+        models[label] = path
+    return models
+
+
+def degenerate_reason(name: str, resources: dict[str, Any]) -> str | None:
+    """Why rewarder `name` would score nothing of its own with these resources (None if it would):
+    a policy and a reference that are the same model make `log pi - log ref` 0 on every token."""
+    needs = rewarder_requirements(name)
+    if "policy" in needs and "reference" in needs and str(resources["policy"]) == str(resources["reference"]):
+        return (
+            f"its policy and reference are the same model ({resources['policy']}), so log pi - log ref is 0 on "
+            "every token; name it in --rewarders to score it anyway"
+        )
+    return None
+
+
+def model_resources(name: str, resources: dict[str, Any], reward_model: str) -> dict[str, Any]:
+    """The resources with another reward model, read with its own tokenizer (`reward_tokenizer` where the
+    rewarder has one for it, as rto does; else `tokenizer`)."""
+    takes = inspect.signature(REWARDERS.get(name).__init__).parameters
+    return {
+        **resources,
+        "reward_model": reward_model,
+        ("reward_tokenizer" if "reward_tokenizer" in takes else "tokenizer"): reward_model,
+    }
+
+
+def build_rewarders(
+    names: Sequence[str],
+    resources: dict[str, Any],
+    reward_models: dict[str, str] | None = None,
+    skip_degenerate: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rewarders the resources can build (and, per reward model, each rewarder built on a
+    reward model as `NAME [LABEL]`), and the reason for each one skipped."""
     rewarders: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for name in names:
         missing = [r for r in rewarder_requirements(name) if r not in resources]
-        if missing:
-            skipped[name] = "the world has no " + ", ".join(missing)
+        reason = degenerate_reason(name, resources) if skip_degenerate and not missing else None
+        if missing or reason:
+            skipped[name] = reason or "the world has no " + ", ".join(missing)
             continue
-        try:
-            rewarders[name] = build_rewarder(name, resources)
-        except (ValueError, FileNotFoundError, OSError) as err:
-            skipped[name] = f"could not be built from the world: {err}"
+        variants = {name: resources}
+        if "reward_model" in rewarder_requirements(name):
+            variants.update(
+                {
+                    f"{name} [{label}]": model_resources(name, resources, path)
+                    for label, path in (reward_models or {}).items()
+                }
+            )
+        for row, given in variants.items():
+            try:
+                rewarders[row] = build_rewarder(name, given)
+            except (ValueError, FileNotFoundError, OSError) as err:
+                skipped[row] = f"could not be built: {err}"
     return rewarders, skipped
 
 
@@ -186,8 +284,11 @@ def bench_credit(
     limit: int | None = None,
     loading: ModelLoading | None = None,
     progress: bool = True,
-) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """Score `names` on the world's `split` responses; returns (results, skipped reasons)."""
+    reward_models: dict[str, str] | None = None,
+    skip_degenerate: bool = False,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Score `names` (and each rewarder built on a reward model once more per `reward_models`
+    entry) on the world's `split` responses; returns (results, skipped reasons)."""
     from tokenreward.progress import progress_bar
 
     records = world.responses(split)[:limit]
@@ -199,7 +300,8 @@ def bench_credit(
     resources: dict[str, Any] = dict(world.resources())
     if loading is not None:
         resources["loading"] = loading
-    rewarders, skipped = build_rewarders(names, resources)
+    kinds = defect_kinds(world, split, records)
+    rewarders, skipped = build_rewarders(names, resources, reward_models, skip_degenerate)
     for rewarder in rewarders.values():
         warm_up(rewarder, prompts, responses)
     parts: dict[str, list[TokenRewards]] = {name: [] for name in rewarders}
@@ -215,21 +317,23 @@ def bench_credit(
                 cpu[name] += time.process_time() - cpu_start
             advance(stop - begin)
     results = {
-        name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name]) for name in rewarders
+        name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name], kinds)
+        for name in rewarders
     }
     return results, skipped
 
 
 def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "CPU ms / 1k", "AUROC within"):
         table.add_column(column, justify="left" if column == "rewarder" else "right")
     for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
         table.add_row(
-            name,
+            escape(name),
             f"{m['auroc']:.3f}",
             f"{m['spearman']:.3f}",
             f"{m['top1']:.3f}",
@@ -239,8 +343,19 @@ def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], t
         )
     console = Console()
     console.print(table)
+    kinds = sorted({kind for m in results.values() for kind in m.get("auroc_within_by_kind", {})})
+    if kinds:
+        by_kind = Table(title="per defect kind: AUROC within a response, its tokens vs the clean ones (n: responses)")
+        by_kind.add_column("rewarder")
+        for kind in kinds:
+            counts = [m["auroc_within_by_kind"].get(kind, {}).get("responses", 0) for m in results.values()]
+            by_kind.add_column(f"{kind} (n={max(counts)})", justify="right")
+        for name, m in sorted(results.items()):
+            cells = [m["auroc_within_by_kind"].get(kind, {}).get("auroc") for kind in kinds]
+            by_kind.add_row(escape(name), *("-" if v is None or math.isnan(v) else f"{v:.3f}" for v in cells))
+        console.print(by_kind)
     for name, reason in skipped.items():
-        console.print(f"skipped {name}: {reason}")
+        console.print(escape(f"skipped {name}: {reason}"))
 
 
 @register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")
@@ -251,9 +366,18 @@ def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float
         raise UserInputError(f"--limit must be at least 0, got {config.limit}")
     if config.json:
         check_writable(config.json, "--json")
+    reward_models = parse_reward_models(config.reward_model)
     world = open_world(config.world)
     names = rewarder_names(config.rewarders)
-    results, skipped = bench_credit(world, names, config.split, config.limit, ModelLoading.of(config))
+    results, skipped = bench_credit(
+        world,
+        names,
+        config.split,
+        config.limit,
+        ModelLoading.of(config),
+        reward_models=reward_models,
+        skip_degenerate=not config.rewarders,
+    )
     print_table(results, skipped, f"bench credit on {world.root} ({config.split} split)")
     if config.json:
         with atomic_write(Path(config.json)) as handle:

@@ -21,10 +21,13 @@ benchmark resumes where it stopped, in a later invocation too) and `eval.json` a
 evaluating `OUT/final` with `tokenreward.evaluation.evaluate_policy` on the held-out split:
 one sampled response per prompt (temperature 1, as in training, seeded by the run's seed;
 the headline numbers) and the greedy response. The SFT policy is evaluated the same way with
-each seed. Then: `results.json` (per method mean and std over seeds of the oracle score, KL to
-the SFT policy, length, defect rate, greedy oracle score, and the steps each method needs to
-reach the baseline's final oracle score), `curves.png`, `samples.json` and a self-contained
-`report.html`.
+each seed. With `--eval-every N` the policies saved every N steps are evaluated too (sampled,
+`bench.rl_evaluation`), and each method is read at the baseline's final KL
+(`bench.rl_frontier`, docs/bench-rl.md "How methods are compared"). Then: `results.json` (per
+method mean and std over seeds of the oracle score at matched KL and after the full budget, KL
+to the SFT policy, length, defect rate, greedy oracle score, and the steps each method needs to
+reach the baseline's final oracle score with the KL there), `curves.png`, `frontier.png` (score
+against KL), `samples.json` and a self-contained `report.html`.
 
 Steps to the baseline: each run's logged `oracle_score` curve (the training batches' oracle
 grade) is smoothed by a trailing mean of `window` logged points, read from the first full
@@ -45,14 +48,15 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import Recording, register_bench
-from tokenreward.bench.rl_methods import (
-    CONTRACT_FIELDS,
-    Method,
-    dtype_setting,
-    parse_options,
-    resolve_method,
-    trainer_config,
+from tokenreward.bench.rl_evaluation import (
+    CHECKPOINT_FIELDS,
+    checkpoint_options,
+    eval_interval,
+    evaluate_along_training,
+    evaluate_run,
+    score_samples,
 )
+from tokenreward.bench.rl_methods import CONTRACT_FIELDS, Method, parse_options, resolve_method, trainer_config
 from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
@@ -61,10 +65,9 @@ from tokenreward.models import ModelLoading
 from tokenreward.trainers import TRAINERS
 from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.trainers.run_folder import fields_at_default
-from tokenreward.viz.plots import save_learning_curves
+from tokenreward.viz.plots import save_frontier, save_learning_curves
 
 DEFAULT_METHODS = ["ppo-sparse", "ppo-red", "ppo-abc", "remax", "rloo"]
-EVAL_MODES = ("sampled", "greedy")
 DONE = "done.json"
 EVAL = "eval.json"
 
@@ -98,6 +101,14 @@ class RLBenchConfig(ModelLoading, Recording):
         metadata={
             "help": "sampling seed of every held-out evaluation (default: each run's own seed); one fixed seed "
             "gives every policy the same random draws, so the seed spread is the training's, not the sampling's",
+            "min": 0,
+        },
+    )
+    eval_every: int | None = field(
+        default=None,
+        metadata={
+            "help": "also evaluate the policy saved every N steps along training, for the comparison at matched KL "
+            "(default: a fifth of --steps; 0: the final policy only)",
             "min": 0,
         },
     )
@@ -142,10 +153,12 @@ def train_run(
     setting it does not record, at its default, counts as the same: a run of an older release)."""
     loading = ModelLoading.of(config)
     trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, False, loading)
-    wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in ("resume", "progress")}
+    unrecorded = ("resume", "progress", *CHECKPOINT_FIELDS)  # settings that do not change what is trained
+    wanted = {k: v for k, v in _jsonable(trainer_cfg).items() if k not in unrecorded}
     done = read_json_file(run_dir / DONE) if (run_dir / DONE).exists() else None
     if done is not None:
-        before, at_default = done["config"], fields_at_default(trainer_cfg)
+        before = {k: v for k, v in done["config"].items() if k not in unrecorded}
+        at_default = fields_at_default(trainer_cfg)
         changed = [
             f"{k}: {before.get(k)!r} -> {wanted.get(k)!r}"
             for k in sorted(set(wanted) | set(before))
@@ -178,52 +191,6 @@ def train_run(
     }
     _write_json(run_dir / DONE, done)
     return done
-
-
-def evaluate_run(
-    policy_dir: Path, eval_path: Path, world, reference, config: RLBenchConfig, seed: int
-) -> dict[str, Any]:
-    """Held-out evaluation of one policy folder, sampled (seeded by `seed`, as in training, or
-    by `config.eval_seed` when set) and greedy, cached in `eval_path` for these settings."""
-    from tokenreward.evaluation import evaluate_policy
-    from tokenreward.models import load_causal_lm
-
-    seed = seed if config.eval_seed is None else config.eval_seed
-    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, **dtype_setting(config)}
-    cached = read_json_file(eval_path) if eval_path.exists() else None
-    if cached is not None and cached.get("settings") == settings:
-        return cached
-    policy = load_causal_lm(policy_dir, loading=ModelLoading.of(config)).eval()
-    result: dict[str, Any] = {"settings": settings}
-    for mode in EVAL_MODES:
-        result[mode] = evaluate_policy(
-            policy,
-            world,
-            split=config.eval_split,
-            reference=reference,
-            n=config.eval_prompts,
-            greedy=mode == "greedy",
-            seed=seed,
-        )
-    eval_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(eval_path, result)
-    return result
-
-
-def score_samples(
-    world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str, loading: ModelLoading | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
-    from tokenreward.rewards import build_rewarder
-
-    rewarder = build_rewarder(rewarder_name, {**world.resources(), "loading": loading})
-    scored = {}
-    for method, items in samples.items():
-        records = (
-            rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []
-        )
-        scored[method] = [{**s, "record": r} for s, r in zip(items, records)]
-    return scored
 
 
 def remaining_note(spent: list[float], left: int, jobs: int = 1) -> str:
@@ -270,8 +237,16 @@ def train_and_evaluate(
     started = time.perf_counter()
     done = train_run(method, run_dir, config, world_root, seed, options, console)
     evaluation = evaluate_run(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
+    points = evaluate_along_training(run_dir, world, reference, config, seed)
     log = read_jsonl(run_dir / "log.jsonl") if (run_dir / "log.jsonl").exists() else []
-    return {"seed": seed, "done": done, "eval": evaluation, "log": log, "seconds": time.perf_counter() - started}
+    return {
+        "seed": seed,
+        "done": done,
+        "eval": evaluation,
+        "points": points,
+        "log": log,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def run_all(
@@ -346,6 +321,12 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
     if reserved:
         raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
+    kept = sorted(set(options) & set(checkpoint_options(config)))
+    if kept:
+        raise UserInputError(
+            f"--trainer-options cannot set {', '.join(kept)}: bench rl keeps a policy every --eval-every "
+            f"({eval_interval(config)}) steps; --eval-every 0 leaves checkpoints to the trainers"
+        )
     known = set().union(*({f.name for f in dataclasses.fields(TRAINERS.get(m.trainer).config)} for m in methods))
     unknown = sorted(set(options) - known)
     if unknown:
@@ -353,6 +334,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
             f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}"
         )
 
+    options.update(checkpoint_options(config))
     if config.baseline not in config.methods:
         console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
     world = open_world(config.world)
@@ -388,13 +370,18 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
         window=config.window,
         title=f"oracle score and KL of the sampled training batches, mean ± std over {config.seeds} seed(s)",
     )
+    frontier_png = save_frontier(
+        out / "frontier.png", results["frontier"], results["matched_kl"], results["sft"]["oracle_score"]["mean"]
+    )
     samples = {"SFT policy": sft_runs[0]["eval"]["sampled"]["samples"][: config.samples]}
     samples.update(
         {name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()}
     )
     scored = score_samples(world, samples, config.heatmap_rewarder, loading)
     _write_json(out / "samples.json", scored)
-    write_atomic(out / "report.html", rl_report(results, png, scored))
+    write_atomic(out / "report.html", rl_report(results, png, scored, frontier_png=frontier_png))
     print_table(results, console)
-    console.print(f"results: {out / 'results.json'}\ncurves:  {png}\nreport:  {out / 'report.html'}")
+    console.print(
+        f"results:  {out / 'results.json'}\ncurves:   {png}\nfrontier: {frontier_png}\nreport:   {out / 'report.html'}"
+    )
     return out / "results.json"

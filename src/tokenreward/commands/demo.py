@@ -4,11 +4,13 @@
    cores; later runs reuse it).
 2. Shows RED's per-token rewards on a few held-out responses in the terminal, next to the
    world's ground-truth credit for the same tokens.
-3. Trains PPO-RED and PPO-sparse with the same budget over several seeds (`bench rl`) and
-   prints their held-out oracle scores, mean ± std over the seeds, and whether the gap between
-   them is outside that spread.
-4. Writes the HTML report (three summary sentences, tables, learning curves, sample responses
-   as token heatmaps) and `results.json` with every stage's seconds.
+3. Trains PPO-RED and PPO-sparse with the same budget over several seeds (`bench rl`),
+   evaluates the policies they hold along training on held-out prompts, and prints their
+   held-out oracle scores at matched KL to the SFT policy (PPO-sparse's final KL), mean ± std
+   over the seeds, and whether the gap between them is outside that spread; the scores after
+   the same number of steps follow with each method's KL beside them.
+4. Writes the HTML report (three summary sentences, tables, score against KL, learning curves,
+   sample responses as token heatmaps) and `results.json` with every stage's seconds.
 
 Everything lands in `--out`; running the demo again reuses the world and the finished runs.
 """

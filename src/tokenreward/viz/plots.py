@@ -148,3 +148,59 @@ def save_learning_curves(path: Path | str, curves: Mapping[str, Sequence[LogReco
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_frontier(
+    frontier: Mapping[str, Any], matched: Mapping[str, Any] | None = None, sft_score: float | None = None
+):
+    """Held-out oracle score against KL to the SFT policy, one line per method
+    (`tokenreward.bench.rl_frontier.frontier`): the mean over seeds where every seed reaches the
+    KL, a min-max band over the seeds there, each seed's own curve as a thin line ending in a
+    dot (its final policy); a dashed
+    vertical line at the matched KL of `matched` and the SFT policy's score as a dashed
+    horizontal line. Returns the matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    grid = np.asarray(frontier["kl"], dtype=float)
+    for k, (method, line) in enumerate(frontier["methods"].items()):
+        color = colors[k % len(colors)]
+        every = np.array([n == line["of"] for n in line["reached"]])
+        mean = np.array([np.nan if v is None else v for v in line["mean"]], dtype=float)
+        low = np.array([np.nan if v is None else v for v in line["min"]], dtype=float)
+        high = np.array([np.nan if v is None else v for v in line["max"]], dtype=float)
+        ax.plot(grid[every], mean[every], color=color, label=f"{method} (n={line['of']})")
+        ax.fill_between(grid[every], low[every], high[every], color=color, alpha=0.2)
+        for seed in line["seeds"]:
+            points = np.asarray(seed, dtype=float).reshape(-1, 2)
+            ax.plot(points[:, 0], points[:, 1], color=color, linewidth=0.7, alpha=0.45)
+            ax.scatter(points[-1:, 0], points[-1:, 1], color=color, s=14, zorder=3)
+    if matched is not None:
+        ax.axvline(matched["kl"], color="0.3", linestyle=":", linewidth=1, label=f"{matched['baseline']}'s final KL")
+    if sft_score is not None:
+        ax.axhline(sft_score, color="0.4", linestyle="--", linewidth=1, label="SFT policy")
+    ax.set_xlabel("KL to the SFT policy (held-out, per response)")
+    ax.set_ylabel("held-out oracle score")
+    ax.set_title("score against KL: mean over seeds, band min-max, thin lines the seeds, dots final", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_frontier(path: Path | str, frontier: Mapping[str, Any], *args: Any, **kwargs: Any) -> Path:
+    """Draw `plot_frontier(frontier, ...)` into a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = plot_frontier(frontier, *args, **kwargs)
+    partial = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(partial, dpi=110)
+    plt.close(fig)
+    partial.replace(path)
+    return path

@@ -73,15 +73,19 @@ def format_stat(stat: Mapping[str, Any] | float | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat.get('std', 0.0):.{digits}f}"
 
 
-def gap_to_baseline(results: Mapping[str, Any], method: str) -> dict[str, Any] | None:
+def gap_to_baseline(
+    results: Mapping[str, Any], method: str, scores: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """`method`'s mean held-out oracle score minus the baseline's (`gap`), the seed spread
     `std_method + std_baseline`, and `outside`: whether the two `mean ± std` intervals are
-    apart (`|gap| > spread`, which needs at least two seeds each). None without both scores."""
+    apart (`|gap| > spread`, which needs at least two seeds each). None without both scores.
+    `scores` maps methods to `{mean, std, values}` (default: the scores after the full budget)."""
     baseline = results.get("baseline")
-    entries = results.get("methods", {})
-    if method == baseline or method not in entries or baseline not in entries:
+    if scores is None:
+        scores = {name: entry.get("oracle_score") for name, entry in results.get("methods", {}).items()}
+    if method == baseline or method not in scores or baseline not in scores:
         return None
-    a, b = entries[method].get("oracle_score"), entries[baseline].get("oracle_score")
+    a, b = scores[method], scores[baseline]
     if not a or not b or a.get("mean") is None or b.get("mean") is None:
         return None
     seeds = min(len(a.get("values", ())), len(b.get("values", ())))
@@ -112,13 +116,26 @@ def gap_sentence(comparison: Mapping[str, Any]) -> str:
 
 
 def format_steps(stat: Mapping[str, Any] | None) -> str:
-    """Steps to reach the baseline: `mean ± std (reached k/n)`, or `not reached (0/n)`."""
+    """Steps to reach the baseline: `mean ± std (reached k/n), KL mean ± std` (the logged KL at
+    those steps), or `not reached (0/n)`."""
     if not stat:
         return "-"
     reached = f"{stat['reached']}/{stat['of']}"
     if not stat["reached"]:
         return f"not reached ({reached})"
-    return f"{stat['mean']:.1f} ± {stat['std']:.1f} ({reached})"
+    kl = f", KL {format_stat(stat['kl'])}" if stat.get("kl") else ""
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f} ({reached}){kl}"
+
+
+def format_reading(reading: Mapping[str, Any] | None) -> str:
+    """A score at matched KL: `mean ± std (k/n seeds reach it)`, `-` when none does."""
+    if not reading or reading.get("mean") is None:
+        return "-" if not reading else f"not reached (0/{reading['of']})"
+    return f"{format_stat(reading)} ({reading['reached']}/{reading['of']})"
+
+
+def matched_kl_reading(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    return ((results.get("matched_kl") or {}).get("methods") or {}).get(name)
 
 
 def results_table(results: Mapping[str, Any]) -> str:
@@ -142,6 +159,7 @@ def results_table(results: Mapping[str, Any]) -> str:
                 name,
                 entry.get("trainer", "-"),
                 (entry.get("rewarder") or "(default)") if name != "SFT policy" else "-",
+                format_reading(matched_kl_reading(results, name)) if name != "SFT policy" else "-",
                 format_stat(score),
                 format_stat(gain),
                 format_stat(entry.get("greedy_oracle_score")),
@@ -159,18 +177,27 @@ def results_table(results: Mapping[str, Any]) -> str:
         if results.get("eval_seed") is None
         else f"as in training, every policy with the same random draws, evaluation seed {results['eval_seed']}"
     )
-    caption = (
+    matched = results.get("matched_kl")
+    at_kl = (
+        f"Score at KL {matched['kl']:.3f} ({matched['baseline']}'s final KL, the least of its seeds'): each seed's "
+        "held-out curve read where its KL first reaches that value (linear between evaluated policies), over the "
+        "seeds that reach it (k/n). "
+        if matched
+        else ""
+    )
+    caption = at_kl + (
         f"Held-out ({results.get('split', 'test')}) prompts, one sampled response each (temperature 1, {draws}; "
         f"greedy: the greedy response), {over}, after "
         f"{results.get('steps')} training steps. KL: summed log-ratio to the SFT policy per sampled response. "
         f"Last column: training steps until the logged oracle score of the training batches (trailing mean of "
-        f"{results.get('window', 1)} steps) first reaches {results.get('baseline')}'s final value"
+        f"{results.get('window', 1)} steps) first reaches {results.get('baseline')}'s final value, with the logged KL there"
         + (f" ({target:.3f})." if isinstance(target, (int, float)) else " (no baseline curve).")
     )
     headers = [
         "method",
         "trainer",
         "rewarder",
+        "oracle score at matched KL",
         "oracle score",
         "gain over SFT",
         "greedy oracle score",
@@ -242,17 +269,48 @@ def summary_paragraph(results: Mapping[str, Any]) -> str:
         for name, m in methods.items()
         if name != results.get("baseline") and (m.get("oracle_score") or {}).get("mean") is not None
     ]
-    comparison = gap_to_baseline(results, max(scored, key=lambda x: x[1])[0]) if scored else None
+    matched = (results.get("matched_kl") or {}).get("methods") or {}
+    at_kl = [(name, matched[name]["mean"]) for name, _ in scored if (matched.get(name) or {}).get("mean") is not None]
+    best = max(at_kl or scored, key=lambda x: x[1])[0] if scored else None
+    comparison = gap_to_baseline(results, best) if best else None
     if comparison is None:
         result = "There is no baseline among the methods to compare with; the table has each method's scores."
-    else:
+    elif not matched:  # results without readings along training
         a, b = methods[comparison["method"]]["oracle_score"], methods[comparison["baseline"]]["oracle_score"]
         spread = "mean ± std over seeds" if comparison["seeds"] >= 2 else "one seed"
         result = (
             f"{comparison['method']} scores {format_stat(a)} and {comparison['baseline']} {format_stat(b)} ({spread}). "
             + gap_sentence(comparison)
         )
+    else:
+        result = matched_sentence(results, best) + " " + equal_steps_sentence(results, comparison)
     return f'<p class="summary">{esc(trained)} {esc(meaning)} {esc(result)}</p>'
+
+
+def matched_sentence(results: Mapping[str, Any], method: str) -> str:
+    """The headline: `method` and the baseline at the baseline's final KL, and the gap against the spread."""
+    matched = results.get("matched_kl")
+    baseline = results.get("baseline")
+    a, b = matched_kl_reading(results, method), matched_kl_reading(results, baseline)
+    comparison = gap_to_baseline(results, method, matched["methods"]) if matched else None
+    if comparison is None:
+        return f"At matched KL, {method} has no reading to set against {baseline}'s ({format_reading(a)})."
+    return (
+        f"At matched KL ({matched['kl']:.3f}, {baseline}'s final KL) {method} scores {format_reading(a)} and "
+        f"{baseline} {format_reading(b)} (mean ± std over the seeds that reach it). " + gap_sentence(comparison)
+    )
+
+
+def equal_steps_sentence(results: Mapping[str, Any], comparison: Mapping[str, Any]) -> str:
+    """The comparison after the same number of steps, with each method's KL beside its score."""
+    method, baseline = comparison["method"], comparison["baseline"]
+    entries = results["methods"]
+    a, b = entries[method], entries[baseline]
+    return (
+        f"After the same {results.get('steps')} steps {method} scores {format_stat(a['oracle_score'])} at KL "
+        f"{format_stat(a.get('kl'))} and {baseline} {format_stat(b['oracle_score'])} at KL {format_stat(b.get('kl'))}: "
+        f"a gap of {comparison['gap']:+.3f} that mixes the methods with how far each moved from the SFT policy."
+    )
 
 
 def rl_report(
@@ -260,9 +318,10 @@ def rl_report(
     curves_png: bytes | Path | str | None,
     samples: Mapping[str, Sequence[Mapping[str, Any]]],
     title: str | None = None,
+    frontier_png: bytes | Path | str | None = None,
 ) -> str:
-    """The `bench rl` page: three summary sentences, settings, the results table, learning
-    curves, sample heatmaps. The title defaults to `report_title(results)`."""
+    """The `bench rl` page: three summary sentences, settings, the results table, the frontier
+    (score against KL), learning curves, sample heatmaps. The title defaults to `report_title(results)`."""
     settings = html_table(
         ["setting", "value"],
         [
@@ -282,6 +341,10 @@ def rl_report(
         settings,
         "<h2>Results</h2>",
         results_table(results),
+        "<h2>Score against KL</h2>",
+        png_image(frontier_png, "oracle score against KL")
+        if frontier_png is not None
+        else '<p class="meta">no frontier</p>',
         "<h2>Learning curves</h2>",
         png_image(curves_png, "learning curves") if curves_png is not None else '<p class="meta">no curves logged</p>',
         "<h2>Sample responses</h2>",
