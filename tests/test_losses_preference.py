@@ -261,14 +261,16 @@ PAIRS = [
 
 def our_logps(model, tokenizer, rows):
     """Shifted per-token log-probs and masks of the pairs through the preference trainer's path."""
+    from tokenreward.logprobs import token_logprobs
+    from tokenreward.losses.preference_methods import chosen_and_rejected
     from tokenreward.preference_data import prepare_preference_data
-    from tokenreward.trainers.preference_batches import collate, halves, policy_logps
+    from tokenreward.trainers.preference_batches import collate
 
     data = prepare_preference_data(rows, tokenizer, "pairs")
     batch = collate(data, list(range(len(data))), tokenizer.pad_token_id)
     with torch.no_grad():
-        logps, _ = policy_logps(model, batch["input_ids"], batch["attention_mask"])
-    return halves(logps), halves(batch["mask"]), batch
+        logps = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+    return chosen_and_rejected(logps), chosen_and_rejected(batch["mask"]), batch
 
 
 def test_dpo_equals_trl_dpo_trainer(tmp_path, bos_tokenizer):
