@@ -34,7 +34,7 @@ from tokenreward.losses.discriminator import discriminator_metrics, soft_label_b
 from tokenreward.models import context_length, load_tokenizer
 from tokenreward.rewarders.tlcr import load_discriminator
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation, with_adapters
+from tokenreward.trainers.harness import Optimization, RunConfig, batch_indices, derive_seed, make_run, with_adapters
 from tokenreward.trainers.loop import run_steps
 
 
@@ -77,7 +77,8 @@ class DiscriminatorConfig(RunConfig):
     )
     log_every: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
 
@@ -212,10 +213,8 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
         return float(sum(len(train[i]["labels"]) for i in indices))
 
     def train_step(step: int) -> dict[str, float]:
-        epoch, k = divmod(step, steps_per_epoch)
-        order = permutation(len(train), config.seed, "order", epoch)
-        batch = order[k * config.batch_size : (k + 1) * config.batch_size]
-        return {"epoch": epoch, **training.step(step, batch, loss_fn, labelled_tokens)}
+        batch = batch_indices(step, len(train), config.batch_size, config.seed)
+        return {"epoch": step // steps_per_epoch, **training.step(step, batch, loss_fn, labelled_tokens)}
 
     def held_out_evaluation() -> dict[str, float]:
         metrics = dict(pair_counts)

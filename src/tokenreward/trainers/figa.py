@@ -14,7 +14,6 @@ world (`--labels` and `--policy` given, no `--world`) there is no oracle evaluat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from tokenreward.losses.figa import figa_loss
 from tokenreward.models import context_length, load_causal_lm, padded_token_logprobs
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation, with_adapters
+from tokenreward.trainers.harness import Optimization, RunConfig, batch_indices, derive_seed, make_run, with_adapters
 from tokenreward.trainers.loading import trained_loading
 from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.oracle_curve import sampled_oracle_score
@@ -78,7 +77,8 @@ class FigaConfig(RunConfig):
     eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens", "min": 1})
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
 
     def __post_init__(self):
@@ -117,6 +117,20 @@ def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_leng
     revision = batch_tensors(tokenizer, examples[0::2], max_length and max_length - 1)
     rejected = batch_tensors(tokenizer, examples[1::2], max_length)
     return add_eos(revision, tokenizer.eos_token_id, tokenizer.pad_token_id), rejected
+
+
+def world_and_policy(config: FigaConfig) -> tuple[Any, Path]:
+    """The world (None when own pairs and policy are given without `--world`: then there is no
+    oracle evaluation) and the policy folder to start from."""
+    world = None
+    if config.world is not None or config.labels is None or config.policy is None:
+        from tokenreward.world import open_world
+
+        world = open_world(config.world)
+    policy_dir = Path(resolve_model_source(config.policy or world.policy_dir))
+    if not policy_dir.is_dir():
+        raise FileNotFoundError(f"--policy: no model folder {policy_dir}")
+    return world, policy_dir
 
 
 def labelled_pairs(config: FigaConfig, tokenizer, world) -> tuple[list[dict[str, Any]], str]:
@@ -158,14 +172,7 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
     accelerator, folder = make_run(config, extendable=True)  # a constant learning rate
     if folder.finished:
         return folder.out
-    world = None
-    if config.world is not None or config.labels is None or config.policy is None:
-        from tokenreward.world import open_world
-
-        world = open_world(config.world)  # own pairs and policy need no world (and get no oracle evaluation)
-    policy_dir = Path(resolve_model_source(config.policy or world.policy_dir))
-    if not policy_dir.is_dir():
-        raise FileNotFoundError(f"--policy: no model folder {policy_dir}")
+    world, policy_dir = world_and_policy(config)
     tokenizer = policy_tokenizer(policy_dir, world)
     records, source = labelled_pairs(config, tokenizer, world)
     eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
@@ -178,13 +185,9 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
     training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
     max_length = context_length(training.unwrapped)
     loss_fn = figa_loss_fn(config, training.model, max_length, tokenizer, records, source)
-    per_epoch = math.ceil(len(records) / config.batch_size)
 
     def train_step(step: int) -> dict[str, float]:
-        epoch, k = divmod(step, per_epoch)
-        batch = permutation(len(records), config.seed, "order", epoch)[
-            k * config.batch_size : (k + 1) * config.batch_size
-        ]
+        batch = batch_indices(step, len(records), config.batch_size, config.seed)
         metrics = training.step(step, batch, loss_fn, units=None, summed=("positive_tokens", "penalised_tokens"))
         metrics.pop("lr")
         return metrics

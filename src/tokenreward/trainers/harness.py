@@ -22,6 +22,7 @@ optimizer step, checkpoints and the final model.
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -53,7 +54,8 @@ class RunConfig(LoraFlags, LoadingFlags):
         default=False, metadata={"help": "continue the run in --out (from its newest checkpoint, else from the start)"}
     )
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     keep_checkpoints: int = field(
         default=2, metadata={"help": "keep the newest N checkpoints (older ones are deleted)", "min": 1}
@@ -89,6 +91,14 @@ def derive_seed(seed: int, *purpose: str | int) -> int:
 
 def permutation(n: int, seed: int, *purpose: str | int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, *purpose))).tolist()
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """The examples of step `step`: epoch-wise permutations seeded by (seed, epoch), so any step's
+    batch is known without replaying the ones before it (exact resume)."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, k = divmod(step, per_epoch)
+    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
 
 
 def shard(indices: Sequence[int], accelerator) -> list[int]:
@@ -204,9 +214,6 @@ class Optimization:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
 
-    def autocast(self):
-        return autocast(self.config.bf16, self.accelerator.device)
-
     def step(
         self,
         step: int,
@@ -245,7 +252,7 @@ class Optimization:
         return {**self._gathered(metrics, summed), "lr": lr}
 
     def _forward(self, step: int, micro: list[int], loss_fn: LossFn) -> tuple[torch.Tensor, dict[str, float]]:
-        with self.autocast():
+        with autocast(self.config.bf16, self.accelerator.device):
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
         check_finite_loss(loss, f"step {step + 1}")
         return loss, dict(values)

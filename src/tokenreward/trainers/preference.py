@@ -48,7 +48,14 @@ from tokenreward.losses.preference_methods import (
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
 from tokenreward.preference_data import PreferenceData, prepare_preference_data
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.harness import Optimization, RunConfig, derive_seed, make_run, permutation, with_adapters
+from tokenreward.trainers.harness import (
+    Optimization,
+    RunConfig,
+    batch_indices,
+    derive_seed,
+    make_run,
+    with_adapters,
+)
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.oracle_curve import sampled_oracle_score
@@ -138,7 +145,8 @@ class PreferenceConfig(RunConfig):
         default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1}
     )
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     strict: bool = field(
         default=False,
@@ -176,14 +184,6 @@ def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (steps - step) / max(1, steps - warmup))
-
-
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """The pairs of step `step`: epoch-wise permutations seeded by (seed, epoch), so any step's
-    batch is known without replaying the ones before it (exact resume)."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, k = divmod(step, per_epoch)
-    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
 
 
 def write_data_report(out: Path, name: str, report: dict[str, Any], source: str) -> None:

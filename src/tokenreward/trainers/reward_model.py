@@ -56,7 +56,8 @@ class RewardModelConfig(RunConfig):
         default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]}
     )
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     max_grad_norm: float = field(
         default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}

@@ -51,7 +51,8 @@ class SFTConfig(RunConfig):
         default=True, metadata={"help": "batch examples of similar length together (less padding)"}
     )
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     max_grad_norm: float = field(
         default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}

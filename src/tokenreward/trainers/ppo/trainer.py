@@ -375,6 +375,7 @@ class PPOTrainer:
 
 
 def timings_rounded(timings: dict[str, float]) -> dict[str, float]:
+    """The step's wall-clock seconds per phase, to 0.1 ms (`time_generate`, `time_train`, ...)."""
     return {k: round(v, 4) for k, v in timings.items()}
 
 
