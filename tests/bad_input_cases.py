@@ -240,7 +240,7 @@ def write_lines(path: Path, lines: list[Any]) -> Path:
 
 def tiny_world(root: Path) -> Path:
     """A finished world of size `tiny` (a few seconds to build)."""
-    from tokenreward.world import build as world_build
+    from tokenreward.worldbuild import build as world_build
 
     world_build.SIZES.setdefault(
         "tiny", world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1)
@@ -1000,6 +1000,11 @@ WORLD_CASES = [
     ),
     Case("world-build-size-unknown", ["world", "build", "--size", "huge"], expect=("--size: invalid choice: 'huge'",)),
     Case(
+        "world-build-family-unknown",
+        ["world", "build", "--families", "arithmetic", "poetry", "--out", "{scratch}/w"],
+        expect=("families: unknown family 'poetry'", "multistep"),
+    ),
+    Case(
         "world-build-other-size",
         ["world", "build", "--out", "{world}", "--size", "small", "--seed", "3"],
         expect=("{world} holds a finished world of size 'tiny' and seed 3, not size 'small' seed 3",),
@@ -1287,7 +1292,7 @@ def _reviser(**options):
 
 
 def _world_build(fx, folder, size="tiny", seed=3):
-    from tokenreward.world.build import build_world
+    from tokenreward.worldbuild.build import build_world
 
     build_world(fx[folder], size=size, seed=seed, progress=False)
 

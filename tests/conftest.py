@@ -76,7 +76,7 @@ def causal_lm(arch, tokenizer):
 
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
-    """The small world, built once per session (see `tokenreward.world.build.build_world`)."""
-    from tokenreward.world.build import build_world
+    """The small world, built once per session (see `tokenreward.worldbuild.build.build_world`)."""
+    from tokenreward.worldbuild.build import build_world
 
     return build_world(tmp_path_factory.mktemp("world") / "small", size="small", seed=0)

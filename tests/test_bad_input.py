@@ -170,7 +170,7 @@ def test_truncate_cuts_the_fewest_prompt_characters(fx, tmp_path):
 
 BUILDER = (
     "import sys\nsys.path.insert(0, sys.argv[2])\nfrom bad_input_cases import tiny_world\n"
-    "from tokenreward.world import build\n"
+    "from tokenreward.worldbuild import build\n"
     "build.STAGE_FUNCTIONS['data'] = (lambda f: lambda *a: (print('building', flush=True), f(*a), __import__('time').sleep(600))[1])"
     "(build.STAGE_FUNCTIONS['data'])\n"
     "tiny_world(__import__('pathlib').Path(sys.argv[1]))\n"

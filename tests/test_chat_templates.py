@@ -84,7 +84,7 @@ def test_no_template_plain_prompts_say_nothing_conversations_are_an_error(tokeni
     with pytest.raises(ValueError, match="^prompt 4 is conversational but the tokenizer has no chat template$"):
         encode_prompt(tokenizer, user("c"), index=4)
     with pytest.raises(
-        ValueError, match="^prompt 0 was given --chat-template but the tokenizer has no chat template$"
+        ValueError, match="^prompt 0 was given chat_template=True but the tokenizer has no chat template$"
     ):
         encode_prompt(tokenizer, "c", chat_template=True)
 

@@ -70,3 +70,45 @@ def test_every_trainer_speaks_one_vocabulary(name):
     assert not any(
         f.startswith("--checkpoint-every") or f == "--lr" for a in parser._actions for f in a.option_strings[:1]
     )
+
+
+def every_parser(parser, name="tokenreward"):
+    """(command line, parser) of the top-level parser and of every subcommand below it."""
+    import argparse
+
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from every_parser(child, f"{name} {sub}")
+
+
+def test_no_parser_takes_abbreviations_and_every_help_names_one_default():
+    parsers = list(every_parser(build_parser()))
+    assert len(parsers) > len(COMMANDS)
+    assert [name for name, parser in parsers if parser.allow_abbrev] == []
+    doubled = [
+        (name, action.option_strings)
+        for name, parser in parsers
+        for action in parser._actions
+        if (action.help or "").count("(default:") > 1
+    ]
+    assert doubled == []
+
+
+@pytest.mark.parametrize(
+    "argv, unknown",
+    [
+        (["world", "build", "--siz", "small"], "--siz small"),
+        (["train", "sft", "--data", "d", "--policy", "p", "--out", "o", "--learning", "1"], "--learning 1"),
+        (["bench", "credit", "--rewarder", "red"], "--rewarder red"),
+        (["score", "--rewarder", "uniform", "--prompt", "a", "--resp", "b"], "--resp b"),
+        (["train", "--bogus", "sft", "--data", "d", "--policy", "p", "--out", "o"], "--bogus"),
+    ],
+)
+def test_an_unknown_or_abbreviated_option_is_refused_by_its_subcommand(argv, unknown, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    command = " ".join(argv[: 1 if argv[0] == "score" else 2 if argv[1] != "--bogus" else 1])
+    assert err[0].startswith(f"usage: tokenreward {command} ")
+    assert err[-1] == f"tokenreward {command}: error: unrecognized arguments: {unknown}"

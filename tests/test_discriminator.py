@@ -178,14 +178,100 @@ def test_install_in_the_world_feeds_the_tlcr_rewarder(small_world, tmp_path):
     records = labels_from_world(small_world, load_tokenizer(small_world.tokenizer_dir))[:24]
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps(r) + "\n" for r in records))
-    run(
-        DiscriminatorConfig(
-            out=tmp_path / "run", world=world_copy, labels=labels, epochs=1, install=True, learning_rate=1e-3
-        )
-    )
+    run(DiscriminatorConfig(out=tmp_path / "run", world=world_copy, labels=labels, epochs=1, install=True))
+    assert tree(world_copy / "discriminator") == tree(tmp_path / "run" / "final")
     world = open_world(world_copy)
     assert world.resources()["discriminator"] == str(world_copy / "discriminator")
     rewarder = build_rewarder("tlcr", **world.resources(), device="cpu")
     pair = small_world.pairs("reward")[0]
     result = rewarder.score([pair["prompt"]], [pair["rejected"]])
     assert len(result.token_rewards(0)) == len(records[0]["rejected_labels"])
+
+
+def tree(folder) -> dict[str, bytes]:
+    """Every file under `folder`, by relative path, with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def make_model_folder(folder, files: dict[str, str]):
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+OLD = {"config.json": "old config", "model.safetensors": "old weights", "tokenizer/vocab.json": "old vocab"}
+NEW = {"config.json": "new config", "model.safetensors": "new weights", "extra.txt": "only in the new one"}
+
+
+def test_install_replaces_the_installed_model_whole(tmp_path):
+    """A second install replaces the first: the installed files are the new run's final/, no file of
+    the old one is left, nothing is nested inside, no staging folder stays behind."""
+    from tokenreward.trainers.discriminator import install_in_world
+
+    world = tmp_path / "world"
+    world.mkdir()
+    first = make_model_folder(tmp_path / "first", OLD)
+    second = make_model_folder(tmp_path / "second", NEW)
+    assert install_in_world(first, world) == world / "discriminator"
+    assert tree(world / "discriminator") == tree(first)
+    install_in_world(second, world)
+    assert tree(world / "discriminator") == {k: v.encode() for k, v in NEW.items()}
+    assert sorted(p.name for p in world.iterdir()) == ["discriminator"]
+
+
+class Killed(BaseException):
+    """Stands for the process being killed at one file-system operation."""
+
+
+def test_install_killed_at_any_step_leaves_the_old_or_the_new_model(tmp_path, monkeypatch):
+    """Kill the install at its k-th file-system operation (a copy killed half-way included), for
+    every k: WORLD/discriminator is the old model or the new one, whole; in the one window where
+    it is absent, the old model is whole beside it and the next install brings it back first."""
+    import os
+
+    from tokenreward.trainers.discriminator import install_in_world
+
+    real = {"replace": os.replace, "rmtree": shutil.rmtree, "copytree": shutil.copytree}
+
+    def half_copy(source, target, **kwargs):
+        real["copytree"](source, target, ignore=lambda folder, names: names[len(names) // 2 :])
+        raise Killed
+
+    make_model_folder(tmp_path / "old", OLD)
+    outcomes = set()
+    for k in range(8):
+        world = tmp_path / f"world{k}"
+        installed = make_model_folder(world / "discriminator", OLD)
+        new = make_model_folder(tmp_path / f"new{k}", NEW)
+        calls = []
+
+        def op(name, k=k, calls=calls):
+            def wrapped(*args, **kwargs):
+                calls.append(name)
+                if len(calls) == k + 1:
+                    if name == "copytree":
+                        half_copy(*args, **kwargs)
+                    raise Killed
+                return real[name](*args, **kwargs)
+
+            return wrapped
+
+        with monkeypatch.context() as patch:
+            for name in real:
+                patch.setattr(os if name == "replace" else shutil, name, op(name))
+            try:
+                install_in_world(new, world)
+            except Killed:
+                pass
+        if installed.exists():
+            now = tree(installed)
+            outcome = "old" if now == tree(world.parent / "old") else "new" if now == tree(new) else "mixed"
+        else:
+            assert tree(world / ".discriminator.old") == {k: v.encode() for k, v in OLD.items()}
+            outcome = "absent"
+        assert outcome != "mixed", f"killed at operation {k}"
+        outcomes.add(outcome)
+        install_in_world(new, world)  # the rerun
+        assert tree(installed) == tree(new) and sorted(p.name for p in world.iterdir()) == ["discriminator"]
+    assert outcomes == {"old", "absent", "new"}

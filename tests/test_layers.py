@@ -1,5 +1,7 @@
-"""The package's import graph (imports inside functions counted): no cycle, and the core layer
-imports nothing from the layers above it; no module over 400 lines."""
+"""The package's import graph (imports inside functions counted): no cycle, the core layer
+imports nothing from the layers above it, the world sits below the trainers (building a world
+sits above both), and no production module imports the tests' `testing` helpers; no module over
+400 lines."""
 
 from __future__ import annotations
 
@@ -27,8 +29,10 @@ CORE = (
     "registry",
     "config",
     "runnable",
+    "bpe",
+    "errors",
 )
-UPPER = ("trainers", "world", "bench", "viz", "commands", "cli", "serve", "integrations")
+UPPER = ("trainers", "world", "worldbuild", "bench", "viz", "commands", "cli", "serve", "integrations")
 
 
 def module_name(path: Path) -> str:
@@ -66,6 +70,19 @@ def layer(module: str) -> str:
 
 def test_the_core_imports_nothing_from_the_layers_above():
     bad = sorted((m, d) for m, deps in graph().items() if layer(m) in CORE for d in deps if layer(d) in UPPER)
+    assert not bad, bad
+
+
+def test_the_world_sits_below_the_trainers():
+    """The world (families, oracle, `World`) imports no upper layer: the trainers grade with it,
+    and `worldbuild` trains the world's models with the trainers."""
+    upper = set(UPPER) - {"world"}
+    bad = sorted((m, d) for m, deps in graph().items() if layer(m) == "world" for d in deps if layer(d) in upper)
+    assert not bad, bad
+
+
+def test_production_code_does_not_import_the_testing_helpers():
+    bad = sorted((m, d) for m, deps in graph().items() if layer(m) != "testing" for d in deps if layer(d) == "testing")
     assert not bad, bad
 
 

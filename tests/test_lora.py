@@ -45,12 +45,15 @@ def sft(folders: Path, out: Path, *flags: str) -> list[str]:
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--lora-alpha", "8"], "--lora-alpha: LoRA options without --lora-r (0: full fine-tuning); pass --lora-r"),
-        (["--merge", "--lora-dropout", "0.1"], "--lora-dropout, --merge: LoRA options without --lora-r"),
+        (
+            ["--lora-alpha", "8"],
+            "--lora-alpha 8.0: LoRA options with --lora-r 0 (full fine-tuning); pass --lora-r R > 0",
+        ),
+        (["--merge", "--lora-dropout", "0.1"], "--lora-dropout 0.1, --merge: LoRA options with --lora-r 0"),
         (["--lora-r", "-1"], "--lora-r must be at least 0, got -1"),
         (["--lora-r", "4", "--lora-alpha", "0"], "--lora-alpha must be greater than 0"),
         (["--lora-r", "4", "--lora-dropout", "1"], "--lora-dropout must be less than 1.0, got 1.0"),
-        (["--lora-r", "4", "--lora-target-modules", ","], "--lora-target-modules ',' names no module"),
+        (["--lora-r", "4", "--lora-target-modules", ","], "--lora-target-modules ',': names no module"),
         (["--lora-r", "4", "--lora-target-modules", "no_such_proj"], "--lora-target-modules no_such_proj:"),
         (["--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1, got 0"),
     ],

@@ -21,10 +21,10 @@ def tokenizer():
 
 def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match="--device cuda: CUDA is not available on this machine"):
+    with pytest.raises(ValueError, match="device=cuda: CUDA is not available on this machine"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match="--device gpu0: not a torch device"):
+    with pytest.raises(ValueError, match="device=gpu0: not a torch device"):
         ModelLoading(device="gpu0")
 
 

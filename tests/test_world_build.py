@@ -5,15 +5,18 @@ errors for missing or half-built worlds."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import pytest
 from rapidfuzz.distance import Levenshtein
 
+from tokenreward.jsonl import read_jsonl
 from tokenreward.world import SPLITS, World, open_world
-from tokenreward.world import build as world_build
-from tokenreward.world import measure as world_measure
+from tokenreward.world.families import DEFAULT_FAMILIES
 from tokenreward.world.generate import REVISION_BETTER
 from tokenreward.world.oracle import grade
+from tokenreward.worldbuild import build as world_build
+from tokenreward.worldbuild import measure as world_measure
 
 TINY = world_build.WorldSize(8, 0.2, 1, 1, 1, 400, 1, 32, 2, 1, 1e-3, 1, 1e-3, 16, 8, 1)
 
@@ -43,6 +46,8 @@ def test_small_world_is_complete_and_reports_its_measurements(small_world):
     ):
         assert key in metrics
     assert 0.6 < metrics["label_oracle_agreement"] < 0.9
+    assert small_world.families == DEFAULT_FAMILIES
+    assert {p["family"] for split in SPLITS for p in small_world.prompts(split)} == set(DEFAULT_FAMILIES)
     readme = (small_world.root / "README.md").read_text()
     assert REVISION_BETTER.splitlines()[0] in readme and "label_oracle_agreement" in readme
 
@@ -139,6 +144,8 @@ def test_open_world_follows_the_environment(small_world, monkeypatch):
 
 def test_killed_build_is_half_built_then_resumes_to_the_same_world(tmp_path, tiny_size, monkeypatch):
     reference = world_build.build_world(tmp_path / "fresh", size=tiny_size, seed=3, progress=False)
+    with pytest.raises(ValueError, match="of the families arithmetic, facts, .*--families tone multistep --out"):
+        world_build.build_world(reference.root, size=tiny_size, seed=3, families=("tone", "multistep"))
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed during the reward model")
@@ -165,6 +172,23 @@ def test_seed_changes_the_data(tmp_path):
     assert digest(tmp_path / "1" / "data") != digest(tmp_path / "2" / "data")
 
 
+def test_an_opt_in_family_brings_its_prompts_and_revisions(tmp_path):
+    families = DEFAULT_FAMILIES + ("multistep",)
+    world_build.build_data(tmp_path / "default", TINY, 4, progress=False)
+    world_build.build_data(tmp_path / "with", replace(TINY, families=families), 4, progress=False)
+
+    def records(folder, kind):
+        return [r for split in SPLITS for r in read_jsonl(tmp_path / folder / "data" / f"{kind}.{split}.jsonl")]
+
+    assert {p["family"] for p in records("default", "prompts")} == set(DEFAULT_FAMILIES)
+    prompts = {p["prompt"]: p for p in records("with", "prompts")}
+    assert {p["family"] for p in prompts.values()} == set(families)
+    pairs = [pair for pair in records("with", "pairs") if pair["family"] == "multistep"]
+    assert pairs
+    for pair in pairs:
+        assert grade(prompts[pair["prompt"]], pair["revision"]).defects == 0, pair["revision"]
+
+
 def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeypatch):
     monkeypatch.setitem(
         world_build.STAGE_FUNCTIONS, "tokenizer", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
@@ -173,6 +197,10 @@ def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeyp
         world_build.build_world(tmp_path / "w", size=tiny_size, seed=1, progress=False)
     with pytest.raises(ValueError, match="partial world of size 'tiny' and seed 1"):
         world_build.build_world(tmp_path / "w", size=tiny_size, seed=2, progress=False)
+    with pytest.raises(ValueError, match="to build size 'tiny' seed 1 \\(families arithmetic, multistep\\)"):
+        world_build.build_world(tmp_path / "w", size=tiny_size, seed=1, families=("arithmetic", "multistep"))
+    with pytest.raises(ValueError, match="families: unknown family 'poetry'"):
+        world_build.build_world(tmp_path / "x", size=tiny_size, families=("poetry",))
     with pytest.raises(ValueError, match="unknown world size"):
         world_build.build_world(tmp_path / "x", size="huge")
 

@@ -14,6 +14,7 @@ import pytest
 
 from tokenreward.world import generate as gen
 from tokenreward.world import oracle, tables
+from tokenreward.world.families import DEFAULT_FAMILIES
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
@@ -38,7 +39,7 @@ def naive_primes(k):
 
 
 def test_every_family_and_distinct_prompts(prompts):
-    assert {p["family"] for p in prompts} == set(gen.FAMILIES)
+    assert {p["family"] for p in prompts} == set(DEFAULT_FAMILIES)
     assert len({p["prompt"] for p in prompts}) == len(prompts)
     assert len({p["id"] for p in prompts}) == len(prompts)
     for p in prompts:
@@ -119,7 +120,7 @@ def test_same_seed_same_world_different_seed_different_world():
 
 
 def all_kinds(family):
-    return sorted(set(gen.COMMON_DEFECTS) | set(gen.FAMILY_DEFECTS[family]))
+    return sorted(gen.defect_kinds(family))
 
 
 def test_oracle_finds_exactly_the_planted_defects(prompts):

@@ -10,12 +10,12 @@ from rapidfuzz.distance import Levenshtein
 
 from tokenreward.world import generate as gen
 from tokenreward.world import oracle
+from tokenreward.world.families import family
 from tokenreward.world.oracle import (
     LIST_ERROR_CREDIT,
     NO_ANSWER_PENALTY,
     REPEAT_CREDIT,
     VERBOSITY_RATE,
-    WORD_LIMITS,
     WRONG_CREDIT,
     grade,
     revise,
@@ -146,7 +146,7 @@ def test_no_answer_and_verbosity_terms():
     text = " 24." + filler * 3
     words = len(text.split())
     g = grade(record, text)
-    assert g.score == pytest.approx(1.0 - min(1.0, VERBOSITY_RATE * (words - WORD_LIMITS["arithmetic"])))
+    assert g.score == pytest.approx(1.0 - min(1.0, VERBOSITY_RATE * (words - family("arithmetic").word_limit)))
     assert grade(record, "").score == pytest.approx(-NO_ANSWER_PENALTY)
 
 
@@ -170,7 +170,7 @@ def test_revision_is_minimal_and_fixes_every_defect():
     rng = random.Random(4)
     revised = 0
     for p in gen.make_prompts(rng, 25):
-        for kinds in [[k] for k in sorted(set(gen.COMMON_DEFECTS) | set(gen.FAMILY_DEFECTS[p["family"]]))]:
+        for kinds in [[k] for k in sorted(gen.defect_kinds(p["family"]))]:
             text = gen.respond(rng, p, kinds).text
             g = grade(p, text)
             revision = revise(p, text)

@@ -8,7 +8,7 @@ import functools
 import torch
 
 from tokenreward.generation import encode_prompt, generate
-from tokenreward.world.sampling import sample_ids
+from tokenreward.worldbuild.sampling import sample_ids
 
 PROMPTS = [
     "What is 17 + 25?",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tokenreward.errors import UserInputError
 from tokenreward.types import Offsets
 
 
@@ -22,11 +23,11 @@ def check_offsets(offsets: Offsets, text_length: int, what: str) -> None:
     previous_end = 0
     for t, (start, end) in enumerate(offsets):
         if not (0 <= start <= end <= text_length):
-            raise ValueError(
+            raise UserInputError(
                 f"{what}: token {t} has offsets ({start}, {end}), not a span of the response of length {text_length}"
             )
         if end < previous_end:
-            raise ValueError(
+            raise UserInputError(
                 f"{what}: token {t} ends at {end}, before the previous token's end {previous_end}; cannot align"
             )
         previous_end = end
@@ -41,15 +42,15 @@ def project_rewards(
 ) -> list[float]:
     """Re-project rewards from source tokens onto target tokens (see module docstring)."""
     if combine not in ("sum", "mean"):
-        raise ValueError(f"combine must be 'sum' or 'mean', got {combine!r}")
+        raise UserInputError(f"combine must be 'sum' or 'mean', got {combine!r}")
     if len(source_offsets) != len(source_rewards):
-        raise ValueError(f"{len(source_rewards)} rewards for {len(source_offsets)} source tokens")
+        raise UserInputError(f"{len(source_rewards)} rewards for {len(source_offsets)} source tokens")
     check_offsets(source_offsets, text_length, "source tokenizer")
     check_offsets(target_offsets, text_length, "target tokenizer")
     if not target_offsets:
-        raise ValueError("target tokenization is empty; cannot align rewards to it")
+        raise UserInputError("target tokenization is empty; cannot align rewards to it")
     if target_offsets[-1][1] < (source_offsets[-1][1] if source_offsets else 0):
-        raise ValueError(
+        raise UserInputError(
             f"target tokens end at character {target_offsets[-1][1]} but source tokens cover up to "
             f"{source_offsets[-1][1]}; the two tokenizations do not cover the same text"
         )
@@ -122,7 +123,7 @@ def terminal_layout(rewards: Sequence[float], offsets: Offsets, text_length: int
     and TRL put a sequence score; the total is unchanged."""
     row = [float(v) for v in rewards]
     if len(row) != len(offsets):
-        raise ValueError(f"{len(row)} rewards for {len(offsets)} tokens")
+        raise UserInputError(f"{len(row)} rewards for {len(offsets)} tokens")
     if not row:
         return row
     completing = next((t for t, (_, end) in enumerate(offsets) if end >= text_length), len(row) - 1)

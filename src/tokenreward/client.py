@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tokenreward.errors import UserInputError
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -49,7 +51,7 @@ def parse_urls(url: str | Sequence[str]) -> list[str]:
     items = url.split(",") if isinstance(url, str) else list(url)
     given = [u.strip() for u in items if u and u.strip()]
     if not given:
-        raise ValueError("TokenRewardClient needs at least one server URL")
+        raise UserInputError("TokenRewardClient needs at least one server URL")
     for u in given:
         check_url(u)
     urls = [u.rstrip("/") for u in given]
@@ -59,25 +61,25 @@ def parse_urls(url: str | Sequence[str]) -> list[str]:
 def check_url(url: str) -> None:
     """Refuse a server URL that is not `http(s)://host[:port][/path]`, naming it."""
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"server URL {url!r} must start with http:// or https://")
+        raise UserInputError(f"server URL {url!r} must start with http:// or https://")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535 or not a number
     except ValueError as err:
-        raise ValueError(f"server URL {url!r} is malformed ({err})") from None
+        raise UserInputError(f"server URL {url!r} is malformed ({err})") from None
     if not parts.hostname:
-        raise ValueError(f"server URL {url!r} has no host")
+        raise UserInputError(f"server URL {url!r} has no host")
     if parts.query or parts.fragment or any(c.isspace() for c in url):
-        raise ValueError(f"server URL {url!r} must be a base URL, without spaces, query or fragment")
+        raise UserInputError(f"server URL {url!r} must be a base URL, without spaces, query or fragment")
 
 
 def check_number(value: Any, name: str, lowest: float, inclusive: bool) -> float:
     """A finite real number (not a bool) at least (or above, when not `inclusive`) `lowest`."""
     bound = ">=" if inclusive else ">"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number {bound} {lowest:g}, got {value!r}")
+        raise UserInputError(f"{name} must be a finite number {bound} {lowest:g}, got {value!r}")
     if value < lowest or (value == lowest and not inclusive):
-        raise ValueError(f"{name} must be a finite number {bound} {lowest:g}, got {value!r}")
+        raise UserInputError(f"{name} must be a finite number {bound} {lowest:g}, got {value!r}")
     return float(value)
 
 
@@ -85,7 +87,7 @@ def as_list(values: Any, name: str) -> list[Any]:
     """A sequence (list, tuple, array, tensor) as a list; a single string or a non-sequence refused."""
     values = values.tolist() if hasattr(values, "tolist") else values
     if isinstance(values, (str, bytes, dict)) or not isinstance(values, (Sequence, range)):
-        raise ValueError(f"{name}: expected a sequence, got {type(values).__name__}")
+        raise UserInputError(f"{name}: expected a sequence, got {type(values).__name__}")
     return list(values)
 
 
@@ -106,7 +108,7 @@ def token_ids(rows: Sequence[Any]) -> list[list[int]]:
     for i, row in enumerate(rows):
         row = row.tolist() if hasattr(row, "tolist") else row
         if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
-            raise ValueError(f"response_ids[{i}]: expected a sequence of token ids, got {type(row).__name__}")
+            raise UserInputError(f"response_ids[{i}]: expected a sequence of token ids, got {type(row).__name__}")
         ids = []
         for k, token in enumerate(row):
             try:
@@ -114,7 +116,7 @@ def token_ids(rows: Sequence[Any]) -> list[list[int]]:
                     raise TypeError
                 ids.append(operator.index(token))
             except TypeError:
-                raise ValueError(
+                raise UserInputError(
                     f"response_ids[{i}][{k}]: expected an integer token id, got {type(token).__name__}"
                 ) from None
         out.append(ids)
@@ -179,7 +181,7 @@ def encode_payload(payload: Any) -> bytes:
     try:
         return json.dumps(payload, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as err:
-        raise ValueError(f"request: cannot be sent as JSON ({one_line(str(err))})") from None
+        raise UserInputError(f"request: cannot be sent as JSON ({one_line(str(err))})") from None
 
 
 def decode_answer(response: httpx.Response, url: str, check: Callable[[Any], str | None] | None) -> Any:
@@ -212,7 +214,7 @@ class TokenRewardClient:
     ):
         timeout = check_number(timeout, "timeout", 0, inclusive=False)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, got {retries!r}")
+            raise UserInputError(f"retries must be a whole number >= 0, got {retries!r}")
         backoff = check_number(backoff, "backoff", 0, inclusive=True)
         max_backoff = check_number(max_backoff, "max_backoff", 0, inclusive=True)
         self.urls = parse_urls(url)

@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from tokenreward.errors import UserInputError
+
 C = TypeVar("C")
 BOUND_SIGNS = (("min", ">="), ("gt", ">"), ("max", "<="), ("lt", "<"))
 
@@ -33,11 +35,22 @@ def escape_help(text: str) -> str:
     return text.replace("%", "%%")
 
 
+ARGPARSE_KEYS = ("type", "choices", "metavar", "action")  # metadata handed to `add_argument` as they are
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field. Besides "help", "aliases" and the bounds, a field's metadata may give
+    argparse's own "type" (a parse-time check), "choices" (a list, or a function returning one),
+    "metavar" and "action" ("append", "store_true"), and a "group" title to list the flag under."""
     hints = typing.get_type_hints(cls)
+    groups: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
+        title = f.metadata.get("group")
+        if title and title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        target = groups[title] if title else parser
         flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         tp, _ = _resolve(hints[f.name])
         default = (
@@ -50,7 +63,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
         bounds = [f"{sign} {f.metadata[key]}" for key, sign in BOUND_SIGNS if key in f.metadata]
         if bounds:
             help_text = f"{help_text}; {', '.join(bounds)}"
-        if default is not None and not required:
+        given = {key: f.metadata[key] for key in ARGPARSE_KEYS if key in f.metadata}
+        if default is not None and not required and "(default:" not in help_text and "action" not in given:
             help_text = f"{help_text} (default: {default})".strip()
         kwargs: dict[str, Any] = {
             "dest": f.name,
@@ -58,8 +72,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             "default": default,
             "required": required,
         }
+        if callable(given.get("choices")):
+            given["choices"] = given["choices"]()
+        if given.get("action") in ("append", "store_true"):
+            target.add_argument(*flags, **kwargs, **given)
+            continue
         if tp is bool:
-            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
+            target.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if typing.get_origin(tp) is Literal:
             kwargs["choices"] = list(typing.get_args(tp))
@@ -70,7 +89,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple
             kwargs["metavar"] = "A,B,..."
         elif tp in (int, float, str, Path):
             kwargs["type"] = tp
-        parser.add_argument(*flags, **kwargs)
+        target.add_argument(*flags, **{**kwargs, **given})
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
@@ -122,4 +141,4 @@ def validate_ranges(config: Any) -> None:
             continue
         problem = range_problem(value, f.metadata, kinds)
         if problem:
-            raise ValueError(f"--{f.name.replace('_', '-')} {problem}")
+            raise UserInputError(f"--{f.name.replace('_', '-')} {problem}")

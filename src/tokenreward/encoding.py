@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenreward.align import check_offsets
+from tokenreward.errors import InputTypeError, UserInputError
 from tokenreward.types import Offsets, TextOrMessages
 
 PLACEHOLDER = "\u2063RESPONSE\u2063"
@@ -86,10 +87,10 @@ def template_prompt(tokenizer, prompt: TextOrMessages, chat_template: bool = Fal
                 plain_prompt_notice(tokenizer)
             return prompt
     if not (isinstance(prompt, (list, tuple)) and all(isinstance(m, dict) for m in prompt)):
-        raise TypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
+        raise InputTypeError(f"prompt {index}: expected a string or a list of messages, got {type(prompt).__name__}")
     if not has_chat_template(tokenizer):
-        what = "was given --chat-template" if chat_template else "is conversational"
-        raise ValueError(f"prompt {index} {what} but the tokenizer has no chat template")
+        what = "was given chat_template=True" if chat_template else "is conversational"
+        raise UserInputError(f"prompt {index} {what} but the tokenizer has no chat template")
     return list(prompt)
 
 
@@ -126,16 +127,18 @@ def response_text(response: TextOrMessages, index: int = 0) -> str:
         text = response
     elif isinstance(response, (list, tuple)) and response and isinstance(response[-1], dict):
         if response[-1].get("role", "assistant") != "assistant":
-            raise ValueError(
+            raise UserInputError(
                 f"response {index}: the last message must be the assistant's, got {response[-1].get('role')!r}"
             )
         text = response[-1].get("content", "")
     else:
-        raise TypeError(f"response {index}: expected a string or a list of messages, got {type(response).__name__}")
+        raise InputTypeError(
+            f"response {index}: expected a string or a list of messages, got {type(response).__name__}"
+        )
     if not isinstance(text, str):
-        raise TypeError(f"response {index}: the content must be a string, got {type(text).__name__}")
+        raise InputTypeError(f"response {index}: the content must be a string, got {type(text).__name__}")
     if not text:
-        raise ValueError(f"response {index} is empty")
+        raise UserInputError(f"response {index} is empty")
     return text
 
 
@@ -164,23 +167,25 @@ def render(tokenizer, prompt: TextOrMessages, response: str, index: int = 0, cha
 
     framed = apply(PLACEHOLDER)
     if framed.count(PLACEHOLDER) != 1:
-        raise ValueError(f"prompt {index}: the chat template does not show the assistant's reply exactly once")
+        raise UserInputError(f"prompt {index}: the chat template does not show the assistant's reply exactly once")
     start = framed.index(PLACEHOLDER)
     before, after = framed[:start], framed[start + len(PLACEHOLDER) :]
     for core in (response, response.strip()):
         if core and apply(core) == before + core + after:
             return Rendered(before + core + after, start, response.index(core), len(core), False)
-    raise ValueError(f"prompt {index}: the chat template changes the response text, so its tokens cannot be located")
+    raise UserInputError(
+        f"prompt {index}: the chat template changes the response text, so its tokens cannot be located"
+    )
 
 
 def check_tokenizer(tokenizer) -> None:
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
+        raise UserInputError(
             f"tokenizer {type(tokenizer).__name__} gives no character offsets (a 'fast' tokenizer is "
             "needed to align tokens to the response text)"
         )
     if tokenizer.pad_token_id is None:
-        raise ValueError("tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
+        raise UserInputError("tokenizer has no pad token; set one (e.g. tokenizer.pad_token = tokenizer.eos_token)")
 
 
 def encode_pairs(
@@ -201,7 +206,7 @@ def encode_pairs(
     check_tokenizer(tokenizer)
     pad = tokenizer.pad_token_id if pad_token_id is None else pad_token_id
     if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        raise UserInputError(f"{len(prompts)} prompts but {len(responses)} responses")
     rows, positions, offsets, lasts, texts = [], [], [], [], []
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         resp = response_text(response, i)
@@ -210,17 +215,19 @@ def encode_pairs(
         enc = tokenizer(r.text, return_offsets_mapping=True, add_special_tokens=r.add_special_tokens)
         ids, spans = enc["input_ids"], enc["offset_mapping"]
         if max_length is not None and len(ids) > max_length:
-            raise ValueError(
+            raise UserInputError(
                 f"prompt+response {i} is {len(ids)} tokens, longer than the model's context of {max_length}"
             )
         pos = [p for p, (s, e) in enumerate(spans) if e > s and e > start and s < end]
         if not pos:
-            raise ValueError(f"response {i} produced no tokens that cover its text (tokenizer offsets are unusable)")
+            raise UserInputError(
+                f"response {i} produced no tokens that cover its text (tokenizer offsets are unusable)"
+            )
         offs = [(max(spans[p][0], start) - start + r.lead, min(spans[p][1], end) - start + r.lead) for p in pos]
         check_offsets(offs, len(resp), f"response {i}")
         last = max((p for p, token in enumerate(ids) if token != pad), default=-1)
         if last < pos[-1]:
-            raise ValueError(
+            raise UserInputError(
                 f"response {i} ends with the pad token (id {pad}); the model would not read its score after the "
                 "response. Remove it from the response text or use a pad token distinct from the text's tokens"
             )

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.generation import Generations, generate, make_batch, response_logprobs
 from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer
 
@@ -63,10 +64,10 @@ def evaluate_policy(
     records = world.prompts(split)
     if n is not None:
         if n < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
+            raise UserInputError(f"n must be at least 1, got {n}")
         records = records[:n]
     if not records:
-        raise ValueError(f"the world has no prompts in split {split!r}")
+        raise UserInputError(f"the world has no prompts in split {split!r}")
     policy = load_causal_lm(policy, loading=loading)
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else world.tokenizer_dir)
     budget = max_new_tokens or int(world.config.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))

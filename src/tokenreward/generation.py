@@ -26,6 +26,7 @@ from torch import nn
 
 from tokenreward.align import offsets_from_ids
 from tokenreward.encoding import template_prompt
+from tokenreward.errors import UserInputError
 from tokenreward.logprobs import TokenStats, forward_parameters, token_stats
 from tokenreward.models import context_length
 from tokenreward.types import Offsets, TextOrMessages
@@ -136,19 +137,19 @@ def generate_from_ids(
 ) -> Generations:
     """Generate from tokenized prompts (see the module docstring)."""
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        raise UserInputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if do_sample and temperature <= 0:
-        raise ValueError(f"temperature must be positive when sampling, got {temperature}")
+        raise UserInputError(f"temperature must be positive when sampling, got {temperature}")
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise ValueError("the policy's tokenizer needs an EOS token (to stop) and a pad token (to batch)")
+        raise UserInputError("the policy's tokenizer needs an EOS token (to stop) and a pad token (to batch)")
     if not prompt_ids:
         return Generations([])
     limit = context_length(policy)
     for i, ids in enumerate(prompt_ids):
         if not ids:
-            raise ValueError(f"prompt {i} is empty")
+            raise UserInputError(f"prompt {i} is empty")
         if limit is not None and len(ids) + max_new_tokens > limit:
-            raise ValueError(
+            raise UserInputError(
                 f"prompt {i} is {len(ids)} tokens; with {max_new_tokens} new tokens it exceeds the policy's "
                 f"context of {limit}"
             )

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import cache_root
 
 GGUF_MAGIC = b"GGUF"
@@ -60,7 +61,7 @@ def gguf_file_of(source: Any) -> Path | None:
     found = sorted(path.glob("*.gguf"))
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
-        raise ValueError(f"{source} holds {len(found)} GGUF files and no config.json ({names}); pass one file")
+        raise UserInputError(f"{source} holds {len(found)} GGUF files and no config.json ({names}); pass one file")
     return found[0] if found else None
 
 
@@ -91,16 +92,18 @@ def check_gguf(path: Path) -> None:
 
     size = path.stat().st_size
     if size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not a GGUF model")
+        raise UserInputError(f"{path}: empty file (0 bytes), not a GGUF model")
     with open(path, "rb") as handle:
         magic = handle.read(len(GGUF_MAGIC))
     if magic != GGUF_MAGIC:
-        raise ValueError(f"{path}: not a GGUF file (it starts with {magic!r}, a GGUF file starts with {GGUF_MAGIC!r})")
+        raise UserInputError(
+            f"{path}: not a GGUF file (it starts with {magic!r}, a GGUF file starts with {GGUF_MAGIC!r})"
+        )
     try:
         GGUFReader(str(path))  # maps every tensor: a header or tensor data cut short does not fit
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(
+        raise UserInputError(
             f"{path} ({size} bytes): not a complete GGUF file ({reason}); it is truncated or damaged"
         ) from err
 
@@ -159,7 +162,7 @@ def convert_gguf(file: Path, out: Path) -> None:
             model = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
         except Exception as err:
-            raise ValueError(_conversion_error(file, err)) from err
+            raise UserInputError(_conversion_error(file, err)) from err
         if getattr(model, "hf_quantizer", None) is not None:
             model.hf_quantizer.remove_quantization_config(model)
         if tokenizer.pad_token is None and tokenizer.eos_token is not None:

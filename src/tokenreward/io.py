@@ -10,12 +10,15 @@
   kernel frees it when the holder dies (even by `kill -9`), and the next writer takes it
   over, saying whose stale lock it was. A second writer while the holder lives gets
   `FolderBusyError` naming the holder.
+- `replace_folder(source, target)`: install a copy of a folder in place of another one, by
+  renames: a kill at any moment leaves the old folder or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -23,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from tokenreward.errors import UserInputError
 
 LOCK_NAME = ".tokenreward.lock"
 
@@ -33,7 +38,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenreward"
 
 
-class OutputError(ValueError):
+class OutputError(UserInputError):
     """An output path that cannot be written (named with its flag)."""
 
 
@@ -70,6 +75,25 @@ def write_atomic(path: str | Path, text: str) -> None:
     """`Path(path).write_text(text)`, atomically (see `atomic_write`)."""
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def replace_folder(source: str | Path, target: str | Path) -> Path:
+    """Make `target` a copy of the folder `source`: copy into the sibling `.NAME.new`, rename
+    `target` away to `.NAME.old`, rename `.NAME.new` onto `target`, delete `.NAME.old`. A kill
+    leaves `target` old or new whole (between the two renames only `.NAME.old`, which the next
+    call first renames back)."""
+    target = Path(target)
+    staging, retired = (target.with_name(f".{target.name}.{tag}") for tag in ("new", "old"))
+    if retired.is_dir() and not target.exists():
+        os.replace(retired, target)  # a swap killed between its renames: the old folder comes back
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    shutil.copytree(source, staging)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+    return target
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -227,7 +251,7 @@ def read_jsonl_for_append(path: str | Path, what: str = "records", stream=None) 
                 records.append(record)
             else:
                 if not last:
-                    raise ValueError(f"{path} line {number}: not a JSON object; the file is damaged") from None
+                    raise UserInputError(f"{path} line {number}: not a JSON object; the file is damaged") from None
                 with path.open("r+b") as handle:
                     handle.truncate(offset)
                 print(
@@ -248,13 +272,13 @@ def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
     path = Path(path)
     name = f"{flag} {path}".strip()
     if path.is_dir():
-        raise ValueError(f"{name}: is a folder, not a JSONL file")
+        raise UserInputError(f"{name}: is a folder, not a JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no such file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
-        raise ValueError(f"{name}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
+        raise UserInputError(f"{name}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -262,9 +286,9 @@ def read_jsonl(path: str | Path, flag: str = "") -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{name} line {number}: not valid JSON ({err.msg})") from None
+            raise UserInputError(f"{name} line {number}: not valid JSON ({err.msg})") from None
         if not isinstance(record, dict):
-            raise ValueError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
+            raise UserInputError(f"{name} line {number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
     return records
 
@@ -288,7 +312,9 @@ def read_json_file(path: str | Path, fix: str = "") -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}") from None
+        raise UserInputError(
+            f"{path} is not valid JSON ({err}); the file is damaged{'; ' + fix if fix else ''}"
+        ) from None
 
 
 def damaged_file(folder: Path) -> str | None:

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from rapidfuzz.distance import Levenshtein
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.errors import UserInputError
 from tokenreward.rewards import TextOrMessages
 
 NEGATIVE, NEUTRAL, POSITIVE = 0.0, 0.5, 1.0
@@ -132,12 +133,12 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
             continue
         missing = [f for f in LABEL_FIELDS if f not in record]
         if missing:
-            raise ValueError(
+            raise UserInputError(
                 f"{row_location(path, k)}: missing {', '.join(missing)}; is it a `tokenreward label` output?"
             )
         records.append(record)
     if not records:
-        raise ValueError(f"{path} holds no labelled record")
+        raise UserInputError(f"{path} holds no labelled record")
     return records
 
 
@@ -150,7 +151,7 @@ def labels_from_world(world, tokenizer, split: str = "reward") -> list[dict[str,
 def split_by_prompt(records: Sequence[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
     """(train, held out): a seeded `fraction` of the distinct prompts, with all their records, is held out."""
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"the held-out fraction must lie in [0, 1), got {fraction}")
+        raise UserInputError(f"the held-out fraction must lie in [0, 1), got {fraction}")
     prompts = sorted({json.dumps(r["prompt"]) for r in records})
     random.Random(seed).shuffle(prompts)
     held = set(prompts[: round(fraction * len(prompts))])

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tokenreward.errors import UserInputError
+
 #: bytes of one `[chunk, V]` float32 block; a chunk holds as many rows as fit
 DEFAULT_CHUNK_BYTES = 64 * 2**20
 
@@ -105,7 +107,7 @@ def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
         ).logits
     rows = store.get("rows")
     if rows is None or rows.dim() != 3 or rows.shape[:2] != input_ids.shape or own.shape[1] != 1:
-        raise ValueError(
+        raise UserInputError(
             f"{type(inner).__name__}: its output embedding does not see one hidden state per position; cannot read its "
             "log-probs in chunks"
         )
@@ -127,7 +129,7 @@ def check_head(model: nn.Module, last_hidden: torch.Tensor, own_logits: torch.Te
     tolerance = 2e-2 if half or head.weight.dtype != torch.float32 else 1e-4
     scale = max(float(finite.abs().max()) if finite.numel() else 1.0, 1.0)
     if ours.shape != theirs.shape or not torch.allclose(ours, theirs, rtol=0, atol=tolerance * scale, equal_nan=True):
-        raise ValueError(
+        raise UserInputError(
             f"{type(model).__name__}: its logits are not its LM head applied to its last hidden state (the architecture "
             "transforms them in a way tokenreward does not reproduce); per-token log-probs would be wrong"
         )
@@ -262,7 +264,7 @@ def head_stats(
 
     `reference` is `(reference rows, reference head, reference cap)` for the KL; its rows get no gradient."""
     if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
+        raise UserInputError(f"temperature must be positive, got {temperature}")
     weight, bias = head.weight, getattr(head, "bias", None)
     device = weight.device  # under a device map the rows may come from another GPU than the head's
     rows, targets = rows.to(device), targets.to(device)
@@ -273,7 +275,7 @@ def head_stats(
         ref_rows, ref_weight = ref_rows.detach().to(device), ref_head.weight.detach().to(device)
         ref_bias = None if ref_bias is None else ref_bias.detach().to(device)
         if ref_weight.shape[0] != weight.shape[0]:
-            raise ValueError(
+            raise UserInputError(
                 f"the reference's vocabulary ({ref_weight.shape[0]}) differs from the model's ({weight.shape[0]})"
             )
     size = chunk or chunk_rows(weight.shape[0])

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tokenreward.errors import UserInputError
+
 ADAPTER_CONFIG = "adapter_config.json"
 TASKS = ("CAUSAL_LM", "SEQ_CLS", "TOKEN_CLS")
 CLASSIFICATION_HEADS = ("classifier", "score")  # PEFT's modules_to_save of SEQ_CLS / TOKEN_CLS
@@ -53,22 +55,22 @@ class LoraFlags:
 def check_lora_flags(flags: Any) -> None:
     """One-line errors for LoRA settings out of range, or given while `--lora-r` is 0."""
     if flags.lora_r < 0:
-        raise ValueError(f"--lora-r must be at least 0, got {flags.lora_r}")
+        raise UserInputError(f"lora_r={flags.lora_r}: must be at least 0")
     if not flags.lora_alpha > 0:
-        raise ValueError(f"--lora-alpha must be greater than 0, got {flags.lora_alpha}")
+        raise UserInputError(f"lora_alpha={flags.lora_alpha}: must be greater than 0")
     if not 0 <= flags.lora_dropout < 1:
-        raise ValueError(f"--lora-dropout must be in [0, 1), got {flags.lora_dropout}")
+        raise UserInputError(f"lora_dropout={flags.lora_dropout}: must be in [0, 1)")
     if not target_modules(flags):
-        raise ValueError(f"--lora-target-modules {flags.lora_target_modules!r} names no module")
+        raise UserInputError(f"lora_target_modules={flags.lora_target_modules!r}: names no module")
     if flags.lora_r == 0:
         given = [
-            "--" + f.name.replace("_", "-")
+            f"{f.name}={getattr(flags, f.name)}"
             for f in fields(LoraFlags)
             if f.name != "lora_r" and getattr(flags, f.name) != f.default
         ]
         if given:
-            raise ValueError(
-                f"{', '.join(given)}: LoRA options without --lora-r (0: full fine-tuning); pass --lora-r R > 0 or drop them"
+            raise UserInputError(
+                f"{', '.join(given)}: LoRA options with lora_r=0 (full fine-tuning); pass lora_r=R > 0 or drop them"
             )
 
 
@@ -76,7 +78,9 @@ def refuse_lora_dropout(flags: Any, trainer: str) -> None:
     """For trainers whose models stay in eval mode (no dropout, so that rollouts, gates and losses
     see one deterministic model): `--lora-dropout` would do nothing, so it is an error."""
     if flags.lora_dropout > 0:
-        raise ValueError(f"--lora-dropout {flags.lora_dropout}: {trainer} keeps its models in eval mode (no dropout)")
+        raise UserInputError(
+            f"lora_dropout={flags.lora_dropout}: {trainer} keeps its models in eval mode (no dropout)"
+        )
 
 
 def target_modules(flags: Any) -> str | list[str]:
@@ -122,7 +126,7 @@ def add_adapters(model: nn.Module, flags: Any, task: str, seed: int = 0) -> nn.M
     if not lora_enabled(flags):
         return model
     if task not in TASKS:
-        raise ValueError(f"LoRA task {task!r}: choose one of {', '.join(TASKS)}")
+        raise UserInputError(f"LoRA task {task!r}: choose one of {', '.join(TASKS)}")
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -137,7 +141,7 @@ def add_adapters(model: nn.Module, flags: Any, task: str, seed: int = 0) -> nn.M
         try:
             return get_peft_model(model, config)
         except ValueError as err:
-            raise ValueError(f"--lora-target-modules {flags.lora_target_modules}: {err}") from err
+            raise UserInputError(f"lora_target_modules={flags.lora_target_modules}: {err}") from err
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -195,7 +199,9 @@ def load_trainable_state(model: nn.Module, folder: Path) -> None:
 
     result = set_peft_model_state_dict(model, load_peft_weights(str(folder), device="cpu"))
     if result.unexpected_keys:
-        raise ValueError(f"{folder}: adapter weights that this model lacks ({', '.join(result.unexpected_keys[:3])})")
+        raise UserInputError(
+            f"{folder}: adapter weights that this model lacks ({', '.join(result.unexpected_keys[:3])})"
+        )
 
 
 def write_final(model: nn.Module, tokenizer: Any, folder: Path, merge: bool) -> nn.Module:
@@ -221,7 +227,7 @@ def adapter_base(folder: str | Path) -> str:
     config = json.loads((Path(folder).expanduser() / ADAPTER_CONFIG).read_text())
     base = config.get("base_model_name_or_path")
     if not base:
-        raise ValueError(f"{folder}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
+        raise UserInputError(f"{folder}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
     return str(base)
 
 

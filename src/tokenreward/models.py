@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from tokenreward.errors import NonFiniteError, UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.io import damaged_file
 from tokenreward.logprobs import position_kwargs, unwrap
@@ -34,7 +35,8 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 @dataclass
 class ModelLoading:
     """How every command and API loads its models; the fields are the `--dtype`, `--device`,
-    `--device-map` and `--max-batch-tokens` flags (commands inherit or embed this dataclass)."""
+    `--device-map` and `--max-batch-tokens` flags (commands inherit or embed this dataclass).
+    Errors name the fields as `NAME=VALUE` (the CLI shows them as the flags)."""
 
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
         default="auto", metadata={"help": "weights dtype; auto: as saved in the checkpoint"}
@@ -49,11 +51,11 @@ class ModelLoading:
 
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in DTYPES:
-            raise ValueError(f"--dtype {self.dtype}: choose auto, {', '.join(DTYPES)}")
+            raise UserInputError(f"dtype={self.dtype}: choose auto, {', '.join(DTYPES)}")
         if self.device_map not in (None, "auto"):
-            raise ValueError(f"--device-map {self.device_map}: only 'auto' is supported")
+            raise UserInputError(f"device_map={self.device_map}: only 'auto' is supported")
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ValueError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+            raise UserInputError(f"max_batch_tokens={self.max_batch_tokens}: must be at least 1")
         resolve_device(self.device)
 
     def torch_device(self) -> torch.device:
@@ -78,10 +80,10 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"--device {name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
+        raise UserInputError(f"device={name}: not a torch device (auto, cpu, cuda, cuda:1, ...)") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+        raise UserInputError(
+            f"device={name}: CUDA is not available on this machine (torch {torch.__version__}); use device=cpu"
         )
     return device
 
@@ -129,7 +131,7 @@ def _from_pretrained(loader, source: str | Path, what: str, **kwargs: Any):
         damaged = damaged_file(Path(text).expanduser()) if looks_local or Path(text).is_dir() else None
         if damaged is None:
             raise
-        raise ValueError(f"cannot load the {what} from {text}: {damaged}") from err
+        raise UserInputError(f"cannot load the {what} from {text}: {damaged}") from err
 
 
 def load_tokenizer(source: PathOrModel):
@@ -148,12 +150,12 @@ def score_head(model: nn.Module) -> nn.Module:
         if isinstance(head, nn.Module):
             out = getattr(head, "out_features", None)
             if out is not None and out != 1:
-                raise ValueError(
+                raise UserInputError(
                     f"{type(model).__name__} has a {out}-way head `{name}`; a reward model needs a scalar "
                     "head (num_labels=1)"
                 )
             return head
-    raise ValueError(
+    raise UserInputError(
         f"{type(model).__name__} has no scalar score head (looked for {', '.join(SCORE_HEAD_NAMES)}); "
         "load a *ForSequenceClassification model with num_labels=1"
     )
@@ -190,7 +192,7 @@ def load_reward_model(
         missing = sorted(k for k in info["missing_keys"] if k.split(".")[0] in SCORE_HEAD_NAMES)
         if missing:
             architectures = ", ".join(model.config.architectures or ["unknown"])
-            raise ValueError(
+            raise UserInputError(
                 f"{source} holds a {architectures} checkpoint without a trained score head ({', '.join(missing)} "
                 "missing); a reward model must be a *ForSequenceClassification checkpoint with num_labels=1"
             )
@@ -200,7 +202,7 @@ def load_reward_model(
             model.set_attn_implementation(attn_implementation)
     score_head(model)
     if model.config.pad_token_id is None:
-        raise ValueError(
+        raise UserInputError(
             f"reward model {type(model).__name__} has no pad_token_id in its config; it cannot find the last "
             "token of a padded batch (set config.pad_token_id to the tokenizer's pad token id)"
         )
@@ -218,7 +220,7 @@ def adapted_reward_model(folder: str | Path, options: ModelLoading) -> nn.Module
 
     saved = json.loads((Path(folder).expanduser() / ADAPTER_CONFIG).read_text()).get("modules_to_save") or []
     if not set(saved) & set(SCORE_HEAD_NAMES):
-        raise ValueError(f"{folder} holds a LoRA adapter without a trained score head; it is not a reward model")
+        raise UserInputError(f"{folder} holds a LoRA adapter without a trained score head; it is not a reward model")
     device_map = {"device_map": options.device_map} if options.device_map else {}
     model = merged_adapter(scalar_head_from_lm(adapter_base(folder), **device_map), folder)
     if options.dtype != "auto":
@@ -247,12 +249,10 @@ def check_causal(model: nn.Module, probe_length: int = 6) -> None:
             input_ids=ids[:, :half], attention_mask=torch.ones_like(ids[:, :half])
         ).last_hidden_state.float()
     if not (torch.isfinite(full).all() and torch.isfinite(short).all()):
-        raise FloatingPointError(
-            f"{type(model).__name__} gives non-finite hidden states (NaN or inf) on a probe input"
-        )
+        raise NonFiniteError(f"{type(model).__name__} gives non-finite hidden states (NaN or inf) on a probe input")
     tolerance = 1e-4 if next(model.parameters()).dtype == torch.float32 else 5e-2
     if (full - short).abs().max() > tolerance * short.abs().max().clamp_min(1e-6):
-        raise ValueError(
+        raise UserInputError(
             f"{type(model).__name__} is not causal: its hidden state at a position changes with later tokens, so "
             "prefix scores cannot come from one pass; use a decoder (causal) reward model"
         )
@@ -311,7 +311,7 @@ def prefix_scores(model: nn.Module, input_ids: torch.Tensor, attention_mask: tor
         handle.remove()
     features, native = store.get("input"), store.get("output")
     if native is None or native.dim() != 3 or native.shape[:2] != input_ids.shape:
-        raise ValueError(
+        raise UserInputError(
             f"{type(inner).__name__} applies its score head to a pooled state, not at every position; prefix scores "
             "(RED, the PPO critic) cannot be read from it"
         )
@@ -337,7 +337,7 @@ def check_pooled(model: nn.Module, input_ids: torch.Tensor, per_position: torch.
     theirs = pooled.detach().reshape(at_last.shape).float()
     if not torch.allclose(at_last, theirs, rtol=1e-5, atol=1e-5, equal_nan=True):
         gap = float((at_last - theirs).abs().max())
-        raise ValueError(
+        raise UserInputError(
             f"{type(model).__name__}: its pooled score is not its score head's output at the last token (they differ "
             f"by {gap:.3g}); prefix scores cannot be read from this architecture"
         )
@@ -374,7 +374,7 @@ def scalar_head_from_lm(source: str | Path, **kwargs: Any) -> nn.Module:
         from transformers import AutoConfig
 
         labels = AutoConfig.from_pretrained(str(resolve_model_source(source))).num_labels
-        raise ValueError(
+        raise UserInputError(
             f"{source} holds a model with a {labels}-way head; a reward model needs a scalar head (num_labels=1): "
             "start from a causal LM or a reward model"
         ) from None

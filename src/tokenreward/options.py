@@ -13,6 +13,8 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
+from tokenreward.errors import UserInputError
+
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
@@ -22,7 +24,7 @@ def parse_assignments(items: Iterable[str], flag: str) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ValueError(f"{flag} expects NAME=VALUE, got {item!r}")
+            raise UserInputError(f"{flag} expects NAME=VALUE, got {item!r}")
         out[name.strip().replace("-", "_")] = value.strip()
     return out
 
@@ -32,7 +34,7 @@ def parse_bool(text: str, name: str) -> bool:
     lowered = text.strip().lower()
     if lowered in TRUE or lowered in FALSE:
         return lowered in TRUE
-    raise ValueError(f"{name} takes true/false (yes/no, 1/0), got {text!r}")
+    raise UserInputError(f"{name} takes true/false (yes/no, 1/0), got {text!r}")
 
 
 def annotation_kinds(annotation: Any) -> set[type]:
@@ -62,12 +64,12 @@ def typed_value(text: str, annotation: Any, name: str) -> Any:
             except ValueError:
                 continue
             if kind is float and not math.isfinite(value):
-                raise ValueError(f"{name} takes a finite number, got {text!r}")
+                raise UserInputError(f"{name} takes a finite number, got {text!r}")
             return value
     if kinds & {str, object}:
         return text
     wanted = " or ".join(sorted(k.__name__ for k in kinds if k is not type(None)))
-    raise ValueError(f"{name} takes {wanted}, got {text!r}")
+    raise UserInputError(f"{name} takes {wanted}, got {text!r}")
 
 
 def json_type(value: Any) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, response_text
+from tokenreward.errors import UserInputError
 from tokenreward.io import atomic_write, read_jsonl, row_location
 from tokenreward.progress import progress_bar
 from tokenreward.rewards import REWARDERS, Offsets, Rewarder, TextOrMessages, TokenRewards, build_rewarder
@@ -47,15 +48,15 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
-            raise ValueError(f"preference data {path}: not valid JSON ({err})") from None
+            raise UserInputError(f"preference data {path}: not valid JSON ({err})") from None
         if isinstance(rows, dict) and isinstance(rows.get("train"), list):
             rows = rows["train"]
     else:
-        raise ValueError(f"preference data {path}: expected a .jsonl or .json file")
+        raise UserInputError(f"preference data {path}: expected a .jsonl or .json file")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise ValueError(f"preference data {path}: expected one JSON object per row")
+        raise UserInputError(f"preference data {path}: expected one JSON object per row")
     if not rows:
-        raise ValueError(f"preference data {path} has no rows")
+        raise UserInputError(f"preference data {path} has no rows")
     return rows
 
 
@@ -63,7 +64,7 @@ def split_row(row: dict[str, Any], index: int, source: str) -> tuple[TextOrMessa
     """(prompt, chosen, rejected) of one row; an error naming the missing column."""
     missing = [c for c in ("chosen", "rejected") if c not in row]
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"{row_location(source, index)}: no {' or '.join(repr(c) for c in missing)} column; TRL's preference format "
             f"needs {', '.join(repr(c) for c in COLUMNS)}; the row has {sorted(row)}"
         )
@@ -76,7 +77,7 @@ def split_row(row: dict[str, Any], index: int, source: str) -> tuple[TextOrMessa
             shared += 1
         if shared:
             return chosen[:shared], chosen[shared:], rejected[shared:]
-    raise ValueError(
+    raise UserInputError(
         f"{row_location(source, index)}: no 'prompt' column (and its chosen / rejected are not conversations sharing "
         f"their first messages); the row has {sorted(row)}"
     )
@@ -155,7 +156,7 @@ def prepare_preference_data(
 ) -> PreferenceData:
     """Check and tokenize preference rows (see the module docstring for the rules)."""
     if tokenizer.pad_token_id is None:
-        raise ValueError(
+        raise UserInputError(
             f"tokenizer {getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__} has no pad token; set one "
             "(e.g. tokenizer.pad_token = tokenizer.eos_token) and save it with the policy"
         )
@@ -177,7 +178,7 @@ def prepare_preference_data(
             pair = encode_response(tokenizer, prompt, chosen), encode_response(tokenizer, prompt, rejected)
         except ValueError as err:
             if "no tokens" not in str(err):
-                raise ValueError(f"{row_location(source, i)}: {err}") from err
+                raise UserInputError(f"{row_location(source, i)}: {err}") from err
             problems["response has no tokens"].append(i)
             continue
         if min(p.completion_start for p in pair) == 0:
@@ -196,12 +197,12 @@ def prepare_preference_data(
             f"{len(r)} with {reason} (rows {', '.join(map(str, r[:5]))}{', ...' if len(r) > 5 else ''})"
             for reason, r in problems.items()
         )
-        raise ValueError(
+        raise UserInputError(
             f"{source}: {sum(map(len, problems.values()))} of {len(rows)} rows are unusable: {summary}. "
             "Fix them, or leave out --strict to drop them (they are counted in OUT/data.json)"
         )
     if not kept.rows:
-        raise ValueError(f"{source}: no usable rows ({len(rows)} read, all dropped: {kept.report()['dropped']})")
+        raise UserInputError(f"{source}: no usable rows ({len(rows)} read, all dropped: {kept.report()['dropped']})")
     return kept
 
 
@@ -274,7 +275,7 @@ def pair_token_rewards(
         with cache_path.open() as handle:
             pairs = [json.loads(line) for line in handle if line.strip()]
         if len(pairs) != len(data):
-            raise ValueError(
+            raise UserInputError(
                 f"token-reward cache {cache_path} has {len(pairs)} pairs for {len(data)}; delete it to recompute"
             )
         chosen = [p["chosen"] for p in pairs]

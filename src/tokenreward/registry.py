@@ -12,6 +12,8 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from tokenreward.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -65,7 +67,7 @@ class Registry(Generic[T]):
         name = self.canonical(name)
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}")
         return self._entries[name]
 
     def names(self) -> list[str]:

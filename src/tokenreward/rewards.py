@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import InputTypeError, NonFiniteError, UserInputError
 from tokenreward.options import annotation_kinds, option_problem, typed_value
 from tokenreward.registry import Registry
 from tokenreward.types import Conversation, Message, Offsets, TextOrMessages  # noqa: F401  (re-exported)
@@ -49,14 +50,14 @@ class TokenRewards:
     ) -> TokenRewards:
         """Pad per-response lists into the batch tensors; refuse NaN/inf and ragged input."""
         if not (len(responses) == len(offsets) == len(rewards) == len(sequence_rewards)):
-            raise ValueError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
+            raise UserInputError(f"{rewarder}: responses, offsets, rewards and sequence rewards differ in length")
         width = max((len(r) for r in rewards), default=0)
         padded = torch.zeros(len(rewards), width, dtype=torch.float32)
         mask = torch.zeros(len(rewards), width, dtype=torch.bool)
         for i, (row, offs) in enumerate(zip(rewards, offsets)):
             row = torch.as_tensor(row, dtype=torch.float32).detach().cpu().reshape(-1)
             if row.numel() != len(offs):
-                raise ValueError(f"{rewarder}: response {i} has {row.numel()} rewards for {len(offs)} tokens")
+                raise UserInputError(f"{rewarder}: response {i} has {row.numel()} rewards for {len(offs)} tokens")
             padded[i, : row.numel()] = row
             mask[i, : row.numel()] = True
         seq = torch.as_tensor(sequence_rewards, dtype=torch.float32).detach().cpu().reshape(-1)
@@ -71,7 +72,7 @@ class TokenRewards:
         from tokenreward.align import project_rewards
 
         if len(offsets) != len(self):
-            raise ValueError(f"{self.rewarder}: {len(offsets)} offset lists for {len(self)} responses")
+            raise UserInputError(f"{self.rewarder}: {len(offsets)} offset lists for {len(self)} responses")
         rows = [
             project_rewards(self.offsets[i], self.token_rewards(i), list(offsets[i]), len(self.responses[i]), combine)
             for i in range(len(self))
@@ -81,7 +82,7 @@ class TokenRewards:
     def padded(self, width: int) -> torch.Tensor:
         """The rewards `[B, width]`, zero past each response's tokens (`width` >= the longest)."""
         if width < self.rewards.shape[1]:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.rewarder}: width {width} is shorter than the longest response ({self.rewards.shape[1]} tokens)"
             )
         return torch.nn.functional.pad(self.rewards * self.mask, (0, width - self.rewards.shape[1]))
@@ -104,14 +105,14 @@ class TokenRewards:
         bad = ~torch.isfinite(self.rewards) & self.mask
         if bad.any():
             i, t = (int(v) for v in bad.nonzero()[0])
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"{self.rewarder}: reward {float(self.rewards[i, t])} (not finite) at response {i}, token {t} "
                 f"{self.tokens(i)[t]!r}"
             )
         bad_seq = ~torch.isfinite(self.sequence_rewards)
         if bad_seq.any():
             i = int(bad_seq.nonzero()[0])
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"{self.rewarder}: sequence reward {float(self.sequence_rewards[i])} (not finite) at response {i}"
             )
 
@@ -142,7 +143,7 @@ class TokenRewards:
     def concat(cls, parts: Sequence[TokenRewards]) -> TokenRewards:
         """Join batches scored separately (e.g. mini-batches) into one."""
         if not parts:
-            raise ValueError("nothing to concatenate")
+            raise UserInputError("nothing to concatenate")
         return cls.from_lists(
             parts[0].rewarder,
             [r for p in parts for r in p.responses],
@@ -192,12 +193,12 @@ class Rewarder(ABC):
 
         for name, given in (("prompts", prompts), ("responses", responses)):
             if isinstance(given, (str, bytes)):
-                raise TypeError(
+                raise InputTypeError(
                     f"{self.name}.score: {name} is a single string; pass a list (one entry per pair), "
                     f"e.g. score([prompt], [response])"
                 )
         if len(prompts) != len(responses):
-            raise ValueError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
+            raise UserInputError(f"{self.name}: {len(prompts)} prompts but {len(responses)} responses")
         texts = [response_text(r, index=i) for i, r in enumerate(responses)]
         parts, order = [], []
         batches = self.batches(prompts, responses)
@@ -220,7 +221,7 @@ class Rewarder(ABC):
         result.responses = texts
         if align_to is not None:
             if len(align_to) != len(result):
-                raise ValueError(f"{self.name}: align_to has {len(align_to)} entries for {len(result)} responses")
+                raise UserInputError(f"{self.name}: align_to has {len(align_to)} entries for {len(result)} responses")
             result = result.project(align_to, self.combine)
         return result
 
@@ -284,7 +285,7 @@ def check_rewarder_arguments(name: str, given: Mapping[str, Any], label: Callabl
     accepted = [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     unknown = [key for key in given if key not in accepted]
     if unknown and not any(p.kind == p.VAR_KEYWORD for p in params):
-        raise ValueError(
+        raise UserInputError(
             f"{', '.join(label(k) for k in unknown)}: rewarder {name!r} does not take "
             f"{'it' if len(unknown) == 1 else 'them'} (it takes {', '.join(accepted) or 'nothing'})"
         )
@@ -299,7 +300,7 @@ def check_rewarder_arguments(name: str, given: Mapping[str, Any], label: Callabl
         kinds = annotation_kinds(annotation) - {object}
         problem = option_problem(value, kinds) if kinds else None
         if problem:
-            raise ValueError(f"{label(key)}: {problem}")
+            raise UserInputError(f"{label(key)}: {problem}")
     return typed
 
 
@@ -326,7 +327,7 @@ def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: 
     unknown = [k for k in given if k not in shared and k not in parameters]
     if unknown:
         valid = ", ".join(options) or "none"
-        raise ValueError(f"rewarder {name!r} takes no option {unknown[0]!r}; its options: {valid}")
+        raise UserInputError(f"rewarder {name!r} takes no option {unknown[0]!r}; its options: {valid}")
     kwargs = {k: v for k, v in offered.items() if v is not None and k in parameters}
     for key, value in given.items():
         if key in options:
@@ -337,5 +338,5 @@ def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: 
     missing = [r for r in rewarder_requirements(name) if r not in kwargs]
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
-        raise ValueError(f"rewarder {name!r} needs {flags}")
+        raise UserInputError(f"rewarder {name!r} needs {flags}")
     return REWARDERS.get(name)(**kwargs)

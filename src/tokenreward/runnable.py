@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.registry import Registry
 
 GIVEN = "_given_flags"  # the namespace attribute naming the config fields given on the command line
@@ -85,7 +86,7 @@ def recorded_settings(cls: type, args) -> dict[str, Any]:
     try:
         recorded = json.loads((Path(str(out)) / RUN_SETTINGS).read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise UserInputError(
             f"--resume: {Path(str(out)) / RUN_SETTINGS} cannot be read ({err}); start a new run"
         ) from None
     hints = typing.get_type_hints(cls)

@@ -36,7 +36,7 @@ RED = {"rewarder": "red", "reward_model": "rm"}
         ({**RED, "loading": {"dtype": "bf17"}}, "reward.tokenreward.loading.dtype bf17: choose auto, bfloat16"),
         (
             {**RED, "loading": {"max_batch_tokens": 0}},
-            "reward.tokenreward.loading.max_batch_tokens must be at least 1",
+            "reward.tokenreward.loading.max_batch_tokens 0: must be at least 1",
         ),
         (
             {**RED, "loading": {"max_batch_tokens": True}},

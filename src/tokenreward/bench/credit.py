@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.config import validate_ranges
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
 from tokenreward.world import SPLITS, open_world
@@ -46,7 +47,7 @@ BASELINES = ("uniform", "random")
 
 
 @dataclass
-class CreditConfig(ModelLoading):
+class CreditConfig(ModelLoading, Recording):
     """`tokenreward bench credit`: token rewards against the world's ground-truth credit."""
 
     world: str | None = field(
@@ -174,7 +175,7 @@ def rewarder_names(requested: Sequence[str]) -> list[str]:
             names.append(baseline)
     unknown = [n for n in names if n not in REWARDERS]
     if unknown:
-        raise ValueError(f"unknown rewarder(s) {', '.join(unknown)}; known: {', '.join(REWARDERS.names())}")
+        raise UserInputError(f"unknown rewarder(s) {', '.join(unknown)}; known: {', '.join(REWARDERS.names())}")
     return names
 
 
@@ -191,7 +192,7 @@ def bench_credit(
 
     records = world.responses(split)[:limit]
     if not records:
-        raise ValueError(f"the world's {split!r} split has no responses")
+        raise UserInputError(f"the world's {split!r} split has no responses")
     prompts = [r["prompt"] for r in records]
     responses = [r["response"] for r in records]
     spans = [r["credit_spans"] for r in records]
@@ -247,7 +248,7 @@ def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float
     from tokenreward.io import atomic_write, check_writable
 
     if config.limit is not None and config.limit < 0:
-        raise ValueError(f"--limit must be at least 0, got {config.limit}")
+        raise UserInputError(f"--limit must be at least 0, got {config.limit}")
     if config.json:
         check_writable(config.json, "--json")
     world = open_world(config.world)

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.preference_tables import CREDIT_METRICS, credit_table, difference_table, markdown_table
 from tokenreward.bench.rl_methods import dtype_setting
 from tokenreward.config import validate_ranges
+from tokenreward.errors import UserInputError
 from tokenreward.io import check_writable, write_atomic
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS
 from tokenreward.models import ModelLoading
@@ -58,7 +59,7 @@ CREDIT = "implicit-credit.json"
 
 
 @dataclass(kw_only=True)
-class PreferenceBenchConfig(ModelLoading):
+class PreferenceBenchConfig(ModelLoading, Recording):
     """`tokenreward bench preference`: every preference method, every seed, the same budget; the
     loading flags (`--dtype`, ...) go to every run's trainer, the evaluation and the credit scores."""
 
@@ -105,7 +106,7 @@ class PreferenceBenchConfig(ModelLoading):
 def win_rate(scores: Sequence[float], baseline: Sequence[float]) -> float:
     """Share of prompts where `scores` beats `baseline`, ties counting one half."""
     if len(scores) != len(baseline) or not scores:
-        raise ValueError(f"win rate needs the same, non-zero number of scores ({len(scores)} vs {len(baseline)})")
+        raise UserInputError(f"win rate needs the same, non-zero number of scores ({len(scores)} vs {len(baseline)})")
     return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, baseline)) / len(scores)
 
 
@@ -232,7 +233,7 @@ def run_metrics(
         prompts, scores = sample_scores(evaluation[mode])
         sft_prompts, sft_scores = sample_scores(sft)
         if prompts != sft_prompts:
-            raise ValueError("the method and the SFT policy were evaluated on different prompts")
+            raise UserInputError("the method and the SFT policy were evaluated on different prompts")
         metrics["win_rate" + suffix] = win_rate(scores, sft_scores)
         for key in ("oracle_score", "kl", "length", "defect_rate"):
             metrics[key + suffix] = float(evaluation[mode][key])
@@ -269,7 +270,7 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     console = Console(stderr=True)
     unknown = [m for m in config.methods if m not in PREFERENCE_METHODS]
     if unknown or not config.methods:
-        raise ValueError(
+        raise UserInputError(
             f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}"
         )
     options = parse_options(config.trainer_options)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenreward.bench import register_bench
+from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.rl_methods import (
     CONTRACT_FIELDS,
     Method,
@@ -55,6 +55,7 @@ from tokenreward.bench.rl_methods import (
 )
 from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import validate_ranges
+from tokenreward.errors import UserInputError
 from tokenreward.io import check_writable, read_json_file, write_atomic
 from tokenreward.models import ModelLoading
 from tokenreward.trainers import TRAINERS
@@ -69,7 +70,7 @@ EVAL = "eval.json"
 
 
 @dataclass(kw_only=True)
-class RLBenchConfig(ModelLoading):
+class RLBenchConfig(ModelLoading, Recording):
     """`tokenreward bench rl`: every method, every seed, the same number of steps; the loading
     flags (`--dtype`, ...) go to every run's trainer and to the evaluation."""
 
@@ -151,7 +152,7 @@ def train_run(
             if wanted.get(k) != before.get(k) and not (k not in before and k in at_default)
         ]
         if changed:
-            raise ValueError(
+            raise UserInputError(
                 f"{run_dir} finished with other settings ({'; '.join(changed)}); use another --out or delete that run folder"
             )
         console.print(f"  [dim]{method.name} seed {seed}: finished earlier, kept ({run_dir / DONE})[/]")
@@ -334,21 +335,21 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
     if min(config.seeds, config.steps, config.window, config.jobs) < 1:
-        raise ValueError(
+        raise UserInputError(
             f"bench rl: seeds, steps, window and jobs must be positive (got {config.seeds}, {config.steps}, "
             f"{config.window}, {config.jobs})"
         )
     if not config.methods or len(set(config.methods)) != len(config.methods):
-        raise ValueError(f"bench rl: --methods must name distinct methods, got {config.methods}")
+        raise UserInputError(f"bench rl: --methods must name distinct methods, got {config.methods}")
     methods = [resolve_method(m) for m in config.methods]
     options = parse_options(config.trainer_options)
     reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
     if reserved:
-        raise ValueError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
+        raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
     known = set().union(*({f.name for f in dataclasses.fields(TRAINERS.get(m.trainer).config)} for m in methods))
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(
+        raise UserInputError(
             f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}"
         )
 

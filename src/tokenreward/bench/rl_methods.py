@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.config import add_config_arguments, config_from_args
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
@@ -41,8 +42,10 @@ def resolve_method(name: str) -> Method:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ValueError(f"method {name!r} is ambiguous: " + ", ".join(f"{m.trainer} + {m.rewarder}" for m in matches))
-    raise ValueError(
+        raise UserInputError(
+            f"method {name!r} is ambiguous: " + ", ".join(f"{m.trainer} + {m.rewarder}" for m in matches)
+        )
+    raise UserInputError(
         f"unknown method {name!r}: expected TRAINER or TRAINER-REWARDER; trainers: {', '.join(TRAINERS.names())}; "
         f"rewarders: {', '.join(REWARDERS.names())}"
     )
@@ -54,7 +57,7 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str):
-        raise ValueError(f"{self.prog}: {message}")
+        raise UserInputError(f"{self.prog}: {message}")
 
 
 def loading_flags(loading: ModelLoading | None, config_class: type) -> dict[str, str]:
@@ -91,14 +94,14 @@ def trainer_config(
     options)`: e.g. no critic settings for a critic-free estimator, no `gamma` for dpo)."""
     spec = TRAINERS.get(method.trainer)
     if not dataclasses.is_dataclass(spec.config):
-        raise ValueError(f"trainer {method.trainer!r}: its config {spec.config.__name__} is not a dataclass")
+        raise UserInputError(f"trainer {method.trainer!r}: its config {spec.config.__name__} is not a dataclass")
     fields = {f.name: f for f in dataclasses.fields(spec.config)}
     hints = typing.get_type_hints(spec.config)
     missing = [name for name in CONTRACT_FIELDS if name not in fields]
     if method.rewarder is not None and "rewarder" not in fields:
         missing.append("rewarder")
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"method {method.name!r}: trainer {method.trainer!r} cannot be driven by bench rl: its config "
             f"{spec.config.__name__} lacks the field(s) {', '.join(missing)}"
         )
@@ -122,5 +125,5 @@ def trainer_config(
     try:
         args = parser.parse_args(argv)
     except argparse.ArgumentError as err:
-        raise ValueError(f"method {method.name!r}: {err}") from None
+        raise UserInputError(f"method {method.name!r}: {err}") from None
     return config_from_args(spec.config, args)

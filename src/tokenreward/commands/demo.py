@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenreward.bench.results_file import Recording, command_line, rl_table, write_section
 from tokenreward.config import add_config_arguments, config_from_args, validate_ranges
+from tokenreward.errors import UserInputError
 
 DEMO_METHODS = ["ppo-sparse", "ppo-red"]
 #: seconds each stage took on an idle 2-core machine (`tokenreward demo` on a fresh cache, docs/world.md); the ETA
@@ -40,7 +42,7 @@ WORLD_STAGES = ("data", "tokenizer", "policy", "policy_pairs", "reward_model", "
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Recording):
     out: Path = field(
         default=Path("tokenreward-demo"),
         metadata={"help": "output folder (runs, results.json, curves.png, report.html)"},
@@ -70,7 +72,7 @@ class DemoConfig:
     def __post_init__(self):
         validate_ranges(self)
         if Path(self.out).exists() and not Path(self.out).is_dir():
-            raise ValueError(f"--out {self.out}: is a file, not a folder")
+            raise UserInputError(f"--out {self.out}: is a file, not a folder")
 
 
 class StageClock:
@@ -123,7 +125,7 @@ WORLD_STAGE_WORDS = {
 def open_or_build_world(path: Path | None, clock: StageClock, console):
     """The world at `path`, else the cached full world, built there on first use."""
     from tokenreward.world import default_world_path, open_world
-    from tokenreward.world.build import build_world
+    from tokenreward.worldbuild.build import build_world
 
     if path is not None:
         return open_world(path), False
@@ -151,7 +153,7 @@ def show_heatmaps(world, count: int, console) -> None:
 
     records = world.responses("test")[:count]
     if not records:
-        raise ValueError(f"the world at {world.root} has no held-out (test) responses")
+        raise UserInputError(f"the world at {world.root} has no held-out (test) responses")
     red = build_rewarder("red", world.resources())
     scored = red.score([r["prompt"] for r in records], [r["response"] for r in records]).records()
     for k, (response, record) in enumerate(zip(records, scored), start=1):
@@ -188,8 +190,11 @@ def run_demo(config: DemoConfig) -> Path:
 
     from tokenreward.bench.rl import RLBenchConfig
     from tokenreward.bench.rl import run as bench_rl
+    from tokenreward.io import check_writable
 
     console = Console(stderr=True)
+    if config.record is not None:
+        check_writable(config.record, "--record")
     hf_logging.disable_progress_bar()  # the stage lines and our own bars show the progress; HF's would print at every save
     clock = StageClock([*WORLD_STAGES, "heatmaps", "rl"], console)
     console.rule("[bold]tokenreward demo 1/3: the world")
@@ -227,6 +232,9 @@ def run_demo(config: DemoConfig) -> Path:
         if built or k not in WORLD_STAGES
     )
     report = Path(config.out) / "report.html"
+    if config.record is not None:
+        table = f"{rl_table(results)}\n\nThe whole demo: {_duration(clock.total())} ({seconds})."
+        write_section(config.record, command_line("tokenreward demo", config), world, table, clock.total())
     console.print(f"\n[bold]done in {_duration(clock.total())}[/] ({seconds}). Open the report: {report}")
     return report
 

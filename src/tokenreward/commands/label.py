@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tokenreward.commands._args import above, at_least
+from tokenreward.config import add_config_arguments
 from tokenreward.encoding import response_text
+from tokenreward.errors import UserInputError
 from tokenreward.io import (
     atomic_write,
     check_writable,
@@ -39,6 +42,99 @@ from tokenreward.labels import NEGATIVE, POSITIVE, label_pair
 from tokenreward.progress import progress_bar
 from tokenreward.revisers.base import REVISERS, ReviserError, RevisionRequest, build_reviser
 
+OPENAI = "openai reviser"
+
+
+@dataclass(kw_only=True)
+class LabelOptions:
+    """The flags of `tokenreward label`."""
+
+    reviser: str | None = field(
+        default=None, metadata={"help": "who revises the rejected responses", "choices": REVISERS.names}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "tokenizer whose tokens get the labels (default with --world: the world's)"}
+    )
+    input: Path | None = field(default=None, metadata={"help": "pairs JSONL with prompt, chosen, rejected"})
+    split: str = field(
+        default="reward", metadata={"help": "without --input: label this split of the world's pairs (default: reward)"}
+    )
+    world: str | None = field(
+        default=None,
+        metadata={"help": "world folder (--reviser world, or pairs without --input; default: the built world)"},
+    )
+    output: Path = field(metadata={"help": "labels JSONL (appended; a rerun resumes)"})
+    limit: int | None = field(
+        default=None, metadata={"help": "label only the first N pairs, N >= 0", "type": at_least(0)}
+    )
+    keep_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "a rerun leaves the pairs recorded as failed instead of retrying them",
+            "action": "store_true",
+        },
+    )
+    base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)",
+            "group": OPENAI,
+        },
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "model name (openai; default $OPENAI_MODEL) or model folder (hf)", "group": OPENAI},
+    )
+    api_key_env: str = field(
+        default="OPENAI_API_KEY",
+        metadata={"help": "environment variable holding the API key (default: OPENAI_API_KEY)", "group": OPENAI},
+    )
+    timeout: float = field(
+        default=60.0,
+        metadata={
+            "help": "deadline in seconds for each whole request, > 0 (default: 60)",
+            "type": above(0),
+            "group": OPENAI,
+        },
+    )
+    retries: int = field(
+        default=4,
+        metadata={
+            "help": "retries on timeouts, 429, 5xx and non-JSON replies, >= 0 (default: 4)",
+            "type": at_least(0),
+            "group": OPENAI,
+        },
+    )
+    concurrency: int = field(
+        default=4, metadata={"help": "requests in flight, >= 1 (default: 4)", "type": at_least(1), "group": OPENAI}
+    )
+    cache: Path | None = field(
+        default=None,
+        metadata={"help": "reply cache folder (default: ~/.cache/tokenreward/replies)", "group": OPENAI},
+    )
+    max_new_tokens: int = field(
+        default=512, metadata={"help": "hf reviser: tokens to generate, >= 1 (default: 512)", "type": at_least(1)}
+    )
+    chat_template: bool = field(
+        default=False,
+        metadata={
+            "help": "tokenize plain-string prompts through the tokenizer's chat template (each as one user message)",
+            "action": "store_true",
+        },
+    )
+    show: int = field(
+        default=0,
+        metadata={
+            "help": "print the first N labelled records as a coloured diff (default: 0)",
+            "type": at_least(0),
+            "metavar": "N",
+        },
+    )
+    html: Path | None = field(
+        default=None,
+        metadata={"help": "with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)"},
+    )
+
 
 def register(sub) -> None:
     parser = sub.add_parser(
@@ -47,65 +143,7 @@ def register(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--reviser", choices=REVISERS.names(), help="who revises the rejected responses")
-    parser.add_argument(
-        "--tokenizer", help="tokenizer whose tokens get the labels (default with --world: the world's)"
-    )
-    parser.add_argument("--input", type=Path, help="pairs JSONL with prompt, chosen, rejected")
-    parser.add_argument(
-        "--split", default="reward", help="without --input: label this split of the world's pairs (default: reward)"
-    )
-    parser.add_argument(
-        "--world", help="world folder (--reviser world, or pairs without --input; default: the built world)"
-    )
-    parser.add_argument("--output", type=Path, required=True, help="labels JSONL (appended; a rerun resumes)")
-    parser.add_argument("--limit", type=at_least(0), help="label only the first N pairs, N >= 0")
-    parser.add_argument(
-        "--keep-failed",
-        action="store_true",
-        help="a rerun leaves the pairs recorded as failed instead of retrying them",
-    )
-    openai = parser.add_argument_group("openai reviser")
-    openai.add_argument(
-        "--base-url", help="OpenAI-compatible API base URL (default: $OPENAI_BASE_URL or the OpenAI API)"
-    )
-    openai.add_argument("--model", help="model name (openai; default $OPENAI_MODEL) or model folder (hf)")
-    openai.add_argument(
-        "--api-key-env",
-        default="OPENAI_API_KEY",
-        help="environment variable holding the API key (default: OPENAI_API_KEY)",
-    )
-    openai.add_argument(
-        "--timeout", type=above(0), default=60.0, help="deadline in seconds for each whole request, > 0 (default: 60)"
-    )
-    openai.add_argument(
-        "--retries",
-        type=at_least(0),
-        default=4,
-        help="retries on timeouts, 429, 5xx and non-JSON replies, >= 0 (default: 4)",
-    )
-    openai.add_argument("--concurrency", type=at_least(1), default=4, help="requests in flight, >= 1 (default: 4)")
-    openai.add_argument("--cache", type=Path, help="reply cache folder (default: ~/.cache/tokenreward/replies)")
-    parser.add_argument(
-        "--max-new-tokens", type=at_least(1), default=512, help="hf reviser: tokens to generate, >= 1 (default: 512)"
-    )
-    parser.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="tokenize plain-string prompts through the tokenizer's chat template (each as one user message)",
-    )
-    parser.add_argument(
-        "--show",
-        type=at_least(0),
-        default=0,
-        metavar="N",
-        help="print the first N labelled records as a coloured diff",
-    )
-    parser.add_argument(
-        "--html",
-        type=Path,
-        help="with --show: also write those records as an HTML heatmap page (label 0 red, 1 green)",
-    )
+    add_config_arguments(parser, LabelOptions)
     parser.set_defaults(func=run)
 
 
@@ -115,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.reviser is None:
         if not args.show:
-            raise ValueError("give --reviser (world, openai, hf) to label, or --show N to view --output")
+            raise UserInputError("give --reviser (world, openai, hf) to label, or --show N to view --output")
     else:
         code = label(args, console)
         if code:
@@ -148,12 +186,12 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         pairs = open_world(args).pairs(args.split)
         where = f"the world's {args.split!r} pairs"
     if not pairs:
-        raise ValueError(f"{where}: no pairs to label")
+        raise UserInputError(f"{where}: no pairs to label")
     for k, pair in enumerate(pairs):
         row = row_location(args.input, k) if args.input is not None else f"{where}, row {k + 1}"
         missing = [key for key in ("prompt", "chosen", "rejected") if key not in pair]
         if missing:
-            raise ValueError(f"{row}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
+            raise UserInputError(f"{row}: missing {', '.join(missing)} (expected prompt, chosen, rejected)")
         prompt = pair["prompt"]
         if not (
             isinstance(prompt, str)
@@ -163,12 +201,12 @@ def read_pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
                 and all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in prompt)
             )
         ):
-            raise ValueError(f"{row}: 'prompt' must be text or a list of {{role, content}} messages")
+            raise UserInputError(f"{row}: 'prompt' must be text or a list of {{role, content}} messages")
         for key in ("chosen", "rejected"):
             try:
                 response_text(pair[key], k)
             except (ValueError, TypeError) as err:
-                raise ValueError(f"{row}, {key!r}: {err}") from None
+                raise UserInputError(f"{row}, {key!r}: {err}") from None
     return pairs
 
 
@@ -185,13 +223,13 @@ def done_records(output: Path, pairs: list[dict[str, Any]]) -> dict[int, dict[st
     for k, record in enumerate(read_jsonl_for_append(output, "pair")):
         index = record.get("pair", k)
         if not isinstance(index, int) or not 0 <= index < len(pairs):
-            raise ValueError(
+            raise UserInputError(
                 f"{output}, record {k}, is for pair {index!r} but the input has {len(pairs)} pairs; "
                 "use another --output"
             )
         pair = pairs[index]
         if record.get("prompt") != pair["prompt"] or record.get("rejected") != response_text(pair["rejected"], index):
-            raise ValueError(
+            raise UserInputError(
                 f"{output}, record {k}, is not the label of input pair {index}; use another --output to start afresh"
             )
         done[index] = record
@@ -225,7 +263,7 @@ def label(args: argparse.Namespace, console) -> int:
         check_writable(args.html, "--html")
     tokenizer_source = args.tokenizer or (open_world(args).tokenizer_dir if args.world or args.input is None else None)
     if tokenizer_source is None:
-        raise ValueError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
+        raise UserInputError("--tokenizer DIR is needed (the tokenizer of the model that will learn the labels)")
     tokenizer = load_tokenizer(tokenizer_source)
     done = done_records(args.output, pairs)
     wanted = len(pairs) if args.limit is None else min(args.limit, len(pairs))

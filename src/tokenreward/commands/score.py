@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenreward.commands._args import at_least
+from tokenreward.commands._options import RewarderOptions, ScoreOptions
 from tokenreward.config import add_config_arguments, config_from_args
 from tokenreward.encoding import as_user_message, response_text
+from tokenreward.errors import UserInputError
 from tokenreward.io import atomic_write, check_writable
 from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments
 from tokenreward.rewards import build_rewarder
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
-FORMATS = ("text", "json", "html")
 
 
 def register(sub) -> None:
@@ -46,63 +46,14 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_rewarder_arguments(parser)
-    parser.add_argument("--prompt", help="prompt text (with --response)")
-    parser.add_argument("--response", help="response text (with --prompt)")
-    parser.add_argument(
-        "--input", type=Path, metavar="FILE", help="JSONL with 'prompt' and 'response' (or 'completion') per line"
-    )
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="text",
-        help="text: terminal heatmap; json: one object per response (JSONL for --input); html: a self-contained page",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="write here instead of standard output (replaced only when the run succeeds)",
-    )
-    parser.add_argument(
-        "--on-error",
-        choices=ON_ERROR,
-        default="fail",
-        help="a bad input row: fail (default: stop naming it, write nothing) or skip (leave it out, say so)",
-    )
-    parser.add_argument(
-        "--truncate",
-        action="store_true",
-        help="cut prompts longer than the model's context from the left (the response is kept whole)",
-    )
+    add_config_arguments(parser, ScoreOptions)
     parser.set_defaults(func=run)
 
 
 def add_rewarder_arguments(parser) -> None:
     """The flags that choose and load a rewarder (shared by `score` and `serve`; see `load_rewarder`)."""
-    parser.add_argument("--rewarder", required=True, help="rewarder name (red, abc, sparse, uniform, ...)")
-    for name in RESOURCE_FLAGS:
-        parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, metavar="DIR", help=f"{name.replace('_', ' ')} folder or hub id"
-        )
-    parser.add_argument(
-        "--resource", action="append", default=[], metavar="NAME=PATH", help="any other resource the rewarder needs"
-    )
-    parser.add_argument(
-        "--option", action="append", default=[], metavar="NAME=VALUE", help="a rewarder option, e.g. beta_c=0.5"
-    )
-    parser.add_argument(
-        "--world", metavar="DIR", help="take the resources of this built world (flags given override them)"
-    )
-    parser.add_argument("--batch-size", type=at_least(1), default=8, help="pairs per forward pass, >= 1 (default: 8)")
-    parser.add_argument(
-        "--chat-template",
-        action="store_true",
-        help="apply the tokenizer's chat template to plain-string prompts (each as one user message)",
-    )
+    add_config_arguments(parser, RewarderOptions)
     add_config_arguments(parser, ModelLoading)
-
-
-ON_ERROR = ("fail", "skip")
 
 
 @dataclass
@@ -154,13 +105,13 @@ def clean(message: str) -> str:
 def read_rows(path: Path) -> list[Row]:
     """The pairs of a JSONL file; a line that is not a usable pair becomes a row with a problem."""
     if path.is_dir():
-        raise ValueError(f"--input {path}: is a folder, not a JSONL file")
+        raise UserInputError(f"--input {path}: is a folder, not a JSONL file")
     if not path.is_file():
         raise FileNotFoundError(f"--input {path}: no such file")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
-        raise ValueError(f"--input {path}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
+        raise UserInputError(f"--input {path}: not UTF-8 text (byte {err.start}); is it a JSONL file?") from None
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -179,7 +130,7 @@ def read_rows(path: Path) -> list[Row]:
         row.prompt, row.response = record["prompt"], response
         row.problem = row_problem(row.prompt, row.response)
     if not rows:
-        raise ValueError(f"--input {path}: no prompt/response lines")
+        raise UserInputError(f"--input {path}: no prompt/response lines")
     return rows
 
 
@@ -188,7 +139,7 @@ def settle(rows: list[Row], on_error: str, source: str) -> list[Row]:
     bad = [r for r in rows if r.problem]
     if bad and on_error == "fail":
         more = f" ({len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
-        raise ValueError(f"{source}, {bad[0].where()}: {bad[0].problem}{more}; fix it or pass --on-error skip")
+        raise UserInputError(f"{source}, {bad[0].where()}: {bad[0].problem}{more}; fix it or pass --on-error skip")
     for r in bad:
         print(f"tokenreward score: skipped {source}, {r.where()}: {r.problem}", file=sys.stderr)
     return [r for r in rows if not r.problem]
@@ -207,7 +158,7 @@ def check_accepted(rewarder: str, given: dict[str, Any], flag: str) -> None:
     for name in given:
         if name not in accepted:
             shown = flag.format(name=name.replace("_", "-"), raw=name)
-            raise ValueError(f"{shown}: rewarder {rewarder!r} does not take it (it takes {', '.join(accepted)})")
+            raise UserInputError(f"{shown}: rewarder {rewarder!r} does not take it (it takes {', '.join(accepted)})")
 
 
 def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,7 +186,9 @@ def score_limits(rewarder) -> tuple[Any, int]:
     model = next((getattr(rewarder, n) for n in ("model", "policy") if getattr(rewarder, n, None) is not None), None)
     limit = context_length(model) if model is not None else None
     if tokenizer is None or limit is None:
-        raise ValueError(f"--truncate: rewarder {rewarder.name!r} has no tokenizer and model context to truncate to")
+        raise UserInputError(
+            f"--truncate: rewarder {rewarder.name!r} has no tokenizer and model context to truncate to"
+        )
     return tokenizer, limit
 
 
@@ -254,7 +207,9 @@ def fit_prompt(tokenizer, limit: int, row: Row, chat_template: bool = False) -> 
     if isinstance(row.prompt, str):
         low, high = 1, len(row.prompt)  # drop `high` characters: the empty prompt, fits if anything does
         if not fits(""):
-            raise ValueError(f"{row.where()}: the response alone is longer than the model's context of {limit} tokens")
+            raise UserInputError(
+                f"{row.where()}: the response alone is longer than the model's context of {limit} tokens"
+            )
         while low < high:
             middle = (low + high) // 2
             low, high = (low, middle) if fits(row.prompt[middle:]) else (middle + 1, high)
@@ -264,7 +219,7 @@ def fit_prompt(tokenizer, limit: int, row: Row, chat_template: bool = False) -> 
         if fits(row.prompt[drop:]):
             row.prompt, row.truncated = row.prompt[drop:], drop
             return
-    raise ValueError(
+    raise UserInputError(
         f"{row.where()}: the last message and the response are longer than the model's context of {limit} tokens"
     )
 
@@ -314,20 +269,20 @@ def load_rewarder(args: argparse.Namespace):
         try:
             check_tokenizer(rewarder.tokenizer)
         except ValueError as err:
-            raise ValueError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
+            raise UserInputError(f"the tokenizer {getattr(rewarder.tokenizer, 'name_or_path', '')}: {err}") from None
     return rewarder
 
 
 def input_rows(args: argparse.Namespace) -> tuple[list[Row], str]:
     single = args.prompt is not None or args.response is not None
     if single == (args.input is not None):
-        raise ValueError("give either --prompt and --response, or --input FILE")
+        raise UserInputError("give either --prompt and --response, or --input FILE")
     if single and (args.prompt is None or args.response is None):
-        raise ValueError("--prompt and --response go together")
+        raise UserInputError("--prompt and --response go together")
     if single:
         row = Row(0, None, args.prompt, args.response, row_problem(args.prompt, args.response))
         if row.problem:
-            raise ValueError(f"--response: {row.problem}")
+            raise UserInputError(f"--response: {row.problem}")
         return [row], "--prompt/--response"
     return read_rows(args.input), f"--input {args.input}"
 
@@ -370,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             row.prompt = as_user_message(row.prompt)
     scored = score_rows(rewarder, rows, args.on_error, source)
     if not scored:
-        raise ValueError(f"{source}: no row could be scored")
+        raise UserInputError(f"{source}: no row could be scored")
     records = []
     for row, record in scored:
         record["row"] = row.index

@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from tokenreward.commands._options import ServeOptions
 from tokenreward.commands.score import add_rewarder_arguments, gather_resources, load_rewarder
+from tokenreward.config import add_config_arguments
+from tokenreward.errors import UserInputError
 from tokenreward.options import parse_assignments
 
 
@@ -25,54 +28,21 @@ def register(sub) -> None:
         description=__doc__.split("\n\n")[0],
     )
     add_rewarder_arguments(parser)
-    parser.add_argument(
-        "--policy-tokenizer",
-        metavar="DIR",
-        help="the policy's tokenizer: decodes `response_ids` and aligns rewards to its tokens",
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, the loopback only)"
-    )
-    parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 picks a free one)")
-    parser.add_argument(
-        "--max-batch", type=int, default=32, help="most samples scored together across requests (default: 32)"
-    )
-    parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill, in ms (default: 5)"
-    )
-    parser.add_argument(
-        "--empty-reward",
-        type=float,
-        default=0.0,
-        help="sequence reward of a blank /get_reward response (nothing after the prompt), "
-        "answered unscored so a rollout batch is never refused for one (default: 0)",
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=30.0,
-        help="on SIGTERM, seconds to finish requests in flight (default: 30)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="uvicorn's log level (default: warning)",
-    )
+    add_config_arguments(parser, ServeOptions)
     parser.set_defaults(func=run)
 
 
 def check_settings(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
-        raise ValueError(f"--port must lie in [0, 65535], got {args.port}")
+        raise UserInputError(f"--port must lie in [0, 65535], got {args.port}")
     if args.max_batch < 1:
-        raise ValueError(f"--max-batch must be at least 1, got {args.max_batch}")
+        raise UserInputError(f"--max-batch must be at least 1, got {args.max_batch}")
     if not 0 <= args.max_wait_ms < float("inf"):
-        raise ValueError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
+        raise UserInputError(f"--max-wait-ms must be a finite number of at least 0, got {args.max_wait_ms}")
     if not 0 < args.drain_timeout < float("inf"):
-        raise ValueError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
+        raise UserInputError(f"--drain-timeout must be a finite positive number, got {args.drain_timeout}")
     if not math.isfinite(args.empty_reward):
-        raise ValueError(f"--empty-reward must be a finite number, got {args.empty_reward}")
+        raise UserInputError(f"--empty-reward must be a finite number, got {args.empty_reward}")
 
 
 def server_state(args: argparse.Namespace, url: str):
@@ -102,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from tokenreward.serve import bind, create_app, serve_forever
     except ImportError as err:
-        raise ValueError(
+        raise UserInputError(
             f"serving needs the serve extra ({err.name} is missing): pip install 'tokenreward[serve]'"
         ) from err
 

@@ -11,13 +11,15 @@ def _build(args) -> int:
     from transformers.utils import logging
 
     from tokenreward.io import check_writable
-    from tokenreward.world.build import build_world
+    from tokenreward.worldbuild.build import build_world
 
     if args.out is not None:
         check_writable(args.out, "--out", folder=True)
     logging.set_verbosity_error()
     logging.disable_progress_bar()
-    world = build_world(args.out, size=args.size, seed=args.seed, progress=not args.no_progress)
+    world = build_world(
+        args.out, size=args.size, seed=args.seed, progress=not args.no_progress, families=args.families
+    )
     print(f"world ready at {world.root}")
     print(json.dumps(world.metrics, indent=1))
     seconds = world.config.get("stage_seconds", {})
@@ -40,6 +42,8 @@ def _info(args) -> int:
 
 
 def register(sub) -> None:
+    from tokenreward.world.families import DEFAULT_FAMILIES
+
     parser = sub.add_parser(
         "world", help="build or inspect the synthetic world (data, tokenizer, policy, reward model)"
     )
@@ -49,11 +53,19 @@ def register(sub) -> None:
         "--size",
         choices=["small", "full"],
         default="full",
-        help="small: about 1 min, for tests; full: about 2 min on 2 cores (default: full)",
+        help="small: about 20 s on 2 cores, for tests; full: about 2 min on 2 cores (default: full)",
     )
     build.add_argument("--seed", type=at_least(0), default=0, help="random seed, >= 0 (default: 0)")
     build.add_argument(
         "--out", default=None, help="world folder (default: ~/.cache/tokenreward/world-SIZE, found by other commands)"
+    )
+    build.add_argument(
+        "--families",
+        nargs="+",
+        default=list(DEFAULT_FAMILIES),
+        metavar="FAMILY",
+        help=f"the task families of the world, in order (default: {' '.join(DEFAULT_FAMILIES)}; "
+        "the others, e.g. multistep, opt in: each module of tokenreward.world.families is one)",
     )
     build.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     build.set_defaults(func=_build)

@@ -46,6 +46,7 @@ from typing import Literal
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.losses.ppo import gae, held_reward_to_go, reward_to_go, sequence_returns
 from tokenreward.registry import Registry
 
@@ -112,7 +113,7 @@ def estimate_advantages(
     entry = ESTIMATORS.get(name)
     missing = [f for f in entry.needs if getattr(batch, f) is None]
     if missing:
-        raise ValueError(f"advantage estimator {name!r} needs {', '.join(missing)}")
+        raise UserInputError(f"advantage estimator {name!r} needs {', '.join(missing)}")
     return entry.estimate(batch, settings or AdvantageSettings())
 
 
@@ -149,7 +150,7 @@ def require_pairs(name: str, group: torch.Tensor) -> None:
     ids, sizes = torch.unique(group, return_counts=True)
     single = ids[sizes < 2].tolist()
     if single:
-        raise ValueError(
+        raise UserInputError(
             f"advantage estimator {name!r} compares the samples of a prompt: group(s) {single[:5]} have a single "
             "sample; sample at least 2 responses per prompt"
         )
@@ -200,7 +201,7 @@ def grpo_return(batch: AdvantageBatch, settings: AdvantageSettings):
     group's or the batch's, or with `scale="none"` no division at all (Dr. GRPO; verl and TRL add
     no eps there either)."""
     if settings.scale not in ("group", "batch", "none"):
-        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {settings.scale!r}")
+        raise UserInputError(f"scale must be 'group', 'batch' or 'none', got {settings.scale!r}")
     returns = sequence_returns(batch.rewards, batch.mask)
     mean, std = group_mean_std(returns, batch.group)
     if settings.scale == "batch":

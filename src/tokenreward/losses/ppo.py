@@ -14,6 +14,8 @@ from typing import Literal
 
 import torch
 
+from tokenreward.errors import UserInputError
+
 KLEstimator = Literal["k1", "k2", "k3"]
 
 
@@ -69,7 +71,7 @@ def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: K
         return 0.5 * d**2
     if estimator == "k3":
         return torch.expm1(-d) + d
-    raise ValueError(f"unknown KL estimator {estimator!r}; use k1, k2 or k3")
+    raise UserInputError(f"unknown KL estimator {estimator!r}; use k1, k2 or k3")
 
 
 def ppo_rewards(token_rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tokenreward.errors import UserInputError
+
 
 def masked_row_sums(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`sum_t mask_t * values_t` over the last dimension: one sum per row."""
@@ -216,7 +218,7 @@ def sepo_selected_means(
     """SePO's `(mean_{S_w} log pi, mean_{S_l} log pi)` `[B]` each: `S_w` the top `ratio` of
     `y_w`'s tokens by score, `S_l` the bottom `ratio` of `y_l`'s (`select_tokens`)."""
     if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
+        raise UserInputError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
     keep_chosen = select_tokens(score_chosen, mask_chosen, ratio, highest=True).float()
     keep_rejected = select_tokens(score_rejected, mask_rejected, ratio, highest=False).float()
     return masked_sequence_mean(policy_chosen, keep_chosen), masked_sequence_mean(policy_rejected, keep_rejected)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.losses.preference import (
     dpo_logits,
     logistic_loss,
@@ -74,13 +75,13 @@ class PreferenceSettings:
 
     def __post_init__(self):
         if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be a finite number > 0, got {self.beta}")
+            raise UserInputError(f"beta must be a finite number > 0, got {self.beta}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha}")
+            raise UserInputError(f"alpha must be a finite number >= 0, got {self.alpha}")
         if not math.isfinite(self.gamma):
-            raise ValueError(f"gamma must be finite, got {self.gamma}")
+            raise UserInputError(f"gamma must be finite, got {self.gamma}")
         if not 0.0 < self.sepo_ratio <= 1.0:
-            raise ValueError(f"sepo_ratio must lie in (0, 1], got {self.sepo_ratio}")
+            raise UserInputError(f"sepo_ratio must lie in (0, 1], got {self.sepo_ratio}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class PreferenceMethod:
     ) -> PreferenceSettings:
         """Settings with this method's defaults for what is not given."""
         if alpha is not None and self.alpha is None:
-            raise ValueError("this method has no alpha")
+            raise UserInputError("this method has no alpha")
         return PreferenceSettings(
             self.beta if beta is None else beta, self.alpha if alpha is None else alpha, gamma, sepo_ratio
         )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.registry import Registry
 from tokenreward.rewards import TextOrMessages
 
@@ -75,5 +76,5 @@ def build_reviser(name: str, **options: Any) -> Reviser:
     kwargs = {k: v for k, v in options.items() if v is not None and k in {p.name for p in params}}
     missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in kwargs]
     if missing:
-        raise ValueError(f"reviser {name!r} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        raise UserInputError(f"reviser {name!r} needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
     return cls(**kwargs)

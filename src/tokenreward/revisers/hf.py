@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import has_chat_template
+from tokenreward.errors import UserInputError
 from tokenreward.generation import encode_prompt
 from tokenreward.models import PathOrModel, context_length, default_device, load_causal_lm, load_tokenizer
 from tokenreward.revisers.base import Reviser, Revision, RevisionRequest, register_reviser
@@ -30,12 +31,12 @@ class HFReviser(Reviser):
         device: str | None = None,
     ):
         if tokenizer is None and not isinstance(model, (str, Path)):
-            raise ValueError("hf reviser: pass `tokenizer` when the model is given as a loaded object")
+            raise UserInputError("hf reviser: pass `tokenizer` when the model is given as a loaded object")
         self.device = torch.device(device) if device else default_device()
         self.model = load_causal_lm(model, self.device).eval()
         self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else model)
         if self.tokenizer.pad_token_id is None:
-            raise ValueError("hf reviser: the tokenizer has no pad token; set one (e.g. its EOS)")
+            raise UserInputError("hf reviser: the tokenizer has no pad token; set one (e.g. its EOS)")
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
     def prompt_ids(self, request: RevisionRequest) -> list[int]:

@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.revisers.base import Reviser, ReviserError, Revision, RevisionRequest, register_reviser
 from tokenreward.revisers.prompt import parse_reply, reviser_prompt
 
@@ -84,15 +85,15 @@ class OpenAIReviser(Reviser):
     ):
         self.model = model or os.environ.get("OPENAI_MODEL")
         if not self.model:
-            raise ValueError("the openai reviser needs a model name (--model NAME or $OPENAI_MODEL)")
+            raise UserInputError("the openai reviser needs a model name (model=NAME or $OPENAI_MODEL)")
         base = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         self.url = base.rstrip("/") + "/chat/completions"
         self._parts = urllib.parse.urlsplit(self.url)
         if self._parts.scheme not in ("http", "https") or not self._parts.hostname:
-            raise ValueError(f"--base-url {base!r}: expected an http:// or https:// URL")
+            raise UserInputError(f"base_url={base!r}: expected an http:// or https:// URL")
         self.api_key = os.environ.get(api_key_env)
         if timeout <= 0 or retries < 0 or concurrency < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"need timeout > 0, retries >= 0, concurrency >= 1; got {timeout}, {retries}, {concurrency}"
             )
         self.timeout, self.retries, self.backoff = timeout, retries, backoff

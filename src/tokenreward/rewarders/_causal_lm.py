@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer, padded_token_logprobs
 
 
@@ -19,7 +20,7 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
     response sum to the log-probability of everything after the prompt."""
     vocab = model.get_input_embeddings().num_embeddings
     if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
-        raise ValueError(
+        raise UserInputError(
             f"token id {int(enc.input_ids.max())} is outside the model's vocabulary of {vocab}; "
             "the tokenizer does not belong to this model"
         )
@@ -36,5 +37,5 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
 def load_lm_and_tokenizer(model: PathOrModel, tokenizer: PathOrModel | None, loading: ModelLoading, what: str):
     """A causal LM in eval mode (placed as `loading` says) and its tokenizer (`tokenizer`, else the model's folder)."""
     if tokenizer is None and not isinstance(model, (str, Path)):
-        raise ValueError(f"{what}: pass `tokenizer` when the model is given as a loaded object")
+        raise UserInputError(f"{what}: pass `tokenizer` when the model is given as a loaded object")
     return load_causal_lm(model, loading=loading).eval(), load_tokenizer(tokenizer if tokenizer is not None else model)

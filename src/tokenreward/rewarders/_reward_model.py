@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import EncodedPairs, encode_pairs
+from tokenreward.errors import UserInputError
 from tokenreward.models import (
     ModelLoading,
     PathOrModel,
@@ -36,13 +37,13 @@ class RewardModelRewarder(Rewarder):
         loading: ModelLoading | None = None,
     ):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UserInputError(f"batch_size must be at least 1, got {batch_size}")
         options = loading_options(loading, device)
         self.model = load_reward_model(reward_model, attn_implementation=self.attn_implementation, loading=options)
         self.device = input_device(self.model)
         self.max_batch_tokens = options.max_batch_tokens
         if tokenizer is None and not isinstance(reward_model, (str, Path)):
-            raise ValueError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
+            raise UserInputError(f"{self.name}: pass `tokenizer` when the reward model is given as a loaded object")
         self.tokenizer = load_tokenizer(tokenizer if tokenizer is not None else reward_model)
         self.batch_size = batch_size
 
@@ -56,7 +57,7 @@ class RewardModelRewarder(Rewarder):
         )
         vocab = self.model.get_input_embeddings().num_embeddings
         if enc.input_ids.numel() and int(enc.input_ids.max()) >= vocab:
-            raise ValueError(
+            raise UserInputError(
                 f"token id {int(enc.input_ids.max())} is outside the reward model's vocabulary of {vocab}; "
                 "the tokenizer does not belong to this reward model"
             )

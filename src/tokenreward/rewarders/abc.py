@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from tokenreward.encoding import EncodedPairs
+from tokenreward.errors import NonFiniteError, UserInputError
 from tokenreward.models import ModelLoading, PathOrModel
 from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import register_rewarder
@@ -22,7 +23,7 @@ def attention_credit(row: torch.Tensor, response_positions: list[int]) -> torch.
     mass = row[response_positions]
     total = mass.sum()
     if not total > 0:
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"the final token gives the response no attention (total {float(total)}); cannot share credit"
         )
     return mass / total
@@ -43,7 +44,7 @@ class AbcRewarder(RewardModelRewarder):
     ):
         super().__init__(reward_model, tokenizer, device, batch_size, loading)
         if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must lie in [0, 1], got {beta}")
+            raise UserInputError(f"beta must lie in [0, 1], got {beta}")
         self.beta = beta
 
     def rewards_from_encoding(self, enc: EncodedPairs) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -53,7 +54,7 @@ class AbcRewarder(RewardModelRewarder):
             output_attentions=True,
         )
         if not out.attentions:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self.model).__name__} returned no attentions; ABC needs attn_implementation='eager'"
             )
         scores = out.logits.squeeze(-1).float().cpu()

@@ -24,6 +24,7 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import encode_pairs, response_text
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel, context_length, input_device, loading_options
 from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
@@ -74,7 +75,9 @@ class ContrastiveRewarder(Rewarder):
         self.worse_template = worse_template or default_worse
         for name, template in (("better", self.better_template), ("worse", self.worse_template)):
             if "{response}" not in template or "{prompt}" not in template:
-                raise ValueError(f"contrastive rewarder: the {name} template needs both {{prompt}} and {{response}}")
+                raise UserInputError(
+                    f"contrastive rewarder: the {name} template needs both {{prompt}} and {{response}}"
+                )
         self.batch_size = batch_size
 
     def fits(self, prompt: TextOrMessages, copy: str, text: str, limit: int) -> bool:
@@ -90,7 +93,7 @@ class ContrastiveRewarder(Rewarder):
         if limit is None or self.fits(prompt, text, text, limit):
             return len(text)
         if not self.fits(prompt, "", text, limit):
-            raise ValueError(
+            raise UserInputError(
                 f"contrastive rewarder: the revision prompt with the response is over the model's context of {limit} "
                 "tokens even without its copy of the response"
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel, context_length, input_device, load_causal_lm, loading_options
 from tokenreward.rewarders._causal_lm import load_lm_and_tokenizer, response_logprobs
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards, register_rewarder
@@ -35,7 +36,7 @@ class ImplicitRewarder(Rewarder):
         self.device = input_device(self.policy)
         self.max_batch_tokens = options.max_batch_tokens
         if self.policy.config.vocab_size != self.reference.config.vocab_size:
-            raise ValueError(
+            raise UserInputError(
                 f"implicit rewarder: policy and reference vocabularies differ ({self.policy.config.vocab_size} vs "
                 f"{self.reference.config.vocab_size}); the reference must be the model the policy was trained from"
             )

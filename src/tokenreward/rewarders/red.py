@@ -17,6 +17,7 @@ import torch
 
 from tokenreward.align import project_rewards
 from tokenreward.encoding import EncodedPairs
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel, check_causal, prefix_scores
 from tokenreward.rewarders._reward_model import RewardModelRewarder
 from tokenreward.rewards import TextOrMessages, TokenRewards, register_rewarder
@@ -48,7 +49,7 @@ class RedRewarder(RewardModelRewarder):
     ):
         super().__init__(reward_model, tokenizer, device, batch_size, loading)
         if not 0.0 <= beta_c <= 1.0:
-            raise ValueError(f"beta_c must lie in [0, 1], got {beta_c}")
+            raise UserInputError(f"beta_c must lie in [0, 1], got {beta_c}")
         check_causal(self.model)
         self.beta_c, self.keep_sum, self.alpha = beta_c, keep_sum, alpha
         self.cost = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, PathOrModel
 from tokenreward.rewarders.implicit import ImplicitRewarder
 from tokenreward.rewarders.sparse import SparseRewarder
@@ -39,7 +40,7 @@ class RtoRewarder(Rewarder):
         loading: ModelLoading | None = None,
     ):
         if clip <= 0 or reward_clip <= 0:
-            raise ValueError(f"rto: clip bounds must be positive, got clip={clip}, reward_clip={reward_clip}")
+            raise UserInputError(f"rto: clip bounds must be positive, got clip={clip}, reward_clip={reward_clip}")
         self.implicit = ImplicitRewarder(
             policy, reference, tokenizer, device=device, batch_size=batch_size, loading=loading
         )

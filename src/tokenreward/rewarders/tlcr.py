@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tokenreward.encoding import encode_pairs
+from tokenreward.errors import UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.models import (
     DTYPES,
@@ -75,11 +76,11 @@ class TlcrRewarder(Rewarder):
                 tokenizer = discriminator
             discriminator = load_discriminator(discriminator)
         elif tokenizer is None:
-            raise ValueError(f"{self.name}: pass `tokenizer` when the discriminator is given as a loaded object")
+            raise UserInputError(f"{self.name}: pass `tokenizer` when the discriminator is given as a loaded object")
         if tokenizer is None:
-            raise ValueError(f"{self.name}: the discriminator folder has no tokenizer; pass `tokenizer`")
+            raise UserInputError(f"{self.name}: the discriminator folder has no tokenizer; pass `tokenizer`")
         if discriminator.config.num_labels != 1:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.name}: the discriminator needs one logit per token, it has {discriminator.config.num_labels}"
             )
         self.model = discriminator.to(options.torch_device()).eval()
@@ -118,7 +119,7 @@ class TlcrFixedRewarder(TlcrRewarder):
     ):
         super().__init__(discriminator, tokenizer, device, batch_size, loading)
         if not 0.5 <= band <= 1.0:
-            raise ValueError(f"band must lie in [0.5, 1], got {band}")
+            raise UserInputError(f"band must lie in [0.5, 1], got {band}")
         self.band = band
 
     def token_rewards(self, probs: torch.Tensor) -> torch.Tensor:

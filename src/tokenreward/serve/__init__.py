@@ -16,6 +16,7 @@ import socket
 import threading
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.options import typed_value
 from tokenreward.rewards import Rewarder, build_rewarder, rewarder_options
 from tokenreward.serve.app import ServerState, create_app
@@ -117,7 +118,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
+        raise UserInputError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
     return sock
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenreward.align import project_rewards
+from tokenreward.errors import UserInputError
 from tokenreward.rewards import Rewarder, TokenRewards
 from tokenreward.serve.inputs import BadRequest, Sample, option_kinds
 from tokenreward.serve.metrics import Metrics
@@ -153,9 +154,9 @@ class MicroBatcher:
 
     def __init__(self, scorer: Scorer, metrics: Metrics, max_batch: int = 32, max_wait_ms: float = 5.0):
         if max_batch < 1:
-            raise ValueError(f"--max-batch must be at least 1, got {max_batch}")
+            raise UserInputError(f"max_batch={max_batch}: must be at least 1")
         if max_wait_ms < 0:
-            raise ValueError(f"--max-wait-ms must be at least 0, got {max_wait_ms}")
+            raise UserInputError(f"max_wait_ms={max_wait_ms}: must be at least 0")
         self.scorer, self.metrics = scorer, metrics
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000.0
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="tokenreward-score")

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-SPECIAL_TOKENS = {"pad_token": "<pad>", "eos_token": "<eos>", "bos_token": "<bos>", "unk_token": "<unk>"}
+from tokenreward import bpe
+from tokenreward.errors import UserInputError
 
 DEFAULT_CORPUS = [
     "What is 17 + 25? The answer is 42.",
@@ -20,24 +21,8 @@ DEFAULT_CORPUS = [
 
 
 def train_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, vocab_size: int = 300, chat_template: str | None = None):
-    """A byte-level BPE `PreTrainedTokenizerFast` trained on `corpus`, with pad/eos/bos/unk."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(corpus), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
-    if chat_template:
-        fast.chat_template = chat_template
-    return fast
+    """`tokenreward.bpe.train_tokenizer` with small defaults: a BPE tokenizer of `DEFAULT_CORPUS`."""
+    return bpe.train_tokenizer(corpus, vocab_size, chat_template)
 
 
 _DECODER = dict(
@@ -84,7 +69,7 @@ def tiny_config(arch: str, vocab_size: int, pad_token_id: int, **overrides):
     from transformers import AutoConfig
 
     if arch not in TINY_ARCHITECTURES:
-        raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
+        raise UserInputError(f"unknown tiny architecture {arch!r}; known: {', '.join(TINY_ARCHITECTURES)}")
     common = dict(
         vocab_size=vocab_size, pad_token_id=pad_token_id, bos_token_id=pad_token_id, eos_token_id=pad_token_id
     )

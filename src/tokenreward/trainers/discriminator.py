@@ -5,22 +5,22 @@ A causal LM backbone with a linear head on every position (`AutoModelForTokenCla
 token `t`'s own position. Trained with the soft-label BCE of Eq. 6
 (`tokenreward.losses.discriminator.soft_label_bce`) over the response tokens of both the
 revision `y_m` and the rejected response `y_r`. Defaults from the paper's Appendix B: Adam
-(beta 0.9, 0.95), lr 1e-5, weight decay 0.1, batch 16, cosine schedule without warm-up,
-2 epochs. A seeded fraction of the prompts is held out; `OUT/eval.json` holds the held-out
-token accuracies (`discriminator_metrics`).
+(beta 0.9, 0.95), weight decay 0.1, batch 16, cosine schedule without warm-up, 2 epochs; the
+learning rate is 1e-3 (the paper's 1e-5 is for a 7B model: on the world's small models it
+reaches 0.796 token accuracy where 1e-3 reaches 0.908). A seeded fraction of the prompts is
+held out; `OUT/eval.json` holds the held-out token accuracies (`discriminator_metrics`).
 
 Labels come from `--labels` (a `tokenreward label` output made with the discriminator's
 tokenizer) or, without it, from the world's pairs of `--split` and their oracle revisions.
-`--install` copies the trained discriminator to `WORLD/discriminator`, where
-`World.resources()` offers it to the `tlcr` rewarders (and so to `bench credit`, `bench rl`).
+`--install` replaces `WORLD/discriminator` by the trained discriminator (a copy renamed into
+place: a kill leaves the old one or the new one), where `World.resources()`
+offers it to the `tlcr` rewarders (and so to `bench credit`, `bench rl`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
+from tokenreward.io import replace_folder
 from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.lora import trainable_parameters
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
@@ -61,9 +63,9 @@ class DiscriminatorConfig(RunConfig):
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer (default: the backbone's)"})
     epochs: int = field(default=2, metadata={"help": "passes over the training labels (paper: 2)", "min": 1})
     learning_rate: float = field(
-        default=1e-5,
+        default=1e-3,
         metadata={
-            "help": "peak learning rate, cosine decay without warm-up (paper: 1e-5)",
+            "help": "peak learning rate, cosine decay without warm-up (paper: 1e-5, for a 7B model)",
             "gt": 0.0,
             "aliases": ["--lr"],
         },
@@ -80,7 +82,9 @@ class DiscriminatorConfig(RunConfig):
         default=200,
         metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
-    install: bool = field(default=False, metadata={"help": "also copy the discriminator to WORLD/discriminator"})
+    install: bool = field(
+        default=False, metadata={"help": "also replace WORLD/discriminator by the trained discriminator"}
+    )
 
 
 def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | None) -> dict[str, torch.Tensor]:
@@ -93,7 +97,7 @@ def batch_tensors(tokenizer, examples: list[dict[str, Any]], max_length: int | N
     mask = torch.zeros(enc.input_ids.shape, dtype=torch.bool)
     for i, example in enumerate(examples):
         if [list(o) for o in enc.offsets[i]] != [list(o) for o in example["offsets"]]:
-            raise ValueError(
+            raise UserInputError(
                 f"{example['where']}: this tokenizer splits the response into other tokens than the labels; "
                 "relabel with `tokenreward label --tokenizer` set to the discriminator's tokenizer"
             )
@@ -143,14 +147,8 @@ def evaluate(model, tokenizer, examples: list[dict[str, Any]], batch_size: int, 
 
 
 def install_in_world(final: Path, world_root: Path) -> Path:
-    """Copy `final` to `WORLD/discriminator` (through a temporary folder, then a rename)."""
-    target = Path(world_root) / "discriminator"
-    tmp = target.with_name(".discriminator.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(final, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+    """Replace `WORLD/discriminator` by a copy of `final`, atomically (`io.replace_folder`)."""
+    return replace_folder(final, Path(world_root) / "discriminator")
 
 
 def training_examples(config: DiscriminatorConfig, tokenizer, world) -> tuple[list, list, str, dict[str, int]]:
@@ -165,7 +163,7 @@ def training_examples(config: DiscriminatorConfig, tokenizer, world) -> tuple[li
         examples_of(prompts_as_chat(part, config.chat_template), source) for part in (train_records, eval_records)
     )
     if not train:
-        raise ValueError(f"{source}: no labelled pairs left for training")
+        raise UserInputError(f"{source}: no labelled pairs left for training")
     return train, held_out, source, {"train_pairs": len(train_records), "held_out_pairs": len(eval_records)}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.lora import refuse_lora_dropout, trainable_parameters
@@ -85,7 +86,7 @@ class FigaConfig(RunConfig):
         super().__post_init__()
         refuse_lora_dropout(self, "figa")
         if self.ce_low >= self.ce_high:
-            raise ValueError(f"--ce-low must be below --ce-high, got {self.ce_low} >= {self.ce_high}")
+            raise UserInputError(f"--ce-low must be below --ce-high, got {self.ce_low} >= {self.ce_high}")
 
 
 def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from tokenreward.config import validate_ranges
+from tokenreward.errors import NonFiniteError
 from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
@@ -170,7 +171,7 @@ def autocast(bf16: bool, device: torch.device):
 def check_finite_loss(loss: torch.Tensor, where: str) -> None:
     """Stop on a non-finite loss, naming where (`step 3`, `step 3, epoch 1, mini-batch 2`)."""
     if not torch.isfinite(loss.detach()):
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"{where}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)"
         )
 
@@ -180,7 +181,7 @@ def apply_gradients(accelerator, model, optimizer, max_grad_norm: float, where: 
     before anything changes, step and clear the gradients."""
     norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     if not torch.isfinite(torch.as_tensor(norm)):
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"{where}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)"
         )
     optimizer.step()

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading, resolve_device
 
 
@@ -63,13 +64,13 @@ def check_loading(config: Any) -> None:
     if config.frozen_models:
         return
     if config.dtype in ("bfloat16", "float16"):
-        raise ValueError(
+        raise UserInputError(
             f"--dtype {config.dtype}: this trainer loads no frozen model and the model it trains keeps float32 "
             "weights; for bf16 compute pass --bf16"
         )
     for flag, value in (("--device-map", config.device_map), ("--max-batch-tokens", config.max_batch_tokens)):
         if value is not None:
-            raise ValueError(f"{flag} {value}: this trainer loads no frozen model for it to apply to")
+            raise UserInputError(f"{flag} {value}: this trainer loads no frozen model for it to apply to")
 
 
 def frozen_loading(config: Any, accelerator) -> ModelLoading:
@@ -96,12 +97,12 @@ def run_device(config: Any, accelerator_class) -> Any:
     if requested is not None and (
         requested.type != device.type or (requested.index is not None and requested.index != index)
     ):
-        raise ValueError(
+        raise UserInputError(
             f"--device {config.device}: this process runs on {device} (accelerate gives each process its own "
             "device); leave --device auto"
         )
     if config.device_map is not None and accelerator.num_processes > 1:
-        raise ValueError(
+        raise UserInputError(
             f"--device-map {config.device_map} shards each frozen model over every GPU, which each of the "
             f"{accelerator.num_processes} processes would do; run one process"
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.labels import read_labels
 from tokenreward.models import load_tokenizer
 from tokenreward.trainers import register_trainer
@@ -86,7 +87,7 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     records = read_labels(config.labels) if config.labels is not None else world.pairs(config.split)
     pairs = synthetic_pairs(records)
     if not pairs:
-        raise ValueError("ppo_synthetic: no pair has a revision that differs from its rejected response")
+        raise UserInputError("ppo_synthetic: no pair has a revision that differs from its rejected response")
     recipe = world_recipe(world)
     settings = {
         "epochs": config.rm_epochs or recipe.get("epochs"),
@@ -96,7 +97,7 @@ def train_synthetic_reward_model(config: PPOSyntheticConfig, world, folder: Path
     missing = [k for k, v in settings.items() if v is None]
     if missing:
         flags = ", ".join("--rm-" + {"lr": "learning-rate"}.get(k, k).replace("_", "-") for k in missing)
-        raise ValueError(f"ppo_synthetic: the world has no known size, so no reward-model recipe; pass {flags}")
+        raise UserInputError(f"ppo_synthetic: the world has no known size, so no reward-model recipe; pass {flags}")
     tokenizer = load_tokenizer(str(world.tokenizer_dir))
     torch.manual_seed(derive_seed(config.seed, "head"))  # the scalar head's initialisation
     model = reward_model_from(world.policy_dir, tokenizer)
@@ -144,7 +145,7 @@ def run(config: PPOSyntheticConfig, name: str = "ppo_synthetic") -> Path:
 
     own = Path(config.out) / REWARD_MODEL / "final"  # what its run records (`--resume` alone reads it back)
     if config.rewarder != "sparse" or config.reward_model not in (None, own):
-        raise ValueError(
+        raise UserInputError(
             "ppo_synthetic trains its own reward model and uses the sparse rewarder; drop --rewarder / --reward-model"
         )
     refuse_started(Path(config.out), config.resume)

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 
 from tokenreward.encoding import prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.logprobs import token_stats
 from tokenreward.lora import reference_of, trainable_parameters
 from tokenreward.losses.preference_methods import (
@@ -170,7 +171,7 @@ def refuse_unused_settings(config: PreferenceConfig, name: str) -> None:
         if getattr(config, setting) != defaults[setting]:
             users = ", ".join(n for n, m in PREFERENCE_METHODS.items() if setting in m.uses)
             flag = "--" + setting.replace("_", "-")
-            raise ValueError(f"{flag}: {name} does not use it (used by: {users})")
+            raise UserInputError(f"{flag}: {name} does not use it (used by: {users})")
 
 
 def disable_dropout(model: torch.nn.Module) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
 from tokenreward.preference_data import PreferenceData, pair_token_rewards, read_rows, token_rewards_fingerprint
 from tokenreward.rewards import rewarder_requirements
@@ -47,7 +48,7 @@ def resolve_inputs(config: Any) -> Inputs:
         cache_dir = Path(world.root) / "preference_cache"
     policy = config.policy or (world.policy_dir if world is not None else None)
     if policy is None:
-        raise ValueError("--data needs --policy (or --world, whose SFT policy is then used)")
+        raise UserInputError("--data needs --policy (or --world, whose SFT policy is then used)")
     tokenizer = config.tokenizer or (world.tokenizer_dir if world is not None and config.policy is None else policy)
     return Inputs(
         rows,
@@ -96,7 +97,7 @@ def token_reward_inputs(
         resources["reward_model"] = config.reward_model
     resources = {k: str(v) for k, v in resources.items() if v is not None}
     if "policy" in rewarder_requirements(name) and config.guide_policy is None:
-        raise ValueError(
+        raise UserInputError(
             f"token rewarder {name!r} reads a preference-trained model: pass --guide-policy DIR "
             "(e.g. OUT/final of `tokenreward train dpo`)"
         )

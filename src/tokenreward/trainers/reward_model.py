@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
@@ -90,7 +91,7 @@ def _check_pairs(pairs: Sequence[dict[str, Any]], source: str = "the preference 
     for i, pair in enumerate(pairs):
         missing = [k for k in ("prompt", "chosen", "rejected") if k not in pair]
         if missing:
-            raise ValueError(
+            raise UserInputError(
                 f"{row_location(source, i)}: lacks {', '.join(missing)} (TRL format: prompt/chosen/rejected)"
             )
 
@@ -99,10 +100,10 @@ def _check_trainable(pairs: Sequence[dict[str, Any]], source: str) -> None:
     """Well-formed pairs, at least one, and not every chosen equal to its rejected (a
     Bradley-Terry model learns nothing from equal responses)."""
     if not pairs:
-        raise ValueError(f"{source}: no preference pairs to train on")
+        raise UserInputError(f"{source}: no preference pairs to train on")
     _check_pairs(pairs, source)
     if all(pair["chosen"] == pair["rejected"] for pair in pairs):
-        raise ValueError(f"{source}: in every pair chosen equals rejected; there is no preference to learn")
+        raise UserInputError(f"{source}: in every pair chosen equals rejected; there is no preference to learn")
 
 
 def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +128,7 @@ def pairwise_accuracy(
     if against == "oracle":
         pairs = [p for p in pairs if p["chosen_score"] != p["rejected_score"]]
     if not pairs:
-        raise ValueError("no pairs to measure accuracy on")
+        raise UserInputError("no pairs to measure accuracy on")
     model.eval()
     device = next(model.parameters()).device
     right = 0

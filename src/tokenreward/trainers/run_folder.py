@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import NonFiniteError, UserInputError
 from tokenreward.io import read_json_file, write_atomic
 from tokenreward.lora import write_final
 from tokenreward.trainers.checkpoints import latest_checkpoint
@@ -64,7 +65,7 @@ class RunFolder:
         self.main, self.merge = main, merge
         self.extending = False
         if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--out {self.out} is a file, not a folder")
+            raise UserInputError(f"--out {self.out} is a file, not a folder")
         recorded = self.out / "run.json"
         refuse_started(self.out, resume)
         if recorded.is_file():
@@ -80,7 +81,7 @@ class RunFolder:
             )
             if changed:
                 shown = ", ".join(f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in changed)
-                raise ValueError(
+                raise UserInputError(
                     f"--resume {self.out}: settings differ from the run's ({shown}); use the same settings or another --out"
                 )
         self.settings = settings
@@ -92,19 +93,19 @@ class RunFolder:
         the module docstring); a finished run continued to more steps is no longer finished."""
         flag = "--" + length.replace("_", "-")
         if not extendable:
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the run was started with {flag} {before} and its learning-rate "
                 "schedule depends on it; start a new run"
             )
         trained = self.start_step()
         done = (self.out / "done").is_file()
         if now < trained or (done and now < before):
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the run has already trained {max(trained, before if done else 0)} "
                 "steps; give at least that many or start a new run"
             )
         if done and trained != before:
-            raise ValueError(
+            raise UserInputError(
                 f"--resume with {flag} {now}: the finished run kept no checkpoint of its last step {before}, "
                 "so it cannot go on; start a new run"
             )
@@ -165,7 +166,7 @@ def check_finite_parameters(model, out: Path) -> None:
     """Refuse to finish a run whose trained parameters hold inf or NaN (no `final/`, no `done`)."""
     bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
     if bad:
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"run {out}: {len(bad)} trained parameter tensors hold inf or NaN (first: {bad[0]}); "
             "no final model written (lower --learning-rate or check the data)"
         )
@@ -186,4 +187,4 @@ def refuse_started(out: Path, resume: bool) -> None:
     started = (out / "run.json").is_file() or (out / "final").exists() or latest_checkpoint(out) is not None
     if started and not resume:
         state = "finished" if (out / "done").is_file() else "started"
-        raise ValueError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")
+        raise UserInputError(f"{out} holds a {state} run; pass --resume to continue it or choose another --out")

@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
+
 INPUT_FIELDS = (
     "data",
     "eval_data",
@@ -60,7 +62,7 @@ def refuse_changed_inputs(recorded: dict[str, Any], current: dict[str, Any]) -> 
         now = current.get(key)
         if now is not None and (now["size"], now["sha256"]) != (before["size"], before["sha256"]):
             flag = "--" + key.split("/")[0].replace("_", "-")
-            raise ValueError(
+            raise UserInputError(
                 f"--resume: {flag} {before['file']} changed since the run started (size/sha256 differ); "
                 "restore it or start a new run"
             )

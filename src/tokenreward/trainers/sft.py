@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tokenreward.encoding import encode_pairs, prompts_as_chat
+from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import load_causal_lm, load_tokenizer
@@ -63,12 +64,14 @@ def _split_record(record: dict[str, Any], index: int, source: str = "SFT data") 
     if "messages" in record:
         messages = record["messages"]
         if not messages or messages[-1].get("role") != "assistant":
-            raise ValueError(f"{row_location(source, index)}: `messages` must end with an assistant message")
+            raise UserInputError(f"{row_location(source, index)}: `messages` must end with an assistant message")
         return messages[:-1], messages
     if "prompt" in record and "completion" in record:
         completion = record["completion"]
         return record["prompt"], completion if isinstance(completion, str) else record["prompt"] + completion
-    raise ValueError(f"{row_location(source, index)}: neither prompt/completion nor messages (keys: {sorted(record)})")
+    raise UserInputError(
+        f"{row_location(source, index)}: neither prompt/completion nor messages (keys: {sorted(record)})"
+    )
 
 
 def tokenize_sft(
@@ -87,10 +90,10 @@ def tokenize_sft(
             first = enc.response_positions[i][0]
             if isinstance(prompt, str):
                 if tokenizer.eos_token_id is None:
-                    raise ValueError("the tokenizer has no EOS token; the policy could never learn to stop")
+                    raise UserInputError("the tokenizer has no EOS token; the policy could never learn to stop")
                 ids.append(tokenizer.eos_token_id)
             if len(ids) > max_length:
-                raise ValueError(
+                raise UserInputError(
                     f"{row_location(source, start + i)}: {len(ids)} tokens, longer than --max-length {max_length}"
                 )
             examples.append((ids, [-100] * first + ids[first:]))
@@ -184,7 +187,7 @@ def label_count(examples: Sequence[tuple[list[int], list[int]]]) -> Callable[[li
 
 def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]], accelerator=None, folder=None):
     if not records:
-        raise ValueError(f"{config.data or 'the SFT data'}: no records to train on")
+        raise UserInputError(f"{config.data or 'the SFT data'}: no records to train on")
     if accelerator is None:
         accelerator, folder = make_run(config)
     examples = tokenize_sft(

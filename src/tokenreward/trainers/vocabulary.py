@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
+
 
 def vocabulary_size(source: Any, flag: str) -> int:
     """The vocabulary of a model (a loaded one, or the `config.json` of its folder / GGUF file)."""
@@ -20,7 +22,7 @@ def vocabulary_size(source: Any, flag: str) -> int:
         config = _from_pretrained(AutoConfig, str(source), flag.removeprefix("--"))
     size = getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", None)
     if size is None:
-        raise ValueError(f"{flag} {source}: its config.json states no vocab_size")
+        raise UserInputError(f"{flag} {source}: its config.json states no vocab_size")
     return int(size)
 
 
@@ -32,7 +34,7 @@ def check_shared_vocabulary(tokenizer, policy: tuple[str, Any], others: dict[str
     flag, model = policy
     size = vocabulary_size(model, flag)
     if len(tokenizer) > size:
-        raise ValueError(
+        raise UserInputError(
             f"the tokenizer has {len(tokenizer)} tokens but the {flag} model's embeddings hold {size}; "
             "use the tokenizer the model was trained with"
         )
@@ -41,7 +43,7 @@ def check_shared_vocabulary(tokenizer, policy: tuple[str, Any], others: dict[str
         if source is None or source is model:
             continue
         if vocabulary_size(source, other) != size:
-            raise ValueError(
+            raise UserInputError(
                 f"{other} has a vocabulary of {vocabulary_size(source, other)} tokens and {flag} one of {size}; "
                 "they must share a tokenizer"
             )
@@ -51,7 +53,7 @@ def check_shared_vocabulary(tokenizer, policy: tuple[str, Any], others: dict[str
 
             vocab = vocab if vocab is not None else tokenizer.get_vocab()
             if load_tokenizer(str(folder)).get_vocab() != vocab:
-                raise ValueError(
+                raise UserInputError(
                     f"{other} {folder} holds a tokenizer whose token ids differ from the run's ({flag}); "
                     "they must share a tokenizer"
                 )
@@ -77,5 +79,5 @@ def policy_tokenizer(policy_dir: Path, world) -> Any:
         raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
     tokenizer = load_tokenizer(str(source))
     if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-        raise ValueError(f"the policy tokenizer ({source}) needs a pad and an EOS token")
+        raise UserInputError(f"the policy tokenizer ({source}) needs a pad and an EOS token")
     return tokenizer

@@ -19,6 +19,8 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
+from tokenreward.errors import UserInputError
+
 NEGATIVE = (214, 39, 40)
 POSITIVE = (44, 160, 44)
 WHITE = (255, 255, 255)
@@ -38,15 +40,15 @@ class Cell:
 def check_record(record: dict[str, Any]) -> None:
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
-        raise ValueError(f"heatmap record lacks {', '.join(missing)} (expected the JSON of TokenRewards.record)")
+        raise UserInputError(f"heatmap record lacks {', '.join(missing)} (expected the JSON of TokenRewards.record)")
     n = len(record["tokens"])
     if not (len(record["offsets"]) == len(record["rewards"]) == n):
-        raise ValueError(
+        raise UserInputError(
             f"heatmap record has {n} tokens, {len(record['offsets'])} offsets and {len(record['rewards'])} rewards"
         )
     bad = [t for t, r in enumerate(record["rewards"]) if not math.isfinite(float(r))]
     if bad:
-        raise ValueError(f"heatmap record has a non-finite reward at token {bad[0]}")
+        raise UserInputError(f"heatmap record has a non-finite reward at token {bad[0]}")
 
 
 def cells(record: dict[str, Any]) -> list[Cell]:

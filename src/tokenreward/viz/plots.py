@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from tokenreward.errors import UserInputError
+
 LogRecords = Sequence[Mapping[str, Any]]
 
 
@@ -23,7 +25,7 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for fewer than two values)."""
     array = np.asarray(values, dtype=float)
     if array.size == 0:
-        raise ValueError("mean_and_std of no values")
+        raise UserInputError("mean_and_std of no values")
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
 
 
@@ -41,7 +43,7 @@ def metric_curve(log: LogRecords, metric: str) -> tuple[np.ndarray, np.ndarray]:
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
     """`out[k] = mean(values[max(0, k - window + 1) : k + 1])`."""
     if window < 1:
-        raise ValueError(f"smoothing window must be at least 1, got {window}")
+        raise UserInputError(f"smoothing window must be at least 1, got {window}")
     sums = np.cumsum(np.concatenate([[0.0], values]))
     idx = np.arange(len(values))
     lo = np.maximum(0, idx - window + 1)
@@ -102,7 +104,7 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
 
     if not metrics:
-        raise ValueError("plot_learning_curves needs at least one metric")
+        raise UserInputError("plot_learning_curves needs at least one metric")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics):

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
+
 STYLE = """
 body { font-family: system-ui, -apple-system, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -45,7 +47,7 @@ def png_image(png: bytes | Path | str, alt: str) -> str:
     """An `<img>` carrying the PNG itself as a base64 data URI."""
     data = png if isinstance(png, bytes) else Path(png).read_bytes()
     if not data.startswith(b"\x89PNG"):
-        raise ValueError(f"png_image: {alt!r} is not a PNG")
+        raise UserInputError(f"png_image: {alt!r} is not a PNG")
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
 
 

@@ -7,7 +7,7 @@
     build_rewarder("red", world.resources())
 
 Build one with `tokenreward world build [--size small|full]` or
-`tokenreward.world.build.build_world(out, size, seed)`.
+`tokenreward.worldbuild.build.build_world(out, size, seed)`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UnknownNameError, UserInputError
 from tokenreward.io import read_json_file
 
 SPLITS = ("sft", "reward", "rl", "test")
@@ -66,7 +67,7 @@ class World:
         try:
             self.config: dict[str, Any] = json.loads(manifest.read_text())
         except ValueError:
-            raise ValueError(
+            raise UserInputError(
                 f"{manifest} is not valid JSON; the world is damaged: rebuild it with "
                 f"`{_build_hint(self.root)}` after deleting {self.root}"
             ) from None
@@ -92,7 +93,7 @@ class World:
             if not path.is_file():
                 raise FileNotFoundError(f"the world at {self.root} lacks its file {name}; {fix}")
             if path.stat().st_size != expected["size"]:
-                raise ValueError(
+                raise UserInputError(
                     f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
                     f"built (truncated or changed); {fix}"
                 )
@@ -114,12 +115,19 @@ class World:
         return self.root / STANDARD_FOLDERS["reward_model"]
 
     @property
+    def families(self) -> tuple[str, ...]:
+        """The world's task families, in the order their prompts were drawn."""
+        from tokenreward.world.families import DEFAULT_FAMILIES
+
+        return tuple(self.config.get("sizes", {}).get("families", DEFAULT_FAMILIES))
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
 
     def _records(self, kind: str, split: str) -> list[dict[str, Any]]:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; the world's splits are {', '.join(SPLITS)}")
+            raise UserInputError(f"unknown split {split!r}; the world's splits are {', '.join(SPLITS)}")
         return _read_jsonl(self.root / "data" / f"{kind}.{split}.jsonl")
 
     def prompts(self, split: str) -> list[dict[str, Any]]:
@@ -138,7 +146,7 @@ class World:
         """Pairs of the SFT policy's own samples, oracle-graded and labelled like `pairs`
         (the reward and test splits; the reward model trains on them too); no revision."""
         if split not in ("reward", "test"):
-            raise ValueError(f"the world has policy pairs for the reward and test splits, not {split!r}")
+            raise UserInputError(f"the world has policy pairs for the reward and test splits, not {split!r}")
         return self._records("policy_pairs", split)
 
     def sft_examples(self) -> list[dict[str, Any]]:
@@ -149,7 +157,7 @@ class World:
         """The prompt record whose prompt text is `prompt` (any split)."""
         index = self._prompt_index()
         if prompt not in index:
-            raise KeyError(f"prompt {prompt[:60]!r} is not a prompt of the world at {self.root}")
+            raise UnknownNameError(f"prompt {prompt[:60]!r} is not a prompt of the world at {self.root}")
         return index[prompt]
 
     def _prompt_index(self) -> dict[str, dict[str, Any]]:
@@ -189,7 +197,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except ValueError as err:
-            raise ValueError(f"{path} line {number}: not valid JSON ({err}); the world is damaged") from None
+            raise UserInputError(f"{path} line {number}: not valid JSON ({err}); the world is damaged") from None
     return rows
 
 

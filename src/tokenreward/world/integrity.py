@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import read_json_file
 from tokenreward.world import BUILD_STATE, MANIFEST
+from tokenreward.world.families import DEFAULT_FAMILIES
 
 UNRECORDED = {MANIFEST, BUILD_STATE, ".tokenreward.lock"}
 
@@ -29,14 +31,21 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     return digests
 
 
-def check_finished(root: Path, size: str, seed: int) -> None:
-    """Refuse a finished world of another size or seed, or one whose files changed since its build."""
-    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed} --out {root}` again"
+def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] = DEFAULT_FAMILIES) -> None:
+    """Refuse a finished world of another size, seed or families, or one whose files changed since its build."""
+    chosen = "" if tuple(families) == DEFAULT_FAMILIES else f" --families {' '.join(families)}"
+    fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed}{chosen} --out {root}` again"
     manifest = read_json_file(root / MANIFEST, fix)
     if (manifest.get("size"), manifest.get("seed")) != (size, seed):
-        raise ValueError(
+        raise UserInputError(
             f"{root} holds a finished world of size {manifest.get('size')!r} and seed {manifest.get('seed')!r}, "
             f"not size {size!r} seed {seed}; use another --out, or {fix}"
+        )
+    built = tuple(manifest.get("sizes", {}).get("families", DEFAULT_FAMILIES))
+    if built != tuple(families):
+        raise UserInputError(
+            f"{root} holds a finished world of the families {', '.join(built)}, not {', '.join(families)}; "
+            f"use another --out, or {fix}"
         )
     recorded = manifest.get("files")
     if recorded is None:
@@ -47,13 +56,13 @@ def check_finished(root: Path, size: str, seed: int) -> None:
         if not path.is_file():
             raise FileNotFoundError(f"the world at {root} lacks its file {name}; {fix}")
         if path.stat().st_size != expected["size"]:
-            raise ValueError(
+            raise UserInputError(
                 f"the world file {path} has {path.stat().st_size} bytes, {expected['size']} when it was "
                 f"built (truncated or changed); {fix}"
             )
     actual = file_digests(root)
     for name, expected in recorded.items():
         if actual[name]["sha256"] != expected["sha256"]:
-            raise ValueError(
+            raise UserInputError(
                 f"the world file {root / name} changed since the world was built (SHA-256 differs); {fix}"
             )

@@ -10,23 +10,7 @@ returns character spans with a credit, the holistic score and the list of issues
 2. Hostility (every family): a word whose VADER valence is `<= HOSTILE_THRESHOLD` gets
    credit `valence / HOSTILE_SCALE`; fix: delete the word and one adjacent space.
 3. The family's answer:
-   - arithmetic: an expression `x op y` restates the question; its operands or operator that
-     differ from the question's share `RESTATEMENT_CREDIT` (fix: the question's expression).
-     Other numbers are answers: the first correct one gets `+1`; a wrong one `WRONG_CREDIT`,
-     on its wrong digits when it has the right length, else on the whole number; fix: the
-     right number.
-   - facts: a word equal to the right entity gets `+1` (first time); another entity of the
-     same relation, or a misspelling (optimal-string-alignment distance <= max(1, len / 4) from a table
-     entity, and not a known word) gets `WRONG_CREDIT`; fix: the right (or right-spelled) word.
-   - enumeration: the longest run of comma-separated numbers is Levenshtein-aligned with the
-     expected list; each matched item `+1/k`, each wrong, extra or missing item
-     `LIST_ERROR_CREDIT` (on the item; a missing one on the gap: the separator or the
-     character after the list); fixes: substitute, delete with its separator, insert.
-   - repetition (animal facts): the first sentence naming the animal and matching its true
-     sentence (rapidfuzz ratio >= 90) gets `+1`; a sentence naming it with another claim,
-     or naming another animal, gets `WRONG_CREDIT`; fix: the true sentence.
-   - tone: words with VADER valence `>= KIND_THRESHOLD` share `+1` equally; naming another
-     customer item than the complaint's gets `WRONG_CREDIT`; fix: the complaint's item.
+   (each family's `rule`; its check and rule live in its module in `tokenreward.world.families`)
 4. Sequence terms: no answer at all (no number / entity / list / animal sentence / kind
    word): `-NO_ANSWER_PENALTY`, fix: append the canonical answer; verbosity:
    `-min(VERBOSITY_CAP, VERBOSITY_RATE * (words - WORD_LIMITS[family]))`, fix: drop
@@ -38,9 +22,8 @@ A token's true credit is the sum of the credits of the spans it overlaps.
 
 from __future__ import annotations
 
-from tokenreward.world import tables
+from tokenreward.errors import UserInputError
 from tokenreward.world.answers import (
-    CHECKS,
     HOSTILE_SCALE,
     HOSTILE_THRESHOLD,
     LIST_ERROR_CREDIT,
@@ -50,33 +33,43 @@ from tokenreward.world.answers import (
     VERBOSITY_CAP,
     VERBOSITY_RATE,
     WORD,
-    WORD_LIMITS,
     WRONG_CREDIT,
     Grade,
     Issue,
-    _normalise,
-    _sentences,
+    StepTruth,
     known_words,
+    normalise,
+    sentence_spans,
     vader_lexicon,
 )
+from tokenreward.world.families import FAMILIES, family
+
+#: item 3 of the docstring, which `documented_rules` replaces by the families' rules
+_FAMILY_RULES = "   (each family's `rule`; its check and rule live in its module in `tokenreward.world.families`)"
 
 __all__ = [
     "LIST_ERROR_CREDIT",
+    "ORACLE_REWARDS",
     "NO_ANSWER_PENALTY",
     "REPEAT_CREDIT",
     "RESTATEMENT_CREDIT",
     "VERBOSITY_RATE",
-    "WORD_LIMITS",
     "WRONG_CREDIT",
     "Grade",
     "Issue",
+    "StepTruth",
     "canonical_answer",
+    "correct",
     "defect_tokens",
+    "documented_rules",
     "grade",
     "known_words",
+    "oracle_reward",
     "revise",
+    "step_truth",
     "token_credit",
     "vader_lexicon",
+    "verifiable_families",
 ]
 
 
@@ -99,9 +92,9 @@ def _mask(text: str, ranges: list[tuple[int, int]]) -> str:
 def find_loops(text: str) -> list[Issue]:
     seen: list[str] = []
     issues = []
-    sentences = _sentences(text)
+    sentences = sentence_spans(text)
     for k, (s, e) in enumerate(sentences):
-        norm = _normalise(text[s:e])
+        norm = normalise(text[s:e])
         finished = text[s:e][-1] in ".!?"
         unfinished_repeat = not finished and k == len(sentences) - 1 and any(p.startswith(norm) for p in seen)
         if norm and (norm in seen or unfinished_repeat):
@@ -125,20 +118,15 @@ def find_hostile(text: str) -> list[Issue]:
 
 def canonical_answer(prompt_record: dict) -> str:
     """The family's reference reply (leading space, as responses follow the prompt directly)."""
-    family, meta = prompt_record["family"], prompt_record["meta"]
-    if family == "arithmetic":
-        return tables.ARITHMETIC_ANSWERS[0].format(a=meta["a"], op=meta["op"], b=meta["b"], c=meta["answer"])
-    if family == "facts":
-        template = tables.FACT_RELATIONS[meta["relation"]][2][0]
-        return template.format(subject=meta["subject"], Subject=meta["subject"].capitalize(), answer=meta["answer"])
-    if family == "enumeration":
-        template = tables.ENUMERATION_ANSWERS[meta["kind"]][0]
-        return template.format(items=", ".join(map(str, meta["items"])), **meta["params"])
-    if family == "repetition":
-        return " " + tables.ANIMALS[meta["animal"]][1]
-    if family == "tone":
-        return tables.TONE_REPLIES[0].format(item=meta["item"])
-    raise ValueError(f"unknown family {family!r}")
+    return family(prompt_record["family"]).canonical(prompt_record["meta"])
+
+
+def documented_rules(families: tuple[str, ...] | list[str]) -> str:
+    """This module's rules (its docstring after the title) with item 3 spelled out: the `rule`
+    of each of `families`, in order (the world's README prints it)."""
+    head, tail = __doc__.split("\n", 2)[2].strip().split(_FAMILY_RULES + "\n")
+    rules = "".join("   - " + family(name).rule.replace("\n", "\n     ") + "\n" for name in families)
+    return head + rules + tail
 
 
 def apply_fixes(text: str, fixes: list[tuple[int, int, str]]) -> str:
@@ -148,16 +136,15 @@ def apply_fixes(text: str, fixes: list[tuple[int, int, str]]) -> str:
     return text
 
 
-def _verbosity(family: str, text: str, issues: list[Issue], answer_spans: list) -> Issue | None:
-    """The verbosity term; its fix drops trailing zero-credit sentences until the text, with
-    the other issues fixed, is within the word limit."""
-    limit = WORD_LIMITS[family]
+def _verbosity(limit: int, text: str, issues: list[Issue], answer_spans: list) -> Issue | None:
+    """The verbosity term past `limit` words; its fix drops trailing zero-credit sentences until
+    the text, with the other issues fixed, is within the limit."""
     excess = len(text.split()) - limit
     if excess <= 0:
         return None
     penalty = min(VERBOSITY_CAP, VERBOSITY_RATE * excess)
     credited = [(s, e) for s, e, _ in answer_spans] + [(s, e) for i in issues for s, e, _ in i.spans]
-    removable = [(s, e) for s, e in _sentences(text) if not any(cs < e and s < ce for cs, ce in credited)]
+    removable = [(s, e) for s, e in sentence_spans(text) if not any(cs < e and s < ce for cs, ce in credited)]
     remaining = len(apply_fixes(text, [i.fix for i in issues]).split())
     cut_start = len(text)
     for s, e in reversed(removable):
@@ -170,24 +157,81 @@ def _verbosity(family: str, text: str, issues: list[Issue], answer_spans: list) 
 
 def grade(prompt_record: dict, response: str) -> Grade:
     """Credit spans, holistic score and issues of `response` to `prompt_record` (module docstring)."""
-    family = prompt_record["family"]
-    if family not in CHECKS:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(CHECKS)}")
-    loops = find_loops(response)
-    masked = _mask(response, [i.fix[:2] for i in loops])
+    task = family(prompt_record["family"])
+    loops, masked = _without_loops(response)
     issues = loops + find_hostile(masked)
-    answer = CHECKS[family](prompt_record["meta"], masked)
+    answer = task.check(prompt_record["meta"], masked)
     issues += answer.issues
     if not answer.attempted:
         issues.append(
-            Issue("no_answer", [], (len(response), len(response), canonical_answer(prompt_record)), NO_ANSWER_PENALTY)
+            Issue(
+                "no_answer",
+                [],
+                (len(response), len(response), task.canonical(prompt_record["meta"])),
+                NO_ANSWER_PENALTY,
+            )
         )
-    verbose = _verbosity(family, response, issues, answer.spans)
+    verbose = _verbosity(task.word_limit, response, issues, answer.spans)
     if verbose is not None:
         issues.append(verbose)
     spans = sorted([list(s) for s in answer.spans] + [list(s) for i in issues for s in i.spans])
     score = sum(c for _, _, c in spans) - sum(i.penalty for i in issues)
     return Grade(float(score), spans, len(issues), issues)
+
+
+def _without_loops(response: str) -> tuple[list[Issue], str]:
+    """The loops of `response`, and the response with them blanked out (what later checks read)."""
+    loops = find_loops(response)
+    return loops, _mask(response, [i.fix[:2] for i in loops])
+
+
+def verifiable_families() -> list[str]:
+    """The registered families whose replies are right or wrong (`correct`)."""
+    return [name for name in FAMILIES.names() if family(name).verifiable]
+
+
+def correct(prompt_record: dict, response: str) -> float:
+    """The verifiable reward: 1.0 when the answer of `response` is right, else 0.0, by the
+    family's `correct` on the response with its loops blanked out (as `grade` reads it); loops,
+    hostility and verbosity do not count. A family without a right answer raises ValueError."""
+    task = family(prompt_record["family"])
+    if not task.verifiable:
+        raise UserInputError(
+            f"the {task.name} family has no verifiable answer; the verifiable reward covers the families "
+            f"{', '.join(verifiable_families())}"
+        )
+    return float(task.correct(prompt_record["meta"], _without_loops(response)[1]))
+
+
+def holistic_score(prompt_record: dict, response: str) -> float:
+    """The holistic reward: `grade(prompt_record, response).score`."""
+    return grade(prompt_record, response).score
+
+
+#: the oracle's rewards of a whole response, by name (`oracle_reward`)
+ORACLE_REWARDS = {"score": holistic_score, "verifiable": correct}
+
+
+def oracle_reward(prompt_record: dict, response: str, mode: str = "score") -> float:
+    """The oracle's reward of `response` in `mode`: "score" (the holistic score, `grade`) or
+    "verifiable" (1.0 right / 0.0 wrong, `correct`)."""
+    if mode not in ORACLE_REWARDS:
+        raise UserInputError(f"unknown oracle reward {mode!r}; choose one of {', '.join(ORACLE_REWARDS)}")
+    return ORACLE_REWARDS[mode](prompt_record, response)
+
+
+def step_truth(prompt_record: dict, response: str) -> list[StepTruth]:
+    """Each step of `response` in order (the final answer line last), with its characters and
+    whether it is correct (on the true chain) and valid (follows from the step before it), for
+    families that write steps (`multistep`); the response is read as it is (loops included).
+    Other families raise ValueError."""
+    task = family(prompt_record["family"])
+    if not task.has_steps:
+        steps = [name for name in FAMILIES.names() if family(name).has_steps]
+        raise UserInputError(
+            f"the {task.name} family has no steps; step ground truth covers the families {', '.join(steps)}"
+        )
+    return task.steps(prompt_record["meta"], response)
 
 
 def revise(prompt_record: dict, response: str) -> str:

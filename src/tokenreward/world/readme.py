@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tokenreward.world import answers, generate, oracle
+from tokenreward.world.families import DEFAULT_FAMILIES, family
 
 TEMPLATE = """# tokenreward world ({size}, seed {seed})
 
@@ -30,13 +31,7 @@ Prompts are plain strings `User: QUESTION\\nAssistant:`; a response follows the 
 directly (it starts with a space) and the policy ends it with `<eos>` (not part of the string).
 
 ## Families and planted defects
-- arithmetic (`What is 17 + 25?`): wrong digits;
-- facts (capitals, languages, dishes; real and made-up entities): a wrong entity (right for
-  another prompt) or a misspelling;
-- enumeration (first k primes, counting, multiples): missing, extra or wrong items;
-- repetition (one true sentence about an animal): loops of the sentence, or a sentence about
-  another animal;
-- tone (reply to a customer): hostile words (valences from the VADER lexicon), the wrong item.
+{family_summaries}
 
 Every family can also be verbose, answer nothing, loop, or carry a hostile sentence.
 
@@ -66,10 +61,13 @@ The SFT data teaches both: better(defective reply) -> its oracle revision, bette
 
 
 def render_readme(manifest: dict[str, Any]) -> str:
+    """The README of the world whose `world.json` is `manifest` (its families: `sizes.families`)."""
+    families = manifest["sizes"].get("families", DEFAULT_FAMILIES)
     return TEMPLATE.format(
+        family_summaries="\n".join("- " + family(name).summary.replace("\n", "\n  ") for name in families),
         size=manifest["size"],
         seed=manifest["seed"],
-        oracle_doc=oracle.__doc__.split("\n", 2)[2].strip(),
+        oracle_doc=oracle.documented_rules(families),
         repeat=answers.REPEAT_CREDIT,
         wrong=answers.WRONG_CREDIT,
         list_error=answers.LIST_ERROR_CREDIT,
@@ -80,7 +78,7 @@ def render_readme(manifest: dict[str, Any]) -> str:
         no_answer=answers.NO_ANSWER_PENALTY,
         rate=answers.VERBOSITY_RATE,
         cap=answers.VERBOSITY_CAP,
-        limits=json.dumps(answers.WORD_LIMITS),
+        limits=json.dumps({name: family(name).word_limit for name in families}),
         temperature=manifest["label_temperature"],
         better=generate.REVISION_BETTER,
         worse=generate.REVISION_WORSE,

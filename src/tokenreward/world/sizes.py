@@ -1,8 +1,11 @@
-"""World sizes: how many prompts and pairs, the policy's shape and the training recipes."""
+"""World sizes: how many prompts and pairs, the policy's shape and the training recipes (and the
+task families, `DEFAULT_FAMILIES` unless a build names others)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from tokenreward.world.families import DEFAULT_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class WorldSize:
     eval_prompts: int  # test prompts the SFT policy answers for the report
     policy_pairs_per_prompt: int  # pairs of the SFT policy's own samples per reward prompt (test: pairs_per_prompt)
     max_grad_norm: float = 1.0  # gradient-norm clip of both training stages (SFT at lr 2e-3 is unstable without)
+    families: tuple[str, ...] = DEFAULT_FAMILIES  # the task families, in the order their prompts are drawn
 
 
 SIZES = {

@@ -37,6 +37,7 @@ import torch
 from trl import GRPOTrainer
 
 from tokenreward.align import offsets_from_ids
+from tokenreward.errors import InputTypeError, UserInputError
 from tokenreward.generation import Generation, Generations
 from tokenreward.gguf import resolve_model_source
 from tokenreward.integrations.trl.estimator_inputs import VERIFIABLE, estimator_inputs, verifiable_settings
@@ -59,21 +60,25 @@ def trl_advantage_settings(scale_rewards: str | bool) -> AdvantageSettings:
     """The `AdvantageSettings` that reproduce TRL's `scale_rewards` (True = "group", False = "none")."""
     key = {True: "group", False: "none"}.get(scale_rewards, scale_rewards)
     if key not in TRL_SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none' (or True / False), got {scale_rewards!r}")
+        raise UserInputError(
+            f"scale_rewards must be 'group', 'batch' or 'none' (or True / False), got {scale_rewards!r}"
+        )
     return TRL_SCALE_REWARDS[key]
 
 
 def resolve_rewarder(rewarder: Rewarder | str | None, resources: dict[str, Any] | None) -> Rewarder:
     """A rewarder object, or one built by name from `resources` (models, tokenizers, options)."""
     if rewarder is None:
-        raise ValueError("pass `rewarder`: a tokenreward Rewarder, or a rewarder name with `rewarder_resources`")
+        raise UserInputError("pass `rewarder`: a tokenreward Rewarder, or a rewarder name with `rewarder_resources`")
     if isinstance(rewarder, str):
         checked = check_rewarder_arguments(rewarder, resources or {}, lambda key: f"rewarder_resources[{key!r}]")
         return build_rewarder(rewarder, **checked)
     if resources:
-        raise ValueError("`rewarder_resources` builds a rewarder by name; the rewarder given is already built")
+        raise UserInputError("`rewarder_resources` builds a rewarder by name; the rewarder given is already built")
     if not isinstance(rewarder, Rewarder):
-        raise TypeError(f"`rewarder` must be a tokenreward Rewarder or a rewarder name, got {type(rewarder).__name__}")
+        raise InputTypeError(
+            f"`rewarder` must be a tokenreward Rewarder or a rewarder name, got {type(rewarder).__name__}"
+        )
     return rewarder
 
 
@@ -130,7 +135,7 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         **kwargs,
     ):
         if baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+            raise UserInputError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         self.baseline = baseline
         self.token_reward_function = TokenRewardFunction(resolve_rewarder(rewarder, rewarder_resources))
         others = (
@@ -142,7 +147,7 @@ class TokenRewardGRPOTrainer(GRPOTrainer):
         model = resolve_model_source(model)  # TRL loads a model folder or hub id itself, not a GGUF file
         super().__init__(model, reward_funcs=[self.token_reward_function, *others], **kwargs)
         if self.args.multi_objective_aggregation != "sum_then_normalize":
-            raise ValueError(
+            raise UserInputError(
                 "TokenRewardGRPOTrainer needs multi_objective_aggregation='sum_then_normalize': token rewards and the "
                 "other reward functions add up to one return per completion"
             )

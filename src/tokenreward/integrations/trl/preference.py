@@ -36,6 +36,7 @@ from accelerate.utils import is_peft_model
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import use_adapter
 
+from tokenreward.errors import InputTypeError, UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.integrations.trl.preference_configs import SePOConfig, TDPOConfig, TGDPOConfig, TRegDPOConfig
 from tokenreward.logprobs import token_logprobs, token_stats
@@ -62,7 +63,7 @@ def check_supported(args: DPOConfig, trainer: str) -> None:
     if args.f_divergence_type != "reverse_kl":
         problems.append(f"f_divergence_type={args.f_divergence_type!r}")
     if problems:
-        raise ValueError(
+        raise UserInputError(
             f"{trainer} computes its own loss; leave these DPOConfig settings at their defaults: {', '.join(problems)}"
         )
 
@@ -127,13 +128,13 @@ class TokenLevelDPOTrainer(DPOTrainer):
         if args is None:
             args = self.config_class(output_dir=f"{name}-output")
         if not isinstance(args, self.config_class):
-            raise TypeError(f"{name} needs a {self.config_class.__name__}, got {type(args).__name__}")
+            raise InputTypeError(f"{name} needs a {self.config_class.__name__}, got {type(args).__name__}")
         check_supported(args, name)
         self.method = self.method_name(args)
         self.preference = PREFERENCE_METHODS.get(self.method)
         adapters = kwargs.get("peft_config") is not None or (not isinstance(model, str) and is_peft_model(model))
         if adapters and ref_model is None and self.preference.needs.reference_logits:
-            raise ValueError(
+            raise UserInputError(
                 f"{name} with PEFT adapters needs a ref_model: {self.method}'s KL reads the reference's logits"
             )
         self.settings = method_settings(self.preference, args)
@@ -143,7 +144,7 @@ class TokenLevelDPOTrainer(DPOTrainer):
             self.uses_token_rewards and token_rewarder is None and "policy" in rewarder_requirements(rewarder_name)
         )
         if needs_guide and getattr(args, "guide_policy", None) is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{name}: the {rewarder_name} token rewarder reads a DPO-trained model: set guide_policy in the config"
             )
         model, ref_model = (
@@ -184,7 +185,7 @@ class TokenLevelDPOTrainer(DPOTrainer):
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         if not hasattr(dataset, "add_column"):
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__} needs a map-style Dataset (its rows gain token columns), not an IterableDataset"
             )
         if not self._holds_models:  # TRL prepares datasets before it holds the (PEFT-wrapped) models
@@ -227,7 +228,7 @@ class TokenLevelDPOTrainer(DPOTrainer):
                     tokenizer, row["prompt"], strip_added_eos(row["prompt"], row[side], tokenizer.eos_token)
                 )
                 if enc.input_ids != list(row["prompt_ids"]) + list(row[f"{side}_ids"]):
-                    raise ValueError(
+                    raise UserInputError(
                         f"{dataset_name} dataset, row {i}: TRL's tokens of prompt + {side} differ from tokenreward's "
                         "encoding of the same text, so token rewards cannot be placed on them"
                     )
@@ -326,7 +327,7 @@ class TDPOTrainer(TokenLevelDPOTrainer):
 
     def method_name(self, args) -> str:
         if args.tdpo_variant not in ("tdpo1", "tdpo2"):
-            raise ValueError(f"tdpo_variant must be 'tdpo1' or 'tdpo2', got {args.tdpo_variant!r}")
+            raise UserInputError(f"tdpo_variant must be 'tdpo1' or 'tdpo2', got {args.tdpo_variant!r}")
         return args.tdpo_variant
 
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from trl import DPOConfig
 
+from tokenreward.errors import UserInputError
 from tokenreward.rewards import REWARDERS, check_rewarder_arguments
 
 
@@ -45,7 +46,7 @@ class TDPOConfig(DPOConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.tdpo_variant == "tdpo1" and self.alpha != 0.5:
-            raise ValueError(f"alpha: tdpo1 does not use it (used by: tdpo2), got {self.alpha}")
+            raise UserInputError(f"alpha: tdpo1 does not use it (used by: tdpo2), got {self.alpha}")
 
 
 @dataclass
@@ -103,13 +104,13 @@ def check_rewarder_options(args) -> None:
     """`token_rewarder` registered and `rewarder_options` (a dict once TRL has read its JSON)
     arguments of its constructor, of the annotated types (`check_rewarder_arguments`)."""
     if args.token_rewarder not in REWARDERS:
-        raise ValueError(
+        raise UserInputError(
             f"token_rewarder: {args.token_rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}"
         )
     if args.rewarder_options is None:
         return
     if not isinstance(args.rewarder_options, dict):
-        raise ValueError(f"rewarder_options: expected a dict (or its JSON), got {args.rewarder_options!r}")
+        raise UserInputError(f"rewarder_options: expected a dict (or its JSON), got {args.rewarder_options!r}")
     args.rewarder_options = check_rewarder_arguments(
         args.token_rewarder, args.rewarder_options, lambda key: f"rewarder_options.{key}"
     )

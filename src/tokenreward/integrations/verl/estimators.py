@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tokenreward.errors import UserInputError
 from tokenreward.losses.advantages import AdvantageBatch, AdvantageSettings, estimate_advantages
 
 #: verl estimators that start from `token_level_rewards.sum(dim=-1)`
@@ -69,10 +70,10 @@ VERIFIABLE_ESTIMATORS = {
 def group_ids(index: Any, rows: int) -> torch.Tensor:
     """verl's uid array (any hashable ids) as integer group ids `[rows]`."""
     if index is None:
-        raise ValueError("tokenreward advantage estimators group samples by uid; the batch has no 'uid' array")
+        raise UserInputError("tokenreward advantage estimators group samples by uid; the batch has no 'uid' array")
     ids = np.asarray(index, dtype=object).reshape(-1)
     if len(ids) != rows:
-        raise ValueError(f"uid array has {len(ids)} entries for {rows} rows")
+        raise UserInputError(f"uid array has {len(ids)} entries for {rows} rows")
     _, inverse = np.unique(ids.astype(str), return_inverse=True)
     return torch.as_tensor(inverse.reshape(-1), dtype=torch.long)
 
@@ -106,7 +107,7 @@ def advantage_settings(config) -> AdvantageSettings:
     fields = dict(given)
     unknown = sorted(set(fields) - set(AdvantageSettings.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"algorithm.tokenreward_advantage: unknown setting(s) {', '.join(unknown)}")
+        raise UserInputError(f"algorithm.tokenreward_advantage: unknown setting(s) {', '.join(unknown)}")
     return AdvantageSettings(**{k: tuple(v) if isinstance(v, list | tuple) else v for k, v in fields.items()})
 
 
@@ -116,7 +117,7 @@ def _verifiable(verl_name: str, token_level_rewards, response_mask, index, confi
     found = [kwargs[k] for k in keys if kwargs.get(k) is not None]
     found += [given[k] for k in keys if given is not None and k in given.keys()]
     if not found:
-        raise ValueError(
+        raise UserInputError(
             f"algorithm.adv_estimator={verl_name} needs data.batch[{keys[0]!r}] passed as {keys[0]}=..., which "
             "verl's compute_advantage does not pass to registered estimators (see tokenreward.integrations.verl.estimators)"
         )

@@ -29,6 +29,7 @@ from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from tokenreward.align import offsets_from_ids
+from tokenreward.errors import UserInputError
 from tokenreward.generation import Generation, Generations
 from tokenreward.integrations.verl.batching import MicroBatcher
 from tokenreward.integrations.verl.estimators import dense_with_sequence_estimator
@@ -122,12 +123,12 @@ def check_reward_path(config) -> None:
     reward = config.reward
     colocated = bool(reward.reward_model.enable) and not bool(reward.reward_model.enable_resource_pool)
     if colocated and not reward.custom_reward_function.get("path"):
-        raise ValueError(
+        raise UserInputError(
             "reward.custom_reward_function.path is unset, so verl would send each sample to its own reward-model "
             f"server instead of the tokenreward manager; set {COLOCATED_OVERRIDES}"
         )
     if not colocated and not streaming_accepts_lists():
-        raise ValueError(
+        raise UserInputError(
             "this verl's streaming reward path keeps one float per sample and cannot carry per-token rewards; "
             f"use the colocated path: {COLOCATED_OVERRIDES} (or patch verl, docs/upstream/)"
         )
@@ -163,11 +164,13 @@ class TokenRewardManager(RewardManagerBase):
         valid = data.batch["attention_mask"][:, prompt_length:].sum(dim=1).tolist()
         rm_scores = torch.zeros_like(data.batch["responses"], dtype=torch.float32)
         if len(scores) != rm_scores.shape[0]:
-            raise ValueError(f"{len(scores)} reward scores for a batch of {rm_scores.shape[0]}")
+            raise UserInputError(f"{len(scores)} reward scores for a batch of {rm_scores.shape[0]}")
         for i, score in enumerate(scores):
             if isinstance(score, (list, tuple)):
                 if len(score) != valid[i]:
-                    raise ValueError(f"sample {i}: {len(score)} token rewards for {valid[i]} valid response tokens")
+                    raise UserInputError(
+                        f"sample {i}: {len(score)} token rewards for {valid[i]} valid response tokens"
+                    )
                 rm_scores[i, : len(score)] = torch.as_tensor(score, dtype=torch.float32)
             elif valid[i] > 0:
                 rm_scores[i, valid[i] - 1] = float(score)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tokenreward.encoding import response_text
+from tokenreward.errors import UserInputError
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards
 
 
@@ -40,18 +41,20 @@ class ServerRewarder(Rewarder):
         make_client: Callable[[str], Any] | None = None,
     ):
         if combine not in ("sum", "mean"):
-            raise ValueError(f"combine must be 'sum' or 'mean', got {combine!r}")
+            raise UserInputError(f"combine must be 'sum' or 'mean', got {combine!r}")
         self.url, self.combine, self.batch_size = url, combine, batch_size
         self.client = (make_client or default_client)(url)
 
     def _score_batch(self, prompts: list[TextOrMessages], responses: list[TextOrMessages]) -> TokenRewards:
         records = list(self.client.token_rewards(prompts, responses))
         if len(records) != len(responses):
-            raise ValueError(f"tokenreward server {self.url}: {len(records)} records for {len(responses)} responses")
+            raise UserInputError(
+                f"tokenreward server {self.url}: {len(records)} records for {len(responses)} responses"
+            )
         for i, record in enumerate(records):
             if not isinstance(record, dict) or record.get("error") or "rewards" not in record:
                 problem = record.get("error") if isinstance(record, dict) else record
-                raise ValueError(f"tokenreward server {self.url}: response {i} was not scored: {problem}")
+                raise UserInputError(f"tokenreward server {self.url}: response {i} was not scored: {problem}")
         self.name = str(records[0].get("rewarder", "server")) if records else self.name
         return TokenRewards.from_lists(
             self.name,

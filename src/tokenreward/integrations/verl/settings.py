@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokenreward.errors import InputTypeError, UserInputError, flag_spelling
 from tokenreward.rewards import REWARDERS, check_rewarder_arguments, rewarder_requirements
 
 PREFIX = "reward.tokenreward"
@@ -53,7 +54,7 @@ def as_plain_dict(block: Any) -> dict[str, Any]:
     except ImportError:
         pass
     if not isinstance(block, Mapping):
-        raise TypeError(f"{PREFIX}: expected a mapping of keys, got {type(block).__name__}")
+        raise InputTypeError(f"{PREFIX}: expected a mapping of keys, got {type(block).__name__}")
     return dict(block)
 
 
@@ -66,16 +67,18 @@ def read_settings(block: Any, default_reward_model: str | None = None) -> TokenR
         return _server_settings(values)
     name = values.pop("rewarder", None)
     if not name:
-        raise ValueError(
+        raise UserInputError(
             f"{PREFIX}.rewarder: required (e.g. +{PREFIX}.rewarder=red), or {PREFIX}.server_url for a tokenreward server"
         )
     try:
         accepted = rewarder_arguments(name)
     except KeyError as err:
-        raise ValueError(f"{PREFIX}.rewarder: {err.args[0]}") from err
+        raise UserInputError(f"{PREFIX}.rewarder: {err.args[0]}") from err
     for key in values:
         if key not in accepted:
-            raise ValueError(f"{PREFIX}.{key}: unknown key for rewarder {name!r}; it accepts {', '.join(accepted)}")
+            raise UserInputError(
+                f"{PREFIX}.{key}: unknown key for rewarder {name!r}; it accepts {', '.join(accepted)}"
+            )
     if "loading" in values:
         values["loading"] = model_loading(values["loading"])
     if "reward_model" in accepted and values.get("reward_model") is None and default_reward_model:
@@ -83,7 +86,7 @@ def read_settings(block: Any, default_reward_model: str | None = None) -> TokenR
     batch_size = _positive_int(values.get("batch_size", 8), "batch_size")
     missing = [r for r in rewarder_requirements(name) if values.get(r) is None]
     if missing:
-        raise ValueError(f"{', '.join(f'{PREFIX}.{m}' for m in missing)}: required by rewarder {name!r}")
+        raise UserInputError(f"{', '.join(f'{PREFIX}.{m}' for m in missing)}: required by rewarder {name!r}")
     values = check_rewarder_arguments(name, values, lambda key: f"{PREFIX}.{key}")
     return TokenRewardSettings(rewarder=name, resources=values, batch_size=batch_size)
 
@@ -98,16 +101,17 @@ def model_loading(block: Any):
 
     known = [f.name for f in fields(ModelLoading)]
     if not isinstance(block, Mapping):
-        raise ValueError(f"{PREFIX}.loading: expected a mapping of {', '.join(known)}, got {block!r}")
+        raise UserInputError(f"{PREFIX}.loading: expected a mapping of {', '.join(known)}, got {block!r}")
     for key in block:
         if key not in known:
-            raise ValueError(f"{PREFIX}.loading.{key}: unknown key; it accepts {', '.join(known)}")
+            raise UserInputError(f"{PREFIX}.loading.{key}: unknown key; it accepts {', '.join(known)}")
     try:
         loading = ModelLoading(**block)
         validate_ranges(loading)
-    except ValueError as err:  # ModelLoading names its CLI flags (--dtype); name the verl key instead
-        raise ValueError(
-            re.sub(r"--([a-z-]+)", lambda m: f"{PREFIX}.loading.{m[1].replace('-', '_')}", str(err))
+    except ValueError as err:  # name the verl key (ModelLoading: `dtype=`, validate_ranges: `--dtype`)
+        text = flag_spelling(str(err), known, lambda name: f"{PREFIX}.loading.{name}")
+        raise UserInputError(
+            re.sub(r"--([a-z-]+)", lambda m: f"{PREFIX}.loading.{m[1].replace('-', '_')}", text)
         ) from None
     return loading
 
@@ -115,13 +119,13 @@ def model_loading(block: Any):
 def _server_settings(values: dict[str, Any]) -> TokenRewardSettings:
     for key in values:
         if key not in SERVER_KEYS:
-            raise ValueError(
+            raise UserInputError(
                 f"{PREFIX}.{key}: unknown key with {PREFIX}.server_url; it accepts {', '.join(SERVER_KEYS)} "
                 "(the rewarder and its options are the server's)"
             )
     combine = values.get("combine", "sum")
     if combine not in ("sum", "mean"):
-        raise ValueError(f"{PREFIX}.combine: must be 'sum' or 'mean', got {combine!r}")
+        raise UserInputError(f"{PREFIX}.combine: must be 'sum' or 'mean', got {combine!r}")
     return TokenRewardSettings(
         server_url=str(values["server_url"]),
         combine=combine,
@@ -131,5 +135,5 @@ def _server_settings(values: dict[str, Any]) -> TokenRewardSettings:
 
 def _positive_int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{PREFIX}.{key}: must be a positive integer, got {value!r}")
+        raise UserInputError(f"{PREFIX}.{key}: must be a positive integer, got {value!r}")
     return value

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from tokenreward.errors import UserInputError
 from tokenreward.lora import refuse_lora_dropout
 from tokenreward.losses.advantages import ESTIMATORS
 from tokenreward.options import parse_assignments
@@ -144,26 +145,28 @@ def check_config(c: PPOConfig) -> None:
     """Cross-field checks (the single-field ranges are checked by `RunConfig`)."""
     refuse_lora_dropout(c, "ppo / remax / rloo")
     if (c.batch_size * c.samples_per_prompt) % c.mini_batch_size:
-        raise ValueError(
+        raise UserInputError(
             f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "
             "of a step (--batch-size x --samples-per-prompt)"
         )
     if c.rewarder not in REWARDERS:
-        raise ValueError(f"--rewarder {c.rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}")
+        raise UserInputError(f"--rewarder {c.rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}")
     check_rewarder_arguments(
         c.rewarder, parse_assignments(c.rewarder_options, "--rewarder-options"), lambda k: f"--rewarder-options {k}"
     )
     if c.estimator not in ESTIMATORS:
-        raise ValueError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
+        raise UserInputError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
     defaults = {f.name: f.default for f in fields(c)}
     for name in c.unused_settings("ppo", {"estimator": c.estimator}):
         if getattr(c, name) != defaults[name]:
             users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
             flag = "--" + name.replace("_", "-")
-            raise ValueError(f"{flag}: --estimator {c.estimator} has no critic and does not use it (used by: {users})")
+            raise UserInputError(
+                f"{flag}: --estimator {c.estimator} has no critic and does not use it (used by: {users})"
+            )
     if "group" in ESTIMATORS.get(c.estimator).needs and c.samples_per_prompt < 2:
-        raise ValueError(
+        raise UserInputError(
             f"--estimator {c.estimator} needs --samples-per-prompt of at least 2, got {c.samples_per_prompt}"
         )
     if c.kl_in == "loss" and c.kl_estimator == "k1":
-        raise ValueError("--kl-in loss with --kl-estimator k1 has zero expected gradient; use k2 or k3 as a loss")
+        raise UserInputError("--kl-in loss with --kl-estimator k1 has zero expected gradient; use k2 or k3 as a loss")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tokenreward.errors import UserInputError
 from tokenreward.generation import Batch
 from tokenreward.gguf import resolve_model_source
 from tokenreward.models import load_tokenizer, prefix_scores, scalar_head_from_lm, score_head
@@ -31,12 +32,12 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
 
     if c.critic_init == "reward_model":
         if reward_model_dir is None:
-            raise ValueError(
+            raise UserInputError(
                 "--critic-init reward_model needs --reward-model (or a world); or use --critic-init policy"
             )
         vocab = load_tokenizer(str(reward_model_dir)).get_vocab() if has_tokenizer(reward_model_dir) else None
         if vocab is not None and vocab != tokenizer.get_vocab():
-            raise ValueError(
+            raise UserInputError(
                 f"--critic-init reward_model: the reward model's tokenizer ({reward_model_dir}) differs from the "
                 "policy's, so the critic cannot read the policy's tokens; use --critic-init policy"
             )
@@ -48,7 +49,7 @@ def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:
         with torch.no_grad():
             score_head(model).weight.zero_()
     if model.config.vocab_size != policy.config.vocab_size:
-        raise ValueError(
+        raise UserInputError(
             f"the value model's vocabulary ({model.config.vocab_size}) differs from the policy's "
             f"({policy.config.vocab_size}); use --critic-init policy"
         )

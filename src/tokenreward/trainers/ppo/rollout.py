@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tokenreward.align import terminal_layout
+from tokenreward.errors import UserInputError
 from tokenreward.generation import Generations, encode_prompt
 from tokenreward.rewards import Rewarder, TextOrMessages, TokenRewards
 from tokenreward.trainers.harness import derive_seed
@@ -31,7 +32,7 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".json":
         records = json.loads(text)
         if not isinstance(records, list):
-            raise ValueError(f"--prompts: {path} must hold a JSON list of records")
+            raise UserInputError(f"--prompts: {path} must hold a JSON list of records")
     else:
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -39,13 +40,15 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
                 try:
                     records.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"--prompts: {path} line {number} is not JSON: {err}") from err
+                    raise UserInputError(f"--prompts: {path} line {number} is not JSON: {err}") from err
     for number, record in enumerate(records, start=1):
         prompt = record.get("prompt") if isinstance(record, dict) else None
         if not (isinstance(prompt, str) and prompt.strip()) and not (isinstance(prompt, list) and prompt):
-            raise ValueError(f'--prompts: record {number} of {path} has no "prompt" (a string or a list of messages)')
+            raise UserInputError(
+                f'--prompts: record {number} of {path} has no "prompt" (a string or a list of messages)'
+            )
     if not records:
-        raise ValueError(f"--prompts: {path} holds no prompts")
+        raise UserInputError(f"--prompts: {path} holds no prompts")
     return records
 
 
@@ -63,7 +66,7 @@ def prepare_prompts(
     (the rewarder still gets the prompt as written)."""
     room = None if context is None else context - max_new_tokens
     if room is not None and room < 1:
-        raise ValueError(
+        raise UserInputError(
             f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the policy's context of {context}"
         )
     ids, prompts, too_long = [], [], []
@@ -74,14 +77,16 @@ def prepare_prompts(
             too_long.append((i, len(prompt_ids)))
             if truncate:
                 if not isinstance(prompt, str) or chat_template:
-                    raise ValueError(f"prompt {i} is a conversation too long for the context; it cannot be truncated")
+                    raise UserInputError(
+                        f"prompt {i} is a conversation too long for the context; it cannot be truncated"
+                    )
                 prompt_ids = prompt_ids[-room:]
                 prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
         ids.append(prompt_ids)
         prompts.append(prompt)
     if too_long and not truncate:
         i, n = too_long[0]
-        raise ValueError(
+        raise UserInputError(
             f"{len(too_long)} prompt(s) are longer than the context allows: prompt {i} is {n} tokens but the policy's "
             f"context of {context} minus --max-new-tokens {max_new_tokens} leaves {room}; shorten them, lower "
             "--max-new-tokens, or pass --truncate-prompts to keep their last tokens"

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from tokenreward.errors import NonFiniteError, UserInputError
 from tokenreward.generation import Batch, Generations, generate_from_ids, make_batch
 from tokenreward.lora import trainable_parameters
 from tokenreward.losses.advantages import (
@@ -98,7 +99,7 @@ class PPOTrainer:
         self.device = self.accelerator.device
         processes = self.accelerator.num_processes
         if config.batch_size % processes or config.mini_batch_size % processes:
-            raise ValueError(
+            raise UserInputError(
                 f"--batch-size {config.batch_size} and --mini-batch-size {config.mini_batch_size} must be multiples of "
                 f"the {processes} processes"
             )
@@ -126,7 +127,7 @@ class PPOTrainer:
         c = self.config
         if c.world is None and c.policy is not None:
             if c.prompts is None:
-                raise ValueError("without --world, pass --prompts (and --policy, --reward-model)")
+                raise UserInputError("without --world, pass --prompts (and --policy, --reward-model)")
             return None
         from tokenreward.world import open_world
 
@@ -147,7 +148,7 @@ class PPOTrainer:
             return read_prompt_file(self.config.prompts)
         records = self.world.prompts(self.config.prompt_split)
         if not records:
-            raise ValueError(f"the world has no prompts in split {self.config.prompt_split!r}")
+            raise UserInputError(f"the world has no prompts in split {self.config.prompt_split!r}")
         return records
 
     def make_optimizers(self) -> None:
@@ -216,12 +217,12 @@ class PPOTrainer:
         try:
             policy_rewards = policy_token_rewards(self.rewarder, [self.prompts[i] for i in rows], generations)
         except FloatingPointError as err:
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"step {step + 1}: rewarder {self.config.rewarder!r} gave a non-finite reward on the batch of prompts "
                 f"{sorted(set(rows))} ({err}); the step was refused and nothing was updated"
             ) from err
         except ValueError as err:
-            raise ValueError(
+            raise UserInputError(
                 f"step {step + 1}: rewarder {self.config.rewarder!r} failed on the batch of prompts {sorted(set(rows))}: {err}"
             ) from err
         width = max(len(g.response_ids) for g in generations)

@@ -14,18 +14,19 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from tokenreward.errors import UserInputError
 from tokenreward.io import FolderLock, atomic_write, read_json_file
 from tokenreward.jsonl import read_jsonl, write_jsonl
 from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
+from tokenreward.world.families import DEFAULT_FAMILIES, check_families
 from tokenreward.world.integrity import check_finished, file_digests
-from tokenreward.world.measure import measure, sample_responses, world_tokenizer
 from tokenreward.world.readme import render_readme
 from tokenreward.world.records import (
     LABEL_TEMPERATURE,
@@ -36,6 +37,7 @@ from tokenreward.world.records import (
     split_prompts,
 )
 from tokenreward.world.sizes import SIZES, WorldSize
+from tokenreward.worldbuild.measure import measure, sample_responses, world_tokenizer
 
 CONTEXT = 256
 
@@ -59,7 +61,7 @@ def _save_state(root: Path, state: dict[str, Any]) -> None:
 
 def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
     rng = random.Random(seed)
-    prompts = gen.make_prompts(rng, size.per_family)
+    prompts = gen.make_prompts(rng, size.per_family, size.families)
     splits = split_prompts(prompts, size.test_share, rng)
     data = root / "data"
     stats: dict[str, Any] = {"prompts": {s: len(p) for s, p in splits.items()}}
@@ -101,7 +103,7 @@ def world_corpus(root: Path) -> list[str]:
 
 
 def build_tokenizer(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
-    from tokenreward.testing import train_tokenizer
+    from tokenreward.bpe import train_tokenizer
 
     tokenizer = train_tokenizer(world_corpus(root), vocab_size=size.vocab_size)
     tokenizer.model_max_length = CONTEXT
@@ -255,31 +257,47 @@ def build_world(
     seed: int = 0,
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
+    families: tuple[str, ...] | list[str] = DEFAULT_FAMILIES,
 ) -> World:
     """Build (or finish building) the world of `size` ("small" or "full") under `out`
     (default: the cache directory) and return it. Deterministic under `seed`. `on_stage(name)`
-    is called as each stage that still has to run begins.
+    is called as each stage that still has to run begins. `families` (registered names of
+    `tokenreward.world.families`, in the order their prompts are drawn) are the world's tasks.
 
     The folder is locked for the build (a second build into it is refused, naming the
-    first); a finished world is checked against `size`, `seed` and its recorded files."""
+    first); a finished world is checked against `size`, `seed`, `families` and its recorded files."""
     if size not in SIZES:
-        raise ValueError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UserInputError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+    world_size = replace(SIZES[size], families=check_families(families))
     root = Path(out) if out is not None else default_world_path(size)
     with FolderLock(root, "tokenreward world build"):
         if (root / MANIFEST).is_file():
-            check_finished(root, size, seed)
+            check_finished(root, size, seed, world_size.families)
             return World(root)
-        return _build(root, size, seed, progress, on_stage)
+        return _build(root, size, world_size, seed, progress, on_stage)
 
 
-def _build(root: Path, size: str, seed: int, progress: bool, on_stage: Callable[[str], None] | None = None) -> World:
+def _build(
+    root: Path,
+    size: str,
+    world_size: WorldSize,
+    seed: int,
+    progress: bool,
+    on_stage: Callable[[str], None] | None = None,
+) -> World:
     state = _state(root)
-    if state and (state.get("size"), state.get("seed")) != (size, seed):
-        raise ValueError(
-            f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r}; "
-            f"finish that one, or delete the folder to build size {size!r} seed {seed}"
+    families = list(world_size.families)
+    if state and (state.get("size"), state.get("seed"), state.get("families", list(DEFAULT_FAMILIES))) != (
+        size,
+        seed,
+        families,
+    ):
+        raise UserInputError(
+            f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r} (families "
+            f"{', '.join(state.get('families', DEFAULT_FAMILIES))}); finish that one, or delete the folder to build "
+            f"size {size!r} seed {seed} (families {', '.join(families)})"
         )
-    state = state or {"size": size, "seed": seed, "done": [], "metrics": {}}
+    state = state or {"size": size, "seed": seed, "families": families, "done": [], "metrics": {}}
     _save_state(root, state)
     for stage in STAGES:
         if stage in state["done"]:
@@ -287,14 +305,14 @@ def _build(root: Path, size: str, seed: int, progress: bool, on_stage: Callable[
         if on_stage is not None:
             on_stage(stage)
         started = time.perf_counter()
-        state["metrics"].update(STAGE_FUNCTIONS[stage](root, SIZES[size], seed, progress))
+        state["metrics"].update(STAGE_FUNCTIONS[stage](root, world_size, seed, progress))
         state.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)
         state["done"].append(stage)
         _save_state(root, state)
     manifest = {
         "size": size,
         "seed": seed,
-        "sizes": asdict(SIZES[size]),
+        "sizes": asdict(world_size),
         "label_temperature": LABEL_TEMPERATURE,
         "sft_good_share": SFT_GOOD_SHARE,
         "metrics": state["metrics"],

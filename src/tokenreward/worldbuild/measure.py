@@ -11,8 +11,8 @@ from tokenreward.jsonl import read_jsonl
 from tokenreward.progress import progress_bar
 from tokenreward.world import SPLITS, STANDARD_FOLDERS
 from tokenreward.world.oracle import grade
-from tokenreward.world.sampling import sample_ids
 from tokenreward.world.sizes import WorldSize
+from tokenreward.worldbuild.sampling import sample_ids
 
 MAX_NEW_TOKENS = 64
 #: prompts decoded together when the world's policy samples (rows leave the batch as they finish)
