@@ -10,8 +10,9 @@ import torch
 from tokenreward.losses.preference import (
     dpo_logits,
     dpo_loss,
+    logistic_loss,
     select_tokens,
-    sepo_loss,
+    sepo_selected_means,
     sequence_kl,
     simpo_logits,
     simpo_loss,
@@ -215,7 +216,8 @@ def test_tgdpo_matches_hand_computation(tokens):
 
 def test_sepo_matches_hand_selection(tokens):
     logp_w, logp_l, _, _, mask_w, mask_l, s_w, s_l = tokens
-    got = sepo_loss(logp_w, logp_l, mask_w, mask_l, s_w, s_l, ratio=0.3)
+    means = sepo_selected_means(logp_w, logp_l, mask_w, mask_l, s_w, s_l, ratio=0.3)
+    got = logistic_loss(means[0] - means[1])
     for i in range(3):
         lw, sw = rows(logp_w, mask_w)[i], rows(s_w, mask_w)[i]
         ll, sl = rows(logp_l, mask_l)[i], rows(s_l, mask_l)[i]
@@ -224,6 +226,8 @@ def test_sepo_matches_hand_selection(tokens):
         bottom = sorted(range(len(ll)), key=lambda t: sl[t])[:kl]
         chosen = sum(lw[t] for t in top) / kw
         rejected = sum(ll[t] for t in bottom) / kl
+        assert float(means[0][i]) == pytest.approx(chosen, abs=1e-6)
+        assert float(means[1][i]) == pytest.approx(rejected, abs=1e-6)
         assert float(got[i]) == pytest.approx(softplus(chosen - rejected), abs=1e-6)
 
 

@@ -186,26 +186,6 @@ def select_tokens(scores: torch.Tensor, mask: torch.Tensor, ratio: float, highes
     return mask & (rank < keep[:, None])
 
 
-def sepo_loss(
-    policy_chosen: torch.Tensor,
-    policy_rejected: torch.Tensor,
-    mask_chosen: torch.Tensor,
-    mask_rejected: torch.Tensor,
-    score_chosen: torch.Tensor,
-    score_rejected: torch.Tensor,
-    ratio: float = 0.3,
-    beta: float = 1.0,
-) -> torch.Tensor:
-    """SePO: token scores `s_t = log pi_oracle - log ref`; `S_w` = the top `ratio` of `y_w`'s
-    tokens, `S_l` = the bottom `ratio` of `y_l`'s (at least one token each);
-    `-log sigma(beta * (mean_{S_w} log pi - mean_{S_l} log pi))`, `ratio = 0.3`. docs/methods.md has
-    no `beta`; the default 1 is its equation."""
-    chosen, rejected = sepo_selected_means(
-        policy_chosen, policy_rejected, mask_chosen, mask_rejected, score_chosen, score_rejected, ratio
-    )
-    return logistic_loss(beta * (chosen - rejected))
-
-
 def sepo_selected_means(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
@@ -215,8 +195,11 @@ def sepo_selected_means(
     score_rejected: torch.Tensor,
     ratio: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SePO's `(mean_{S_w} log pi, mean_{S_l} log pi)` `[B]` each: `S_w` the top `ratio` of
-    `y_w`'s tokens by score, `S_l` the bottom `ratio` of `y_l`'s (`select_tokens`)."""
+    """SePO's `(mean_{S_w} log pi, mean_{S_l} log pi)` `[B]` each: token scores
+    `s_t = log pi_oracle - log ref`, `S_w` the top `ratio` of `y_w`'s tokens, `S_l` the bottom
+    `ratio` of `y_l`'s (at least one token each, `select_tokens`). The loss is
+    `logistic_loss(beta * (chosen - rejected))`, `ratio = 0.3`, `beta = 1` (docs/methods.md has
+    no `beta`; 1 is its equation)."""
     if not 0.0 < ratio <= 1.0:
         raise UserInputError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
     keep_chosen = select_tokens(score_chosen, mask_chosen, ratio, highest=True).float()
