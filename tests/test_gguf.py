@@ -198,7 +198,7 @@ def test_cli_trains_a_reward_model_from_a_gguf(source, tmp_path, capsys):
 
 def test_the_trainers_path_checks_and_the_tlcr_rewarder_take_a_gguf(source):
     from tokenreward.rewarders.tlcr import TlcrRewarder
-    from tokenreward.trainers.ppo.critic import has_tokenizer
+    from tokenreward.trainers.vocabulary import has_tokenizer
 
     path, model, tokenizer = source
     assert has_tokenizer(path) and has_tokenizer(str(path))

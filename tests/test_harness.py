@@ -460,6 +460,19 @@ def test_sigkill_anywhere_then_resume_is_bit_identical_and_never_overwritten(
         assert log_lines(out) == log_lines(whole), f"{name}, killed {state}"
 
 
+@pytest.mark.parametrize("name", TRAINERS)
+def test_every_trainer_checkpoints_by_the_one_rule(name, unbroken):
+    """A checkpoint after step s when s % --save-every == 0 or s is the last step (`is_due`):
+    every trainer's unbroken 2-step run (--save-every 1) holds step-1 and its last, step-2."""
+    from tokenreward.trainers.loop import is_due
+
+    assert [s for s in range(1, 8) if is_due(s, 3, 7)] == [3, 6, 7]
+    out = unbroken(name)
+    total = max(r["step"] for r in log_lines(out))
+    kept = sorted(int(p.name.removeprefix("step-")) for p in (out / "checkpoints").glob("step-*"))
+    assert kept == [s for s in range(1, total + 1) if is_due(s, 1, total)] == [1, 2]
+
+
 @pytest.fixture(scope="module")
 def nan_inputs(inputs, tmp_path_factory):
     """The inputs with NaN weights in the policy and the reward model."""

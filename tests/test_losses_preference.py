@@ -10,8 +10,9 @@ import torch
 from tokenreward.losses.preference import (
     dpo_logits,
     dpo_loss,
+    logistic_loss,
     select_tokens,
-    sepo_loss,
+    sepo_selected_means,
     sequence_kl,
     simpo_logits,
     simpo_loss,
@@ -215,7 +216,8 @@ def test_tgdpo_matches_hand_computation(tokens):
 
 def test_sepo_matches_hand_selection(tokens):
     logp_w, logp_l, _, _, mask_w, mask_l, s_w, s_l = tokens
-    got = sepo_loss(logp_w, logp_l, mask_w, mask_l, s_w, s_l, ratio=0.3)
+    means = sepo_selected_means(logp_w, logp_l, mask_w, mask_l, s_w, s_l, ratio=0.3)
+    got = logistic_loss(means[0] - means[1])
     for i in range(3):
         lw, sw = rows(logp_w, mask_w)[i], rows(s_w, mask_w)[i]
         ll, sl = rows(logp_l, mask_l)[i], rows(s_l, mask_l)[i]
@@ -224,6 +226,8 @@ def test_sepo_matches_hand_selection(tokens):
         bottom = sorted(range(len(ll)), key=lambda t: sl[t])[:kl]
         chosen = sum(lw[t] for t in top) / kw
         rejected = sum(ll[t] for t in bottom) / kl
+        assert float(means[0][i]) == pytest.approx(chosen, abs=1e-6)
+        assert float(means[1][i]) == pytest.approx(rejected, abs=1e-6)
         assert float(got[i]) == pytest.approx(softplus(chosen - rejected), abs=1e-6)
 
 
@@ -261,14 +265,16 @@ PAIRS = [
 
 def our_logps(model, tokenizer, rows):
     """Shifted per-token log-probs and masks of the pairs through the preference trainer's path."""
+    from tokenreward.logprobs import token_logprobs
+    from tokenreward.losses.preference_methods import chosen_and_rejected
     from tokenreward.preference_data import prepare_preference_data
-    from tokenreward.trainers.preference_batches import collate, halves, policy_logps
+    from tokenreward.trainers.preference_batches import collate
 
     data = prepare_preference_data(rows, tokenizer, "pairs")
     batch = collate(data, list(range(len(data))), tokenizer.pad_token_id)
     with torch.no_grad():
-        logps, _ = policy_logps(model, batch["input_ids"], batch["attention_mask"])
-    return halves(logps), halves(batch["mask"]), batch
+        logps = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+    return chosen_and_rejected(logps), chosen_and_rejected(batch["mask"]), batch
 
 
 def test_dpo_equals_trl_dpo_trainer(tmp_path, bos_tokenizer):

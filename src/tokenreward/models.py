@@ -343,8 +343,8 @@ def check_pooled(model: nn.Module, input_ids: torch.Tensor, per_position: torch.
         )
 
 
-def token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """`lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0` (chunked, `tokenreward.logprobs`)."""
+def padded_token_logprobs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`[B, T]` (the input's frame, unlike `tokenreward.logprobs.token_logprobs`' `[B, T-1]`): `lp[b, p] = log P(input[b, p] | input[b, :p])` for p >= 1; `lp[:, 0] = 0` (chunked, `tokenreward.logprobs`)."""
     picked = shifted_logprobs(model, input_ids, attention_mask)
     return torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)
 

@@ -273,10 +273,6 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         raise UserInputError(
             f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}"
         )
-    if config.seeds < 1 or config.steps < 1:
-        raise UserInputError(
-            f"bench preference: seeds and steps must be positive (got {config.seeds}, {config.steps})"
-        )
     options = parse_options(config.trainer_options)
     methods = list(dict.fromkeys((["dpo"] if any(m in GUIDED for m in config.methods) else []) + list(config.methods)))
     world = open_world(str(config.world) if config.world else None)

@@ -19,19 +19,20 @@ from tokenreward.errors import UserInputError
 KLEstimator = Literal["k1", "k2", "k3"]
 
 
-def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`sum_{b,t} values[b,t] * mask[b,t]` (padding may hold NaN; it is never read)."""
+def masked_total(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The scalar `sum_{b,t} values[b,t] * mask[b,t]` (padding may hold NaN; it is never read)."""
     return torch.where(mask, values, torch.zeros_like(values)).sum()
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, count: float | torch.Tensor | None = None) -> torch.Tensor:
     """`sum(values * mask) / count`, `count = sum(mask)` unless given."""
     denominator = mask.sum() if count is None else torch.as_tensor(count, dtype=values.dtype, device=values.device)
-    return masked_sum(values, mask) / denominator.clamp_min(1)
+    return masked_total(values, mask) / denominator.clamp_min(1)
 
 
-def masked_moments(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (biased) variance of the masked entries."""
+def local_masked_moments(values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance of the masked entries of this process's `values`
+    (`tokenreward.trainers.harness.global_masked_moments`: over every process)."""
     mean = masked_mean(values, mask)
     return mean, masked_mean((values - mean) ** 2, mask)
 
@@ -47,7 +48,7 @@ def masked_whiten(
     """`(x - mean) / sqrt(var + eps)` over the masked entries (`+ mean` back if not
     `shift_mean`); padding becomes 0. `mean`/`var` may be given (e.g. gathered over processes)."""
     if mean is None or var is None:
-        mean, var = masked_moments(values, mask)
+        mean, var = local_masked_moments(values, mask)
     whitened = (values - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         whitened = whitened + mean
@@ -154,12 +155,6 @@ def value_loss(
     clipped_error = (clipped_values - returns) ** 2
     loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask, count)
     return loss, {"value_clip_frac": masked_mean((clipped_error > unclipped_error).float(), mask, count).detach()}
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of `softmax(logits)` over the last axis: `H = logsumexp(l) - sum_v softmax(l)_v l_v`."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
 
 
 def sequence_returns(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from tokenreward.errors import UserInputError
 
 
-def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`sum_t mask_t * values_t` over the last dimension."""
+def masked_row_sums(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`sum_t mask_t * values_t` over the last dimension: one sum per row."""
     return (values * mask).sum(-1)
 
 
 def masked_sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """`sum_t mask_t * values_t / sum_t mask_t` over the last dimension."""
-    return masked_sum(values, mask) / mask.sum(-1)
+    return masked_row_sums(values, mask) / mask.sum(-1)
 
 
 def log_ratio_margin(
@@ -91,7 +91,7 @@ def simpo_loss(
 
 def token_regulariser(token_logps: torch.Tensor, token_rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """T-REG's `L_REG(y) = -sum_t r^_t * log pi(y_t | x, y_<t)`, the rewards `r^` held constant."""
-    return -masked_sum(token_rewards.detach() * token_logps, mask)
+    return -masked_row_sums(token_rewards.detach() * token_logps, mask)
 
 
 def treg_loss(
@@ -116,7 +116,7 @@ def sequence_kl(token_kl: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """TDPO's `SeqKL(y) = sum_t KL(ref(.|s_t) || pi(.|s_t))` over the vocabulary, from the per-token
     KL `[B, T]` (`tokenreward.logprobs.token_stats(..., reference=...)`, chunked over the
     vocabulary); returns `[B]`."""
-    return masked_sum(token_kl, mask)
+    return masked_row_sums(token_kl, mask)
 
 
 def tdpo1_loss(
@@ -168,8 +168,8 @@ def tgdpo_loss(
     `d_t = log pi(y_t|.) - log ref(y_t|.)`; inputs are per token `[B, T]`; `a = 0.5`, `beta = 0.1`."""
     weight_chosen = beta * (1 + a * beta * rho_chosen.detach())
     weight_rejected = beta * (1 - a * beta * rho_rejected.detach())
-    chosen = masked_sum(weight_chosen * (policy_chosen - reference_chosen), mask_chosen)
-    rejected = masked_sum(weight_rejected * (policy_rejected - reference_rejected), mask_rejected)
+    chosen = masked_row_sums(weight_chosen * (policy_chosen - reference_chosen), mask_chosen)
+    rejected = masked_row_sums(weight_rejected * (policy_rejected - reference_rejected), mask_rejected)
     return logistic_loss(chosen - rejected)
 
 
@@ -186,7 +186,7 @@ def select_tokens(scores: torch.Tensor, mask: torch.Tensor, ratio: float, highes
     return mask & (rank < keep[:, None])
 
 
-def sepo_loss(
+def sepo_selected_means(
     policy_chosen: torch.Tensor,
     policy_rejected: torch.Tensor,
     mask_chosen: torch.Tensor,
@@ -194,16 +194,14 @@ def sepo_loss(
     score_chosen: torch.Tensor,
     score_rejected: torch.Tensor,
     ratio: float = 0.3,
-    beta: float = 1.0,
-) -> torch.Tensor:
-    """SePO: token scores `s_t = log pi_oracle - log ref`; `S_w` = the top `ratio` of `y_w`'s
-    tokens, `S_l` = the bottom `ratio` of `y_l`'s (at least one token each);
-    `-log sigma(beta * (mean_{S_w} log pi - mean_{S_l} log pi))`, `ratio = 0.3`. docs/methods.md has
-    no `beta`; the default 1 is its equation."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SePO's `(mean_{S_w} log pi, mean_{S_l} log pi)` `[B]` each: token scores
+    `s_t = log pi_oracle - log ref`, `S_w` the top `ratio` of `y_w`'s tokens, `S_l` the bottom
+    `ratio` of `y_l`'s (at least one token each, `select_tokens`). The loss is
+    `logistic_loss(beta * (chosen - rejected))`, `ratio = 0.3`, `beta = 1` (docs/methods.md has
+    no `beta`; 1 is its equation)."""
     if not 0.0 < ratio <= 1.0:
         raise UserInputError(f"SePO's token ratio must lie in (0, 1], got {ratio}")
     keep_chosen = select_tokens(score_chosen, mask_chosen, ratio, highest=True).float()
     keep_rejected = select_tokens(score_rejected, mask_rejected, ratio, highest=False).float()
-    chosen = masked_sequence_mean(policy_chosen, keep_chosen)
-    rejected = masked_sequence_mean(policy_rejected, keep_rejected)
-    return logistic_loss(beta * (chosen - rejected))
+    return masked_sequence_mean(policy_chosen, keep_chosen), masked_sequence_mean(policy_rejected, keep_rejected)

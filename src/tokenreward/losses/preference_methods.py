@@ -14,10 +14,8 @@ from tokenreward.errors import UserInputError
 from tokenreward.losses.preference import (
     dpo_logits,
     logistic_loss,
-    masked_sequence_mean,
-    masked_sum,
-    select_tokens,
-    sepo_loss,
+    masked_row_sums,
+    sepo_selected_means,
     sequence_kl,
     simpo_logits,
     tdpo1_loss,
@@ -42,6 +40,28 @@ class PairBatch:
     reference: Pair | None = None  # log ref(y_t | x, y_<t), [B, T]; methods with needs.reference_logps
     rewards: Pair | None = None  # token rewards on the completion positions, [B, T]; needs.token_rewarder
     kl: Pair | None = None  # per-token KL(ref || pi) over the vocabulary, [B, T]; needs.reference_logits
+
+    @classmethod
+    def from_stacked(
+        cls,
+        logps: torch.Tensor,
+        mask: torch.Tensor,
+        tokens: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        rewards: torch.Tensor | None = None,
+        kl: torch.Tensor | None = None,
+    ) -> PairBatch:
+        """The batch of `[2B, T]` tensors whose first `B` rows are the chosen responses and the
+        last `B` the rejected ones (the layout of a trainer's padded pair batch)."""
+        return cls(
+            *(None if t is None else chosen_and_rejected(t) for t in (logps, mask, tokens, reference, rewards, kl))
+        )
+
+
+def chosen_and_rejected(stacked: torch.Tensor) -> Pair:
+    """`(stacked[:B], stacked[B:])` of a `[2B, ...]` tensor: chosen rows first, then rejected."""
+    half = stacked.shape[0] // 2
+    return stacked[:half], stacked[half:]
 
 
 @dataclass(frozen=True)
@@ -134,7 +154,7 @@ def register_preference(
 def _sums(batch: PairBatch, field: str = "logps") -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence sums `[B]` of chosen and rejected (`field="reference"`: of the reference log-probs)."""
     values = getattr(batch, field)
-    return masked_sum(values[0], batch.mask[0]), masked_sum(values[1], batch.mask[1])
+    return masked_row_sums(values[0], batch.mask[0]), masked_row_sums(values[1], batch.mask[1])
 
 
 def _result(losses, reward_w, reward_l, **metrics) -> PreferenceLoss:
@@ -255,11 +275,8 @@ def tgdpo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
     reads=("sepo_ratio",),
 )
 def sepo_method(batch: PairBatch, s: PreferenceSettings) -> PreferenceLoss:
-    (lw, ll), (tw, tl), (sw, sl) = batch.logps, batch.tokens, batch.rewards
-    losses = sepo_loss(lw, ll, tw, tl, sw, sl, s.sepo_ratio, s.beta)
-    keep_w = select_tokens(sw, tw, s.sepo_ratio, highest=True).float()
-    keep_l = select_tokens(sl, tl, s.sepo_ratio, highest=False).float()
-    return _result(losses, s.beta * masked_sequence_mean(lw, keep_w), s.beta * masked_sequence_mean(ll, keep_l))
+    chosen, rejected = sepo_selected_means(*batch.logps, *batch.tokens, *batch.rewards, s.sepo_ratio)
+    return _result(logistic_loss(s.beta * (chosen - rejected)), s.beta * chosen, s.beta * rejected)
 
 
 PREFERENCE_METHODS.alias("treg", "dpo_reg")

@@ -9,7 +9,7 @@ import torch
 
 from tokenreward.encoding import EncodedPairs
 from tokenreward.errors import UserInputError
-from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer, token_logprobs
+from tokenreward.models import ModelLoading, PathOrModel, load_causal_lm, load_tokenizer, padded_token_logprobs
 
 
 def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.device) -> list[torch.Tensor]:
@@ -24,7 +24,7 @@ def response_logprobs(model: torch.nn.Module, enc: EncodedPairs, device: torch.d
             f"token id {int(enc.input_ids.max())} is outside the model's vocabulary of {vocab}; "
             "the tokenizer does not belong to this model"
         )
-    lp = token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device)).cpu()
+    lp = padded_token_logprobs(model, enc.input_ids.to(device), enc.attention_mask.to(device)).cpu()
     cumulative = lp.cumsum(-1)
     rows = []
     for i, positions in enumerate(enc.response_positions):

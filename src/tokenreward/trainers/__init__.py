@@ -1,4 +1,5 @@
-"""Trainers: thin loops on `accelerate`. Each module registers its methods with `register_trainer`."""
+"""Trainers on one step loop (`tokenreward.trainers.loop.run_steps`) and one run harness
+(`tokenreward.trainers.harness`). Each module registers its methods with `register_trainer`."""
 
 from tokenreward.registry import Registry
 from tokenreward.runnable import Runnable, registrar

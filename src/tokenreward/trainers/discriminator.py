@@ -34,19 +34,10 @@ from tokenreward.labels import labels_from_world, read_labels, split_by_prompt
 from tokenreward.lora import trainable_parameters
 from tokenreward.losses.discriminator import discriminator_metrics, soft_label_bce
 from tokenreward.models import context_length, load_tokenizer
-from tokenreward.progress import progress_bar
 from tokenreward.rewarders.tlcr import load_discriminator
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import (
-    Optimization,
-    RunConfig,
-    derive_seed,
-    make_run,
-    permutation,
-    save_final_model,
-    with_adapters,
-)
+from tokenreward.trainers.harness import Optimization, RunConfig, batch_indices, derive_seed, make_run, with_adapters
+from tokenreward.trainers.loop import run_steps
 
 
 @dataclass(kw_only=True)
@@ -88,7 +79,8 @@ class DiscriminatorConfig(RunConfig):
     )
     log_every: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     install: bool = field(
         default=False, metadata={"help": "also replace WORLD/discriminator by the trained discriminator"}
@@ -159,6 +151,33 @@ def install_in_world(final: Path, world_root: Path) -> Path:
     return replace_folder(final, Path(world_root) / "discriminator")
 
 
+def training_examples(config: DiscriminatorConfig, tokenizer, world) -> tuple[list, list, str, dict[str, int]]:
+    """(training examples, held-out examples, their source, pair counts): the labels of
+    `--labels` or of the world's pairs, split by prompt (`--eval-fraction`)."""
+    if config.labels is not None:
+        records, source = read_labels(config.labels), str(config.labels)
+    else:
+        records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
+    train_records, eval_records = split_by_prompt(records, config.eval_fraction, config.seed)
+    train, held_out = (
+        examples_of(prompts_as_chat(part, config.chat_template), source) for part in (train_records, eval_records)
+    )
+    if not train:
+        raise UserInputError(f"{source}: no labelled pairs left for training")
+    return train, held_out, source, {"train_pairs": len(train_records), "held_out_pairs": len(eval_records)}
+
+
+def paper_optimization(accelerator, folder, config: DiscriminatorConfig, model, total: int) -> Optimization:
+    """Adam (beta 0.9, 0.95) with weight decay and a cosine decay to 0 over `total` steps, no warm-up."""
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(model), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    return Optimization(accelerator, folder, config, model, optimizer, scheduler, "discriminator")
+
+
 @register_trainer(
     "discriminator", DiscriminatorConfig, help="TLCR token discriminator: LM backbone + linear head, soft-label BCE"
 )
@@ -173,29 +192,12 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
         world = open_world(config.world)
     backbone = config.backbone or world.policy_dir
     tokenizer = load_tokenizer(config.tokenizer or backbone)
-    if config.labels is not None:
-        records, source = read_labels(config.labels), str(config.labels)
-    else:
-        records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
-    train_records, eval_records = split_by_prompt(records, config.eval_fraction, config.seed)
-    train, held_out = (
-        examples_of(prompts_as_chat(part, config.chat_template), source) for part in (train_records, eval_records)
-    )
-    if not train:
-        raise UserInputError(f"{source}: no labelled pairs left for training")
-
+    train, held_out, source, pair_counts = training_examples(config, tokenizer, world)
     torch.manual_seed(derive_seed(config.seed, "head"))  # the linear head's initialisation
     model = with_adapters(load_discriminator(backbone).float(), config, "TOKEN_CLS")  # trained weights stay float32
-    optimizer = torch.optim.AdamW(
-        trainable_parameters(model), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
-    )
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
-    )
-    training = Optimization(accelerator, folder, config, model, optimizer, scheduler, "discriminator")
-    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process)
+    training = paper_optimization(accelerator, folder, config, model, total)
     max_length = context_length(model)
 
     def loss_fn(indices: list[int]):
@@ -208,29 +210,19 @@ def run(config: DiscriminatorConfig, name: str = "discriminator") -> Path:
     def labelled_tokens(indices: list[int]) -> float:
         return float(sum(len(train[i]["labels"]) for i in indices))
 
-    with progress_bar(
-        total, "discriminator", start=training.start, enabled=config.progress and accelerator.is_main_process
-    ) as advance:
-        for step in range(training.start, total):
-            epoch, k = divmod(step, steps_per_epoch)
-            order = permutation(len(train), config.seed, "order", epoch)
-            metrics = training.step(
-                step, order[k * config.batch_size : (k + 1) * config.batch_size], loss_fn, labelled_tokens
-            )
-            if (step + 1) % config.log_every == 0 or step + 1 == total:
-                logger.log({"step": step + 1, "epoch": epoch, **metrics})
-            training.maybe_checkpoint(step + 1, total)
-            advance(loss=metrics["loss"])
-    model = training.unwrapped
-    if accelerator.is_main_process:
-        metrics = {"train_pairs": len(train_records), "held_out_pairs": len(eval_records)}
+    def train_step(step: int) -> dict[str, float]:
+        batch = batch_indices(step, len(train), config.batch_size, config.seed)
+        return {"epoch": step // steps_per_epoch, **training.step(step, batch, loss_fn, labelled_tokens)}
+
+    def held_out_evaluation() -> dict[str, float]:
+        metrics = dict(pair_counts)
         if held_out:
-            metrics.update(evaluate(model, tokenizer, held_out, config.batch_size, accelerator.device))
-        logger.log({"step": total, **{f"eval_{k}": v for k, v in metrics.items()}})
+            metrics.update(evaluate(training.unwrapped, tokenizer, held_out, config.batch_size, accelerator.device))
         (folder.out / "eval.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    final = save_final_model(folder, config, model, tokenizer)
+        return {"step": total, **{f"eval_{k}": v for k, v in metrics.items()}}
+
+    run_steps(training, total, train_step, name, log_every=config.log_every, closing=held_out_evaluation)
+    final = folder.finish(training.unwrapped, tokenizer)
     if config.install and accelerator.is_main_process:
         print(f"discriminator installed in {install_in_world(final, world.root)}")
-    folder.mark_done()
-    logger.close()
     return final

@@ -14,7 +14,6 @@ world (`--labels` and `--policy` given, no `--world`) there is no oracle evaluat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,22 +26,14 @@ from tokenreward.gguf import resolve_model_source
 from tokenreward.labels import NEGATIVE, POSITIVE, labels_from_world, read_labels
 from tokenreward.lora import refuse_lora_dropout, trainable_parameters
 from tokenreward.losses.figa import figa_loss
-from tokenreward.models import context_length, load_causal_lm, load_tokenizer, token_logprobs
-from tokenreward.progress import progress_bar
+from tokenreward.models import context_length, load_causal_lm, padded_token_logprobs
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.discriminator import batch_tensors, examples_of
-from tokenreward.trainers.harness import (
-    Optimization,
-    RunConfig,
-    derive_seed,
-    make_run,
-    permutation,
-    save_final_model,
-    with_adapters,
-)
+from tokenreward.trainers.harness import Optimization, RunConfig, batch_indices, derive_seed, make_run, with_adapters
 from tokenreward.trainers.loading import trained_loading
-from tokenreward.trainers.vocabulary import check_shared_vocabulary
+from tokenreward.trainers.loop import run_steps
+from tokenreward.trainers.oracle_curve import sampled_oracle_score
+from tokenreward.trainers.vocabulary import check_shared_vocabulary, policy_tokenizer
 
 
 @dataclass(kw_only=True)
@@ -87,7 +78,8 @@ class FigaConfig(RunConfig):
     eval_prompts: int = field(default=16, metadata={"help": "prompts sampled per evaluation", "min": 0})
     max_new_tokens: int = field(default=64, metadata={"help": "longest sampled response in tokens", "min": 1})
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
 
     def __post_init__(self):
@@ -117,7 +109,7 @@ def add_eos(batch: dict[str, torch.Tensor], eos_token_id: int, pad_token_id: int
 
 def token_ce(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`CE[b, p] = -log pi(input[b, p] | input[b, :p])` for p >= 1; 0 at p = 0."""
-    return -token_logprobs(model, batch["input_ids"], batch["attention_mask"])
+    return -padded_token_logprobs(model, batch["input_ids"], batch["attention_mask"])
 
 
 def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_length: int | None) -> tuple[dict, dict]:
@@ -128,51 +120,42 @@ def pair_batches(tokenizer, records: list[dict[str, Any]], source: str, max_leng
     return add_eos(revision, tokenizer.eos_token_id, tokenizer.pad_token_id), rejected
 
 
-@register_trainer("figa", FigaConfig, help="FIGA: fine-grained weighted imitation of (rejected, revision) pairs")
-def run(config: FigaConfig, name: str = "figa") -> Path:
-    accelerator, folder = make_run(config, extendable=True)  # a constant learning rate
-    if folder.finished:
-        return folder.out
+def world_and_policy(config: FigaConfig) -> tuple[Any, Path]:
+    """The world (None when own pairs and policy are given without `--world`: then there is no
+    oracle evaluation) and the policy folder to start from."""
     world = None
     if config.world is not None or config.labels is None or config.policy is None:
         from tokenreward.world import open_world
 
-        world = open_world(config.world)  # own pairs and policy need no world (and get no oracle evaluation)
+        world = open_world(config.world)
     policy_dir = Path(resolve_model_source(config.policy or world.policy_dir))
     if not policy_dir.is_dir():
         raise FileNotFoundError(f"--policy: no model folder {policy_dir}")
-    has_tokenizer = (policy_dir / "tokenizer_config.json").exists()
-    if not has_tokenizer and world is None:
-        raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
-    tokenizer = load_tokenizer(str(policy_dir if has_tokenizer else world.tokenizer_dir))
-    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
-        raise UserInputError("figa: the policy's tokenizer needs an EOS and a pad token")
+    return world, policy_dir
+
+
+def labelled_pairs(config: FigaConfig, tokenizer, world) -> tuple[list[dict[str, Any]], str]:
+    """The labelled (rejected, revision) pairs of `--labels`, else of the world's `--split`, and their source."""
     if config.labels is not None:
         records, source = read_labels(config.labels), str(config.labels)
     else:
         records, source = labels_from_world(world, tokenizer, config.split), f"world pairs ({config.split})"
-    records = prompts_as_chat(records, config.chat_template)
-    eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
-    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
-    check_shared_vocabulary(tokenizer, ("--policy", policy), {})
-    policy = with_adapters(policy, config, "CAUSAL_LM")
-    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
-    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
-    training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
-    logger = JsonlLogger(folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process)
-    max_length = context_length(training.unwrapped)
-    per_epoch = math.ceil(len(records) / config.batch_size)
+    return prompts_as_chat(records, config.chat_template), source
+
+
+def figa_loss_fn(config: FigaConfig, policy, max_length: int, tokenizer, records: list[dict[str, Any]], source: str):
+    """The loss of a micro-batch of pairs (`figa_loss`), its token counts as metrics and loss units."""
+    device = next(policy.parameters()).device
 
     def loss_fn(indices: list[int]):
         revision, rejected = (
-            {key: v.to(accelerator.device) for key, v in b.items()}
+            {key: v.to(device) for key, v in b.items()}
             for b in pair_batches(tokenizer, [records[i] for i in indices], source, max_length)
         )
         loss, stats = figa_loss(
-            token_ce(training.model, revision),
+            token_ce(policy, revision),
             revision["mask"] & (revision["targets"] == POSITIVE),
-            token_ce(training.model, rejected),
+            token_ce(policy, rejected),
             rejected["mask"] & (rejected["targets"] == NEGATIVE),
             config.alpha,
             config.beta,
@@ -182,49 +165,50 @@ def run(config: FigaConfig, name: str = "figa") -> Path:
         stats = {k: float(v) for k, v in stats.items()}
         return loss, {**stats, "units": stats["positive_tokens"] + stats["penalised_tokens"]}
 
-    with progress_bar(
-        config.steps, name, start=training.start, enabled=config.progress and accelerator.is_main_process
-    ) as advance:
-        for step in range(training.start, config.steps):
-            epoch, k = divmod(step, per_epoch)
-            order = permutation(len(records), config.seed, "order", epoch)
-            metrics = training.step(
-                step,
-                order[k * config.batch_size : (k + 1) * config.batch_size],
-                loss_fn,
-                units=None,
-                summed=("positive_tokens", "penalised_tokens"),
-            )
-            metrics.pop("lr")
-            record = {"step": step + 1, **metrics}
-            if (
-                eval_records
-                and accelerator.is_main_process
-                and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps)
-            ):
-                record["oracle_score"] = sampled_oracle_score(training.unwrapped, tokenizer, eval_records, config)
-            logger.log(record)
-            training.maybe_checkpoint(step + 1, config.steps, at_end=True)  # a finished run can go on
-            advance(**{k: record[k] for k in ("loss", "oracle_score") if k in record})
-    logger.close()
-    save_final_model(folder, config, training.unwrapped, tokenizer)
-    folder.mark_done()
-    return folder.out
+    return loss_fn
 
 
-@torch.no_grad()
-def sampled_oracle_score(policy, tokenizer, prompt_records: list[dict], config: FigaConfig) -> float:
-    """Mean oracle score of responses sampled at temperature 1 (seeded by `config.seed`)."""
-    from tokenreward.generation import generate
-    from tokenreward.world.oracle import grade
+@register_trainer("figa", FigaConfig, help="FIGA: fine-grained weighted imitation of (rejected, revision) pairs")
+def run(config: FigaConfig, name: str = "figa") -> Path:
+    accelerator, folder = make_run(config, extendable=True)  # a constant learning rate
+    if folder.finished:
+        return folder.out
+    world, policy_dir = world_and_policy(config)
+    tokenizer = policy_tokenizer(policy_dir, world)
+    records, source = labelled_pairs(config, tokenizer, world)
+    eval_records = world.prompts(config.prompt_split)[: config.eval_prompts] if world is not None else []
+    policy = load_causal_lm(str(policy_dir), loading=trained_loading(accelerator))
+    check_shared_vocabulary(tokenizer, ("--policy", policy), {})
+    policy = with_adapters(policy, config, "CAUSAL_LM")
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate, weight_decay=0.0)
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    training = Optimization(accelerator, folder, config, policy, optimizer, constant, "policy")
+    training.model.eval()  # no dropout: the CE gate and the loss see the same deterministic model
+    max_length = context_length(training.unwrapped)
+    loss_fn = figa_loss_fn(config, training.model, max_length, tokenizer, records, source)
 
-    generations = generate(
-        policy,
-        tokenizer,
-        [r["prompt"] for r in prompt_records],
-        config.max_new_tokens,
-        do_sample=True,
-        generator_seed=derive_seed(config.seed, "evaluation"),
-        chat_template=config.chat_template,
+    def train_step(step: int) -> dict[str, float]:
+        batch = batch_indices(step, len(records), config.batch_size, config.seed)
+        metrics = training.step(step, batch, loss_fn, units=None, summed=("positive_tokens", "penalised_tokens"))
+        metrics.pop("lr")
+        return metrics
+
+    def oracle_score(step: int) -> dict[str, float]:
+        seed = derive_seed(config.seed, "evaluation")  # the same draws at every evaluation
+        score = sampled_oracle_score(
+            training.unwrapped, tokenizer, eval_records, config.max_new_tokens, seed, config.chat_template
+        )
+        return {"oracle_score": score}
+
+    evaluate = oracle_score if eval_records else None
+    run_steps(
+        training,
+        config.steps,
+        train_step,
+        name,
+        ("loss", "oracle_score"),
+        evaluate=evaluate,
+        eval_every=config.eval_every,
     )
-    return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
+    folder.finish(training.unwrapped, tokenizer)
+    return folder.out

@@ -8,11 +8,13 @@ optimizer step, checkpoints and the final model.
 - `RunFolder` (`tokenreward.trainers.run_folder`): `OUT/run.json`, refuse / resume / start, the
   final model written atomically, `OUT/done`.
 - LoRA (`--lora-r`, `tokenreward.lora`): `with_adapters` adds the adapters to the trained
-  model, `save_final_model` writes the adapter (or with `--merge` the merged model).
+  model, `RunFolder.finish` writes the adapter (or with `--merge` the merged model).
 - Seeds: `derive_seed(seed, *purpose)` (numpy `SeedSequence`), one independent stream per use.
 - Data: `shard(indices, accelerator)`, every process its slice of the step's batch;
   `Optimization.step` weighs each process's loss by its share of the step's loss units (pairs,
   tokens), so N processes give the same update as one.
+- The optimizer step (`apply_gradients`): clip, stop on a non-finite norm, step; the loop
+  (`tokenreward.trainers.loop.run_steps`) logs and checkpoints.
 - Checkpoints (`OUT/checkpoints/step-N/`): written by the main process only, atomically,
   the newest `--keep-checkpoints` kept; restored on every process (each needs the weights),
   RNG states included.
@@ -20,6 +22,7 @@ optimizer step, checkpoints and the final model.
 
 from __future__ import annotations
 
+import math
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -33,7 +36,7 @@ import torch
 
 from tokenreward.config import validate_ranges
 from tokenreward.errors import NonFiniteError
-from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters, write_final
+from tokenreward.lora import LoraFlags, add_adapters, check_lora_flags, trainable_parameters
 from tokenreward.models import enable_activation_checkpointing
 from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from tokenreward.trainers.loading import LoadingFlags, check_loading, run_device
@@ -52,7 +55,8 @@ class RunConfig(LoraFlags, LoadingFlags):
         default=False, metadata={"help": "continue the run in --out (from its newest checkpoint, else from the start)"}
     )
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     keep_checkpoints: int = field(
         default=2, metadata={"help": "keep the newest N checkpoints (older ones are deleted)", "min": 1}
@@ -90,6 +94,14 @@ def permutation(n: int, seed: int, *purpose: str | int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, *purpose))).tolist()
 
 
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """The examples of step `step`: epoch-wise permutations seeded by (seed, epoch), so any step's
+    batch is known without replaying the ones before it (exact resume)."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, k = divmod(step, per_epoch)
+    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
+
+
 def shard(indices: Sequence[int], accelerator) -> list[int]:
     """This process's slice of a step's batch (round robin)."""
     return list(indices[accelerator.process_index :: accelerator.num_processes])
@@ -111,23 +123,6 @@ def with_adapters(model, config: RunConfig, task: str):
     """`model` with LoRA adapters when `--lora-r` > 0 (`tokenreward.lora.add_adapters`, task
     CAUSAL_LM, SEQ_CLS or TOKEN_CLS), drawn from the run's seed; else `model` itself."""
     return add_adapters(model, config, task, derive_seed(config.seed, "lora", task))
-
-
-def check_finite_parameters(model, out: Path) -> None:
-    """Refuse to finish a run whose trained parameters hold inf or NaN (no `final/`, no `done`)."""
-    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
-    if bad:
-        raise NonFiniteError(
-            f"run {out}: {len(bad)} trained parameter tensors hold inf or NaN (first: {bad[0]}); "
-            "no final model written (lower --learning-rate or check the data)"
-        )
-
-
-def save_final_model(folder: RunFolder, config: RunConfig, model, tokenizer) -> Path:
-    """`OUT/final`: the model (a LoRA model: its adapter, or merged with `--merge`) and the
-    tokenizer, once its trained parameters are checked finite."""
-    check_finite_parameters(model, folder.out)
-    return folder.save_final(lambda tmp: write_final(model, tokenizer, tmp, config.merge))
 
 
 def make_run(
@@ -154,9 +149,43 @@ def make_run(
         fields_at_default(config),
         next((name for name in ("steps", "epochs") if hasattr(config, name)), None),
         extendable,
+        config.merge,
     )
     accelerator.wait_for_everyone()
     return accelerator, folder
+
+
+def micro_batches(accelerator, model, micros: Sequence[Any]):
+    """Each micro-batch in turn, inside `no_sync` for all but the last, so the processes'
+    gradients are all-reduced once, after the last backward pass."""
+    for j, micro in enumerate(micros):
+        with accelerator.no_sync(model) if j < len(micros) - 1 else nullcontext():
+            yield micro
+
+
+def autocast(bf16: bool, device: torch.device):
+    """The forward passes' context: bf16 autocast on `device` with `--bf16`, else none."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def check_finite_loss(loss: torch.Tensor, where: str) -> None:
+    """Stop on a non-finite loss, naming where (`step 3`, `step 3, epoch 1, mini-batch 2`)."""
+    if not torch.isfinite(loss.detach()):
+        raise NonFiniteError(
+            f"{where}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)"
+        )
+
+
+def apply_gradients(accelerator, model, optimizer, max_grad_norm: float, where: str) -> None:
+    """The optimizer step: clip the gradient norm to `max_grad_norm`, stop on a non-finite norm
+    before anything changes, step and clear the gradients."""
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if not torch.isfinite(torch.as_tensor(norm)):
+        raise NonFiniteError(
+            f"{where}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)"
+        )
+    optimizer.step()
+    optimizer.zero_grad()
 
 
 LossFn = Callable[[list[int]], tuple[torch.Tensor, dict[str, float]]]
@@ -176,7 +205,7 @@ class Optimization:
             enable_activation_checkpointing(model)
         self.start = 0
         if latest_checkpoint(folder.out) is not None:
-            self.start, self.extra = load_checkpoint(
+            self.start, _ = load_checkpoint(
                 folder.out, {name: model}, {"optimizer": optimizer}, {"scheduler": scheduler}
             )
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
@@ -185,10 +214,6 @@ class Optimization:
     @property
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
-
-    def autocast(self):
-        device = self.accelerator.device.type
-        return torch.autocast(device, dtype=torch.bfloat16) if self.config.bf16 else nullcontext()
 
     def step(
         self,
@@ -218,32 +243,19 @@ class Optimization:
             forwards, weights = None, [float(units(m)) if m else 0.0 for m in micros]
         total = self._sum(torch.tensor([sum(weights)], dtype=torch.float64))[0]
         metrics = []
-        for j, micro in enumerate(micros):
-            context = self.accelerator.no_sync(self.model) if j < len(micros) - 1 else nullcontext()
-            with context:
-                loss, values = forwards[j] if forwards is not None else self._forward(step, micro, loss_fn)
-                self.accelerator.backward(
-                    loss * (weights[j] * self.accelerator.num_processes / max(float(total), 1e-12))
-                )
+        for j, micro in enumerate(micro_batches(self.accelerator, self.model, micros)):
+            loss, values = forwards[j] if forwards is not None else self._forward(step, micro, loss_fn)
+            self.accelerator.backward(loss * (weights[j] * self.accelerator.num_processes / max(float(total), 1e-12)))
             metrics.append((weights[j], {"loss": float(loss.detach()), **values}))
-        norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(norm)):
-            raise NonFiniteError(
-                f"step {step + 1}: the gradient norm is {float(norm)}; stopping (lower --learning-rate or check the data)"
-            )
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        apply_gradients(self.accelerator, self.model, self.optimizer, self.config.max_grad_norm, f"step {step + 1}")
         self.scheduler.step()
-        self.optimizer.zero_grad()
         return {**self._gathered(metrics, summed), "lr": lr}
 
     def _forward(self, step: int, micro: list[int], loss_fn: LossFn) -> tuple[torch.Tensor, dict[str, float]]:
-        with self.autocast():
+        with autocast(self.config.bf16, self.accelerator.device):
             loss, values = loss_fn(micro) if micro else (self._zero_loss(), {"units": 0.0})
-        if not torch.isfinite(loss.detach()):
-            raise NonFiniteError(
-                f"step {step + 1}: the loss is {float(loss.detach())}; stopping (lower --learning-rate or check the data)"
-            )
+        check_finite_loss(loss, f"step {step + 1}")
         return loss, dict(values)
 
     def _sum(self, values: torch.Tensor) -> torch.Tensor:
@@ -265,7 +277,7 @@ class Optimization:
             for i, k in enumerate(keys)
         }
 
-    def checkpoint(self, step: int, extra: dict[str, Any] | None = None) -> None:
+    def checkpoint(self, step: int) -> None:
         """Save the model, optimizer, schedule and RNG states as of `step` (main process only)."""
         if self.accelerator.is_main_process:
             save_checkpoint(
@@ -274,15 +286,9 @@ class Optimization:
                 {self.name: self.unwrapped},
                 {"optimizer": self.optimizer},
                 {"scheduler": self.scheduler},
-                extra,
                 keep=self.config.keep_checkpoints,
             )
         self.accelerator.wait_for_everyone()
-
-    def maybe_checkpoint(self, step: int, total: int, at_end: bool = False) -> None:
-        """A checkpoint every `--save-every` steps (and after the last, `at_end`)."""
-        if (step % self.config.save_every == 0 and step < total) or (at_end and step == total):
-            self.checkpoint(step)
 
 
 def cosine_optimization(
@@ -303,7 +309,7 @@ def cosine_optimization(
     return Optimization(accelerator, folder, config, model, optimizer, scheduler, name)
 
 
-def masked_moments(accelerator, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def global_masked_moments(accelerator, values: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and variance of the masked entries of `values` over all processes."""
     stats = torch.stack([values[mask].sum(), (values[mask] ** 2).sum(), mask.sum().to(values.dtype)])
     total, squares, count = accelerator.reduce(stats, reduction="sum")

@@ -37,25 +37,31 @@ import torch
 
 from tokenreward.encoding import prompts_as_chat
 from tokenreward.errors import UserInputError
+from tokenreward.logprobs import token_stats
 from tokenreward.lora import reference_of, trainable_parameters
-from tokenreward.losses.preference_methods import METHOD_SPECIFIC_SETTINGS, PREFERENCE_METHODS, PairBatch
+from tokenreward.losses.preference_methods import (
+    METHOD_SPECIFIC_SETTINGS,
+    PREFERENCE_METHODS,
+    PairBatch,
+    PreferenceMethod,
+    PreferenceSettings,
+)
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
-from tokenreward.preference_data import prepare_preference_data
-from tokenreward.progress import progress_bar
+from tokenreward.preference_data import PreferenceData, prepare_preference_data
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import (
     Optimization,
     RunConfig,
+    batch_indices,
     derive_seed,
     make_run,
-    permutation,
-    save_final_model,
     with_adapters,
 )
 from tokenreward.trainers.loading import frozen_loading, trained_loading
-from tokenreward.trainers.preference_batches import cached_reference_logps, collate, halves, policy_logps
-from tokenreward.trainers.preference_inputs import cache_directory, resolve_inputs, token_reward_inputs
+from tokenreward.trainers.loop import run_steps
+from tokenreward.trainers.oracle_curve import sampled_oracle_score
+from tokenreward.trainers.preference_batches import cached_reference_logps, collate
+from tokenreward.trainers.preference_inputs import Inputs, cache_directory, resolve_inputs, token_reward_inputs
 from tokenreward.trainers.vocabulary import check_shared_vocabulary
 
 
@@ -140,7 +146,8 @@ class PreferenceConfig(RunConfig):
         default=None, metadata={"help": "longest sampled response in tokens (default: the world's)", "min": 1}
     )
     save_every: int = field(
-        default=50, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=50,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     strict: bool = field(
         default=False,
@@ -173,26 +180,6 @@ def disable_dropout(model: torch.nn.Module) -> None:
             module.p = 0.0
 
 
-@torch.no_grad()
-def sampled_oracle_score(
-    policy, tokenizer, prompt_records: list[dict], max_new_tokens: int, config: PreferenceConfig, step: int
-) -> float:
-    """Mean oracle score of responses sampled at temperature 1, seeded by (seed, step)."""
-    from tokenreward.generation import generate
-    from tokenreward.world.oracle import grade
-
-    generations = generate(
-        policy,
-        tokenizer,
-        [r["prompt"] for r in prompt_records],
-        max_new_tokens,
-        do_sample=True,
-        generator_seed=derive_seed(config.seed, "evaluation", step),
-        chat_template=config.chat_template,
-    )
-    return sum(grade(r, g.text).score for r, g in zip(prompt_records, generations)) / len(prompt_records)
-
-
 def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     warmup = max(1, math.ceil(warmup_ratio * steps))
     if step < warmup:
@@ -200,28 +187,109 @@ def learning_rate_factor(step: int, steps: int, warmup_ratio: float) -> float:
     return max(0.0, (steps - step) / max(1, steps - warmup))
 
 
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """The pairs of step `step`: epoch-wise permutations seeded by (seed, epoch), so any step's
-    batch is known without replaying the ones before it (exact resume)."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, k = divmod(step, per_epoch)
-    return permutation(n, seed, "order", epoch)[k * batch_size : (k + 1) * batch_size]
+def write_data_report(out: Path, name: str, report: dict[str, Any], source: str) -> None:
+    """`OUT/data.json`: the rows read, kept and dropped by reason (a warning names the dropped)."""
+    (out / "data.json").write_text(json.dumps(report, indent=2))
+    if report["dropped"]:
+        print(
+            f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {source} "
+            f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}",
+            file=sys.stderr,
+        )
+
+
+def write_run_config(out: Path, method_name: str, config: PreferenceConfig, settings, rewarder: str | None) -> None:
+    """`OUT/config.json`: the settings with the method's resolved beta, alpha and token rewarder."""
+    resolved = {"beta": settings.beta, "alpha": settings.alpha, "token_rewarder": rewarder}
+    (out / "config.json").write_text(
+        json.dumps({"method": method_name, **asdict(config), **resolved}, indent=2, default=str)
+    )
+
+
+def report_unscored(out: Path, name: str, report: dict[str, Any], rewarder: str, unscored: list, pairs: int) -> None:
+    """Record in `OUT/data.json` (and warn about) the responses the token rewarder could not score."""
+    report["unscored_token_rewards"] = {"rewarder": rewarder, "responses": len(unscored), "first": unscored[:20]}
+    (out / "data.json").write_text(json.dumps(report, indent=2))
+    print(
+        f"{name}: the {rewarder} rewarder could not score {len(unscored)} of {2 * pairs} responses "
+        f"(their token rewards are 0), e.g. row {unscored[0]['row']} ({unscored[0]['side']}): {unscored[0]['reason']}",
+        file=sys.stderr,
+    )
+
+
+def preference_loss_fn(
+    method: PreferenceMethod,
+    settings: PreferenceSettings,
+    policy,
+    reference,
+    data: PreferenceData,
+    pad_id: int,
+    per_position,
+):
+    """The method's mean loss over a micro-batch of pairs and its metrics: the implicit rewards
+    of chosen and rejected, their margin and accuracy, and the method's own terms."""
+    device = next(policy.parameters()).device
+
+    def loss_fn(indices: list[int]):
+        tensors = {k: v.to(device) for k, v in collate(data, indices, pad_id, per_position).items()}
+        stats = token_stats(policy, tensors["input_ids"], tensors["attention_mask"], reference=reference)
+        batch = PairBatch.from_stacked(
+            stats.logprobs,
+            tensors["mask"],
+            tensors["tokens"],
+            tensors.get("reference"),
+            tensors.get("rewards"),
+            stats.kl,
+        )
+        result = method.loss(batch, settings)
+        w, l = result.reward_chosen, result.reward_rejected
+        return result.losses.mean(), {
+            "reward_chosen": float(w.mean()),
+            "reward_rejected": float(l.mean()),
+            "reward_margin": float((w - l).mean()),
+            "reward_accuracy": float((w > l).float().mean()),
+            **{k: float(v.mean()) for k, v in result.metrics.items()},
+        }
+
+    return loss_fn
+
+
+def linear_schedule(accelerator, folder, config: PreferenceConfig, policy) -> Optimization:
+    """AdamW with a linear warm-up over `--warmup-ratio` of the steps, then a linear decay to 0."""
+    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio)
+    )
+    return Optimization(accelerator, folder, config, policy, optimizer, scheduler, "policy")
+
+
+def oracle_curve(config: PreferenceConfig, inputs: Inputs, training: Optimization, tokenizer):
+    """With a world's evaluation prompts: the step's `oracle_score` (sampling seeded by (seed, step))."""
+    if not inputs.eval_prompts:
+        return None
+
+    def evaluate(step: int) -> dict[str, float]:
+        seed = derive_seed(config.seed, "evaluation", step)
+        return {
+            "oracle_score": sampled_oracle_score(
+                training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, seed, config.chat_template
+            )
+        }
+
+    return evaluate
 
 
 def run(config: PreferenceConfig, name: str) -> None:
     """Train `name` (a registered preference method or an alias) on preference pairs into `config.out`."""
-    method_name = PREFERENCE_METHODS.canonical(name)
-    method = PREFERENCE_METHODS.get(name)
+    method_name, method = PREFERENCE_METHODS.canonical(name), PREFERENCE_METHODS.get(name)
     rewarder_name = config.token_rewarder or method.needs.token_rewarder
     refuse_unused_settings(config, name)
     settings = method.settings(config.beta, config.alpha, config.gamma, config.sepo_ratio)
-    beta, alpha = settings.beta, settings.alpha
     accelerator, folder = make_run(config, {"method": method_name})
     if folder.finished:
         return
-    out, device, main = folder.out, accelerator.device, accelerator.is_main_process
+    out, main = folder.out, accelerator.is_main_process
     show, frozen = config.progress and main, frozen_loading(config, accelerator)
-
     inputs = resolve_inputs(config)
     tokenizer = load_tokenizer(inputs.tokenizer)
     policy = load_causal_lm(inputs.policy, loading=trained_loading(accelerator))
@@ -235,106 +303,33 @@ def run(config: PreferenceConfig, name: str) -> None:
     data = prepare_preference_data(rows, tokenizer, inputs.source, context_length(policy), config.strict)
     report = data.report()
     if main:
-        (out / "data.json").write_text(json.dumps(report, indent=2))
-        (out / "config.json").write_text(
-            json.dumps(
-                {
-                    "method": method_name,
-                    **asdict(config),
-                    "beta": beta,
-                    "alpha": alpha,
-                    "token_rewarder": rewarder_name,
-                },
-                indent=2,
-                default=str,
-            )
-        )
-        if report["dropped"]:
-            print(
-                f"{name}: dropped {sum(report['dropped'].values())} of {report['rows']} rows of {inputs.source} "
-                f"({', '.join(f'{n} with {reason}' for reason, n in report['dropped'].items())}); see {out / 'data.json'}",
-                file=sys.stderr,
-            )
-
+        write_data_report(out, name, report, inputs.source)
+        write_run_config(out, method_name, config, settings, rewarder_name)
     per_position: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     if method.needs.reference_logps:
         per_position["reference"] = cached_reference_logps(
-            inputs.reference,
-            data,
-            tokenizer.pad_token_id,
-            4 * config.batch_size,
-            cache_directory(inputs, out),
-            frozen,
-            show,
-            main,
-            base_reference,
-        )
-    reference_model = (
-        (base_reference or load_causal_lm(inputs.reference, loading=frozen).eval())
-        if method.needs.reference_logits
-        else None
-    )
+            inputs.reference, data, tokenizer.pad_token_id, 4 * config.batch_size,
+            cache_directory(inputs, out), frozen, show, main, base_reference,
+        )  # fmt: skip
+    reference_logits = None
+    if method.needs.reference_logits:
+        reference_logits = base_reference or load_causal_lm(inputs.reference, loading=frozen).eval()
     if method.needs.token_rewarder is not None:
         per_position["rewards"], unscored = token_reward_inputs(rewarder_name, config, data, inputs, out, show, frozen)
         if unscored and main:
-            report["unscored_token_rewards"] = {
-                "rewarder": rewarder_name,
-                "responses": len(unscored),
-                "first": unscored[:20],
-            }
-            (out / "data.json").write_text(json.dumps(report, indent=2))
-            print(
-                f"{name}: the {rewarder_name} rewarder could not score {len(unscored)} of {2 * len(data)} responses "
-                f"(their token rewards are 0), e.g. row {unscored[0]['row']} ({unscored[0]['side']}): {unscored[0]['reason']}",
-                file=sys.stderr,
-            )
-
-    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: learning_rate_factor(s, config.steps, config.warmup_ratio)
+            report_unscored(out, name, report, rewarder_name, unscored, len(data))
+    training = linear_schedule(accelerator, folder, config, policy)
+    loss_fn = preference_loss_fn(
+        method, settings, training.model, reference_logits, data, tokenizer.pad_token_id, per_position
     )
-    training = Optimization(accelerator, folder, config, policy, optimizer, scheduler, "policy")
 
-    def loss_fn(indices: list[int]):
-        tensors = {k: v.to(device) for k, v in collate(data, indices, tokenizer.pad_token_id, per_position).items()}
-        logps, token_kl = policy_logps(
-            training.model, tensors["input_ids"], tensors["attention_mask"], reference_model
-        )
-        batch = PairBatch(
-            halves(logps),
-            halves(tensors["mask"]),
-            halves(tensors["tokens"]),
-            reference=halves(tensors["reference"]) if "reference" in tensors else None,
-            rewards=halves(tensors["rewards"]) if "rewards" in tensors else None,
-            kl=halves(token_kl) if token_kl is not None else None,
-        )
-        result = method.loss(batch, settings)
-        w, l = result.reward_chosen, result.reward_rejected
-        return result.losses.mean(), {
-            "reward_chosen": float(w.mean()),
-            "reward_rejected": float(l.mean()),
-            "reward_margin": float((w - l).mean()),
-            "reward_accuracy": float((w > l).float().mean()),
-            **{k: float(v.mean()) for k, v in result.metrics.items()},
-        }
+    def train_step(step: int) -> dict[str, float]:
+        return training.step(step, batch_indices(step, len(data), config.batch_size, config.seed), loss_fn)
 
-    logger = JsonlLogger(out / "log.jsonl", resume_step=training.start, enabled=main)
-    with progress_bar(config.steps, name, start=training.start, enabled=show) as advance:
-        for step in range(training.start, config.steps):
-            metrics = training.step(step, batch_indices(step, len(data), config.batch_size, config.seed), loss_fn)
-            record = {"step": step + 1, **metrics}
-            if inputs.eval_prompts and main and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
-                record["oracle_score"] = sampled_oracle_score(
-                    training.unwrapped, tokenizer, inputs.eval_prompts, inputs.max_new_tokens, config, step
-                )
-            logger.log(record)
-            advance(
-                **{k: record[k] for k in ("loss", "reward_margin", "reward_accuracy", "oracle_score") if k in record}
-            )
-            training.maybe_checkpoint(step + 1, config.steps)
-    logger.close()
-    save_final_model(folder, config, training.unwrapped, tokenizer)
-    folder.mark_done()
+    shown = ("loss", "reward_margin", "reward_accuracy", "oracle_score")
+    evaluate = oracle_curve(config, inputs, training, tokenizer)
+    run_steps(training, config.steps, train_step, name, shown, evaluate=evaluate, eval_every=config.eval_every)
+    folder.finish(training.unwrapped, tokenizer)
 
 
 for _name, _method in PREFERENCE_METHODS.items():

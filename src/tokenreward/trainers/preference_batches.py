@@ -1,6 +1,5 @@
-"""Batches of preference pairs and their per-token log-probabilities: the padded `[2B, L]`
-inputs (chosen rows, then rejected) in the shifted frame, the policy's log-probs and TDPO's
-token KL, and the reference log-probs computed once per dataset and cached."""
+"""Batches of preference pairs: the padded `[2B, L]` inputs (chosen rows, then rejected) in the
+shifted frame, and the reference log-probs computed once per dataset and cached."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from tokenreward.logprobs import token_stats
+from tokenreward.logprobs import token_logprobs
 from tokenreward.models import ModelLoading, input_device, load_causal_lm
 from tokenreward.preference_data import PreferenceData, path_fingerprint
 from tokenreward.progress import progress_bar
@@ -48,18 +47,6 @@ def collate(
     return out
 
 
-def halves(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    half = tensor.shape[0] // 2
-    return tensor[:half], tensor[half:]
-
-
-def policy_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, reference=None):
-    """Shifted-frame per-token log-probs `[B, L-1]` and, given a `reference` model, the per-token
-    `KL(ref || model)` over the vocabulary (else None), chunked (`tokenreward.logprobs`)."""
-    stats = token_stats(model, input_ids, attention_mask, reference=reference)
-    return stats.logprobs, stats.kl
-
-
 def pair_batches(data: PreferenceData, batch_size: int, max_tokens: int | None) -> list[list[int]]:
     """Pairs in order of length, `batch_size` at a time, or, with a budget, grouped while the
     padded `[2B, L]` batch holds at most `max_tokens` tokens (so little is spent on padding)."""
@@ -82,8 +69,7 @@ def reference_logps(
     with progress_bar(len(data), "reference log-probs", enabled=progress) as advance:
         for indices in pair_batches(data, batch_size, max_tokens):
             batch = collate(data, indices, pad_id)
-            lp, _ = policy_logps(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            lp = lp.cpu()
+            lp = token_logprobs(model, batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu()
             for row, i in enumerate(indices):
                 for values, side, shift in ((chosen, data.chosen, 0), (rejected, data.rejected, len(indices))):
                     seq = side[i]

@@ -23,17 +23,9 @@ from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
-from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import (
-    RunConfig,
-    cosine_optimization,
-    derive_seed,
-    make_run,
-    save_final_model,
-    with_adapters,
-)
+from tokenreward.trainers.harness import RunConfig, cosine_optimization, derive_seed, make_run, with_adapters
+from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.sft import step_order
 
 
@@ -65,7 +57,8 @@ class RewardModelConfig(RunConfig):
         default=1e-4, metadata={"help": "AdamW learning rate (cosine decay)", "gt": 0.0, "aliases": ["--lr"]}
     )
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     max_grad_norm: float = field(
         default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}
@@ -198,9 +191,6 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
     )
     model = with_adapters(model, config, "SEQ_CLS")
     training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
-    logger = JsonlLogger(
-        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
-    )
 
     def loss_fn(indices: list[int]):
         chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in indices], accelerator.device)
@@ -209,17 +199,12 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
             "margin": float((chosen - rejected).mean().detach()),
         }
 
-    with progress_bar(
-        len(batches), "reward model", start=training.start, enabled=config.progress and accelerator.is_main_process
-    ) as advance:
-        for step in range(training.start, len(batches)):
-            metrics = training.step(step, batches[step], loss_fn)
-            metrics.pop("lr")
-            logger.log({"step": step + 1, **metrics})
-            advance(loss=metrics["loss"], acc=metrics["accuracy"])
-            if (step + 1) % config.save_every == 0 or step + 1 == len(batches):
-                training.checkpoint(step + 1)
-    logger.close()
+    def train_step(step: int) -> dict[str, float]:
+        metrics = training.step(step, batches[step], loss_fn)
+        metrics.pop("lr")
+        return metrics
+
+    run_steps(training, len(batches), train_step, "reward model", ("loss", "accuracy"), tensorboard=False)
     return training.unwrapped.eval()
 
 
@@ -239,8 +224,7 @@ def run(config: RewardModelConfig, name: str = "reward-model") -> Path:
     model = reward_model_from(config.model, tokenizer)
     pairs = prompts_as_chat(read_jsonl(config.data, "--data"), config.chat_template)
     model = train(config, model, tokenizer, pairs, accelerator, folder)
-    final = save_final_model(folder, config, model, tokenizer)
-    folder.mark_done()
+    final = folder.finish(model, tokenizer)
     if config.eval_data and accelerator.is_main_process:
         accuracy = pairwise_accuracy(
             model, tokenizer, prompts_as_chat(read_jsonl(config.eval_data), config.chat_template)

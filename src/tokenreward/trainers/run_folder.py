@@ -9,8 +9,8 @@ before its first checkpoint starts again from step 0. The run length (`--steps` 
 constant-rate trainer (`extendable`) continues to the new length, a finished run included,
 exactly as an unbroken run of that length would have gone; fewer steps than already trained
 are refused.
-The final model is written to a temporary folder and renamed to `OUT/final`; `OUT/done`
-marks a finished run.
+`RunFolder.finish`: the final model (its trained parameters checked finite) is written to a
+temporary folder and renamed to `OUT/final`; then `OUT/done` marks a finished run.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenreward.errors import UserInputError
+import torch
+
+from tokenreward.errors import NonFiniteError, UserInputError
 from tokenreward.io import read_json_file, write_atomic
+from tokenreward.lora import write_final
 from tokenreward.trainers.checkpoints import latest_checkpoint
 from tokenreward.trainers.run_inputs import refuse_changed_inputs
 
@@ -43,7 +46,8 @@ def settings_of(config: Any) -> dict[str, Any]:
 class RunFolder:
     """`OUT` of one run: refuse, resume or start (see the module docstring). `length` names the
     setting that fixes the run's length (`steps`, `epochs`); `extendable`: the run may continue
-    to another length (a trainer whose learning rate does not depend on it)."""
+    to another length (a trainer whose learning rate does not depend on it); `merge`: a LoRA
+    model's final folder holds the merged model, not its adapter."""
 
     def __init__(
         self,
@@ -55,9 +59,10 @@ class RunFolder:
         at_default: Collection[str] = (),
         length: str | None = None,
         extendable: bool = False,
+        merge: bool = False,
     ):
         self.out = Path(out)
-        self.main = main
+        self.main, self.merge = main, merge
         self.extending = False
         if self.out.exists() and not self.out.is_dir():
             raise UserInputError(f"--out {self.out} is a file, not a folder")
@@ -146,6 +151,25 @@ class RunFolder:
     def mark_done(self) -> None:
         if self.main:
             write_atomic(self.out / "done", "")
+
+    def finish(self, model, tokenizer) -> Path:
+        """The end of every run: `OUT/final` holds the model (a LoRA model: its adapter, or
+        merged with `merge`) and the tokenizer, once its trained parameters are checked finite;
+        then `OUT/done`. Returns `OUT/final`."""
+        check_finite_parameters(model, self.out)
+        final = self.save_final(lambda tmp: write_final(model, tokenizer, tmp, self.merge))
+        self.mark_done()
+        return final
+
+
+def check_finite_parameters(model, out: Path) -> None:
+    """Refuse to finish a run whose trained parameters hold inf or NaN (no `final/`, no `done`)."""
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteError(
+            f"run {out}: {len(bad)} trained parameter tensors hold inf or NaN (first: {bad[0]}); "
+            "no final model written (lower --learning-rate or check the data)"
+        )
 
 
 def fields_at_default(config: Any) -> set[str]:

@@ -21,18 +21,10 @@ from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import load_causal_lm, load_tokenizer
-from tokenreward.progress import progress_bar
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
-from tokenreward.trainers.harness import (
-    RunConfig,
-    cosine_optimization,
-    make_run,
-    permutation,
-    save_final_model,
-    with_adapters,
-)
+from tokenreward.trainers.harness import RunConfig, cosine_optimization, make_run, permutation, with_adapters
 from tokenreward.trainers.loading import trained_loading
+from tokenreward.trainers.loop import run_steps
 
 LENGTH_WINDOW = 16
 
@@ -60,7 +52,8 @@ class SFTConfig(RunConfig):
         default=True, metadata={"help": "batch examples of similar length together (less padding)"}
     )
     save_every: int = field(
-        default=200, metadata={"help": "checkpoint every N steps", "min": 1, "aliases": ["--checkpoint-every"]}
+        default=200,
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
     max_grad_norm: float = field(
         default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}
@@ -204,9 +197,6 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
     batches = step_order(len(examples), config.batch_size, config.epochs, config.seed, lengths)
     model = with_adapters(model, config, "CAUSAL_LM")
     training = cosine_optimization(accelerator, folder, config, model, config.warmup_steps, len(batches))
-    logger = JsonlLogger(
-        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
-    )
 
     def loss_fn(indices: list[int]):
         batch = {
@@ -216,16 +206,14 @@ def train(config: SFTConfig, model, tokenizer, records: Sequence[dict[str, Any]]
         logits = training.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return sft_loss(logits, batch["labels"]), {}
 
-    with progress_bar(
-        len(batches), "sft", start=training.start, enabled=config.progress and accelerator.is_main_process
-    ) as advance:
-        for step in range(training.start, len(batches)):
-            metrics = training.step(step, batches[step], loss_fn, label_count(examples))
-            logger.log({"step": step + 1, **metrics})
-            advance(loss=metrics["loss"])
-            if (step + 1) % config.save_every == 0 or step + 1 == len(batches):
-                training.checkpoint(step + 1)
-    logger.close()
+    units = label_count(examples)
+    run_steps(
+        training,
+        len(batches),
+        lambda step: training.step(step, batches[step], loss_fn, units),
+        "sft",
+        tensorboard=False,
+    )
     return training.unwrapped.eval()
 
 
@@ -240,6 +228,4 @@ def run(config: SFTConfig, name: str = "sft") -> Path:
     tokenizer = load_tokenizer(config.tokenizer or config.policy)
     model = load_causal_lm(config.policy, loading=trained_loading(accelerator))
     model = train(config, model, tokenizer, read_jsonl(config.data, "--data"), accelerator, folder)
-    final = save_final_model(folder, config, model, tokenizer)
-    folder.mark_done()
-    return final
+    return folder.finish(model, tokenizer)

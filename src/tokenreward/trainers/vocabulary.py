@@ -1,6 +1,7 @@
 """Models that must share a vocabulary are checked before a run trains: the policy, its
 reference and any guide model read the same token ids, and the tokenizer fits the policy's
-embeddings. A mismatch is a one-line error naming both flags and sizes."""
+embeddings. A mismatch is a one-line error naming both flags and sizes. `policy_tokenizer`: the
+policy's tokenizer, or the world's for a policy saved without one."""
 
 from __future__ import annotations
 
@@ -56,3 +57,27 @@ def check_shared_vocabulary(tokenizer, policy: tuple[str, Any], others: dict[str
                     f"{other} {folder} holds a tokenizer whose token ids differ from the run's ({flag}); "
                     "they must share a tokenizer"
                 )
+
+
+def has_tokenizer(folder: Path | str) -> bool:
+    """Whether a model folder (or a GGUF file, whose converted folder always has one) holds a tokenizer."""
+    from tokenreward.gguf import resolve_model_source
+
+    return (Path(resolve_model_source(folder)) / "tokenizer_config.json").exists()
+
+
+def policy_tokenizer(policy_dir: Path, world) -> Any:
+    """The tokenizer of the policy folder, else the world's (`world` may be None); it needs a pad
+    and an EOS token (responses end with EOS and batches are padded)."""
+    from tokenreward.models import load_tokenizer
+
+    if has_tokenizer(policy_dir):
+        source = Path(policy_dir)
+    elif world is not None:
+        source = Path(world.tokenizer_dir)
+    else:
+        raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
+    tokenizer = load_tokenizer(str(source))
+    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+        raise UserInputError(f"the policy tokenizer ({source}) needs a pad and an EOS token")
+    return tokenizer

@@ -39,10 +39,10 @@ from trl.trainer.utils import use_adapter
 from tokenreward.errors import InputTypeError, UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.integrations.trl.preference_configs import SePOConfig, TDPOConfig, TGDPOConfig, TRegDPOConfig
+from tokenreward.logprobs import token_logprobs, token_stats
 from tokenreward.losses.preference_methods import PREFERENCE_METHODS, PairBatch, PreferenceSettings
 from tokenreward.preference_data import PreferenceData, encode_response, pair_token_rewards
 from tokenreward.rewards import Rewarder, rewarder_requirements
-from tokenreward.trainers.preference_batches import halves, policy_logps
 
 logger = logging.getLogger(__name__)
 
@@ -273,19 +273,17 @@ class TokenLevelDPOTrainer(DPOTrainer):
         mode = "train" if self.model.training else "eval"
         needs = self.preference.needs
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        logps, token_kl = policy_logps(
-            model, input_ids, attention_mask, self.ref_model if needs.reference_logits else None
+        stats = token_stats(
+            model, input_ids, attention_mask, reference=self.ref_model if needs.reference_logits else None
         )
-        mask = halves(inputs["completion_mask"][:, 1:].float())
         reference = None
         if needs.reference_logps:
             reference_model, reference_context = self.reference()
             with torch.no_grad(), reference_context:
-                reference = halves(policy_logps(reference_model, input_ids, attention_mask)[0])
-        batch = PairBatch(
-            halves(logps), mask, halves(inputs["response_tokens"][:, 1:].bool()), reference=reference,
-            rewards=halves(inputs["token_rewards"][:, 1:]) if needs.token_rewarder is not None else None,
-            kl=halves(token_kl) if token_kl is not None else None,
+                reference = token_logprobs(reference_model, input_ids, attention_mask)
+        batch = PairBatch.from_stacked(
+            stats.logprobs, inputs["completion_mask"][:, 1:].float(), inputs["response_tokens"][:, 1:].bool(), reference,
+            inputs["token_rewards"][:, 1:] if needs.token_rewarder is not None else None, stats.kl,
         )  # fmt: skip
         result = self.preference.loss(batch, self.settings)
         loss = result.losses.mean()

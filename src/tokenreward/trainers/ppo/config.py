@@ -99,7 +99,7 @@ class PPOConfig(RunConfig):
     )
     save_every: int = field(
         default=50,
-        metadata={"help": "checkpoint every N steps (and at the end)", "min": 1, "aliases": ["--checkpoint-every"]},
+        metadata={"help": "checkpoint every N steps and after the last", "min": 1, "aliases": ["--checkpoint-every"]},
     )
 
     def __post_init__(self):

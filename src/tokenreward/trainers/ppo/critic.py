@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -11,11 +9,7 @@ from tokenreward.errors import UserInputError
 from tokenreward.generation import Batch
 from tokenreward.gguf import resolve_model_source
 from tokenreward.models import load_tokenizer, prefix_scores, scalar_head_from_lm, score_head
-
-
-def has_tokenizer(folder: Path | str) -> bool:
-    """Whether a model folder (or a GGUF file, whose converted folder always has one) holds a tokenizer."""
-    return (Path(resolve_model_source(folder)) / "tokenizer_config.json").exists()
+from tokenreward.trainers.vocabulary import has_tokenizer
 
 
 class ValueModel(nn.Module):

@@ -10,13 +10,12 @@ from typing import Any
 
 from torch import nn
 
-from tokenreward.errors import UserInputError
 from tokenreward.gguf import resolve_model_source
 from tokenreward.lora import reference_of
-from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm, load_tokenizer
+from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm
 from tokenreward.trainers.harness import with_adapters
-from tokenreward.trainers.ppo.critic import ValueModel, has_tokenizer, load_critic
-from tokenreward.trainers.vocabulary import check_shared_vocabulary
+from tokenreward.trainers.ppo.critic import ValueModel, load_critic
+from tokenreward.trainers.vocabulary import check_shared_vocabulary, policy_tokenizer
 
 
 @dataclass
@@ -37,15 +36,7 @@ def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: b
     for flag, folder in (("--policy", policy_dir), ("--reference", c.reference), ("--reward-model", c.reward_model)):
         if folder is not None and not Path(resolve_model_source(folder)).is_dir():
             raise FileNotFoundError(f"{flag}: no model folder {folder}")
-    if has_tokenizer(policy_dir):
-        tokenizer_source = policy_dir
-    elif world is not None:
-        tokenizer_source = Path(world.tokenizer_dir)
-    else:
-        raise FileNotFoundError(f"--policy {policy_dir} holds no tokenizer (tokenizer_config.json)")
-    tokenizer = load_tokenizer(str(tokenizer_source))
-    if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
-        raise UserInputError(f"the policy tokenizer ({tokenizer_source}) needs a pad and an EOS token")
+    tokenizer = policy_tokenizer(policy_dir, world)
     policy = load_causal_lm(str(policy_dir), loading=trained).eval()
     if c.gradient_checkpointing:
         enable_activation_checkpointing(policy)

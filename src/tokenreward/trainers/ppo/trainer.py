@@ -26,6 +26,8 @@ global token count, so the averaged gradients equal the single-process ones.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,13 @@ from tokenreward.losses.advantages import (
 from tokenreward.losses.ppo import kl_estimate, masked_whiten, ppo_rewards, sequence_returns
 from tokenreward.models import context_length
 from tokenreward.options import parse_assignments
-from tokenreward.progress import progress_bar
 from tokenreward.rewards import build_rewarder
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, load_checkpoint, save_checkpoint
-from tokenreward.trainers.harness import make_run, masked_moments, save_final_model
+from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenreward.trainers.harness import global_masked_moments, make_run
 from tokenreward.trainers.loading import frozen_loading, trained_loading
+from tokenreward.trainers.loop import run_steps
+from tokenreward.trainers.oracle_curve import oracle_grades
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
 from tokenreward.trainers.ppo.models import load_models, rewarder_resources
@@ -60,6 +63,26 @@ from tokenreward.trainers.ppo.rollout import (
     step_prompt_indices,
 )
 from tokenreward.trainers.ppo.update import Learners, update
+
+
+@dataclass
+class Rollout:
+    """One step's samples: the prompts' row indices, the generations, their sequence rewards
+    (and the greedy responses' for ReMax) and the experience the update reads."""
+
+    rows: list[int]
+    generations: Generations
+    sequence_rewards: torch.Tensor
+    greedy_rewards: torch.Tensor | None
+    experience: Experience
+
+
+@contextmanager
+def timed(timings: dict[str, float], key: str):
+    """Adds the wall-clock seconds of the block to `timings[key]`."""
+    started = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - started
 
 
 class PPOTrainer:
@@ -216,7 +239,7 @@ class PPOTrainer:
         settings = AdvantageSettings(gamma=c.gamma, lam=c.lam, ktae_ignored_token=self.tokenizer.eos_token_id)
         advantages, returns = estimate_advantages(c.estimator, batch, settings)
         if c.whiten_advantages:
-            mean, var = masked_moments(self.accelerator, advantages, batch.mask)
+            mean, var = global_masked_moments(self.accelerator, advantages, batch.mask)
             advantages = masked_whiten(advantages, batch.mask, mean=mean, var=var)
         return advantages, returns
 
@@ -235,72 +258,71 @@ class PPOTrainer:
         batch.baseline_mask = greedy_batch.mask
         return greedy_sequence
 
-    def step(self, step: int) -> dict[str, Any]:
-        """One rollout and its updates; returns the step's log record."""
-        c, acc = self.config, self.accelerator
-        timings = {}
-        started = time.perf_counter()
-        rows, seeds = self.local_share(step)
-        generations = self.generate(rows, seeds)
-        batch = make_batch(generations, self.tokenizer.pad_token_id, self.device)
-        timings["time_generate"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        token_rewards, sequence = self.rewards(step, rows, generations)
-        timings["time_reward"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        scores = self.score_batch(batch)
-        kl = kl_estimate(scores.logprobs, scores.ref_logprobs, c.kl_estimator)
-        rewards = ppo_rewards(token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
-        timings["time_score"] = time.perf_counter() - started
+    def rollout(self, step: int, timings: dict[str, float]) -> Rollout:
+        """Sample this process's share of the step's prompts, reward, score and penalise the
+        samples, and estimate their advantages."""
+        c = self.config
+        with timed(timings, "time_generate"):
+            rows, seeds = self.local_share(step)
+            generations = self.generate(rows, seeds)
+            batch = make_batch(generations, self.tokenizer.pad_token_id, self.device)
+        with timed(timings, "time_reward"):
+            token_rewards, sequence = self.rewards(step, rows, generations)
+        with timed(timings, "time_score"):
+            scores = self.score_batch(batch)
+            kl = kl_estimate(scores.logprobs, scores.ref_logprobs, c.kl_estimator)
+            rewards = ppo_rewards(token_rewards, kl, batch.mask, c.kl_coef if c.kl_in == "reward" else 0.0)
         # samples of one prompt are adjacent in the local share: row b belongs to group b // K
         group = torch.arange(len(rows), device=self.device) // c.samples_per_prompt
         estimator_batch = AdvantageBatch(
             rewards, batch.mask, group=group, values=scores.values, entropy=scores.entropy, token_ids=batch.tokens
         )
-        greedy_reward = None
+        greedy_rewards = None
         if "baseline_rewards" in self.estimator.needs:
-            started = time.perf_counter()
-            greedy_reward = self.greedy_baseline(step, rows, estimator_batch)
-            timings["time_baseline"] = time.perf_counter() - started
+            with timed(timings, "time_baseline"):
+                greedy_rewards = self.greedy_baseline(step, rows, estimator_batch)
         advantages, returns = self.advantages(estimator_batch)
         experience = Experience(
             batch, scores.logprobs, scores.ref_logprobs, scores.entropy, rewards, advantages, scores.values, returns
         )
+        return Rollout(rows, generations, sequence, greedy_rewards, experience)
 
-        started = time.perf_counter()
-        stats = update(c, self.learners, step, experience)
-        timings["time_train"] = time.perf_counter() - started
+    def step(self, step: int) -> dict[str, Any]:
+        """One rollout and its updates; returns the step's log record."""
+        timings: dict[str, float] = {}
+        rollout = self.rollout(step, timings)
+        with timed(timings, "time_train"):
+            stats = update(self.config, self.learners, step, rollout.experience)
+        with timed(timings, "time_oracle"):
+            oracle = self.oracle_scores(rollout.rows, rollout.generations)
+        return {**self.step_record(rollout, oracle), **stats, **self.step_counts(rollout), **timings_rounded(timings)}
 
-        started = time.perf_counter()
-        oracle = self.oracle_scores(rows, generations)
-        timings["time_oracle"] = time.perf_counter() - started
-
-        k1 = kl_estimate(scores.logprobs, scores.ref_logprobs, "k1")
+    def step_record(self, rollout: Rollout, oracle: torch.Tensor | None) -> dict[str, float]:
+        """Means over every process's responses: reward, KL to the reference, length, return,
+        finished share (and oracle score, greedy reward), and the mean token entropy."""
+        acc, experience = self.accelerator, rollout.experience
+        mask = experience.batch.mask
+        k1 = kl_estimate(experience.logprobs, experience.ref_logprobs, "k1")
         per_response = {
-            "reward": sequence,
-            "kl": torch.where(batch.mask, k1, torch.zeros_like(k1)).sum(-1),
-            "length": batch.mask.sum(-1).float(),
-            "return": sequence_returns(rewards, batch.mask),
-            "finished": torch.tensor([float(g.finished) for g in generations], device=self.device),
+            "reward": rollout.sequence_rewards,
+            "kl": torch.where(mask, k1, torch.zeros_like(k1)).sum(-1),
+            "length": mask.sum(-1).float(),
+            "return": sequence_returns(experience.rewards, mask),
+            "finished": torch.tensor([float(g.finished) for g in rollout.generations], device=self.device),
         }
         if oracle is not None:
             per_response["oracle_score"] = oracle
-        if greedy_reward is not None:
-            per_response["greedy_reward"] = greedy_reward
-        record: dict[str, Any] = {"step": step + 1}
-        for key, values in per_response.items():
-            record[key] = acc.gather(values.float()).mean().item()
-        entropy_mean, _ = masked_moments(self.accelerator, scores.entropy, batch.mask)
-        record["entropy"] = entropy_mean.item()
-        record.update(stats)
-        record["lr"] = self.schedulers["policy"].get_last_lr()[0]
-        tokens = acc.reduce(batch.mask.sum().float(), reduction="sum").item()
-        record["tokens_generated"] = int(tokens)
-        record["tokens_trained"] = int(tokens) * c.ppo_epochs
-        record.update({k: round(v, 4) for k, v in timings.items()})
+        if rollout.greedy_rewards is not None:
+            per_response["greedy_reward"] = rollout.greedy_rewards
+        record = {key: acc.gather(values.float()).mean().item() for key, values in per_response.items()}
+        record["entropy"] = global_masked_moments(acc, experience.entropy, mask)[0].item()
         return record
+
+    def step_counts(self, rollout: Rollout) -> dict[str, float]:
+        """The learning rate and the tokens generated and trained on over every process."""
+        tokens = int(self.accelerator.reduce(rollout.experience.batch.mask.sum().float(), reduction="sum").item())
+        lr = self.schedulers["policy"].get_last_lr()[0]
+        return {"lr": lr, "tokens_generated": tokens, "tokens_trained": tokens * self.config.ppo_epochs}
 
     def oracle_scores(self, rows: list[int], generations: Generations) -> torch.Tensor | None:
         """The world's oracle grade of each sampled response (None without a world)."""
@@ -309,10 +331,8 @@ class PPOTrainer:
         records = [self.records[i] for i in rows]
         if not all("family" in r and "meta" in r for r in records):
             return None
-        from tokenreward.world.oracle import grade
-
         return torch.tensor(
-            [grade(r, g.text).score for r, g in zip(records, generations)], dtype=torch.float32, device=self.device
+            oracle_grades(records, [g.text for g in generations]), dtype=torch.float32, device=self.device
         )
 
     # ---- the loop
@@ -322,29 +342,19 @@ class PPOTrainer:
         return Learners(self.accelerator, self.policy, self.critic, self.optimizers, self.schedulers)
 
     def train(self) -> Path:
-        c, acc = self.config, self.accelerator
+        """The steps (`run_steps`), then the final policy and `OUT/done`; returns the run folder."""
+        c = self.config
         if self.folder.finished:
             return self.folder.out
-        start = self.restore()
-        logger = JsonlLogger(self.folder.out / "log.jsonl", resume_step=start, enabled=acc.is_main_process)
-        try:
-            with progress_bar(
-                c.steps, f"{self.method}-{c.rewarder}", start=start, enabled=c.progress and acc.is_main_process
-            ) as advance:
-                for step in range(start, c.steps):
-                    record = self.step(step)
-                    logger.log(record)
-                    if (step + 1) % c.save_every == 0 or step + 1 == c.steps:
-                        self.save(step + 1)
-                    advance(**{k: record[k] for k in ("reward", "oracle_score", "kl", "length") if k in record})
-        finally:
-            logger.close()
-        save_final_model(self.folder, c, self.accelerator.unwrap_model(self.policy), self.tokenizer)
-        self.folder.mark_done()
-        acc.wait_for_everyone()
+        self.start = self.restore()
+        shown = ("reward", "oracle_score", "kl", "length")
+        run_steps(self, c.steps, self.step, f"{self.method}-{c.rewarder}", shown)
+        self.folder.finish(self.accelerator.unwrap_model(self.policy), self.tokenizer)
+        self.accelerator.wait_for_everyone()
         return self.folder.out
 
-    def save(self, step: int) -> None:
+    def checkpoint(self, step: int) -> None:
+        """Every model, optimizer and schedule and the RNG states as of `step` (main process only)."""
         if self.accelerator.is_main_process:
             save_checkpoint(
                 self.folder.out,
@@ -363,6 +373,11 @@ class PPOTrainer:
             return 0
         step, _ = load_checkpoint(self.folder.out, self.checkpoint_models(), self.optimizers, self.schedulers)
         return step
+
+
+def timings_rounded(timings: dict[str, float]) -> dict[str, float]:
+    """The step's wall-clock seconds per phase, to 0.1 ms (`time_generate`, `time_train`, ...)."""
+    return {k: round(v, 4) for k, v in timings.items()}
 
 
 @register_trainer(

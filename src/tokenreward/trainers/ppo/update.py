@@ -3,21 +3,21 @@ mini-batches of one rollout's experience (equations in `tokenreward.losses.ppo`)
 
 Each mini-batch's losses are normalised by its token count over all processes, so the
 averaged gradients of N processes equal one process's; with `gradient_accumulation` k a
-mini-batch is cut into k micro-batches whose gradients add up to the same update.
+mini-batch is cut into k micro-batches whose gradients add up to the same update. The
+micro-batches, the non-finite checks and the optimizer step are the harness's
+(`micro_batches`, `check_finite_loss`, `apply_gradients`).
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tokenreward.errors import NonFiniteError
 from tokenreward.generation import response_logprobs
 from tokenreward.losses.ppo import kl_estimate, masked_mean, policy_loss, value_loss
-from tokenreward.trainers.harness import derive_seed
+from tokenreward.trainers.harness import apply_gradients, autocast, check_finite_loss, derive_seed, micro_batches
 from tokenreward.trainers.ppo.config import PPOConfig
 from tokenreward.trainers.ppo.experience import Experience
 
@@ -55,17 +55,10 @@ def minibatch_losses(
 
 
 def apply(c: PPOConfig, learners: Learners, where: str) -> None:
-    """Clip, check and apply the gradients of every model."""
-    acc = learners.accelerator
+    """The optimizer step of every model (`apply_gradients`: clip, check, step)."""
     for name, optimizer in learners.optimizers.items():
         model = learners.policy if name == "policy" else learners.critic
-        norm = acc.clip_grad_norm_(model.parameters(), c.max_grad_norm)
-        if not torch.isfinite(torch.as_tensor(norm)):
-            raise NonFiniteError(
-                f"{where}: the {name} gradient is not finite; stopped before applying it (resume from the last checkpoint)"
-            )
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        apply_gradients(learners.accelerator, model, optimizer, c.max_grad_norm, f"{where}, {name}")
 
 
 def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) -> dict[str, float]:
@@ -74,7 +67,6 @@ def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) 
     local = experience.batch.input_ids.shape[0]
     size = c.mini_batch_size // acc.num_processes
     device = experience.batch.input_ids.device
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if c.bf16 else nullcontext
     totals: dict[str, float] = {}
     updates = 0
     for epoch in range(c.ppo_epochs):
@@ -87,16 +79,11 @@ def update(c: PPOConfig, learners: Learners, step: int, experience: Experience) 
             count = acc.reduce(experience.batch.mask[index].sum().float(), reduction="sum") / acc.num_processes
             micros = [index[j :: c.gradient_accumulation] for j in range(min(c.gradient_accumulation, len(index)))]
             summed: dict[str, torch.Tensor] = {}
-            for j, micro in enumerate(micros):
-                context = acc.no_sync(learners.policy) if j < len(micros) - 1 else nullcontext()
-                with context:
-                    with autocast():
-                        loss, stats = minibatch_losses(c, learners, experience.rows(micro), count)
-                    if not torch.isfinite(loss):
-                        raise NonFiniteError(
-                            f"{where}: the loss is not finite; stopped before applying it (resume from the last checkpoint)"
-                        )
-                    acc.backward(loss)
+            for micro in micro_batches(acc, learners.policy, micros):
+                with autocast(c.bf16, device):
+                    loss, stats = minibatch_losses(c, learners, experience.rows(micro), count)
+                check_finite_loss(loss, where)
+                acc.backward(loss)
                 for key, value in stats.items():
                     summed[key] = summed.get(key, 0.0) + value.float()
             apply(c, learners, where)
