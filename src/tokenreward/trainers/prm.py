@@ -27,18 +27,16 @@ from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
 from tokenreward.models import context_length, load_tokenizer
-from tokenreward.progress import progress_bar
 from tokenreward.rewarders.prm import covering_tokens, marked_response, split_steps, unescaped
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import (
     RunConfig,
     cosine_optimization,
     derive_seed,
     make_run,
-    save_final_model,
     with_adapters,
 )
+from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.sft import step_order
 
 IGNORED = -100
@@ -162,9 +160,6 @@ def train(config: PrmConfig, model, tokenizer, records: list[dict[str, Any]], ac
     batches = step_order(len(records), config.batch_size, config.epochs, config.seed, None)
     model = with_adapters(model, config, "TOKEN_CLS")
     training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
-    logger = JsonlLogger(
-        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
-    )
 
     def loss_fn(indices: list[int]):
         chosen = [records[i] for i in indices]
@@ -173,16 +168,12 @@ def train(config: PrmConfig, model, tokenizer, records: list[dict[str, Any]], ac
     def steps_of(indices: list[int]) -> float:
         return float(sum(len(records[i]["labels"]) for i in indices))
 
-    with progress_bar(
-        len(batches), "prm", start=training.start, enabled=config.progress and accelerator.is_main_process
-    ) as advance:
-        for step in range(training.start, len(batches)):
-            metrics = training.step(step, batches[step], loss_fn, steps_of)
-            metrics.pop("lr")
-            logger.log({"step": step + 1, **metrics})
-            advance(loss=metrics["loss"], acc=metrics["accuracy"])
-            training.maybe_checkpoint(step + 1, len(batches), at_end=True)
-    logger.close()
+    def train_step(step: int) -> dict[str, float]:
+        metrics = training.step(step, batches[step], loss_fn, steps_of)
+        metrics.pop("lr")
+        return metrics
+
+    run_steps(training, len(batches), train_step, "prm", ("loss", "accuracy"), tensorboard=False)
     return training.unwrapped.eval()
 
 
@@ -196,6 +187,4 @@ def run(config: PrmConfig, name: str = "prm") -> Path:
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))  # the token head's initialisation
     model = train(config, prm_from(config.model, tokenizer), tokenizer, records, accelerator, folder)
-    final = save_final_model(folder, config, model, tokenizer)
-    folder.mark_done()
-    return final
+    return folder.finish(model, tokenizer)

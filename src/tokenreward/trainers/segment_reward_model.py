@@ -27,19 +27,17 @@ from tokenreward.jsonl import read_jsonl
 from tokenreward.logprobs import unwrap
 from tokenreward.lora import write_final
 from tokenreward.models import context_length, load_causal_lm, load_tokenizer
-from tokenreward.progress import progress_bar
 from tokenreward.rewarders._location_normaliser import LocationNormaliser, fit_location_normaliser
 from tokenreward.rewarders.segment import DEFAULT_THRESHOLD, SEGMENT_FILE, segments_of, sequence_score
 from tokenreward.trainers import register_trainer
-from tokenreward.trainers.checkpoints import JsonlLogger
 from tokenreward.trainers.harness import (
-    check_finite_parameters,
     cosine_optimization,
     derive_seed,
     make_run,
     permutation,
     with_adapters,
 )
+from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.reward_model import (
     RewardModelConfig,
     _check_pairs,
@@ -47,6 +45,7 @@ from tokenreward.trainers.reward_model import (
     bradley_terry_loss,
     reward_model_from,
 )
+from tokenreward.trainers.run_folder import check_finite_parameters
 from tokenreward.trainers.sft import step_order
 
 #: the authors fitted their normalisers on the responses of 60,000 training pairs
@@ -139,9 +138,6 @@ def train(config: SegmentRewardModelConfig, model, reference, tokenizer, pairs, 
     training = cosine_optimization(
         accelerator, folder, config, with_adapters(model, config, "SEQ_CLS"), 0, len(batches)
     )
-    logger = JsonlLogger(
-        folder.out / "log.jsonl", resume_step=training.start, enabled=accelerator.is_main_process, tensorboard=False
-    )
 
     def loss_fn(indices: list[int]):
         batch = [pairs[i] for i in indices]
@@ -154,19 +150,15 @@ def train(config: SegmentRewardModelConfig, model, reference, tokenizer, pairs, 
             "segments": sum(counts) / len(counts),
         }
 
-    enabled = config.progress and accelerator.is_main_process
-    with progress_bar(len(batches), "segment reward model", start=training.start, enabled=enabled) as advance:
-        for step in range(training.start, len(batches)):
-            metrics = {k: v for k, v in training.step(step, batches[step], loss_fn).items() if k != "lr"}
-            logger.log({"step": step + 1, **metrics})
-            advance(loss=metrics["loss"], segments=metrics["segments"])
-            training.maybe_checkpoint(step + 1, len(batches), at_end=True)
-    logger.close()
+    def train_step(step: int) -> dict[str, float]:
+        return {k: v for k, v in training.step(step, batches[step], loss_fn).items() if k != "lr"}
+
+    run_steps(training, len(batches), train_step, "segment reward model", ("loss", "segments"), tensorboard=False)
     return training.unwrapped.eval()
 
 
 def save_final(folder, config: SegmentRewardModelConfig, model, tokenizer, normaliser: LocationNormaliser | None):
-    """`OUT/final`: the model and tokenizer (as `save_final_model` writes them) and `segment_rewards.json`."""
+    """`OUT/final`: the model and tokenizer (as `RunFolder.finish` writes them) and `segment_rewards.json`."""
     import json
 
     check_finite_parameters(model, folder.out)
