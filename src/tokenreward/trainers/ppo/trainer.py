@@ -50,6 +50,7 @@ from tokenreward.trainers.checkpoints import JsonlLogger, latest_checkpoint, loa
 from tokenreward.trainers.harness import make_run, masked_moments, save_final_model
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
+from tokenreward.trainers.ppo.critic import shares_policy
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
 from tokenreward.trainers.ppo.models import load_models, rewarder_resources
 from tokenreward.trainers.ppo.rollout import (
@@ -148,7 +149,8 @@ class PPOTrainer:
     def checkpoint_models(self) -> dict[str, Any]:
         models = {"policy": self.accelerator.unwrap_model(self.policy)}
         if self.critic is not None:
-            models["critic"] = self.accelerator.unwrap_model(self.critic).model
+            critic = self.accelerator.unwrap_model(self.critic)
+            models["critic"] = critic if shares_policy(critic) else critic.model
         return models
 
     # ---- one step
