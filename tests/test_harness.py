@@ -103,9 +103,12 @@ PPO = [
 
 def arguments(name: str, root: Path, request) -> list[str]:
     """`tokenreward train NAME ...` for 2 steps, checkpointing after each (`NAME+lora`: with LoRA
-    adapters of rank 4, the reference, where one is needed, the policy with adapters off)."""
+    adapters of rank 4, the reference, where one is needed, the policy with adapters off; PPO's
+    critic a value head on the policy itself)."""
     if name.endswith(LORA_SUFFIX):
-        return [*arguments(name.removesuffix(LORA_SUFFIX), root, request), "--lora-r", "4", "--lora-alpha", "8"]
+        shared_critic = ["--critic-init", "shared"] if name == f"ppo{LORA_SUFFIX}" else []
+        lora = ["--lora-r", "4", "--lora-alpha", "8"]
+        return [*arguments(name.removesuffix(LORA_SUFFIX), root, request), *lora, *shared_critic]
     tiny_ppo = [
         "--policy",
         str(root / "policy"),

@@ -109,7 +109,7 @@ def ppo_config(gguf_file, files, out, **overrides):
         reward_model=files / "rm",
         prompts=files / "prompts.jsonl",
         rewarder="red",
-        critic_init="policy",
+        critic_init="shared",
         out=out,
         steps=2,
         batch_size=2,

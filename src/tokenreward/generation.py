@@ -269,10 +269,15 @@ def make_batch(generations: Generations, pad_token_id: int, device: torch.device
     return Batch(*(t.to(device) for t in (input_ids, attention_mask, positions, tokens, mask)))
 
 
-def response_token_stats(model: nn.Module, batch: Batch, temperature: float, entropy: bool = False) -> TokenStats:
-    """Log-probs (and entropies) of each response token `[b, t]` under `softmax(logits / temperature)`,
-    chunked through the LM head (`tokenreward.logprobs`)."""
-    return token_stats(model, batch.input_ids, batch.attention_mask, batch.positions, temperature, entropy)
+def response_token_stats(
+    model: nn.Module, batch: Batch, temperature: float, entropy: bool = False, hidden: bool = False
+) -> TokenStats:
+    """Log-probs (and entropies, and the hidden states they are read from, `[b, t, H]`) of each
+    response token `[b, t]` under `softmax(logits / temperature)`, chunked through the LM head
+    (`tokenreward.logprobs`)."""
+    return token_stats(
+        model, batch.input_ids, batch.attention_mask, batch.positions, temperature, entropy, hidden=hidden
+    )
 
 
 def response_logprobs(model: nn.Module, batch: Batch, temperature: float) -> torch.Tensor:

@@ -37,11 +37,13 @@ DEFAULT_CHUNK_BYTES = 64 * 2**20
 
 @dataclass
 class TokenStats:
-    """Per selected row: log-prob of the target, and optionally entropy and KL to a reference."""
+    """Per selected row: log-prob of the target, and optionally entropy, KL to a reference and
+    the hidden state the prediction was read from (`[..., H]`)."""
 
     logprobs: torch.Tensor
     entropy: torch.Tensor | None = None
     kl: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -294,11 +296,13 @@ def token_stats(
     entropy: bool = False,
     reference: nn.Module | None = None,
     chunk: int | None = None,
+    hidden: bool = False,
 ) -> TokenStats:
     """Per-token stats of `input_ids[b, p]` given `input_ids[b, :p]`, for every `p` in `positions[b]`
     (`[B, K]`, each >= 1), or for `p = 1 .. T-1` (the shifted frame, `[B, T-1]`) by default.
 
-    `reference` (a causal LM with the same vocabulary) adds `KL(ref || model)` per token."""
+    `reference` (a causal LM with the same vocabulary) adds `KL(ref || model)` per token; `hidden`
+    adds the hidden state each prediction reads, the one at `p - 1` (`[B, K, H]`, with its gradient)."""
     if positions is None:
         positions = torch.arange(1, input_ids.shape[1], device=input_ids.device).expand(input_ids.shape[0], -1)
     if positions.numel() and int(positions.min()) < 1:
@@ -315,12 +319,14 @@ def token_stats(
         with torch.no_grad():
             ref = (rows_of(reference), unwrap(reference).get_output_embeddings(), softcap_of(unwrap(reference)))
     inner = unwrap(model)
+    rows = rows_of(model)
     stats = head_stats(
-        rows_of(model), inner.get_output_embeddings(), targets, softcap_of(inner), temperature, entropy, ref, chunk
+        rows, inner.get_output_embeddings(), targets, softcap_of(inner), temperature, entropy, ref, chunk
     )
     shape = positions.shape
     values = (stats.logprobs, stats.entropy, stats.kl)
-    return TokenStats(*(None if t is None else t.reshape(shape).to(input_ids.device) for t in values))
+    read_from = rows.reshape(*shape, rows.shape[-1]) if hidden else None
+    return TokenStats(*(None if t is None else t.reshape(shape).to(input_ids.device) for t in values), read_from)
 
 
 def token_logprobs(

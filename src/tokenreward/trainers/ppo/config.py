@@ -19,7 +19,7 @@ from tokenreward.trainers.harness import RunConfig
 #: config fields that may change when a run is resumed
 RESUMABLE_CHANGES = ("steps", "save_every")
 #: settings only an estimator with a critic (value model) reads: GAE's discount and lambda, the critic's own
-CRITIC_SETTINGS = ("critic_learning_rate", "critic_init", "cliprange_value", "gamma", "lam")
+CRITIC_SETTINGS = ("critic_learning_rate", "critic_init", "cliprange_value", "gamma", "lam", "value_loss_coef")
 
 
 @dataclass(kw_only=True)
@@ -87,8 +87,16 @@ class PPOConfig(RunConfig):
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip", "gt": 0.0})
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout values", "gt": 0.0})
     whiten_advantages: bool = field(default=True, metadata={"help": "whiten advantages over the batch"})
-    critic_init: Literal["reward_model", "policy"] = field(
-        default="reward_model", metadata={"help": "initialise the value model from the reward model or the policy"}
+    critic_init: Literal["reward_model", "policy", "shared"] = field(
+        default="reward_model",
+        metadata={
+            "help": "the critic: a value model initialised from the reward model or from the policy, or shared: a "
+            "value head on the policy itself (one model, one forward; the value loss also trains the policy)"
+        },
+    )
+    value_loss_coef: float = field(
+        default=0.1,
+        metadata={"help": "weight of the value loss in the policy's loss with --critic-init shared", "gt": 0.0},
     )
     estimator: str = field(
         default="gae",
@@ -109,9 +117,13 @@ class PPOConfig(RunConfig):
     @classmethod
     def unused_settings(cls, trainer: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
         """The fields that the estimator of `settings` (default: this config's) does not read:
-        the critic's settings for a critic-free estimator (an unknown estimator: none)."""
-        name = settings.get("estimator") or next(f.default for f in fields(cls) if f.name == "estimator")
-        return () if name not in ESTIMATORS or ESTIMATORS.get(name).critic else CRITIC_SETTINGS
+        the critic's settings for a critic-free estimator (an unknown estimator: none), and
+        the shared critic's loss weight for a separate critic."""
+        default = {f.name: f.default for f in fields(cls)}
+        name = settings.get("estimator") or default["estimator"]
+        if name in ESTIMATORS and not ESTIMATORS.get(name).critic:
+            return CRITIC_SETTINGS
+        return () if (settings.get("critic_init") or default["critic_init"]) == "shared" else ("value_loss_coef",)
 
 
 @dataclass(kw_only=True)
@@ -157,10 +169,14 @@ def check_config(c: PPOConfig) -> None:
     if c.estimator not in ESTIMATORS:
         raise UserInputError(f"--estimator {c.estimator!r} is not registered; known: {', '.join(ESTIMATORS.names())}")
     defaults = {f.name: f.default for f in fields(c)}
-    for name in c.unused_settings("ppo", {"estimator": c.estimator}):
+    for name in c.unused_settings("ppo", {"estimator": c.estimator, "critic_init": c.critic_init}):
         if getattr(c, name) != defaults[name]:
-            users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
             flag = "--" + name.replace("_", "-")
+            if ESTIMATORS.get(c.estimator).critic:
+                raise UserInputError(
+                    f"{flag}: only a shared critic uses it (--critic-init shared), not {c.critic_init}"
+                )
+            users = ", ".join(n for n in ESTIMATORS.names() if ESTIMATORS.get(n).critic)
             raise UserInputError(
                 f"{flag}: --estimator {c.estimator} has no critic and does not use it (used by: {users})"
             )

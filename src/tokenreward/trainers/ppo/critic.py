@@ -1,4 +1,6 @@
-"""The PPO critic: a sequence-classification model whose scalar head is read at every position."""
+"""The PPO critic: a sequence-classification model whose scalar head is read at every position
+(`ValueModel`), or a value head on the policy's own transformer (`SharedValueHead`,
+`--critic-init shared`)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,42 @@ class ValueModel(nn.Module):
         super().__init__()
         self.model = model
 
+    shares_policy = False
+
     def forward(self, batch: Batch) -> torch.Tensor:
         values = prefix_scores(self.model, batch.input_ids, batch.attention_mask)
         return torch.gather(values, 1, batch.positions - 1)
+
+
+class SharedValueHead(nn.Module):
+    """Critic on the policy's own transformer: `V(s_t) = w . h_{t-1} + b`, where `h_{t-1}` is the
+    hidden state the policy's LM head reads to predict response token t (the same forward pass
+    gives the log-probs and the values). `w` and `b` start at zero. The value loss reaches the
+    policy's weights (or LoRA adapters) through `h`, so no second transformer is held or run."""
+
+    shares_policy = True
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.head = nn.Linear(hidden_size, 1)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`[B, T, H]` hidden states -> `[B, T]` values."""
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+
+def shares_policy(critic: nn.Module | None) -> bool:
+    """Whether `critic` (possibly inside a data-parallel wrapper) reads the policy's hidden states."""
+    return critic is not None and getattr(getattr(critic, "module", critic), "shares_policy", False)
+
+
+def shared_value_head(policy: nn.Module) -> SharedValueHead:
+    """A zero value head sized to what the policy's LM head reads, on the policy's device."""
+    width = policy.get_output_embeddings().weight.shape[1]
+    return SharedValueHead(width).to(policy.get_output_embeddings().weight.device)
 
 
 def load_critic(c, world, reward_model_dir, tokenizer, policy) -> nn.Module:

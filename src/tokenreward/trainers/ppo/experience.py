@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from tokenreward.generation import Batch, response_logprobs, response_token_stats
+from tokenreward.trainers.ppo.critic import shares_policy
 
 
 @dataclass
@@ -59,11 +60,12 @@ def score_rollout(policy, reference, critic, batch: Batch, temperature: float, c
         rows = batch.rows(
             torch.arange(start, min(start + chunk, batch.input_ids.shape[0]), device=batch.input_ids.device)
         )
-        stats = response_token_stats(policy, rows, temperature, entropy=True)
+        shared = shares_policy(critic)
+        stats = response_token_stats(policy, rows, temperature, entropy=True, hidden=shared)
         parts["logprobs"].append(stats.logprobs)
         parts["entropy"].append(stats.entropy)
         parts["ref_logprobs"].append(response_logprobs(reference, rows, temperature))
         if critic is not None:
-            parts["values"].append(critic(rows))
+            parts["values"].append(critic(stats.hidden) if shared else critic(rows))
     values = torch.cat(parts["values"]) if parts["values"] else None
     return Scores(torch.cat(parts["logprobs"]), torch.cat(parts["ref_logprobs"]), torch.cat(parts["entropy"]), values)

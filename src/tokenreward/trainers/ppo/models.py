@@ -14,7 +14,7 @@ from tokenreward.gguf import resolve_model_source
 from tokenreward.lora import reference_of
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm
 from tokenreward.trainers.harness import with_adapters
-from tokenreward.trainers.ppo.critic import ValueModel, load_critic
+from tokenreward.trainers.ppo.critic import SharedValueHead, ValueModel, load_critic, shared_value_head
 from tokenreward.trainers.vocabulary import check_shared_vocabulary, policy_tokenizer
 
 
@@ -23,13 +23,14 @@ class RunModels:
     tokenizer: Any
     policy: nn.Module
     reference: nn.Module
-    critic: ValueModel | None
+    critic: ValueModel | SharedValueHead | None
     reward_model_dir: Path | None
 
 
 def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: bool) -> RunModels:
     """Tokenizer, policy and (with `critic`) value model to train, frozen reference; every folder
-    checked first. With `--lora-r` the policy and the critic get their own adapters, and without
+    checked first. `--critic-init shared`: the critic is a value head on the policy itself.
+    With `--lora-r` the policy and a separate critic get their own adapters, and without
     a separate `--reference` the reference is the policy's base with its adapters disabled
     (`tokenreward.lora.BaseModelView`, no second copy)."""
     policy_dir = Path(resolve_model_source(c.policy or world.policy_dir))
@@ -46,11 +47,13 @@ def load_models(c, world, trained: ModelLoading, frozen: ModelLoading, critic: b
     )
     check_shared_vocabulary(tokenizer, ("--policy", policy), {"--reference": c.reference})
     reward_model_dir = c.reward_model or (world.reward_model_dir if world is not None else None)
-    value = (
-        ValueModel(with_adapters(load_critic(c, world, reward_model_dir, tokenizer, policy), c, "SEQ_CLS")).eval()
-        if critic
-        else None
-    )
+    if not critic:
+        value = None
+    elif c.critic_init == "shared":
+        value = shared_value_head(policy)
+    else:
+        value = ValueModel(with_adapters(load_critic(c, world, reward_model_dir, tokenizer, policy), c, "SEQ_CLS"))
+        value.eval()
     return RunModels(tokenizer, policy, reference, value, reward_model_dir)
 
 

@@ -54,6 +54,7 @@ from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.oracle_curve import oracle_grades
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
+from tokenreward.trainers.ppo.critic import shares_policy
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
 from tokenreward.trainers.ppo.models import load_models, rewarder_resources
 from tokenreward.trainers.ppo.rollout import (
@@ -172,7 +173,8 @@ class PPOTrainer:
     def checkpoint_models(self) -> dict[str, Any]:
         models = {"policy": self.accelerator.unwrap_model(self.policy)}
         if self.critic is not None:
-            models["critic"] = self.accelerator.unwrap_model(self.critic).model
+            critic = self.accelerator.unwrap_model(self.critic)
+            models["critic"] = critic if shares_policy(critic) else critic.model
         return models
 
     # ---- one step

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from tokenreward.generation import response_logprobs
+from tokenreward.generation import response_token_stats
 from tokenreward.losses.ppo import kl_estimate, masked_mean, policy_loss, value_loss
 from tokenreward.trainers.harness import apply_gradients, autocast, check_finite_loss, derive_seed, micro_batches
 from tokenreward.trainers.ppo.config import PPOConfig
+from tokenreward.trainers.ppo.critic import shares_policy
 from tokenreward.trainers.ppo.experience import Experience
 
 
@@ -38,7 +39,9 @@ def minibatch_losses(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The summed loss of a (micro-)batch and its statistics; `count` is the mini-batch's token count."""
     rows = mini.batch
-    logprobs = response_logprobs(learners.policy, rows, c.temperature)
+    shared = shares_policy(learners.critic)
+    policy_stats = response_token_stats(learners.policy, rows, c.temperature, hidden=shared)
+    logprobs = policy_stats.logprobs
     loss, stats = policy_loss(logprobs, mini.logprobs, mini.advantages, rows.mask, c.cliprange, count)
     stats["policy_loss"] = loss.detach()
     if c.kl_in == "loss":
@@ -46,11 +49,10 @@ def minibatch_losses(
         stats["kl_loss"] = kl_loss.detach()
         loss = loss + c.kl_coef * kl_loss
     if learners.critic is not None:
-        v_loss, v_stats = value_loss(
-            learners.critic(rows), mini.values, mini.returns, rows.mask, c.cliprange_value, count
-        )
+        values = learners.critic(policy_stats.hidden) if shared else learners.critic(rows)
+        v_loss, v_stats = value_loss(values, mini.values, mini.returns, rows.mask, c.cliprange_value, count)
         stats.update(v_stats, value_loss=v_loss.detach())
-        loss = loss + v_loss
+        loss = loss + (c.value_loss_coef if shared else 1.0) * v_loss
     return loss, stats
 
 
