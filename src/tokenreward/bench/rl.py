@@ -309,11 +309,6 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
 
     check_writable(config.out, "--out", folder=True)  # before any model is loaded
     console = Console(stderr=True)
-    if min(config.seeds, config.steps, config.window, config.jobs) < 1:
-        raise UserInputError(
-            f"bench rl: seeds, steps, window and jobs must be positive (got {config.seeds}, {config.steps}, "
-            f"{config.window}, {config.jobs})"
-        )
     if not config.methods or len(set(config.methods)) != len(config.methods):
         raise UserInputError(f"bench rl: --methods must name distinct methods, got {config.methods}")
     methods = [resolve_method(m) for m in config.methods]
