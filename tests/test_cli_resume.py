@@ -45,7 +45,10 @@ def config_of(argv: list[str]):
     return config_from_args(spec.config, args, **recorded_settings(spec.config, args))
 
 
-@pytest.mark.parametrize("name", TRAINERS.names())
+SHIPPED = [name for name, spec in TRAINERS.items() if spec.config.__module__.startswith("tokenreward.")]
+
+
+@pytest.mark.parametrize("name", SHIPPED)  # not the trainers other test modules register
 def test_resume_alone_takes_the_recorded_settings(name, tmp_path):
     spec = TRAINERS.get(name)
     out = tmp_path / "run"
