@@ -34,6 +34,7 @@ from typing import Any
 
 from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.preference_tables import CREDIT_METRICS, credit_table, difference_table, markdown_table
+from tokenreward.bench.rl_evaluation import evaluate_modes
 from tokenreward.bench.rl_methods import dtype_setting
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
@@ -133,27 +134,13 @@ def evaluate(
     modes: Sequence[str] = ("greedy", "sampled"),
 ) -> dict[str, Any]:
     """Held-out evaluation of one policy folder (greedy and / or sampled), cached in `path`."""
-    from tokenreward.evaluation import evaluate_policy
-    from tokenreward.models import load_causal_lm
-
     settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, "modes": list(modes)}
     settings.update(dtype_setting(config))
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("settings") == settings:
             return cached
-    policy = load_causal_lm(str(policy_dir), loading=ModelLoading.of(config)).eval()
-    result = {"settings": settings}
-    for mode in modes:
-        result[mode] = evaluate_policy(
-            policy,
-            world,
-            split=config.eval_split,
-            reference=reference,
-            n=config.eval_prompts,
-            greedy=mode == "greedy",
-            seed=seed,
-        )
+    result = {"settings": settings, **evaluate_modes(policy_dir, world, reference, config, seed, modes)}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(result, indent=2))
     return result

@@ -44,18 +44,28 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Held-out evaluation of one policy folder in `modes` (sampled, seeded by `seed` as in
     training or by `config.eval_seed` when set; greedy), cached in `eval_path` for these settings."""
-    from tokenreward.evaluation import evaluate_policy
-    from tokenreward.models import load_causal_lm
-
     seed = seed if config.eval_seed is None else config.eval_seed
     settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, **dtype_setting(config)}
     cached = read_json_file(eval_path) if eval_path.exists() else None
     if cached is not None and cached.get("settings") == settings and all(mode in cached for mode in modes):
         return cached
-    policy = load_causal_lm(policy_dir, loading=ModelLoading.of(config)).eval()
-    result: dict[str, Any] = {"settings": settings}
-    for mode in modes:
-        result[mode] = evaluate_policy(
+    result: dict[str, Any] = {
+        "settings": settings,
+        **evaluate_modes(policy_dir, world, reference, config, seed, modes),
+    }
+    _write_json(eval_path, result)
+    return result
+
+
+def evaluate_modes(policy_dir, world, reference, config, seed: int, modes) -> dict[str, Any]:
+    """The held-out evaluation (`tokenreward.evaluation.evaluate_policy`) of the policy in
+    `policy_dir` in each of `modes` (sampled with `seed`, greedy), loaded as `config` says."""
+    from tokenreward.evaluation import evaluate_policy
+    from tokenreward.models import load_causal_lm
+
+    policy = load_causal_lm(str(policy_dir), loading=ModelLoading.of(config)).eval()
+    return {
+        mode: evaluate_policy(
             policy,
             world,
             split=config.eval_split,
@@ -64,8 +74,8 @@ def evaluate_run(
             greedy=mode == "greedy",
             seed=seed,
         )
-    _write_json(eval_path, result)
-    return result
+        for mode in modes
+    }
 
 
 def saved_policies(run_dir: Path, steps: int) -> list[tuple[int, Path]]:
