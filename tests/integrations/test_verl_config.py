@@ -91,7 +91,7 @@ def test_the_documented_commands_compose_validate_and_build_the_manager(models, 
 
     _, paths = models
     text = (ROOT / "docs" / "verl.md").read_text()
-    commands = re.findall(r"```bash\n(python -m verl\.trainer\.main_ppo .*?)```", text, re.DOTALL)
+    commands = re.findall(r"```bash(?: illustrative)?\n(python -m verl\.trainer\.main_ppo .*?)```", text, re.DOTALL)
     assert len(commands) == 2
     command = commands[block].replace("$POLICY", paths["policy"]).replace("$RM", paths["same"])
     words = shlex.split(command.replace("$DATA", str(tmp_path)).replace("\\\n", " "))
