@@ -14,18 +14,16 @@ from tokenreward.rewards import REWARDERS, check_rewarder_arguments
 
 
 @dataclass
-class TRegDPOConfig(DPOConfig):
-    """`DPOConfig` for T-REG (DPO-REG)."""
+class RewarderDPOConfig(DPOConfig):
+    """A `DPOConfig` whose method reads a token rewarder: `token_rewarder` and its
+    `rewarder_options`, checked when the config is built."""
 
     _VALID_DICT_FIELDS: ClassVar[list[str]] = [
         *DPOConfig._VALID_DICT_FIELDS,
         "rewarder_options",
     ]  # parsed from JSON like TRL's dicts
 
-    alpha: float = field(default=0.25, metadata={"help": "weight of the token regulariser (paper: 0.1, 0.25 or 0.5)"})
-    token_rewarder: str = field(
-        default="contrastive", metadata={"help": "registered token rewarder (default contrastive)"}
-    )
+    token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
     rewarder_options: dict | str | None = field(
         default=None,
         metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
@@ -34,6 +32,25 @@ class TRegDPOConfig(DPOConfig):
     def __post_init__(self):
         super().__post_init__()
         check_rewarder_options(self)
+
+
+@dataclass
+class GuidedDPOConfig(RewarderDPOConfig):
+    """A `RewarderDPOConfig` whose token rewards come from a DPO-trained guide policy."""
+
+    guide_policy: str | None = field(
+        default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
+    )
+
+
+@dataclass
+class TRegDPOConfig(RewarderDPOConfig):
+    """`DPOConfig` for T-REG (DPO-REG)."""
+
+    alpha: float = field(default=0.25, metadata={"help": "weight of the token regulariser (paper: 0.1, 0.25 or 0.5)"})
+    token_rewarder: str = field(
+        default="contrastive", metadata={"help": "registered token rewarder (default contrastive)"}
+    )
 
 
 @dataclass
@@ -50,54 +67,20 @@ class TDPOConfig(DPOConfig):
 
 
 @dataclass
-class TGDPOConfig(DPOConfig):
+class TGDPOConfig(GuidedDPOConfig):
     """`DPOConfig` for TGDPO."""
 
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
-        *DPOConfig._VALID_DICT_FIELDS,
-        "rewarder_options",
-    ]  # parsed from JSON like TRL's dicts
-
     alpha: float = field(default=0.5, metadata={"help": "the paper's a in the token weights beta (1 +- a beta rho_t)"})
-    guide_policy: str | None = field(
-        default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
-    )
-    token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict | str | None = field(
-        default=None,
-        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rewarder_options(self)
 
 
 @dataclass
-class SePOConfig(DPOConfig):
+class SePOConfig(GuidedDPOConfig):
     """`DPOConfig` for SePO."""
-
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [
-        *DPOConfig._VALID_DICT_FIELDS,
-        "rewarder_options",
-    ]  # parsed from JSON like TRL's dicts
 
     beta: float = field(default=1.0, metadata={"help": "scale of the kept tokens' mean log-prob difference"})
     sepo_ratio: float = field(
         default=0.3, metadata={"help": "fraction of tokens kept (top of chosen, bottom of rejected)"}
     )
-    guide_policy: str | None = field(
-        default=None, metadata={"help": "DPO-trained model whose implicit token reward guides the loss"}
-    )
-    token_rewarder: str = field(default="implicit", metadata={"help": "registered token rewarder (default implicit)"})
-    rewarder_options: dict | str | None = field(
-        default=None,
-        metadata={"help": "extra resources and options for the rewarder (a dict, or JSON on the command line)"},
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rewarder_options(self)
 
 
 def check_rewarder_options(args) -> None:
