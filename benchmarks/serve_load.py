@@ -36,7 +36,7 @@ from collections import Counter
 
 import httpx
 
-from tokenreward.rewards import build_rewarder
+from tokenreward.rewards import build_rewarder, with_reward_model
 from tokenreward.serve.metrics import parse_histogram
 from tokenreward.world import open_world
 
@@ -192,7 +192,9 @@ def main() -> None:
         raise SystemExit(f"split {args.split!r} has {len(rows)} responses, fewer than --count {args.count}")
     prompts, responses = [r["prompt"] for r in rows], [r["response"] for r in rows]
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
-    resources = {**world.resources(), **({"reward_model": args.reward_model} if args.reward_model else {})}
+    resources = dict(world.resources())
+    if args.reward_model:
+        resources = with_reward_model(resources, args.reward_model)
     rewarder = build_rewarder(args.rewarder, **resources, **options, batch_size=args.batch_size)
 
     def in_process() -> tuple[float, list[dict]]:

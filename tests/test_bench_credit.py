@@ -10,19 +10,15 @@ import pytest
 import torch
 
 from tokenreward.bench.credit import (
-    auroc,
-    auroc_within,
     auroc_within_by_kind,
-    average_ranks,
     build_rewarders,
     credit_metrics,
     degenerate_reason,
     parse_reward_models,
     rewarder_names,
-    spearman,
-    top1,
 )
 from tokenreward.bench.credit_kinds import defect_kinds
+from tokenreward.bench.credit_stats import auroc, auroc_within, average_ranks, spearman, top1
 from tokenreward.cli import main
 from tokenreward.rewards import TokenRewards
 
@@ -139,8 +135,9 @@ def test_default_set_skips_rewarders_the_worlds_resources_make_degenerate(small_
         assert "same model" in degenerate_reason(name, resources)
     assert degenerate_reason("red", resources) is None
     assert degenerate_reason("implicit", {**resources, "policy": "elsewhere/dpo"}) is None
-    built, skipped = build_rewarders(["implicit", "rto", "uniform"], resources, skip_degenerate=True)
-    assert list(built) == ["uniform"] and set(skipped) == {"implicit", "rto"}
+    built, skipped = build_rewarders(["implicit", "rto", "verifiable", "uniform"], resources, skip_degenerate=True)
+    assert list(built) == ["uniform"] and set(skipped) == {"implicit", "rto", "verifiable"}
+    assert "right/wrong verdict" in skipped["verifiable"]
     assert "log pi - log ref is 0" in skipped["rto"]
 
 

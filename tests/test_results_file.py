@@ -16,6 +16,7 @@ from tokenreward.bench.results_file import (
     SECTION_END,
     SECTIONS_END,
     command_line,
+    kind_rows,
     rl_table,
     world_fingerprint,
     write_section,
@@ -74,8 +75,7 @@ def test_a_rerun_replaces_its_section_another_command_adds_one_and_other_text_st
     rl_section = text[text.index("## `tokenreward bench rl") : text.index("## `tokenreward bench credit")]
     assert (
         "Recorded 2026-12-07 06:30 UTC in 5 s (tokenreward " in rl_section
-        and f"on the world `world-full` (size full, seed 0, files {world_fingerprint(world)}; /w/world-full)"
-        in rl_section
+        and f"on the world `world-full` (size full, seed 0, files {world_fingerprint(world)})" in rl_section
     )
 
 
@@ -108,6 +108,33 @@ def test_rl_table_rows_are_the_results_mean_and_std():
     assert rows[0] == "2 seed(s), 200 steps, test split, mean ± std over seeds"
     assert rows[-2].startswith("| ppo-sparse | -0.527 ± 0.017 | -0.300 ± 0.027 | 0.830 ± 0.110 | 11.1 ± 0.4 |")
     assert rows[-2].endswith("| baseline | 55 ± 1 |") and rows[-1].endswith("| - | 55 ± 1 |")
+    reading = {"mean": -0.61, "std": 0.0187, "values": [-0.6, -0.62], "reached": 2, "of": 3}
+    results["matched_kl"] = {"kl": 0.50345, "baseline": "ppo-sparse", "methods": {"ppo-red": reading}}
+    rows = rl_table(results).splitlines()
+    assert rows[0].startswith("At matched KL: ") and "reaches 0.503 (ppo-sparse's final KL" in rows[0]
+    assert rows[2:5] == [
+        "| method | score at KL 0.503 | seeds reaching |",
+        "|---|---|---|",
+        "| ppo-red | -0.610 ± 0.019 | 2/3 |",
+    ]
+    assert rows[6] == "2 seed(s), 200 steps, test split, mean ± std over seeds"
+
+
+def test_credit_kind_rows_are_each_rewarders_auroc_per_kind_with_the_most_responses():
+    results = {
+        "red": {
+            "auroc_within_by_kind": {
+                "repeat": {"auroc": 0.61234, "responses": 7},
+                "hostile": {"auroc": 0.9, "responses": 3},
+            }
+        },
+        "uniform": {"auroc_within_by_kind": {"repeat": {"auroc": 0.5, "responses": 9}}},
+        "random": {"auroc_within_by_kind": {}},
+    }
+    rows = kind_rows(results)
+    assert rows[3] == "| rewarder | hostile (n=3) | repeat (n=9) |"
+    assert rows[5:] == ["| red | 0.900 | 0.612 |", "| uniform | - | 0.500 |"]
+    assert kind_rows({"random": {}}) == []
 
 
 def test_bench_credit_records_its_table_and_an_unwritable_record_stops_before_any_work(small_world, tmp_path, capsys):

@@ -14,7 +14,7 @@ from tokenreward.jsonl import read_jsonl
 from tokenreward.world import SPLITS, World, open_world
 from tokenreward.world.families import DEFAULT_FAMILIES
 from tokenreward.world.generate import REVISION_BETTER
-from tokenreward.world.oracle import grade
+from tokenreward.world.oracle import grade, step_truth
 from tokenreward.worldbuild import build as world_build
 from tokenreward.worldbuild import measure as world_measure
 
@@ -187,6 +187,18 @@ def test_an_opt_in_family_brings_its_prompts_and_revisions(tmp_path):
     assert pairs
     for pair in pairs:
         assert grade(prompts[pair["prompt"]], pair["revision"]).defects == 0, pair["revision"]
+    assert not list((tmp_path / "default" / "data").glob("steps.*"))  # worlds without steps: no stepwise data
+    responses = [r for r in records("with", "responses") if r["family"] == "multistep"]
+    with_steps = [r for r in responses if step_truth(prompts[r["prompt"]], r["response"])]
+    assert 0 < len(with_steps) < len(responses)  # replies that answer nothing have no step and are left out
+    stepwise = records("with", "steps")
+    assert ["\n".join(row["completions"]) for row in stepwise] == [r["response"] for r in with_steps]
+    assert [row["prompt_id"] for row in stepwise] == [r["prompt_id"] for r in with_steps]
+
+
+def test_a_world_without_steps_has_no_stepwise_data(small_world):
+    with pytest.raises(FileNotFoundError, match="no stepwise data.*multistep"):
+        small_world.steps("test")
 
 
 def test_a_partial_world_of_another_seed_is_refused(tmp_path, tiny_size, monkeypatch):

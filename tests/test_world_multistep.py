@@ -100,6 +100,33 @@ def test_the_oracle_blames_exactly_the_planted_errors_and_the_revision_fixes_eve
             assert all(t.correct for t in oracle.step_truth(record, revision))
 
 
+def test_stepwise_records_are_the_response_lines_labelled_by_a_naive_recomputation(records):
+    from tokenreward.world.records import response_record, stepwise_records
+
+    rng, responses = random.Random(3), []
+    for record in records[:20]:
+        responses += [response_record(record, gen.respond(rng, record, kinds)) for kinds in KIND_SETS]
+    other = gen.make_prompts(random.Random(0), 2, families=("arithmetic",))
+    responses += [response_record(p, gen.respond(rng, p, [])) for p in other]  # no steps: left out
+    stepwise = stepwise_records(records[:20] + other, responses)
+    assert len(stepwise) == len(responses) - len(other)
+    labels = {True: 0, False: 0}
+    for row, response in zip(stepwise, responses):
+        text = response["response"]
+        assert row["prompt"] == response["prompt"] and "\n".join(row["completions"]) == text
+        naive, offset = [], 0
+        for line in text.split("\n"):  # a line is good when every naive step inside it is correct
+            inside = [
+                correct for s, e, correct, _, _ in naive_steps(row["prompt"], text) if offset <= s < offset + len(line)
+            ]
+            naive.append(all(inside))
+            offset += len(line) + 1
+        assert row["labels"] == naive, text
+        for label in naive:
+            labels[label] += 1
+    assert min(labels.values()) > 20, labels
+
+
 def test_step_truth_is_refused_for_a_family_without_steps():
     record = gen.make_prompts(random.Random(0), 1, families=("arithmetic",))[0]
     with pytest.raises(ValueError, match="arithmetic family has no steps"):

@@ -2,7 +2,8 @@
 
 `evaluate_policy` answers the world's prompts of one split (greedy, or sampled with per
 response seeds), grades every response with `tokenreward.world.oracle.grade`, and reports
-the mean oracle score, the share of responses with at least one defect, the mean length in
+the mean oracle score (with `reward="verifiable"`: the verifiable oracle's 1/0, so the mean is
+the accuracy), the share of responses with at least one defect, the mean length in
 generated tokens (EOS included) and, given a reference model, the KL to it: per response
 `sum_t log pi(y_t | .) - log ref(y_t | .)` over the generated tokens (the k1 estimate on the
 evaluated responses; for greedy responses a measure of drift rather than an unbiased KL).
@@ -10,6 +11,7 @@ evaluated responses; for greedy responses a measure of drift rather than an unbi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +51,31 @@ def evaluate_policy(
     max_new_tokens: int | None = None,
     batch_size: int = 32,
     loading: ModelLoading | None = None,
+    families: Sequence[str] = (),
+    reward: str = "score",
 ) -> dict[str, Any]:
     """Oracle score, defect rate, KL to `reference` (None without one), length and the samples
     (`prompt`, `response`, `oracle_score`, `defects`, `family`) on the first `n` prompts of
-    `split`. `world` is a `World` or its folder; the tokenizer and the response budget default
-    to the world's (`config["max_new_tokens"]`, else 64). `loading` places models loaded from a
-    folder (dtype, device, device map); a loaded policy stays where it is unless given."""
+    `split` (of `families` only, when given). `oracle_score` is the oracle's reward in mode
+    `reward` (`tokenreward.world.oracle.oracle_reward`: "score", the holistic grade, or
+    "verifiable", 1/0). `world` is a `World` or its folder; the tokenizer and the response
+    budget default to the world's (`config["max_new_tokens"]`, else 64). `loading` places
+    models loaded from a folder (dtype, device, device map); a loaded policy stays where it is
+    unless given."""
     if isinstance(world, (str, Path)):
         from tokenreward.world import open_world
 
         world = open_world(world)
-    from tokenreward.world.oracle import grade
+    from tokenreward.world.oracle import grade, oracle_reward
 
-    records = world.prompts(split)
+    records = [r for r in world.prompts(split) if not families or r["family"] in families]
     if n is not None:
         if n < 1:
             raise UserInputError(f"n must be at least 1, got {n}")
         records = records[:n]
     if not records:
-        raise UserInputError(f"the world has no prompts in split {split!r}")
+        chosen = f" of the families {', '.join(families)}" if families else ""
+        raise UserInputError(f"the world has no prompts{chosen} in split {split!r}")
     policy = load_causal_lm(policy, loading=loading)
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else world.tokenizer_dir)
     budget = max_new_tokens or int(world.config.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
@@ -93,18 +101,22 @@ def evaluate_policy(
     finally:
         policy.train(was_training)
     grades = [grade(r, g.text) for r, g in zip(records, generations)]
+    scores = [
+        gr.score if reward == "score" else oracle_reward(r, g.text, reward)
+        for r, g, gr in zip(records, generations, grades)
+    ]
     samples = [
         {
             "prompt": r["prompt"],
             "family": r.get("family"),
             "response": g.text,
-            "oracle_score": gr.score,
+            "oracle_score": score,
             "defects": gr.defects,
         }
-        for r, g, gr in zip(records, generations, grades)
+        for r, g, gr, score in zip(records, generations, grades, scores)
     ]
     return {
-        "oracle_score": sum(gr.score for gr in grades) / len(grades),
+        "oracle_score": sum(scores) / len(scores),
         "defect_rate": sum(gr.defects > 0 for gr in grades) / len(grades),
         "kl": kl,
         "length": sum(len(g.response_ids) for g in generations) / len(generations),

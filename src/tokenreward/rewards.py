@@ -265,7 +265,8 @@ def register_rewarder(name: str):
 
 
 #: settings every rewarder may be offered besides its models: taken when the constructor has them
-SHARED_RESOURCES = ("device", "batch_size", "loading")
+#: (`world`: a world folder, which `World.resources()` offers, for the `verifiable` rewarder's oracle)
+SHARED_RESOURCES = ("device", "batch_size", "loading", "world")
 
 
 def _parameters(name: str) -> list[inspect.Parameter]:
@@ -322,6 +323,27 @@ def resource_names() -> set[str]:
     return {p.name for n in REWARDERS.names() for p in _parameters(n) if _is_resource(p)} | set(SHARED_RESOURCES)
 
 
+def reward_tokenizer_applied(name: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """`resources` as rewarder `name` takes them: an offered `reward_tokenizer` (the reward model's
+    own tokenizer, e.g. a world whose reward model has a pretrained backbone) becomes the
+    `tokenizer` of a rewarder that reads `reward_model` and has no `reward_tokenizer` of its own."""
+    parameters = {p.name for p in _parameters(name)}
+    if (
+        resources.get("reward_tokenizer") is None
+        or "reward_model" not in parameters
+        or "reward_tokenizer" in parameters
+    ):
+        return resources
+    return {**resources, "tokenizer": resources["reward_tokenizer"]}
+
+
+def with_reward_model(resources: dict[str, Any], reward_model: Any, own_tokenizer: bool = False) -> dict[str, Any]:
+    """`resources` with another `reward_model`: read with its own tokenizer (`own_tokenizer`), else
+    with the resources' `tokenizer` (a `reward_tokenizer` of the replaced model is dropped)."""
+    replaced = {key: value for key, value in resources.items() if key != "reward_tokenizer"}
+    return {**replaced, "reward_model": reward_model, **({"reward_tokenizer": reward_model} if own_tokenizer else {})}
+
+
 def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: Any) -> Rewarder:
     """Build rewarder `name` from resources and options.
 
@@ -336,7 +358,7 @@ def build_rewarder(name: str, resources: dict[str, Any] | None = None, **given: 
     parameters = {p.name: p for p in _parameters(name)}
     options = rewarder_options(name)
     shared = resource_names()
-    offered = {**(resources or {}), **{k: v for k, v in given.items() if k in shared}}
+    offered = reward_tokenizer_applied(name, {**(resources or {}), **{k: v for k, v in given.items() if k in shared}})
     unknown = [k for k in given if k not in shared and k not in parameters]
     if unknown:
         valid = ", ".join(options) or "none"

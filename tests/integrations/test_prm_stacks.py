@@ -12,9 +12,10 @@ from __future__ import annotations
 import random
 
 import pytest
+import stack_cases
 import torch
+from stack_cases import largest_gap
 
-from tokenreward.align import offsets_from_ids, terminal_layout
 from tokenreward.cli import main
 from tokenreward.jsonl import write_jsonl
 from tokenreward.rewards import build_rewarder
@@ -59,61 +60,18 @@ def trained(tmp_path_factory):
     return {"prm": str(root / "prm" / "final"), "policy": str(root / "policy")}, policy
 
 
-def policy_ids(policy) -> list[list[int]]:
-    return [policy(RESPONSES[r])["input_ids"] + ([policy.eos_token_id] if eos else []) for _, r, eos, _ in ROWS]
+CASES = (PROMPTS, RESPONSES, ROWS)
 
 
-def trl_rows(paths, policy, placement: str, tmp_path) -> tuple[list[list[float]], list[float]]:
-    """The rows TokenRewardGRPOTrainer takes its advantages from, and TRL's reward of the function."""
-    from datasets import Dataset
-    from trl import GRPOConfig
-
-    from tokenreward.integrations.trl import TokenRewardGRPOTrainer
-
-    args = GRPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=2, report_to=[], use_cpu=True
-    )
-    trainer = TokenRewardGRPOTrainer(
-        paths["policy"],
-        "prm",
-        rewarder_resources={"reward_model": paths["prm"], "device": "cpu", "placement": placement},
-        args=args,
-        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
-        processing_class=policy,
-    )
-    ids = policy_ids(policy)
-    prompts = [PROMPTS[p] for p, *_ in ROWS]
-    texts = [policy.decode(row, skip_special_tokens=True) for row in ids]
-    per_function = trainer._calculate_rewards([{"prompt": p} for p in prompts], prompts, texts, ids)
-    last = trainer.token_reward_function.last
-    return [last.token_rewards(i) for i in range(len(ROWS))], per_function[:, 0].tolist()
+def trl_rows(paths, policy, placement: str, tmp_path):
+    resources = {"reward_model": paths["prm"], "device": "cpu", "placement": placement}
+    return stack_cases.trl_rows(paths["policy"], policy, "prm", resources, CASES, tmp_path)
 
 
 def served_rows(paths, policy, placement: str) -> tuple[list[list[float]], list[list[float]]]:
-    """`/get_reward` of a real server for the response ids, in tokenreward's RL layout; and its step scores."""
-    import httpx
-
-    from tokenreward.serve import build_state
-    from tokenreward.testing.serving import ThreadServer
-
     resources = {"reward_model": paths["prm"], "device": "cpu", "placement": placement}
-    server = ThreadServer(build_state(build_rewarder("prm", **resources), resources, policy))
-    try:
-        ids = policy_ids(policy)
-        body = {"query": ["unused"] * len(ROWS), "prompts": [PROMPTS[p] for p, *_ in ROWS], "response_ids": ids}
-        answer = httpx.post(server.url + "/get_reward", json=body, timeout=60).json()
-    finally:
-        server.stop()
-    rows = []
-    for row, tokens in zip(answer["token_rewards"], ids):
-        text, offsets = offsets_from_ids(policy, tokens)
-        rows.append(terminal_layout(row, offsets, len(text)))
+    rows, answer = stack_cases.served_rows(policy, "prm", resources, CASES)
     return rows, answer["step_scores"]
-
-
-def largest_gap(a: list[list[float]], b: list[list[float]]) -> float:
-    assert [len(r) for r in a] == [len(r) for r in b]
-    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)

@@ -3,7 +3,7 @@
 On the world's held-out responses, for every registered rewarder (those whose resources the
 world lacks are skipped with the reason; so, in the default set, are those the world's
 resources make degenerate: `implicit` and `rto` with the SFT policy as both policy and
-reference, whose `log pi - log ref` is 0 on every token) plus the `uniform` and `random`
+reference, whose `log pi - log ref` is 0 on every token, and `verifiable`, a verdict) plus the `uniform` and `random`
 baselines; with `--reward-model [LABEL=]PATH,...` every rewarder built on a reward model runs
 once more per model, named `REWARDER [LABEL]`, beside the world's:
 - `auroc`: area under the ROC curve of telling defect tokens (tokens overlapping a span with
@@ -24,14 +24,20 @@ once more per model, named `REWARDER [LABEL]`, beside the world's:
   responses from good ones (`uniform` scores above 0.5 that way); within a response
   `uniform` is exactly 0.5, so this isolates where the reward lands;
 - `auroc_within_by_kind`: the same per kind of defect, each kind's tokens against the clean
-  tokens of the response (`tokenreward.bench.credit_kinds`).
+  tokens of the response (`tokenreward.bench.credit_kinds`);
+- `step_auroc`, `step_auroc_within`, `step_top1` (when the split has responses of a family that
+  writes steps, `multistep`): the same questions asked of the oracle's steps, each scored by the
+  rewarder's step score (`prm`) or by the sum of its token rewards over the step
+  (`tokenreward.bench.credit_steps`).
 Tokens are each rewarder's own tokens (character offsets), so rewarders with different
-tokenizers are compared on the same characters.
+tokenizers are compared on the same characters. The rewarders that read a model of their own
+kind take it from a flag (`OWN_MODELS`): `prm` its process reward model from `--prm` (without it
+`prm` is skipped: the world's reward model scores whole responses), `segment` its segment reward
+model from `--segment-model` (without it, the world's reward model).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -44,14 +50,19 @@ import numpy as np
 
 from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.credit_kinds import defect_kinds, kind_labels
+from tokenreward.bench.credit_stats import auroc, auroc_within, spearman, top1
+from tokenreward.bench.credit_steps import step_metrics, step_truths
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
-from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements
+from tokenreward.rewards import REWARDERS, TokenRewards, build_rewarder, rewarder_requirements, with_reward_model
 from tokenreward.world import SPLITS, open_world
 from tokenreward.world.oracle import defect_tokens, token_credit
 
 BASELINES = ("uniform", "random")
+#: rewarder -> the config field naming its own reward model, and whether it needs one (the world's
+#: Bradley-Terry reward model scores whole responses, which `prm` cannot read as step scores)
+OWN_MODELS = {"prm": ("prm", True), "segment": ("segment_model", False)}
 
 
 @dataclass
@@ -79,57 +90,21 @@ class CreditConfig(ModelLoading, Recording):
             "aliases": ["--reward-models"],
         },
     )
+    prm: str | None = field(
+        default=None,
+        metadata={"help": "process reward model folder for the prm rewarder (`tokenreward train prm`'s final/)"},
+    )
+    segment_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "segment reward model folder for the segment rewarder (`train segment-reward-model`'s final/; "
+            "default: the world's reward model)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         validate_ranges(self)
-
-
-def average_ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank."""
-    x = np.asarray(values, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
-    return ranks
-
-
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """P(score of a positive > score of a negative) + 0.5 P(equal) (Mann-Whitney U / n_pos n_neg)."""
-    labels = np.asarray(labels, dtype=bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = average_ranks(scores)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson correlation of the average ranks; NaN when either side is constant."""
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else math.nan
-
-
-def top1(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[bool]]) -> float:
-    """Share of defective responses whose lowest-reward token is a defect token (ties fractional)."""
-    hits, counted = 0.0, 0
-    for row, flags in zip(rewards, defects):
-        if not any(flags):
-            continue
-        row = np.asarray(row, dtype=np.float64)
-        lowest = row == row.min()
-        hits += float(np.asarray(flags)[lowest].mean())
-        counted += 1
-    return hits / counted if counted else math.nan
-
-
-def auroc_within(rewards: Sequence[Sequence[float]], defects: Sequence[Sequence[bool]]) -> float:
-    """Mean per-response AUROC (lower reward = defect) over responses with both token classes."""
-    values = [auroc([-r for r in row], flags) for row, flags in zip(rewards, defects) if any(flags) and not all(flags)]
-    return float(np.mean(values)) if values else math.nan
 
 
 def auroc_within_by_kind(
@@ -206,7 +181,11 @@ def parse_reward_models(items: Sequence[str]) -> dict[str, str]:
 
 def degenerate_reason(name: str, resources: dict[str, Any]) -> str | None:
     """Why rewarder `name` would score nothing of its own with these resources (None if it would):
-    a policy and a reference that are the same model make `log pi - log ref` 0 on every token."""
+    a policy and a reference that are the same model make `log pi - log ref` 0 on every token; a
+    rewarder whose class says it gives no token credit of its own (`no_token_credit`, e.g. a verdict)."""
+    verdict = getattr(REWARDERS.get(name), "no_token_credit", None)
+    if verdict:
+        return f"{verdict}; name it in --rewarders to score it anyway"
     needs = rewarder_requirements(name)
     if "policy" in needs and "reference" in needs and str(resources["policy"]) == str(resources["reference"]):
         return (
@@ -216,15 +195,23 @@ def degenerate_reason(name: str, resources: dict[str, Any]) -> str | None:
     return None
 
 
-def model_resources(name: str, resources: dict[str, Any], reward_model: str) -> dict[str, Any]:
-    """The resources with another reward model, read with its own tokenizer (`reward_tokenizer` where the
-    rewarder has one for it, as rto does; else `tokenizer`)."""
-    takes = inspect.signature(REWARDERS.get(name).__init__).parameters
-    return {
-        **resources,
-        "reward_model": reward_model,
-        ("reward_tokenizer" if "reward_tokenizer" in takes else "tokenizer"): reward_model,
-    }
+def model_resources(resources: dict[str, Any], reward_model: str) -> dict[str, Any]:
+    """The resources with another reward model, read with its own tokenizer (`reward_tokenizer`,
+    which a rewarder without a parameter of that name reads as its `tokenizer`)."""
+    return with_reward_model(resources, reward_model, own_tokenizer=True)
+
+
+def own_model_resources(name: str, resources: dict[str, Any], own_models: dict[str, str]) -> dict[str, Any] | str:
+    """The resources of rewarder `name` with its own model from `own_models` (`OWN_MODELS`), or why
+    it cannot run: a rewarder that needs its own model and was given none."""
+    if name not in OWN_MODELS:
+        return resources
+    flag, needed = OWN_MODELS[name]
+    if name in own_models:
+        return model_resources(resources, own_models[name])
+    if needed:
+        return f"it reads a model of its own: pass --{flag.replace('_', '-')} PATH"
+    return resources
 
 
 def build_rewarders(
@@ -232,22 +219,24 @@ def build_rewarders(
     resources: dict[str, Any],
     reward_models: dict[str, str] | None = None,
     skip_degenerate: bool = False,
+    own_models: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The rewarders the resources can build (and, per reward model, each rewarder built on a
-    reward model as `NAME [LABEL]`), and the reason for each one skipped."""
+    """The rewarders the resources can build (with their `own_models`, `{rewarder: path}`; and, per
+    reward model, each rewarder built on a reward model as `NAME [LABEL]`), and the reason for each one skipped."""
     rewarders: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for name in names:
         missing = [r for r in rewarder_requirements(name) if r not in resources]
         reason = degenerate_reason(name, resources) if skip_degenerate and not missing else None
-        if missing or reason:
-            skipped[name] = reason or "the world has no " + ", ".join(missing)
+        own = own_model_resources(name, resources, own_models or {})
+        if missing or reason or isinstance(own, str):
+            skipped[name] = reason or (own if isinstance(own, str) else "the world has no " + ", ".join(missing))
             continue
-        variants = {name: resources}
-        if "reward_model" in rewarder_requirements(name):
+        variants = {name: own}
+        if "reward_model" in rewarder_requirements(name) and not OWN_MODELS.get(name, ("", False))[1]:
             variants.update(
                 {
-                    f"{name} [{label}]": model_resources(name, resources, path)
+                    f"{name} [{label}]": model_resources(resources, path)
                     for label, path in (reward_models or {}).items()
                 }
             )
@@ -286,9 +275,11 @@ def bench_credit(
     progress: bool = True,
     reward_models: dict[str, str] | None = None,
     skip_degenerate: bool = False,
+    own_models: dict[str, str] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Score `names` (and each rewarder built on a reward model once more per `reward_models`
-    entry) on the world's `split` responses; returns (results, skipped reasons)."""
+    """Score `names` (`prm` and `segment` with their `own_models`, `{rewarder: path}`; each rewarder
+    built on a reward model once more per `reward_models` entry) on the world's `split` responses,
+    at token level and, on the responses with steps, at step level; returns (results, skipped reasons)."""
     from tokenreward.progress import progress_bar
 
     records = world.responses(split)[:limit]
@@ -300,8 +291,8 @@ def bench_credit(
     resources: dict[str, Any] = dict(world.resources())
     if loading is not None:
         resources["loading"] = loading
-    kinds = defect_kinds(world, split, records)
-    rewarders, skipped = build_rewarders(names, resources, reward_models, skip_degenerate)
+    kinds, truths = defect_kinds(world, split, records), step_truths(world, split, records)
+    rewarders, skipped = build_rewarders(names, resources, reward_models, skip_degenerate, own_models)
     for rewarder in rewarders.values():
         warm_up(rewarder, prompts, responses)
     parts: dict[str, list[TokenRewards]] = {name: [] for name in rewarders}
@@ -316,50 +307,29 @@ def bench_credit(
                 wall[name] += time.perf_counter() - start
                 cpu[name] += time.process_time() - cpu_start
             advance(stop - begin)
-    results = {
-        name: credit_metrics(TokenRewards.concat(parts[name]), spans, wall[name], cpu[name], kinds)
-        for name in rewarders
-    }
+    results = {}
+    for name, rewarder in rewarders.items():
+        result = TokenRewards.concat(parts[name])
+        results[name] = credit_metrics(result, spans, wall[name], cpu[name], kinds)
+        results[name].update(step_metrics(result, truths, getattr(rewarder, "steps_of", None)))
     return results, skipped
 
 
-def print_table(results: dict[str, dict[str, float]], skipped: dict[str, str], title: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title))
-    for column in ("rewarder", "AUROC", "Spearman", "top1", "ms / 1k tok", "CPU ms / 1k", "AUROC within"):
-        table.add_column(column, justify="left" if column == "rewarder" else "right")
-    for name, m in sorted(results.items(), key=lambda kv: -np.nan_to_num(kv[1]["auroc"], nan=-1.0)):
-        table.add_row(
-            escape(name),
-            f"{m['auroc']:.3f}",
-            f"{m['spearman']:.3f}",
-            f"{m['top1']:.3f}",
-            f"{m['ms_per_1k']:.1f}",
-            f"{m['cpu_ms_per_1k']:.1f}",
-            f"{m['auroc_within']:.3f}",
-        )
-    console = Console()
-    console.print(table)
-    kinds = sorted({kind for m in results.values() for kind in m.get("auroc_within_by_kind", {})})
-    if kinds:
-        by_kind = Table(title="per defect kind: AUROC within a response, its tokens vs the clean ones (n: responses)")
-        by_kind.add_column("rewarder")
-        for kind in kinds:
-            counts = [m["auroc_within_by_kind"].get(kind, {}).get("responses", 0) for m in results.values()]
-            by_kind.add_column(f"{kind} (n={max(counts)})", justify="right")
-        for name, m in sorted(results.items()):
-            cells = [m["auroc_within_by_kind"].get(kind, {}).get("auroc") for kind in kinds]
-            by_kind.add_row(escape(name), *("-" if v is None or math.isnan(v) else f"{v:.3f}" for v in cells))
-        console.print(by_kind)
-    for name, reason in skipped.items():
-        console.print(escape(f"skipped {name}: {reason}"))
+def own_models(config: CreditConfig) -> dict[str, str]:
+    """`{rewarder: path}` of the own models the config names (`OWN_MODELS`), each checked to exist."""
+    models = {}
+    for rewarder, (flag, _) in OWN_MODELS.items():
+        path = getattr(config, flag)
+        if path is not None:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--{flag.replace('_', '-')} {path}: no such file or folder")
+            models[rewarder] = path
+    return models
 
 
 @register_bench("credit", CreditConfig, help="token rewards vs the world's true credit: AUROC, Spearman, top-1, speed")
 def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float]]:
+    from tokenreward.bench.credit_tables import print_table
     from tokenreward.io import atomic_write, check_writable
 
     if config.limit is not None and config.limit < 0:
@@ -368,6 +338,7 @@ def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float
         check_writable(config.json, "--json")
     reward_models = parse_reward_models(config.reward_model)
     world = open_world(config.world)
+    print(f"reward model: {world.reward_model_description()}")
     names = rewarder_names(config.rewarders)
     results, skipped = bench_credit(
         world,
@@ -377,6 +348,7 @@ def run(config: CreditConfig, name: str = "credit") -> dict[str, dict[str, float
         ModelLoading.of(config),
         reward_models=reward_models,
         skip_degenerate=not config.rewarders,
+        own_models=own_models(config),
     )
     print_table(results, skipped, f"bench credit on {world.root} ({config.split} split)")
     if config.json:

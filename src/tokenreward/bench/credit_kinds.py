@@ -23,16 +23,24 @@ from tokenreward.world.oracle import defect_tokens, grade
 KindSpan = tuple[str, int, int]  # (kind, start, end) of one span of negative credit
 
 
-def defect_kinds(world, split: str, records: Sequence[dict[str, Any]]) -> list[list[KindSpan]]:
-    """Per response record of `split`, the (kind, start, end) of its defects' spans of negative credit."""
+def record_prompts(world, split: str, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prompt record of each response record of `split` (by its `prompt_id`)."""
     prompts = {p["id"]: p for p in world.prompts(split)}
-    kinds = []
+    found = []
     for record in records:
         prompt = prompts.get(record.get("prompt_id"))
         if prompt is None:
             raise UserInputError(
                 f"the world's {split!r} responses name prompt {record.get('prompt_id')!r}, which its {split!r} prompts lack"
             )
+        found.append(prompt)
+    return found
+
+
+def defect_kinds(world, split: str, records: Sequence[dict[str, Any]]) -> list[list[KindSpan]]:
+    """Per response record of `split`, the (kind, start, end) of its defects' spans of negative credit."""
+    kinds = []
+    for prompt, record in zip(record_prompts(world, split, records), records):
         issues = grade(prompt, record["response"]).issues
         kinds.append([(i.kind, s, e) for i in issues for s, e, credit in i.spans if credit < 0])
     return kinds

@@ -21,6 +21,12 @@ world's true token credit with `bench credit`'s metrics (AUROC of finding defect
 Spearman with the true credit, top-1), and so is the `contrastive` reward T-REG regularises
 towards. `OUT/results.json` holds per method the mean and standard deviation over seeds,
 `OUT/results.md` the tables.
+
+At matched KL (as `bench rl`, docs/bench-rl.md "How methods are compared"): every `--eval-every`
+steps the trainer keeps a checkpoint, whose policy is evaluated (sampled, as the final one;
+`bench.rl_evaluation`, cached in `RUN/evals/step-N.json`); each method is read at the
+`--baseline`'s final KL on these held-out curves (`bench.rl_frontier`): `matched_kl` and
+`frontier` in `results.json`, the first table of `results.md`, and `OUT/frontier.png`.
 """
 
 from __future__ import annotations
@@ -33,8 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from tokenreward.bench import Recording, register_bench
+from tokenreward.bench.preference_frontier import compare_at_matched_kl, matched_kl_table, save_sft_frontier
 from tokenreward.bench.preference_tables import CREDIT_METRICS, credit_table, difference_table, markdown_table
-from tokenreward.bench.rl_evaluation import evaluate_modes
+from tokenreward.bench.rl_evaluation import (
+    checkpoint_options,
+    eval_every_field,
+    eval_interval,
+    evaluate_along_training,
+    evaluate_modes,
+    refuse_checkpoint_overrides,
+)
 from tokenreward.bench.rl_methods import dtype_setting
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
@@ -71,10 +85,14 @@ class PreferenceBenchConfig(ModelLoading, Recording):
     seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
     steps: int = field(default=200, metadata={"help": "training steps per run", "min": 1})
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
+    baseline: str = field(
+        default="dpo", metadata={"help": "every method is compared at this method's final KL to the SFT policy"}
+    )
     eval_split: str = field(default="test", metadata={"help": "held-out split for the evaluation"})
     eval_prompts: int | None = field(
         default=None, metadata={"help": "held-out prompts to evaluate (default: all)", "min": 1}
     )
+    eval_every: int | None = eval_every_field()
     trainer_options: list[str] = field(
         default_factory=list,
         metadata={
@@ -261,9 +279,13 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
             f"bench preference: unknown method(s) {unknown}; known: {', '.join([*PREFERENCE_METHODS.names(), *PREFERENCE_METHODS.aliases()])}"
         )
     options = parse_options(config.trainer_options)
+    refuse_checkpoint_overrides(config, options, "bench preference")
     methods = list(dict.fromkeys((["dpo"] if any(m in GUIDED for m in config.methods) else []) + list(config.methods)))
+    if config.baseline not in methods:
+        console.print(f"[yellow]baseline {config.baseline!r} is not among the methods: no comparison at matched KL[/]")
     world = open_world(str(config.world) if config.world else None)
     world_root, out = Path(world.root).resolve(), Path(config.out)
+    console.print(f"reward model: {world.reward_model_description()}", markup=False, highlight=False)
     loading = ModelLoading.of(config)
     reference = load_causal_lm(str(world.policy_dir), loading=loading).eval()
 
@@ -281,10 +303,11 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         for seed in range(config.seeds)
     }
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    held_out: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}  # evaluations along training
     for k, (method, seed) in enumerate((m, s) for m in methods for s in range(config.seeds)):
         run_dir = out / method / f"seed-{seed}"
         console.rule(f"[bold]bench preference [{k + 1}/{len(methods) * config.seeds}]: {method}, seed {seed}")
-        run_options = dict(options)
+        run_options = {**options, **checkpoint_options(config)}
         if method in GUIDED:
             run_options["guide_policy"] = str((out / "dpo" / f"seed-{seed}" / "final").resolve())
         spec = Method(method, method, None)
@@ -293,6 +316,8 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
         )  # bad options fail early
         train_run(spec, run_dir, config, world_root, seed, run_options, console)
         evaluation = evaluate(run_dir / "final", run_dir / EVAL, world, reference, config, seed)
+        points = evaluate_along_training(run_dir, world, reference, config, seed)
+        held_out[method].append({"seed": seed, "points": points, "eval": evaluation})
         metrics = run_metrics(evaluation, sft[0]["greedy"], sft[seed]["sampled"])
         if config.credit:
             implicit = {
@@ -311,14 +336,18 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
     }
     results = {
         "world": str(world_root),
+        "reward_model": world.reward_model_description(),
         "steps": config.steps,
         "seeds": config.seeds,
         "eval_split": config.eval_split,
         "eval_prompts": len(sft[0]["greedy"]["samples"]),
+        "eval_every": eval_interval(config),
+        "baseline": config.baseline,
         "trainer_options": options,
         "sft": sft_row,
         "methods": {m: {key: mean_std([r[key] for r in runs[m]]) for key in METRICS} for m in methods},
         "runs": runs,
+        **compare_at_matched_kl(held_out, sft, config.baseline, config.steps),
     }
     if "dpo" in runs and len(runs) > 1:
         results["difference_to_dpo"] = paired_differences(
@@ -334,11 +363,14 @@ def run(config: PreferenceBenchConfig, name: str = "preference") -> None:
             ).items()
         }
     write_atomic(out / "results.json", json.dumps(results, indent=2))
+    save_sft_frontier(out / "frontier.png", results, sft)
     if config.examples > 0:
         write_atomic(out / "token-rewards.html", examples_page(world, out, methods, config))
-    table = markdown_table(results) + ("\n" + credit_table(results) if config.credit else "")
+    table = matched_kl_table(results) + "\n" + markdown_table(results)
+    if config.credit:
+        table += "\n" + credit_table(results)
     if "difference_to_dpo" in results:
         table += "\n" + difference_table(results["difference_to_dpo"])
-    write_atomic(out / "results.md", table)
+    write_atomic(out / "results.md", f"Reward model: {results['reward_model']}.\n\n{table}")
     console.print(table)
-    console.print(f"results: {out / 'results.json'}")
+    console.print(f"results: {out / 'results.json'}\nfrontier: {out / 'frontier.png'}")

@@ -84,10 +84,15 @@ def world_fingerprint(world: Any) -> str:
 
 
 def world_description(world: Any) -> str:
+    """The world a section was measured on, and its reward model."""
+    from tokenreward.world import recorded_backbone
+    from tokenreward.world.readme import describe_reward_model
+
     config = world.config
     return (
         f"the world `{Path(world.root).name}` (size {config.get('size')}, seed {config.get('seed')}, "
-        f"files {world_fingerprint(world)}; {world.root})"
+        f"files {world_fingerprint(world)}); reward model: "
+        f"{describe_reward_model(recorded_backbone(config))}"
     )
 
 
@@ -141,15 +146,83 @@ def credit_table(results: dict[str, dict[str, float]]) -> str:
             f"| {name} | {m['auroc']:.3f} | {m['spearman']:.3f} | {m['top1']:.3f} | {m['auroc_within']:.3f} "
             f"| {m['ms_per_1k']:.1f} |"
         )
-    return "\n".join(rows)
+    return "\n".join(rows + kind_rows(results) + step_rows(results))
+
+
+def kind_rows(results: dict[str, dict[str, Any]]) -> list[str]:
+    """`bench credit`'s within-response AUROC per defect kind (`credit_kinds`) as markdown lines,
+    a column per kind with its number of responses; none when no rewarder has one."""
+    by_kind = {name: m["auroc_within_by_kind"] for name, m in results.items() if m.get("auroc_within_by_kind")}
+    if not by_kind:
+        return []
+    kinds = sorted({kind for kinds in by_kind.values() for kind in kinds})
+    counts = {kind: max(kinds[kind]["responses"] for kinds in by_kind.values() if kind in kinds) for kind in kinds}
+    rows = [
+        "",
+        "Per defect kind: the within-response AUROC of that kind's tokens against the clean ones (n: responses).",
+        "",
+        "| rewarder | " + " | ".join(f"{kind} (n={counts[kind]})" for kind in kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
+    ]
+    for name, kinds_of in sorted(by_kind.items()):
+        cells = [f"{kinds_of[kind]['auroc']:.3f}" if kind in kinds_of else "-" for kind in kinds]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def step_rows(results: dict[str, dict[str, Any]]) -> list[str]:
+    """`bench credit`'s step-level table (`credit_steps`) as markdown lines, best step AUROC first;
+    none when no response had steps."""
+    scored = {name: m for name, m in results.items() if "step_auroc" in m}
+    if not scored:
+        return []
+    first = next(iter(scored.values()))
+    rows = [
+        "",
+        f"Step level: the oracle's steps of the responses with steps ({first['steps']} steps, "
+        f"{first['incorrect_steps']} incorrect); a step's score is the rewarder's step score (prm), else the sum "
+        "of its token rewards over the step.",
+        "",
+        "| rewarder | step AUROC | step AUROC within a response | step top1 |",
+        "|---|---|---|---|",
+    ]
+    for name, m in sorted(
+        scored.items(), key=lambda kv: -kv[1]["step_auroc"] if kv[1]["step_auroc"] == kv[1]["step_auroc"] else 1
+    ):
+        rows.append(f"| {name} | {m['step_auroc']:.3f} | {m['step_auroc_within']:.3f} | {m['step_top1']:.3f} |")
+    return rows
+
+
+def rl_matched_kl_rows(results: dict[str, Any]) -> list[str]:
+    """`bench rl`'s headline: each method's sampled held-out score at the baseline's final KL
+    (mean ± std over the seeds that reach it), as markdown lines (none without a baseline)."""
+    from tokenreward.viz.report import format_stat
+
+    matched = results.get("matched_kl")
+    if matched is None:
+        return []
+    kl = matched["kl"]
+    rows = [
+        f"At matched KL: the sampled held-out oracle score where each run's KL first reaches {kl:.3f} "
+        f"({matched['baseline']}'s final KL, the least of its seeds'), mean ± std over the seeds that reach it",
+        "",
+        f"| method | score at KL {kl:.3f} | seeds reaching |",
+        "|---|---|---|",
+    ]
+    rows += [
+        f"| {name} | {format_stat(reading)} | {reading['reached']}/{reading['of']} |"
+        for name, reading in matched["methods"].items()
+    ]
+    return rows + [""]
 
 
 def rl_table(results: dict[str, Any]) -> str:
-    """`bench rl`'s `results.json` as a markdown table: held-out oracle scores, KL, length,
-    defect rate, steps to the baseline's final training score, training seconds (mean ± std)."""
+    """`bench rl`'s `results.json` as markdown: the matched-KL headline, then held-out oracle
+    scores, KL, length, defect rate, steps to the baseline's final training score, training
+    seconds (mean ± std)."""
     from tokenreward.viz.report import format_stat, format_steps
 
-    rows = [
+    rows = rl_matched_kl_rows(results) + [
         f"{len(results['seeds'])} seed(s), {results['steps']} steps, {results['split']} split, mean ± std over seeds",
         "",
         "| method | oracle score (sampled) | oracle score (greedy) | KL to SFT | length | defect rate "

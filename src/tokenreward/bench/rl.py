@@ -3,7 +3,8 @@ compare the held-out oracle score of their final policies.
 
 A method is `TRAINER` or `TRAINER-REWARDER` (`ppo-sparse`, `ppo-red`, `remax`, `rloo`,
 `ppo-tlcr`, `figa`, ...), resolved through the trainer and rewarder registries, so a trainer
-from any module plugs in by name. Each (method, seed) runs in `OUT/<method>/seed-<s>/`.
+from any module plugs in by name; `:ESTIMATOR` sets a method's advantage estimator
+(`rloo-verifiable:gtpo`). Each (method, seed) runs in `OUT/<method>/seed-<s>/`.
 
 How a trainer must look to be driven by `bench rl` (the same contract `tokenreward train`
 uses): it is registered with `register_trainer(NAME, Config)` and `run(config, NAME)`
@@ -45,15 +46,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokenreward.bench import Recording, register_bench
 from tokenreward.bench.rl_evaluation import (
     CHECKPOINT_FIELDS,
+    LOGGED_SCORE,
     checkpoint_options,
-    eval_interval,
+    eval_every_field,
     evaluate_along_training,
     evaluate_run,
+    refuse_checkpoint_overrides,
+    reward_options,
     score_samples,
 )
 from tokenreward.bench.rl_methods import CONTRACT_FIELDS, Method, parse_options, resolve_method, trainer_config
@@ -82,7 +86,10 @@ class RLBenchConfig(ModelLoading, Recording):
     )
     methods: list[str] = field(
         default_factory=lambda: list(DEFAULT_METHODS),
-        metadata={"help": "methods, TRAINER or TRAINER-REWARDER, comma-separated"},
+        metadata={
+            "help": "methods, TRAINER or TRAINER-REWARDER, optionally :ESTIMATOR (the trainer's --estimator for that "
+            "method, e.g. rloo-verifiable:gtpo), comma-separated"
+        },
     )
     seeds: int = field(default=3, metadata={"help": "seeds per method (0 .. seeds-1)", "min": 1})
     steps: int = field(
@@ -91,6 +98,14 @@ class RLBenchConfig(ModelLoading, Recording):
     world: Path | None = field(default=None, metadata={"help": "world folder (default: the built world in the cache)"})
     baseline: str = field(
         default="ppo-sparse", metadata={"help": "method whose final oracle score the others race to"}
+    )
+    reward: Literal["score", "verifiable"] = field(
+        default="score",
+        metadata={
+            "help": "the held-out score: score (the oracle's holistic grade, every family) or verifiable (the "
+            "verifiable oracle's 1/0, so the score is the accuracy; training and held-out prompts of the world's "
+            "verifiable families only; e.g. methods rloo-verifiable:gtpo)"
+        },
     )
     eval_split: str = field(default="test", metadata={"help": "held-out split for the final evaluation"})
     eval_prompts: int | None = field(
@@ -104,14 +119,7 @@ class RLBenchConfig(ModelLoading, Recording):
             "min": 0,
         },
     )
-    eval_every: int | None = field(
-        default=None,
-        metadata={
-            "help": "also evaluate the policy saved every N steps along training, for the comparison at matched KL "
-            "(default: a fifth of --steps; 0: the final policy only)",
-            "min": 0,
-        },
-    )
+    eval_every: int | None = eval_every_field()
     window: int = field(
         default=5,
         metadata={"help": "trailing mean over this many logged points for curves and steps-to-baseline", "min": 1},
@@ -316,12 +324,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
     if reserved:
         raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
-    kept = sorted(set(options) & set(checkpoint_options(config)))
-    if kept:
-        raise UserInputError(
-            f"--trainer-options cannot set {', '.join(kept)}: bench rl keeps a policy every --eval-every "
-            f"({eval_interval(config)}) steps; --eval-every 0 leaves checkpoints to the trainers"
-        )
+    refuse_checkpoint_overrides(config, options, "bench rl")
     known = set().union(*({f.name for f in dataclasses.fields(TRAINERS.get(m.trainer).config)} for m in methods))
     unknown = sorted(set(options) - known)
     if unknown:
@@ -333,6 +336,8 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     if config.baseline not in config.methods:
         console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
     world = open_world(config.world)
+    options.update(reward_options(config, world, methods))
+    console.print(f"reward model: {world.reward_model_description()}", markup=False, highlight=False)
     world_root = Path(world.root).resolve()
     out = Path(config.out)
     loading = ModelLoading.of(config)
@@ -355,15 +360,17 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
 
     results = aggregate(methods, runs, sft_runs, config)
     results["world"] = str(world_root)
+    results["reward_model"] = world.reward_model_description()
     results["eval_prompts"] = sft_runs[0]["eval"]["sampled"]["n"]
     _write_json(out / "results.json", results)
     curves = {name: [r["log"] for r in method_runs] for name, method_runs in runs.items()}
     png = save_learning_curves(
         out / "curves.png",
         curves,
-        metrics=("oracle_score", "kl"),
+        metrics=(LOGGED_SCORE[config.reward], "kl"),
         window=config.window,
-        title=f"oracle score and KL of the sampled training batches, mean ± std over {config.seeds} seed(s)",
+        title=f"{LOGGED_SCORE[config.reward]} and KL of the sampled training batches, "
+        f"mean ± std over {config.seeds} seed(s)",
     )
     frontier_png = save_frontier(
         out / "frontier.png", results["frontier"], results["matched_kl"], results["sft"]["oracle_score"]["mean"]

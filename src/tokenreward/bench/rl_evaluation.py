@@ -2,25 +2,96 @@
 policies its trainer saved along training (sampled, for the comparison at matched KL,
 `tokenreward.bench.rl_frontier`), and the report's sample heatmaps.
 
-Along training: with `--eval-every N`, bench rl has every trainer whose config has `save_every`
-and `keep_checkpoints` checkpoint every N steps and keep them all; each checkpoint's `policy`
-folder is then evaluated exactly as the final policy's sampled responses (same prompts, same
+Along training: with `--eval-every N`, bench rl (and bench preference) has every trainer whose
+config has `save_every` and `keep_checkpoints` checkpoint every N steps and keep them all; each
+checkpoint's `policy` folder is then evaluated exactly as the final policy's sampled responses (same prompts, same
 seed, KL to the SFT policy) and cached in `RUN/evals/step-N.json`.
+
+The held-out score (`--reward`): `score`, the oracle's holistic grade on every family's prompts;
+`verifiable`, the verifiable oracle's 1/0 (`oracle_reward(..., "verifiable")`, so a policy's
+score is its accuracy) on the prompts of the world's verifiable families, which are then also the
+only training prompts (each trainer's `prompt_families`); the training log's curve for
+steps-to-baseline is then `oracle_accuracy` (the rollouts' accuracy) instead of `oracle_score`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from tokenreward.bench.rl_methods import dtype_setting
+from tokenreward.errors import UserInputError
 from tokenreward.io import read_json_file, write_atomic
 from tokenreward.models import ModelLoading
 from tokenreward.trainers.checkpoints import CHECKPOINTS
 
 EVAL_MODES = ("sampled", "greedy")
 CHECKPOINT_FIELDS = ("save_every", "keep_checkpoints")
+#: per `--reward`, the training log's metric that steps-to-baseline and the curves read
+LOGGED_SCORE = {"score": "oracle_score", "verifiable": "oracle_accuracy"}
+
+
+def reward_kind(config) -> str:
+    """The benchmark's held-out reward: its config's `reward` (bench rl's `--reward`), else `score`."""
+    return getattr(config, "reward", "score")
+
+
+def reward_families(config, world) -> tuple[str, ...]:
+    """The families `--reward` restricts training and evaluation to: none for `score`, the
+    world's verifiable families for `verifiable` (refused when it has none)."""
+    from tokenreward.errors import UserInputError
+    from tokenreward.world.oracle import verifiable_families
+
+    if reward_kind(config) == "score":
+        return ()
+    families = tuple(name for name in world.families if name in verifiable_families())
+    if not families:
+        raise UserInputError(
+            f"--reward verifiable: the world at {world.root} has none of the verifiable families "
+            f"({', '.join(verifiable_families())})"
+        )
+    return families
+
+
+def reward_options(config, world, methods) -> dict[str, str]:
+    """The trainer settings `--reward` adds: `prompt_families` for `verifiable` (every method's
+    trainer config must have that field)."""
+    import dataclasses
+
+    from tokenreward.errors import UserInputError
+    from tokenreward.trainers import TRAINERS
+
+    families = reward_families(config, world)
+    for method in methods if families else ():
+        if "prompt_families" not in {f.name for f in dataclasses.fields(TRAINERS.get(method.trainer).config)}:
+            raise UserInputError(
+                f"--reward verifiable: method {method.name!r} cannot train on the verifiable families only "
+                f"(trainer {method.trainer!r} has no prompt_families setting)"
+            )
+    return {"prompt_families": ",".join(families)} if families else {}
+
+
+def reward_setting(config, world) -> dict[str, Any]:
+    """The `--reward` of a cached evaluation's settings, when not `score` (so caches written before stay valid)."""
+    return (
+        {}
+        if reward_kind(config) == "score"
+        else {"reward": reward_kind(config), "families": list(reward_families(config, world))}
+    )
+
+
+def eval_every_field():
+    """The `--eval-every` setting of a benchmark's config (`eval_interval` reads it)."""
+    return field(
+        default=None,
+        metadata={
+            "help": "also evaluate the policy saved every N steps along training, for the comparison at matched KL "
+            "(default: a fifth of --steps; 0: the final policy only)",
+            "min": 0,
+        },
+    )
 
 
 def eval_interval(config) -> int:
@@ -34,6 +105,16 @@ def checkpoint_options(config) -> dict[str, str]:
     return {"save_every": str(every), "keep_checkpoints": str(config.steps // every + 1)} if every else {}
 
 
+def refuse_checkpoint_overrides(config, options: dict[str, str], bench: str) -> None:
+    """`--trainer-options` may not set the checkpoint settings the benchmark sets itself."""
+    kept = sorted(set(options) & set(checkpoint_options(config)))
+    if kept:
+        raise UserInputError(
+            f"--trainer-options cannot set {', '.join(kept)}: {bench} keeps a policy every --eval-every "
+            f"({eval_interval(config)}) steps; --eval-every 0 leaves checkpoints to the trainers"
+        )
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(data, indent=2) + "\n")
@@ -43,23 +124,36 @@ def evaluate_run(
     policy_dir: Path, eval_path: Path, world, reference, config, seed: int, modes: tuple[str, ...] = EVAL_MODES
 ) -> dict[str, Any]:
     """Held-out evaluation of one policy folder in `modes` (sampled, seeded by `seed` as in
-    training or by `config.eval_seed` when set; greedy), cached in `eval_path` for these settings."""
-    seed = seed if config.eval_seed is None else config.eval_seed
-    settings = {"split": config.eval_split, "n": config.eval_prompts, "seed": seed, **dtype_setting(config)}
+    training or by `config.eval_seed` when the config has one and it is set; greedy), cached in
+    `eval_path` for these settings."""
+    eval_seed = getattr(config, "eval_seed", None)
+    seed = seed if eval_seed is None else eval_seed
+    settings = {
+        "split": config.eval_split,
+        "n": config.eval_prompts,
+        "seed": seed,
+        **dtype_setting(config),
+        **reward_setting(config, world),
+    }
     cached = read_json_file(eval_path) if eval_path.exists() else None
     if cached is not None and cached.get("settings") == settings and all(mode in cached for mode in modes):
         return cached
     result: dict[str, Any] = {
         "settings": settings,
-        **evaluate_modes(policy_dir, world, reference, config, seed, modes),
+        **evaluate_modes(
+            policy_dir, world, reference, config, seed, modes, reward_families(config, world), reward_kind(config)
+        ),
     }
     _write_json(eval_path, result)
     return result
 
 
-def evaluate_modes(policy_dir, world, reference, config, seed: int, modes) -> dict[str, Any]:
+def evaluate_modes(
+    policy_dir, world, reference, config, seed: int, modes, families: tuple[str, ...] = (), reward: str = "score"
+) -> dict[str, Any]:
     """The held-out evaluation (`tokenreward.evaluation.evaluate_policy`) of the policy in
-    `policy_dir` in each of `modes` (sampled with `seed`, greedy), loaded as `config` says."""
+    `policy_dir` in each of `modes` (sampled with `seed`, greedy), loaded as `config` says, on the
+    prompts of `families` (all: none) with the oracle's `reward`."""
     from tokenreward.evaluation import evaluate_policy
     from tokenreward.models import load_causal_lm
 
@@ -73,6 +167,8 @@ def evaluate_modes(policy_dir, world, reference, config, seed: int, modes) -> di
             n=config.eval_prompts,
             greedy=mode == "greedy",
             seed=seed,
+            families=families,
+            reward=reward,
         )
         for mode in modes
     }

@@ -1,5 +1,5 @@
-"""`bench rl`'s comparison at matched KL: each run's held-out oracle score along training, read
-at common values of its KL to the SFT policy.
+"""The comparison at matched KL of `bench rl` and `bench preference`: each run's held-out oracle
+score along training, read at common values of its KL to the SFT policy.
 
 A run's curve is its held-out points in step order (`run_curve`): the SFT policy (step 0, KL 0,
 its score under the run's evaluation seed), the policies saved along training

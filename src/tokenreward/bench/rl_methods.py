@@ -1,5 +1,6 @@
 """Methods of `bench rl` (`TRAINER` or `TRAINER-REWARDER`, resolved through the trainer and
-rewarder registries) and the trainer config of one run, built through the same flags as
+rewarder registries, optionally `:ESTIMATOR`, a registered advantage estimator that the method's
+trainer config takes as its `estimator`) and the trainer config of one run, built through the same flags as
 `tokenreward train` (so `--trainer-options` are checked and typed as the command line's), with
 the benchmark's `--dtype`, `--device`, `--device-map` and `--max-batch-tokens`."""
 
@@ -19,6 +20,8 @@ from tokenreward.options import parse_assignments, parse_bool
 from tokenreward.trainers import TRAINERS
 
 CONTRACT_FIELDS = ("world", "steps", "seed", "out")
+#: between a method and its estimator, `rloo-verifiable:gtpo`; no registered name has one
+ESTIMATOR_SEPARATOR = ":"
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,22 @@ class Method:
     name: str
     trainer: str
     rewarder: str | None
+    estimator: str | None = None
 
 
 def resolve_method(name: str) -> Method:
-    """`TRAINER` or `TRAINER-REWARDER`, both looked up in their registries."""
+    """`TRAINER` or `TRAINER-REWARDER`, both looked up in their registries, optionally followed
+    by `:ESTIMATOR` (a registered advantage estimator: the run's `--estimator`)."""
+    from tokenreward.losses.advantages import ESTIMATORS
     from tokenreward.rewards import REWARDERS
 
+    base, separator, estimator = name.partition(ESTIMATOR_SEPARATOR)
+    if separator:
+        if estimator not in ESTIMATORS:
+            raise UserInputError(
+                f"method {name!r}: unknown estimator {estimator!r}; known: {', '.join(ESTIMATORS.names())}"
+            )
+        return dataclasses.replace(resolve_method(base), name=name, estimator=estimator)
     if name in TRAINERS:
         return Method(name, name, None)
     matches = [
@@ -46,7 +59,8 @@ def resolve_method(name: str) -> Method:
             f"method {name!r} is ambiguous: " + ", ".join(f"{m.trainer} + {m.rewarder}" for m in matches)
         )
     raise UserInputError(
-        f"unknown method {name!r}: expected TRAINER or TRAINER-REWARDER; trainers: {', '.join(TRAINERS.names())}; "
+        f"unknown method {name!r}: expected TRAINER or TRAINER-REWARDER, optionally :ESTIMATOR; "
+        f"trainers: {', '.join(TRAINERS.names())}; "
         f"rewarders: {', '.join(REWARDERS.names())}"
     )
 
@@ -98,8 +112,7 @@ def trainer_config(
     fields = {f.name: f for f in dataclasses.fields(spec.config)}
     hints = typing.get_type_hints(spec.config)
     missing = [name for name in CONTRACT_FIELDS if name not in fields]
-    if method.rewarder is not None and "rewarder" not in fields:
-        missing.append("rewarder")
+    missing += [key for key in ("rewarder", "estimator") if getattr(method, key) is not None and key not in fields]
     if missing:
         raise UserInputError(
             f"method {method.name!r}: trainer {method.trainer!r} cannot be driven by bench rl: its config "
@@ -109,6 +122,8 @@ def trainer_config(
     if method.rewarder is not None:
         flags["rewarder"] = method.rewarder
     flags.update({k: v for k, v in loading_flags(loading, spec.config).items() if k in fields})
+    if method.estimator is not None:
+        options = {**options, "estimator": method.estimator}  # the method's own, over --trainer-options
     unused = getattr(spec.config, "unused_settings", lambda trainer, settings: ())(method.trainer, options)
     flags.update({k: v for k, v in options.items() if k in fields and k not in unused})
     if resume and "resume" in fields:

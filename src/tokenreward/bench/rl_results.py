@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenreward.bench.rl_evaluation import LOGGED_SCORE
 from tokenreward.bench.rl_frontier import frontier, matched_kl, method_curves
 from tokenreward.viz.plots import mean_and_std, metric_curve, trailing_mean
 from tokenreward.viz.report import gap_to_baseline
@@ -53,8 +54,10 @@ def aggregate(
     steps each method needs to reach the baseline's final oracle score (`methods`: `bench.rl.Method`s; `config`:
     its `RLBenchConfig`)."""
     metric_keys = tuple(run_metrics({"sampled": {}, "greedy": {}}))
+    logged = LOGGED_SCORE[config.reward]
     curves = {
-        name: [smoothed_curve(r["log"], config.window) for r in method_runs] for name, method_runs in runs.items()
+        name: [smoothed_curve(r["log"], config.window, logged) for r in method_runs]
+        for name, method_runs in runs.items()
     }
     target = None
     baseline_finals = [values[-1] for _, values in curves.get(config.baseline, []) if values]
@@ -63,6 +66,7 @@ def aggregate(
     sft_entries = [{"seed": r["seed"], **run_metrics(r["eval"])} for r in sft_runs]
     results: dict[str, Any] = {
         "benchmark": "rl",
+        "reward": config.reward,
         "steps": config.steps,
         "seeds": list(range(config.seeds)),
         "split": config.eval_split,
@@ -129,7 +133,8 @@ def print_table(results: dict[str, Any], console) -> None:
     over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread)"
     matched = results.get("matched_kl")
     at = f"KL {matched['kl']:.3f} ({results['baseline']}'s final KL)" if matched else "matched KL (no baseline)"
-    table = Table(title=f"held-out oracle score at {at} and after {results['steps']} steps, {over}")
+    score = "accuracy (verifiable oracle)" if results.get("reward") == "verifiable" else "oracle score"
+    table = Table(title=f"held-out {score} at {at} and after {results['steps']} steps, {over}")
     headers = (
         "method",
         f"score at KL {matched['kl']:.3f}" if matched else "score at matched KL",

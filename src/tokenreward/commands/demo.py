@@ -203,6 +203,7 @@ def run_demo(config: DemoConfig) -> Path:
     world, built = open_or_build_world(config.world, clock, console)
     clock.finish()
     console.print(f"world: {world.root}")
+    console.print(f"reward model: {world.reward_model_description()}", markup=False, highlight=False)
     console.rule("[bold]2/3: RED's token rewards on held-out responses (green: credit, red: blame)")
     clock.begin("heatmaps", "RED's token rewards next to the ground-truth credit")
     show_heatmaps(world, config.heatmaps, console)

@@ -171,8 +171,10 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
     check_accepted(args.rewarder, explicit, "--resource {raw}")
     flags = {name: getattr(args, name) for name in RESOURCE_FLAGS if getattr(args, name) is not None}
     check_accepted(args.rewarder, flags, "--{name}")
-    resources.update(explicit)
-    resources.update(flags)
+    given = {**explicit, **flags}
+    if ("reward_model" in given or "tokenizer" in given) and "reward_tokenizer" not in given:
+        resources.pop("reward_tokenizer", None)  # the world's reward model's own tokenizer, not for these
+    resources.update(given)
     resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
     return resources

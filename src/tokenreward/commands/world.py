@@ -18,9 +18,15 @@ def _build(args) -> int:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     world = build_world(
-        args.out, size=args.size, seed=args.seed, progress=not args.no_progress, families=args.families
+        args.out,
+        size=args.size,
+        seed=args.seed,
+        progress=not args.no_progress,
+        families=args.families,
+        reward_backbone=args.reward_backbone,
     )
     print(f"world ready at {world.root}")
+    print(f"reward model: {world.reward_model_description()}")
     print(json.dumps(world.metrics, indent=1))
     seconds = world.config.get("stage_seconds", {})
     if seconds:
@@ -37,6 +43,7 @@ def _info(args) -> int:
 
     world = open_world(args.world)
     print(f"{world!r}")
+    print(f"reward model: {world.reward_model_description()}")
     print(json.dumps(world.metrics, indent=1))
     return 0
 
@@ -66,6 +73,14 @@ def register(sub) -> None:
         metavar="FAMILY",
         help=f"the task families of the world, in order (default: {' '.join(DEFAULT_FAMILIES)}; "
         "the others, e.g. multistep, opt in: each module of tokenreward.world.families is one)",
+    )
+    build.add_argument(
+        "--reward-backbone",
+        default=None,
+        metavar="PATH",
+        help="start the reward model from this pretrained causal LM (folder or GGUF file), with its own "
+        "tokenizer, LoRA-trained on a seeded subsample of the reward pairs (default: the world's GPT-2; "
+        "default folder then ~/.cache/tokenreward/world-SIZE-NAME)",
     )
     build.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     build.set_defaults(func=_build)

@@ -150,6 +150,11 @@ class PrmRewarder(Rewarder):
             raise UserInputError(f"{self.name}: step_tag must not be empty")
         self.good_bad = good_token_ids(self.tokenizer, good_token, bad_token) if self.kind == "math-shepherd" else []
 
+    def steps_of(self, text: str) -> list[Span]:
+        """`[start, end)` of each step of a response text as this rewarder cuts it (`split_steps`),
+        in the order of its `step_scores`."""
+        return split_steps(text, self.separator)
+
     def score_steps(
         self, prompts: list[TextOrMessages], texts: list[str], steps: list[list[Span]]
     ) -> list[list[float]]:

@@ -1,6 +1,7 @@
-"""The world's oracle as a training curve: the grades of responses (`oracle_grades`), and the
-mean grade of responses sampled from the policy being trained (`sampled_oracle_score`, logged
-as `oracle_score` by FIGA and the preference trainers; PPO grades its own rollouts)."""
+"""The world's oracle as a training curve: the grades of responses (`oracle_grades`; with the
+verifiable accuracy, `oracle_metrics`, which PPO / ReMax / RLOO log for their own rollouts), and
+the mean grade of responses sampled from the policy being trained (`sampled_oracle_score`,
+logged as `oracle_score` by FIGA and the preference trainers)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,25 @@ def oracle_grades(records: Sequence[dict], responses: Sequence[str]) -> list[flo
     from tokenreward.world.oracle import grade
 
     return [grade(record, text).score for record, text in zip(records, responses)]
+
+
+def all_verifiable(records: Sequence[dict]) -> bool:
+    """Whether every record is of a verifiable family (`tokenreward.world.oracle.verifiable_families`)."""
+    from tokenreward.world.oracle import verifiable_families
+
+    families = set(verifiable_families())
+    return all(record.get("family") in families for record in records)
+
+
+def oracle_metrics(records: Sequence[dict], responses: Sequence[str], accuracy: bool) -> dict[str, list[float]]:
+    """Per response: `oracle_score` (`oracle_grades`) and, with `accuracy` (every record of a
+    verifiable family), `oracle_accuracy` (the verifiable oracle's 1/0, `tokenreward.world.oracle.correct`)."""
+    from tokenreward.world.oracle import correct
+
+    metrics = {"oracle_score": oracle_grades(records, responses)}
+    if accuracy:
+        metrics["oracle_accuracy"] = [correct(record, text) for record, text in zip(records, responses)]
+    return metrics
 
 
 @torch.no_grad()

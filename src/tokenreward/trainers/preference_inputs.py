@@ -11,7 +11,7 @@ from typing import Any
 from tokenreward.errors import UserInputError
 from tokenreward.models import ModelLoading
 from tokenreward.preference_data import PreferenceData, pair_token_rewards, read_rows, token_rewards_fingerprint
-from tokenreward.rewards import rewarder_requirements
+from tokenreward.rewards import rewarder_requirements, with_reward_model
 
 
 @dataclass
@@ -94,7 +94,7 @@ def token_reward_inputs(
         "policy": config.guide_policy,
     }
     if config.reward_model is not None:
-        resources["reward_model"] = config.reward_model
+        resources = with_reward_model(resources, config.reward_model)
     resources = {k: str(v) for k, v in resources.items() if v is not None}
     if "policy" in rewarder_requirements(name) and config.guide_policy is None:
         raise UserInputError(

@@ -22,7 +22,8 @@ from tokenreward.encoding import encode_pairs, prompts_as_chat
 from tokenreward.errors import UserInputError
 from tokenreward.io import row_location
 from tokenreward.jsonl import read_jsonl
-from tokenreward.models import context_length, load_tokenizer, scalar_head_from_lm
+from tokenreward.losses.prefix_losses import PREFIX_LOSSES, PrefixScores
+from tokenreward.models import context_length, load_tokenizer, prefix_scores, scalar_head_from_lm
 from tokenreward.trainers import register_trainer
 from tokenreward.trainers.harness import RunConfig, cosine_optimization, derive_seed, make_run, with_adapters
 from tokenreward.trainers.loop import run_steps
@@ -63,6 +64,16 @@ class RewardModelConfig(RunConfig):
     max_grad_norm: float = field(
         default=math.inf, metadata={"help": "gradient-norm clip (inf: none)", "gt": 0.0, "allow_inf": True}
     )
+    prefix_loss: str = field(
+        default="none",
+        metadata={
+            "help": "loss on the score at every response prefix, added to Bradley-Terry's (what RED reads): none, "
+            "value (each prefix predicts the pair's outcome), truncated (Bradley-Terry on truncated pairs), "
+            "revision (Bradley-Terry against the rejected response's minimal revision, the pairs' `revision` field)",
+            "choices": PREFIX_LOSSES.names,
+        },
+    )
+    prefix_weight: float = field(default=1.0, metadata={"help": "weight of --prefix-loss", "min": 0.0})
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -96,14 +107,29 @@ def _check_pairs(pairs: Sequence[dict[str, Any]], source: str = "the preference 
             )
 
 
-def _check_trainable(pairs: Sequence[dict[str, Any]], source: str) -> None:
+def _check_trainable(pairs: Sequence[dict[str, Any]], source: str, prefix_loss: str = "none") -> None:
     """Well-formed pairs, at least one, and not every chosen equal to its rejected (a
-    Bradley-Terry model learns nothing from equal responses)."""
+    Bradley-Terry model learns nothing from equal responses); a known prefix loss, and for
+    `revision` at least one pair with a revision."""
     if not pairs:
         raise UserInputError(f"{source}: no preference pairs to train on")
     _check_pairs(pairs, source)
     if all(pair["chosen"] == pair["rejected"] for pair in pairs):
         raise UserInputError(f"{source}: in every pair chosen equals rejected; there is no preference to learn")
+    if prefix_loss not in PREFIX_LOSSES:
+        raise UserInputError(
+            f"--prefix-loss {prefix_loss!r} is not known; choose one of {', '.join(PREFIX_LOSSES.names())}"
+        )
+    if prefix_loss == "revision" and not any(_revision(pair) is not None for pair in pairs):
+        raise UserInputError(
+            f"{source}: --prefix-loss revision needs pairs with a `revision` (the rejected response minimally "
+            "revised) that differs from `rejected`; none has one"
+        )
+
+
+def _revision(pair: dict[str, Any]) -> str | None:
+    revision = pair.get("revision")
+    return revision if isinstance(revision, str) and revision and revision != pair["rejected"] else None
 
 
 def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +141,31 @@ def score_pairs(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> tu
     )
     scores = model(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device)).logits.squeeze(-1)
     return scores[: len(pairs)], scores[len(pairs) :]
+
+
+def score_prefixes(model, tokenizer, pairs: Sequence[dict[str, Any]], device) -> PrefixScores:
+    """The prefix scores `s_1 .. s_T` of each pair's chosen, rejected and (where the pair has
+    one) revision, from one forward pass (with gradients); `s_T` is the model's own score."""
+    revised = [i for i, p in enumerate(pairs) if _revision(p) is not None]
+    prompts = [p["prompt"] for p in pairs]
+    responses = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs] + [_revision(pairs[i]) for i in revised]
+    inner = getattr(model, "module", model)  # a data-parallel wrapper holds the model
+    enc = encode_pairs(
+        tokenizer,
+        prompts + prompts + [prompts[i] for i in revised],
+        responses,
+        context_length(inner),
+        pad_token_id=inner.config.pad_token_id,
+    )
+    scores = prefix_scores(model, enc.input_ids.to(device), enc.attention_mask.to(device))
+    rows = [scores[i, enc.token_ends(i)] for i in range(len(responses))]
+    ids = [enc.input_ids[i, enc.response_positions[i]].tolist() for i in range(len(responses))]
+    n = len(pairs)
+    revision: list[torch.Tensor | None] = [None] * n
+    revision_ids: list[list[int] | None] = [None] * n
+    for j, i in enumerate(revised):
+        revision[i], revision_ids[i] = rows[2 * n + j], ids[2 * n + j]
+    return PrefixScores(rows[:n], rows[n : 2 * n], revision, ids[n : 2 * n], revision_ids)
 
 
 @torch.no_grad()
@@ -158,11 +209,19 @@ def train_reward_model(
     gradient_accumulation: int = 1,
     group_by_length: bool = False,
     max_grad_norm: float = math.inf,
+    prefix_loss: str = "none",
+    prefix_weight: float = 1.0,
+    lora_r: int = 0,
+    lora_alpha: float = 16.0,
+    lora_target_modules: str = "all-linear",
 ):
     """Train `model` (a scalar-head sequence-classification model) in place on `pairs` into the
     run folder `out`. Logs `{"step", "loss", "accuracy", "margin"}`; checkpoints resume exactly.
     `group_by_length` batches pairs of similar length together (less padding, as in SFT);
-    `max_grad_norm` clips the gradient norm (default: no clip)."""
+    `max_grad_norm` clips the gradient norm (default: no clip); `prefix_loss` / `prefix_weight`
+    add a loss on the prefix scores (`tokenreward.losses.prefix_losses`). With `lora_r > 0` the
+    model is trained through LoRA adapters (`tokenreward.lora`; the head in full) and returned as
+    a PEFT model."""
     config = RewardModelConfig(
         data="",
         model="",
@@ -177,12 +236,17 @@ def train_reward_model(
         gradient_accumulation=gradient_accumulation,
         group_by_length=group_by_length,
         max_grad_norm=max_grad_norm,
+        prefix_loss=prefix_loss,
+        prefix_weight=prefix_weight,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_target_modules=lora_target_modules,
     )
     return train(config, model, tokenizer, pairs)
 
 
 def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str, Any]], accelerator=None, folder=None):
-    _check_trainable(pairs, str(config.data or "the preference pairs"))
+    _check_trainable(pairs, str(config.data or "the preference pairs"), config.prefix_loss)
     if accelerator is None:
         accelerator, folder = make_run(config)
     lengths = [len(str(p["prompt"])) + max(len(str(p["chosen"])), len(str(p["rejected"]))) for p in pairs]
@@ -192,12 +256,25 @@ def train(config: RewardModelConfig, model, tokenizer, pairs: Sequence[dict[str,
     model = with_adapters(model, config, "SEQ_CLS")
     training = cosine_optimization(accelerator, folder, config, model, 0, len(batches))
 
+    prefix_loss = PREFIX_LOSSES.get(config.prefix_loss)
+
     def loss_fn(indices: list[int]):
-        chosen, rejected = score_pairs(training.model, tokenizer, [pairs[i] for i in indices], accelerator.device)
-        return bradley_terry_loss(chosen, rejected), {
-            "accuracy": float((chosen > rejected).float().mean()),
-            "margin": float((chosen - rejected).mean().detach()),
-        }
+        batch = [pairs[i] for i in indices]
+        metrics = {}
+        if config.prefix_loss == "none":
+            chosen, rejected = score_pairs(training.model, tokenizer, batch, accelerator.device)
+            loss = bradley_terry_loss(chosen, rejected)
+        else:
+            prefixes = score_prefixes(training.model, tokenizer, batch, accelerator.device)
+            chosen, rejected = (
+                torch.stack([row[-1] for row in rows]) for rows in (prefixes.chosen, prefixes.rejected)
+            )
+            extra = prefix_loss(prefixes)
+            loss = bradley_terry_loss(chosen, rejected) + config.prefix_weight * extra
+            metrics["prefix_loss"] = float(extra.detach())
+        metrics["accuracy"] = float((chosen > rejected).float().mean())
+        metrics["margin"] = float((chosen - rejected).mean().detach())
+        return loss, metrics
 
     def train_step(step: int) -> dict[str, float]:
         metrics = training.step(step, batches[step], loss_fn)

@@ -35,8 +35,10 @@ def cache_dir() -> Path:
     return cache_root()
 
 
-def default_world_path(size: str) -> Path:
-    return cache_dir() / f"world-{size}"
+def default_world_path(size: str, reward_backbone: str | None = None) -> Path:
+    """`world-SIZE` in the cache directory; a world whose reward model starts from a pretrained
+    backbone: `world-SIZE-NAME` (NAME: the backbone's file or folder name)."""
+    return cache_dir() / (f"world-{size}" if reward_backbone is None else f"world-{size}-{reward_backbone}")
 
 
 def _build_hint(path: Path, size: str = "small") -> str:
@@ -125,6 +127,18 @@ class World:
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
 
+    @property
+    def reward_backbone(self) -> dict[str, Any] | None:
+        """The pretrained backbone the reward model started from (name, parameters, the pairs it
+        trained on, its LoRA recipe), or None when the reward model is the world's GPT-2 one."""
+        return recorded_backbone(self.config)
+
+    def reward_model_description(self) -> str:
+        """One line naming the world's reward model (what the benchmarks print and record)."""
+        from tokenreward.world.readme import describe_reward_model
+
+        return describe_reward_model(self.reward_backbone)
+
     def _records(self, kind: str, split: str) -> list[dict[str, Any]]:
         if split not in SPLITS:
             raise UserInputError(f"unknown split {split!r}; the world's splits are {', '.join(SPLITS)}")
@@ -149,6 +163,16 @@ class World:
             raise UserInputError(f"the world has policy pairs for the reward and test splits, not {split!r}")
         return self._records("policy_pairs", split)
 
+    def steps(self, split: str) -> list[dict[str, Any]]:
+        """Stepwise records (TRL's `prompt`/`completions`/`labels`, `tokenreward train prm`'s data)
+        of the split's responses of families that write steps; only in worlds built with one."""
+        if not (self.root / "data" / f"steps.{split}.jsonl").is_file() and split in SPLITS:
+            raise FileNotFoundError(
+                f"the world at {self.root} has no stepwise data (data/steps.{split}.jsonl): it is built for worlds "
+                "with a family that writes steps (`tokenreward world build --families ... multistep`)"
+            )
+        return self._records("steps", split)
+
     def sft_examples(self) -> list[dict[str, Any]]:
         """The policy's SFT data (TRL `prompt`/`completion`), revision instructions included."""
         return _read_jsonl(self.root / "data" / "sft.jsonl")
@@ -168,17 +192,30 @@ class World:
     def resources(self) -> dict[str, Any]:
         """Keyword arguments for `build_rewarder`: `reward_model`, `tokenizer`, `policy`,
         `reference`, plus every other model folder in the world under its folder name
-        (e.g. `discriminator`), dashes read as underscores."""
+        (e.g. `discriminator`), dashes read as underscores, and `world` (this folder, for the
+        `verifiable` rewarder's oracle). A world whose reward model has a backbone's own tokenizer
+        also offers `reward_tokenizer` (the reward model's folder), which the rewarders read the
+        reward model with (`tokenreward.rewards.build_rewarder`)."""
         found = {
+            "world": str(self.root),
             "reward_model": str(self.reward_model_dir),
             "tokenizer": str(self.tokenizer_dir),
             "policy": str(self.policy_dir),
             "reference": str(self.policy_dir),
         }
+        if self.reward_backbone is not None:
+            found["reward_tokenizer"] = str(self.reward_model_dir)
         for folder in sorted(self.root.iterdir()):
             if folder.is_dir() and folder.name not in STANDARD_FOLDERS.values() and (folder / "config.json").is_file():
                 found.setdefault(folder.name.replace("-", "_"), str(folder))
         return found
+
+
+def recorded_backbone(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The reward backbone a world's `world.json` records (None: the world's GPT-2 reward model)."""
+    if "reward_backbone" not in manifest:
+        return None
+    return manifest.get("metrics", {}).get("reward_backbone", {"name": manifest["reward_backbone"]})
 
 
 @lru_cache(maxsize=64)

@@ -31,9 +31,13 @@ def file_digests(root: Path) -> dict[str, dict[str, Any]]:
     return digests
 
 
-def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] = DEFAULT_FAMILIES) -> None:
-    """Refuse a finished world of another size, seed or families, or one whose files changed since its build."""
+def check_finished(
+    root: Path, size: str, seed: int, families: tuple[str, ...] = DEFAULT_FAMILIES, reward_backbone: str | None = None
+) -> None:
+    """Refuse a finished world of another size, seed, families or reward backbone, or one whose
+    files changed since its build."""
     chosen = "" if tuple(families) == DEFAULT_FAMILIES else f" --families {' '.join(families)}"
+    chosen += "" if reward_backbone is None else " --reward-backbone PATH"
     fix = f"delete {root} and run `tokenreward world build --size {size} --seed {seed}{chosen} --out {root}` again"
     manifest = read_json_file(root / MANIFEST, fix)
     if (manifest.get("size"), manifest.get("seed")) != (size, seed):
@@ -46,6 +50,11 @@ def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] =
         raise UserInputError(
             f"{root} holds a finished world of the families {', '.join(built)}, not {', '.join(families)}; "
             f"use another --out, or {fix}"
+        )
+    if manifest.get("reward_backbone") != reward_backbone:
+        raise UserInputError(
+            f"{root} holds a finished world with {backbone_phrase(manifest.get('reward_backbone'))}, not "
+            f"{backbone_phrase(reward_backbone)}; use another --out, or {fix}"
         )
     recorded = manifest.get("files")
     if recorded is None:
@@ -66,3 +75,8 @@ def check_finished(root: Path, size: str, seed: int, families: tuple[str, ...] =
             raise UserInputError(
                 f"the world file {root / name} changed since the world was built (SHA-256 differs); {fix}"
             )
+
+
+def backbone_phrase(name: str | None) -> str:
+    """How an error names a world's reward model: its backbone, or the world's own GPT-2 one."""
+    return "the world's GPT-2 reward model" if name is None else f"the reward backbone {name!r}"

@@ -22,7 +22,7 @@ and ordinary Hugging Face folders.
 | `data/responses.SPLIT.jsonl` | responses: `prompt_id`, `family`, `prompt`, `response`, `kinds` (planted defect kinds), `oracle_score`, `credit_spans` `[[start, end, credit], ...]` (character offsets into `response`), `defects` |
 | `data/pairs.SPLIT.jsonl` | preference pairs (TRL format) `prompt`, `chosen`, `rejected`, `chosen_score`, `rejected_score`, their credit spans, `revision` (the oracle's minimal fix of `rejected`), `revision_score`, `revision_credit_spans` |
 | `data/policy_pairs.SPLIT.jsonl` | pairs of the SFT policy's own samples (temperature 1) on the reward and test prompts, graded and labelled like `pairs` (no revision); the reward model trains on the reward split's pairs and on these |
-| `data/sft.jsonl` | the policy's SFT data, TRL `prompt`/`completion`, revision instructions included |
+| `data/sft.jsonl` | the policy's SFT data, TRL `prompt`/`completion`, revision instructions included |{steps_row}
 | `tokenizer/` | byte-level BPE trained on the world's text (`<pad>`, `<eos>`, `<bos>`, `<unk>`) |
 | `policy/` | GPT-2-style causal LM after SFT (the policy to improve and the reference model) |
 | `reward-model/` | Bradley-Terry reward model (`GPT2ForSequenceClassification`, one label), initialised from the policy, trained on `pairs.reward` and `policy_pairs.reward` |
@@ -59,11 +59,63 @@ The SFT data teaches both: better(defective reply) -> its oracle revision, bette
 ```
 """
 
+#: the files table's row for the stepwise data, in worlds with a family that writes steps
+STEPS_ROW = (
+    "\n| `data/steps.SPLIT.jsonl` | the responses of the families that write steps (`multistep`) in TRL's "
+    "stepwise format (`tokenreward train prm --data`): `prompt_id`, `prompt`, `completions` (the response's "
+    "non-blank lines), `labels` (a line is true when every step of the oracle's `step_truth` in it is correct) |"
+)
+
+
+BACKBONE_SECTION = """
+## Reward backbone
+This world was built with `--reward-backbone`: `reward-model/` is {description}, not the
+GPT-2 model the table above names. It reads prompt+response with the backbone's own tokenizer
+(saved in `reward-model/`), so rewarders score the backbone's tokens and their rewards reach the
+policy's tokens by character offsets. It was trained through LoRA adapters on every linear
+layer of every block (the scalar head in full) and saved merged. The recipe and the pairs it
+trained on (`reward_backbone` in the measurements):
+
+{recipe}
+"""
+
+
+def describe_reward_model(backbone: dict[str, Any] | None) -> str:
+    """One line naming a world's reward model: the pretrained backbone it started from (name,
+    parameters, LoRA rank, pairs) or the world's own GPT-2 one."""
+    if not backbone:
+        return "the world's GPT-2 reward model (initialised from the SFT policy)"
+    text = f"backbone {backbone['name']}"
+    if "parameters" in backbone:
+        training, pairs = backbone["training"], backbone["pairs"]
+        text += (
+            f" ({_count(backbone['parameters'])} parameters, its own tokenizer), LoRA r {training['lora_r']} "
+            f"on {pairs['data_pairs']} data + {pairs['policy_pairs']} policy pairs"
+        )
+    return text
+
+
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e6:.1f}M" if parameters >= 1e6 else f"{parameters:,}"
+
 
 def render_readme(manifest: dict[str, Any]) -> str:
-    """The README of the world whose `world.json` is `manifest` (its families: `sizes.families`)."""
+    """The README of the world whose `world.json` is `manifest` (its families: `sizes.families`;
+    a section on the reward backbone when it has one)."""
+    readme = _render_template(manifest)
+    if "reward_backbone" not in manifest:
+        return readme
+    backbone = manifest["metrics"].get("reward_backbone", {"name": manifest["reward_backbone"]})
+    recipe = {key: backbone[key] for key in ("training", "pairs") if key in backbone}
+    return readme + BACKBONE_SECTION.format(
+        description=describe_reward_model(backbone), recipe="```\n" + json.dumps(recipe, indent=1) + "\n```"
+    )
+
+
+def _render_template(manifest: dict[str, Any]) -> str:
     families = manifest["sizes"].get("families", DEFAULT_FAMILIES)
     return TEMPLATE.format(
+        steps_row=STEPS_ROW if any(family(name).has_steps for name in families) else "",
         family_summaries="\n".join("- " + family(name).summary.replace("\n", "\n  ") for name in families),
         size=manifest["size"],
         seed=manifest["seed"],

@@ -7,13 +7,18 @@ import math
 import random
 from typing import Any
 
+from tokenreward.rewarders.prm import split_steps
 from tokenreward.world import generate as gen
-from tokenreward.world.oracle import grade, revise
+from tokenreward.world.families import family
+from tokenreward.world.oracle import grade, revise, step_truth
 
 #: Bradley-Terry temperature of the simulated labellers: P(a > b) = sigma((s_a - s_b) / T)
 LABEL_TEMPERATURE = 1.0
 #: share of good responses in the SFT data (the rest carry planted defects)
 SFT_GOOD_SHARE = 0.6
+#: the text between the steps of the world's stepwise records: a line break, the default of the
+#: `prm` rewarder and of `tokenreward train prm`
+STEP_SEPARATOR = "\n"
 
 
 def split_prompts(prompts: list[dict], test_share: float, rng: random.Random) -> dict[str, list[dict]]:
@@ -64,6 +69,31 @@ def label_pair(
         revised = grade(prompt, revision)
         pair.update(revision=revision, revision_score=revised.score, revision_credit_spans=revised.credit_spans)
     return pair
+
+
+def stepwise_records(prompts: list[dict], responses: list[dict]) -> list[dict[str, Any]]:
+    """TRL's stepwise records (`tokenreward train prm`'s data) of the `responses` whose family
+    writes steps (`multistep`): the response cut at `STEP_SEPARATOR` into its non-blank lines
+    (`completions`, as the `prm` rewarder cuts it), each line labelled `true` when every step of
+    the oracle's `step_truth` it holds is correct (on the true chain; a step that carries an
+    earlier error is not) and `false` otherwise; a line without a step is `true`. Responses in
+    which the oracle finds no step are left out; `prompt_id` names the prompt record."""
+    by_id = {p["id"]: p for p in prompts}
+    records = []
+    for response in responses:
+        prompt = by_id[response["prompt_id"]]
+        if not family(prompt["family"]).has_steps:
+            continue
+        text, truths = response["response"], step_truth(prompt, response["response"])
+        if not truths:
+            continue
+        lines = split_steps(text, STEP_SEPARATOR)
+        labels = [all(t.correct for t in truths if t.start < end and start < t.end) for start, end in lines]
+        completions = [text[start:end] for start, end in lines]
+        records.append(
+            {"prompt_id": prompt["id"], "prompt": prompt["prompt"], "completions": completions, "labels": labels}
+        )
+    return records
 
 
 def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> list[dict[str, str]]:

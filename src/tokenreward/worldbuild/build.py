@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from tokenreward.progress import progress_bar
 from tokenreward.trainers.checkpoints import seed_everything
 from tokenreward.world import BUILD_STATE, MANIFEST, SPLITS, STANDARD_FOLDERS, World, default_world_path
 from tokenreward.world import generate as gen
-from tokenreward.world.families import DEFAULT_FAMILIES, check_families
-from tokenreward.world.integrity import check_finished, file_digests
+from tokenreward.world.families import DEFAULT_FAMILIES, check_families, family
+from tokenreward.world.integrity import backbone_phrase, check_finished, file_digests
 from tokenreward.world.readme import render_readme
 from tokenreward.world.records import (
     LABEL_TEMPERATURE,
@@ -35,8 +36,10 @@ from tokenreward.world.records import (
     response_record,
     sft_examples,
     split_prompts,
+    stepwise_records,
 )
 from tokenreward.world.sizes import SIZES, WorldSize
+from tokenreward.worldbuild.backbone import backbone_name, build_backbone_reward_model, check_backbone
 from tokenreward.worldbuild.measure import measure, sample_responses, world_tokenizer
 
 CONTEXT = 256
@@ -86,6 +89,8 @@ def build_data(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[s
             write_jsonl(data / f"prompts.{split}.jsonl", splits[split])
             write_jsonl(data / f"responses.{split}.jsonl", responses)
             write_jsonl(data / f"pairs.{split}.jsonl", pairs)
+            if any(family(name).has_steps for name in size.families):
+                write_jsonl(data / f"steps.{split}.jsonl", stepwise_records(splits[split], responses))
     write_jsonl(data / "sft.jsonl", sft_examples(rng, splits["sft"], size.sft_responses))
     stats["label_oracle_agreement"] = agree / max(total, 1)
     stats["label_pairs_untied"] = total
@@ -204,7 +209,19 @@ def build_policy_pairs(root: Path, size: WorldSize, seed: int, progress: bool) -
     return stats
 
 
-def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+def train_world_reward_model(
+    root: Path,
+    size: WorldSize,
+    seed: int,
+    progress: bool,
+    out: Path,
+    prefix_loss: str = "none",
+    prefix_weight: float = 1.0,
+):
+    """The world's reward-model recipe into the run folder `out` (resumed from its checkpoints):
+    the SFT policy with a scalar head, on the data pairs and the policy's sample pairs shuffled by
+    `seed`, `size`'s epochs, batch and learning rate, batches grouped by length, the gradient clip;
+    `prefix_loss` / `prefix_weight` as `train_reward_model`'s. Returns `(model, tokenizer, pairs)`."""
     from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
 
     tokenizer = world_tokenizer(root)
@@ -216,7 +233,7 @@ def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -
         model,
         tokenizer,
         pairs,
-        root / "work" / "reward-model",
+        out,
         epochs=size.rm_epochs,
         batch_size=size.batch_size,
         lr=size.rm_lr,
@@ -226,7 +243,14 @@ def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -
         progress=progress,
         group_by_length=True,
         max_grad_norm=size.max_grad_norm,
+        prefix_loss=prefix_loss,
+        prefix_weight=prefix_weight,
     )
+    return model, tokenizer, pairs
+
+
+def build_reward_model(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
+    model, tokenizer, pairs = train_world_reward_model(root, size, seed, progress, root / "work" / "reward-model")
     _save_model(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
     return {"reward_model_parameters": sum(p.numel() for p in model.parameters()), "reward_model_pairs": len(pairs)}
 
@@ -258,23 +282,31 @@ def build_world(
     progress: bool = True,
     on_stage: Callable[[str], None] | None = None,
     families: tuple[str, ...] | list[str] = DEFAULT_FAMILIES,
+    reward_backbone: str | Path | None = None,
 ) -> World:
     """Build (or finish building) the world of `size` ("small" or "full") under `out`
     (default: the cache directory) and return it. Deterministic under `seed`. `on_stage(name)`
     is called as each stage that still has to run begins. `families` (registered names of
     `tokenreward.world.families`, in the order their prompts are drawn) are the world's tasks.
+    `reward_backbone` (a causal LM folder or GGUF file) makes the reward model that backbone,
+    LoRA-trained with its own tokenizer (`tokenreward.worldbuild.backbone`); its name is part of
+    the world's identity and of the default folder (`world-SIZE-NAME`).
 
     The folder is locked for the build (a second build into it is refused, naming the
-    first); a finished world is checked against `size`, `seed`, `families` and its recorded files."""
+    first); a finished world is checked against `size`, `seed`, `families`, the backbone and
+    its recorded files."""
     if size not in SIZES:
         raise UserInputError(f"unknown world size {size!r}; choose one of {', '.join(SIZES)}")
     world_size = replace(SIZES[size], families=check_families(families))
-    root = Path(out) if out is not None else default_world_path(size)
+    backbone = None if reward_backbone is None else backbone_name(reward_backbone)
+    if reward_backbone is not None:
+        check_backbone(reward_backbone)
+    root = Path(out) if out is not None else default_world_path(size, backbone)
     with FolderLock(root, "tokenreward world build"):
         if (root / MANIFEST).is_file():
-            check_finished(root, size, seed, world_size.families)
+            check_finished(root, size, seed, world_size.families, backbone)
             return World(root)
-        return _build(root, size, world_size, seed, progress, on_stage)
+        return _build(root, size, world_size, seed, progress, on_stage, reward_backbone)
 
 
 def _build(
@@ -284,28 +316,37 @@ def _build(
     seed: int,
     progress: bool,
     on_stage: Callable[[str], None] | None = None,
+    reward_backbone: str | Path | None = None,
 ) -> World:
     state = _state(root)
     families = list(world_size.families)
-    if state and (state.get("size"), state.get("seed"), state.get("families", list(DEFAULT_FAMILIES))) != (
-        size,
-        seed,
-        families,
-    ):
+    backbone = None if reward_backbone is None else backbone_name(reward_backbone)
+    identity = (state.get("size"), state.get("seed"), state.get("families", list(DEFAULT_FAMILIES)))
+    if state and identity != (size, seed, families):
         raise UserInputError(
             f"{root} holds a partial world of size {state.get('size')!r} and seed {state.get('seed')!r} (families "
             f"{', '.join(state.get('families', DEFAULT_FAMILIES))}); finish that one, or delete the folder to build "
             f"size {size!r} seed {seed} (families {', '.join(families)})"
         )
+    if state and state.get("reward_backbone") != backbone:
+        raise UserInputError(
+            f"{root} holds a partial world with {backbone_phrase(state.get('reward_backbone'))}, not "
+            f"{backbone_phrase(backbone)}; finish that one, or delete the folder to build this one"
+        )
     state = state or {"size": size, "seed": seed, "families": families, "done": [], "metrics": {}}
+    if backbone is not None:
+        state["reward_backbone"] = backbone
     _save_state(root, state)
+    stages = dict(STAGE_FUNCTIONS)
+    if reward_backbone is not None:
+        stages["reward_model"] = partial(build_backbone_reward_model, backbone=reward_backbone, save=_save_model)
     for stage in STAGES:
         if stage in state["done"]:
             continue
         if on_stage is not None:
             on_stage(stage)
         started = time.perf_counter()
-        state["metrics"].update(STAGE_FUNCTIONS[stage](root, world_size, seed, progress))
+        state["metrics"].update(stages[stage](root, world_size, seed, progress))
         state.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)
         state["done"].append(stage)
         _save_state(root, state)
@@ -318,6 +359,8 @@ def _build(
         "metrics": state["metrics"],
         "stage_seconds": state.get("seconds", {}),
     }
+    if backbone is not None:
+        manifest["reward_backbone"] = backbone
     (root / "README.md").write_text(render_readme(manifest))
     shutil.rmtree(root / "work", ignore_errors=True)
     manifest["files"] = file_digests(root)

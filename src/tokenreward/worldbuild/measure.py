@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tokenreward.generation import encode_prompt
 from tokenreward.jsonl import read_jsonl
 from tokenreward.progress import progress_bar
@@ -61,22 +63,41 @@ def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: i
     }
 
 
+@torch.no_grad()
+def held_out_accuracies(model, tokenizer, pairs: list[dict], batch_size: int = 32) -> tuple[float, float]:
+    """`pairwise_accuracy` against the labels and against the oracle (ties skipped) from ONE
+    scoring of `pairs` (a pretrained backbone's reward model is slow to score)."""
+    from tokenreward.trainers.reward_model import score_pairs
+
+    model.eval()
+    device = next(model.parameters()).device
+    prefers_chosen: list[bool] = []
+    for s in range(0, len(pairs), batch_size):
+        chosen, rejected = score_pairs(model, tokenizer, pairs[s : s + batch_size], device)
+        prefers_chosen += (chosen > rejected).tolist()
+    untied = [(p, right) for p, right in zip(pairs, prefers_chosen) if p["chosen_score"] != p["rejected_score"]]
+    oracle = sum(right == (p["chosen_score"] > p["rejected_score"]) for p, right in untied)
+    return sum(prefers_chosen) / len(pairs), oracle / len(untied)
+
+
 def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
-    from tokenreward.models import load_causal_lm, load_reward_model
+    from tokenreward.models import load_causal_lm, load_reward_model, load_tokenizer
     from tokenreward.trainers.reward_model import pairwise_accuracy
 
     tokenizer = world_tokenizer(root)
     rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
+    rm_tokenizer = load_tokenizer(root / STANDARD_FOLDERS["reward_model"])  # a backbone's own, else the world's
     held_out = read_jsonl(root / "data" / "pairs.test.jsonl")
     held_out_policy = read_jsonl(root / "data" / "policy_pairs.test.jsonl")
     policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
     prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
     data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
+    against_labels, against_oracle = held_out_accuracies(rm, rm_tokenizer, held_out)
     return {
-        "reward_model_accuracy_labels": pairwise_accuracy(rm, tokenizer, held_out),
-        "reward_model_accuracy_oracle": pairwise_accuracy(rm, tokenizer, held_out, against="oracle"),
+        "reward_model_accuracy_labels": against_labels,
+        "reward_model_accuracy_oracle": against_oracle,
         "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(
-            rm, tokenizer, held_out_policy, against="oracle"
+            rm, rm_tokenizer, held_out_policy, against="oracle"
         ),
         "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
         "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),

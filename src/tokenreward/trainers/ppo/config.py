@@ -48,6 +48,13 @@ class PPOConfig(RunConfig):
         default=None, metadata={"help": 'JSONL of {"prompt": ...} records (default: the world\'s prompts)'}
     )
     prompt_split: str = field(default="rl", metadata={"help": "world split to take prompts from"})
+    prompt_families: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "train on the world's prompts of these families only, e.g. the verifiable ones "
+            "arithmetic,facts,enumeration (default: every family)"
+        },
+    )
     rewarder_options: list[str] = field(
         default_factory=list,
         metadata={
@@ -161,6 +168,8 @@ def check_config(c: PPOConfig) -> None:
             f"--mini-batch-size {c.mini_batch_size} must divide the {c.batch_size * c.samples_per_prompt} responses "
             "of a step (--batch-size x --samples-per-prompt)"
         )
+    if c.prompt_families and c.prompts is not None:
+        raise UserInputError("--prompt-families selects among the world's prompts; it does not apply to --prompts")
     if c.rewarder not in REWARDERS:
         raise UserInputError(f"--rewarder {c.rewarder!r} is not registered; known: {', '.join(REWARDERS.names())}")
     check_rewarder_arguments(

@@ -13,6 +13,7 @@ from torch import nn
 from tokenreward.gguf import resolve_model_source
 from tokenreward.lora import reference_of
 from tokenreward.models import ModelLoading, enable_activation_checkpointing, load_causal_lm
+from tokenreward.rewards import with_reward_model
 from tokenreward.trainers.harness import with_adapters
 from tokenreward.trainers.ppo.critic import SharedValueHead, ValueModel, load_critic, shared_value_head
 from tokenreward.trainers.vocabulary import check_shared_vocabulary, policy_tokenizer
@@ -64,7 +65,7 @@ def rewarder_resources(c, world, frozen: ModelLoading) -> dict[str, Any]:
     else:
         resources = {"policy": str(c.policy), "reference": str(c.reference or c.policy)}
     if c.reward_model is not None:
-        resources["reward_model"] = str(c.reward_model)
+        resources = with_reward_model(resources, str(c.reward_model))
     resources["device"] = frozen.device
     resources["loading"] = frozen
     return resources

@@ -52,6 +52,21 @@ def read_prompt_file(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def world_prompts(world, split: str, families: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The world's prompt records of `split`; with `families` (`--prompt-families`), only theirs."""
+    if any(name not in world.families for name in families):
+        unknown = next(name for name in families if name not in world.families)
+        raise UserInputError(
+            f"--prompt-families: {unknown!r} is not a family of the world at {world.root} "
+            f"(its families: {', '.join(world.families)})"
+        )
+    records = [r for r in world.prompts(split) if not families or r["family"] in families]
+    if not records:
+        chosen = f" of the families {', '.join(families)}" if families else ""
+        raise UserInputError(f"the world has no prompts{chosen} in split {split!r}")
+    return records
+
+
 def prepare_prompts(
     tokenizer,
     records: Sequence[dict],

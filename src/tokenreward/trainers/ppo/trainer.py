@@ -52,7 +52,7 @@ from tokenreward.trainers.checkpoints import latest_checkpoint, load_checkpoint,
 from tokenreward.trainers.harness import global_masked_moments, make_run
 from tokenreward.trainers.loading import frozen_loading, trained_loading
 from tokenreward.trainers.loop import run_steps
-from tokenreward.trainers.oracle_curve import oracle_grades
+from tokenreward.trainers.oracle_curve import all_verifiable, oracle_metrics
 from tokenreward.trainers.ppo.config import RESUMABLE_CHANGES, PPOConfig, ReMaxConfig, RLOOConfig
 from tokenreward.trainers.ppo.critic import shares_policy
 from tokenreward.trainers.ppo.experience import Experience, Scores, score_rollout
@@ -62,6 +62,7 @@ from tokenreward.trainers.ppo.rollout import (
     prepare_prompts,
     read_prompt_file,
     step_prompt_indices,
+    world_prompts,
 )
 from tokenreward.trainers.ppo.update import Learners, update
 
@@ -145,12 +146,12 @@ class PPOTrainer:
         self.critic, self.reward_model_dir = models.critic, models.reward_model_dir
 
     def load_prompt_records(self) -> list[dict]:
-        if self.config.prompts is not None:
-            return read_prompt_file(self.config.prompts)
-        records = self.world.prompts(self.config.prompt_split)
-        if not records:
-            raise UserInputError(f"the world has no prompts in split {self.config.prompt_split!r}")
-        return records
+        c = self.config
+        return (
+            read_prompt_file(c.prompts)
+            if c.prompts is not None
+            else world_prompts(self.world, c.prompt_split, c.prompt_families)
+        )
 
     def make_optimizers(self) -> None:
         c = self.config
@@ -296,12 +297,12 @@ class PPOTrainer:
         with timed(timings, "time_train"):
             stats = update(self.config, self.learners, step, rollout.experience)
         with timed(timings, "time_oracle"):
-            oracle = self.oracle_scores(rollout.rows, rollout.generations)
+            oracle = self.oracle_metrics(rollout.rows, rollout.generations)
         return {**self.step_record(rollout, oracle), **stats, **self.step_counts(rollout), **timings_rounded(timings)}
 
-    def step_record(self, rollout: Rollout, oracle: torch.Tensor | None) -> dict[str, float]:
+    def step_record(self, rollout: Rollout, oracle: dict[str, torch.Tensor]) -> dict[str, float]:
         """Means over every process's responses: reward, KL to the reference, length, return,
-        finished share (and oracle score, greedy reward), and the mean token entropy."""
+        finished share (and the oracle's metrics, greedy reward), and the mean token entropy."""
         acc, experience = self.accelerator, rollout.experience
         mask = experience.batch.mask
         k1 = kl_estimate(experience.logprobs, experience.ref_logprobs, "k1")
@@ -312,8 +313,7 @@ class PPOTrainer:
             "return": sequence_returns(experience.rewards, mask),
             "finished": torch.tensor([float(g.finished) for g in rollout.generations], device=self.device),
         }
-        if oracle is not None:
-            per_response["oracle_score"] = oracle
+        per_response.update(oracle)
         if rollout.greedy_rewards is not None:
             per_response["greedy_reward"] = rollout.greedy_rewards
         record = {key: acc.gather(values.float()).mean().item() for key, values in per_response.items()}
@@ -326,16 +326,14 @@ class PPOTrainer:
         lr = self.schedulers["policy"].get_last_lr()[0]
         return {"lr": lr, "tokens_generated": tokens, "tokens_trained": tokens * self.config.ppo_epochs}
 
-    def oracle_scores(self, rows: list[int], generations: Generations) -> torch.Tensor | None:
-        """The world's oracle grade of each sampled response (None without a world)."""
-        if self.world is None:
-            return None
+    def oracle_metrics(self, rows: list[int], generations: Generations) -> dict[str, torch.Tensor]:
+        """The world oracle's `oracle_metrics` of each sampled response (none without a world); the
+        accuracy when every prompt of the run (not just of the step: the same keys on every process) is verifiable."""
         records = [self.records[i] for i in rows]
-        if not all("family" in r and "meta" in r for r in records):
-            return None
-        return torch.tensor(
-            oracle_grades(records, [g.text for g in generations]), dtype=torch.float32, device=self.device
-        )
+        if self.world is None or not all("family" in r and "meta" in r for r in records):
+            return {}
+        metrics = oracle_metrics(records, [g.text for g in generations], all_verifiable(self.records))
+        return {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in metrics.items()}
 
     # ---- the loop
 
