@@ -118,6 +118,12 @@ def test_rl_table_rows_are_the_results_mean_and_std():
         "| ppo-red | -0.610 ± 0.019 | 2/3 |",
     ]
     assert rows[6] == "2 seed(s), 200 steps, test split, mean ± std over seeds"
+    assert rows[8].startswith("| method | oracle score (sampled) | oracle score (greedy) |")
+    rows = rl_table({**results, "reward": "verifiable"}).splitlines()
+    assert "the sampled held-out accuracy (verifiable oracle) where" in rows[0]
+    assert rows[8].startswith(
+        "| method | accuracy (verifiable oracle) (sampled) | accuracy (verifiable oracle) (greedy) |"
+    )
 
 
 def test_credit_kind_rows_are_each_rewarders_auroc_per_kind_with_the_most_responses():

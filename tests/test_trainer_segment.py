@@ -9,6 +9,7 @@ import random
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
 
 from tokenreward import build_rewarder
 from tokenreward.cli import main
@@ -111,6 +112,22 @@ def test_cli_writes_the_normaliser_the_rewarder_reads(tokenizer, tmp_path, capsy
     scored = rewarder.score([pairs[0]["prompt"]], [pairs[0]["chosen"]])
     row = scored.token_rewards(0)  # one segment spread evenly: R / T on each token
     assert row == pytest.approx([float(scored.sequence_rewards[0]) / len(row)] * len(row), abs=1e-6)
+
+
+def test_dtype_loads_the_frozen_reference_in_it_and_the_trained_model_stays_float32(tokenizer, tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    tiny_causal_lm("llama", tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    write_jsonl(tmp_path / "pairs.jsonl", toy_pairs(4))
+    loaded = []
+    real_load = srm.load_causal_lm
+    monkeypatch.setattr(srm, "load_causal_lm", lambda *a, **k: loaded.append(real_load(*a, **k)) or loaded[-1])
+    args = ["train", "segment-reward-model", "--data", str(tmp_path / "pairs.jsonl"), "--model", str(base)]
+    options = ["--dtype", "bfloat16", "--normaliser-pairs", "0", "--no-progress", "--out", str(tmp_path / "out")]
+    assert main([*args, *options]) == 0
+    assert [next(model.parameters()).dtype for model in loaded] == [torch.bfloat16]
+    trained = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "out" / "final"))
+    assert next(trained.parameters()).dtype == torch.float32
 
 
 def test_resume_after_a_crash_ends_with_the_same_weights(tokenizer, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from tokenreward.rewards import build_rewarder, with_reward_model
 from tokenreward.testing import tiny_config, train_tokenizer
 from tokenreward.trainers.reward_model import pairwise_accuracy
 from tokenreward.world import BUILD_STATE, World, default_world_path
+from tokenreward.world.sizes import SIZES
 from tokenreward.worldbuild import backbone as world_backbone
 from tokenreward.worldbuild import build as world_build
 
@@ -139,6 +140,25 @@ def test_its_accuracies_are_pairwise_accuracy_of_the_saved_reward_model(backbone
     assert metrics["reward_model_accuracy_oracle_policy_samples"] == pairwise_accuracy(
         model, tokenizer, backbone_world.policy_pairs("test"), against="oracle"
     )
+
+
+def test_the_recipe_retrained_with_a_prefix_loss(backbone_world, backbone, monkeypatch, tmp_path):
+    """`train_backbone_reward_model` is the stage's training: with no prefix loss it gives the
+    world's reward model bit for bit (same seed); `revision` trains other weights."""
+    monkeypatch.setattr(world_backbone, "RECIPE", RECIPE)
+    size = SIZES["small"]
+    saved = AutoModelForSequenceClassification.from_pretrained(str(backbone_world.reward_model_dir)).state_dict()
+    trained = {}
+    for loss in ("none", "revision"):
+        model, _, pairs, drawn, _ = world_backbone.train_backbone_reward_model(
+            backbone_world.root, size, 0, False, backbone, tmp_path / loss, prefix_loss=loss
+        )
+        trained[loss] = model.merge_and_unload().state_dict()
+        assert (
+            drawn == backbone_world.reward_backbone["pairs"] and len(pairs) == RECIPE.data_pairs + RECIPE.policy_pairs
+        )
+    assert all(torch.equal(trained["none"][key], saved[key]) for key in saved)
+    assert not torch.equal(trained["revision"]["score.weight"], saved["score.weight"])
 
 
 def test_the_backbone_is_part_of_the_worlds_identity(backbone_world, backbone, small_world, tmp_path, monkeypatch):

@@ -196,6 +196,7 @@ def step_rows(results: dict[str, dict[str, Any]]) -> list[str]:
 def rl_matched_kl_rows(results: dict[str, Any]) -> list[str]:
     """`bench rl`'s headline: each method's sampled held-out score at the baseline's final KL
     (mean ± std over the seeds that reach it), as markdown lines (none without a baseline)."""
+    from tokenreward.bench.rl_results import score_name
     from tokenreward.viz.report import format_stat
 
     matched = results.get("matched_kl")
@@ -203,7 +204,7 @@ def rl_matched_kl_rows(results: dict[str, Any]) -> list[str]:
         return []
     kl = matched["kl"]
     rows = [
-        f"At matched KL: the sampled held-out oracle score where each run's KL first reaches {kl:.3f} "
+        f"At matched KL: the sampled held-out {score_name(results)} where each run's KL first reaches {kl:.3f} "
         f"({matched['baseline']}'s final KL, the least of its seeds'), mean ± std over the seeds that reach it",
         "",
         f"| method | score at KL {kl:.3f} | seeds reaching |",
@@ -220,12 +221,14 @@ def rl_table(results: dict[str, Any]) -> str:
     """`bench rl`'s `results.json` as markdown: the matched-KL headline, then held-out oracle
     scores, KL, length, defect rate, steps to the baseline's final training score, training
     seconds (mean ± std)."""
+    from tokenreward.bench.rl_results import score_name
     from tokenreward.viz.report import format_stat, format_steps
 
+    score = score_name(results)
     rows = rl_matched_kl_rows(results) + [
         f"{len(results['seeds'])} seed(s), {results['steps']} steps, {results['split']} split, mean ± std over seeds",
         "",
-        "| method | oracle score (sampled) | oracle score (greedy) | KL to SFT | length | defect rate "
+        f"| method | {score} (sampled) | {score} (greedy) | KL to SFT | length | defect rate "
         f"| steps to {results['baseline']}'s final | train s / run |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -122,6 +122,11 @@ def comparisons(results: dict[str, Any], names: list[str], scores: dict[str, Any
     return {name: gap for name, gap in gaps.items() if gap}
 
 
+def score_name(results: dict[str, Any]) -> str:
+    """What the held-out score of a `bench rl` run is: the verifiable oracle's 1/0 makes it an accuracy."""
+    return "accuracy (verifiable oracle)" if results.get("reward") == "verifiable" else "oracle score"
+
+
 def print_table(results: dict[str, Any], console) -> None:
     """The terminal table (score at matched KL first, then after equal steps with its KL) and,
     per method, the gap to the baseline in words at matched KL and after equal steps."""
@@ -133,8 +138,7 @@ def print_table(results: dict[str, Any], console) -> None:
     over = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread)"
     matched = results.get("matched_kl")
     at = f"KL {matched['kl']:.3f} ({results['baseline']}'s final KL)" if matched else "matched KL (no baseline)"
-    score = "accuracy (verifiable oracle)" if results.get("reward") == "verifiable" else "oracle score"
-    table = Table(title=f"held-out {score} at {at} and after {results['steps']} steps, {over}")
+    table = Table(title=f"held-out {score_name(results)} at {at} and after {results['steps']} steps, {over}")
     headers = (
         "method",
         f"score at KL {matched['kl']:.3f}" if matched else "score at matched KL",

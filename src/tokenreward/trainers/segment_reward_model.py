@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -37,6 +37,7 @@ from tokenreward.trainers.harness import (
     permutation,
     with_adapters,
 )
+from tokenreward.trainers.loading import frozen_loading
 from tokenreward.trainers.loop import run_steps
 from tokenreward.trainers.reward_model import (
     RewardModelConfig,
@@ -55,6 +56,8 @@ DEFAULT_NORMALISER_PAIRS = 60000
 @dataclass(kw_only=True)
 class SegmentRewardModelConfig(RewardModelConfig):
     """`tokenreward train segment-reward-model`: Bradley-Terry on the mean of entropy-cut segment rewards."""
+
+    frozen_models: ClassVar[tuple[str, ...]] = ("reference",)
 
     out: Path = field(
         default=Path("runs/segment-reward-model"),
@@ -195,7 +198,7 @@ def run(config: SegmentRewardModelConfig, name: str = "segment-reward-model") ->
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     torch.manual_seed(derive_seed(config.seed, "head"))
     model = reward_model_from(config.model, tokenizer)
-    reference = load_causal_lm(config.reference or config.model)
+    reference = load_causal_lm(config.reference or config.model, loading=frozen_loading(config, accelerator))
     model = train(config, model, reference, tokenizer, pairs, accelerator, folder)
     normaliser = None
     if config.normaliser_pairs and accelerator.is_main_process:

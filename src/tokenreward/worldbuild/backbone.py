@@ -114,12 +114,20 @@ def subsample_pairs(root: Path, seed: int, recipe: BackboneRecipe) -> tuple[list
     return pairs, record
 
 
-def build_backbone_reward_model(
-    root: Path, size: WorldSize, seed: int, progress: bool, backbone: str | Path, save: Callable[..., None]
-) -> dict[str, Any]:
-    """The `reward_model` stage of a backbone world: LoRA Bradley-Terry training of the backbone
-    on the subsampled pairs (checkpoints under `work/reward-model`), merged and handed to
-    `save(model, tokenizer, folder)` with its tokenizer."""
+def train_backbone_reward_model(
+    root: Path,
+    size: WorldSize,
+    seed: int,
+    progress: bool,
+    backbone: str | Path,
+    out: Path,
+    prefix_loss: str = "none",
+    prefix_weight: float = 1.0,
+):
+    """`RECIPE` on the backbone into the run folder `out` (resumed from its checkpoints): LoRA
+    Bradley-Terry training on the subsampled pairs, `prefix_loss` / `prefix_weight` as
+    `train_reward_model`'s. Returns `(model with its adapters, tokenizer, pairs, draw record,
+    the backbone's parameter count)`."""
     from tokenreward.trainers.checkpoints import seed_everything
     from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
 
@@ -134,7 +142,7 @@ def build_backbone_reward_model(
         model,
         tokenizer,
         pairs,
-        root / "work" / "reward-model",
+        out,
         epochs=recipe.epochs,
         batch_size=recipe.batch_size,
         lr=recipe.lr,
@@ -147,6 +155,20 @@ def build_backbone_reward_model(
         lora_r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,
         lora_target_modules=recipe.lora_target_modules,
+        prefix_loss=prefix_loss,
+        prefix_weight=prefix_weight,
+    )
+    return model, tokenizer, pairs, drawn, backbone_parameters
+
+
+def build_backbone_reward_model(
+    root: Path, size: WorldSize, seed: int, progress: bool, backbone: str | Path, save: Callable[..., None]
+) -> dict[str, Any]:
+    """The `reward_model` stage of a backbone world: `train_backbone_reward_model` (checkpoints
+    under `work/reward-model`), merged and handed to `save(model, tokenizer, folder)` with its
+    tokenizer."""
+    model, tokenizer, pairs, drawn, backbone_parameters = train_backbone_reward_model(
+        root, size, seed, progress, backbone, root / "work" / "reward-model"
     )
     model = model.merge_and_unload()
     save(model, tokenizer, root / STANDARD_FOLDERS["reward_model"])
@@ -159,6 +181,6 @@ def build_backbone_reward_model(
             "model_type": model.config.model_type,
             "vocab_size": len(tokenizer),
             "pairs": drawn,
-            "training": {**asdict(recipe), "max_grad_norm": size.max_grad_norm, "group_by_length": True},
+            "training": {**asdict(RECIPE), "max_grad_norm": size.max_grad_norm, "group_by_length": True},
         },
     }
