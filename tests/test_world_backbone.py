@@ -142,23 +142,26 @@ def test_its_accuracies_are_pairwise_accuracy_of_the_saved_reward_model(backbone
     )
 
 
-def test_the_recipe_retrained_with_a_prefix_loss(backbone_world, backbone, monkeypatch, tmp_path):
-    """`train_backbone_reward_model` is the stage's training: with no prefix loss it gives the
-    world's reward model bit for bit (same seed); `revision` trains other weights."""
+def test_the_recipe_trains_with_the_revision_prefix_loss(backbone_world, backbone, monkeypatch, tmp_path):
+    """`train_backbone_reward_model` is the stage's training: by default (the recipe's `revision`)
+    it gives the world's reward model bit for bit (same seed), and `revision` passed by name too;
+    without the prefix loss it trains other weights."""
     monkeypatch.setattr(world_backbone, "RECIPE", RECIPE)
+    assert RECIPE.prefix_loss == "revision" and backbone_world.reward_backbone["training"]["prefix_loss"] == "revision"
     size = SIZES["small"]
     saved = AutoModelForSequenceClassification.from_pretrained(str(backbone_world.reward_model_dir)).state_dict()
     trained = {}
-    for loss in ("none", "revision"):
+    for loss in (None, "revision", "none"):
         model, _, pairs, drawn, _ = world_backbone.train_backbone_reward_model(
-            backbone_world.root, size, 0, False, backbone, tmp_path / loss, prefix_loss=loss
+            backbone_world.root, size, 0, False, backbone, tmp_path / str(loss), prefix_loss=loss
         )
         trained[loss] = model.merge_and_unload().state_dict()
         assert (
             drawn == backbone_world.reward_backbone["pairs"] and len(pairs) == RECIPE.data_pairs + RECIPE.policy_pairs
         )
-    assert all(torch.equal(trained["none"][key], saved[key]) for key in saved)
-    assert not torch.equal(trained["revision"]["score.weight"], saved["score.weight"])
+    assert all(torch.equal(trained[None][key], saved[key]) for key in saved)
+    assert all(torch.equal(trained["revision"][key], saved[key]) for key in saved)
+    assert not torch.equal(trained["none"]["score.weight"], saved["score.weight"])
 
 
 def test_the_backbone_is_part_of_the_worlds_identity(backbone_world, backbone, small_world, tmp_path, monkeypatch):

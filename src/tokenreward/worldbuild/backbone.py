@@ -4,8 +4,10 @@ The reward model is the backbone with a new scalar head, read with the backbone'
 (so rewarders such as RED score the backbone's tokens and their rewards are carried onto the
 policy's tokens by character offsets, as for a real reward model), trained with the
 Bradley-Terry loss through LoRA adapters on every linear layer of every block (`tokenreward.lora`,
-the head trained in full) and saved merged: a plain sequence-classification folder with the
-backbone's tokenizer. The policy stays the world's small GPT-2.
+the head trained in full), with the `revision` prefix loss on the data pairs' minimal revisions
+(`tokenreward.losses.prefix_losses`; with it the held-out accuracy rose, docs/world.md), and
+saved merged: a plain sequence-classification folder with the backbone's
+tokenizer. The policy stays the world's small GPT-2.
 
 A pretrained backbone costs far more per pair than the world's GPT-2, so it trains on a seeded
 subsample of the reward pairs (`subsample_pairs`); `RECIPE` is the recipe, recorded in
@@ -44,6 +46,8 @@ class BackboneRecipe:
     lora_r: int
     lora_alpha: float
     lora_target_modules: str = "all-linear"
+    prefix_loss: str = "revision"  # `train reward-model --prefix-loss`: the data pairs carry their revision
+    prefix_weight: float = 1.0
 
 
 RECIPE = BackboneRecipe(data_pairs=800, policy_pairs=400, epochs=1, batch_size=8, lr=5e-4, lora_r=16, lora_alpha=32.0)
@@ -121,12 +125,12 @@ def train_backbone_reward_model(
     progress: bool,
     backbone: str | Path,
     out: Path,
-    prefix_loss: str = "none",
-    prefix_weight: float = 1.0,
+    prefix_loss: str | None = None,
+    prefix_weight: float | None = None,
 ):
     """`RECIPE` on the backbone into the run folder `out` (resumed from its checkpoints): LoRA
-    Bradley-Terry training on the subsampled pairs, `prefix_loss` / `prefix_weight` as
-    `train_reward_model`'s. Returns `(model with its adapters, tokenizer, pairs, draw record,
+    Bradley-Terry training on the subsampled pairs, with the recipe's prefix loss unless
+    `prefix_loss` / `prefix_weight` (as `train_reward_model`'s) say otherwise. Returns `(model with its adapters, tokenizer, pairs, draw record,
     the backbone's parameter count)`."""
     from tokenreward.trainers.checkpoints import seed_everything
     from tokenreward.trainers.reward_model import reward_model_from, train_reward_model
@@ -155,8 +159,8 @@ def train_backbone_reward_model(
         lora_r=recipe.lora_r,
         lora_alpha=recipe.lora_alpha,
         lora_target_modules=recipe.lora_target_modules,
-        prefix_loss=prefix_loss,
-        prefix_weight=prefix_weight,
+        prefix_loss=recipe.prefix_loss if prefix_loss is None else prefix_loss,
+        prefix_weight=recipe.prefix_weight if prefix_weight is None else prefix_weight,
     )
     return model, tokenizer, pairs, drawn, backbone_parameters
 

@@ -64,17 +64,23 @@ def policy_quality(policy, tokenizer, prompts: list[dict], greedy: bool, seed: i
 
 
 @torch.no_grad()
-def held_out_accuracies(model, tokenizer, pairs: list[dict], batch_size: int = 32) -> tuple[float, float]:
+def held_out_accuracies(
+    model, tokenizer, pairs: list[dict], label: str, progress: bool = False, batch_size: int = 32
+) -> tuple[float, float]:
     """`pairwise_accuracy` against the labels and against the oracle (ties skipped) from ONE
-    scoring of `pairs` (a pretrained backbone's reward model is slow to score)."""
+    scoring of `pairs` (a pretrained backbone's reward model is slow to score: a progress bar
+    named `label`)."""
     from tokenreward.trainers.reward_model import score_pairs
 
     model.eval()
     device = next(model.parameters()).device
     prefers_chosen: list[bool] = []
-    for s in range(0, len(pairs), batch_size):
-        chosen, rejected = score_pairs(model, tokenizer, pairs[s : s + batch_size], device)
-        prefers_chosen += (chosen > rejected).tolist()
+    with progress_bar(len(pairs), label, enabled=progress) as advance:
+        for s in range(0, len(pairs), batch_size):
+            batch = pairs[s : s + batch_size]
+            chosen, rejected = score_pairs(model, tokenizer, batch, device)
+            prefers_chosen += (chosen > rejected).tolist()
+            advance(len(batch))
     untied = [(p, right) for p, right in zip(pairs, prefers_chosen) if p["chosen_score"] != p["rejected_score"]]
     oracle = sum(right == (p["chosen_score"] > p["rejected_score"]) for p, right in untied)
     return sum(prefers_chosen) / len(pairs), oracle / len(untied)
@@ -82,7 +88,6 @@ def held_out_accuracies(model, tokenizer, pairs: list[dict], batch_size: int = 3
 
 def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
     from tokenreward.models import load_causal_lm, load_reward_model, load_tokenizer
-    from tokenreward.trainers.reward_model import pairwise_accuracy
 
     tokenizer = world_tokenizer(root)
     rm = load_reward_model(root / STANDARD_FOLDERS["reward_model"])
@@ -92,13 +97,16 @@ def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str,
     policy = load_causal_lm(root / STANDARD_FOLDERS["policy"]).eval()
     prompts = read_jsonl(root / "data" / "prompts.test.jsonl")[: size.eval_prompts]
     data_responses = [r for split in SPLITS for r in read_jsonl(root / "data" / f"responses.{split}.jsonl")]
-    against_labels, against_oracle = held_out_accuracies(rm, rm_tokenizer, held_out)
+    against_labels, against_oracle = held_out_accuracies(
+        rm, rm_tokenizer, held_out, "reward model: held-out pairs", progress
+    )
+    _, policy_against_oracle = held_out_accuracies(
+        rm, rm_tokenizer, held_out_policy, "reward model: held-out policy pairs", progress
+    )
     return {
         "reward_model_accuracy_labels": against_labels,
         "reward_model_accuracy_oracle": against_oracle,
-        "reward_model_accuracy_oracle_policy_samples": pairwise_accuracy(
-            rm, rm_tokenizer, held_out_policy, against="oracle"
-        ),
+        "reward_model_accuracy_oracle_policy_samples": policy_against_oracle,
         "sft_policy_greedy": policy_quality(policy, tokenizer, prompts, greedy=True, seed=seed),
         "sft_policy_sampled": policy_quality(policy, tokenizer, prompts, greedy=False, seed=seed),
         "data_responses": {
