@@ -450,3 +450,20 @@ def test_parallel_workers_keep_one_thread_through_the_trainers_thread_setting(mo
         from transformers.utils import logging as hf_logging
 
         hf_logging.enable_progress_bar()
+
+
+def test_an_empty_sampled_response_gets_no_heatmap_and_the_report_says_so(small_world):
+    from tokenreward.bench.rl_evaluation import score_samples
+    from tokenreward.rewards import build_rewarder
+    from tokenreward.viz.report import samples_section
+
+    prompt = small_world.prompts("test")[0]["prompt"]
+    samples = {"collapsed": [{"prompt": prompt, "response": "", "oracle_score": -1.0}]}
+    samples["fluent"] = [{"prompt": prompt, "response": " 12 + 30 = 42.", "oracle_score": 0.5}]
+    scored = score_samples(small_world, samples, "red")
+    assert scored["collapsed"][0]["record"] is None
+    alone = build_rewarder("red", small_world.resources()).score([prompt], [" 12 + 30 = 42."]).records()[0]
+    assert scored["fluent"][0]["record"]["tokens"] == alone["tokens"]
+    assert scored["fluent"][0]["record"]["rewards"] == pytest.approx(alone["rewards"], abs=1e-6)
+    html = samples_section(scored)
+    assert html.count("(an empty response)") == 1 and html.count("tokenreward-heatmap") == 1

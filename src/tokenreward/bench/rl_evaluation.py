@@ -199,14 +199,18 @@ def evaluate_along_training(run_dir: Path, world, reference, config, seed: int) 
 def score_samples(
     world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str, loading: ModelLoading | None = None
 ) -> dict[str, list[dict[str, Any]]]:
-    """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response."""
+    """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response (None
+    for an empty response: a policy may learn to stop at once, and there is nothing to colour)."""
     from tokenreward.rewards import build_rewarder
 
     rewarder = build_rewarder(rewarder_name, {**world.resources(), "loading": loading})
     scored = {}
     for method, items in samples.items():
-        records = (
-            rewarder.score([s["prompt"] for s in items], [s["response"] for s in items]).records() if items else []
+        written = [s for s in items if s["response"]]
+        records = iter(
+            rewarder.score([s["prompt"] for s in written], [s["response"] for s in written]).records()
+            if written
+            else []
         )
-        scored[method] = [{**s, "record": r} for s, r in zip(items, records)]
+        scored[method] = [{**s, "record": next(records) if s["response"] else None} for s in items]
     return scored

@@ -215,15 +215,16 @@ def sample_block(sample: Mapping[str, Any]) -> str:
 
     record = sample["record"]
     meta = f"oracle score {sample['oracle_score']:.3f}"
+    response = '<p class="meta">(an empty response)</p>' if record is None else html_fragment(record)
     return (
         f'<div class="sample"><div class="prompt">{esc(sample["prompt"])}</div>\n'
-        f'{html_fragment(record)}\n<div class="meta">{esc(meta)}</div></div>'
+        f'{response}\n<div class="meta">{esc(meta)}</div></div>'
     )
 
 
 def samples_section(samples: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     """Per method its sample responses; each sample is `{"prompt", "oracle_score", "record"}`
-    with `record` a `TokenRewards.record` dict."""
+    with `record` a `TokenRewards.record` dict (None for an empty response)."""
     parts = []
     for method, items in samples.items():
         parts.append(f"<h3>{esc(method)}</h3>")
