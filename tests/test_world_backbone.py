@@ -84,7 +84,7 @@ def test_the_world_records_its_backbone_recipe_and_pair_subsample(backbone_world
     assert main(["world", "info", "--world", str(backbone_world.root)]) == 0
     assert (
         f"reward model: backbone tiny-llama ({recorded['parameters']:,} parameters, its own tokenizer), LoRA r 4 "
-        "on 48 data + 24 policy pairs" in capsys.readouterr().out
+        "on 48 data + 24 policy pairs, prefix loss revision" in capsys.readouterr().out
     )
 
 

@@ -82,7 +82,7 @@ trained on (`reward_backbone` in the measurements):
 
 def describe_reward_model(backbone: dict[str, Any] | None) -> str:
     """One line naming a world's reward model: the pretrained backbone it started from (name,
-    parameters, LoRA rank, pairs) or the world's own GPT-2 one."""
+    parameters, LoRA rank, pairs, prefix loss) or the world's own GPT-2 one."""
     if not backbone:
         return "the world's GPT-2 reward model (initialised from the SFT policy)"
     text = f"backbone {backbone['name']}"
@@ -92,6 +92,8 @@ def describe_reward_model(backbone: dict[str, Any] | None) -> str:
             f" ({_count(backbone['parameters'])} parameters, its own tokenizer), LoRA r {training['lora_r']} "
             f"on {pairs['data_pairs']} data + {pairs['policy_pairs']} policy pairs"
         )
+        if training.get("prefix_loss", "none") != "none":
+            text += f", prefix loss {training['prefix_loss']}"
     return text
 
 
