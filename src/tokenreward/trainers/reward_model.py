@@ -169,6 +169,23 @@ def score_prefixes(model, tokenizer, pairs: Sequence[dict[str, Any]], device) ->
 
 
 @torch.no_grad()
+def prefers_chosen(
+    model, tokenizer, pairs: Sequence[dict[str, Any]], batch_size: int = 32, advance=None
+) -> list[bool]:
+    """Per pair, whether the model scores `chosen` above `rejected`, scored `batch_size` pairs at
+    a time; `advance(n)` (a progress bar's) is called after each batch."""
+    model.eval()
+    device = next(model.parameters()).device
+    above: list[bool] = []
+    for s in range(0, len(pairs), batch_size):
+        batch = pairs[s : s + batch_size]
+        chosen, rejected = score_pairs(model, tokenizer, batch, device)
+        above += (chosen > rejected).tolist()
+        if advance is not None:
+            advance(len(batch))
+    return above
+
+
 def pairwise_accuracy(
     model, tokenizer, pairs: Sequence[dict[str, Any]], batch_size: int = 32, against: str = "label"
 ) -> float:
@@ -180,18 +197,10 @@ def pairwise_accuracy(
         pairs = [p for p in pairs if p["chosen_score"] != p["rejected_score"]]
     if not pairs:
         raise UserInputError("no pairs to measure accuracy on")
-    model.eval()
-    device = next(model.parameters()).device
-    right = 0
-    for s in range(0, len(pairs), batch_size):
-        batch = pairs[s : s + batch_size]
-        chosen, rejected = score_pairs(model, tokenizer, batch, device)
-        agree = chosen > rejected
-        if against == "oracle":
-            label_right = torch.tensor([p["chosen_score"] > p["rejected_score"] for p in batch], device=agree.device)
-            agree = agree == label_right
-        right += int(agree.sum())
-    return right / len(pairs)
+    above = prefers_chosen(model, tokenizer, pairs, batch_size)
+    if against == "oracle":
+        above = [a == (p["chosen_score"] > p["rejected_score"]) for a, p in zip(above, pairs)]
+    return sum(above) / len(pairs)
 
 
 def train_reward_model(

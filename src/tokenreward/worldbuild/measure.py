@@ -70,20 +70,13 @@ def held_out_accuracies(
     """`pairwise_accuracy` against the labels and against the oracle (ties skipped) from ONE
     scoring of `pairs` (a pretrained backbone's reward model is slow to score: a progress bar
     named `label`)."""
-    from tokenreward.trainers.reward_model import score_pairs
+    from tokenreward.trainers.reward_model import prefers_chosen
 
-    model.eval()
-    device = next(model.parameters()).device
-    prefers_chosen: list[bool] = []
     with progress_bar(len(pairs), label, enabled=progress) as advance:
-        for s in range(0, len(pairs), batch_size):
-            batch = pairs[s : s + batch_size]
-            chosen, rejected = score_pairs(model, tokenizer, batch, device)
-            prefers_chosen += (chosen > rejected).tolist()
-            advance(len(batch))
-    untied = [(p, right) for p, right in zip(pairs, prefers_chosen) if p["chosen_score"] != p["rejected_score"]]
-    oracle = sum(right == (p["chosen_score"] > p["rejected_score"]) for p, right in untied)
-    return sum(prefers_chosen) / len(pairs), oracle / len(untied)
+        above = prefers_chosen(model, tokenizer, pairs, batch_size, advance)
+    untied = [(p, a) for p, a in zip(pairs, above) if p["chosen_score"] != p["rejected_score"]]
+    oracle = sum(a == (p["chosen_score"] > p["rejected_score"]) for p, a in untied)
+    return sum(above) / len(pairs), oracle / len(untied)
 
 
 def measure(root: Path, size: WorldSize, seed: int, progress: bool) -> dict[str, Any]:
