@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from tokenreward.cli import main
+from tokenreward.models import ModelLoading
 from tokenreward.rewards import build_rewarder, with_reward_model
 from tokenreward.testing import tiny_config, train_tokenizer
+from tokenreward.trainers.ppo.models import rewarder_resources
 from tokenreward.trainers.reward_model import pairwise_accuracy
 from tokenreward.world import BUILD_STATE, World, default_world_path
 from tokenreward.world.sizes import SIZES
@@ -113,8 +116,41 @@ def test_the_reward_model_is_the_backbone_read_with_its_own_tokenizer(backbone_w
     with torch.no_grad():
         expected = float(model(**ids).logits[0, 0])
     assert float(rewards.sequence_rewards[0]) == pytest.approx(expected, abs=1e-5)
-    replaced = with_reward_model(resources, str(backbone_world.reward_model_dir))
+    replaced = with_reward_model(resources, str(backbone_world.reward_model_dir), own_tokenizer=False)
     assert "reward_tokenizer" not in replaced and replaced["tokenizer"] == str(backbone_world.tokenizer_dir)
+
+
+def own_forward_score(folder, prompt: str, response: str) -> float:
+    """Hugging Face's own score of prompt+response, tokenized by the folder's own tokenizer."""
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    ids = AutoTokenizer.from_pretrained(str(folder))(prompt + response, return_tensors="pt")
+    with torch.no_grad():
+        return float(model(**ids).logits[0, 0])
+
+
+def test_a_reward_model_given_on_another_world_reads_its_own_tokenizer(backbone_world, small_world, tmp_path, capsys):
+    """The trainers' `--reward-model` and `score --world W --reward-model`: a reward model whose
+    vocabulary is not the policy's is read with its own tokenizer, never with the policy's ids."""
+    folder = str(backbone_world.reward_model_dir)
+    record = small_world.responses("test")[0]
+    expected = own_forward_score(folder, record["prompt"], record["response"])
+    resources = rewarder_resources(SimpleNamespace(reward_model=folder), small_world, ModelLoading())
+    assert resources["reward_tokenizer"] == folder
+    red = build_rewarder("red", resources)
+    assert red.tokenizer.get_vocab() == AutoTokenizer.from_pretrained(folder).get_vocab()
+    assert float(red.score([record["prompt"]], [record["response"]]).sequence_rewards[0]) == pytest.approx(
+        expected, abs=1e-5
+    )
+    argv = ["score", "--world", str(small_world.root), "--rewarder", "red", "--reward-model", folder]
+    argv += ["--prompt", record["prompt"], "--response", record["response"], "--format", "json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["sequence_reward"] == pytest.approx(expected, abs=1e-5)
+    # a folder without a tokenizer of its own is read with the resources' tokenizer
+    bare = tmp_path / "weights-only"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(backbone_world.reward_model_dir / name, bare / name)
+    assert "reward_tokenizer" not in with_reward_model(small_world.resources(), str(bare))
 
 
 def test_lora_trained_every_layer_and_the_head_and_left_the_embeddings(backbone_world, backbone):

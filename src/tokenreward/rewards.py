@@ -13,6 +13,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -337,9 +338,30 @@ def reward_tokenizer_applied(name: str, resources: dict[str, Any]) -> dict[str, 
     return {**resources, "tokenizer": resources["reward_tokenizer"]}
 
 
-def with_reward_model(resources: dict[str, Any], reward_model: Any, own_tokenizer: bool = False) -> dict[str, Any]:
-    """`resources` with another `reward_model`: read with its own tokenizer (`own_tokenizer`), else
-    with the resources' `tokenizer` (a `reward_tokenizer` of the replaced model is dropped)."""
+#: files by which a model folder holds its own tokenizer
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def holds_tokenizer(reward_model: Any) -> bool:
+    """Whether `reward_model` comes with its own tokenizer: a local folder with a tokenizer file,
+    or a hub id (hub reward models ship theirs); a loaded model object does not say."""
+    if not isinstance(reward_model, (str, Path)):
+        return False
+    folder = Path(reward_model).expanduser()
+    if not folder.exists():
+        return True  # a hub id
+    return folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def with_reward_model(
+    resources: dict[str, Any], reward_model: Any, own_tokenizer: bool | None = None
+) -> dict[str, Any]:
+    """`resources` with another `reward_model`, read with its own tokenizer (`own_tokenizer`; by
+    default when it holds one, so a reward model with another vocabulary than the policy's never
+    reads the policy's token ids), else with the resources' `tokenizer` (a `reward_tokenizer` of
+    the replaced model is dropped)."""
+    if own_tokenizer is None:
+        own_tokenizer = holds_tokenizer(reward_model)
     replaced = {key: value for key, value in resources.items() if key != "reward_tokenizer"}
     return {**replaced, "reward_model": reward_model, **({"reward_tokenizer": reward_model} if own_tokenizer else {})}
 

@@ -34,7 +34,7 @@ from tokenreward.errors import UserInputError
 from tokenreward.io import atomic_write, check_writable
 from tokenreward.models import ModelLoading
 from tokenreward.options import parse_assignments
-from tokenreward.rewards import build_rewarder
+from tokenreward.rewards import build_rewarder, with_reward_model
 
 RESOURCE_FLAGS = ("reward_model", "tokenizer", "policy", "reference", "discriminator", "cost_model")
 
@@ -174,6 +174,8 @@ def gather_resources(args: argparse.Namespace) -> dict[str, Any]:
     given = {**explicit, **flags}
     if ("reward_model" in given or "tokenizer" in given) and "reward_tokenizer" not in given:
         resources.pop("reward_tokenizer", None)  # the world's reward model's own tokenizer, not for these
+        if "tokenizer" not in given:  # a given reward model reads its own tokenizer, not the world's
+            resources = with_reward_model(resources, given["reward_model"])
     resources.update(given)
     resources["loading"] = config_from_args(ModelLoading, args)
     resources["batch_size"] = args.batch_size
