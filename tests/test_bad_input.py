@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from bad_input_cases import CASES, COMMANDS, fixtures, run_case, tally, tiny_world
 from tokenreward.cli import main
+from tokenreward.testing import hf_reward_score
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +60,6 @@ def test_tally_counts_each_verdict():
 
 
 # ---------------------------------------------------------------- score
-
-
-def own_score(folder: Path, prompt: str, response: str) -> float:
-    """The reward model's score of prompt + response, read by plain Hugging Face classes."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    ids = AutoTokenizer.from_pretrained(folder)(prompt + response)["input_ids"]
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
 
 
 def test_failed_score_keeps_the_old_output_and_leaves_no_temporary_file(fx, capsys):
@@ -129,7 +119,7 @@ def test_skip_leaves_bad_rows_out_and_records_keep_their_row(fx, tmp_path, capsy
     for record in records:
         row = rows[record["row"]]
         assert record["sequence_reward"] == pytest.approx(
-            own_score(fx["rm"], row["prompt"], row["response"]), abs=1e-5
+            hf_reward_score(fx["rm"], row["prompt"], row["response"]), abs=1e-5
         )
 
 
@@ -163,7 +153,7 @@ def test_truncate_cuts_the_fewest_prompt_characters(fx, tmp_path):
         return len(tokenizer(prompt[k:] + response)["input_ids"])
 
     assert length(cut) <= 128 < length(cut - 1)
-    assert record["sequence_reward"] == pytest.approx(own_score(fx["rm"], prompt[cut:], response), abs=1e-5)
+    assert record["sequence_reward"] == pytest.approx(hf_reward_score(fx["rm"], prompt[cut:], response), abs=1e-5)
 
 
 # ---------------------------------------------------------------- world folder lock

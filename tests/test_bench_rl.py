@@ -32,6 +32,7 @@ class FakeRLConfig:
     speed: float = 0.05
     crash_at: int = 0
     perturb: bool = False
+    reward_model: str | None = None
 
 
 @register_trainer(
@@ -467,3 +468,42 @@ def test_an_empty_sampled_response_gets_no_heatmap_and_the_report_says_so(small_
     assert scored["fluent"][0]["record"]["rewards"] == pytest.approx(alone["rewards"], abs=1e-6)
     html = samples_section(scored)
     assert html.count("(an empty response)") == 1 and html.count("tokenreward-heatmap") == 1
+
+
+def test_a_given_reward_model_replaces_the_worlds_in_training_heatmaps_and_the_record(small_world, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    from tokenreward.cli import main
+    from tokenreward.testing import hf_reward_score
+
+    folder = tmp_path / "negated-rm"  # the world's reward model with its head negated: other scores
+    model = AutoModelForSequenceClassification.from_pretrained(str(small_world.reward_model_dir))
+    with torch.no_grad():
+        model.score.weight.neg_()
+    model.save_pretrained(folder)
+    shutil.copytree(small_world.tokenizer_dir, folder, dirs_exist_ok=True)
+    out, record = tmp_path / "bench", tmp_path / "results.md"
+    argv = ["bench", "rl", "--out", str(out), "--world", str(small_world.root), "--methods", "fakerl-sparse"]
+    argv += ["--seeds", "1", "--steps", "2", "--eval-prompts", str(EVAL_PROMPTS), "--samples", "2"]
+    argv += ["--eval-every", "0", "--reward-model", str(folder), "--record", str(record)]
+    assert main(argv) == 0
+    done = json.loads((out / "fakerl-sparse" / "seed-0" / "done.json").read_text())
+    assert done["config"]["reward_model"] == str(folder.resolve())
+    line = f"{folder} (--reward-model, in place of the world's)"
+    assert json.loads((out / "results.json").read_text())["reward_model"] == line
+    assert f"reward model: {line}" in " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    text = record.read_text()
+    assert f"--reward-model {folder}" in text and f"reward model: {line}." in text
+    for sample in json.loads((out / "samples.json").read_text())["fakerl-sparse"]:
+        own = hf_reward_score(folder, sample["prompt"], sample["response"])
+        assert own != pytest.approx(
+            hf_reward_score(small_world.reward_model_dir, sample["prompt"], sample["response"])
+        )
+        assert sample["record"]["sequence_reward"] == pytest.approx(own, abs=1e-5)
+    # refused in one line: a setting that would bypass the record, a folder that is no model
+    refused = [["--trainer-options", f"reward_model={folder}"], ["--reward-model", str(tmp_path / "nothing")]]
+    for extra, message in zip(refused, ("pass --reward-model", "is not a model folder")):
+        assert main([*argv[:-4], *extra]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="fakeckpt train with no reward model setting"):
+        run(bench_config(tmp_path / "b", small_world, methods=["fakeckpt"], reward_model=str(folder)))

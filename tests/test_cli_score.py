@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from tokenreward.cli import main
-from tokenreward.testing import tiny_causal_lm, tiny_reward_model
+from tokenreward.testing import hf_reward_score, tiny_causal_lm, tiny_reward_model
 
 PROMPT, RESPONSE = "What is 17 + 25?", " The answer is 42."
 CONTRACT_KEYS = ["rewarder", "sequence_reward", "tokens", "offsets", "rewards", "row"]
@@ -22,15 +21,6 @@ def model_dir(tmp_path_factory, tokenizer):
     tiny_reward_model("llama", tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
-
-
-def own_score(model_dir, prompt: str, response: str) -> float:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    ids = AutoTokenizer.from_pretrained(model_dir)(prompt + response)["input_ids"]
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
 
 
 def score(*args: str) -> list[str]:
@@ -63,7 +53,7 @@ def test_single_pair_json(model_dir, capsys):
     assert record["tokens"] == [RESPONSE[s:e] for s, e in record["offsets"]]
     assert "".join(record["tokens"]) == RESPONSE
     assert len(record["rewards"]) == len(record["tokens"])
-    full = own_score(model_dir, PROMPT, RESPONSE)
+    full = hf_reward_score(model_dir, PROMPT, RESPONSE)
     assert record["sequence_reward"] == pytest.approx(full, abs=1e-5)
     assert sum(record["rewards"]) == pytest.approx(full, abs=1e-4)
 
@@ -100,7 +90,7 @@ def test_batch_jsonl(model_dir, tmp_path):
     assert len(records) == 3
     for pair, record in zip(pairs, records):
         response = pair.get("response", pair.get("completion"))
-        score_value = own_score(model_dir, pair["prompt"], response)
+        score_value = hf_reward_score(model_dir, pair["prompt"], response)
         assert record["sequence_reward"] == pytest.approx(score_value, abs=1e-5)
         assert record["rewards"][-1] == pytest.approx(score_value, abs=1e-5)
         assert "".join(record["tokens"]) == response
@@ -155,7 +145,7 @@ def test_text_heatmap(model_dir, tmp_path):
     )
     text = out.read_text()
     assert text.splitlines()[1] == RESPONSE
-    assert f"sequence reward {own_score(model_dir, PROMPT, RESPONSE):+.4f}" in text
+    assert f"sequence reward {hf_reward_score(model_dir, PROMPT, RESPONSE):+.4f}" in text
 
 
 @pytest.mark.parametrize(
@@ -221,5 +211,5 @@ def test_console_script(model_dir):
         check=True,
     )
     record = json.loads(done.stdout)
-    assert sum(record["rewards"]) == pytest.approx(own_score(model_dir, PROMPT, RESPONSE), abs=1e-4)
+    assert sum(record["rewards"]) == pytest.approx(hf_reward_score(model_dir, PROMPT, RESPONSE), abs=1e-4)
     assert done.stderr == ""

@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from tokenreward.cli import main
 from tokenreward.models import ModelLoading
 from tokenreward.rewards import build_rewarder, with_reward_model
-from tokenreward.testing import tiny_config, train_tokenizer
+from tokenreward.testing import hf_reward_score, tiny_config, train_tokenizer
 from tokenreward.trainers.ppo.models import rewarder_resources
 from tokenreward.trainers.reward_model import pairwise_accuracy
 from tokenreward.world import BUILD_STATE, World, default_world_path
@@ -120,20 +120,12 @@ def test_the_reward_model_is_the_backbone_read_with_its_own_tokenizer(backbone_w
     assert "reward_tokenizer" not in replaced and replaced["tokenizer"] == str(backbone_world.tokenizer_dir)
 
 
-def own_forward_score(folder, prompt: str, response: str) -> float:
-    """Hugging Face's own score of prompt+response, tokenized by the folder's own tokenizer."""
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
-    ids = AutoTokenizer.from_pretrained(str(folder))(prompt + response, return_tensors="pt")
-    with torch.no_grad():
-        return float(model(**ids).logits[0, 0])
-
-
 def test_a_reward_model_given_on_another_world_reads_its_own_tokenizer(backbone_world, small_world, tmp_path, capsys):
     """The trainers' `--reward-model` and `score --world W --reward-model`: a reward model whose
     vocabulary is not the policy's is read with its own tokenizer, never with the policy's ids."""
     folder = str(backbone_world.reward_model_dir)
     record = small_world.responses("test")[0]
-    expected = own_forward_score(folder, record["prompt"], record["response"])
+    expected = hf_reward_score(folder, record["prompt"], record["response"])
     resources = rewarder_resources(SimpleNamespace(reward_model=folder), small_world, ModelLoading())
     assert resources["reward_tokenizer"] == folder
     red = build_rewarder("red", resources)

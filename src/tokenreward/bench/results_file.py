@@ -83,8 +83,9 @@ def world_fingerprint(world: Any) -> str:
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def world_description(world: Any) -> str:
-    """The world a section was measured on, and its reward model."""
+def world_description(world: Any, reward_model: str | None = None) -> str:
+    """The world a section was measured on, and its reward model (`reward_model`: the line naming
+    one that replaced the world's)."""
     from tokenreward.world import recorded_backbone
     from tokenreward.world.readme import describe_reward_model
 
@@ -92,18 +93,18 @@ def world_description(world: Any) -> str:
     return (
         f"the world `{Path(world.root).name}` (size {config.get('size')}, seed {config.get('seed')}, "
         f"files {world_fingerprint(world)}); reward model: "
-        f"{describe_reward_model(recorded_backbone(config))}"
+        f"{reward_model or describe_reward_model(recorded_backbone(config))}"
     )
 
 
-def section(key: str, world: Any, table: str, seconds: float, when: datetime) -> str:
+def section(key: str, world: Any, table: str, seconds: float, when: datetime, reward_model: str | None = None) -> str:
     from tokenreward import __version__
 
     minutes, rest = divmod(round(seconds), 60)
     took = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     return (
         f"## `{key}`\n{SECTION_START.format(key=key)}\n"
-        f"Recorded {when:%Y-%m-%d %H:%M} UTC in {took} (tokenreward {__version__}) on {world_description(world)}.\n\n"
+        f"Recorded {when:%Y-%m-%d %H:%M} UTC in {took} (tokenreward {__version__}) on {world_description(world, reward_model)}.\n\n"
         f"{table.strip()}\n{SECTION_END}\n"
     )
 
@@ -125,13 +126,22 @@ def replace_section(text: str, key: str, new: str) -> str:
     return text.rstrip("\n") + "\n\n" + new
 
 
-def write_section(path: str | Path, key: str, world: Any, table: str, seconds: float, when: datetime | None = None):
-    """Insert or replace the section of `key` in the results file `path` (created if missing)."""
+def write_section(
+    path: str | Path,
+    key: str,
+    world: Any,
+    table: str,
+    seconds: float,
+    when: datetime | None = None,
+    reward_model: str | None = None,
+):
+    """Insert or replace the section of `key` in the results file `path` (created if missing);
+    `reward_model` names a reward model that replaced the world's."""
     from tokenreward.io import write_atomic
 
     path = Path(path)
     text = path.read_text() if path.is_file() else NEW_FILE
-    new = section(key, world, table, seconds, when or datetime.now(timezone.utc))
+    new = section(key, world, table, seconds, when or datetime.now(timezone.utc), reward_model)
     write_atomic(path, replace_section(text, key, new))
 
 
@@ -259,6 +269,12 @@ def bench_table(name: str, config: Any, result: Any) -> str:
     raise UserInputError(f"--record: bench {name} has no results table to record")
 
 
+def trained_with(name: str, result: Any) -> str | None:
+    """The reward model `bench rl` trained with, as its results.json names it (its
+    `--reward-model` may replace the world's); None for the other benches (the world's)."""
+    return json.loads(Path(result).read_text())["reward_model"] if name == "rl" else None
+
+
 def recording(name: str, run):
     """`run(config, name)` that, with `config.record`, checks the file is writable first and
     records the benchmark's table there afterwards."""
@@ -277,9 +293,8 @@ def recording(name: str, run):
         result = run(config, bench)
         table = bench_table(bench, config, result)
         world = open_world(getattr(config, "world", None))
-        write_section(
-            target, command_line(f"tokenreward bench {bench}", config), world, table, time.perf_counter() - began
-        )
+        key, seconds = command_line(f"tokenreward bench {bench}", config), time.perf_counter() - began
+        write_section(target, key, world, table, seconds, reward_model=trained_with(bench, result))
         return result
 
     return recorded

@@ -140,6 +140,14 @@ class RLBenchConfig(ModelLoading, Recording):
         default=1,
         metadata={"help": "runs trained at once, each in its own process with one thread (2 suits 2 cores)", "min": 1},
     )
+    reward_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "a reward model folder that every method trains with in place of the world's (read with its "
+            "own tokenizer when the folder has one), e.g. one from `train reward-model --prefix-loss revision`; "
+            "the held-out score is still the oracle's"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -302,6 +310,26 @@ def run_all(
     return {m.name: [results[m.name, s] for s in range(config.seeds)] for m in methods}
 
 
+def dataclass_fields(config_class) -> set[str]:
+    return {f.name for f in dataclasses.fields(config_class)}
+
+
+def given_reward_model(path: str) -> Path:
+    """`--reward-model`'s folder, resolved (runs in worker processes read it); one line if it is
+    not a model folder."""
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UserInputError(f"--reward-model: {path} is not a model folder (no config.json there)")
+    return folder.resolve()
+
+
+def reward_model_description(config: RLBenchConfig, world) -> str:
+    """What the methods trained with: `--reward-model`'s folder as given, else the world's reward model."""
+    if config.reward_model is None:
+        return world.reward_model_description()
+    return f"{config.reward_model} (--reward-model, in place of the world's)"
+
+
 @register_bench(
     "rl",
     RLBenchConfig,
@@ -324,8 +352,10 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
     if reserved:
         raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
+    if "reward_model" in options:
+        raise UserInputError("--trainer-options cannot set reward_model: pass --reward-model, which the record names")
     refuse_checkpoint_overrides(config, options, "bench rl")
-    known = set().union(*({f.name for f in dataclasses.fields(TRAINERS.get(m.trainer).config)} for m in methods))
+    known = set().union(*(dataclass_fields(TRAINERS.get(m.trainer).config) for m in methods))
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserInputError(
@@ -337,7 +367,12 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
         console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
     world = open_world(config.world)
     options.update(reward_options(config, world, methods))
-    console.print(f"reward model: {world.reward_model_description()}", markup=False, highlight=False)
+    if config.reward_model is not None:
+        options["reward_model"] = str(given_reward_model(config.reward_model))
+        without = [m.name for m in methods if "reward_model" not in dataclass_fields(TRAINERS.get(m.trainer).config)]
+        if without:
+            raise UserInputError(f"--reward-model: method(s) {', '.join(without)} train with no reward model setting")
+    console.print(f"reward model: {reward_model_description(config, world)}", markup=False, highlight=False)
     world_root = Path(world.root).resolve()
     out = Path(config.out)
     loading = ModelLoading.of(config)
@@ -360,7 +395,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
 
     results = aggregate(methods, runs, sft_runs, config)
     results["world"] = str(world_root)
-    results["reward_model"] = world.reward_model_description()
+    results["reward_model"] = reward_model_description(config, world)
     results["eval_prompts"] = sft_runs[0]["eval"]["sampled"]["n"]
     _write_json(out / "results.json", results)
     curves = {name: [r["log"] for r in method_runs] for name, method_runs in runs.items()}
@@ -379,7 +414,7 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
     samples.update(
         {name: method_runs[0]["eval"]["sampled"]["samples"][: config.samples] for name, method_runs in runs.items()}
     )
-    scored = score_samples(world, samples, config.heatmap_rewarder, loading)
+    scored = score_samples(world, samples, config.heatmap_rewarder, loading, options.get("reward_model"))
     _write_json(out / "samples.json", scored)
     write_atomic(out / "report.html", rl_report(results, png, scored, frontier_png=frontier_png))
     print_table(results, console)

@@ -197,13 +197,19 @@ def evaluate_along_training(run_dir: Path, world, reference, config, seed: int) 
 
 
 def score_samples(
-    world, samples: dict[str, list[dict[str, Any]]], rewarder_name: str, loading: ModelLoading | None = None
+    world,
+    samples: dict[str, list[dict[str, Any]]],
+    rewarder_name: str,
+    loading: ModelLoading | None = None,
+    reward_model: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Attach to each sample the heatmap rewarder's `TokenRewards.record` of its response (None
-    for an empty response: a policy may learn to stop at once, and there is nothing to colour)."""
-    from tokenreward.rewards import build_rewarder
+    for an empty response: a policy may learn to stop at once, and there is nothing to colour);
+    `reward_model` replaces the world's."""
+    from tokenreward.rewards import build_rewarder, with_reward_model
 
-    rewarder = build_rewarder(rewarder_name, {**world.resources(), "loading": loading})
+    resources = world.resources() if reward_model is None else with_reward_model(world.resources(), reward_model)
+    rewarder = build_rewarder(rewarder_name, {**resources, "loading": loading})
     scored = {}
     for method, items in samples.items():
         written = [s for s in items if s["response"]]

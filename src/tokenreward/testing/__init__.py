@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,6 +93,17 @@ def tiny_reward_model(arch: str, tokenizer, seed: int = 0):
     with torch.no_grad():
         score_head(model).weight.mul_(20.0)
     return model.eval()
+
+
+def hf_reward_score(folder: str | Path, prompt: str, response: str) -> float:
+    """A saved reward model's score of prompt + response, read by plain Hugging Face classes
+    (its own tokenizer, no padding): the independent value rewarders are checked against."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    ids = AutoTokenizer.from_pretrained(str(folder))(prompt + response)["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0, 0].item()
 
 
 def tiny_causal_lm(arch: str, tokenizer, seed: int = 0):
