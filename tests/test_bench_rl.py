@@ -331,6 +331,28 @@ def test_killed_run_resumes_from_its_checkpoint(small_world, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_real_run_killed_before_its_first_checkpoint_starts_again_and_ends_as_unbroken(small_world, tmp_path):
+    """A real trainer's folder holding a started run with no checkpoint (run.json, a partial log)
+    is trained again from step 0 with the trainer's --resume, to the same final policy."""
+    from tokenreward.models import load_causal_lm
+
+    config = bench_config(tmp_path / "bench", small_world, methods=["rloo"], seeds=1, steps=2, eval_every=0)
+    config.trainer_options = ["batch_size=2", "mini_batch_size=4"]
+    run(config)
+    run_dir = tmp_path / "bench" / "rloo" / "seed-0"
+    unbroken = {k: v.clone() for k, v in load_causal_lm(run_dir / "final").state_dict().items()}
+    for name in ("done.json", "done", "final", "checkpoints"):  # as if killed during step 1
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log = run_dir / "log.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    run(config)
+    assert json.loads((run_dir / "done.json").read_text())["resumed"] is True
+    again = load_causal_lm(run_dir / "final").state_dict()
+    assert all(torch.equal(again[k], v) for k, v in unbroken.items())
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+
+
 def naive_reading(curve: list[tuple[int, float, float]], kl: float) -> float | None:
     """The score where the KL first reaches `kl`, linear in KL from the point before."""
     for (_, kl_a, score_a), (_, kl_b, score_b) in zip(curve, curve[1:]):

@@ -186,10 +186,12 @@ def train_run(
             )
         console.print(f"  [dim]{method.name} seed {seed}: finished earlier, kept ({run_dir / DONE})[/]")
         return done
-    resume = latest_checkpoint(run_dir) is not None
+    checkpoint = latest_checkpoint(run_dir)
+    resume = checkpoint is not None or (run_dir / "run.json").is_file()  # a run killed before its first checkpoint
     if resume:
         trainer_cfg = trainer_config(method, world_root, config.steps, seed, run_dir, options, True, loading)
-        console.print(f"  {method.name} seed {seed}: resuming from {latest_checkpoint(run_dir)}")
+        again = f"resuming from {checkpoint}" if checkpoint else "killed before its first checkpoint, starting again"
+        console.print(f"  {method.name} seed {seed}: {again}")
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     TRAINERS.get(method.trainer).run(trainer_cfg, method.trainer)
