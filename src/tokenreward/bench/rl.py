@@ -60,7 +60,15 @@ from tokenreward.bench.rl_evaluation import (
     reward_options,
     score_samples,
 )
-from tokenreward.bench.rl_methods import CONTRACT_FIELDS, Method, parse_options, resolve_method, trainer_config
+from tokenreward.bench.rl_methods import (
+    Method,
+    check_trainer_options,
+    parse_options,
+    resolve_method,
+    reward_model_description,
+    reward_model_options,
+    trainer_config,
+)
 from tokenreward.bench.rl_results import aggregate, print_table
 from tokenreward.config import validate_ranges
 from tokenreward.errors import UserInputError
@@ -312,26 +320,6 @@ def run_all(
     return {m.name: [results[m.name, s] for s in range(config.seeds)] for m in methods}
 
 
-def dataclass_fields(config_class) -> set[str]:
-    return {f.name for f in dataclasses.fields(config_class)}
-
-
-def given_reward_model(path: str) -> Path:
-    """`--reward-model`'s folder, resolved (runs in worker processes read it); one line if it is
-    not a model folder."""
-    folder = Path(path).expanduser()
-    if not (folder / "config.json").is_file():
-        raise UserInputError(f"--reward-model: {path} is not a model folder (no config.json there)")
-    return folder.resolve()
-
-
-def reward_model_description(config: RLBenchConfig, world) -> str:
-    """What the methods trained with: `--reward-model`'s folder as given, else the world's reward model."""
-    if config.reward_model is None:
-        return world.reward_model_description()
-    return f"{config.reward_model} (--reward-model, in place of the world's)"
-
-
 @register_bench(
     "rl",
     RLBenchConfig,
@@ -351,29 +339,15 @@ def run(config: RLBenchConfig, name: str = "rl") -> Path:
         raise UserInputError(f"bench rl: --methods must name distinct methods, got {config.methods}")
     methods = [resolve_method(m) for m in config.methods]
     options = parse_options(config.trainer_options)
-    reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
-    if reserved:
-        raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
-    if "reward_model" in options:
-        raise UserInputError("--trainer-options cannot set reward_model: pass --reward-model, which the record names")
     refuse_checkpoint_overrides(config, options, "bench rl")
-    known = set().union(*(dataclass_fields(TRAINERS.get(m.trainer).config) for m in methods))
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise UserInputError(
-            f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers {sorted({m.trainer for m in methods})}"
-        )
+    check_trainer_options(options, methods)
 
     options.update(checkpoint_options(config))
     if config.baseline not in config.methods:
         console.print(f"[yellow]baseline {config.baseline!r} is not among --methods: no steps-to-baseline figures[/]")
     world = open_world(config.world)
     options.update(reward_options(config, world, methods))
-    if config.reward_model is not None:
-        options["reward_model"] = str(given_reward_model(config.reward_model))
-        without = [m.name for m in methods if "reward_model" not in dataclass_fields(TRAINERS.get(m.trainer).config)]
-        if without:
-            raise UserInputError(f"--reward-model: method(s) {', '.join(without)} train with no reward model setting")
+    options.update(reward_model_options(config, methods))
     console.print(f"reward model: {reward_model_description(config, world)}", markup=False, highlight=False)
     world_root = Path(world.root).resolve()
     out = Path(config.out)

@@ -142,3 +142,45 @@ def trainer_config(
     except argparse.ArgumentError as err:
         raise UserInputError(f"method {method.name!r}: {err}") from None
     return config_from_args(spec.config, args)
+
+
+def config_fields(trainer: str) -> set[str]:
+    """The settings of a registered trainer's config."""
+    return {f.name for f in dataclasses.fields(TRAINERS.get(trainer).config)}
+
+
+def check_trainer_options(options: dict[str, str], methods: list[Method]) -> None:
+    """`--trainer-options`: none that bench rl sets per run or by a flag of its own, none that no
+    trainer of `methods` has."""
+    reserved = sorted(set(options) & set(CONTRACT_FIELDS + ("rewarder", "resume")))
+    if reserved:
+        raise UserInputError(f"--trainer-options cannot set {', '.join(reserved)}: bench rl sets them per run")
+    if "reward_model" in options:
+        raise UserInputError("--trainer-options cannot set reward_model: pass --reward-model, which the record names")
+    unknown = sorted(set(options) - set().union(*(config_fields(m.trainer) for m in methods)))
+    if unknown:
+        raise UserInputError(
+            f"--trainer-options: {', '.join(unknown)} is not a setting of any of the trainers "
+            f"{sorted({m.trainer for m in methods})}"
+        )
+
+
+def reward_model_options(config, methods: list[Method]) -> dict[str, str]:
+    """The trainer setting `--reward-model` adds: its folder, resolved (worker processes read
+    it); one line if it is not a model folder or a method's trainer takes no reward model."""
+    if config.reward_model is None:
+        return {}
+    folder = Path(config.reward_model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UserInputError(f"--reward-model: {config.reward_model} is not a model folder (no config.json there)")
+    without = [m.name for m in methods if "reward_model" not in config_fields(m.trainer)]
+    if without:
+        raise UserInputError(f"--reward-model: method(s) {', '.join(without)} train with no reward model setting")
+    return {"reward_model": str(folder.resolve())}
+
+
+def reward_model_description(config, world) -> str:
+    """What the methods trained with: `--reward-model`'s folder as given, else the world's reward model."""
+    if config.reward_model is None:
+        return world.reward_model_description()
+    return f"{config.reward_model} (--reward-model, in place of the world's)"
